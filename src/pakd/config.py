@@ -1,0 +1,263 @@
+"""Every setting of every stage, validated by pydantic.
+
+Settings come, later ones winning, from: defaults, the chosen ``--profile``, a YAML file
+(``--config``) or a run directory's ``run.yaml``, then command-line options. Unknown keys
+are rejected with a message naming them. Each field's ``description`` is its ``--help``
+text; each field is reachable on the command line as ``--<section>-<name>`` unless it
+declares a shorter ``flag``. Underscore spellings of every flag are accepted too.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+
+def _f(default, desc: str, flag: str | None = None, **kw):
+    extra = {"flag": flag} if flag else None
+    return Field(default, description=desc, json_schema_extra=extra, **kw)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    dataset: str = _f("ml-latest-small", "MovieLens release (ml-100k, ml-1m, ml-10m, ml-20m, "
+                      "ml-25m, ml-32m, ml-latest, ml-latest-small) or a path to a CSV/TSV/"
+                      "Parquet ratings file", flag="--dataset")
+    dir: str | None = _f(None, "folder with the release's files (default: embedded copy for "
+                         "ml-latest-small, else the cache)", flag="--data-dir")
+    cache: str | None = _f(None, "download cache (default $PAKD_CACHE or ~/.cache/pakd)",
+                           flag="--cache-dir")
+    download: bool = _f(True, "download a missing MovieLens release (MD5-checked)",
+                        flag="--download")
+    base_url: str = _f("https://files.grouplens.org/datasets/movielens",
+                       "where MovieLens zips are downloaded from", flag="--base-url")
+    columns: dict[str, str] = _f({}, "generic tables: column mapping, e.g. "
+                                 "user=userId,item=movieId,rating=rating,timestamp=ts",
+                                 flag="--columns")
+    sep: str | None = _f(None, "generic tables: delimiter (default from the extension)",
+                         flag="--sep")
+    encoding: str = _f("utf-8", "generic tables: text encoding", flag="--encoding")
+    rating_min: float | None = _f(None, "generic tables: lowest valid rating (default: observed)",
+                                  flag="--rating-min")
+    rating_max: float | None = _f(None, "generic tables: highest valid rating (default: observed)",
+                                  flag="--rating-max")
+    duplicates: Literal["error", "first", "last", "mean"] = _f(
+        "error", "rule for a repeated (user, item) pair: error, or keep the first/last by "
+        "time, or the mean", flag="--duplicates")
+    user_features: str | None = _f(None, "generic tables: user feature file", flag="--user-features")
+    item_features: str | None = _f(None, "generic tables: item feature file", flag="--item-features")
+    user_key: str | None = _f(None, "ID column of the user feature file (default: the user column)",
+                              flag="--user-key")
+    item_key: str | None = _f(None, "ID column of the item feature file (default: the item column)",
+                              flag="--item-key")
+    feature_kinds: dict[str, Literal["categorical", "multi", "numeric"]] = _f(
+        {}, "generic tables: kind per feature column, e.g. genres=multi,year=numeric",
+        flag="--feature-kinds")
+    multi_sep: str = _f("|", "separator inside multi-valued feature cells", flag="--multi-sep")
+    title_column: str | None = _f(None, "item feature column holding a display title",
+                                  flag="--title-column")
+    tags_top_n: int = _f(50, "ml-latest/20m/25m/32m/10m: use the N most frequent tags as a "
+                         "multi-valued item field (0 = off)", flag="--tags-top-n", ge=0)
+    zip_prefix_len: int = _f(2, "ml-100k/1m: characters of the zip code kept as a field",
+                             flag="--zip-prefix-len", ge=1)
+    min_user_ratings: int = _f(1, "drop users with fewer ratings", flag="--min-user-ratings", ge=1)
+    min_item_ratings: int = _f(1, "drop items with fewer ratings", flag="--min-item-ratings", ge=1)
+    n_buckets: int = _f(10, "quantile buckets for numeric fields (e.g. release year)",
+                        flag="--n-buckets", ge=1)
+    max_tokens: int = _f(16, "most tokens kept per multi-valued cell", flag="--max-tokens", ge=1)
+
+
+class SplitConfig(Section):
+    method: Literal["user_ratio", "global_ratio", "temporal", "user_last_k", "leave_one_out"] = _f(
+        "user_ratio", "user_ratio (per-user random), global_ratio, temporal (global time cut), "
+        "user_last_k, leave_one_out", flag="--split")
+    ratios: list[float] = _f([0.8, 0.1, 0.1], "train,valid,test shares for ratio/temporal splits",
+                             flag="--ratios")
+    k: int = _f(1, "ratings per user held out for valid and for test by user_last_k",
+                flag="--last-k", ge=1)
+
+    @field_validator("ratios")
+    @classmethod
+    def _three(cls, v):
+        if len(v) != 3 or min(v) < 0 or abs(sum(v) - 1) > 1e-6 or v[0] <= 0:
+            raise ValueError("need three non-negative shares summing to 1 with train > 0")
+        return v
+
+
+class EvalConfig(Section):
+    ks: list[int] = _f([10, 20], "cut-offs K for top-K metrics", flag="--ks")
+    positive_above: float = _f(3.0, "binary protocol: rating > this is positive",
+                               flag="--positive-above")
+    negative_below: float = _f(3.0, "binary protocol: rating < this is negative",
+                               flag="--negative-below")
+    relevant_min_rating: float | None = _f(None, "top-K: held-out items count as relevant only "
+                                           "from this rating up (default: all)",
+                                           flag="--relevant-min-rating")
+    chunk: int = _f(512, "users scored at once in full ranking", flag="--eval-chunk", ge=1)
+
+
+class RunConfig(Section):
+    seed: int = _f(0, "seed for every random choice (split, init, negatives, sampling)",
+                   flag="--seed")
+    threads: int = _f(0, "torch threads (0 = all cores); recorded with every timing",
+                      flag="--threads", ge=0)
+    quiet: bool = _f(False, "no progress bars, warnings and errors only", flag="--quiet")
+    profile: Literal["quick", "default"] = _f("default", "quick: tiny budgets for smoke tests; "
+                                              "default: the full experiment", flag="--profile")
+    data: DataConfig = Field(default_factory=DataConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+
+# Settings each profile changes; anything not listed keeps its default.
+PROFILES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "quick": {},
+}
+
+
+# ----------------------------------------------------------------------------- loading
+
+def _format_errors(err: ValidationError, where: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"])
+        if e["type"] == "extra_forbidden":
+            parent = e["loc"][:-1]
+            valid = sorted(_section_fields(RunConfig, parent))
+            close = difflib.get_close_matches(str(e["loc"][-1]), valid, n=1)
+            hint = f" (did you mean {'.'.join(map(str, parent + (close[0],)))}?)" if close else ""
+            lines.append(f"unknown setting '{loc}'{hint}; valid keys here: {', '.join(valid)}")
+        else:
+            lines.append(f"setting '{loc}': {e['msg']} (got {e.get('input')!r})")
+    return f"invalid settings in {where}:\n  " + "\n  ".join(lines)
+
+
+def _section_fields(model: type[BaseModel], path: tuple) -> list[str]:
+    for p in path:
+        ann = model.model_fields[p].annotation
+        model = ann
+    return list(model.model_fields)
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("columns", "feature_kinds"):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _set_path(d: dict, path: str, value) -> None:
+    keys = path.split(".")
+    for k in keys[:-1]:
+        d = d.setdefault(k, {})
+    d[keys[-1]] = value
+
+
+def build_config(*, base: dict | None = None, yaml_file: str | Path | None = None,
+                 overrides: dict[str, Any] | None = None, profile: str | None = None) -> RunConfig:
+    """Resolve settings: defaults < profile < base (a run's run.yaml) < YAML file < overrides.
+
+    overrides maps dotted paths (``split.method``) to values.
+    """
+    data: dict = {}
+    if base:
+        data = _deep_merge(data, base)
+    if yaml_file:
+        p = Path(yaml_file)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} not found")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p} is not valid YAML: {e}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p} must hold a mapping of settings")
+        data = _deep_merge(data, loaded)
+    over: dict = {}
+    for path, v in (overrides or {}).items():
+        _set_path(over, path, v)
+    data = _deep_merge(data, over)
+    prof = profile or data.get("profile") or "default"
+    if prof not in PROFILES:
+        raise ConfigError(f"unknown profile {prof!r}; choose one of {', '.join(PROFILES)}")
+    # the profile only fills what the user did not set
+    prof_over: dict = {}
+    for path, v in PROFILES[prof].items():
+        _set_path(prof_over, path, v)
+    data = _deep_merge(prof_over, data)
+    data["profile"] = prof
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        where = yaml_file or "the command line / run.yaml"
+        raise ConfigError(_format_errors(e, str(where))) from None
+
+
+def dump_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def load_run_config(run_dir: str | Path) -> dict | None:
+    p = Path(run_dir) / "run.yaml"
+    if not p.is_file():
+        return None
+    return yaml.safe_load(p.read_text()) or {}
+
+
+# ----------------------------------------------------------------------------- CLI flags
+
+def iter_settings(model: type[BaseModel] = RunConfig, prefix: str = ""):
+    """Yield (dotted path, flag, field info) for every leaf setting."""
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            yield from iter_settings(ann, f"{prefix}{name}.")
+            continue
+        extra = info.json_schema_extra or {}
+        flag = extra.get("flag") or "--" + (prefix + name).replace(".", "-").replace("_", "-")
+        yield prefix + name, flag, info
+
+
+def _base_type(ann):
+    origin = get_origin(ann)
+    if origin is None:
+        return ann
+    if origin in (list, dict, Literal):
+        return origin
+    args = [a for a in get_args(ann) if a is not type(None)]
+    return _base_type(args[0]) if args else ann
+
+
+def parse_cli_value(path: str, raw: str) -> Any:
+    """Turn a command-line string into the shape the setting expects (lists, maps, None)."""
+    info = dict((p, i) for p, _, i in iter_settings())[path]
+    kind = _base_type(info.annotation)
+    if raw is None:
+        return None
+    if isinstance(raw, str) and raw.lower() in ("none", "null") and type(None) in get_args(info.annotation):
+        return None
+    if kind is list:
+        return [x.strip() for x in str(raw).split(",") if x.strip()]
+    if kind is dict:
+        out = {}
+        for pair in str(raw).split(","):
+            if not pair.strip():
+                continue
+            if "=" not in pair:
+                raise ConfigError(f"{path}: expected key=value pairs, got {pair!r}")
+            k, v = pair.split("=", 1)
+            out[k.strip()] = v.strip()
+        return out
+    return raw

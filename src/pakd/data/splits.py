@@ -1,0 +1,170 @@
+"""Seeded train/valid/test splits, written to ``split.csv`` so every stage (and any outside
+tool) evaluates on the identical rows.
+
+Methods
+- ``user_ratio`` (default): each user's ratings shuffled and cut by ratio (80/10/10).
+- ``global_ratio``: all ratings shuffled and cut by ratio.
+- ``temporal``: one global time cut: the oldest ratings train, then valid, then test.
+- ``user_last_k``: each user's last k ratings (by time) test, the k before valid.
+- ``leave_one_out``: ``user_last_k`` with k = 1.
+
+Cold rule (one for every method): a valid or test rating whose user or item has no train
+rating is dropped - no model can score it from collaborative data - and the number dropped
+is reported. Every user keeps at least one train rating.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError, PakdError
+
+PARTS = ("train", "valid", "test")
+METHODS = ("user_ratio", "global_ratio", "temporal", "user_last_k", "leave_one_out")
+
+
+@dataclass
+class Split:
+    frame: pd.DataFrame            # user, item, rating, timestamp, part
+    summary: dict = field(default_factory=dict)
+
+    def part(self, name: str) -> pd.DataFrame:
+        return self.frame[self.frame["part"] == name]
+
+    def write(self, run_dir: str | Path) -> Path:
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / "split.csv"
+        atomic_write_text(path, self.frame.to_csv(index=False, float_format="%g",
+                                                  lineterminator="\n"))
+        atomic_write_text(run_dir / "split.json", json.dumps(self.summary, indent=2) + "\n")
+        return path
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def make_split(ratings: pd.DataFrame, *, method: str = "user_ratio",
+               ratios: tuple[float, float, float] = (0.8, 0.1, 0.1), k: int = 1,
+               seed: int = 0) -> Split:
+    """Assign each rating to train/valid/test by ``method`` (see module doc)."""
+    if method not in METHODS:
+        raise PakdError(f"unknown split method {method!r}; choose one of {', '.join(METHODS)}")
+    r = ratings.reset_index(drop=True)
+    if r.empty:
+        raise DataError("no ratings to split", fix="check the dataset and its filters")
+    tr, va, te = ratios
+    if min(ratios) < 0 or abs(tr + va + te - 1) > 1e-6 or tr <= 0:
+        raise PakdError(f"split ratios {ratios} must be non-negative, sum to 1, with train > 0")
+    rng = np.random.default_rng(seed)
+    n = len(r)
+    part = np.zeros(n, dtype=np.int8)  # 0 train, 1 valid, 2 test
+    if method == "global_ratio":
+        order = rng.permutation(n)
+        n_te, n_va = int(round(n * te)), int(round(n * va))
+        part[order[:n_te]] = 2
+        part[order[n_te:n_te + n_va]] = 1
+    elif method == "temporal":
+        order = np.lexsort((np.arange(n), r["timestamp"].to_numpy()))
+        n_tr, n_va = int(round(n * tr)), int(round(n * va))
+        part[order[n_tr:n_tr + n_va]] = 1
+        part[order[n_tr + n_va:]] = 2
+    else:
+        users = pd.factorize(r["user"])[0]
+        if method == "user_ratio":
+            key = rng.random(n)
+        else:
+            if method == "leave_one_out":
+                k = 1
+            if k < 1:
+                raise PakdError("user_last_k needs k >= 1")
+            # newest first; ties broken by a seeded random key so equal timestamps are fair
+            key = -r["timestamp"].to_numpy().astype(np.float64) + rng.random(n) * 1e-3
+        order = np.lexsort((key, users))
+        pos = np.empty(n, dtype=np.int64)
+        counts = np.bincount(users)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        pos[order] = np.arange(n) - np.repeat(starts, counts)
+        cnt = counts[users]
+        if method == "user_ratio":
+            n_te = np.round(cnt * te).astype(np.int64)
+            n_va = np.round(cnt * va).astype(np.int64)
+        else:
+            n_te = np.full(n, k)
+            n_va = np.full(n, k if va > 0 or method == "leave_one_out" else 0)
+        # every user keeps at least one train rating: shrink valid, then test
+        over = np.maximum(n_te + n_va - (cnt - 1), 0)
+        cut_va = np.minimum(over, n_va)
+        n_va = n_va - cut_va
+        n_te = n_te - (over - cut_va)
+        part[pos < n_te] = 2
+        part[(pos >= n_te) & (pos < n_te + n_va)] = 1
+    return _finish(r, part, method=method, ratios=ratios, k=k, seed=seed)
+
+
+def _finish(r: pd.DataFrame, part: np.ndarray, **meta) -> Split:
+    train = part == 0
+    train_users = set(pd.unique(r["user"][train]))
+    train_items = set(pd.unique(r["item"][train]))
+    cold = ~train & ~(r["user"].isin(train_users) & r["item"].isin(train_items)).to_numpy()
+    labels = np.array(PARTS, dtype=object)[part]
+    frame = r.assign(part=labels)[~cold].reset_index(drop=True)
+    frame = frame[["user", "item", "rating", "timestamp", "part"]]
+    if (frame["part"] == "train").sum() == 0:
+        raise DataError("the split left no training ratings", fix="use other split ratios")
+    counts = frame["part"].value_counts()
+    summary = {
+        **{k: (list(v) if isinstance(v, tuple) else v) for k, v in meta.items()},
+        "rows": {p: int(counts.get(p, 0)) for p in PARTS},
+        "users": int(frame["user"].nunique()),
+        "items": int(frame["item"].nunique()),
+        "cold_rule": "valid/test ratings whose user or item has no train rating are dropped",
+        "cold_dropped": {p: int((cold & (labels == p)).sum()) for p in ("valid", "test")},
+    }
+    return Split(frame, summary)
+
+
+def read_split(run_dir: str | Path) -> Split:
+    """Load ``RUN/split.csv`` (and its summary) written by `Split.write`."""
+    path = Path(run_dir) / "split.csv"
+    if not path.is_file():
+        raise DataError("no split in this run directory", file=path,
+                        fix=f"create one with `pakd data split --out {run_dir}` or `pakd run`")
+    frame = pd.read_csv(path, dtype={"part": str})
+    missing = {"user", "item", "rating", "timestamp", "part"} - set(frame.columns)
+    if missing:
+        raise DataError(f"split.csv lacks columns {sorted(missing)}", file=path, line=1,
+                        fix="re-create the split with `pakd data split`")
+    bad = ~frame["part"].isin(PARTS)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"part {frame['part'].iloc[i]!r} is not train/valid/test", file=path,
+                        line=i + 2, fix="re-create the split with `pakd data split`")
+    frame["rating"] = frame["rating"].astype(np.float32)
+    summary = {}
+    sj = Path(run_dir) / "split.json"
+    if sj.is_file():
+        summary = json.loads(sj.read_text())
+    return Split(frame, summary)

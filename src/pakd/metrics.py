@@ -1,0 +1,149 @@
+"""Every accuracy number pakd reports comes from here.
+
+- Rating: RMSE and MAE, predictions clipped to the rating scale first.
+- Binary (the AutoInt paper's protocol on explicit ratings): rating > 3 is positive,
+  rating < 3 negative, rating = 3 dropped (thresholds configurable). AUC uses average ranks
+  for tied scores (Mann-Whitney U); LogLoss takes probabilities.
+- Full-ranking top-K: every catalogue item is scored for each evaluated user, the user's
+  already-seen items (train, and valid when testing) are excluded, and the relevant items
+  are the user's held-out items. Ties in score are broken by item index (a stable sort),
+  so results are deterministic. Users with no relevant item are skipped and counted.
+  Recall@K = hits / |relevant| (not capped at K); NDCG@K uses binary gains with the ideal
+  DCG over min(|relevant|, K) items; MRR@K is 0 when no relevant item is in the top K.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+
+from .errors import PakdError
+
+
+def _np(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def rmse(pred, true, scale: tuple[float, float] | None = None) -> float:
+    p, t = _np(pred), _np(true)
+    _check_len(p, t)
+    if scale is not None:
+        p = np.clip(p, *scale)
+    return float(np.sqrt(np.mean((p - t) ** 2)))
+
+
+def mae(pred, true, scale: tuple[float, float] | None = None) -> float:
+    p, t = _np(pred), _np(true)
+    _check_len(p, t)
+    if scale is not None:
+        p = np.clip(p, *scale)
+    return float(np.mean(np.abs(p - t)))
+
+
+def _check_len(p, t):
+    if p.shape != t.shape:
+        raise PakdError(f"predictions ({p.shape}) and targets ({t.shape}) differ in shape")
+    if p.size == 0:
+        raise PakdError("no rows to evaluate")
+
+
+def binary_labels(ratings, pos_above: float = 3.0, neg_below: float = 3.0):
+    """(mask of kept rows, 0/1 labels of kept rows) under the AutoInt protocol."""
+    r = _np(ratings)
+    pos, neg = r > pos_above, r < neg_below
+    keep = pos | neg
+    return keep, pos[keep].astype(np.float64)
+
+
+def auc(scores, labels) -> float:
+    s, y = _np(scores), _np(labels)
+    _check_len(s, y)
+    n_pos = int((y == 1).sum())
+    n_neg = int((y == 0).sum())
+    if n_pos + n_neg != len(y):
+        raise PakdError("AUC labels must be 0 or 1")
+    if n_pos == 0 or n_neg == 0:
+        raise PakdError(f"AUC needs both classes; got {n_pos} positive and {n_neg} negative "
+                        "rows (check the binary thresholds or the evaluated split)")
+    ranks = rankdata(s)  # average ranks for ties
+    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def logloss(prob, labels, eps: float = 1e-7) -> float:
+    p, y = np.clip(_np(prob), eps, 1 - eps), _np(labels)
+    _check_len(p, y)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def _rows_dense(csr, rows: np.ndarray, n_cols: int) -> torch.Tensor:
+    """Boolean dense [len(rows), n_cols] of a CSR matrix's rows."""
+    sub = csr[rows]
+    out = torch.zeros(len(rows), n_cols, dtype=torch.bool)
+    if sub.nnz:
+        r = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
+        out[torch.from_numpy(r), torch.from_numpy(sub.indices.astype(np.int64))] = True
+    return out
+
+
+def topk_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], relevant, exclude=None, *,
+                 ks: Sequence[int] = (10, 20), users: Iterable[int] | None = None,
+                 chunk: int = 512, progress=None) -> dict:
+    """Full-ranking top-K metrics.
+
+    score_fn: user indices (long [B]) -> scores [B, n_items] (higher is better).
+    relevant / exclude: scipy CSR user x item matrices (held-out items / items to skip).
+    Returns ``{"recall@10": ..., "ndcg@10": ..., "hit@10": ..., "precision@10": ...,
+    "mrr@10": ..., "users_evaluated": n, "users_without_relevant": m}``.
+    """
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise PakdError("K must be a positive integer")
+    kmax = ks[-1]
+    n_users, n_items = relevant.shape
+    all_users = np.arange(n_users) if users is None else np.asarray(list(users), dtype=np.int64)
+    n_rel_all = np.diff(relevant.indptr)[all_users]
+    eval_users = all_users[n_rel_all > 0]
+    sums = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg", "hit", "precision", "mrr")}
+    discounts = 1.0 / torch.log2(torch.arange(2, kmax + 2, dtype=torch.float64))
+    ideal = torch.cumsum(discounts, 0)
+    for start in range(0, len(eval_users), chunk):
+        rows = eval_users[start:start + chunk]
+        with torch.no_grad():
+            scores = score_fn(torch.from_numpy(rows)).float()
+        if scores.shape != (len(rows), n_items):
+            raise PakdError(f"score_fn returned shape {tuple(scores.shape)}, expected "
+                            f"{(len(rows), n_items)}")
+        scores = torch.nan_to_num(scores.clone(), nan=-torch.inf)
+        if exclude is not None:
+            scores[_rows_dense(exclude, rows, n_items)] = -torch.inf
+        k_eff = min(kmax, n_items)
+        # stable sort: equal scores keep item-index order, so ties are deterministic
+        top = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k_eff]
+        rel = _rows_dense(relevant, rows, n_items)
+        hits = torch.gather(rel, 1, top).double()
+        if k_eff < kmax:
+            hits = torch.nn.functional.pad(hits, (0, kmax - k_eff))
+        n_rel = torch.from_numpy(np.diff(relevant.indptr)[rows]).double()
+        first_hit = torch.where(hits.any(1), hits.argmax(1).double() + 1, torch.inf)
+        for k in ks:
+            h = hits[:, :k]
+            nh = h.sum(1)
+            dcg = (h * discounts[:k]).sum(1)
+            idcg = ideal[(torch.clamp(n_rel, max=k) - 1).long()]
+            sums[f"recall@{k}"] += float((nh / n_rel).sum())
+            sums[f"ndcg@{k}"] += float((dcg / idcg).sum())
+            sums[f"hit@{k}"] += float((nh > 0).double().sum())
+            sums[f"precision@{k}"] += float((nh / k).sum())
+            sums[f"mrr@{k}"] += float(torch.where(first_hit <= k, 1.0 / first_hit,
+                                                  torch.zeros_like(first_hit)).sum())
+        if progress is not None:
+            progress.update(len(rows))
+    n = len(eval_users)
+    out = {key: (v / n if n else float("nan")) for key, v in sums.items()}
+    out["users_evaluated"] = int(n)
+    out["users_without_relevant"] = int(len(all_users) - n)
+    return out
