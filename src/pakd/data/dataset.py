@@ -121,14 +121,15 @@ def clean_ratings(raw: pd.DataFrame, *, file: str | Path, first_line: int,
                   ) -> tuple[pd.DataFrame, tuple[float, float]]:
     """Validate raw string columns ``user, item, rating[, timestamp]`` into typed ratings.
 
-    ``first_line`` is the file line of the first data row (2 with a header). Raises
+    ``first_line`` is the file line of the first data row (2 with a header); ``raw``'s index
+    is each row's offset from it (as `read_table` returns it, blank lines skipped). Raises
     `DataError` on the first bad row; returns the clean frame and the rating scale (given,
     or the observed min/max when ``scale`` is None).
     """
     if raw.empty:
         raise DataError("the ratings table has no data rows", file=file,
                         fix="point pakd at a file that holds ratings")
-    lines = np.arange(len(raw)) + first_line
+    lines = raw.index.to_numpy(dtype=np.int64) + first_line
 
     for col in ("user", "item"):
         vals = raw[col]
@@ -196,7 +197,9 @@ def _parse_timestamps(col: pd.Series, *, file, lines) -> np.ndarray:
                         file=file, line=int(lines[i]),
                         fix="write Unix seconds or an ISO date such as 2018-09-24, "
                             "or drop the timestamp column mapping")
-    return (dt.astype("int64") // 10**9).to_numpy()
+    # the unit of dt depends on the pandas version and the strings (ns, us, s): ask for seconds
+    seconds = (dt - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    return seconds.astype(np.int64).to_numpy()
 
 
 def _resolve_duplicates(df: pd.DataFrame, lines: np.ndarray, *, file, policy: str) -> pd.DataFrame:

@@ -76,7 +76,7 @@ def encode(ds: Dataset, split: Split, *, n_buckets: int = 10, max_tokens: int = 
         f = frame[frame["part"] == p]
         parts[p] = Part(torch.as_tensor(uidx.get_indexer(f["user"]), dtype=torch.long),
                         torch.as_tensor(iidx.get_indexer(f["item"]), dtype=torch.long),
-                        torch.as_tensor(f["rating"].to_numpy(np.float32)))
+                        torch.tensor(f["rating"].to_numpy(np.float32)))
     fields = [FieldSpec("user_id", "user", "single", len(user_ids) + 1, 1, "id"),
               FieldSpec("item_id", "item", "single", len(item_ids) + 1, 1, "id")]
     tables = {"user_id": torch.arange(1, len(user_ids) + 1).unsqueeze(1),

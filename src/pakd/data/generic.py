@@ -40,7 +40,7 @@ def _read_any(path: Path, *, sep: str | None, encoding: str, min_columns: int) -
         except Exception as e:  # noqa: BLE001 - any reader failure is a file problem here
             raise DataError(f"cannot read Parquet: {e}", file=path,
                             fix="check that the file is a Parquet table") from None
-        return df.apply(lambda c: c.map(_as_text)), 1
+        return df.reset_index(drop=True).apply(lambda c: c.map(_as_text)), 1
     df = read_table(path, sep=_sep_for(path, sep), encoding=encoding, min_columns=min_columns)
     return df, 2
 
@@ -104,14 +104,15 @@ def _load_features(path: Path, *, key: str, ids: pd.Series, encoding: str, sep: 
     if dup.any():
         i = int(np.flatnonzero(dup)[0])
         raise DataError(f"ID {keys.iloc[i]} appears twice in the feature table", file=path,
-                        line=i + first_line, fix="keep one row per ID")
+                        line=int(keys.index[i]) + first_line, fix="keep one row per ID")
     # Match the ID type the ratings use.
     if np.issubdtype(np.asarray(ids).dtype, np.integer):
         num = pd.to_numeric(keys, errors="coerce")
         if num.isna().any():
             i = int(np.flatnonzero(num.isna().to_numpy())[0])
             raise DataError(f"ID {keys.iloc[i]!r} is not an integer like the ratings' IDs",
-                            file=path, line=i + first_line, fix="correct or delete the row")
+                            file=path, line=int(keys.index[i]) + first_line,
+                            fix="correct or delete the row")
         index = pd.Index(num.astype(np.int64).to_numpy())
     else:
         index = pd.Index(keys.to_numpy(dtype=object))

@@ -32,6 +32,8 @@ def read_table(path: Path, *, sep: str, names: list[str] | None = None, header: 
     names: column names for files without a header (MovieLens .dat / u.data).
     min_columns: fewer columns than this means the delimiter is wrong; the error names the
     delimiter the first line seems to use.
+    The index of the result is each row's offset from the first data line, so the file line
+    of a row is ``index + first data line`` even when blank lines were skipped.
     """
     path = Path(path)
     if not path.is_file():
@@ -39,7 +41,11 @@ def read_table(path: Path, *, sep: str, names: list[str] | None = None, header: 
     raw = path.read_bytes()
     if path.suffix == ".gz":
         import gzip
-        raw = gzip.decompress(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise DataError(f"cannot decompress the file ({e})", file=path,
+                            fix="download or gzip it again, or use the uncompressed file") from None
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     text = _decode(raw, encoding, path)
@@ -82,6 +88,20 @@ def read_table(path: Path, *, sep: str, names: list[str] | None = None, header: 
     if names is not None and df.shape[1] > len(names):
         raise DataError(f"rows have more than the {len(names)} expected fields", file=path, line=1,
                         fix="check the delimiter")
+    start = 0 if (names is not None or not header) else 1  # lines before the first data line
+    if not isinstance(df.index, pd.RangeIndex):
+        # pandas silently turns the extra leading fields of a too-long first row into an index
+        phys = text.split("\n")
+        line = next((i + 1 for i in range(start, len(phys)) if phys[i].strip()), start + 1)
+        raise DataError(f"row has {df.shape[1] + df.index.nlevels} fields where the file has "
+                        f"{df.shape[1]}", file=path, line=line,
+                        fix="fix the row (an unquoted delimiter inside a value?) or delete it")
+    if len(df) != text.count("\n") + (not text.endswith("\n")) - start:
+        # blank lines were skipped: keep each row's true line in the index
+        ws = "".join(c for c in " \t\r\f\v" if c != csep)
+        rows = [i - start for i, ln in enumerate(text.split("\n")) if i >= start and ln.strip(ws)]
+        if len(rows) == len(df):  # else a quoted value spans lines: keep row order
+            df.index = pd.Index(rows)
     return df
 
 

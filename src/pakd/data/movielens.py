@@ -17,6 +17,7 @@ checked against a known MD5 (or the ``.md5`` file GroupLens publishes beside eac
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
 import shutil
@@ -142,12 +143,13 @@ def download_release(release: Release, cache: Path, *, base_url: str = BASE_URL,
     """
     cache.mkdir(parents=True, exist_ok=True)
     url = f"{base_url.rstrip('/')}/{release.zip_name}"
-    expected = release.md5 or _published_md5(url)
     zip_path = cache / release.zip_name
-    if not (zip_path.is_file() and _md5(zip_path) == expected):
-        fd, tmp = tempfile.mkstemp(dir=cache, suffix=".part")
-        os.close(fd)
-        try:
+    tmp = None
+    try:
+        expected = release.md5 or _published_md5(url)
+        if not (zip_path.is_file() and _md5(zip_path) == expected):
+            fd, tmp = tempfile.mkstemp(dir=cache, suffix=".part")
+            os.close(fd)
             got = _fetch(url, Path(tmp), quiet=quiet)
             if got != expected:
                 raise DataError(f"checksum mismatch for {url}: md5 {got}, expected {expected}",
@@ -155,15 +157,16 @@ def download_release(release: Release, cache: Path, *, base_url: str = BASE_URL,
                                 fix="retry the download; if it persists the mirror is corrupt "
                                     "or the release changed - fetch the zip by hand")
             os.replace(tmp, zip_path)
-        except urllib.error.URLError as e:
-            raise DataError(
-                f"could not download {url} ({getattr(e, 'reason', e)})", file=cache / release.folder,
-                fix=f"without internet, fetch {release.zip_name} elsewhere and unzip it so that "
-                    f"{cache / release.folder}/{release.files[0]} exists, or pass --data-dir "
-                    f"DIR with {', '.join(release.files)} in DIR") from None
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    except (urllib.error.URLError, TimeoutError, ConnectionError,
+            http.client.HTTPException) as e:  # offline, timed out, connection dropped mid-way
+        raise DataError(
+            f"could not download {url} ({getattr(e, 'reason', e)})", file=cache / release.folder,
+            fix=f"without internet, fetch {release.zip_name} elsewhere and unzip it so that "
+                f"{cache / release.folder}/{release.files[0]} exists, or pass --data-dir "
+                f"DIR with {', '.join(release.files)} in DIR") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
     tmp_dir = Path(tempfile.mkdtemp(dir=cache, suffix=".unzip"))
     try:
         with zipfile.ZipFile(zip_path) as zf:
@@ -414,7 +417,7 @@ def _int_col(df: pd.DataFrame, col: str, path: Path, first_line: int = 1) -> pd.
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise DataError(f"{col} {df[col].iloc[i]!r} is not an integer ID", file=path,
-                        line=i + first_line, fix="correct or delete the row")
+                        line=int(df.index[i]) + first_line, fix="correct or delete the row")
     df = df.copy()
     df[col] = vals.astype(np.int64)
     return df
