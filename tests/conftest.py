@@ -13,3 +13,45 @@ def tiny_ratings():
         for j, i in enumerate(items):
             rows.append((u + 1, int(i) + 100, float(rng.integers(1, 6)), 1_000_000 + 1000 * j + u))
     return pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
+
+
+@pytest.fixture
+def tiny_dataset(tiny_ratings):
+    """tiny_ratings with user (gender, age) and item (genres, year, tags) side tables."""
+    import numpy as np
+
+    from pakd.data.dataset import Dataset
+    rng = np.random.default_rng(2)
+    users = pd.DataFrame({"gender": rng.choice(["F", "M"], 20),
+                          "age": rng.choice(["18-24", "25-34", "56+"], 20)},
+                         index=pd.Index(range(1, 21), name="user"))
+    genres = ["Action", "Comedy", "Drama", "Horror"]
+    items = pd.DataFrame({
+        "title": [f"Movie {i} ({1980 + i % 30})" for i in range(100, 130)],
+        "genres": [list(rng.choice(genres, rng.integers(0, 3), replace=False)) for _ in range(30)],
+        "year": [1980 + i % 30 for i in range(30)],
+        "tags": [["funny"] if i % 3 == 0 else [] for i in range(30)],
+    }, index=pd.Index(range(100, 130), name="item"))
+    return Dataset("tiny", tiny_ratings, (1.0, 5.0), users=users, items=items,
+                   user_features={"gender": "categorical", "age": "categorical"},
+                   item_features={"genres": "multi", "year": "numeric", "tags": "multi"})
+
+
+@pytest.fixture
+def tiny_enc(tiny_dataset):
+    from pakd.data import encode, make_split
+    return encode(tiny_dataset, make_split(tiny_dataset.ratings, seed=0), n_buckets=4)
+
+
+@pytest.fixture
+def tiny_files(tmp_path, tiny_dataset):
+    """The tiny dataset as a generic ratings CSV plus an item feature CSV."""
+    d = tmp_path / "data"
+    d.mkdir()
+    r = tiny_dataset.ratings.rename(columns={"user": "userId", "item": "movieId"})
+    r.to_csv(d / "ratings.csv", index=False)
+    it = tiny_dataset.items.copy()
+    it["genres"] = it["genres"].map(lambda g: "|".join(g) if g else "")
+    it["tags"] = it["tags"].map(lambda g: "|".join(g) if g else "")
+    it.reset_index().rename(columns={"item": "movieId"}).to_csv(d / "items.csv", index=False)
+    return d

@@ -27,6 +27,7 @@ def add_settings(p: argparse.ArgumentParser, sections: list[str]) -> None:
     """Add one option per setting in ``sections`` ("" = top-level settings)."""
     groups: dict[str, argparse._ArgumentGroup] = {}
     defaults = RunConfig().model_dump()
+    used = {s for a in p._actions for s in a.option_strings}
     for path, flag, info in iter_settings():
         sec = _section(path)
         if sec not in sections:
@@ -37,7 +38,10 @@ def add_settings(p: argparse.ArgumentParser, sections: list[str]) -> None:
         default = defaults
         for part in path.split("."):
             default = default[part]
+        if flag in used:  # two sections share a short flag: spell this one out
+            flag = "--" + path.replace(".", "-").replace("_", "-")
         flags = [flag] + (["-q"] if flag == "--quiet" else [])
+        used.update(flags)
         if "-" in flag[2:]:
             flags.append("--" + flag[2:].replace("-", "_"))
         kw = dict(dest="set__" + path.replace(".", "__"), default=argparse.SUPPRESS,
@@ -144,6 +148,59 @@ def cmd_config_show(args) -> int:
     return 0
 
 
+def _stage_cfg(args) -> tuple[RunConfig, Path]:
+    run_dir = Path(args.run_dir)
+    cfg = _resolve(args, run_dir=run_dir if (run_dir / "run.yaml").is_file() else None)
+    _start(cfg, run_dir)
+    if not (run_dir / "split.csv").is_file():
+        from .pipeline import stage_split
+        stage_split(cfg, run_dir)
+    return cfg, run_dir
+
+
+def cmd_train(args) -> int:
+    from .pipeline import stage_train
+    cfg, run_dir = _stage_cfg(args)
+    stage_train(cfg, run_dir)
+    return 0
+
+
+def cmd_ensemble(args) -> int:
+    from .pipeline import stage_ensemble
+    cfg, run_dir = _stage_cfg(args)
+    res = stage_ensemble(cfg, run_dir)
+    if not cfg.quiet:
+        print((run_dir / "teachers.md").read_text())
+    return 0
+
+
+def cmd_fisher(args) -> int:
+    from .pipeline import stage_fisher
+    cfg, run_dir = _stage_cfg(args)
+    stage_fisher(cfg, run_dir)
+    if not cfg.quiet:
+        print((run_dir / "analysis_results" / "ensemble_fisher_analysis_summary.md").read_text())
+    return 0
+
+
+def cmd_distill(args) -> int:
+    from .pipeline import stage_distill
+    cfg, run_dir = _stage_cfg(args)
+    stage_distill(cfg, run_dir)
+    if not cfg.quiet:
+        print((run_dir / "analysis_results" / "pakd_experiment_summary.md").read_text())
+    return 0
+
+
+def cmd_recommend(args) -> int:
+    from .recommend import recommend
+    setup_logging(True)
+    for line in recommend(args.model, args.user, k=args.k, run_dir=args.run,
+                          include_seen=args.include_seen):
+        print(line)
+    return 0
+
+
 def cmd_run(args) -> int:
     from .pipeline import run_all
     run_dir = Path(args.run_dir)
@@ -190,6 +247,45 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(show)
     add_settings(show, sorted({_section(pth) for pth, _, _ in iter_settings()}))
     show.set_defaults(func=cmd_config_show)
+
+    train = sub.add_parser("train", help="train teacher models (SVD, xDeepFM, AutoInt) into "
+                           "RUN/teachers/")
+    _run_dir_arg(train)
+    _config_arg(train)
+    add_settings(train, [_TOP, "data", "split", "eval", "train", "svd", "xdeepfm", "autoint",
+                         "ensemble"])
+    train.set_defaults(func=cmd_train)
+
+    ens = sub.add_parser("ensemble", help="combine trained teachers into the ensemble teacher; "
+                         "writes RUN/teachers.json and teachers.md")
+    _run_dir_arg(ens)
+    _config_arg(ens)
+    add_settings(ens, [_TOP, "data", "eval", "ensemble"])
+    ens.set_defaults(func=cmd_ensemble)
+
+    fis = sub.add_parser("fisher", help="Fisher information of the teachers per layer, structure "
+                         "and task, checked against measured damage")
+    _run_dir_arg(fis)
+    _config_arg(fis)
+    add_settings(fis, [_TOP, "data", "eval", "fisher"])
+    fis.set_defaults(func=cmd_fisher)
+
+    dis = sub.add_parser("distill", help="prune while distilling the teacher into a student, "
+                         "with baselines, across pruning ratios")
+    _run_dir_arg(dis)
+    _config_arg(dis)
+    add_settings(dis, [_TOP, "data", "eval", "ensemble", "distill"])
+    dis.set_defaults(func=cmd_distill)
+
+    rec = sub.add_parser("recommend", help="a user's top-K titles from a saved model")
+    rec.add_argument("--model", required=True, help="saved model (e.g. "
+                     "RUN/models/saved/best_student_model.safetensors)")
+    rec.add_argument("--user", required=True, help="original user ID")
+    rec.add_argument("-k", type=int, default=10, help="how many items (default 10)")
+    rec.add_argument("--run", help="run directory whose split marks items the user has seen "
+                     "(default: found from the model path)")
+    rec.add_argument("--include-seen", action="store_true", help="do not skip seen items")
+    rec.set_defaults(func=cmd_recommend)
 
     run = sub.add_parser("run", help="the whole pipeline: split -> teachers -> ensemble -> "
                          "Fisher -> PAKD sweep -> report")

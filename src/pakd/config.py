@@ -104,6 +104,164 @@ class EvalConfig(Section):
     chunk: int = _f(512, "users scored at once in full ranking", flag="--eval-chunk", ge=1)
 
 
+class FitConfig(Section):
+    """How one model is trained (each model section repeats these with its own defaults)."""
+    epochs: int = Field(30, description="most epochs (early stopping usually ends sooner)", ge=1)
+    batch_size: int = Field(1024, description="observed ratings per step", ge=1)
+    lr: float = Field(1e-3, description="AdamW learning rate", gt=0)
+    weight_decay: float = Field(1e-5, description="AdamW decoupled weight decay of dense layers", ge=0)
+    l2: float = Field(0.0, description="L2 on the embedding rows a step touches (Surprise-style)", ge=0)
+    negatives: int = Field(4, description="sampled unobserved items per observed rating", ge=1)
+    ranking_loss: Literal["bce", "bpr", "softmax"] = Field(
+        "bce", description="bce (pointwise), bpr (pairwise) or softmax (sampled softmax over "
+        "the positive and its negatives)")
+    rating_weight: float = Field(1.0, description="weight of the rating MSE", ge=0)
+    ranking_weight: float = Field(1.0, description="weight of the ranking loss", ge=0)
+    patience: int = Field(3, description="epochs without validation improvement before stopping", ge=1)
+
+
+class SVDConfig(FitConfig):
+    factors: int = Field(64, description="rating factors", ge=1)
+    rank_factors: int = Field(64, description="ranking factors (0 = share the rating factors)",
+                              ge=0)
+    init_std: float = Field(0.05, description="std of the factor initialisation", gt=0)
+
+
+class XDeepFMConfig(FitConfig):
+    embed_dim: int = Field(16, description="field embedding width", ge=1)
+    cin_layers: list[int] = Field([128, 128], description="CIN feature maps per layer (split-half)")
+    dnn: list[int] = Field([400, 400], description="DNN hidden sizes")
+    dropout: float = Field(0.0, description="DNN dropout", ge=0, lt=1)
+
+
+class AutoIntConfig(FitConfig):
+    embed_dim: int = Field(16, description="field embedding width", ge=1)
+    layers: int = Field(3, description="interacting layers", ge=1)
+    heads: int = Field(2, description="attention heads per layer", ge=1)
+    head_dim: int = Field(32, description="units per head", ge=1)
+    dnn: list[int] = Field([], description="DNN branch hidden sizes (AutoInt+); empty = AutoInt")
+    dropout: float = Field(0.0, description="DNN dropout", ge=0, lt=1)
+
+
+class TrainConfig(Section):
+    models: list[Literal["svd", "xdeepfm", "autoint"]] = _f(
+        ["svd", "xdeepfm", "autoint"], "teachers to train", flag="--models")
+    resume: bool = _f(False, "continue interrupted trainings from their last checkpoint",
+                      flag="--resume")
+
+
+class EnsembleConfig(Section):
+    algorithms: list[Literal["svd", "xdeepfm", "autoint"]] = _f(
+        ["svd", "xdeepfm", "autoint"], "ensemble members", flag="--algorithms")
+    weights: list[float] | Literal["auto"] = _f(
+        [0.4, 0.4, 0.2], "member weights (renormalised per output), or auto: rating weights by "
+        "non-negative least squares, ranking weights by validation NDCG@10", flag="--weights")
+    tasks: list[Literal["rating", "ranking", "balance"]] = _f(
+        ["ranking", "rating", "balance"], "per member: which output it feeds (rating, ranking "
+        "or balance = both)", flag="--tasks")
+    calibration_users: int = _f(128, "users whose catalogue scores standardise each member's "
+                                "ranking logit", flag="--calibration-users", ge=1)
+    cache_limit: int = _f(50_000_000, "cache member score matrices (users x items) up to this "
+                          "many entries in RUN/teachers/", flag="--score-cache-limit", ge=0)
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _auto(cls, v):
+        if isinstance(v, list) and len(v) == 1 and str(v[0]).lower() == "auto":
+            return "auto"
+        return v
+
+
+class FisherConfig(Section):
+    teacher: Literal["ensemble", "svd", "xdeepfm", "autoint"] = _f(
+        "ensemble", "which teacher to analyse (ensemble = every member)", flag="--teacher")
+    target_layers: list[str] = _f(["all"], "layers to report: all, or names/prefixes such as "
+                                  "cin,dnn.0,embedding", flag="--target-layers")
+    focus_tasks: list[Literal["ranking", "rating", "ensemble"]] = _f(
+        ["ranking", "rating", "ensemble"], "objectives: rating (Gaussian), ranking (Bernoulli), "
+        "ensemble (the ensemble's combined loss)", flag="--focus-tasks")
+    fisher: Literal["empirical", "true", "both"] = _f(
+        "both", "empirical (observed labels), true (labels drawn from the model) or both",
+        flag="--fisher")
+    sample: int = _f(20000, "train ratings used (each with one sampled negative); 0 = all",
+                     flag="--fisher-sample", ge=0)
+    mc_samples: int = _f(1, "label draws per example for the true Fisher (0 = closed form)",
+                         flag="--mc-samples", ge=0)
+    batch: int = _f(128, "examples per per-example-gradient batch", flag="--fisher-batch", ge=1)
+    validate_units: int = _f(60, "units removed one at a time per member to check predictions",
+                             flag="--validate-units", ge=0)
+    plan_ratio: float = _f(0.2, "parameter reduction the recommended plan aims at",
+                           flag="--plan-ratio", gt=0, lt=1)
+    plan_fisher: Literal["empirical", "true"] = _f("true", "Fisher kind the plan uses",
+                                                   flag="--plan-fisher")
+    plan_eval_users: int = _f(0, "users ranked to measure the plan's NDCG change (0 = all)",
+                              flag="--plan-eval-users", ge=0)
+    friendliness_threshold: float = _f(0.01, "cost share under which removed units count as "
+                                       "free for pruning friendliness",
+                                       flag="--friendliness-threshold", gt=0, lt=1)
+
+
+class DistillConfig(Section):
+    teacher: Literal["ensemble", "svd", "xdeepfm", "autoint"] = _f(
+        "ensemble", "teacher to distil", flag="--teacher")
+    student: Literal["lightweight_model", "svd", "xdeepfm", "autoint"] = _f(
+        "lightweight_model", "student: lightweight_model (MF + small MLP over the same fields) "
+        "or a copy of a trained teacher member", flag="--student")
+    student_factors: int = _f(64, "lightweight_model: factors", flag="--student-factors", ge=1)
+    student_hidden: list[int] = _f([64], "lightweight_model: MLP hidden sizes",
+                                   flag="--student-hidden")
+    pruning_ratio: float | None = _f(None, "one pruning ratio (share of the student's "
+                                     "parameters removed); overrides --ratios",
+                                     flag="--pruning-ratio", ge=0, lt=1)
+    ratios: list[float] = _f([0.5, 0.7, 0.9], "pruning ratios of the sweep", flag="--ratios")
+    methods: list[Literal["fisher_kd", "magnitude_kd", "random_kd", "fisher_ft", "scratch"]] = _f(
+        ["fisher_kd", "magnitude_kd", "random_kd", "fisher_ft", "scratch"],
+        "fisher_kd (PAKD), magnitude_kd, random_kd, fisher_ft (labels only), scratch (final "
+        "architecture from scratch, labels only)", flag="--methods")
+    distill_tasks: list[Literal["ranking", "rating", "feature"]] = _f(
+        ["ranking", "rating", "feature"], "distillation losses used", flag="--distill-tasks")
+    ranking_weight: float = _f(0.4, "listwise ranking distillation weight",
+                               flag="--kd-ranking-weight", ge=0)
+    rating_weight: float = _f(0.4, "rating distillation weight", flag="--kd-rating-weight", ge=0)
+    feature_weight: float = _f(0.2, "feature distillation weight", flag="--kd-feature-weight", ge=0)
+    label_weight: float = _f(1.0, "weight of the ground-truth rating and ranking losses",
+                             flag="--label-weight", ge=0)
+    temperature: float = _f(1.0, "softmax temperature of listwise distillation",
+                            flag="--temperature", gt=0)
+    list_top: int = _f(50, "teacher top-ranked unseen items in each user's candidate list",
+                       flag="--list-top", ge=1)
+    list_random: int = _f(50, "uniformly sampled items added to each candidate list",
+                          flag="--list-random", ge=0)
+    list_users: int = _f(128, "users per step for listwise distillation", flag="--list-users", ge=1)
+    feature_dim: int = _f(32, "teacher hidden reduced by PCA to this many components",
+                          flag="--feature-dim", ge=1)
+    epochs: int = _f(12, "training epochs per student (same budget for every method)",
+                     flag="--distill-epochs", ge=1)
+    batch_size: int = _f(2048, "observed ratings per step", flag="--distill-batch-size", ge=1)
+    lr: float = _f(0.005, "AdamW learning rate", flag="--distill-lr", gt=0)
+    weight_decay: float = _f(1e-5, "AdamW weight decay of dense layers",
+                             flag="--distill-weight-decay", ge=0)
+    l2: float = _f(0.02, "L2 on touched embedding rows", flag="--distill-l2", ge=0)
+    negatives: int = _f(4, "sampled negatives per rating for the label ranking loss",
+                        flag="--distill-negatives", ge=1)
+    prune_until: float = _f(0.5, "share of training over which pruning rises (cubic) to the "
+                            "target", flag="--prune-until", gt=0, le=1)
+    prune_steps: int = _f(8, "pruning steps on the way to the target", flag="--prune-steps", ge=1)
+    patience: int = _f(3, "epochs without validation improvement (after the target is "
+                       "reached) before stopping", flag="--distill-patience", ge=1)
+    rmse_tolerance: float = _f(0.02, "best student: RMSE at most (1 + this) x the teacher's",
+                               flag="--rmse-tolerance", ge=0)
+    ndcg_tolerance: float = _f(0.05, "best student: NDCG@10 at least (1 - this) x the teacher's",
+                               flag="--ndcg-tolerance", ge=0)
+    bench_batch: int = _f(4096, "rows per throughput batch", flag="--bench-batch", ge=1)
+    bench_seconds: float = _f(3.0, "time budget per latency measurement", flag="--bench-seconds",
+                              gt=0)
+
+    @property
+    def sweep_ratios(self) -> list[float]:
+        return [self.pruning_ratio] if self.pruning_ratio is not None else list(self.ratios)
+
+
 class RunConfig(Section):
     seed: int = _f(0, "seed for every random choice (split, init, negatives, sampling)",
                    flag="--seed")
@@ -115,12 +273,30 @@ class RunConfig(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    svd: SVDConfig = Field(default_factory=SVDConfig)
+    xdeepfm: XDeepFMConfig = Field(default_factory=XDeepFMConfig)
+    autoint: AutoIntConfig = Field(default_factory=AutoIntConfig)
+    ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
+    fisher: FisherConfig = Field(default_factory=FisherConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
 
 
 # Settings each profile changes; anything not listed keeps its default.
 PROFILES: dict[str, dict[str, Any]] = {
     "default": {},
-    "quick": {},
+    # small models and budgets: the whole pipeline in well under a minute (used by the tests)
+    "quick": {
+        "svd.epochs": 2, "svd.factors": 8, "svd.rank_factors": 8, "svd.negatives": 4,
+        "xdeepfm.epochs": 1, "xdeepfm.embed_dim": 4, "xdeepfm.cin_layers": [8, 8],
+        "xdeepfm.dnn": [16],
+        "autoint.epochs": 1, "autoint.embed_dim": 4, "autoint.layers": 1, "autoint.head_dim": 4,
+        "ensemble.calibration_users": 32,
+        "fisher.sample": 512, "fisher.validate_units": 20, "fisher.plan_eval_users": 50,
+        "distill.ratios": [0.5], "distill.epochs": 2, "distill.student_factors": 8,
+        "distill.student_hidden": [8], "distill.prune_steps": 2, "distill.list_top": 10,
+        "distill.list_random": 10, "distill.bench_seconds": 0.2, "distill.feature_dim": 8,
+    },
 }
 
 

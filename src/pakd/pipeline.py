@@ -31,6 +31,30 @@ def stage_split(cfg: RunConfig, run_dir: Path) -> Split:
     return split
 
 
+def stage_train(cfg: RunConfig, run_dir: Path, enc: Encoded | None = None) -> dict:
+    from .teachers import train_members
+    enc = enc or load_encoded(cfg, run_dir)
+    return train_members(cfg, run_dir, enc)
+
+
+def stage_ensemble(cfg: RunConfig, run_dir: Path, enc: Encoded | None = None) -> dict:
+    from .teachers import stage_ensemble as _ens
+    enc = enc or load_encoded(cfg, run_dir)
+    return _ens(cfg, run_dir, enc)
+
+
+def stage_fisher(cfg: RunConfig, run_dir: Path, enc: Encoded | None = None) -> dict:
+    from .fisher.stage import stage_fisher as _fisher
+    enc = enc or load_encoded(cfg, run_dir)
+    return _fisher(cfg, run_dir, enc)
+
+
+def stage_distill(cfg: RunConfig, run_dir: Path, enc: Encoded | None = None) -> dict:
+    from .distill.sweep import stage_distill as _distill
+    enc = enc or load_encoded(cfg, run_dir)
+    return _distill(cfg, run_dir, enc)
+
+
 def load_encoded(cfg: RunConfig, run_dir: Path) -> Encoded:
     """The run's split encoded with the dataset's side fields."""
     split = data_mod.read_split(run_dir)
@@ -59,4 +83,9 @@ def run_all(cfg: RunConfig, run_dir: Path) -> None:
     """Every stage in order. Stages not built yet are skipped with a note."""
     t0 = time.perf_counter()
     stage_split(cfg, run_dir)
+    enc = load_encoded(cfg, run_dir)
+    stage_train(cfg, run_dir, enc)
+    stage_ensemble(cfg, run_dir, enc)
+    stage_fisher(cfg, run_dir, enc)
+    stage_distill(cfg, run_dir, enc)
     log.info("run finished in %.1fs: %s", time.perf_counter() - t0, run_dir)

@@ -1,0 +1,1 @@
+"""Pruning-aware knowledge distillation: losses, teacher signals, the loop, the sweep."""

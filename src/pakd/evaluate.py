@@ -1,0 +1,118 @@
+"""Evaluate any `RecModel` on a split part with the metrics of `pakd.metrics`.
+
+Rating metrics use the rating output. AUC uses the rating output as the score of "liked"
+(AutoInt protocol labels); LogLoss needs a probability, so the rating output is mapped
+through a logistic curve p = sigmoid(a * rating + b) fitted on the validation part (Platt
+scaling) - the model itself never saw binary labels. Top-K metrics rank the full catalogue
+by the ranking logit, excluding the user's train items (and valid items when testing).
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from . import metrics as M
+from .config import EvalConfig
+from .data.encode import Encoded
+from .models.base import RecModel
+
+
+@torch.no_grad()
+def predict_ratings(model: RecModel, user: torch.Tensor, item: torch.Tensor,
+                    batch: int = 8192) -> torch.Tensor:
+    model.eval()
+    out = [model(user[s:s + batch], item[s:s + batch]).rating for s in range(0, len(user), batch)]
+    return torch.cat(out) if out else torch.empty(0)
+
+
+@torch.no_grad()
+def score_matrix(model: RecModel, n_users: int, chunk: int = 64, progress=None) -> torch.Tensor:
+    """All users x all items ranking logits (float32)."""
+    model.eval()
+    out = []
+    for s in range(0, n_users, chunk):
+        users = torch.arange(s, min(n_users, s + chunk))
+        out.append(model.score_all(users).float())
+        if progress is not None:
+            progress.update(len(users))
+    return torch.cat(out)
+
+
+def fit_platt(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Logistic calibration p = sigmoid(a * s + b), fitted by Newton's method."""
+    s = (scores - scores.mean()) / (scores.std() + 1e-12)
+    a, b = 1.0, 0.0
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-(a * s + b)))
+        w = p * (1 - p) + 1e-12
+        g = np.array([((p - labels) * s).sum(), (p - labels).sum()])
+        h = np.array([[(w * s * s).sum(), (w * s).sum()], [(w * s).sum(), w.sum()]])
+        step = np.linalg.solve(h + 1e-9 * np.eye(2), g)
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-10:
+            break
+    # back to raw scores
+    a_raw = a / (scores.std() + 1e-12)
+    return float(a_raw), float(b - a_raw * scores.mean())
+
+
+def rating_binary_metrics(pred: torch.Tensor, true: torch.Tensor, ecfg: EvalConfig,
+                          scale: tuple[float, float], platt: tuple[float, float] | None) -> dict:
+    p, t = pred.double().numpy(), true.double().numpy()
+    out = {"rmse": M.rmse(p, t, scale), "mae": M.mae(p, t, scale)}
+    keep, y = M.binary_labels(t, ecfg.positive_above, ecfg.negative_below)
+    s = np.clip(p[keep], *scale)
+    if len(y) and 0 < y.sum() < len(y):
+        out["auc"] = M.auc(s, y)
+        a, b = platt if platt is not None else fit_platt(s, y)
+        out["logloss"] = M.logloss(1 / (1 + np.exp(-(a * s + b))), y)
+    else:
+        out["auc"] = out["logloss"] = float("nan")
+    return out
+
+
+def relevant_matrix(enc: Encoded, part: str, min_rating: float | None):
+    pt = enc.parts[part]
+    keep = np.ones(len(pt), bool) if min_rating is None else (pt.rating.numpy() >= min_rating)
+    u, i = pt.user.numpy()[keep], pt.item.numpy()[keep]
+    return sp.csr_matrix((np.ones(len(u), bool), (u, i)), shape=(enc.n_users, enc.n_items))
+
+
+def exclusion_parts(part: str) -> tuple[str, ...]:
+    return ("train",) if part == "valid" else ("train", "valid")
+
+
+def evaluate(model: RecModel, enc: Encoded, ecfg: EvalConfig, part: str = "test", *,
+             scores: torch.Tensor | None = None, quiet: bool = True) -> dict:
+    """All metrics of ``model`` on ``part``; ``scores`` may hold a precomputed score matrix."""
+    scale = (enc.schema.rating_min, enc.schema.rating_max)
+    pt = enc.parts[part]
+    pred = predict_ratings(model, pt.user, pt.item)
+    platt = None
+    if part != "valid":
+        va = enc.parts["valid"]
+        if len(va):
+            vp = predict_ratings(model, va.user, va.item).double().numpy()
+            keep, y = M.binary_labels(va.rating.numpy(), ecfg.positive_above, ecfg.negative_below)
+            if len(y) and 0 < y.sum() < len(y):
+                platt = fit_platt(np.clip(vp[keep], *scale), y)
+    out = rating_binary_metrics(pred, pt.rating, ecfg, scale, platt)
+    out.update(ranking_metrics(model, enc, ecfg, part, scores=scores, quiet=quiet))
+    return out
+
+
+def ranking_metrics(model: RecModel | None, enc: Encoded, ecfg: EvalConfig, part: str, *,
+                    scores: torch.Tensor | None = None, quiet: bool = True) -> dict:
+    from .runs import progress
+    rel = relevant_matrix(enc, part, ecfg.relevant_min_rating)
+    exc = enc.seen(exclusion_parts(part))
+    if scores is not None:
+        fn = lambda u: scores[u]  # noqa: E731
+    else:
+        model.eval()
+        fn = model.score_all
+    n_eval = int((np.diff(rel.indptr) > 0).sum())
+    with progress(total=n_eval, desc=f"rank {part}", quiet=quiet, unit="user") as bar:
+        return M.topk_metrics(fn, rel, exc, ks=ecfg.ks, chunk=ecfg.chunk if scores is not None
+                              else max(1, min(ecfg.chunk, 64)), progress=bar)

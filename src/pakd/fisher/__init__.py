@@ -1,0 +1,1 @@
+"""Fisher information of the teachers: estimation, aggregation, validation."""

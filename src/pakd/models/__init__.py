@@ -1,0 +1,74 @@
+"""Models: the `RecModel` interface, the teachers, the student and the ensemble.
+
+`build(kind, schema, arch, ...)` makes any of them from plain data; `save` / `load` write and
+read weights (safetensors) plus a JSON architecture config - never a pickled object.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from ..data.schema import Schema
+from ..data.splits import atomic_write_bytes, atomic_write_text
+from ..errors import PakdError
+from .autoint import AutoInt
+from .base import FieldEmbedding, Group, Output, RecModel
+from .student import LightweightStudent
+from .svd import SVD
+from .xdeepfm import XDeepFM
+
+KINDS: dict[str, type[RecModel]] = {
+    "svd": SVD, "xdeepfm": XDeepFM, "autoint": AutoInt, "lightweight_model": LightweightStudent,
+}
+
+__all__ = ["KINDS", "RecModel", "Output", "Group", "FieldEmbedding", "SVD", "XDeepFM",
+           "AutoInt", "LightweightStudent", "build", "save", "load", "rebuild"]
+
+
+def build(kind: str, schema: Schema, arch: dict | None = None, *, tables=None,
+          rating_mean: float = 0.0) -> RecModel:
+    if kind not in KINDS:
+        raise PakdError(f"unknown model {kind!r}; choose one of {', '.join(KINDS)}")
+    return KINDS[kind](schema, rating_mean=rating_mean, tables=tables, **(arch or {}))
+
+
+def rebuild(model: RecModel, arch: dict) -> RecModel:
+    """A fresh model of the same kind and schema with another architecture (zero tables)."""
+    return KINDS[model.kind](model.schema, rating_mean=float(model.rating_mean), tables=None, **arch)
+
+
+def save(model: RecModel, stem: str | Path, meta: dict | None = None) -> Path:
+    """Write ``<stem>.safetensors`` (weights and token tables) and ``<stem>.json`` (kind,
+    architecture, schema, ``meta``), each atomically."""
+    stem = Path(stem)
+    sd = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    atomic_write_bytes(stem.with_suffix(".safetensors"), st_save(sd))
+    cfg = {"kind": model.kind, "arch": model.arch(), "schema": model.schema.to_dict(),
+           "params": model.n_params(), **(meta or {})}
+    atomic_write_text(stem.with_suffix(".json"), json.dumps(cfg, indent=2) + "\n")
+    return stem.with_suffix(".safetensors")
+
+
+def load(stem: str | Path) -> tuple[RecModel, dict]:
+    stem = Path(stem)
+    if stem.suffix in (".safetensors", ".json"):
+        stem = stem.with_suffix("")
+    cfg_path, w_path = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
+    for p in (cfg_path, w_path):
+        if not p.is_file():
+            raise PakdError(f"{p} not found; train or distill the model first")
+    cfg = json.loads(cfg_path.read_text())
+    schema = Schema.from_dict(cfg["schema"])
+    model = build(cfg["kind"], schema, cfg["arch"])
+    sd = st_load(w_path.read_bytes())
+    try:
+        model.load_state_dict(sd)
+    except RuntimeError as e:
+        raise PakdError(f"{w_path} does not match its architecture in {cfg_path} (saved by "
+                        f"another pakd version?); train it again.\n{e}") from None
+    model.eval()
+    return model, cfg

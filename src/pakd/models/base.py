@@ -1,0 +1,253 @@
+"""What every model in pakd is: a `RecModel`.
+
+``forward(user, item)`` returns an `Output`: a rating prediction, a ranking logit and a
+hidden representation (the input of the output heads, used for feature distillation).
+``score_all(users)`` scores the whole catalogue for top-K. ``structure()`` lists the
+model's prunable `Group`s. ``arch`` is the plain architecture config that, with the schema,
+rebuilds the model - saved models are weights plus that config, never pickles.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from ..data.schema import FieldSpec, Schema
+
+
+class Output(NamedTuple):
+    rating: torch.Tensor   # [B]
+    logit: torch.Tensor    # [B]
+    hidden: torch.Tensor   # [B, H]
+
+
+@dataclass
+class Group:
+    """A kind of prunable unit and the parameter entries each unit owns.
+
+    ``slices``: (parameter name, dim, index) with index a long tensor [units, k]: unit u owns
+    positions ``index[u]`` of that parameter along ``dim`` (-1 entries pad ragged rows). A unit whose owned entries are all
+    zero contributes nothing downstream, so zeroing (masking) and physically slicing a unit
+    out give the same outputs.
+    """
+    name: str
+    kind: str              # embedding_dim | mf_factor | cin_map | attention_head | neuron
+    units: int
+    slices: list[tuple[str, int, torch.Tensor]] = field(default_factory=list)
+    min_units: int = 1     # never prune below this
+    # where each unit's activations appear: (module name, index [units, k]) along the last
+    # dim of that module's output; a unit whose activations are zeroed is removed, so
+    # sum(activation * d loss / d activation) is the gradient of a mask on the unit
+    acts: list[tuple[str, torch.Tensor]] = field(default_factory=list)
+
+    def owned(self, unit: int):
+        for pname, dim, idx in self.slices:
+            pos = idx[unit]
+            yield pname, dim, pos[pos >= 0]
+
+
+class RecModel(nn.Module):
+    """Base class: a recommender predicting a rating and a ranking logit per (user, item)."""
+
+    kind: str = "base"
+
+    def __init__(self, schema: Schema, rating_mean: float = 0.0):
+        super().__init__()
+        self.schema = schema
+        self.register_buffer("rating_mean", torch.tensor(float(rating_mean)))
+
+    # --- to implement
+    def forward(self, user: torch.Tensor, item: torch.Tensor) -> Output:  # pragma: no cover
+        raise NotImplementedError
+
+    def arch(self) -> dict:  # pragma: no cover
+        raise NotImplementedError
+
+    def structure(self) -> list[Group]:
+        return []
+
+    def pruned_arch(self, group: str, keep: torch.Tensor) -> dict:  # pragma: no cover
+        """The architecture after keeping only the units ``keep`` (bool [units]) of ``group``."""
+        raise NotImplementedError
+
+    # --- shared
+    def score_all(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Ranking logits [len(users), n_items] (or len(items)), by pairs in chunks."""
+        n_items = self.schema.n_items if items is None else len(items)
+        items = torch.arange(n_items) if items is None else items
+        out = torch.empty(len(users), n_items)
+        step = max(1, 65536 // max(1, n_items))
+        for s in range(0, len(users), step):
+            u = users[s:s + step]
+            uu = u.repeat_interleave(n_items)
+            ii = items.repeat(len(u))
+            out[s:s + len(u)] = self.pair_logits(uu, ii).view(len(u), n_items)
+        return out
+
+    def pair_logits(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        return self.forward(user, item).logit
+
+    def predict(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        return self.forward(user, item).rating
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def lookup_rows(self, user: torch.Tensor, item: torch.Tensor) -> list:
+        """(embedding module, indices) of the rows a batch touches: these get row-wise L2
+        (as in Surprise's SVD), so rare users and items are not shrunk by every step."""
+        return []
+
+
+class FieldModel(RecModel):
+    """A model that reads field embeddings (``self.embedding``) and first-order terms
+    (``self.linear``, width 2: rating, ranking) and maps them through ``interact``."""
+
+    def interact(self, e: torch.Tensor, lin: torch.Tensor) -> Output:  # pragma: no cover
+        raise NotImplementedError
+
+    def forward(self, user, item) -> Output:
+        return self.interact(self.embedding(user, item), self.linear(user, item).sum(1))
+
+    def score_all(self, users, items=None):
+        items = torch.arange(self.schema.n_items) if items is None else items
+        n = len(items)
+        out = torch.empty(len(users), n)
+        step = max(1, 32768 // max(1, n))
+        for s in range(0, len(users), step):
+            u = users[s:s + step]
+            e = self.embedding.pairs(u, items)
+            lin = self.linear.pairs(u, items).sum(1)
+            out[s:s + len(u)] = self.interact(e, lin).logit.view(len(u), n)
+        return out
+
+    def lookup_rows(self, user, item):
+        return self.embedding.lookup_rows(user, item) + self.linear.lookup_rows(user, item)
+
+
+def fields_by_side(schema: Schema) -> tuple[list[FieldSpec], list[FieldSpec]]:
+    return schema.by_side("user"), schema.by_side("item")
+
+
+class TokenTables(nn.Module):
+    """Per-field token tables [n_users or n_items, max_len] (int32, 0 = padding), stored once
+    per model as buffers so a saved model finds every field value from user/item indices."""
+
+    def __init__(self, schema: Schema, tables: dict[str, torch.Tensor] | None = None,
+                 fields: list[str] | None = None):
+        super().__init__()
+        for f in schema.fields:
+            if fields is not None and f.name not in fields:
+                continue
+            n_rows = schema.n_users if f.side == "user" else schema.n_items
+            tab = tables[f.name] if tables is not None else torch.zeros(n_rows, f.max_len, dtype=torch.int32)
+            self.register_buffer(f"tab_{f.name}", tab.to(torch.int32).contiguous())
+
+    def get(self, name: str) -> torch.Tensor:
+        return getattr(self, f"tab_{name}")
+
+
+class FieldEmbedding(nn.Module):
+    """One embedding table per field, the same width for all; multi-valued fields are the
+    mean of their tokens' vectors. Token tables come from the owning model's `TokenTables`
+    (referenced, not owned, so they are stored once however many embeddings read them)."""
+
+    def __init__(self, schema: Schema, dim: int, tokens: TokenTables, init_std: float = 0.01,
+                 fields: list[str] | None = None):
+        super().__init__()
+        self.dim = dim
+        object.__setattr__(self, "_tokens", tokens)   # not a submodule: no duplicate state
+        names = set(fields) if fields is not None else None
+        ufields, ifields = fields_by_side(schema)
+        self.user_fields = [f for f in ufields if names is None or f.name in names]
+        self.item_fields = [f for f in ifields if names is None or f.name in names]
+        self.emb = nn.ModuleDict()
+        for f in self.user_fields + self.item_fields:
+            e = nn.Embedding(f.vocab_size, dim, padding_idx=0)
+            nn.init.normal_(e.weight, std=init_std)
+            with torch.no_grad():
+                e.weight[0].zero_()
+            self.emb[f.name] = e
+
+    @property
+    def n_fields(self) -> int:
+        return len(self.user_fields) + len(self.item_fields)
+
+    def _side(self, fields: list[FieldSpec], idx: torch.Tensor) -> torch.Tensor:
+        outs = []
+        for f in fields:
+            tok = self._tokens.get(f.name)[idx]                # [B, L]
+            e = self.emb[f.name]
+            if f.kind == "single":
+                outs.append(e(tok[:, 0]))
+            else:
+                v = e(tok)                                        # [B, L, D]; pad rows are 0
+                cnt = (tok > 0).sum(1, keepdim=True).clamp(min=1).to(v.dtype)
+                outs.append(v.sum(1) / cnt)
+        if not outs:
+            return torch.zeros(len(idx), 0, self.dim)
+        return torch.stack(outs, 1)
+
+    def sides(self, user: torch.Tensor, item: torch.Tensor):
+        return self._side(self.user_fields, user), self._side(self.item_fields, item)
+
+    def pairs(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """[len(users) * len(items), F, D] for every (user, item) combination, user-major,
+        looking each side up once instead of once per pair."""
+        u, i = self.sides(users, items)
+        b, n = len(users), len(items)
+        return torch.cat([u[:, None].expand(b, n, *u.shape[1:]),
+                          i[None].expand(b, n, *i.shape[1:])], 2).reshape(b * n, -1, self.dim)
+
+    def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """[B, F, D]: user-side fields first, then item-side fields."""
+        u, i = self.sides(user, item)
+        return torch.cat([u, i], 1)
+
+    def lookup_rows(self, user: torch.Tensor, item: torch.Tensor):
+        """(embedding module, token indices) of the rows a batch touches (for row-wise L2)."""
+        out = []
+        for fields, idx in ((self.user_fields, user), (self.item_fields, item)):
+            for f in fields:
+                out.append((self.emb[f.name], self._tokens.get(f.name)[idx]))
+        return out
+
+
+def mlp(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
+    """Linear+ReLU(+Dropout) stack: sizes [in, h1, h2, ...]; the last layer is activated too."""
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+def linear_layers(seq: nn.Sequential) -> list[tuple[str, nn.Linear]]:
+    return [(str(i), m) for i, m in enumerate(seq) if isinstance(m, nn.Linear)]
+
+
+def neuron_groups(prefix: str, seq: nn.Sequential,
+                  consumer: list[tuple[str, int, int]] | None = None) -> list[Group]:
+    """Groups for the hidden neurons of an `mlp` at ``prefix``.
+
+    Neuron j of layer l owns row j of that layer's weight and bias, and the input column(s)
+    of whatever consumes it: the next layer, or ``consumer`` (param, dim, base index [k]) for
+    the last layer, whose input positions start at base offset.
+    """
+    lins = linear_layers(seq)
+    groups = []
+    for li, (name, lin) in enumerate(lins):
+        h = lin.out_features
+        rows = torch.arange(h).unsqueeze(1)
+        slices = [(f"{prefix}.{name}.weight", 0, rows), (f"{prefix}.{name}.bias", 0, rows)]
+        if li + 1 < len(lins):
+            slices.append((f"{prefix}.{lins[li + 1][0]}.weight", 1, rows))
+        elif consumer is not None:
+            for pname, dim, offset in consumer:
+                slices.append((pname, dim, rows + offset))
+        groups.append(Group(f"{prefix}.{li}", "neuron", h, slices,
+                            acts=[(f"{prefix}.{name}", rows)]))
+    return groups

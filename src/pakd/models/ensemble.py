@@ -1,0 +1,102 @@
+"""The ensemble teacher: members combined per output, itself a `RecModel`.
+
+A member's task decides what it feeds: ``rating`` -> the rating output, ``ranking`` -> the
+ranking output, ``balance`` -> both. Weights are renormalised within each output (weights
+fitted with ``auto`` are used as fitted). Ranking logits of different models live on
+different scales (an MF dot product vs a BCE-trained network), so before they are mixed
+each member's logit is standardised with the mean and standard deviation of its scores
+over the whole catalogue for a sample of users (`calibrate`) - a convex mix of z-scores.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import PakdError
+from .base import Group, Output, RecModel
+
+TASKS = ("rating", "ranking", "balance")
+
+
+class Ensemble(RecModel):
+    kind = "ensemble"
+
+    def __init__(self, members: dict[str, RecModel], weights: dict[str, float],
+                 tasks: dict[str, str], rating_weights: dict[str, float] | None = None,
+                 ranking_weights: dict[str, float] | None = None):
+        first = next(iter(members.values()))
+        super().__init__(first.schema, float(first.rating_mean))
+        for name, t in tasks.items():
+            if t not in TASKS:
+                raise PakdError(f"task {t!r} of {name} must be one of {', '.join(TASKS)}")
+        self.members = nn.ModuleDict(members)
+        self.weights, self.tasks = dict(weights), dict(tasks)
+        self.rating_weights = rating_weights or _renorm(
+            {n: w for n, w in weights.items() if tasks[n] in ("rating", "balance")}, "rating")
+        self.ranking_weights = ranking_weights or _renorm(
+            {n: w for n, w in weights.items() if tasks[n] in ("ranking", "balance")}, "ranking")
+        self.register_buffer("logit_mean", torch.zeros(len(members)))
+        self.register_buffer("logit_std", torch.ones(len(members)))
+        self._pos = {n: k for k, n in enumerate(members)}
+
+    def arch(self) -> dict:
+        return {"members": list(self.members), "weights": self.weights, "tasks": self.tasks,
+                "rating_weights": self.rating_weights, "ranking_weights": self.ranking_weights,
+                "logit_mean": self.logit_mean.tolist(), "logit_std": self.logit_std.tolist()}
+
+    @torch.no_grad()
+    def calibrate(self, n_users: int, sample: int = 128, seed: int = 0,
+                  scores: dict[str, torch.Tensor] | None = None) -> None:
+        """Fix each ranking member's logit mean/std over the catalogue for a user sample."""
+        g = torch.Generator().manual_seed(seed)
+        users = torch.randperm(n_users, generator=g)[:sample]
+        for name, m in self.members.items():
+            s = scores[name][users] if scores and name in scores else m.score_all(users)
+            k = self._pos[name]
+            self.logit_mean[k] = s.mean()
+            self.logit_std[k] = s.std().clamp(min=1e-8)
+
+    def _z(self, name: str, logits: torch.Tensor) -> torch.Tensor:
+        k = self._pos[name]
+        return (logits - self.logit_mean[k]) / self.logit_std[k]
+
+    def combine_ratings(self, ratings: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum(w * ratings[n] for n, w in self.rating_weights.items())
+
+    def combine_scores(self, logits: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum(w * self._z(n, logits[n]) for n, w in self.ranking_weights.items())
+
+    def forward(self, user, item) -> Output:
+        outs = {n: m(user, item) for n, m in self.members.items()}
+        return Output(self.combine_ratings({n: o.rating for n, o in outs.items()}),
+                      self.combine_scores({n: o.logit for n, o in outs.items()}),
+                      torch.cat([o.hidden for o in outs.values()], 1))
+
+    def predict(self, user, item):
+        return self.combine_ratings({n: self.members[n].predict(user, item)
+                                     for n in self.rating_weights})
+
+    def score_all(self, users, items=None):
+        return self.combine_scores({n: self.members[n].score_all(users, items)
+                                    for n in self.ranking_weights})
+
+    def n_params(self) -> int:
+        used = set(self.rating_weights) | set(self.ranking_weights)
+        return sum(self.members[n].n_params() for n in used)
+
+    def structure(self) -> list[Group]:
+        out = []
+        for name, m in self.members.items():
+            for g in m.structure():
+                out.append(Group(f"members.{name}.{g.name}", g.kind, g.units,
+                                 [(f"members.{name}.{p}", d, i) for p, d, i in g.slices],
+                                 g.min_units))
+        return out
+
+
+def _renorm(w: dict[str, float], what: str) -> dict[str, float]:
+    total = sum(w.values())
+    if not w or total <= 0:
+        raise PakdError(f"no member feeds the {what} output with a positive weight; give one "
+                        f"member the task {what} or balance")
+    return {n: v / total for n, v in w.items()}

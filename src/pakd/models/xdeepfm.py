@@ -1,0 +1,127 @@
+"""xDeepFM (Lian et al., KDD 2018): linear part + Compressed Interaction Network + DNN.
+
+CIN layer k builds Z^k[h, d] = sum_{g, j} W^k[h, g, j] X^{k-1}[g, d] X^0[j, d] - an
+explicit vector-wise interaction computed independently for every embedding dimension d.
+With split-half (the paper's default), half of a non-final layer's maps feed the next layer
+and half go to the output; every output map is sum-pooled over d. The DNN reads the
+flattened field embeddings. Both branches' features, concatenated, are the hidden
+representation; two linear heads (plus the first-order part) give rating and ranking logit.
+
+Prunable structure: embedding dimensions (shared by all fields, since CIN needs equal
+widths - dimension d owns column d of every field table and the DNN's input columns
+f*D + d), CIN feature maps per layer, DNN neurons per layer.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..data.schema import Schema
+from .base import FieldEmbedding, FieldModel, TokenTables, Group, Output, linear_layers, mlp, neuron_groups
+
+
+class XDeepFM(FieldModel):
+    kind = "xdeepfm"
+
+    def __init__(self, schema: Schema, embed_dim: int = 16, cin_next: list[int] | None = None,
+                 cin_out: list[int] | None = None, cin_layers: list[int] | None = None,
+                 dnn: list[int] | None = None, dropout: float = 0.0, rating_mean: float = 0.0,
+                 tables=None):
+        super().__init__(schema, rating_mean)
+        if cin_next is None or cin_out is None:
+            sizes = cin_layers if cin_layers is not None else [128, 128]
+            # split-half: non-final layers send half their maps on, half to the output
+            cin_next = [h // 2 for h in sizes[:-1]] + [0]
+            cin_out = [h - h // 2 for h in sizes[:-1]] + [sizes[-1]]
+        self.embed_dim, self.cin_next, self.cin_out = embed_dim, list(cin_next), list(cin_out)
+        self.dnn_sizes = list(dnn if dnn is not None else [400, 400])
+        self.dropout = dropout
+        self.tokens = TokenTables(schema, tables)
+        self.embedding = FieldEmbedding(schema, embed_dim, self.tokens)
+        self.linear = FieldEmbedding(schema, 2, self.tokens)   # first-order terms, one per task
+        m = self.embedding.n_fields
+        self.m = m
+        self.cin = nn.ModuleList()
+        prev = m
+        for nxt, out in zip(self.cin_next, self.cin_out):
+            self.cin.append(nn.Linear(prev * m, nxt + out, bias=False))  # no bias, as in the paper
+            prev = nxt
+        self.dnn = mlp([m * embed_dim] + self.dnn_sizes, dropout)
+        self.hidden_dim = sum(self.cin_out) + (self.dnn_sizes[-1] if self.dnn_sizes else 0)
+        self.head = nn.Linear(self.hidden_dim, 2)
+        with torch.no_grad():
+            for e in self.linear.emb.values():
+                e.weight.zero_()
+
+    def arch(self) -> dict:
+        return {"embed_dim": self.embed_dim, "cin_next": self.cin_next, "cin_out": self.cin_out,
+                "dnn": self.dnn_sizes, "dropout": self.dropout}
+
+    def _cin(self, x0: torch.Tensor) -> torch.Tensor:
+        """CIN in dimension-major layout: one [B*D, G*m] x [G*m, H] product per layer."""
+        b, m, d = x0.shape
+        xt0 = x0.transpose(1, 2)                                     # [B, D, m]
+        x, pooled = xt0, []
+        for layer, nxt in zip(self.cin, self.cin_next):
+            z = (x.unsqueeze(3) * xt0.unsqueeze(2)).reshape(b, d, -1)  # [B, D, G*m]
+            h = layer(z)                                             # [B, D, H]
+            x = h[:, :, :nxt]
+            pooled.append(h[:, :, nxt:].sum(1))                      # sum-pool over D
+        return torch.cat(pooled, 1) if pooled else x0.new_zeros(b, 0)
+
+    def interact(self, e: torch.Tensor, lin: torch.Tensor) -> Output:
+        feats = [self._cin(e)]
+        if self.dnn_sizes:
+            feats.append(self.dnn(e.flatten(1)))
+        hidden = torch.cat(feats, 1)
+        out = self.head(hidden) + lin
+        return Output(self.rating_mean + out[:, 0], out[:, 1], hidden)
+
+    # --- structure
+    def structure(self) -> list[Group]:
+        m, d = self.m, self.embed_dim
+        groups = []
+        dims = torch.arange(d).unsqueeze(1)
+        sl = [(f"embedding.emb.{name}.weight", 1, dims) for name in self.embedding.emb]
+        if self.dnn_sizes:
+            first = linear_layers(self.dnn)[0][0]
+            cols = torch.arange(m).unsqueeze(0) * d + dims        # [D, m]: column f*D + dim
+            sl.append((f"dnn.{first}.weight", 1, cols))
+        groups.append(Group("embedding", "embedding_dim", d, sl,
+                            acts=[(f"embedding.emb.{n}", dims) for n in self.embedding.emb]))
+        offset = 0
+        for k, (nxt, out) in enumerate(zip(self.cin_next, self.cin_out)):
+            h = nxt + out
+            rows = torch.arange(h).unsqueeze(1)
+            sl = [(f"cin.{k}.weight", 0, rows)]
+            if nxt:  # maps sent on own their block of the next layer's input columns
+                idx = torch.full((h, m), -1, dtype=torch.long)
+                idx[:nxt] = torch.arange(nxt).unsqueeze(1) * m + torch.arange(m)
+                sl.append((f"cin.{k + 1}.weight", 1, idx))
+            head = torch.full((h, 1), -1, dtype=torch.long)   # output maps own a head column
+            head[nxt:, 0] = offset + torch.arange(out)
+            sl.append(("head.weight", 1, head))
+            groups.append(Group(f"cin.{k}", "cin_map", h, sl, acts=[(f"cin.{k}", rows)]))
+            offset += out
+        if self.dnn_sizes:
+            groups += neuron_groups("dnn", self.dnn, [("head.weight", 1, sum(self.cin_out))])
+        return groups
+
+    def pruned_arch(self, group: str, keep: torch.Tensor) -> dict:
+        a = self.arch()
+        if group == "embedding":
+            a["embed_dim"] = int(keep.sum())
+        elif group.startswith("cin."):
+            k = int(group.split(".")[1])
+            nxt = self.cin_next[k]
+            a["cin_next"] = list(a["cin_next"])
+            a["cin_out"] = list(a["cin_out"])
+            a["cin_next"][k] = int(keep[:nxt].sum())
+            a["cin_out"][k] = int(keep[nxt:].sum())
+        elif group.startswith("dnn."):
+            li = int(group.split(".")[1])
+            a["dnn"] = list(a["dnn"])
+            a["dnn"][li] = int(keep.sum())
+        else:
+            raise KeyError(group)
+        return a

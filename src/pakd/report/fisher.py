@@ -1,0 +1,123 @@
+"""Markdown summary and plots of a Fisher analysis."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .tables import fmt, markdown_table
+
+
+def fisher_markdown(res: dict, experiment: dict | None = None) -> str:
+    lines = [f"# Fisher information analysis — {res['teacher']} on {res['dataset']}", ""]
+    if experiment:
+        sp = experiment.get("split", {})
+        lines += [f"Split: {sp.get('method')} seed {experiment.get('seed')}, rows "
+                  f"{sp.get('rows')}; {experiment['threads']} torch threads.",
+                  f"Settings: {experiment['settings']}", ""]
+    lines += [f"Objectives: {', '.join(res['focus_tasks'])}; Fisher: {', '.join(res['fisher'])}.",
+              f"Criterion: {res['criterion']}.", ""]
+    rows = []
+    for n, m in res["models"].items():
+        v = m["validation"]
+        rows.append({"model": n, "params": m["params"],
+                     "objective": f"{m['primary']['objective']}/{m['primary']['fisher']}",
+                     "trace": m["sensitivity"]["total"], "per_param": m["sensitivity"]["normalised"],
+                     "friendliness": m["pruning_friendliness"],
+                     "sp_emp": v["spearman_empirical"], "sp_true": v["spearman_true"],
+                     "sp_mag": v["spearman_magnitude"], "tested": v["groups_tested"]})
+    lines += ["## Per member", "", markdown_table(rows, [
+        ("model", "model"), ("params", "params"), ("objective", "objective/Fisher"),
+        ("trace", "Fisher trace"), ("per_param", "per parameter"),
+        ("friendliness", "pruning friendliness"), ("sp_emp", "Spearman empirical"),
+        ("sp_true", "Spearman true"), ("sp_mag", "Spearman magnitude"),
+        ("tested", "units tested")], digits=4), "",
+        "Spearman: rank correlation between the predicted and the measured validation-loss "
+        "increase when one unit is removed.", ""]
+    t = res.get("timings", {})
+    if t:
+        trow = [{"model": n, **v} for n, v in t.items()]
+        lines += ["## Cost", "", markdown_table(trow, [
+            ("model", "pass"), ("fisher_seconds", "Fisher s"), ("examples", "examples"),
+            ("epoch_seconds", "train epoch s"), ("epoch_examples", "epoch examples")]), ""]
+    for n, m in res["models"].items():
+        lines += [f"## {n}", "", "Most important layers:", "", markdown_table(m["layers"][:8], [
+            ("name", "layer"), ("params", "params"), ("importance", "importance"),
+            ("share", "share"), ("normalised", "normalised")]), ""]
+        p = m["plan"]
+        lines += [f"Plan for {p['target_ratio']:.0%} fewer parameters: removes "
+                  f"{p['params_removed']:,} ({p['removed_ratio']:.1%}); predicted loss increase "
+                  f"{ {k: round(v, 5) for k, v in p['predicted_loss_increase'].items()} }, measured "
+                  f"{ {k: round(v, 5) for k, v in p['measured_loss_increase'].items()} }.",
+                  f"RMSE {fmt(p['rmse_before'])} → {fmt(p['rmse_after'])} (predicted "
+                  f"{fmt(p.get('rmse_predicted'))}); NDCG@10 {fmt(p['ndcg@10_before'])} → "
+                  f"{fmt(p['ndcg@10_after'])} on {p['ndcg_users']} users.", "",
+                  markdown_table(p["groups"], [("group", "group"), ("kind", "kind"),
+                                               ("units", "units"), ("kept", "kept")]), ""]
+    return "\n".join(lines) + "\n"
+
+
+def fisher_plots(res: dict, out_dir: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    out_dir.mkdir(parents=True, exist_ok=True)
+    models = res["models"]
+    paths = []
+    n = len(models)
+    fig, axes = plt.subplots(1, n, figsize=(5 * n, 4), squeeze=False)
+    for ax, (name, m) in zip(axes[0], models.items()):
+        ls = m["layers"][:10][::-1]
+        ax.barh([x["name"] for x in ls], [x["normalised"] for x in ls], color="tab:blue")
+        ax.set_title(f"{name}: layer importance")
+        ax.set_xlabel("importance / top layer")
+        ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    paths.append(_save(fig, out_dir / "fisher_layer_importance.png"))
+
+    fig, axes = plt.subplots(1, n, figsize=(5 * n, 4), squeeze=False)
+    for ax, (name, m) in zip(axes[0], models.items()):
+        data, labels = [], []
+        for g in m["groups"]:
+            v = np.asarray(g["importance_per_unit"], float)
+            data.append(np.log10(np.maximum(v, 1e-18)))
+            labels.append(g["name"])
+        if data:
+            ax.boxplot(data, orientation="horizontal")
+            ax.set_yticks(range(1, len(labels) + 1), labels, fontsize=7)
+        ax.set_title(f"{name}: unit importance")
+        ax.set_xlabel("log10 estimated loss increase")
+    fig.tight_layout()
+    paths.append(_save(fig, out_dir / "fisher_group_importance.png"))
+
+    fig, axes = plt.subplots(1, n, figsize=(5 * n, 4), squeeze=False)
+    for ax, (name, m) in zip(axes[0], models.items()):
+        v = m["validation"]
+        obj = v["objective"]
+        pts = v["points"]
+        meas = np.array([p["measured"][obj] for p in pts])
+        for key, color in ((f"{obj}/empirical", "tab:orange"), (f"{obj}/true", "tab:blue"),
+                           ("magnitude", "tab:gray")):
+            if pts and key in pts[0]["predicted"]:
+                pred = np.array([p["predicted"][key] for p in pts])
+                scale = np.median(meas[meas > 0]) / max(np.median(pred[pred > 0]), 1e-30) \
+                    if (meas > 0).any() and (pred > 0).any() else 1.0
+                ax.scatter(np.maximum(pred * scale, 1e-12), np.maximum(meas, 1e-12), s=10,
+                           alpha=0.6, color=color, label=key.split("/")[-1])
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("predicted (scaled to measured median)")
+        ax.set_ylabel(f"measured {obj} loss increase")
+        ax.set_title(f"{name}: predicted vs measured")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(_save(fig, out_dir / "fisher_predicted_vs_measured.png"))
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

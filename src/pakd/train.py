@@ -1,0 +1,202 @@
+"""One training loop for every model: multi-task loss, AdamW, early stopping, checkpoints.
+
+Loss per step = rating_weight * MSE(rating, observed rating)
+              + ranking_weight * ranking loss (observed item vs sampled unobserved items)
+              + l2 * squared norm of the embedding rows the step touched.
+Negatives are drawn uniformly from the catalogue with a fresh seeded generator per epoch
+(items the user rated in train are redrawn once), so a resumed run repeats the same
+epochs. Early stopping watches the weighted validation loss on fixed sampled negatives;
+the best weights are kept and written atomically with their training state after every
+improving epoch, so ``resume`` continues an interrupted run where it stopped.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import FitConfig
+from .data.encode import Encoded
+from .data.splits import atomic_write_bytes
+from .models import save
+from .models.base import RecModel
+from .runs import log, progress
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_valid: float
+    train_seconds: float
+    epochs_run: int
+    history: list[dict] = field(default_factory=list)
+    epoch_seconds: float = 0.0
+
+
+class NegativeSampler:
+    """Uniform negatives; items the user rated in train are redrawn once."""
+
+    def __init__(self, enc: Encoded):
+        tr = enc.parts["train"]
+        self.n_items = enc.n_items
+        self.keys = torch.sort(tr.user * enc.n_items + tr.item).values
+
+    def is_seen(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        k = user * self.n_items + item
+        pos = torch.searchsorted(self.keys, k).clamp(max=len(self.keys) - 1)
+        return self.keys[pos] == k
+
+    def sample(self, user: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+        """[len(user), n] item indices."""
+        uu = user.repeat_interleave(n)
+        neg = torch.randint(0, self.n_items, (len(uu),), generator=gen)
+        seen = self.is_seen(uu, neg)
+        if seen.any():
+            neg[seen] = torch.randint(0, self.n_items, (int(seen.sum()),), generator=gen)
+        return neg.view(len(user), n)
+
+
+def ranking_loss(pos: torch.Tensor, neg: torch.Tensor, kind: str) -> torch.Tensor:
+    """pos [B], neg [B, n] logits."""
+    if kind == "bce":
+        return (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos), reduction="sum")
+                + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg), reduction="sum")
+                ) / (pos.numel() + neg.numel())
+    if kind == "bpr":
+        return -F.logsigmoid(pos[:, None] - neg).mean()
+    if kind == "softmax":
+        logits = torch.cat([pos[:, None], neg], 1)
+        return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long))
+    raise ValueError(kind)
+
+
+def l2_rows(model: RecModel, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+    """Squared norm of the embedding rows a batch touches (indexing the weights directly,
+    so hooks on the embedding modules see only the forward pass)."""
+    return sum((m.weight[idx.long()] ** 2).sum() for m, idx in model.lookup_rows(user, item))
+
+
+def step_losses(model: RecModel, u, i, r, neg, cfg: FitConfig):
+    """(total, rating MSE, ranking loss) of one batch; neg is [B, n]."""
+    n = neg.shape[1]
+    uu = torch.cat([u, u.repeat_interleave(n)])
+    ii = torch.cat([i, neg.flatten()])
+    out = model(uu, ii)
+    b = len(u)
+    mse = F.mse_loss(out.rating[:b], r)
+    rank = ranking_loss(out.logit[:b], out.logit[b:].view(b, n), cfg.ranking_loss)
+    loss = cfg.rating_weight * mse + cfg.ranking_weight * rank
+    if cfg.l2 > 0:
+        reg = l2_rows(model, u, i)
+        loss = loss + cfg.l2 * reg / b
+    return loss, mse, rank
+
+
+def make_optimizer(model: RecModel, cfg: FitConfig) -> torch.optim.Optimizer:
+    emb_params = {id(m.weight) for m, _ in model.lookup_rows(torch.zeros(1, dtype=torch.long),
+                                                             torch.zeros(1, dtype=torch.long))}
+    dense = [p for p in model.parameters() if id(p) not in emb_params]
+    sparse = [p for p in model.parameters() if id(p) in emb_params]
+    groups = [{"params": dense, "weight_decay": cfg.weight_decay}]
+    if sparse:
+        groups.append({"params": sparse, "weight_decay": 0.0})
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+@torch.no_grad()
+def validation_loss(model: RecModel, enc: Encoded, cfg: FitConfig, negs: torch.Tensor) -> dict:
+    model.eval()
+    va = enc.parts["valid"]
+    tot = mse_s = rank_s = 0.0
+    bs = 8192
+    for s in range(0, len(va), bs):
+        u, i, r = va.user[s:s + bs], va.item[s:s + bs], va.rating[s:s + bs]
+        _, mse, rank = step_losses(model, u, i, r, negs[s:s + bs], cfg.model_copy(update={"l2": 0.0}))
+        mse_s += float(mse) * len(u)
+        rank_s += float(rank) * len(u)
+    n = max(1, len(va))
+    mse, rank = mse_s / n, rank_s / n
+    tot = cfg.rating_weight * mse + cfg.ranking_weight * rank
+    return {"valid_loss": tot, "valid_rmse": float(np.sqrt(mse)), "valid_rank_loss": rank}
+
+
+def fit(model: RecModel, enc: Encoded, cfg: FitConfig, *, seed: int = 0, name: str = "",
+        ckpt: Path | None = None, resume: bool = False, quiet: bool = False,
+        meta: dict | None = None) -> FitResult:
+    """Train ``model`` in place; it ends holding the best validation weights."""
+    sampler = NegativeSampler(enc)
+    opt = make_optimizer(model, cfg)
+    val_gen = torch.Generator().manual_seed(seed + 7919)
+    val_negs = sampler.sample(enc.parts["valid"].user, cfg.negatives, val_gen)
+    tr = enc.parts["train"]
+    start_epoch, best, best_epoch, history, spent = 0, float("inf"), -1, [], 0.0
+    best_state = None
+    state_path = ckpt.with_suffix(".state.pt") if ckpt else None
+    if resume and state_path is not None and state_path.is_file():
+        st = torch.load(state_path, weights_only=True)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optim"])
+        best_state = st["best_model"]
+        start_epoch, best, best_epoch = int(st["epoch"]) + 1, float(st["best"]), int(st["best_epoch"])
+        history, spent = list(st["history"]), float(st["seconds"])
+        log.info("%s: resuming after epoch %d (best valid %.4f at epoch %d)", name,
+                 start_epoch, best, best_epoch + 1)
+    stale = sum(1 for h in history[best_epoch + 1:]) if best_epoch >= 0 else 0
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, cfg.epochs):
+        if stale >= cfg.patience:
+            break
+        t0 = time.perf_counter()
+        model.train()
+        gen = torch.Generator().manual_seed(seed * 100003 + epoch)
+        perm = torch.randperm(len(tr), generator=gen)
+        sums = np.zeros(3)
+        bar = progress(range(0, len(tr), cfg.batch_size), desc=f"{name} epoch {epoch + 1}",
+                       quiet=quiet, unit="batch")
+        for s in bar:
+            idx = perm[s:s + cfg.batch_size]
+            u, i, r = tr.user[idx], tr.item[idx], tr.rating[idx]
+            neg = sampler.sample(u, cfg.negatives, gen)
+            loss, mse, rank = step_losses(model, u, i, r, neg, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sums += np.array([loss.item(), mse.item(), rank.item()]) * len(u)
+        train_time = time.perf_counter() - t0
+        spent += train_time
+        val = validation_loss(model, enc, cfg, val_negs)
+        rec = {"epoch": epoch + 1, "train_loss": float(sums[0] / len(tr)),
+               "train_rmse": float(np.sqrt(sums[1] / len(tr))),
+               "train_rank_loss": float(sums[2] / len(tr)),
+               **val, "seconds": train_time}
+        history.append(rec)
+        improved = val["valid_loss"] < best - 1e-6
+        if improved:
+            best, best_epoch, stale = val["valid_loss"], epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if ckpt is not None:
+                save(model, ckpt, meta={**(meta or {}), "best_epoch": epoch + 1, "valid": val})
+        else:
+            stale += 1
+        log.info("%s epoch %d: train loss %.4f (rmse %.4f) | valid loss %.4f rmse %.4f rank %.4f"
+                 " | %.1fs%s", name, epoch + 1, rec["train_loss"], rec["train_rmse"],
+                 val["valid_loss"], val["valid_rmse"], val["valid_rank_loss"], train_time,
+                 " *" if improved else "")
+        if state_path is not None:
+            st = {"model": model.state_dict(), "optim": opt.state_dict(), "epoch": epoch,
+                  "best": best, "best_epoch": best_epoch, "history": history, "seconds": spent,
+                  "best_model": best_state}
+            import io
+            buf = io.BytesIO()
+            torch.save(st, buf)
+            atomic_write_bytes(state_path, buf.getvalue())
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    n_ep = len(history)
+    return FitResult(best_epoch + 1, best, spent, n_ep, history,
+                     spent / max(1, n_ep))

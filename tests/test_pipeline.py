@@ -1,0 +1,99 @@
+"""The whole pipeline on tiny data with the quick profile: every artefact, every key."""
+import json
+import math
+
+import pytest
+
+from pakd.cli import main
+
+METRICS = ("rmse", "mae", "auc", "logloss", "recall@10", "ndcg@10")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    import numpy as np
+    import pandas as pd
+    root = tmp_path_factory.mktemp("pipe")
+    rng = np.random.default_rng(4)
+    rows = []
+    for u in range(40):
+        for j, i in enumerate(rng.choice(60, size=18, replace=False)):
+            rows.append((u + 1, int(i) + 1, float(rng.integers(1, 6)), 10_000 + 100 * j + u))
+    pd.DataFrame(rows, columns=["userId", "movieId", "rating", "ts"]).to_csv(root / "r.csv", index=False)
+    genres = ["Action", "Comedy", "Drama", "Horror", "Sci-Fi"]
+    pd.DataFrame({"movieId": range(1, 61), "title": [f"Film {i}" for i in range(1, 61)],
+                  "genres": ["|".join(rng.choice(genres, 2, replace=False)) for _ in range(60)],
+                  "year": [1950 + i for i in range(60)]}).to_csv(root / "items.csv", index=False)
+    out = root / "run"
+    rc = main(["run", "--dataset", str(root / "r.csv"), "--columns",
+               "user=userId,item=movieId,rating=rating,timestamp=ts",
+               "--item-features", str(root / "items.csv"), "--title-column", "title",
+               "--out", str(out), "--profile", "quick", "--threads", "1", "-q"])
+    assert rc == 0
+    return out
+
+
+def test_teachers_json(run):
+    t = json.loads((run / "teachers.json").read_text())
+    assert set(t["members"]) == {"svd", "xdeepfm", "autoint"}
+    for m in list(t["members"].values()) + [t["ensemble"]]:
+        for k in METRICS + ("params", "train_seconds"):
+            assert k in m and m[k] is not None, k
+        assert math.isfinite(m["rmse"]) and 0 <= m["ndcg@10"] <= 1
+    e = t["ensemble"]
+    assert e["rating_weights"] == pytest.approx({"xdeepfm": 2 / 3, "autoint": 1 / 3})
+    assert e["ranking_weights"] == pytest.approx({"svd": 2 / 3, "autoint": 1 / 3})
+    assert {"global_mean", "mostpop"} <= set(t["baselines"])
+    assert (run / "teachers.md").read_text().count("|") > 20
+    for n in ("svd", "xdeepfm", "autoint"):
+        assert (run / "teachers" / f"{n}.safetensors").is_file()
+
+
+def test_fisher_outputs(run):
+    a = run / "analysis_results"
+    res = json.loads((a / "ensemble_fisher_analysis.json").read_text())
+    for name, m in res["models"].items():
+        assert {"sensitivity", "pruning_friendliness", "layers", "groups", "plan",
+                "validation"} <= set(m), name
+        assert 0 <= m["pruning_friendliness"] <= 1
+        v = m["validation"]
+        assert {"spearman_empirical", "spearman_true", "spearman_magnitude", "groups_tested"} <= set(v)
+        assert v["groups_tested"] > 0
+        assert m["plan"]["params_after"] < m["params"]
+    exp = json.loads((a / "movielens_fisher_experiment.json").read_text())
+    assert {"dataset", "split", "settings", "timings"} <= set(exp)
+    for f in ("ensemble_fisher_analysis_summary.md", "movielens_fisher_experiment_summary.md"):
+        assert (a / f).stat().st_size > 100
+    for p in ("fisher_layer_importance.png", "fisher_group_importance.png",
+              "fisher_predicted_vs_measured.png"):
+        assert (run / "plots" / p).stat().st_size > 1000
+
+
+def test_pakd_outputs(run, capsys):
+    res = json.loads((run / "analysis_results" / "pakd_experiment.json").read_text())
+    row_keys = set(METRICS) | {"params", "size_bytes", "throughput_rows_per_s", "latency_ms_p50",
+                               "latency_ms_p99", "peak_rss_mb"}
+    assert row_keys <= set(res["teacher"])
+    methods = {r["method"] for r in res["rows"]}
+    assert methods == {"fisher_kd", "magnitude_kd", "random_kd", "fisher_ft", "scratch"}
+    by = {r["method"]: r for r in res["rows"]}
+    for r in res["rows"]:
+        assert row_keys <= set(r)
+        assert r["pruning_ratio"] == 0.5
+        assert "speedup_throughput" in r and "rmse_retention_pct" in r
+    for m in ("fisher_kd", "magnitude_kd", "random_kd", "fisher_ft"):
+        # the parameter count really fell by the asked share (one unit of slack)
+        assert by[m]["removed_ratio"] >= 0.45, (m, by[m]["removed_ratio"])
+    assert by["scratch"]["params"] == by["fisher_kd"]["params"]
+    assert res["best_student"]["saved"]
+    saved = run / "models" / "saved" / "best_student_model.safetensors"
+    assert saved.is_file() and saved.with_suffix(".json").is_file()
+    assert main(["recommend", "--model", str(saved), "--user", "3", "-k", "5"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("Film") == 5 and "skipping" in out
+
+
+def test_stage_reruns_alone_from_run_yaml(run):
+    assert main(["ensemble", "--run", str(run), "--weights", "auto", "-q"]) == 0
+    t = json.loads((run / "teachers.json").read_text())
+    assert sum(t["ensemble"]["ranking_weights"].values()) == pytest.approx(1.0)
