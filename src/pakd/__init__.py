@@ -10,9 +10,18 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import encode, load_dataset, split  # noqa: E402
-from .config import RunConfig, build_config  # noqa: E402
 from .errors import ConfigError, DataError, PakdError  # noqa: E402
+
+_LAZY = {"load_dataset": "api", "split": "api", "encode": "api", "RunConfig": "config",
+         "build_config": "config"}
+
+
+def __getattr__(name):
+    """Import the API on first use, so `import pakd.bench` or `pakd --help` stay light."""
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(name)
 
 __all__ = ["__version__", "load_dataset", "split", "encode", "RunConfig", "build_config",
            "PakdError", "DataError", "ConfigError"]

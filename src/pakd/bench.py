@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -73,16 +72,19 @@ def measure(model: RecModel, n_users: int, n_items: int, *, batch: int = 4096,
             "bench_batch": batch}
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _current_rss_mb() -> float:
+def _status_mb(key: str) -> float:
+    """VmHWM (peak) or VmRSS (current) of this process in MB. ru_maxrss is not used: Linux
+    carries the parent's peak across fork and exec, so a child would report its parent's."""
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024
     except OSError:
-        return float("nan")
+        pass
+    if key == "VmHWM":
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return float("nan")
 
 
 def bench_in_subprocess(target: str, *, run_dir: str | None = None, threads: int,
@@ -109,17 +111,19 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=3.0)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    before = _current_rss_mb()
+    before = _status_mb("VmRSS")
+    from .models import load
     if a.target == "ensemble":
-        from .teachers import load_ensemble
-        model = load_ensemble(Path(a.run))
+        from .models.ensemble import load_ensemble_dir
+        model = load_ensemble_dir(Path(a.run) / "teachers",
+                                  lambda n: load(Path(a.run) / "teachers" / n)[0])
     else:
-        from .models import load
         model = load(a.target)[0]
-    loaded = _current_rss_mb()
+    loaded = _status_mb("VmRSS")
     out = measure(model, model.schema.n_users, model.schema.n_items, batch=a.batch,
                   seconds=a.seconds)
-    out.update(peak_rss_mb=_rss_mb(), rss_before_load_mb=before, rss_after_load_mb=loaded)
+    out.update(peak_rss_mb=_status_mb("VmHWM"), rss_before_load_mb=before,
+               rss_after_load_mb=loaded)
     print(json.dumps(out))
     return 0
 

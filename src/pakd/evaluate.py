@@ -14,7 +14,7 @@ import torch
 
 from . import metrics as M
 from .config import EvalConfig
-from .data.encode import Encoded
+from .data.encoding import Encoded
 from .models.base import RecModel
 
 

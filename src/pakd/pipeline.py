@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import data as data_mod
 from .config import RunConfig
-from .data.encode import Encoded
+from .data.encoding import Encoded
 from .data.splits import Split
 from .runs import log
 
@@ -64,7 +64,7 @@ def load_encoded(cfg: RunConfig, run_dir: Path) -> Encoded:
 
 
 def write_json(path: Path, obj) -> None:
-    from .data.splits import atomic_write_text
+    from .atomic import atomic_write_text
     atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 

@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import RunConfig, dump_yaml
-from .data.splits import atomic_write_text
+from .atomic import atomic_write_text
 
 log = logging.getLogger("pakd")
 

@@ -19,13 +19,13 @@ from safetensors.torch import load_file, save as st_save
 
 from . import metrics as M
 from .config import FitConfig, RunConfig
-from .data.encode import Encoded
-from .data.splits import atomic_write_bytes, atomic_write_text
+from .data.encoding import Encoded
+from .atomic import atomic_write_bytes, atomic_write_text
 from .errors import PakdError
 from .evaluate import evaluate, fit_platt, ranking_metrics, score_matrix
 from .models import build, load, save
 from .models.base import RecModel
-from .models.ensemble import Ensemble
+from .models.ensemble import Ensemble, load_ensemble_dir
 from .report import markdown_table
 from .runs import log, progress, seed_everything
 from .train import fit
@@ -201,15 +201,7 @@ def save_ensemble(ens: Ensemble, run_dir: Path) -> None:
 
 
 def load_ensemble(run_dir: Path) -> Ensemble:
-    p = teacher_dir(run_dir) / "ensemble.json"
-    if not p.is_file():
-        raise PakdError(f"{p} not found; run `pakd ensemble --run {run_dir}` first")
-    a = json.loads(p.read_text())
-    members = {n: load_member(run_dir, n)[0] for n in a["members"]}
-    ens = Ensemble(members, a["weights"], a["tasks"], a["rating_weights"], a["ranking_weights"])
-    ens.logit_mean.copy_(torch.tensor(a["logit_mean"]))
-    ens.logit_std.copy_(torch.tensor(a["logit_std"]))
-    return ens.eval()
+    return load_ensemble_dir(teacher_dir(run_dir), lambda n: load_member(run_dir, n)[0])
 
 
 def ensemble_scores(ens: Ensemble, scores: dict[str, torch.Tensor | None]) -> torch.Tensor | None:

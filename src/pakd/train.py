@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from .config import FitConfig
-from .data.encode import Encoded
-from .data.splits import atomic_write_bytes
+from .data.encoding import Encoded
+from .atomic import atomic_write_bytes
 from .models import save
 from .models.base import RecModel
 from .runs import log, progress

@@ -1,23 +1,34 @@
-"""Data: loading (MovieLens releases, generic tables), checks, splits and encoding."""
+"""Data: loading (MovieLens releases, generic tables), checks, splits and encoding.
+
+Submodules load on first use, so importing a model (which needs only `schema`) stays light.
+"""
 from __future__ import annotations
 
 import codecs
+import importlib
 from pathlib import Path
-
-from ..config import DataConfig
-from ..errors import DataError
-from .dataset import Dataset, filter_min_counts
-from .encode import Encoded, encode
-from .generic import load_table
-from .movielens import RELEASES, load_movielens
-from .splits import Split, make_split, read_split
 
 __all__ = ["Dataset", "Encoded", "Split", "RELEASES", "load", "load_movielens", "load_table",
            "make_split", "read_split", "encode"]
 
+_LAZY = {"Dataset": "dataset", "Encoded": "encoding", "encode": "encoding", "Split": "splits",
+         "make_split": "splits", "read_split": "splits", "RELEASES": "movielens",
+         "load_movielens": "movielens", "load_table": "generic"}
 
-def load(cfg: DataConfig | None = None, *, quiet: bool = False) -> Dataset:
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(name)
+
+
+def load(cfg=None, *, quiet: bool = False):
     """Load the dataset a `DataConfig` names (a MovieLens release or a ratings file)."""
+    from ..config import DataConfig
+    from ..errors import DataError
+    from .dataset import filter_min_counts
+    from .generic import load_table
+    from .movielens import RELEASES, load_movielens
     cfg = cfg or DataConfig()
     name = cfg.dataset
     if name in RELEASES:

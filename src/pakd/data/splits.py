@@ -15,14 +15,13 @@ is reported. Every user keeps at least one train rating.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..atomic import atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported)
 from ..errors import DataError, PakdError
 
 PARTS = ("train", "valid", "test")
@@ -45,28 +44,6 @@ class Split:
                                                   lineterminator="\n"))
         atomic_write_text(run_dir / "split.json", json.dumps(self.summary, indent=2) + "\n")
         return path
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def make_split(ratings: pd.DataFrame, *, method: str = "user_ratio",

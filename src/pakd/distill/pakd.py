@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DistillConfig, EvalConfig
-from ..data.encode import Encoded
+from ..data.encoding import Encoded
 from ..evaluate import predict_ratings, ranking_metrics
 from ..metrics import rmse
 from ..models.base import RecModel

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.encode import Encoded
+from ..data.encoding import Encoded
 from ..errors import PakdError
 from ..models.base import RecModel
 from ..runs import progress

@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 
 from ..config import RunConfig
-from ..data.encode import Encoded
-from ..data.splits import atomic_write_text
+from ..data.encoding import Encoded
+from ..atomic import atomic_write_text
 from ..errors import PakdError
 from ..evaluate import evaluate, ranking_metrics, predict_ratings
 from ..metrics import rmse
-from ..models import build, rebuild, save
+from ..models import build, save
 from ..models.base import RecModel
 from ..runs import log, seed_everything
 from ..teachers import (ensemble_scores, load_ensemble, load_member, member_scores,
@@ -112,7 +112,8 @@ def stage_distill(cfg: RunConfig, run_dir: Path, enc: Encoded) -> dict:
                 if ref_arch is None:
                     raise PakdError("the scratch baseline copies a pruned method's final "
                                     "architecture: list fisher_kd (or another pruning method)")
-                student = rebuild(student, ref_arch)
+                student = build(student.kind, enc.schema, ref_arch, tables=enc.tables,
+                                rating_mean=float(enc.parts["train"].rating.mean()))
             name = f"{method}@{ratio:g}"
             res = distill(student, enc, signals, dc, cfg.eval, method=method, ratio=ratio,
                           teacher_valid=teacher_valid, seed=cfg.seed, quiet=cfg.quiet, name=name)

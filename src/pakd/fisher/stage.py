@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .. import metrics as M
 from ..config import RunConfig
-from ..data.encode import Encoded
+from ..data.encoding import Encoded
 from ..errors import PakdError
 from ..evaluate import predict_ratings, ranking_metrics, score_matrix
 from ..models.base import RecModel
@@ -324,7 +324,7 @@ def check_plan(cfg: RunConfig, enc: Encoded, name: str, model: RecModel, plan: d
 # ----------------------------------------------------------------------------- outputs
 
 def write_outputs(cfg: RunConfig, run_dir: Path, enc: Encoded, res: dict) -> None:
-    from ..data.splits import atomic_write_text
+    from ..atomic import atomic_write_text
     from ..pipeline import write_json
     from ..report.fisher import fisher_markdown, fisher_plots
     adir = Path(run_dir) / "analysis_results"

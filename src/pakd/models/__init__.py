@@ -13,7 +13,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from ..data.schema import Schema
-from ..data.splits import atomic_write_bytes, atomic_write_text
+from ..atomic import atomic_write_bytes, atomic_write_text
 from ..errors import PakdError
 from .autoint import AutoInt
 from .base import FieldEmbedding, Group, Output, RecModel

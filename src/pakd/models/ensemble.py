@@ -100,3 +100,18 @@ def _renorm(w: dict[str, float], what: str) -> dict[str, float]:
         raise PakdError(f"no member feeds the {what} output with a positive weight; give one "
                         f"member the task {what} or balance")
     return {n: v / total for n, v in w.items()}
+
+
+def load_ensemble_dir(tdir, load_member) -> Ensemble:
+    """The ensemble saved as ``tdir/ensemble.json`` with members loaded by ``load_member``."""
+    import json
+    from pathlib import Path
+    p = Path(tdir) / "ensemble.json"
+    if not p.is_file():
+        raise PakdError(f"{p} not found; run `pakd ensemble --run {Path(tdir).parent}` first")
+    a = json.loads(p.read_text())
+    members = {n: load_member(n) for n in a["members"]}
+    ens = Ensemble(members, a["weights"], a["tasks"], a["rating_weights"], a["ranking_weights"])
+    ens.logit_mean.copy_(torch.tensor(a["logit_mean"]))
+    ens.logit_std.copy_(torch.tensor(a["logit_std"]))
+    return ens.eval()
