@@ -116,3 +116,13 @@ def test_true_and_empirical_differ(tiny_enc):
     e = sum(v.sum() for v in res[("ranking", "empirical")].values())
     t = sum(v.sum() for v in res[("ranking", "true")].values())
     assert e > 0 and t > 0 and abs(e - t) / e > 1e-3
+
+
+def test_fisher_is_plain_data_not_a_graph(tiny_enc):
+    """Accumulating must not chain autograd graphs across batches (that leaked memory)."""
+    m = model_of("xdeepfm", tiny_enc)
+    u, i, yr, ys, hr = examples(tiny_enc)
+    res = diagonal_fisher(m, u, i, yr, ys, hr, [OBJECTIVES["rating"]], ["empirical"],
+                          sigma2=1.0, batch=4)
+    for v in res[("rating", "empirical")].values():
+        assert not v.requires_grad and v.grad_fn is None

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import (PROFILES, RunConfig, build_config, dump_yaml, iter_settings,
+from .config import (RunConfig, build_config, dump_yaml, flag_aliases, iter_settings,
                      load_run_config, parse_cli_value)
 from .errors import PakdError
 from .runs import log, seed_everything, set_threads, setup_logging, write_run_config
@@ -41,9 +41,11 @@ def add_settings(p: argparse.ArgumentParser, sections: list[str]) -> None:
         if flag in used:  # two sections share a short flag: spell this one out
             flag = "--" + path.replace(".", "-").replace("_", "-")
         flags = [flag] + (["-q"] if flag == "--quiet" else [])
+        flags += [a for a in flag_aliases(info) if a not in used]
+        for f in list(flags):
+            if f.startswith("--") and "-" in f[2:]:
+                flags.append("--" + f[2:].replace("-", "_"))
         used.update(flags)
-        if "-" in flag[2:]:
-            flags.append("--" + flag[2:].replace("-", "_"))
         kw = dict(dest="set__" + path.replace(".", "__"), default=argparse.SUPPRESS,
                   help=f"{info.description} (default: {_show(default)})")
         if info.annotation is bool:

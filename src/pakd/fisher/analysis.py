@@ -37,7 +37,7 @@ def layer_name(param: str) -> str:
 
 def saliency(model: RecModel, fisher: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     params = dict(model.named_parameters())
-    return {n: (0.5 * fisher[n] * params[n].detach().double() ** 2).detach() for n in fisher}
+    return {n: 0.5 * fisher[n] * params[n].detach().double() ** 2 for n in fisher}
 
 
 def layer_table(model: RecModel, fisher: dict[str, torch.Tensor], sal: dict[str, torch.Tensor],
@@ -64,7 +64,6 @@ def unit_table(model: RecModel, sal: dict[str, torch.Tensor], groups: list[Group
                ) -> list[dict]:
     """One row per prunable unit: group, kind, unit, estimated cost, parameters owned."""
     groups = groups if groups is not None else model.structure()
-    sal = {n: v.detach() for n, v in sal.items()}
     ones = {n: torch.ones_like(v) for n, v in sal.items()}
     rows = []
     for g in groups:

@@ -88,33 +88,39 @@ class _Capture:
             h.remove()
 
 
+@torch.no_grad()
 def _accumulate(acc: dict[str, torch.Tensor], model: nn.Module, cap: _Capture,
                 grads: dict[str, torch.Tensor], weight: torch.Tensor) -> None:
-    """acc += sum_n weight_n * (per-example gradient)^2, from output gradients ``grads``."""
+    """acc += sum_n weight_n * (per-example gradient)^2, from output gradients ``grads``.
+
+    Products run in the model's precision and are summed into the float64 accumulators.
+    """
     modules = dict(model.named_modules())
     for name, (a, _) in cap.linear.items():
         d = grads.get(name)
         if d is None:
             continue
-        a, d = a.double(), d.double()
+        a = a.detach()
+        w = weight.to(a.dtype)
         if a.dim() == 2:
-            acc[f"{name}.weight"] += (weight[:, None] * d * d).T @ (a * a)
+            acc[f"{name}.weight"] += ((w[:, None] * d * d).T @ (a * a)).double()
             bias_g = d
         else:   # applied at several positions per example: sum over them before squaring
             a3 = a.reshape(a.shape[0], -1, a.shape[-1])
             d3 = d.reshape(d.shape[0], -1, d.shape[-1])
-            g = torch.einsum("bpo,bpi->boi", d3, a3)
-            acc[f"{name}.weight"] += torch.einsum("b,boi->oi", weight, g * g)
+            g = torch.bmm(d3.transpose(1, 2), a3)                     # [B, out, in]
+            acc[f"{name}.weight"] += torch.einsum("b,boi->oi", w, g * g).double()
             bias_g = d3.sum(1)
         if modules[name].bias is not None:
-            acc[f"{name}.bias"] += (weight[:, None] * bias_g * bias_g).sum(0)
+            acc[f"{name}.bias"] += (w[:, None] * bias_g * bias_g).sum(0).double()
     for name, (idx, out) in cap.embed.items():
         d = grads.get(name)
         if d is None:
             continue
-        sq = (weight.view(-1, *([1] * (d.dim() - 1))) * d.double() ** 2).reshape(-1, d.shape[-1])
+        w = weight.to(d.dtype)
+        sq = (w.view(-1, *([1] * (d.dim() - 1))) * d * d).reshape(-1, d.shape[-1])
         table = acc[f"{name}.weight"]
-        table.index_add_(0, idx.reshape(-1).long(), sq)
+        table.index_add_(0, idx.reshape(-1).long(), sq.double())
         pad = modules[name].padding_idx
         if pad is not None:
             table[pad] = 0.0

@@ -19,12 +19,12 @@ from .. import metrics as M
 from ..config import RunConfig
 from ..data.encoding import Encoded
 from ..errors import PakdError
-from ..evaluate import predict_ratings, ranking_metrics, score_matrix
+from ..evaluate import predict_ratings
 from ..models.base import RecModel
 from ..models.ensemble import Ensemble
 from ..prune import mask_units, prune_plan
 from ..runs import log, progress
-from ..teachers import load_ensemble, load_member, teacher_dir
+from ..teachers import load_ensemble, load_member, member_scores, teacher_dir
 from ..train import NegativeSampler
 from . import analysis as A
 from .estimate import OBJECTIVES, diagonal_fisher
@@ -107,7 +107,6 @@ def stage_fisher(cfg: RunConfig, run_dir: Path, enc: Encoded) -> dict:
     sigma2, timings = {}, {}
     member_objs = [OBJECTIVES[o] for o in focus if o in ("rating", "ranking")]
     for name, model in members.items():
-        model = model.double()
         sigma2[name] = _sigma2(model, ex)
         t0 = time.perf_counter()
         if member_objs:
@@ -127,7 +126,6 @@ def stage_fisher(cfg: RunConfig, run_dir: Path, enc: Encoded) -> dict:
                  timings[name]["fisher_seconds"], n_all,
                  f"{timings[name]['epoch_seconds']:.1f}" if timings[name]["epoch_seconds"] else "?")
     if "ensemble" in focus:
-        ens = ens.double()
         sigma2["ensemble"] = _sigma2(ens, ex)
         t0 = time.perf_counter()
         with progress(total=n_all, desc="Fisher ensemble", quiet=cfg.quiet, unit="ex") as bar:
@@ -143,8 +141,11 @@ def stage_fisher(cfg: RunConfig, run_dir: Path, enc: Encoded) -> dict:
 
     results = {}
     for name, model in members.items():
+        cached = None
+        if (teacher_dir(run_dir) / f"{name}.json").is_file():
+            cached = member_scores(cfg, run_dir, name, load_member(run_dir, name)[0], enc)
         results[name] = analyse_member(cfg, enc, name, model, fishers[name], kinds, focus, only,
-                                       ex, vex, sigma2, ens)
+                                       ex, vex, sigma2, ens, base_scores=cached)
     out = {
         "teacher": fc.teacher, "dataset": cfg.data.dataset, "focus_tasks": focus, "fisher": kinds,
         "criterion": "importance of removing parameters S = 1/2 sum_S F theta^2 (diagonal "
@@ -162,14 +163,13 @@ def _primary(focus: list[str], kinds: list[str]) -> tuple[str, str]:
 
 def analyse_member(cfg: RunConfig, enc: Encoded, name: str, model: RecModel, fishers: dict,
                    kinds: list[str], focus: list[str], only, ex, vex, sigma2: dict,
-                   ens: Ensemble | None) -> dict:
+                   ens: Ensemble | None, base_scores: torch.Tensor | None = None) -> dict:
     fc = cfg.fisher
     groups = [g for g in model.structure()
               if only is None or any(g.name.startswith(o) for o in only)]
     primary = _primary(focus, kinds)
     tables, by_obj = {}, {}
     for (obj, kind), f in fishers.items():
-        f = {n: v.detach() for n, v in f.items()}
         sal = A.saliency(model, f)
         units = A.unit_table(model, sal, groups)
         tables[(obj, kind)] = {(u["group"], u["unit"]): u["cost"] for u in units}
@@ -194,7 +194,8 @@ def analyse_member(cfg: RunConfig, enc: Encoded, name: str, model: RecModel, fis
     plan = A.make_plan(model, [u for u in p_units], fc.plan_ratio)
     validation = validate(cfg, enc, name, model, tables, magnitude, p_units, focus, kinds, vex,
                           sigma2, ens)
-    plan_check = check_plan(cfg, enc, name, model, plan, tables, kinds, vex, sigma2)
+    plan_check = check_plan(cfg, enc, name, model, plan, tables, kinds, vex, sigma2,
+                            base_scores=base_scores)
     plan = {k: v for k, v in plan.items() if k != "keep"}
     plan.update(plan_check)
     prim = by_obj[primary[0]][primary[1]]
@@ -269,7 +270,8 @@ def validate(cfg: RunConfig, enc: Encoded, name: str, model: RecModel, tables: d
 
 
 def check_plan(cfg: RunConfig, enc: Encoded, name: str, model: RecModel, plan: dict,
-               tables: dict, kinds: list[str], vex: dict, sigma2: dict) -> dict:
+               tables: dict, kinds: list[str], vex: dict, sigma2: dict,
+               base_scores: torch.Tensor | None = None) -> dict:
     """Apply the plan physically; predicted versus measured change in RMSE and NDCG@10."""
     fc = cfg.fisher
     kind = fc.plan_fisher if fc.plan_fisher in kinds else kinds[0]
@@ -297,25 +299,24 @@ def check_plan(cfg: RunConfig, enc: Encoded, name: str, model: RecModel, plan: d
     out["rmse_before"], out["rmse_after"] = rm0, rm1
     if "rating" in pred:
         out["rmse_predicted"] = float(np.sqrt(rm0 ** 2 + 2 * sigma2[name] * pred["rating"]))
-    users = None
+    users = torch.arange(enc.n_users)
     if fc.plan_eval_users and fc.plan_eval_users < enc.n_users:
         g = torch.Generator().manual_seed(cfg.seed + 3)
         users = torch.sort(torch.randperm(enc.n_users, generator=g)[:fc.plan_eval_users]).values
-    ecfg = cfg.eval.model_copy(update={"ks": [10]})
+    from ..evaluate import exclusion_parts, relevant_matrix
+    rel = relevant_matrix(enc, "test", cfg.eval.relevant_min_rating)
+    exc = enc.seen(exclusion_parts("test"))
     nd = []
-    for m in (base_m, pruned):
-        if users is None:
-            with torch.inference_mode():
-                s = score_matrix(m, enc.n_users)
-            nd.append(ranking_metrics(None, enc, ecfg, "test", scores=s)["ndcg@10"])
+    for m, cached in ((base_m, base_scores), (pruned, None)):
+        if cached is not None:
+            fn = lambda u: cached[u]  # noqa: E731
         else:
-            from ..evaluate import exclusion_parts, relevant_matrix
-            rel = relevant_matrix(enc, "test", cfg.eval.relevant_min_rating)
-            with torch.inference_mode():
-                nd.append(M.topk_metrics(m.score_all, rel, enc.seen(exclusion_parts("test")),
-                                          ks=[10], users=users.tolist(), chunk=16)["ndcg@10"])
+            fn = m.score_all
+        with torch.inference_mode():
+            nd.append(M.topk_metrics(fn, rel, exc, ks=[10], users=users.tolist(),
+                                     chunk=16)["ndcg@10"])
     out["ndcg@10_before"], out["ndcg@10_after"] = nd
-    out["ndcg_users"] = enc.n_users if users is None else len(users)
+    out["ndcg_users"] = len(users)
     out["ndcg_note"] = ("the Fisher predicts loss, not NDCG: compare predicted_loss_increase"
                         "['ranking'] with the measured NDCG change")
     return out
