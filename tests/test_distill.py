@@ -7,7 +7,7 @@ from pakd.distill.pakd import schedule
 from pakd.models import build
 
 KINDS = {
-    "lightweight_model": {"factors": 4, "hidden": [5, 3]},
+    "lightweight_model": {"factors": 4, "rank_factors": 3, "hidden": [5, 3]},
     "xdeepfm": {"embed_dim": 3, "cin_layers": [4, 2], "dnn": [5]},
     "autoint": {"embed_dim": 3, "layers": 2, "heads": 2, "head_dim": 2},
     "svd": {"factors": 3, "rank_factors": 2},
@@ -30,7 +30,7 @@ def test_mask_fisher_matches_finite_differences(kind, tiny_enc):
     u, i, y = tr.user[:9], tr.item[:9], tr.rating[:9].double()
     mf = MaskFisher(m)
     per_example_loss(m(u, i), y).sum().backward()
-    mf.accumulate(torch.arange(9), 9)
+    mf.accumulate([torch.arange(9)], 9)
     mf.close()
     modules = dict(m.named_modules())
     eps = 1e-6
@@ -66,7 +66,7 @@ def test_cubic_schedule():
 
 
 def test_choose_units_meets_the_need_and_keeps_minimum(tiny_enc):
-    m = build("lightweight_model", tiny_enc.schema, {"factors": 6, "hidden": [4]},
+    m = build("lightweight_model", tiny_enc.schema, {"factors": 6, "rank_factors": 3, "hidden": [4]},
               tables=tiny_enc.tables)
     cnt = unit_params(m)
     scores = {g.name: torch.arange(g.units, dtype=torch.float64) for g in m.structure()}
@@ -82,3 +82,27 @@ def test_listwise_kl_zero_iff_same_distribution():
     s = torch.tensor([[1.0, 2.0, 3.0]])
     assert listwise_kl(s, s + 5.0).item() == pytest.approx(0.0, abs=1e-7)  # shift-invariant
     assert listwise_kl(s, s.flip(1)).item() > 0.1
+
+
+def test_mask_fisher_groups_several_runs_into_examples(tiny_enc):
+    """Two forward runs per step: pairs of one example add up before squaring."""
+    torch.manual_seed(0)
+    m = build("lightweight_model", tiny_enc.schema, KINDS["lightweight_model"],
+              tables=tiny_enc.tables, rating_mean=3.0).double()
+    tr = tiny_enc.parts["train"]
+    u, i = tr.user[:6], tr.item[:6]
+    one = MaskFisher(m)
+    (m.pair_logits(torch.cat([u, u]), torch.cat([i, (i + 1) % tiny_enc.n_items])) ** 2).sum().backward()
+    one.accumulate([torch.cat([torch.arange(6), torch.arange(6)])], 6)
+    one.close()
+    m.zero_grad()
+    two = MaskFisher(m)
+    a = m.pair_logits(u, i)
+    two.next_call()
+    b = m.pair_logits(u, (i + 1) % tiny_enc.n_items)
+    ((a ** 2).sum() + (b ** 2).sum()).backward()
+    two.accumulate([torch.arange(6), torch.arange(6)], 6)
+    two.close()
+    for name in one.sums:
+        assert torch.allclose(one.sums[name], two.sums[name]), name
+    assert two.sums["rank_factors"].sum() > 0

@@ -11,7 +11,7 @@ ARCH = {
     "svd": {"factors": 3, "rank_factors": 2},
     "xdeepfm": {"embed_dim": 3, "cin_layers": [4, 2], "dnn": [5]},
     "autoint": {"embed_dim": 3, "layers": 2, "heads": 2, "head_dim": 2, "dnn": [4]},
-    "lightweight_model": {"factors": 3, "hidden": [4]},
+    "lightweight_model": {"factors": 3, "rank_factors": 2, "hidden": [4]},
 }
 
 

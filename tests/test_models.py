@@ -12,7 +12,7 @@ KINDS = {
     "svd": {"factors": 6, "rank_factors": 5},
     "xdeepfm": {"embed_dim": 4, "cin_layers": [6, 4], "dnn": [8, 5]},
     "autoint": {"embed_dim": 4, "layers": 2, "heads": 3, "head_dim": 3, "dnn": [6]},
-    "lightweight_model": {"factors": 5, "hidden": [7, 4]},
+    "lightweight_model": {"factors": 5, "rank_factors": 3, "hidden": [7, 4]},
 }
 
 

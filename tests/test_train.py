@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from pakd.config import SVDConfig, XDeepFMConfig
@@ -55,3 +56,22 @@ def test_resume_continues_exactly(tiny_enc, tmp_path):
         assert torch.equal(a, b), k
     # the state file loads without unpickling arbitrary objects
     torch.load(tmp_path / "x.state.pt", weights_only=True)
+
+
+def test_per_task_keeper_gives_each_output_its_best_epoch(tiny_enc):
+    """SVD's rating and ranking factors are disjoint: the returned model must reach the best
+    valid RMSE and the best valid ranking loss of the whole history at once."""
+    from pakd.train import validation_loss
+    torch.manual_seed(0)
+    m = build("svd", tiny_enc.schema, {"factors": 4, "rank_factors": 4}, rating_mean=3.0)
+    cfg = SVDConfig(epochs=25, lr=0.1, batch_size=64, patience=25, negatives=3, l2=0.0,
+                    monitor="per_task")
+    res = fit(m, tiny_enc, cfg, quiet=True)
+    best_rmse = min(h["valid_rmse"] for h in res.history)
+    best_rank = min(h["valid_rank_loss"] for h in res.history)
+    assert res.best_epochs["rating"] != res.best_epochs["ranking"]
+    negs = NegativeSampler(tiny_enc).sample(
+        tiny_enc.parts["valid"].user, cfg.negatives, torch.Generator().manual_seed(7919))
+    val = validation_loss(m, tiny_enc, cfg, negs)
+    assert val["valid_rmse"] == pytest.approx(best_rmse, rel=1e-5)
+    assert val["valid_rank_loss"] == pytest.approx(best_rank, rel=1e-5)

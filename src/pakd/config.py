@@ -120,6 +120,10 @@ class FitConfig(Section):
     rating_weight: float = Field(1.0, description="weight of the rating MSE", ge=0)
     ranking_weight: float = Field(1.0, description="weight of the ranking loss", ge=0)
     patience: int = Field(3, description="epochs without validation improvement before stopping", ge=1)
+    monitor: Literal["loss", "rmse", "rank_loss", "per_task"] = Field(
+        "loss", description="validation figure that picks the best epoch: the weighted loss of "
+        "both tasks, the rating RMSE, the ranking loss, or per_task (each output keeps its own "
+        "best epoch; for models whose outputs share no parameters)")
 
 
 class SVDConfig(FitConfig):
@@ -133,6 +137,9 @@ class SVDConfig(FitConfig):
     ranking_loss: Literal["bce", "bpr", "softmax"] = Field(
         "softmax", description="bce (pointwise), bpr (pairwise) or softmax (sampled softmax over "
         "the positive and its negatives)")
+    monitor: Literal["loss", "rmse", "rank_loss", "per_task"] = Field(
+        "per_task", description="validation figure that picks the best epoch (per_task: rating "
+        "and ranking factors each keep their own best epoch)")
     factors: int = Field(64, description="rating factors", ge=1)
     rank_factors: int = Field(64, description="ranking factors (0 = share the rating factors)",
                               ge=0)
@@ -141,7 +148,11 @@ class SVDConfig(FitConfig):
 
 class XDeepFMConfig(FitConfig):
     """Architecture defaults are the paper's; one negative per rating keeps an epoch near 23 s
-    on 2 cores (two negatives: RMSE -0.004, +70% time)."""
+    on 2 cores (two negatives: RMSE -0.004, +70% time). The ensemble reads xDeepFM's rating,
+    so its best epoch is the one with the best valid RMSE."""
+    monitor: Literal["loss", "rmse", "rank_loss", "per_task"] = Field(
+        "rmse", description="validation figure that picks the best epoch: the weighted loss of "
+        "both tasks, the rating RMSE, or the ranking loss")
     epochs: int = Field(12, description="most epochs (early stopping usually ends sooner)", ge=1)
     batch_size: int = Field(4096, description="observed ratings per step", ge=1)
     lr: float = Field(0.002, description="AdamW learning rate", gt=0)
@@ -153,6 +164,11 @@ class XDeepFMConfig(FitConfig):
 
 
 class AutoIntConfig(FitConfig):
+    """The ranking loss keeps falling after the rating error turns up; picking the epoch by
+    valid RMSE keeps the rating (which the ensemble and AUC use) at its best."""
+    monitor: Literal["loss", "rmse", "rank_loss", "per_task"] = Field(
+        "rmse", description="validation figure that picks the best epoch: the weighted loss of "
+        "both tasks, the rating RMSE, or the ranking loss")
     epochs: int = Field(20, description="most epochs (early stopping usually ends sooner)", ge=1)
     batch_size: int = Field(2048, description="observed ratings per step", ge=1)
     lr: float = Field(0.002, description="AdamW learning rate", gt=0)
@@ -231,13 +247,16 @@ class DistillConfig(Section):
     student: Literal["lightweight_model", "svd", "xdeepfm", "autoint"] = _f(
         "lightweight_model", "student: lightweight_model (MF + small MLP over the same fields) "
         "or a copy of a trained teacher member", flag="--student")
-    student_factors: int = _f(64, "lightweight_model: factors", flag="--student-factors", ge=1)
+    student_factors: int = _f(32, "lightweight_model: rating factors", flag="--student-factors",
+                              ge=1)
+    student_rank_factors: int = _f(32, "lightweight_model: ranking factors",
+                                   flag="--student-rank-factors", ge=1)
     student_hidden: list[int] = _f([64], "lightweight_model: MLP hidden sizes",
                                    flag="--student-hidden")
     pruning_ratio: float | None = _f(None, "one pruning ratio (share of the student's "
                                      "parameters removed); overrides --ratios",
                                      flag="--pruning-ratio", ge=0, lt=1)
-    ratios: list[float] = _f([0.5, 0.75, 0.9], "pruning ratios of the sweep", flag="--ratios")
+    ratios: list[float] = _f([0.5, 0.75], "pruning ratios of the sweep", flag="--ratios")
     methods: list[Literal["fisher_kd", "magnitude_kd", "random_kd", "fisher_ft", "scratch"]] = _f(
         ["fisher_kd", "magnitude_kd", "random_kd", "fisher_ft", "scratch"],
         "fisher_kd (PAKD), magnitude_kd, random_kd, fisher_ft (labels only), scratch (final "
@@ -252,23 +271,23 @@ class DistillConfig(Section):
                              flag="--label-weight", ge=0)
     temperature: float = _f(1.0, "softmax temperature of listwise distillation",
                             flag="--temperature", gt=0)
-    list_top: int = _f(50, "teacher top-ranked unseen items in each user's candidate list",
+    list_top: int = _f(30, "teacher top-ranked unseen items in each user's candidate list",
                        flag="--list-top", ge=1)
-    list_random: int = _f(50, "uniformly sampled items added to each candidate list",
+    list_random: int = _f(30, "uniformly sampled items added to each candidate list",
                           flag="--list-random", ge=0)
-    list_users: int = _f(64, "users per step for listwise distillation", flag="--list-users", ge=1)
+    list_users: int = _f(128, "users per step for listwise distillation", flag="--list-users", ge=1)
     feature_dim: int = _f(32, "teacher hidden reduced by PCA to this many components",
                           flag="--feature-dim", ge=1)
-    epochs: int = _f(8, "training epochs per student (same budget for every method)",
+    epochs: int = _f(16, "training epochs per student (same budget for every method)",
                      flag="--distill-epochs", ge=1)
     batch_size: int = _f(2048, "observed ratings per step", flag="--distill-batch-size", ge=1)
-    lr: float = _f(0.005, "AdamW learning rate", flag="--distill-lr", gt=0)
+    lr: float = _f(0.01, "AdamW learning rate", flag="--distill-lr", gt=0)
     weight_decay: float = _f(1e-5, "AdamW weight decay of dense layers",
                              flag="--distill-weight-decay", ge=0)
-    l2: float = _f(0.02, "L2 on touched embedding rows", flag="--distill-l2", ge=0)
-    negatives: int = _f(2, "sampled negatives per rating for the label ranking loss",
-                        flag="--distill-negatives", ge=1)
-    prune_until: float = _f(0.5, "share of training over which pruning rises (cubic) to the "
+    l2: float = _f(0.05, "L2 on touched embedding rows", flag="--distill-l2", ge=0)
+    negatives: int = _f(4, "sampled negatives per rating for the label ranking loss (a sampled "
+                        "softmax, as the SVD teacher's)", flag="--distill-negatives", ge=1)
+    prune_until: float = _f(0.3, "share of training over which pruning rises (cubic) to the "
                             "target", flag="--prune-until", gt=0, le=1)
     prune_steps: int = _f(6, "pruning steps on the way to the target", flag="--prune-steps", ge=1)
     patience: int = _f(3, "epochs without validation improvement (after the target is "
@@ -318,6 +337,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "ensemble.calibration_users": 32,
         "fisher.sample": 512, "fisher.validate_units": 20, "fisher.plan_eval_users": 50,
         "distill.ratios": [0.5], "distill.epochs": 2, "distill.student_factors": 8,
+        "distill.student_rank_factors": 8, "distill.negatives": 4,
         "distill.student_hidden": [8], "distill.prune_steps": 2, "distill.list_top": 10,
         "distill.list_random": 10, "distill.bench_seconds": 0.2, "distill.feature_dim": 8,
     },

@@ -70,6 +70,7 @@ def train_members(cfg: RunConfig, run_dir: Path, enc: Encoded) -> dict[str, dict
         wall = time.perf_counter() - t0
         meta = {"fit": {"train_seconds": res.train_seconds, "fit_seconds": wall,
                         "epoch_seconds": res.epoch_seconds, "best_epoch": res.best_epoch,
+                        "best_epochs": res.best_epochs,
                         "epochs_run": res.epochs_run, "best_valid_loss": res.best_valid,
                         "threads": torch.get_num_threads(), "history": res.history},
                 "train_config": mcfg.model_dump()}

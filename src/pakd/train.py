@@ -5,12 +5,14 @@ Loss per step = rating_weight * MSE(rating, observed rating)
               + l2 * squared norm of the embedding rows the step touched.
 Negatives are drawn uniformly from the catalogue with a fresh seeded generator per epoch
 (items the user rated in train are redrawn once), so a resumed run repeats the same
-epochs. Early stopping watches the weighted validation loss on fixed sampled negatives;
-the best weights are kept and written atomically with their training state after every
-improving epoch, so ``resume`` continues an interrupted run where it stopped.
+epochs. Validation uses fixed sampled negatives; ``monitor`` picks the figure early stopping
+watches (the weighted loss of both tasks, the RMSE or the ranking loss). The best weights are
+kept and written atomically with the training state after every epoch, so ``resume``
+continues an interrupted run where it stopped.
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,49 @@ from .models.base import RecModel
 from .runs import log, progress
 
 
+_MONITOR = {"loss": "valid_loss", "rmse": "valid_rmse", "rank_loss": "valid_rank_loss"}
+
+
+class BestKeeper:
+    """Keeps the best weights seen so far (lower figures are better).
+
+    With ``per_task`` and a model whose rating and ranking outputs read disjoint parameters
+    (`RecModel.task_params`), each task keeps the weights of its own best epoch: the rating
+    side often peaks after a few epochs while the ranking side still improves, and one
+    shared stopping point would sacrifice one of them. Otherwise one state is kept.
+    """
+
+    def __init__(self, model: RecModel, per_task: bool):
+        self.split = model.task_params() if per_task else None
+        self.keys = ["rating", "ranking"] if self.split else ["all"]
+        self.best = {k: float("inf") for k in self.keys}
+        self.epoch = {k: -1 for k in self.keys}
+        self.state: dict[str, dict] = {}
+        self.stale = 0
+
+    def update(self, model: RecModel, figures: dict[str, float], epoch: int) -> bool:
+        sd = model.state_dict()
+        improved = False
+        for k in self.keys:
+            if figures[k] < self.best[k] - 1e-6:
+                self.best[k], self.epoch[k], improved = figures[k], epoch, True
+                names = self.split[k] if self.split else list(sd)
+                self.state[k] = {n: sd[n].detach().clone() for n in names}
+        self.stale = 0 if improved else self.stale + 1
+        return improved
+
+    def restore(self, model: RecModel) -> RecModel:
+        for part in self.state.values():
+            model.load_state_dict(part, strict=False)
+        return model
+
+    def to_dict(self) -> dict:
+        return {"best": self.best, "epoch": self.epoch, "state": self.state, "stale": self.stale}
+
+    def load_dict(self, d: dict) -> None:
+        self.best, self.epoch, self.state, self.stale = d["best"], d["epoch"], d["state"], d["stale"]
+
+
 @dataclass
 class FitResult:
     best_epoch: int
@@ -35,6 +80,7 @@ class FitResult:
     epochs_run: int
     history: list[dict] = field(default_factory=list)
     epoch_seconds: float = 0.0
+    best_epochs: dict = field(default_factory=dict)
 
 
 class NegativeSampler:
@@ -133,22 +179,20 @@ def fit(model: RecModel, enc: Encoded, cfg: FitConfig, *, seed: int = 0, name: s
     val_gen = torch.Generator().manual_seed(seed + 7919)
     val_negs = sampler.sample(enc.parts["valid"].user, cfg.negatives, val_gen)
     tr = enc.parts["train"]
-    start_epoch, best, best_epoch, history, spent = 0, float("inf"), -1, [], 0.0
-    best_state = None
+    keeper = BestKeeper(model, per_task=cfg.monitor == "per_task")
+    start_epoch, history, spent = 0, [], 0.0
     state_path = ckpt.with_suffix(".state.pt") if ckpt else None
     if resume and state_path is not None and state_path.is_file():
         st = torch.load(state_path, weights_only=True)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optim"])
-        best_state = st["best_model"]
-        start_epoch, best, best_epoch = int(st["epoch"]) + 1, float(st["best"]), int(st["best_epoch"])
+        keeper.load_dict(st["keeper"])
+        start_epoch = int(st["epoch"]) + 1
         history, spent = list(st["history"]), float(st["seconds"])
-        log.info("%s: resuming after epoch %d (best valid %.4f at epoch %d)", name,
-                 start_epoch, best, best_epoch + 1)
-    stale = sum(1 for h in history[best_epoch + 1:]) if best_epoch >= 0 else 0
+        log.info("%s: resuming after epoch %d (best valid %s)", name, start_epoch, keeper.best)
     epoch = start_epoch - 1
     for epoch in range(start_epoch, cfg.epochs):
-        if stale >= cfg.patience:
+        if keeper.stale >= cfg.patience:
             break
         t0 = time.perf_counter()
         model.train()
@@ -174,29 +218,29 @@ def fit(model: RecModel, enc: Encoded, cfg: FitConfig, *, seed: int = 0, name: s
                "train_rank_loss": float(sums[2] / len(tr)),
                **val, "seconds": train_time}
         history.append(rec)
-        improved = val["valid_loss"] < best - 1e-6
-        if improved:
-            best, best_epoch, stale = val["valid_loss"], epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if ckpt is not None:
-                save(model, ckpt, meta={**(meta or {}), "best_epoch": epoch + 1, "valid": val})
+        if keeper.split:
+            figures = {"rating": val["valid_rmse"], "ranking": val["valid_rank_loss"]}
         else:
-            stale += 1
+            figures = {"all": val[_MONITOR.get(cfg.monitor, "valid_loss")]}
+        improved = keeper.update(model, figures, epoch)
+        if improved and ckpt is not None:
+            best = keeper.restore(copy.deepcopy(model))
+            save(best, ckpt, meta={**(meta or {}), "best_epoch": {k: e + 1 for k, e in keeper.epoch.items()},
+                                   "valid": val})
         log.info("%s epoch %d: train loss %.4f (rmse %.4f) | valid loss %.4f rmse %.4f rank %.4f"
                  " | %.1fs%s", name, epoch + 1, rec["train_loss"], rec["train_rmse"],
                  val["valid_loss"], val["valid_rmse"], val["valid_rank_loss"], train_time,
                  " *" if improved else "")
         if state_path is not None:
             st = {"model": model.state_dict(), "optim": opt.state_dict(), "epoch": epoch,
-                  "best": best, "best_epoch": best_epoch, "history": history, "seconds": spent,
-                  "best_model": best_state}
+                  "keeper": keeper.to_dict(), "history": history, "seconds": spent}
             import io
             buf = io.BytesIO()
             torch.save(st, buf)
             atomic_write_bytes(state_path, buf.getvalue())
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    keeper.restore(model)
     model.eval()
     n_ep = len(history)
-    return FitResult(best_epoch + 1, best, spent, n_ep, history,
-                     spent / max(1, n_ep))
+    return FitResult(max(keeper.epoch.values()) + 1, sum(keeper.best.values()), spent, n_ep,
+                     history, spent / max(1, n_ep),
+                     best_epochs={k: e + 1 for k, e in keeper.epoch.items()})

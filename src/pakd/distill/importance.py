@@ -20,12 +20,20 @@ from ..prune.slicing import group_scores, params_after
 
 
 class MaskFisher:
+    """Accumulates the per-example Fisher of unit masks from forward hooks.
+
+    A step may run the model several times (say, a full forward for the rated pairs and a
+    cheap ranking-only pass for the rest); call `next_call` before each run and give
+    `accumulate` the example of every pair of every run, in the same order.
+    """
+
     def __init__(self, model: RecModel):
         self.model = model
         self.groups = model.structure()
         self.sums = {g.name: torch.zeros(g.units, dtype=torch.float64) for g in self.groups}
         self.count = 0
-        self._captured: dict[str, torch.Tensor] = {}
+        self._call = 0
+        self._captured: list[tuple[int, str, torch.Tensor]] = []
         modules = dict(model.named_modules())
         names = {m for g in self.groups for m, _ in g.acts}
         self._handles = [modules[n].register_forward_hook(self._hook(n)) for n in names]
@@ -34,8 +42,11 @@ class MaskFisher:
         def fn(mod, inp, out):
             if out.requires_grad:
                 out.retain_grad()
-                self._captured[name] = out
+                self._captured.append((self._call, name, out))
         return fn
+
+    def next_call(self) -> None:
+        self._call += 1
 
     def close(self) -> None:
         for h in self._handles:
@@ -43,28 +54,24 @@ class MaskFisher:
         self._handles = []
 
     @torch.no_grad()
-    def accumulate(self, example: torch.Tensor, n_examples: int) -> None:
-        """After ``loss.backward()``: example[p] is the example pair p belongs to."""
-        per_pair = {}
-        for name, out in self._captured.items():
+    def accumulate(self, examples: list[torch.Tensor], n_examples: int) -> None:
+        """After ``loss.backward()``: examples[c][p] is the example of pair p of run c."""
+        per_pair: dict[str, list[tuple[int, torch.Tensor]]] = {}
+        for call, name, out in self._captured:
             if out.grad is None:
                 continue
             prod = (out * out.grad).double()
-            per_pair[name] = prod.reshape(prod.shape[0], -1, prod.shape[-1]).sum(1)   # [P, D]
+            per_pair.setdefault(name, []).append(
+                (call, prod.reshape(prod.shape[0], -1, prod.shape[-1]).sum(1)))   # [P, D]
         for g in self.groups:
-            c = None
-            for name, idx in g.acts:
-                if name not in per_pair:
-                    continue
-                v = per_pair[name][:, idx].sum(2)                                    # [P, units]
-                c = v if c is None else c + v
-            if c is None:
-                continue
             ex = torch.zeros(n_examples, g.units, dtype=torch.float64)
-            ex.index_add_(0, example, c)
+            for name, idx in g.acts:
+                for call, v in per_pair.get(name, []):
+                    ex.index_add_(0, examples[call], v[:, idx].sum(2))
             self.sums[g.name] += (ex * ex).sum(0)
         self.count += n_examples
         self._captured.clear()
+        self._call = 0
 
     def scores(self) -> dict[str, torch.Tensor]:
         """1/2 F_u per unit: the estimated loss increase of removing it."""

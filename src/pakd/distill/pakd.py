@@ -4,8 +4,10 @@ Pruning follows the cubic schedule of Zhu & Gupta (2017): after a share t of the
 window the student has lost  ratio * (1 - (1 - t)^3)  of its parameters, in ``prune_steps``
 steps spread over the first ``prune_until`` of training. At each step the least important
 units go - physically (`prune_units`), so the model really shrinks - and the optimiser is
-rebuilt for the new shapes. Once the target is reached, training continues to recover;
-the best validation epoch at the target size is kept (early stopping with patience).
+rebuilt for the new shapes. Once the target is reached, training continues to recover and
+the best validation epoch at the target size is kept (early stopping with patience); for a
+student whose rating and ranking outputs share no parameters, each output keeps its own
+best epoch (valid RMSE, valid NDCG@10), else one epoch by NDCG and RMSE retention together.
 Every method gets the same epochs, batches and data; only the criterion and the loss change.
 """
 from __future__ import annotations
@@ -27,7 +29,7 @@ from ..metrics import rmse
 from ..models.base import RecModel
 from ..prune import prune_units
 from ..runs import log, progress
-from ..train import NegativeSampler, l2_rows, ranking_loss
+from ..train import BestKeeper, NegativeSampler, l2_rows, ranking_loss
 from . import losses as L
 from .importance import MaskFisher, choose_units, magnitude_scores, random_scores
 from .signals import TeacherSignals
@@ -50,6 +52,7 @@ class StudentResult:
     best_epoch: int = 0
     start_params: int = 0
     prune_log: list[dict] = field(default_factory=list)
+    best_epochs: dict = field(default_factory=dict)
 
 
 def _optimizer(student: RecModel, proj: nn.Module | None, cfg: DistillConfig):
@@ -109,7 +112,7 @@ def distill(student: RecModel, enc: Encoded, teacher: TeacherSignals, cfg: Disti
     opt = _optimizer(student, proj, cfg)
     fisher = MaskFisher(student) if criterion == "fisher" and ratio > 0 else None
     res = StudentResult(student, start_params=start)
-    best_score, best_state, stale, step = -math.inf, None, 0, 0
+    keeper, step = None, 0
     ecfg10 = ecfg.model_copy(update={"ks": [10]})
     t_train = 0.0
     for epoch in range(cfg.epochs):
@@ -134,22 +137,25 @@ def distill(student: RecModel, enc: Encoded, teacher: TeacherSignals, cfg: Disti
                 users = users[:0]
                 cands = torch.zeros(0, 1, dtype=torch.long)
             Lc = cands.shape[1]
-            uu = torch.cat([u, u.repeat_interleave(nn_), users.repeat_interleave(Lc)])
-            ii = torch.cat([i, neg.flatten(), cands.flatten()])
-            out = student(uu, ii)
-            rat, pl = out.rating[:B], out.logit[:B]
-            nl = out.logit[B:B + B * nn_].view(B, nn_)
-            gt = F.mse_loss(rat, r) + ranking_loss(pl, nl, "bce")
+            # rated pairs: the full forward; negatives and candidate lists: ranking logits only
+            out = student(u, i)
+            if fisher is not None:
+                fisher.next_call()
+            lg = student.pair_logits(torch.cat([u.repeat_interleave(nn_), users.repeat_interleave(Lc)]),
+                                     torch.cat([neg.flatten(), cands.flatten()]))
+            rat, pl = out.rating, out.logit
+            nl = lg[:B * nn_].view(B, nn_)
+            gt = F.mse_loss(rat, r) + ranking_loss(pl, nl, "softmax")
             loss = cfg.label_weight * gt if use_kd else gt
             kd = torch.zeros(())
             if "rating" in tasks:
                 kd = kd + cfg.rating_weight * L.rating_distill(rat, teacher.ratings[idx])
             if "ranking" in tasks and len(users):
-                sl = out.logit[B + B * nn_:].view(len(users), Lc)
+                sl = lg[B * nn_:].view(len(users), Lc)
                 tl = teacher.scores[users.unsqueeze(1), cands]
                 kd = kd + cfg.ranking_weight * L.listwise_kl(sl, tl, cfg.temperature)
             if "feature" in tasks:
-                kd = kd + cfg.feature_weight * L.feature_distill(proj(out.hidden[:B]),
+                kd = kd + cfg.feature_weight * L.feature_distill(proj(out.hidden),
                                                                  teacher.features[idx])
             loss = loss + kd
             if cfg.l2 > 0:
@@ -159,9 +165,9 @@ def distill(student: RecModel, enc: Encoded, teacher: TeacherSignals, cfg: Disti
             loss.backward()
             opt.step()
             if fisher is not None:
-                ex = torch.cat([torch.arange(B), torch.arange(B).repeat_interleave(nn_),
-                                B + torch.arange(len(users)).repeat_interleave(Lc)])
-                fisher.accumulate(ex, B + len(users))
+                rest = torch.cat([torch.arange(B).repeat_interleave(nn_),
+                                  B + torch.arange(len(users)).repeat_interleave(Lc)])
+                fisher.accumulate([torch.arange(B), rest], B + len(users))
             sums += np.array([loss.item(), gt.item(), kd.item()]) * B
             step += 1
             if prune_at and step == prune_at[0]:
@@ -181,18 +187,21 @@ def distill(student: RecModel, enc: Encoded, teacher: TeacherSignals, cfg: Disti
                "kd_loss": sums[2] / n, "params": student.n_params(), **val, "score": score,
                "seconds": time.perf_counter() - t0}
         res.history.append(rec)
-        improved = at_target and score > best_score + 1e-6
-        if improved:
-            best_score, best_state, stale = score, copy.deepcopy(student), 0
-            res.best_epoch = epoch + 1
-        elif at_target:
-            stale += 1
+        if at_target:
+            if keeper is None:   # from here on the architecture is final
+                keeper = BestKeeper(student, per_task=True)
+            figures = ({"rating": val["valid_rmse"], "ranking": -val["valid_ndcg@10"]}
+                       if keeper.split else {"all": -score})
+            if keeper.update(student, figures, epoch):
+                res.best_epoch = epoch + 1
         log.debug("%s epoch %d: %s", name, epoch + 1, rec)
-        if at_target and stale >= cfg.patience:
+        if keeper is not None and keeper.stale >= cfg.patience:
             break
     if fisher is not None:
         fisher.close()
-    res.model = (best_state or student).eval()
+    res.model = (keeper.restore(student) if keeper is not None else student).eval()
+    if keeper is not None:
+        res.best_epochs = {k: e + 1 for k, e in keeper.epoch.items()}
     res.train_seconds = t_train
     return res
 

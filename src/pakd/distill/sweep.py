@@ -62,7 +62,8 @@ def make_student(cfg: RunConfig, run_dir: Path, enc: Encoded) -> RecModel:
     dc = cfg.distill
     if dc.student == "lightweight_model":
         return build("lightweight_model", enc.schema,
-                     {"factors": dc.student_factors, "hidden": dc.student_hidden},
+                     {"factors": dc.student_factors, "rank_factors": dc.student_rank_factors,
+                      "hidden": dc.student_hidden},
                      tables=enc.tables, rating_mean=float(enc.parts["train"].rating.mean()))
     return load_member(run_dir, dc.student)[0].train()   # a copy of a trained member
 
@@ -129,6 +130,7 @@ def stage_distill(cfg: RunConfig, run_dir: Path, enc: Encoded) -> dict:
                    "removed_ratio": 1 - model.n_params() / start, **_pick(met),
                    "params": model.n_params(), "size_bytes": stem.with_suffix(".safetensors").stat().st_size,
                    "train_seconds": res.train_seconds, "best_epoch": res.best_epoch,
+                   "best_epochs": res.best_epochs,
                    "epochs_run": len(res.history), "arch": model.arch(), "file": str(stem),
                    **_speed(cfg, str(stem), run_dir)}
             _relative(row, t_row)

@@ -95,6 +95,11 @@ class RecModel(nn.Module):
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def task_params(self) -> dict[str, list[str]] | None:
+        """When the rating and ranking outputs read disjoint parameters: their names per task
+        (so each head can keep its own best epoch). None when the tasks share parameters."""
+        return None
+
     def lookup_rows(self, user: torch.Tensor, item: torch.Tensor) -> list:
         """(embedding module, indices) of the rows a batch touches: these get row-wise L2
         (as in Surprise's SVD), so rare users and items are not shrunk by every step."""

@@ -1,18 +1,20 @@
-"""The default student, ``lightweight_model``: biased MF over field-aware embeddings plus a
-small MLP, serving both tasks.
+"""The default student, ``lightweight_model``: two field-aware factorisations, one per task,
+plus a small MLP on the rating side.
 
-user vector  p_u = P[u] + mean of the user's side-field vectors
-item vector  q_i = Q[i] + mean of the item's side-field vectors (genres, year, tags)
-rating = mu + b_u + b_i + p_u . q_i + w_r . h
-logit  = c_i + p_u . q_i + w_l . h,        h = MLP([p_u, q_i, p_u * q_i])
+rating:   p_u = P[u] + mean of the user's side-field vectors, q_i likewise for the item
+          rating = mu + b_u + b_i + p_u . q_i + w . MLP([p_u, q_i, p_u * q_i])
+ranking:  p'_u, q'_i from a second set of field embeddings
+          logit  = c_i + p'_u . q'_i
+hidden  = [MLP output, p'_u * q'_i]
 
-Why this shape: the dot product is what ranks a whole catalogue fast (one matrix product);
-the side fields let rare items borrow strength; the MLP lets the student copy non-linear
-teacher behaviour that a pure dot product cannot. Every field keeps its own width only
-through the shared factor dimension, so a factor is one prunable unit across all tables.
+Why this shape: ranking a whole catalogue must be one matrix product to be fast, so the
+ranking side is a pure dot product; "what a user watches" and "how they rate it" pull shared
+factors apart (measured on the SVD teacher), so each task has its own factors; the side
+fields (genres, year, tags, demographics) let rare items borrow strength; the MLP lets the
+rating side copy non-linear teacher behaviour.
 
-Prunable structure: factors (column k of every embedding table and the MLP's three input
-columns for k) and MLP neurons.
+Prunable structure: rating factors (column k of every rating-side table and the MLP's input
+columns for k), ranking factors (column k of every ranking-side table), MLP neurons.
 """
 from __future__ import annotations
 
@@ -20,73 +22,85 @@ import torch
 from torch import nn
 
 from ..data.schema import Schema
-from .base import FieldEmbedding, Group, TokenTables, Output, RecModel, linear_layers, mlp, neuron_groups
+from .base import FieldEmbedding, Group, Output, RecModel, TokenTables, linear_layers, mlp, neuron_groups
+
+
+def _pool(side: torch.Tensor) -> torch.Tensor:
+    """ID vector plus the mean of the side-field vectors: [B, F, K] -> [B, K]."""
+    if side.shape[1] == 1:
+        return side[:, 0]
+    return side[:, 0] + side[:, 1:].mean(1)
 
 
 class LightweightStudent(RecModel):
     kind = "lightweight_model"
 
-    def __init__(self, schema: Schema, factors: int = 32, hidden: list[int] | None = None,
-                 side_fields: bool = True, rating_mean: float = 0.0, tables=None):
+    def __init__(self, schema: Schema, factors: int = 32, rank_factors: int = 32,
+                 hidden: list[int] | None = None, side_fields: bool = True,
+                 rating_mean: float = 0.0, tables=None):
         super().__init__(schema, rating_mean)
-        self.factors = factors
+        self.factors, self.rank_factors = factors, rank_factors
         self.hidden_sizes = list(hidden if hidden is not None else [32])
         self.side_fields = side_fields
         names = None if side_fields else ["user_id", "item_id"]
         self.tokens = TokenTables(schema, tables, fields=names)
         self.embedding = FieldEmbedding(schema, factors, self.tokens, init_std=0.05, fields=names)
+        self.rank_embedding = FieldEmbedding(schema, rank_factors, self.tokens, init_std=0.05,
+                                             fields=names)
         self.bias = FieldEmbedding(schema, 1, self.tokens, init_std=0.0,
                                    fields=["user_id", "item_id"])
         self.rank_bias = FieldEmbedding(schema, 1, self.tokens, init_std=0.0, fields=["item_id"])
         self.mlp = mlp([3 * factors] + self.hidden_sizes)
-        out_in = self.hidden_sizes[-1] if self.hidden_sizes else 0
-        self.head = nn.Linear(out_in, 2) if out_in else None
+        self.head = nn.Linear(self.hidden_sizes[-1], 1) if self.hidden_sizes else None
         if self.head is not None:
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
 
     def arch(self) -> dict:
-        return {"factors": self.factors, "hidden": self.hidden_sizes,
-                "side_fields": self.side_fields}
+        return {"factors": self.factors, "rank_factors": self.rank_factors,
+                "hidden": self.hidden_sizes, "side_fields": self.side_fields}
 
-    def _vectors(self, user, item):
-        u, i = self.embedding.sides(user, item)          # [B, Fu, K], [N, Fi, K]
-        return u.sum(1) if u.shape[1] == 1 else u[:, 0] + u[:, 1:].mean(1), \
-            i.sum(1) if i.shape[1] == 1 else i[:, 0] + i[:, 1:].mean(1)
+    def _rating_side(self, user, item):
+        u, i = self.embedding.sides(user, item)
+        p, q = _pool(u), _pool(i)
+        feat = torch.cat([p, q, p * q], 1)
+        if self.head is None:
+            return (p * q).sum(1), p * q
+        h = self.mlp(feat)
+        return (p * q).sum(1) + self.head(h)[:, 0], h
+
+    def _rank_vectors(self, user, item):
+        u, i = self.rank_embedding.sides(user, item)
+        return _pool(u), _pool(i)
 
     def forward(self, user, item) -> Output:
-        p, q = self._vectors(user, item)
-        dot = (p * q).sum(1)
+        inter, h = self._rating_side(user, item)
         b = self.bias(user, item).sum((1, 2))
+        pk, qk = self._rank_vectors(user, item)
         c = self.rank_bias(user, item)[:, 0, 0]
-        hid = torch.cat([p, q, p * q], 1)
-        extra = torch.zeros(len(user), 2)
-        if self.head is not None:
-            hid = self.mlp(hid)
-            extra = self.head(hid)
-        return Output(self.rating_mean + b + dot + extra[:, 0], c + dot + extra[:, 1], hid)
+        return Output(self.rating_mean + b + inter, c + (pk * qk).sum(1),
+                      torch.cat([h, pk * qk], 1))
+
+    def pair_logits(self, user, item):
+        """Ranking logits alone: the cheap path for sampled negatives and candidate lists."""
+        pk, qk = self._rank_vectors(user, item)
+        return self.rank_bias(user, item)[:, 0, 0] + (pk * qk).sum(1)
 
     def score_all(self, users, items=None):
-        """User and item vectors once, then a matrix product (plus the MLP on pairs)."""
+        """One matrix product: ranking vectors of the users times those of the items."""
         items = torch.arange(self.schema.n_items) if items is None else items
-        p, q = self._vectors(users, items)                       # [B, K], [N, K]
-        c = self.rank_bias.sides(users[:0], items)[1][:, 0, 0]    # [N]
-        scores = p @ q.T + c
-        if self.head is None:
-            return scores
-        n, k = q.shape
-        step = max(1, 131072 // max(1, n))
-        w = self.head.weight[1]
-        for s in range(0, len(users), step):
-            pb = p[s:s + step, None, :].expand(-1, n, k)
-            qb = q[None].expand(len(pb), n, k)
-            hid = self.mlp(torch.cat([pb, qb, pb * qb], 2))
-            scores[s:s + step] += hid @ w + self.head.bias[1]
-        return scores
+        pk, qk = self._rank_vectors(users, items)
+        c = self.rank_bias.sides(users[:0], items)[1][:, 0, 0]
+        return pk @ qk.T + c
+
+    def task_params(self):
+        names = [n for n, _ in self.named_parameters()]
+        ranking = [n for n in names if n.startswith(("rank_embedding.", "rank_bias."))]
+        return {"rating": [n for n in names if n not in ranking], "ranking": ranking}
 
     def lookup_rows(self, user, item):
-        return (self.embedding.lookup_rows(user, item) + self.bias.lookup_rows(user, item)
-                + self.rank_bias.lookup_rows(user, item))
+        return (self.embedding.lookup_rows(user, item) + self.rank_embedding.lookup_rows(user, item)
+                + self.bias.lookup_rows(user, item) + self.rank_bias.lookup_rows(user, item))
 
     def structure(self) -> list[Group]:
         k = self.factors
@@ -97,26 +111,29 @@ class LightweightStudent(RecModel):
             sl.append((f"mlp.{first}.weight", 1, torch.cat([f, f + k, f + 2 * k], 1)))
         groups = [Group("factors", "embedding_dim", k, sl,
                         acts=[(f"embedding.emb.{n}", f) for n in self.embedding.emb])]
+        r = torch.arange(self.rank_factors).unsqueeze(1)
+        groups.append(Group("rank_factors", "embedding_dim", self.rank_factors,
+                            [(f"rank_embedding.emb.{n}.weight", 1, r) for n in self.rank_embedding.emb],
+                            acts=[(f"rank_embedding.emb.{n}", r) for n in self.rank_embedding.emb]))
         if self.hidden_sizes:
             groups += neuron_groups("mlp", self.mlp, [("head.weight", 1, 0)])
         return groups
 
     def hidden_owner(self, group: str) -> torch.Tensor | None:
         """Positions of ``hidden`` each unit of ``group`` owns (None: width unchanged)."""
-        k = self.factors
-        if not self.hidden_sizes:
-            if group == "factors":
-                f = torch.arange(k).unsqueeze(1)
-                return torch.cat([f, f + k, f + 2 * k], 1)
-            return None
-        if group == f"mlp.{len(self.hidden_sizes) - 1}":
+        width = self.hidden_sizes[-1] if self.hidden_sizes else self.factors
+        if group == "rank_factors":
+            return width + torch.arange(self.rank_factors).unsqueeze(1)
+        if self.hidden_sizes and group == f"mlp.{len(self.hidden_sizes) - 1}":
             return torch.arange(self.hidden_sizes[-1]).unsqueeze(1)
+        if not self.hidden_sizes and group == "factors":
+            return torch.arange(self.factors).unsqueeze(1)
         return None
 
     def pruned_arch(self, group: str, keep: torch.Tensor) -> dict:
         a = self.arch()
-        if group == "factors":
-            a["factors"] = int(keep.sum())
+        if group in ("factors", "rank_factors"):
+            a[group] = int(keep.sum())
         elif group.startswith("mlp."):
             a["hidden"] = list(a["hidden"])
             a["hidden"][int(group.split(".")[1])] = int(keep.sum())

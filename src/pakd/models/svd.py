@@ -64,11 +64,22 @@ class SVD(RecModel):
         logit = self.item_rank_bias(item)[:, 0] + rinter.sum(1)
         return Output(rating, logit, hidden)
 
+    def pair_logits(self, user, item):
+        pu, qi = self._rank_tables()
+        return self.item_rank_bias(item)[:, 0] + (pu(user) * qi(item)).sum(1)
+
     def score_all(self, users, items=None):
         pu, qi = self._rank_tables()
         q = qi.weight if items is None else qi(items)
         c = self.item_rank_bias.weight[:, 0] if items is None else self.item_rank_bias(items)[:, 0]
         return pu(users) @ q.T + c
+
+    def task_params(self):
+        if not self.rank_factors:
+            return None
+        names = [n for n, _ in self.named_parameters()]
+        ranking = [n for n in names if "rank" in n]
+        return {"rating": [n for n in names if n not in ranking], "ranking": ranking}
 
     def lookup_rows(self, user, item):
         rows = [(self.user_factors, user), (self.item_factors, item), (self.user_bias, user),
