@@ -106,3 +106,37 @@ def test_mask_fisher_groups_several_runs_into_examples(tiny_enc):
     for name in one.sums:
         assert torch.allclose(one.sums[name], two.sums[name]), name
     assert two.sums["rank_factors"].sum() > 0
+
+
+def test_mask_fisher_buckets_normalise_each_loss(tiny_enc):
+    """Bucketed sums add up to the unbucketed ones; weighted scores are each bucket's share
+    of its total sensitivity, so rescaling one loss leaves them unchanged."""
+    torch.manual_seed(0)
+    m = build("lightweight_model", tiny_enc.schema, KINDS["lightweight_model"],
+              tables=tiny_enc.tables, rating_mean=3.0).double()
+    tr = tiny_enc.parts["train"]
+    u, i, y = tr.user[:8], tr.item[:8], tr.rating[:8].double()
+    bucket = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+
+    def run(scale, buckets):
+        m.zero_grad()
+        mf = MaskFisher(m, buckets)
+        out = m(u, i)
+        loss = ((out.rating[:4] - y[:4]) ** 2).sum() + scale * (out.logit[4:] ** 2).sum()
+        loss.backward()
+        mf.accumulate([torch.arange(8)], 8, bucket if buckets == 2 else None)
+        mf.close()
+        return mf
+
+    one, two = run(1.0, 1), run(1.0, 2)
+    for name in one.sums:
+        assert torch.allclose(one.sums[name], two.sums[name])
+    w = two.scores([1.0, 3.0])
+    assert sum(float(v.sum()) for v in w.values()) == pytest.approx(4.0)
+    scaled = run(100.0, 2).scores([1.0, 3.0])
+    for name in w:
+        assert torch.allclose(w[name], scaled[name]), name
+    raw, raw_scaled = two.scores(), run(100.0, 2).scores()
+    assert not torch.allclose(raw["rank_factors"], raw_scaled["rank_factors"])
+    with pytest.raises(ValueError):
+        two.scores([1.0])

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save as st_save
 
 from . import metrics as M
-from .config import FitConfig, RunConfig
+from .config import TEACHERS, FitConfig, RunConfig
 from .data.encoding import Encoded
 from .atomic import atomic_write_bytes, atomic_write_text
 from .errors import PakdError
@@ -59,9 +59,10 @@ def train_members(cfg: RunConfig, run_dir: Path, enc: Encoded) -> dict[str, dict
     tdir.mkdir(parents=True, exist_ok=True)
     mean = float(enc.parts["train"].rating.mean())
     out = {}
-    for k, name in enumerate(cfg.train.models):
+    for name in cfg.train.models:
         mcfg = member_config(cfg, name)
-        seed_everything(cfg.seed * 1000 + k)
+        # seeded by name, so a member trains the same alone or after the others
+        seed_everything(cfg.seed * 1000 + TEACHERS.index(name))
         model = build(name, enc.schema, member_arch(cfg, name), tables=enc.tables, rating_mean=mean)
         log.info("training %s (%s parameters)", name, f"{model.n_params():,}")
         t0 = time.perf_counter()

@@ -9,6 +9,11 @@ removing the unit (m_u: 1 -> 0) costs about 1/2 F_u. Examples are the units of t
 one rating with its sampled negatives, or one user's candidate list. Scores are averaged over
 all steps since the last pruning step (a running average), then reset.
 
+Losses on different scales (squared stars for ratings, nats for a candidate list) would let
+the larger one decide every cut, so examples can fall into buckets (rated pairs, candidate
+lists) whose Fisher is normalised to a total of one before the buckets are added with
+weights: each unit's score is its share of each bucket's sensitivity.
+
 Magnitude: mean squared weight over the entries a unit owns. Random: a seeded uniform draw.
 """
 from __future__ import annotations
@@ -27,16 +32,25 @@ class MaskFisher:
     `accumulate` the example of every pair of every run, in the same order.
     """
 
-    def __init__(self, model: RecModel):
+    def __init__(self, model: RecModel, buckets: int = 1):
         self.model = model
         self.groups = model.structure()
-        self.sums = {g.name: torch.zeros(g.units, dtype=torch.float64) for g in self.groups}
-        self.count = 0
+        self._sums = {g.name: torch.zeros(buckets, g.units, dtype=torch.float64) for g in self.groups}
+        self.counts = torch.zeros(buckets, dtype=torch.float64)
         self._call = 0
         self._captured: list[tuple[int, str, torch.Tensor]] = []
         modules = dict(model.named_modules())
         names = {m for g in self.groups for m, _ in g.acts}
         self._handles = [modules[n].register_forward_hook(self._hook(n)) for n in names]
+
+    @property
+    def sums(self) -> dict[str, torch.Tensor]:
+        """Sum over examples of the squared mask gradient, all buckets together."""
+        return {k: v.sum(0) for k, v in self._sums.items()}
+
+    @property
+    def count(self) -> int:
+        return int(self.counts.sum())
 
     def _hook(self, name):
         def fn(mod, inp, out):
@@ -54,8 +68,10 @@ class MaskFisher:
         self._handles = []
 
     @torch.no_grad()
-    def accumulate(self, examples: list[torch.Tensor], n_examples: int) -> None:
-        """After ``loss.backward()``: examples[c][p] is the example of pair p of run c."""
+    def accumulate(self, examples: list[torch.Tensor], n_examples: int,
+                   bucket: torch.Tensor | None = None) -> None:
+        """After ``loss.backward()``: examples[c][p] is the example of pair p of run c;
+        ``bucket[e]`` the bucket of example e (default: all in bucket 0)."""
         per_pair: dict[str, list[tuple[int, torch.Tensor]]] = {}
         for call, name, out in self._captured:
             if out.grad is None:
@@ -63,20 +79,31 @@ class MaskFisher:
             prod = (out * out.grad).double()
             per_pair.setdefault(name, []).append(
                 (call, prod.reshape(prod.shape[0], -1, prod.shape[-1]).sum(1)))   # [P, D]
+        if bucket is None:
+            bucket = torch.zeros(n_examples, dtype=torch.long)
         for g in self.groups:
             ex = torch.zeros(n_examples, g.units, dtype=torch.float64)
             for name, idx in g.acts:
                 for call, v in per_pair.get(name, []):
                     ex.index_add_(0, examples[call], v[:, idx].sum(2))
-            self.sums[g.name] += (ex * ex).sum(0)
-        self.count += n_examples
+            self._sums[g.name].index_add_(0, bucket, ex * ex)
+        self.counts += torch.bincount(bucket, minlength=len(self.counts)).double()
         self._captured.clear()
         self._call = 0
 
-    def scores(self) -> dict[str, torch.Tensor]:
-        """1/2 F_u per unit: the estimated loss increase of removing it."""
-        n = max(1, self.count)
-        return {k: 0.5 * v / n for k, v in self.sums.items()}
+    def scores(self, weights: list[float] | None = None) -> dict[str, torch.Tensor]:
+        """Without ``weights``: 1/2 F_u per unit, the estimated loss increase of removing it.
+        With one weight per bucket: sum over buckets of weight x the unit's share of that
+        bucket's total 1/2 F (empty buckets count zero)."""
+        if weights is None:
+            return {k: 0.5 * v / max(1, self.count) for k, v in self.sums.items()}
+        half_f = {k: 0.5 * v / self.counts.clamp(min=1).unsqueeze(1) for k, v in self._sums.items()}
+        if len(weights) != len(self.counts):
+            raise ValueError(f"{len(self.counts)} buckets need as many weights, got {len(weights)}")
+        total = sum(v.sum(1) for v in half_f.values())                    # [buckets]
+        w = torch.tensor(weights, dtype=torch.float64) / total.clamp(min=1e-300)
+        w = torch.where(total > 0, w, torch.zeros_like(w))
+        return {k: (w.unsqueeze(1) * v).sum(0) for k, v in half_f.items()}
 
 
 def unit_params(model: RecModel) -> dict[str, torch.Tensor]:

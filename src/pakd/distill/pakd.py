@@ -110,7 +110,8 @@ def distill(student: RecModel, enc: Encoded, teacher: TeacherSignals, cfg: Disti
             hdim = student(tr.user[:2], tr.item[:2]).hidden.shape[1]
         proj = nn.Linear(hdim, teacher.features.shape[1])
     opt = _optimizer(student, proj, cfg)
-    fisher = MaskFisher(student) if criterion == "fisher" and ratio > 0 else None
+    buckets = 2 if cfg.fisher_balance else 1
+    fisher = MaskFisher(student, buckets) if criterion == "fisher" and ratio > 0 else None
     res = StudentResult(student, start_params=start)
     keeper, step = None, 0
     ecfg10 = ecfg.model_copy(update={"ks": [10]})
@@ -167,17 +168,19 @@ def distill(student: RecModel, enc: Encoded, teacher: TeacherSignals, cfg: Disti
             if fisher is not None:
                 rest = torch.cat([torch.arange(B).repeat_interleave(nn_),
                                   B + torch.arange(len(users)).repeat_interleave(Lc)])
-                fisher.accumulate([torch.arange(B), rest], B + len(users))
+                bucket = torch.cat([torch.zeros(B, dtype=torch.long),     # rated pairs
+                                    torch.full((len(users),), buckets - 1)])  # candidate lists
+                fisher.accumulate([torch.arange(B), rest], B + len(users), bucket)
             sums += np.array([loss.item(), gt.item(), kd.item()]) * B
             step += 1
             if prune_at and step == prune_at[0]:
                 prune_at.pop(0)
                 student, proj = _prune_step(student, proj, fisher, criterion, ratio, start,
-                                            step, window, gen, res)
+                                            step, window, gen, res, cfg.fisher_balance)
                 opt = _optimizer(student, proj, cfg)
                 if fisher is not None:
                     fisher.close()
-                    fisher = MaskFisher(student)
+                    fisher = MaskFisher(student, buckets)
         t_train += time.perf_counter() - t0
         val = _validate(student, enc, ecfg10)
         score = (val["valid_ndcg@10"] / max(teacher_valid["ndcg@10"], 1e-12)
@@ -206,13 +209,14 @@ def distill(student: RecModel, enc: Encoded, teacher: TeacherSignals, cfg: Disti
     return res
 
 
-def _prune_step(student, proj, fisher, criterion, ratio, start, step, window, gen, res):
+def _prune_step(student, proj, fisher, criterion, ratio, start, step, window, gen, res,
+                balance=None):
     target = schedule(step, window, ratio)
     need = int(round(target * start)) - (start - student.n_params())
     if need <= 0:
         return student, proj
     if criterion == "fisher":
-        scores, per_param = fisher.scores(), True
+        scores, per_param = fisher.scores(balance or None), True
     elif criterion == "magnitude":
         scores, per_param = magnitude_scores(student), False
     else:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..data.schema import Schema
-from .base import FieldEmbedding, FieldModel, TokenTables, Group, Output, linear_layers, mlp, neuron_groups
+from .base import FieldEmbedding, FieldModel, TokenTables, Group, linear_layers, mlp, neuron_groups
 
 _MAPS = ("q", "k", "v", "r")
 
@@ -54,7 +54,7 @@ class AutoInt(FieldModel):
         return {"embed_dim": self.embed_dim, "layers": len(self.heads), "heads": self.heads,
                 "head_dim": self.head_dim, "dnn": self.dnn_sizes, "dropout": self.dropout}
 
-    def _attend(self, x: torch.Tensor) -> torch.Tensor:
+    def cross(self, x: torch.Tensor) -> torch.Tensor:
         b, m, _ = x.shape
         dk = self.head_dim
         for layer, act, h in zip(self.att, self.act, self.heads):
@@ -63,14 +63,6 @@ class AutoInt(FieldModel):
             o = (a @ v).transpose(1, 2).reshape(b, m, h * dk)
             x = torch.relu(act(o + layer["r"](x)))
         return x.flatten(1)
-
-    def interact(self, e: torch.Tensor, lin: torch.Tensor) -> Output:
-        feats = [self._attend(e)]
-        if self.dnn_sizes:
-            feats.append(self.dnn(e.flatten(1)))
-        hidden = torch.cat(feats, 1)
-        out = self.head(hidden) + lin
-        return Output(self.rating_mean + out[:, 0], out[:, 1], hidden)
 
     def structure(self) -> list[Group]:
         m, d, dk = self.m, self.embed_dim, self.head_dim

@@ -108,10 +108,21 @@ class RecModel(nn.Module):
 
 class FieldModel(RecModel):
     """A model that reads field embeddings (``self.embedding``) and first-order terms
-    (``self.linear``, width 2: rating, ranking) and maps them through ``interact``."""
+    (``self.linear``, width 2: rating, ranking) and maps them through ``interact``: an
+    explicit-interaction part (``cross``: CIN, self-attention) beside an optional DNN
+    (``self.dnn`` when ``self.dnn_sizes``), concatenated into the hidden representation and
+    read by a two-output ``self.head``."""
 
-    def interact(self, e: torch.Tensor, lin: torch.Tensor) -> Output:  # pragma: no cover
+    def cross(self, e: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
+
+    def interact(self, e: torch.Tensor, lin: torch.Tensor) -> Output:
+        feats = [self.cross(e)]
+        if self.dnn_sizes:
+            feats.append(self.dnn(e.flatten(1)))
+        hidden = torch.cat(feats, 1)
+        out = self.head(hidden) + lin
+        return Output(self.rating_mean + out[:, 0], out[:, 1], hidden)
 
     def forward(self, user, item) -> Output:
         return self.interact(self.embedding(user, item), self.linear(user, item).sum(1))

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..data.schema import Schema
-from .base import FieldEmbedding, FieldModel, TokenTables, Group, Output, linear_layers, mlp, neuron_groups
+from .base import FieldEmbedding, FieldModel, TokenTables, Group, linear_layers, mlp, neuron_groups
 
 
 class XDeepFM(FieldModel):
@@ -57,7 +57,7 @@ class XDeepFM(FieldModel):
         return {"embed_dim": self.embed_dim, "cin_next": self.cin_next, "cin_out": self.cin_out,
                 "dnn": self.dnn_sizes, "dropout": self.dropout}
 
-    def _cin(self, x0: torch.Tensor) -> torch.Tensor:
+    def cross(self, x0: torch.Tensor) -> torch.Tensor:
         """CIN in dimension-major layout: one [B*D, G*m] x [G*m, H] product per layer."""
         b, m, d = x0.shape
         xt0 = x0.transpose(1, 2)                                     # [B, D, m]
@@ -68,14 +68,6 @@ class XDeepFM(FieldModel):
             x = h[:, :, :nxt]
             pooled.append(h[:, :, nxt:].sum(1))                      # sum-pool over D
         return torch.cat(pooled, 1) if pooled else x0.new_zeros(b, 0)
-
-    def interact(self, e: torch.Tensor, lin: torch.Tensor) -> Output:
-        feats = [self._cin(e)]
-        if self.dnn_sizes:
-            feats.append(self.dnn(e.flatten(1)))
-        hidden = torch.cat(feats, 1)
-        out = self.head(hidden) + lin
-        return Output(self.rating_mean + out[:, 0], out[:, 1], hidden)
 
     # --- structure
     def structure(self) -> list[Group]:
