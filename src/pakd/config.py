@@ -343,13 +343,14 @@ PROFILES: dict[str, dict[str, Any]] = {
         "svd.epochs": 2, "svd.factors": 8, "svd.rank_factors": 8, "svd.negatives": 4,
         "xdeepfm.epochs": 1, "xdeepfm.embed_dim": 4, "xdeepfm.cin_layers": [8, 8],
         "xdeepfm.dnn": [16],
-        "autoint.epochs": 1, "autoint.embed_dim": 4, "autoint.layers": 1, "autoint.head_dim": 4,
+        "autoint.epochs": 1, "autoint.embed_dim": 4, "autoint.layers": 1, "autoint.heads": 1,
+        "autoint.head_dim": 4,
         "ensemble.calibration_users": 32,
-        "fisher.sample": 512, "fisher.validate_units": 20, "fisher.plan_eval_users": 50,
+        "fisher.sample": 512, "fisher.validate_units": 12, "fisher.plan_eval_users": 50,
         "distill.ratios": [0.5], "distill.epochs": 2, "distill.student_factors": 8,
         "distill.student_rank_factors": 8, "distill.negatives": 4,
         "distill.student_hidden": [8], "distill.prune_steps": 2, "distill.list_top": 10,
-        "distill.list_random": 10, "distill.bench_seconds": 0.2, "distill.feature_dim": 8,
+        "distill.list_random": 10, "distill.bench_seconds": 0.1, "distill.feature_dim": 8,
     },
 }
 
