@@ -59,6 +59,11 @@ def test_fisher_outputs(run):
         v = m["validation"]
         assert {"spearman_empirical", "spearman_true", "spearman_magnitude", "groups_tested"} <= set(v)
         assert v["groups_tested"] > 0
+        # the same removals measured on the Fisher's own train sample, for every objective
+        tr = v["train_sample"]["by_objective"]
+        assert set(tr) == set(v["by_objective"])
+        assert all(len(p["measured_train"]) == len(p["measured"]) for p in v["points"])
+        assert 0 <= v["share_lowering_valid_loss"] <= 1
         assert m["plan"]["params_after"] < m["params"]
     exp = json.loads((a / "movielens_fisher_experiment.json").read_text())
     assert {"dataset", "split", "settings", "timings"} <= set(exp)

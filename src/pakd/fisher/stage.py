@@ -193,7 +193,7 @@ def analyse_member(cfg: RunConfig, enc: Encoded, name: str, model: RecModel, fis
                            "importance_per_unit": [float(c) for c in costs]})
     plan = A.make_plan(model, [u for u in p_units], fc.plan_ratio)
     validation = validate(cfg, enc, name, model, tables, magnitude, p_units, focus, kinds, vex,
-                          sigma2, ens)
+                          sigma2, ens, ex=ex)
     plan_check = check_plan(cfg, enc, name, model, plan, tables, kinds, vex, sigma2,
                             base_scores=base_scores)
     plan = {k: v for k, v in plan.items() if k != "keep"}
@@ -216,57 +216,78 @@ def analyse_member(cfg: RunConfig, enc: Encoded, name: str, model: RecModel, fis
 
 def validate(cfg: RunConfig, enc: Encoded, name: str, model: RecModel, tables: dict,
              magnitude: dict, units: list[dict], focus: list[str], kinds: list[str], vex: dict, sigma2: dict,
-             ens: Ensemble | None) -> dict:
-    """Remove sampled units one at a time; compare measured loss increases with predictions."""
+             ens: Ensemble | None, ex: dict | None = None) -> dict:
+    """Remove sampled units one at a time; compare measured loss increases with predictions.
+
+    Measured on the valid part (what pruning costs a user) and, with ``ex``, on the train
+    sample the Fisher was estimated from (what the Fisher claims to predict): where the two
+    disagree, removal changes generalisation (an overfit unit's removal lowers valid loss,
+    which a Fisher estimate, never negative, cannot predict)."""
     fc = cfg.fisher
     tested = A.sample_units(units, fc.validate_units, cfg.seed)
+    parts = {"valid": vex} if ex is None else {"valid": vex, "train": ex}
     others = {}
     if ens is not None and "ensemble" in focus:
-        others = {n: _outputs(m, vex) for n, m in ens.members.items() if n != name}
+        others = {p: {n: _outputs(m, e) for n, m in ens.members.items() if n != name}
+                  for p, e in parts.items()}
 
-    def losses_of(m: RecModel) -> dict:
-        r, lg = _outputs(m, vex)
-        out = _losses(r, lg, vex, sigma2[name])
+    def losses_of(m: RecModel, part: str) -> dict:
+        e = parts[part]
+        r, lg = _outputs(m, e)
+        out = _losses(r, lg, e, sigma2[name])
         if others:
-            rr = {n: o[0] for n, o in others.items()}
-            ll = {n: o[1] for n, o in others.items()}
+            rr = {n: o[0] for n, o in others[part].items()}
+            ll = {n: o[1] for n, o in others[part].items()}
             rr[name], ll[name] = r, lg
             er = ens.combine_ratings({n: rr[n] for n in ens.rating_weights})
             el = ens.combine_scores({n: ll[n] for n in ens.ranking_weights})
-            out["ensemble"] = _losses(er, el, vex, sigma2["ensemble"])["ensemble"]
+            out["ensemble"] = _losses(er, el, e, sigma2["ensemble"])["ensemble"]
         return out
 
-    base = losses_of(model)
+    base = {p: losses_of(model, p) for p in parts}
     points = []
     for u in progress(tested, desc=f"validate {name}", quiet=cfg.quiet, unit="unit"):
         keep = torch.ones(next(g.units for g in model.structure() if g.name == u["group"]),
                           dtype=torch.bool)
         keep[u["unit"]] = False
         masked = mask_units(copy.deepcopy(model), u["group"], keep)
-        got = losses_of(masked)
         key = (u["group"], u["unit"])
         predicted = {f"{o}/{k}": t[key] for (o, k), t in tables.items()}
         predicted["magnitude"] = magnitude[key]
-        points.append({"group": u["group"], "kind": u["kind"], "unit": u["unit"],
-                       "measured": {o: got[o] - base[o] for o in got}, "predicted": predicted})
-    by_obj = {}
-    for o in focus:
-        if o not in base:
-            continue
-        meas = [p["measured"][o] for p in points]
-        row = {f"spearman_{k}": A.spearman([p["predicted"][f"{o}/{k}"] for p in points], meas)
-               for k in kinds if f"{o}/{k}" in points[0]["predicted"]} if points else {}
-        row["spearman_magnitude"] = A.spearman([p["predicted"]["magnitude"] for p in points], meas)
-        by_obj[o] = row
-    prim = _primary([o for o in focus if o in base], kinds)[0]
+        point = {"group": u["group"], "kind": u["kind"], "unit": u["unit"], "predicted": predicted}
+        for p in parts:
+            got = losses_of(masked, p)
+            point["measured" if p == "valid" else f"measured_{p}"] = {
+                o: got[o] - base[p][o] for o in got}
+        points.append(point)
+
+    def correlations(field: str) -> dict:
+        by_obj = {}
+        for o in focus:
+            if o not in base["valid"]:
+                continue
+            meas = [p[field][o] for p in points]
+            row = {f"spearman_{k}": A.spearman([p["predicted"][f"{o}/{k}"] for p in points], meas)
+                   for k in kinds if f"{o}/{k}" in points[0]["predicted"]} if points else {}
+            row["spearman_magnitude"] = A.spearman([p["predicted"]["magnitude"] for p in points], meas)
+            by_obj[o] = row
+        return by_obj
+
+    by_obj = correlations("measured")
+    prim = _primary([o for o in focus if o in base["valid"]], kinds)[0]
     top = by_obj.get(prim, {})
-    return {"objective": prim,
-            "spearman_empirical": top.get("spearman_empirical"),
-            "spearman_true": top.get("spearman_true"),
-            "spearman_magnitude": top.get("spearman_magnitude"),
-            "groups_tested": len(points),
-            "kinds_tested": sorted({p["kind"] for p in points}),
-            "base_valid_loss": base, "by_objective": by_obj, "points": points}
+    out = {"objective": prim,
+           "spearman_empirical": top.get("spearman_empirical"),
+           "spearman_true": top.get("spearman_true"),
+           "spearman_magnitude": top.get("spearman_magnitude"),
+           "groups_tested": len(points),
+           "kinds_tested": sorted({p["kind"] for p in points}),
+           "share_lowering_valid_loss": (sum(p["measured"][prim] < 0 for p in points) / len(points)
+                                         if points else None),
+           "base_valid_loss": base["valid"], "by_objective": by_obj, "points": points}
+    if "train" in parts:
+        out["train_sample"] = {"base_loss": base["train"], "by_objective": correlations("measured_train")}
+    return out
 
 
 def check_plan(cfg: RunConfig, enc: Encoded, name: str, model: RecModel, plan: dict,

@@ -23,15 +23,23 @@ def fisher_markdown(res: dict, experiment: dict | None = None) -> str:
                      "trace": m["sensitivity"]["total"], "per_param": m["sensitivity"]["normalised"],
                      "friendliness": m["pruning_friendliness"],
                      "sp_emp": v["spearman_empirical"], "sp_true": v["spearman_true"],
-                     "sp_mag": v["spearman_magnitude"], "tested": v["groups_tested"]})
+                     "sp_mag": v["spearman_magnitude"], "tested": v["groups_tested"],
+                     "lowering": v.get("share_lowering_valid_loss")})
+        tr = v.get("train_sample", {}).get("by_objective", {}).get(v["objective"], {})
+        rows[-1].update({"tr_emp": tr.get("spearman_empirical"), "tr_mag": tr.get("spearman_magnitude")})
     lines += ["## Per member", "", markdown_table(rows, [
         ("model", "model"), ("params", "params"), ("objective", "objective/Fisher"),
         ("trace", "Fisher trace"), ("per_param", "per parameter"),
         ("friendliness", "pruning friendliness"), ("sp_emp", "Spearman empirical"),
         ("sp_true", "Spearman true"), ("sp_mag", "Spearman magnitude"),
-        ("tested", "units tested")], digits=4), "",
+        ("tested", "units tested"), ("lowering", "share lowering valid loss"),
+        ("tr_emp", "train-sample Spearman empirical"), ("tr_mag", "train-sample Spearman magnitude")],
+        digits=4), "",
         "Spearman: rank correlation between the predicted and the measured validation-loss "
-        "increase when one unit is removed.", ""]
+        "increase when one unit is removed. The train-sample columns measure the increase on "
+        "the examples the Fisher was estimated from; a Fisher estimate is never negative, so "
+        "units whose removal lowers the valid loss (an overfit model shrinking towards the "
+        "mean) are beyond what it can predict.", ""]
     t = res.get("timings", {})
     if t:
         trow = [{"model": n, **v} for n, v in t.items()]
