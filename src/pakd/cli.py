@@ -160,38 +160,30 @@ def _stage_cfg(args) -> tuple[RunConfig, Path]:
     return cfg, run_dir
 
 
-def cmd_train(args) -> int:
-    from .pipeline import stage_train
+def _run_stage(args, stage: str, summary: str | None = None) -> int:
+    """Run one pipeline stage on ``--run`` and print its Markdown summary (unless quiet)."""
+    from . import pipeline
     cfg, run_dir = _stage_cfg(args)
-    stage_train(cfg, run_dir)
+    getattr(pipeline, f"stage_{stage}")(cfg, run_dir)
+    if summary and not cfg.quiet:
+        print((run_dir / summary).read_text())
     return 0
+
+
+def cmd_train(args) -> int:
+    return _run_stage(args, "train")
 
 
 def cmd_ensemble(args) -> int:
-    from .pipeline import stage_ensemble
-    cfg, run_dir = _stage_cfg(args)
-    res = stage_ensemble(cfg, run_dir)
-    if not cfg.quiet:
-        print((run_dir / "teachers.md").read_text())
-    return 0
+    return _run_stage(args, "ensemble", "teachers.md")
 
 
 def cmd_fisher(args) -> int:
-    from .pipeline import stage_fisher
-    cfg, run_dir = _stage_cfg(args)
-    stage_fisher(cfg, run_dir)
-    if not cfg.quiet:
-        print((run_dir / "analysis_results" / "ensemble_fisher_analysis_summary.md").read_text())
-    return 0
+    return _run_stage(args, "fisher", "analysis_results/ensemble_fisher_analysis_summary.md")
 
 
 def cmd_distill(args) -> int:
-    from .pipeline import stage_distill
-    cfg, run_dir = _stage_cfg(args)
-    stage_distill(cfg, run_dir)
-    if not cfg.quiet:
-        print((run_dir / "analysis_results" / "pakd_experiment_summary.md").read_text())
-    return 0
+    return _run_stage(args, "distill", "analysis_results/pakd_experiment_summary.md")
 
 
 def cmd_recommend(args) -> int:
