@@ -97,13 +97,13 @@ class MaskFisher:
         bucket's total 1/2 F (empty buckets count zero)."""
         if weights is None:
             return {k: 0.5 * v / max(1, self.count) for k, v in self.sums.items()}
-        half_f = {k: 0.5 * v / self.counts.clamp(min=1).unsqueeze(1) for k, v in self._sums.items()}
         if len(weights) != len(self.counts):
             raise ValueError(f"{len(self.counts)} buckets need as many weights, got {len(weights)}")
-        total = sum(v.sum(1) for v in half_f.values())                    # [buckets]
+        # a share needs neither the 1/2 nor the example count: both cancel within a bucket
+        total = sum(v.sum(1) for v in self._sums.values())                # [buckets]
         w = torch.tensor(weights, dtype=torch.float64) / total.clamp(min=1e-300)
         w = torch.where(total > 0, w, torch.zeros_like(w))
-        return {k: (w.unsqueeze(1) * v).sum(0) for k, v in half_f.items()}
+        return {k: (w.unsqueeze(1) * v).sum(0) for k, v in self._sums.items()}
 
 
 def unit_params(model: RecModel) -> dict[str, torch.Tensor]:
