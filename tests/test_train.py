@@ -1,9 +1,14 @@
 import pytest
 import torch
 
-from pakd.config import SVDConfig, XDeepFMConfig
+from pakd.config import TEACHERS, RunConfig, fit_kwargs
 from pakd.models import build
-from pakd.train import NegativeSampler, fit, ranking_loss
+from pakd.train import Loss, NegativeSampler, fit, ranking_loss
+
+
+def settings(kind, **over):
+    """The member's training settings as `fit` takes them, from its config section."""
+    return {**fit_kwargs(getattr(RunConfig(), kind)), **over}
 
 
 def test_negative_sampler_knows_train_pairs(tiny_enc):
@@ -30,15 +35,15 @@ def test_ranking_losses_hand_values():
 def test_fit_lowers_validation_loss(tiny_enc):
     torch.manual_seed(0)
     m = build("svd", tiny_enc.schema, {"factors": 4, "rank_factors": 4}, rating_mean=3.0)
-    res = fit(m, tiny_enc, SVDConfig(epochs=30, lr=0.05, batch_size=64, patience=30), quiet=True)
+    res = fit(m, tiny_enc, **settings("svd", epochs=30, lr=0.05, batch_size=64, patience=30),
+              quiet=True)
     first = res.history[0]["valid_loss"]
     assert res.best_valid < first
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
 
 
 def test_resume_continues_exactly(tiny_enc, tmp_path):
-    cfg = XDeepFMConfig(epochs=4, lr=0.01, batch_size=64, patience=10, embed_dim=4,
-                        cin_layers=[4, 4], dnn=[8], negatives=2)
+    cfg = settings("xdeepfm", epochs=4, lr=0.01, batch_size=64, patience=10, negatives=2)
     arch = {"embed_dim": 4, "cin_layers": [4, 4], "dnn": [8]}
 
     def fresh():
@@ -46,11 +51,13 @@ def test_resume_continues_exactly(tiny_enc, tmp_path):
         return build("xdeepfm", tiny_enc.schema, arch, tables=tiny_enc.tables, rating_mean=3.0)
 
     straight = fresh()
-    fit(straight, tiny_enc, cfg, seed=5, quiet=True)
+    fit(straight, tiny_enc, **cfg, seed=5, quiet=True)
     part = fresh()
-    fit(part, tiny_enc, cfg.model_copy(update={"epochs": 2}), seed=5, ckpt=tmp_path / "x", quiet=True)
+    fit(part, tiny_enc, **{**cfg, "epochs": 2}, seed=5, checkpoint=tmp_path / "x",
+        state=tmp_path / "x.state.pt", quiet=True)
     resumed = fresh()
-    res = fit(resumed, tiny_enc, cfg, seed=5, ckpt=tmp_path / "x", resume=True, quiet=True)
+    res = fit(resumed, tiny_enc, **cfg, seed=5, checkpoint=tmp_path / "x",
+              state=tmp_path / "x.state.pt", resume=True, quiet=True)
     assert len(res.history) == 4
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
@@ -64,14 +71,22 @@ def test_per_task_keeper_gives_each_output_its_best_epoch(tiny_enc):
     from pakd.train import validation_loss
     torch.manual_seed(0)
     m = build("svd", tiny_enc.schema, {"factors": 4, "rank_factors": 4}, rating_mean=3.0)
-    cfg = SVDConfig(epochs=25, lr=0.1, batch_size=64, patience=25, negatives=3, l2=0.0,
-                    monitor="per_task")
-    res = fit(m, tiny_enc, cfg, quiet=True)
+    cfg = settings("svd", epochs=25, lr=0.1, batch_size=64, patience=25, negatives=3, l2=0.0,
+                   monitor="per_task")
+    res = fit(m, tiny_enc, **cfg, quiet=True)
     best_rmse = min(h["valid_rmse"] for h in res.history)
     best_rank = min(h["valid_rank_loss"] for h in res.history)
     assert res.best_epochs["rating"] != res.best_epochs["ranking"]
     negs = NegativeSampler(tiny_enc).sample(
-        tiny_enc.parts["valid"].user, cfg.negatives, torch.Generator().manual_seed(7919))
-    val = validation_loss(m, tiny_enc, cfg, negs)
+        tiny_enc.parts["valid"].user, cfg["negatives"], torch.Generator().manual_seed(7919))
+    val = validation_loss(m, tiny_enc, Loss(cfg["ranking_loss"], 1.0, 1.0), negs)
     assert val["valid_rmse"] == pytest.approx(best_rmse, rel=1e-5)
     assert val["valid_rank_loss"] == pytest.approx(best_rank, rel=1e-5)
+
+
+def test_every_teacher_section_gives_fit_all_its_settings():
+    import inspect
+    wanted = {p.name for p in inspect.signature(fit).parameters.values()
+              if p.kind is p.KEYWORD_ONLY and p.default is inspect.Parameter.empty}
+    for kind in TEACHERS:
+        assert set(fit_kwargs(getattr(RunConfig(), kind))) == wanted, kind

@@ -1,7 +1,10 @@
-"""The `pakd` command. Thin: parse options, resolve the config, call a stage.
+"""The `pakd` command. Thin: parse options, resolve the config, call a recipe.
 
-Every setting in `pakd.config` is an option of the subcommands that use it; ``--help``
-lists them with their defaults. Underscore spellings (``--pruning_ratio``) are accepted.
+Every setting has one flag, the same in every command that takes it (`pakd.config`); a
+command's ``--help`` lists its own settings first, then the general ones, and
+``--help-all`` adds the shared data/split/eval sections it also accepts. Underscore
+spellings (``--pruning_ratio``) and the original experiment's flags (``--teacher_type``)
+are accepted too.
 """
 from __future__ import annotations
 
@@ -11,60 +14,100 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import (RunConfig, build_config, dump_yaml, flag_aliases, iter_settings,
-                     load_run_config, parse_cli_value)
 from .errors import PakdError
-from .runs import log, seed_everything, set_threads, setup_logging, write_run_config
 
-_TOP = ""  # section key of the top-level settings (seed, threads, quiet, profile)
-
-
-def _section(path: str) -> str:
-    return path.split(".")[0] if "." in path else _TOP
-
-
-def add_settings(p: argparse.ArgumentParser, sections: list[str]) -> None:
-    """Add one option per setting in ``sections`` ("" = top-level settings)."""
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    defaults = RunConfig().model_dump()
-    used = {s for a in p._actions for s in a.option_strings}
-    for path, flag, info in iter_settings():
-        sec = _section(path)
-        if sec not in sections:
-            continue
-        g = groups.get(sec)
-        if g is None:
-            g = groups[sec] = p.add_argument_group(f"{sec or 'general'} settings")
-        default = defaults
-        for part in path.split("."):
-            default = default[part]
-        if flag in used:  # two sections share a short flag: spell this one out
-            flag = "--" + path.replace(".", "-").replace("_", "-")
-        flags = [flag] + (["-q"] if flag == "--quiet" else [])
-        flags += [a for a in flag_aliases(info) if a not in used]
-        for f in list(flags):
-            if f.startswith("--") and "-" in f[2:]:
-                flags.append("--" + f[2:].replace("-", "_"))
-        used.update(flags)
-        kw = dict(dest="set__" + path.replace(".", "__"), default=argparse.SUPPRESS,
-                  help=f"{info.description} (default: {_show(default)})")
-        if info.annotation is bool:
-            kw.update(nargs="?", const="true", metavar="BOOL")
-        else:
-            kw.update(metavar=path.split(".")[-1].upper())
-        g.add_argument(*flags, **kw)
+# command -> (its own sections, shown first; sections it also accepts, shown by --help-all)
+SECTIONS: dict[str, tuple[list[str], list[str]]] = {
+    "data info": (["data"], []),
+    "data split": (["data", "split"], []),
+    "train": (["train", "svd", "xdeepfm", "autoint"], ["data", "split", "eval", "ensemble"]),
+    "ensemble": (["ensemble"], ["data", "split", "eval"]),
+    "fisher": (["fisher"], ["data", "split", "eval", "ensemble"]),
+    "distill": (["distill", "student", "bench"], ["data", "split", "eval", "ensemble"]),
+    "report": ([], []),
+    "run": (["split", "train", "ensemble", "fisher", "distill"],
+            ["data", "eval", "svd", "xdeepfm", "autoint", "student", "bench"]),
+    "config show": (["data", "split", "eval", "train", "svd", "xdeepfm", "autoint", "ensemble",
+                     "fisher", "student", "distill", "bench"], []),
+}
+_SHOW_ALL = False   # set by --help-all
 
 
 def _show(v) -> str:
     if isinstance(v, list):
-        return ",".join(map(str, v))
+        return ",".join(map(str, v)) or "(empty)"
     if isinstance(v, dict):
         return ",".join(f"{k}={x}" for k, x in v.items()) or "none"
     return str(v)
 
 
+def _metavar(ann) -> str:
+    """A short placeholder: the choices when few, else the kind of value."""
+    from typing import Literal, get_args, get_origin
+    origin, args = get_origin(ann), [a for a in get_args(ann) if a is not type(None)]
+    if origin is Literal and len("|".join(map(str, args))) <= 28:
+        return "|".join(map(str, args))
+    if origin is list or ann is list:
+        return "A,B,..."
+    if origin is dict:
+        return "K=V,..."
+    if args and origin is not Literal:
+        return _metavar(args[0])
+    return {int: "N", float: "X", str: "TEXT"}.get(ann, "VALUE")
+
+
+def _formatter(prog):
+    return argparse.HelpFormatter(prog, max_help_position=34, width=100)
+
+
+def add_settings(p: argparse.ArgumentParser, command: str) -> None:
+    """One option per setting the command takes; the command's own sections first."""
+    from .config import RunConfig, settings, spellings
+    own, shared = SECTIONS[command]
+    defaults = RunConfig().model_dump()
+    sections = own + [""] + shared
+    groups = {}
+    for sec in sections:
+        title = {"": "general settings"}.get(sec, f"{sec} settings")
+        if sec in shared and not _SHOW_ALL:
+            continue
+        groups[sec] = p.add_argument_group(title)
+    taken = {s.path for s in settings() if s.section in sections}
+    for s in settings():
+        if s.section not in sections:
+            continue
+        default = defaults
+        for part in s.path.split("."):
+            default = default[part]
+        visible = s.section in groups
+        target = groups.get(s.section, p)
+        kw = dict(dest="set__" + s.path.replace(".", "__"), default=argparse.SUPPRESS)
+        if s.info.annotation is bool:
+            kw.update(nargs="?", const="true", metavar="BOOL")
+        else:
+            kw.update(metavar=_metavar(s.info.annotation))
+        text = s.info.description + ("" if default is None else f" (default: {_show(default)})")
+        flags = [s.flag] + (["-q"] if s.flag == "--quiet" else [])
+        target.add_argument(*flags, help=text if visible else argparse.SUPPRESS, **kw)
+        hidden = [x for f in [s.flag] for x in spellings(f)[1:]]
+        if hidden:
+            target.add_argument(*hidden, help=argparse.SUPPRESS, **kw)
+    # aliases (the original experiment's spellings): each sets every path it names here
+    first = next(iter(groups.values()), p)
+    for alias in sorted({a for s in settings() if s.path in taken for a in s.aliases}):
+        paths = [s.path for s in settings() if alias in s.aliases and s.path in taken]
+        first.add_argument(*spellings(alias), dest="alias__" + "|".join(paths),
+                           default=argparse.SUPPRESS, metavar="VALUE",
+                           help=f"original spelling: sets {' and '.join(paths)}")
+
+
 def _overrides(args: argparse.Namespace) -> dict:
-    out = {}
+    from .config import parse_cli_value
+    out: dict = {}
+    for dest, raw in vars(args).items():      # aliases first: a setting's own flag wins
+        if dest.startswith("alias__"):
+            for path in dest[7:].split("|"):
+                out[path] = parse_cli_value(path, raw)
     for dest, raw in vars(args).items():
         if dest.startswith("set__"):
             path = dest[5:].replace("__", ".")
@@ -72,8 +115,9 @@ def _overrides(args: argparse.Namespace) -> dict:
     return out
 
 
-def _resolve(args, *, run_dir: Path | None) -> RunConfig:
-    base = load_run_config(run_dir) if run_dir is not None else None
+def _resolve(args, rd=None):
+    from .config import build_config, load_run_config
+    base = load_run_config(rd.config) if rd is not None else None
     ov = _overrides(args)
     return build_config(base=base, yaml_file=getattr(args, "config", None), overrides=ov,
                         profile=ov.get("profile"))
@@ -88,19 +132,36 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="YAML", help="settings file (unknown keys are rejected)")
 
 
-def _start(cfg: RunConfig, run_dir: Path | None) -> None:
-    setup_logging(cfg.quiet, run_dir)
-    set_threads(cfg)
+def _start(args):
+    """(config, run directory) of a stage command: settings resolved over the run's
+    run.yaml, logging and threads set up, the resolved settings written back."""
+    from .config import dump_yaml
+    from .rundir import RunDir
+    from .runtime import seed_everything, set_threads, setup_logging
+    rd = RunDir(args.run_dir)
+    cfg = _resolve(args, rd if rd.config.is_file() else None)
+    setup_logging(cfg.quiet, rd.log)
+    set_threads(cfg.threads)
     seed_everything(cfg.seed)
-    if run_dir is not None:
-        write_run_config(cfg, run_dir)
+    rd.write_text(rd.config, dump_yaml(cfg))
+    return cfg, rd
+
+
+def _stage(args):
+    """Like `_start`, and writes the split first when the run has none."""
+    from .recipes import split
+    cfg, rd = _start(args)
+    if not rd.split_csv.is_file():
+        split.run(cfg, rd)
+    return cfg, rd
 
 
 # ----------------------------------------------------------------------------- commands
 
 def cmd_data_info(args) -> int:
     from . import data as data_mod
-    cfg = _resolve(args, run_dir=None)
+    from .runtime import setup_logging
+    cfg = _resolve(args)
     setup_logging(cfg.quiet)
     info = data_mod.load(cfg.data, quiet=cfg.quiet).info()
     if args.json:
@@ -124,70 +185,78 @@ def cmd_data_info(args) -> int:
 
 
 def cmd_data_split(args) -> int:
-    from .pipeline import stage_split
-    run_dir = Path(args.run_dir)
-    cfg = _resolve(args, run_dir=run_dir)
-    _start(cfg, run_dir)
-    stage_split(cfg, run_dir)
+    from .recipes import split
+    cfg, rd = _start(args)
+    split.run(cfg, rd)
     return 0
 
 
 def cmd_data_download(args) -> int:
     from .data.movielens import RELEASES, default_cache_dir, download_release
+    from .runtime import setup_logging
     if args.name not in RELEASES:
         raise PakdError(f"unknown release {args.name!r}; choose one of {', '.join(RELEASES)}")
     setup_logging(False)
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    path = download_release(RELEASES[args.name], cache, base_url=args.base_url)
-    print(path)
+    print(download_release(RELEASES[args.name], cache, base_url=args.base_url))
     return 0
 
 
 def cmd_config_show(args) -> int:
-    run_dir = Path(args.run_dir) if args.run_dir else None
-    cfg = _resolve(args, run_dir=run_dir)
+    from .config import dump_yaml
+    from .rundir import RunDir
+    rd = RunDir(args.run_dir) if args.run_dir else None
+    cfg = _resolve(args, rd if rd is not None and rd.config.is_file() else None)
     sys.stdout.write(dump_yaml(cfg))
     return 0
 
 
-def _stage_cfg(args) -> tuple[RunConfig, Path]:
-    run_dir = Path(args.run_dir)
-    cfg = _resolve(args, run_dir=run_dir if (run_dir / "run.yaml").is_file() else None)
-    _start(cfg, run_dir)
-    if not (run_dir / "split.csv").is_file():
-        from .pipeline import stage_split
-        stage_split(cfg, run_dir)
-    return cfg, run_dir
-
-
-def _run_stage(args, stage: str, summary: str | None = None) -> int:
-    """Run one pipeline stage on ``--run`` and print its Markdown summary (unless quiet)."""
-    from . import pipeline
-    cfg, run_dir = _stage_cfg(args)
-    getattr(pipeline, f"stage_{stage}")(cfg, run_dir)
-    if summary and not cfg.quiet:
-        print((run_dir / summary).read_text())
+def _run_recipe(args, recipe, report=None) -> int:
+    """Run one recipe on ``--run`` (split first if needed); print its Markdown report."""
+    cfg, rd = _stage(args)
+    recipe.run(cfg, rd)
+    if report is not None and not cfg.quiet:
+        print(report(rd).read_text())
     return 0
 
 
 def cmd_train(args) -> int:
-    return _run_stage(args, "train")
+    from .recipes import teachers
+    return _run_recipe(args, teachers)
 
 
 def cmd_ensemble(args) -> int:
-    return _run_stage(args, "ensemble", "teachers.md")
+    from .recipes import ensemble
+    return _run_recipe(args, ensemble, lambda rd: rd.teachers_md)
 
 
 def cmd_fisher(args) -> int:
-    return _run_stage(args, "fisher", "analysis_results/ensemble_fisher_analysis_summary.md")
+    from .recipes import fisher
+    return _run_recipe(args, fisher, lambda rd: rd.fisher_md)
 
 
 def cmd_distill(args) -> int:
-    return _run_stage(args, "distill", "analysis_results/pakd_experiment_summary.md")
+    from .recipes import distill
+    return _run_recipe(args, distill, lambda rd: rd.pakd_md)
+
+
+def cmd_report(args) -> int:
+    from .recipes import report
+    cfg, rd = _start(args)
+    print(report.run(cfg, rd))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .recipes import run_all
+    cfg, rd = _start(args)
+    print(run_all(cfg, rd))
+    return 0
 
 
 def cmd_recommend(args) -> int:
     from .recommend import recommend
+    from .runtime import setup_logging
     setup_logging(True)
     for line in recommend(args.model, args.user, k=args.k, run_dir=args.run,
                           include_seen=args.include_seen):
@@ -195,38 +264,47 @@ def cmd_recommend(args) -> int:
     return 0
 
 
-def cmd_run(args) -> int:
-    from .pipeline import run_all
-    run_dir = Path(args.run_dir)
-    cfg = _resolve(args, run_dir=run_dir if (run_dir / "run.yaml").is_file() else None)
-    _start(cfg, run_dir)
-    run_all(cfg, run_dir)
-    return 0
-
-
 # ----------------------------------------------------------------------------- parser
+
+def _stage_parser(sub, name: str, help: str, func, command: str | None = None):
+    p = sub.add_parser(name, help=help, description=help, allow_abbrev=False,
+                       epilog=_epilog(command or name), formatter_class=_formatter,
+                       usage=f"pakd {command or name} --run RUN [--config YAML] [settings]")
+    _run_dir_arg(p)
+    _config_arg(p)
+    add_settings(p, command or name)
+    p.set_defaults(func=func)
+    return p
+
+
+def _epilog(command: str) -> str | None:
+    shared = SECTIONS[command][1]
+    if not shared or _SHOW_ALL:
+        return None
+    return (f"Also accepts the settings of the {', '.join(shared)} sections (--help-all lists "
+            "them). Settings come from, later ones winning: the profile, RUN/run.yaml, "
+            "--config YAML, these flags.")
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="pakd", description="Compress recommender ensembles into small, fast students: "
-        "teachers, Fisher analysis, pruning-aware distillation, honest reports.")
+        prog="pakd", allow_abbrev=False,
+        description="Compress recommender ensembles into small, fast students: teachers, "
+        "Fisher analysis, pruning-aware distillation, honest reports.")
     p.add_argument("--version", action="version", version=f"pakd {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = sub.add_parser("data", help="inspect, download and split datasets")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    info = dsub.add_parser("info", help="counts, rating histogram and fields of a dataset")
+    info = dsub.add_parser("info", help="counts, rating histogram and fields of a dataset",
+                           allow_abbrev=False, formatter_class=_formatter,
+                           usage="pakd data info [--json] [--config YAML] [settings]")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     _config_arg(info)
-    add_settings(info, [_TOP, "data"])
+    add_settings(info, "data info")
     info.set_defaults(func=cmd_data_info)
-
-    split = dsub.add_parser("split", help="write a seeded train/valid/test split to RUN/split.csv")
-    _run_dir_arg(split)
-    _config_arg(split)
-    add_settings(split, [_TOP, "data", "split"])
-    split.set_defaults(func=cmd_data_split)
-
+    _stage_parser(dsub, "split", "write a seeded train/valid/test split to RUN/split.csv",
+                  cmd_data_split, "data split")
     dl = dsub.add_parser("download", help="download a MovieLens release (MD5-checked)")
     dl.add_argument("name", help="release name, e.g. ml-1m")
     dl.add_argument("--cache-dir", help="target folder (default $PAKD_CACHE or ~/.cache/pakd)")
@@ -236,40 +314,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     conf = sub.add_parser("config", help="show the resolved settings")
     csub = conf.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    show = csub.add_parser("show", help="print the resolved settings as YAML")
+    show = csub.add_parser("show", help="print the resolved settings as YAML", allow_abbrev=False,
+                           formatter_class=_formatter,
+                           usage="pakd config show [--run RUN] [--config YAML] [settings]")
     _run_dir_arg(show, required=False)
     _config_arg(show)
-    add_settings(show, sorted({_section(pth) for pth, _, _ in iter_settings()}))
+    add_settings(show, "config show")
     show.set_defaults(func=cmd_config_show)
 
-    train = sub.add_parser("train", help="train teacher models (SVD, xDeepFM, AutoInt) into "
-                           "RUN/teachers/")
-    _run_dir_arg(train)
-    _config_arg(train)
-    add_settings(train, [_TOP, "data", "split", "eval", "train", "svd", "xdeepfm", "autoint",
-                         "ensemble"])
-    train.set_defaults(func=cmd_train)
-
-    ens = sub.add_parser("ensemble", help="combine trained teachers into the ensemble teacher; "
-                         "writes RUN/teachers.json and teachers.md")
-    _run_dir_arg(ens)
-    _config_arg(ens)
-    add_settings(ens, [_TOP, "data", "eval", "ensemble"])
-    ens.set_defaults(func=cmd_ensemble)
-
-    fis = sub.add_parser("fisher", help="Fisher information of the teachers per layer, structure "
-                         "and task, checked against measured damage")
-    _run_dir_arg(fis)
-    _config_arg(fis)
-    add_settings(fis, [_TOP, "data", "eval", "fisher"])
-    fis.set_defaults(func=cmd_fisher)
-
-    dis = sub.add_parser("distill", help="prune while distilling the teacher into a student, "
-                         "with baselines, across pruning ratios")
-    _run_dir_arg(dis)
-    _config_arg(dis)
-    add_settings(dis, [_TOP, "data", "eval", "ensemble", "distill"])
-    dis.set_defaults(func=cmd_distill)
+    _stage_parser(sub, "train", "train teacher models (SVD, xDeepFM, AutoInt) into RUN/teachers/",
+                  cmd_train)
+    _stage_parser(sub, "ensemble", "combine trained teachers into the ensemble teacher; writes "
+                  "RUN/teachers.json and teachers.md", cmd_ensemble)
+    _stage_parser(sub, "fisher", "Fisher information of the teachers per layer, structure and "
+                  "task, checked against measured damage", cmd_fisher)
+    _stage_parser(sub, "distill", "prune while distilling the teacher into a student, with "
+                  "baselines, across pruning ratios", cmd_distill)
+    _stage_parser(sub, "report", "re-render the run's Markdown reports and plots, print the "
+                  "run summary", cmd_report)
+    _stage_parser(sub, "run", "the whole pipeline: split -> teachers -> ensemble -> Fisher -> "
+                  "PAKD sweep -> report", cmd_run)
 
     rec = sub.add_parser("recommend", help="a user's top-K titles from a saved model")
     rec.add_argument("--model", required=True, help="saved model (e.g. "
@@ -280,22 +344,21 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: found from the model path)")
     rec.add_argument("--include-seen", action="store_true", help="do not skip seen items")
     rec.set_defaults(func=cmd_recommend)
-
-    run = sub.add_parser("run", help="the whole pipeline: split -> teachers -> ensemble -> "
-                         "Fisher -> PAKD sweep -> report")
-    _run_dir_arg(run)
-    _config_arg(run)
-    add_settings(run, sorted({_section(pth) for pth, _, _ in iter_settings()}))
-    run.set_defaults(func=cmd_run)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    global _SHOW_ALL
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _SHOW_ALL = "--help-all" in argv
+    if _SHOW_ALL:
+        argv = [a if a != "--help-all" else "--help" for a in argv]
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except PakdError as e:
+        from .runtime import log
         log.debug("error", exc_info=True)
         print(f"pakd: error: {e}", file=sys.stderr)
         return 2

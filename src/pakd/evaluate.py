@@ -5,6 +5,7 @@ Rating metrics use the rating output. AUC uses the rating output as the score of
 through a logistic curve p = sigmoid(a * rating + b) fitted on the validation part (Platt
 scaling) - the model itself never saw binary labels. Top-K metrics rank the full catalogue
 by the ranking logit, excluding the user's train items (and valid items when testing).
+Settings arrive as plain keyword arguments (``**cfg.eval.kwargs()`` from a run's config).
 """
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ import scipy.sparse as sp
 import torch
 
 from . import metrics as M
-from .config import EvalConfig
 from .data.encoding import Encoded
 from .models.base import RecModel
+from .runtime import progress
 
 
 @torch.no_grad()
 def predict_ratings(model: RecModel, user: torch.Tensor, item: torch.Tensor,
-                    batch: int = 8192) -> torch.Tensor:
+                    batch: int = 1024) -> torch.Tensor:
     model.eval()
     out = [model(user[s:s + batch], item[s:s + batch]).rating for s in range(0, len(user), batch)]
     return torch.cat(out) if out else torch.empty(0)
@@ -57,11 +58,12 @@ def fit_platt(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     return float(a_raw), float(b - a_raw * scores.mean())
 
 
-def rating_binary_metrics(pred: torch.Tensor, true: torch.Tensor, ecfg: EvalConfig,
-                          scale: tuple[float, float], platt: tuple[float, float] | None) -> dict:
+def rating_binary_metrics(pred: torch.Tensor, true: torch.Tensor, *, positive_above: float,
+                          negative_below: float, scale: tuple[float, float],
+                          platt: tuple[float, float] | None) -> dict:
     p, t = pred.double().numpy(), true.double().numpy()
     out = {"rmse": M.rmse(p, t, scale), "mae": M.mae(p, t, scale)}
-    keep, y = M.binary_labels(t, ecfg.positive_above, ecfg.negative_below)
+    keep, y = M.binary_labels(t, positive_above, negative_below)
     s = np.clip(p[keep], *scale)
     if len(y) and 0 < y.sum() < len(y):
         out["auc"] = M.auc(s, y)
@@ -83,7 +85,8 @@ def exclusion_parts(part: str) -> tuple[str, ...]:
     return ("train",) if part == "valid" else ("train", "valid")
 
 
-def evaluate(model: RecModel, enc: Encoded, ecfg: EvalConfig, part: str = "test", *,
+def evaluate(model: RecModel, enc: Encoded, part: str = "test", *, ks, positive_above: float,
+             negative_below: float, relevant_min_rating: float | None, chunk: int,
              scores: torch.Tensor | None = None, quiet: bool = True) -> dict:
     """All metrics of ``model`` on ``part``; ``scores`` may hold a precomputed score matrix."""
     scale = (enc.schema.rating_min, enc.schema.rating_max)
@@ -94,25 +97,31 @@ def evaluate(model: RecModel, enc: Encoded, ecfg: EvalConfig, part: str = "test"
         va = enc.parts["valid"]
         if len(va):
             vp = predict_ratings(model, va.user, va.item).double().numpy()
-            keep, y = M.binary_labels(va.rating.numpy(), ecfg.positive_above, ecfg.negative_below)
+            keep, y = M.binary_labels(va.rating.numpy(), positive_above, negative_below)
             if len(y) and 0 < y.sum() < len(y):
                 platt = fit_platt(np.clip(vp[keep], *scale), y)
-    out = rating_binary_metrics(pred, pt.rating, ecfg, scale, platt)
-    out.update(ranking_metrics(model, enc, ecfg, part, scores=scores, quiet=quiet))
+    out = rating_binary_metrics(pred, pt.rating, positive_above=positive_above,
+                                negative_below=negative_below, scale=scale, platt=platt)
+    out.update(ranking_metrics(model, enc, part, ks=ks, relevant_min_rating=relevant_min_rating,
+                               chunk=chunk, scores=scores, quiet=quiet))
     return out
 
 
-def ranking_metrics(model: RecModel | None, enc: Encoded, ecfg: EvalConfig, part: str, *,
-                    scores: torch.Tensor | None = None, quiet: bool = True) -> dict:
-    from .runs import progress
-    rel = relevant_matrix(enc, part, ecfg.relevant_min_rating)
+def ranking_metrics(model: RecModel | None, enc: Encoded, part: str, *, ks,
+                    relevant_min_rating: float | None, chunk: int,
+                    scores: torch.Tensor | None = None, users=None, quiet: bool = True) -> dict:
+    """Full-catalogue top-K metrics of ``model`` (or of a ``scores`` matrix) on ``part``;
+    ``users``: only these users (default all)."""
+    rel = relevant_matrix(enc, part, relevant_min_rating)
     exc = enc.seen(exclusion_parts(part))
     if scores is not None:
         fn = lambda u: scores[u]  # noqa: E731
     else:
         model.eval()
         fn = model.score_all
-    n_eval = int((np.diff(rel.indptr) > 0).sum())
+    n_rel = np.diff(rel.indptr) > 0
+    n_eval = int(n_rel.sum() if users is None else n_rel[np.asarray(users, dtype=np.int64)].sum())
     with progress(total=n_eval, desc=f"rank {part}", quiet=quiet, unit="user") as bar:
-        return M.topk_metrics(fn, rel, exc, ks=ecfg.ks, chunk=ecfg.chunk if scores is not None
-                              else max(1, min(ecfg.chunk, 64)), progress=bar)
+        return M.topk_metrics(fn, rel, exc, ks=ks, users=users,
+                              chunk=chunk if scores is not None else max(1, min(chunk, 64)),
+                              progress=bar)

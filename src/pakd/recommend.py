@@ -10,6 +10,7 @@ import torch
 
 from .errors import PakdError
 from .models import load
+from .rundir import RunDir
 
 
 def _parse_id(raw: str, ids: list):
@@ -25,7 +26,7 @@ def recommend(model_path: str, user: str, *, k: int = 10, run_dir: str | None = 
               include_seen: bool = False) -> list[str]:
     stem = Path(model_path)
     stem = stem.with_suffix("") if stem.suffix in (".safetensors", ".json") else stem
-    cat_path = stem.with_suffix(".catalog.json")
+    cat_path = RunDir.catalog_of(stem)
     if not cat_path.is_file():
         raise PakdError(f"{cat_path} not found: it maps indices to IDs and titles and is saved "
                         "beside best_student_model by `pakd distill`")
@@ -40,8 +41,8 @@ def recommend(model_path: str, user: str, *, k: int = 10, run_dir: str | None = 
         scores = model.score_all(torch.tensor([u]))[0].clone()
     seen_note = ""
     if not include_seen:
-        rd = Path(run_dir) if run_dir else (stem.parents[2] if len(stem.parents) > 2 else None)
-        split = rd / "split.csv" if rd else None
+        rd = RunDir(run_dir) if run_dir else RunDir.of_model(stem)
+        split = rd.split_csv if rd else None
         if split is not None and split.is_file():
             df = pd.read_csv(split)
             seen = df[(df["user"].astype(str) == str(uid)) & (df["part"] != "test")]["item"]

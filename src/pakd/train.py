@@ -1,14 +1,15 @@
 """One training loop for every model: multi-task loss, AdamW, early stopping, checkpoints.
 
-Loss per step = rating_weight * MSE(rating, observed rating)
-              + ranking_weight * ranking loss (observed item vs sampled unobserved items)
+Loss per step = rating_loss_weight * MSE(rating, observed rating)
+              + ranking_loss_weight * ranking loss (observed item vs sampled unobserved items)
               + l2 * squared norm of the embedding rows the step touched.
 Negatives are drawn uniformly from the catalogue with a fresh seeded generator per epoch
 (items the user rated in train are redrawn once), so a resumed run repeats the same
 epochs. Validation uses fixed sampled negatives; ``monitor`` picks the figure early stopping
 watches (the weighted loss of both tasks, the RMSE or the ranking loss). The best weights are
 kept and written atomically with the training state after every epoch, so ``resume``
-continues an interrupted run where it stopped.
+continues an interrupted run where it stopped. Settings arrive as plain keyword arguments
+(`pakd.config.fit_kwargs` turns a config section into them).
 """
 from __future__ import annotations
 
@@ -21,12 +22,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import FitConfig
-from .data.encoding import Encoded
 from .atomic import atomic_write_bytes
+from .data.encoding import Encoded
 from .models import save
 from .models.base import RecModel
-from .runs import log, progress
+from .runtime import log, progress
 
 
 _MONITOR = {"loss": "valid_loss", "rmse": "valid_rmse", "rank_loss": "valid_rank_loss"}
@@ -126,7 +126,16 @@ def l2_rows(model: RecModel, user: torch.Tensor, item: torch.Tensor) -> torch.Te
     return sum((m.weight[idx.long()] ** 2).sum() for m, idx in model.lookup_rows(user, item))
 
 
-def step_losses(model: RecModel, u, i, r, neg, cfg: FitConfig):
+@dataclass(frozen=True)
+class Loss:
+    """The training loss of `fit`: which ranking loss, how the tasks weigh, row L2."""
+    ranking_loss: str
+    rating_loss_weight: float
+    ranking_loss_weight: float
+    l2: float = 0.0
+
+
+def step_losses(model: RecModel, u, i, r, neg, loss: Loss):
     """(total, rating MSE, ranking loss) of one batch; neg is [B, n]."""
     n = neg.shape[1]
     uu = torch.cat([u, u.repeat_interleave(n)])
@@ -134,54 +143,52 @@ def step_losses(model: RecModel, u, i, r, neg, cfg: FitConfig):
     out = model(uu, ii)
     b = len(u)
     mse = F.mse_loss(out.rating[:b], r)
-    rank = ranking_loss(out.logit[:b], out.logit[b:].view(b, n), cfg.ranking_loss)
-    loss = cfg.rating_weight * mse + cfg.ranking_weight * rank
-    if cfg.l2 > 0:
+    rank = ranking_loss(out.logit[:b], out.logit[b:].view(b, n), loss.ranking_loss)
+    total = loss.rating_loss_weight * mse + loss.ranking_loss_weight * rank
+    if loss.l2 > 0:
         reg = l2_rows(model, u, i)
-        loss = loss + cfg.l2 * reg / b
-    return loss, mse, rank
-
-
-def make_optimizer(model: RecModel, cfg: FitConfig) -> torch.optim.Optimizer:
-    emb_params = {id(m.weight) for m, _ in model.lookup_rows(torch.zeros(1, dtype=torch.long),
-                                                             torch.zeros(1, dtype=torch.long))}
-    dense = [p for p in model.parameters() if id(p) not in emb_params]
-    sparse = [p for p in model.parameters() if id(p) in emb_params]
-    groups = [{"params": dense, "weight_decay": cfg.weight_decay}]
-    if sparse:
-        groups.append({"params": sparse, "weight_decay": 0.0})
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+        total = total + loss.l2 * reg / b
+    return total, mse, rank
 
 
 @torch.no_grad()
-def validation_loss(model: RecModel, enc: Encoded, cfg: FitConfig, negs: torch.Tensor) -> dict:
+def validation_loss(model: RecModel, enc: Encoded, loss: Loss, negs: torch.Tensor) -> dict:
     model.eval()
     va = enc.parts["valid"]
-    tot = mse_s = rank_s = 0.0
+    mse_s = rank_s = 0.0
     bs = 8192
+    no_l2 = Loss(loss.ranking_loss, loss.rating_loss_weight, loss.ranking_loss_weight, 0.0)
     for s in range(0, len(va), bs):
         u, i, r = va.user[s:s + bs], va.item[s:s + bs], va.rating[s:s + bs]
-        _, mse, rank = step_losses(model, u, i, r, negs[s:s + bs], cfg.model_copy(update={"l2": 0.0}))
+        _, mse, rank = step_losses(model, u, i, r, negs[s:s + bs], no_l2)
         mse_s += float(mse) * len(u)
         rank_s += float(rank) * len(u)
     n = max(1, len(va))
     mse, rank = mse_s / n, rank_s / n
-    tot = cfg.rating_weight * mse + cfg.ranking_weight * rank
+    tot = loss.rating_loss_weight * mse + loss.ranking_loss_weight * rank
     return {"valid_loss": tot, "valid_rmse": float(np.sqrt(mse)), "valid_rank_loss": rank}
 
 
-def fit(model: RecModel, enc: Encoded, cfg: FitConfig, *, seed: int = 0, name: str = "",
-        ckpt: Path | None = None, resume: bool = False, quiet: bool = False,
+def fit(model: RecModel, enc: Encoded, *, epochs: int, batch_size: int, lr: float,
+        weight_decay: float, l2: float, negatives: int, ranking_loss: str,
+        rating_loss_weight: float, ranking_loss_weight: float, patience: int, monitor: str,
+        seed: int = 0, name: str = "", checkpoint: Path | None = None,
+        state: Path | None = None, resume: bool = False, quiet: bool = False,
         meta: dict | None = None) -> FitResult:
-    """Train ``model`` in place; it ends holding the best validation weights."""
+    """Train ``model`` in place; it ends holding the best validation weights.
+
+    ``checkpoint``: stem the best weights are saved to at every improvement; ``state``: the
+    resumable training state written after every epoch (read back with ``resume``).
+    """
+    loss_spec = Loss(ranking_loss, rating_loss_weight, ranking_loss_weight, l2)
     sampler = NegativeSampler(enc)
-    opt = make_optimizer(model, cfg)
+    opt = torch.optim.AdamW(model.param_groups(weight_decay), lr=lr)
     val_gen = torch.Generator().manual_seed(seed + 7919)
-    val_negs = sampler.sample(enc.parts["valid"].user, cfg.negatives, val_gen)
+    val_negs = sampler.sample(enc.parts["valid"].user, negatives, val_gen)
     tr = enc.parts["train"]
-    keeper = BestKeeper(model, per_task=cfg.monitor == "per_task")
+    keeper = BestKeeper(model, per_task=monitor == "per_task")
     start_epoch, history, spent = 0, [], 0.0
-    state_path = ckpt.with_suffix(".state.pt") if ckpt else None
+    state_path = state
     if resume and state_path is not None and state_path.is_file():
         st = torch.load(state_path, weights_only=True)
         model.load_state_dict(st["model"])
@@ -191,28 +198,28 @@ def fit(model: RecModel, enc: Encoded, cfg: FitConfig, *, seed: int = 0, name: s
         history, spent = list(st["history"]), float(st["seconds"])
         log.info("%s: resuming after epoch %d (best valid %s)", name, start_epoch, keeper.best)
     epoch = start_epoch - 1
-    for epoch in range(start_epoch, cfg.epochs):
-        if keeper.stale >= cfg.patience:
+    for epoch in range(start_epoch, epochs):
+        if keeper.stale >= patience:
             break
         t0 = time.perf_counter()
         model.train()
         gen = torch.Generator().manual_seed(seed * 100003 + epoch)
         perm = torch.randperm(len(tr), generator=gen)
         sums = np.zeros(3)
-        bar = progress(range(0, len(tr), cfg.batch_size), desc=f"{name} epoch {epoch + 1}",
+        bar = progress(range(0, len(tr), batch_size), desc=f"{name} epoch {epoch + 1}",
                        quiet=quiet, unit="batch")
         for s in bar:
-            idx = perm[s:s + cfg.batch_size]
+            idx = perm[s:s + batch_size]
             u, i, r = tr.user[idx], tr.item[idx], tr.rating[idx]
-            neg = sampler.sample(u, cfg.negatives, gen)
-            loss, mse, rank = step_losses(model, u, i, r, neg, cfg)
+            neg = sampler.sample(u, negatives, gen)
+            loss, mse, rank = step_losses(model, u, i, r, neg, loss_spec)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sums += np.array([loss.item(), mse.item(), rank.item()]) * len(u)
         train_time = time.perf_counter() - t0
         spent += train_time
-        val = validation_loss(model, enc, cfg, val_negs)
+        val = validation_loss(model, enc, loss_spec, val_negs)
         rec = {"epoch": epoch + 1, "train_loss": float(sums[0] / len(tr)),
                "train_rmse": float(np.sqrt(sums[1] / len(tr))),
                "train_rank_loss": float(sums[2] / len(tr)),
@@ -221,11 +228,11 @@ def fit(model: RecModel, enc: Encoded, cfg: FitConfig, *, seed: int = 0, name: s
         if keeper.split:
             figures = {"rating": val["valid_rmse"], "ranking": val["valid_rank_loss"]}
         else:
-            figures = {"all": val[_MONITOR.get(cfg.monitor, "valid_loss")]}
+            figures = {"all": val[_MONITOR.get(monitor, "valid_loss")]}
         improved = keeper.update(model, figures, epoch)
-        if improved and ckpt is not None:
+        if improved and checkpoint is not None:
             best = keeper.restore(copy.deepcopy(model))
-            save(best, ckpt, meta={**(meta or {}), "best_epoch": {k: e + 1 for k, e in keeper.epoch.items()},
+            save(best, checkpoint, meta={**(meta or {}), "best_epoch": {k: e + 1 for k, e in keeper.epoch.items()},
                                    "valid": val})
         log.info("%s epoch %d: train loss %.4f (rmse %.4f) | valid loss %.4f rmse %.4f rank %.4f"
                  " | %.1fs%s", name, epoch + 1, rec["train_loss"], rec["train_rmse"],

@@ -280,6 +280,35 @@ def _top_tags(tags: pd.DataFrame, items: pd.DataFrame, top_n: int) -> pd.Series:
     return out
 
 
+def _with_tags(release: Release, ratings, scale, items: pd.DataFrame, tags: pd.DataFrame | None,
+               tags_top_n: int) -> Dataset:
+    """The dataset of a tag release: tagged items counted, the top tags as an item field."""
+    feats = {"genres": "multi", "year": "numeric"}
+    tagged = None
+    if tags is not None:
+        tagged = pd.unique(tags["item"].astype(np.int64))
+        if tags_top_n > 0:
+            items["tags"] = _top_tags(tags, items, tags_top_n)
+            feats["tags"] = "multi"
+    return Dataset(release.name, ratings, scale, items=items, item_features=feats,
+                   tagged_items=tagged)
+
+
+def _ratings_dat(release: Release, folder: Path, duplicates):
+    """ratings.dat of ML-1M/10M (``::``-separated, Latin-1): (ratings, scale)."""
+    raw = _read(folder, "ratings.dat", sep="::", encoding="latin-1",
+                names=["user", "item", "rating", "timestamp"], min_columns=4)
+    return clean_ratings(raw, file=_file(folder, "ratings.dat"), first_line=1,
+                         scale=release.scale, duplicates=duplicates)
+
+
+def _movies_dat(folder: Path) -> pd.DataFrame:
+    """movies.dat of ML-1M/10M: the item table."""
+    movies = _read(folder, "movies.dat", sep="::", encoding="latin-1",
+                   names=["item", "title", "genres"], min_columns=3)
+    return _items_from_movies(_int_col(movies, "item", _file(folder, "movies.dat")))
+
+
 def _parse_csv(release: Release, folder: Path, *, duplicates, tags_top_n, **_) -> Dataset:
     rpath = _file(folder, "ratings.csv")
     raw = _read(folder, "ratings.csv", sep=",", min_columns=4)
@@ -292,28 +321,18 @@ def _parse_csv(release: Release, folder: Path, *, duplicates, tags_top_n, **_) -
                              ["movieId", "title", "genres"], mpath)
     movies.columns = ["item", "title", "genres"]
     items = _items_from_movies(_int_col(movies, "item", mpath, 2))
-    feats = {"genres": "multi", "year": "numeric"}
-    tagged = None
+    tags = None
     if _file(folder, "tags.csv").is_file():
         tpath = _file(folder, "tags.csv")
         tags = _expect_columns(_read(folder, "tags.csv", sep=",", min_columns=4),
                                ["userId", "movieId", "tag", "timestamp"], tpath)
         tags.columns = ["user", "item", "tag", "timestamp"]
         tags = _int_col(tags, "item", tpath, 2)
-        tagged = pd.unique(tags["item"].astype(np.int64))
-        if tags_top_n > 0:
-            items["tags"] = _top_tags(tags, items, tags_top_n)
-            feats["tags"] = "multi"
-    return Dataset(release.name, ratings, scale, items=items, item_features=feats,
-                   tagged_items=tagged)
+    return _with_tags(release, ratings, scale, items, tags, tags_top_n)
 
 
 def _parse_1m(release: Release, folder: Path, *, duplicates, zip_prefix_len, **_) -> Dataset:
-    rpath = _file(folder, "ratings.dat")
-    raw = _read(folder, "ratings.dat", sep="::", encoding="latin-1",
-                names=["user", "item", "rating", "timestamp"], min_columns=4)
-    ratings, scale = clean_ratings(raw, file=rpath, first_line=1, scale=release.scale,
-                                   duplicates=duplicates)
+    ratings, scale = _ratings_dat(release, folder, duplicates)
     upath = _file(folder, "users.dat")
     users = _read(folder, "users.dat", sep="::", encoding="latin-1",
                   names=["user", "gender", "age", "occupation", "zip"], min_columns=5)
@@ -327,10 +346,7 @@ def _parse_1m(release: Release, folder: Path, *, duplicates, zip_prefix_len, **_
                               if pd.notna(c) and 0 <= c < len(ML1M_OCCUPATIONS) else None).to_numpy(),
         "zip": users["zip"].str.strip().str[:zip_prefix_len].to_numpy(),
     }, index=pd.Index(users["user"].astype(np.int64).to_numpy(), name="user"))
-    mpath = _file(folder, "movies.dat")
-    movies = _read(folder, "movies.dat", sep="::", encoding="latin-1",
-                   names=["item", "title", "genres"], min_columns=3)
-    items = _items_from_movies(_int_col(movies, "item", mpath))
+    items = _movies_dat(folder)
     return Dataset(release.name, ratings, scale, users=users_df, items=items,
                    user_features={"gender": "categorical", "age": "categorical",
                                   "occupation": "categorical", "zip": "categorical"},
@@ -338,28 +354,14 @@ def _parse_1m(release: Release, folder: Path, *, duplicates, zip_prefix_len, **_
 
 
 def _parse_10m(release: Release, folder: Path, *, duplicates, tags_top_n, **_) -> Dataset:
-    rpath = _file(folder, "ratings.dat")
-    raw = _read(folder, "ratings.dat", sep="::", encoding="latin-1",
-                names=["user", "item", "rating", "timestamp"], min_columns=4)
-    ratings, scale = clean_ratings(raw, file=rpath, first_line=1, scale=release.scale,
-                                   duplicates=duplicates)
-    mpath = _file(folder, "movies.dat")
-    movies = _read(folder, "movies.dat", sep="::", encoding="latin-1",
-                   names=["item", "title", "genres"], min_columns=3)
-    items = _items_from_movies(_int_col(movies, "item", mpath))
-    feats = {"genres": "multi", "year": "numeric"}
-    tagged = None
+    ratings, scale = _ratings_dat(release, folder, duplicates)
+    items = _movies_dat(folder)
+    tags = None
     if _file(folder, "tags.dat").is_file():
-        tpath = _file(folder, "tags.dat")
-        tags = _read(folder, "tags.dat", sep="::", encoding="latin-1",
-                     names=["user", "item", "tag", "timestamp"], min_columns=4)
-        tags = _int_col(tags, "item", tpath)
-        tagged = pd.unique(tags["item"].astype(np.int64))
-        if tags_top_n > 0:
-            items["tags"] = _top_tags(tags, items, tags_top_n)
-            feats["tags"] = "multi"
-    return Dataset(release.name, ratings, scale, items=items, item_features=feats,
-                   tagged_items=tagged)
+        tags = _int_col(_read(folder, "tags.dat", sep="::", encoding="latin-1",
+                              names=["user", "item", "tag", "timestamp"], min_columns=4),
+                        "item", _file(folder, "tags.dat"))
+    return _with_tags(release, ratings, scale, items, tags, tags_top_n)
 
 
 def _parse_100k(release: Release, folder: Path, *, duplicates, zip_prefix_len, **_) -> Dataset:

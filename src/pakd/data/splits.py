@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported)
+from ..atomic import atomic_write_text
 from ..errors import DataError, PakdError
 
 PARTS = ("train", "valid", "test")
@@ -37,13 +37,13 @@ class Split:
         return self.frame[self.frame["part"] == name]
 
     def write(self, run_dir: str | Path) -> Path:
-        run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        path = run_dir / "split.csv"
-        atomic_write_text(path, self.frame.to_csv(index=False, float_format="%g",
-                                                  lineterminator="\n"))
-        atomic_write_text(run_dir / "split.json", json.dumps(self.summary, indent=2) + "\n")
-        return path
+        """``RUN/split.csv`` and ``RUN/split.json``; returns the CSV's path."""
+        from ..rundir import RunDir
+        rd = RunDir(run_dir)
+        atomic_write_text(rd.split_csv, self.frame.to_csv(index=False, float_format="%g",
+                                                          lineterminator="\n"))
+        atomic_write_text(rd.split_json, json.dumps(self.summary, indent=2) + "\n")
+        return rd.split_csv
 
 
 def make_split(ratings: pd.DataFrame, *, method: str = "user_ratio",
@@ -128,7 +128,9 @@ def _finish(r: pd.DataFrame, part: np.ndarray, **meta) -> Split:
 
 def read_split(run_dir: str | Path) -> Split:
     """Load ``RUN/split.csv`` (and its summary) written by `Split.write`."""
-    path = Path(run_dir) / "split.csv"
+    from ..rundir import RunDir
+    rd = RunDir(run_dir)
+    path = rd.split_csv
     if not path.is_file():
         raise DataError("no split in this run directory", file=path,
                         fix=f"create one with `pakd data split --out {run_dir}` or `pakd run`")
@@ -143,8 +145,4 @@ def read_split(run_dir: str | Path) -> Split:
         raise DataError(f"part {frame['part'].iloc[i]!r} is not train/valid/test", file=path,
                         line=i + 2, fix="re-create the split with `pakd data split`")
     frame["rating"] = frame["rating"].astype(np.float32)
-    summary = {}
-    sj = Path(run_dir) / "split.json"
-    if sj.is_file():
-        summary = json.loads(sj.read_text())
-    return Split(frame, summary)
+    return Split(frame, rd.split_summary())

@@ -17,7 +17,7 @@ import torch
 from ..data.encoding import Encoded
 from ..errors import PakdError
 from ..models.base import RecModel
-from ..runs import progress
+from ..runtime import progress
 
 
 @dataclass
@@ -32,7 +32,7 @@ class TeacherSignals:
 @torch.no_grad()
 def teacher_signals(teacher: RecModel, enc: Encoded, scores: torch.Tensor | None, *,
                     list_top: int, feature_dim: int, quiet: bool = True,
-                    batch: int = 4096) -> TeacherSignals:
+                    batch: int = 1024) -> TeacherSignals:
     if scores is None:
         raise PakdError("distillation needs the teacher's full score matrix; raise "
                         "--score-cache-limit above users x items")

@@ -3,11 +3,12 @@
 Importance of removing parameters theta_S (set to zero) is estimated by the second-order
 Taylor expansion with the Fisher standing in for the Hessian and the gradient taken as zero
 at a trained optimum (Optimal Brain Damage with a Fisher diagonal, LeCun et al. 1990;
-Theis et al. 2018):  delta_loss(S) ~= 1/2 * sum_{i in S} F_i theta_i^2.
-We use it for single parameters, layers and structural units alike; a unit owns all the
-entries listed by its `Group` (incoming and outgoing weights), which is exactly what physical
-pruning removes. Fisher values are per example (the sum divided by the sample size), so
-importances are in units of the mean loss per example.
+Theis et al. 2018):  delta_loss(S) ~= 1/2 * sum_{i in S} F_i theta_i^2  - the
+`DiagonalFisher` criterion of `pakd.prune.importance`. We use it for single parameters,
+layers and structural units alike; a unit owns all the entries listed by its `Group`
+(incoming and outgoing weights), which is exactly what physical pruning removes. Fisher
+values are per example (the sum divided by the sample size), so importances are in units of
+the mean loss per example.
 
 Derived figures (all documented in the report):
 - sensitivity: trace of the Fisher (total) and that trace per parameter (normalised), and
@@ -19,6 +20,7 @@ Derived figures (all documented in the report):
   importance normalised by the most important layer (the top layer reads 1.0).
 - plan: for a target parameter reduction, remove units in order of estimated cost per
   parameter until the target is met; report the predicted loss increase.
+Friendliness and the plan use the one greedy selector of `pakd.prune.select`.
 """
 from __future__ import annotations
 
@@ -27,25 +29,20 @@ import math
 import numpy as np
 import torch
 
-from ..models.base import Group, RecModel
-from ..prune.slicing import group_scores, params_after
+from ..models.base import RecModel
+from ..prune import DiagonalFisher, Group, Importance, Magnitude, ranked, select, unit_params
 
 
 def layer_name(param: str) -> str:
     return param.rsplit(".", 1)[0] if param.endswith((".weight", ".bias")) else param
 
 
-def saliency(model: RecModel, fisher: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    params = dict(model.named_parameters())
-    return {n: 0.5 * fisher[n] * params[n].detach().double() ** 2 for n in fisher}
-
-
-def layer_table(model: RecModel, fisher: dict[str, torch.Tensor], sal: dict[str, torch.Tensor],
+def layer_table(fisher: dict[str, torch.Tensor], sal: dict[str, torch.Tensor],
                 only: list[str] | None = None) -> list[dict]:
     layers: dict[str, dict] = {}
     for n, f in fisher.items():
         ln = layer_name(n)
-        if only and not any(ln == o or ln.startswith(o + ".") or ln.startswith(o) for o in only):
+        if only and not any(ln == o or ln.startswith(o) for o in only):
             continue
         d = layers.setdefault(ln, {"name": ln, "params": 0, "fisher_trace": 0.0, "importance": 0.0})
         d["params"] += int(f.numel())
@@ -60,83 +57,57 @@ def layer_table(model: RecModel, fisher: dict[str, torch.Tensor], sal: dict[str,
     return rows
 
 
-def unit_table(model: RecModel, sal: dict[str, torch.Tensor], groups: list[Group] | None = None
-               ) -> list[dict]:
-    """One row per prunable unit: group, kind, unit, estimated cost, parameters owned."""
-    groups = groups if groups is not None else model.structure()
-    ones = {n: torch.ones_like(v) for n, v in sal.items()}
-    rows = []
-    for g in groups:
-        cost = group_scores(g, sal)
-        cnt = group_scores(g, ones)
-        for u in range(g.units):
-            rows.append({"group": g.name, "kind": g.kind, "unit": u, "cost": float(cost[u]),
-                         "params": int(cnt[u])})
-    return rows
+def unit_table(model: RecModel, criterion: Importance, groups: list[Group]) -> list[dict]:
+    """One row per prunable unit of ``groups``: group, kind, unit, score, parameters owned."""
+    scores = criterion.scores(model)
+    cnt = unit_params(model, groups)
+    return [{"group": g.name, "kind": g.kind, "unit": u, "cost": float(scores[g.name][u]),
+             "params": int(cnt[g.name][u])} for g in groups for u in range(g.units)]
 
 
-def magnitude_table(model: RecModel, groups: list[Group] | None = None) -> list[dict]:
-    """Baseline criterion: sum of theta^2 over each unit's entries."""
-    sq = {n: p.detach().double() ** 2 for n, p in model.named_parameters()}
-    return unit_table(model, sq, groups)
-
-
-def sensitivity(model: RecModel, fisher: dict[str, torch.Tensor], units: list[dict]) -> dict:
+def sensitivity(fisher: dict[str, torch.Tensor], units: list[dict]) -> dict:
     trace = float(sum(f.sum() for f in fisher.values()))
     n = sum(int(f.numel()) for f in fisher.values())
     return {"total": trace, "normalised": trace / max(1, n),
             "damage_mass": float(sum(u["cost"] for u in units)), "params": n}
 
 
-def _greedy(model: RecModel, order: list[dict], stop) -> tuple[dict, float, int]:
-    """Remove units in ``order`` while ``stop(cost_after, params_after)`` is False; every
-    group keeps its minimum units. Returns keep masks, cost spent, exact parameters left."""
-    groups = {g.name: g for g in model.structure()}
-    keep = {n: torch.ones(g.units, dtype=torch.bool) for n, g in groups.items()}
-    cost, left = 0.0, model.n_params()
-    for u in order:
-        g = groups[u["group"]]
-        if int(keep[g.name].sum()) - 1 < g.min_units:
-            continue
-        keep[g.name][u["unit"]] = False
-        after = params_after(model, keep)
-        if stop(cost + u["cost"], after):
-            keep[g.name][u["unit"]] = True
-            break
-        cost, left = cost + u["cost"], after
-    return keep, cost, left
+def _scores_of(units: list[dict]) -> dict[str, torch.Tensor]:
+    by: dict[str, dict[int, float]] = {}
+    for u in units:
+        by.setdefault(u["group"], {})[u["unit"]] = u["cost"]
+    return {g: torch.tensor([d[k] for k in sorted(d)], dtype=torch.float64) for g, d in by.items()}
+
+
+def _order(model: RecModel, units: list[dict], per_parameter: bool) -> list[tuple]:
+    """`ranked` over the units of the table (groups outside it are never removed)."""
+    scores = _scores_of(units)
+    full = {g.name: scores.get(g.name, torch.full((g.units,), math.inf, dtype=torch.float64))
+            for g in model.structure()}
+    return [t for t in ranked(model, full, per_parameter) if t[1] in scores]
 
 
 def friendliness(model: RecModel, units: list[dict], threshold: float = 0.01) -> dict:
     total_cost = sum(u["cost"] for u in units)
     total = model.n_params()
-    order = sorted(units, key=lambda u: u["cost"])
-    _, spent, left = _greedy(model, order, lambda c, p: c > threshold * total_cost)
-    return {"score": (total - left) / max(1, total), "threshold": threshold,
-            "removable_params": total - left, "estimated_cost": spent}
+    sel = select(model, _order(model, units, per_parameter=False),
+                 max_cost=threshold * total_cost)
+    return {"score": (total - sel.params_left) / max(1, total), "threshold": threshold,
+            "removable_params": total - sel.params_left, "estimated_cost": sel.cost}
 
 
 def make_plan(model: RecModel, units: list[dict], target_ratio: float) -> dict:
     """Remove units, cheapest per parameter first, until ``target_ratio`` of the model's
     parameters are gone (exact count; every group keeps at least its minimum units)."""
     total = model.n_params()
-    goal = (1 - target_ratio) * total
-    order = sorted(units, key=lambda u: u["cost"] / max(1, u["params"]))
-    done = {"reached": False}
-
-    def stop(cost, after):
-        if done["reached"]:
-            return True
-        done["reached"] = after <= goal   # take the unit that reaches the goal, then stop
-        return False
-
-    keep, cost, left = _greedy(model, order, stop)
+    sel = select(model, _order(model, units, per_parameter=True), need=target_ratio * total)
     groups = {g.name: g for g in model.structure()}
     summary = [{"group": n, "kind": groups[n].kind, "units": groups[n].units,
                 "kept": int(k.sum()), "removed": groups[n].units - int(k.sum())}
-               for n, k in keep.items()]
-    return {"target_ratio": target_ratio, "params": total, "params_removed_estimate": total - left,
-            "predicted_loss_increase": cost, "groups": summary, "keep": keep}
+               for n, k in sel.keep.items()]
+    return {"target_ratio": target_ratio, "params": total,
+            "params_removed_estimate": total - sel.params_left,
+            "predicted_loss_increase": sel.cost, "groups": summary, "keep": sel.keep}
 
 
 def spearman(a, b) -> float:
@@ -161,3 +132,23 @@ def sample_units(units: list[dict], n: int, seed: int) -> list[dict]:
         idx = rng.choice(len(us), size=min(per, len(us)), replace=False)
         out += [us[i] for i in sorted(idx)]
     return out
+
+
+def summarise(model: RecModel, fishers: dict[tuple[str, str], dict], groups: list[Group],
+              only: list[str] | None, threshold: float) -> dict:
+    """Per (objective, kind): the unit cost table, sensitivity, friendliness and top layers;
+    plus the magnitude table (the baseline criterion)."""
+    tables, by_obj, units_of = {}, {}, {}
+    for (obj, kind), f in fishers.items():
+        crit = DiagonalFisher(f)
+        units = unit_table(model, crit, groups)
+        units_of[(obj, kind)] = units
+        tables[(obj, kind)] = {(u["group"], u["unit"]): u["cost"] for u in units}
+        by_obj.setdefault(obj, {})[kind] = {
+            "sensitivity": sensitivity(f, units),
+            "pruning_friendliness": friendliness(model, units, threshold),
+            "layers": layer_table(f, crit.saliency(model), only)[:12],
+        }
+    magnitude = {(u["group"], u["unit"]): u["cost"]
+                 for u in unit_table(model, Magnitude(), groups)}
+    return {"tables": tables, "by_objective": by_obj, "units": units_of, "magnitude": magnitude}

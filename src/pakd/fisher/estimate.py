@@ -33,10 +33,11 @@ from ..models.base import RecModel
 
 @dataclass
 class Objective:
-    """Which outputs a loss reads and how strongly (task weights of the combined loss)."""
+    """Which outputs a loss reads and how strongly: the weights of the rating NLL and the
+    ranking BCE terms of the objective."""
     name: str                      # rating | ranking | ensemble
-    rating_weight: float = 0.0
-    ranking_weight: float = 0.0
+    rating_nll_weight: float = 0.0
+    ranking_bce_weight: float = 0.0
 
 
 OBJECTIVES = {
@@ -134,7 +135,7 @@ def sample_coefficients(objective: Objective, rating: torch.Tensor, logit: torch
     empirical: observed labels, one term. true: ``mc_samples`` label draws from the model
     (weight 1/S each), or the closed-form expectation when mc_samples == 0.
     """
-    wr, ws = objective.rating_weight, objective.ranking_weight
+    wr, ws = objective.rating_nll_weight, objective.ranking_bce_weight
     p = torch.sigmoid(logit)
     hr = has_rating.to(rating.dtype)
     ones = torch.ones_like(rating)

@@ -1,19 +1,20 @@
 """Models: the `RecModel` interface, the teachers, the student and the ensemble.
 
-`build(kind, schema, arch, ...)` makes any of them from plain data; `save` / `load` write and
-read weights (safetensors) plus a JSON architecture config - never a pickled object.
+`build(kind, schema, arch, ...)` makes any of them from plain data (entries ``arch`` leaves
+out come from `pakd.config.defaults.ARCH`); `save` / `load` write and read weights
+(safetensors) plus a JSON architecture config - never a pickled object.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from ..data.schema import Schema
 from ..atomic import atomic_write_bytes, atomic_write_text
+from ..config.defaults import ARCH
+from ..data.schema import Schema
 from ..errors import PakdError
 from .autoint import AutoInt
 from .base import FieldEmbedding, Group, Output, RecModel
@@ -26,19 +27,15 @@ KINDS: dict[str, type[RecModel]] = {
 }
 
 __all__ = ["KINDS", "RecModel", "Output", "Group", "FieldEmbedding", "SVD", "XDeepFM",
-           "AutoInt", "LightweightStudent", "build", "save", "load", "rebuild"]
+           "AutoInt", "LightweightStudent", "build", "save", "load"]
 
 
 def build(kind: str, schema: Schema, arch: dict | None = None, *, tables=None,
           rating_mean: float = 0.0) -> RecModel:
     if kind not in KINDS:
         raise PakdError(f"unknown model {kind!r}; choose one of {', '.join(KINDS)}")
-    return KINDS[kind](schema, rating_mean=rating_mean, tables=tables, **(arch or {}))
-
-
-def rebuild(model: RecModel, arch: dict) -> RecModel:
-    """A fresh model of the same kind and schema with another architecture (zero tables)."""
-    return KINDS[model.kind](model.schema, rating_mean=float(model.rating_mean), tables=None, **arch)
+    return KINDS[kind](schema, rating_mean=rating_mean, tables=tables,
+                       **{**ARCH[kind], **(arch or {})})
 
 
 def save(model: RecModel, stem: str | Path, meta: dict | None = None) -> Path:

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from ..data.schema import Schema
-from .base import FieldEmbedding, FieldModel, TokenTables, Group, linear_layers, mlp, neuron_groups
+from .base import (ArchEntry, FieldEmbedding, FieldModel, Group, TokenTables, linear_layers, mlp,
+                   neuron_groups)
 
 _MAPS = ("q", "k", "v", "r")
 
@@ -25,13 +26,13 @@ _MAPS = ("q", "k", "v", "r")
 class AutoInt(FieldModel):
     kind = "autoint"
 
-    def __init__(self, schema: Schema, embed_dim: int = 16, layers: int = 3,
-                 heads: int | list[int] = 2, head_dim: int = 32, dnn: list[int] | None = None,
-                 dropout: float = 0.0, rating_mean: float = 0.0, tables=None):
+    def __init__(self, schema: Schema, *, embed_dim: int, layers: int, heads: int | list[int],
+                 head_dim: int, dnn: list[int], dropout: float, rating_mean: float = 0.0,
+                 tables=None):
         super().__init__(schema, rating_mean)
         self.heads = list(heads) if isinstance(heads, (list, tuple)) else [heads] * layers
         self.embed_dim, self.head_dim, self.dropout = embed_dim, head_dim, dropout
-        self.dnn_sizes = list(dnn or [])
+        self.dnn_sizes = list(dnn)
         self.tokens = TokenTables(schema, tables)
         self.embedding = FieldEmbedding(schema, embed_dim, self.tokens)
         self.linear = FieldEmbedding(schema, 2, self.tokens)
@@ -73,31 +74,21 @@ class AutoInt(FieldModel):
             first = linear_layers(self.dnn)[0][0]
             sl.append((f"dnn.{first}.weight", 1, torch.arange(m).unsqueeze(0) * d + dims))
         groups = [Group("embedding", "embedding_dim", d, sl,
-                        acts=[(f"embedding.emb.{n}", dims) for n in self.embedding.emb])]
+                        acts=[(f"embedding.emb.{n}", dims) for n in self.embedding.emb],
+                        arch=[ArchEntry("embed_dim")])]
         for li, h in enumerate(self.heads):
             rows = torch.arange(h).unsqueeze(1) * dk + torch.arange(dk)        # [H, dk]
             sl = [(f"att.{li}.{k}.weight", 0, rows) for k in _MAPS]
+            hidden = None
             if li + 1 < len(self.heads):
                 sl += [(f"att.{li + 1}.{k}.weight", 1, rows) for k in _MAPS]
             else:  # the head's slot in every field's block of the flattened output
                 width = h * dk
-                cols = (torch.arange(m).view(1, m, 1) * width + rows.view(h, 1, dk)).reshape(h, -1)
-                sl.append(("head.weight", 1, cols))
-            groups.append(Group(f"att.{li}", "attention_head", h, sl, acts=[(f"act.{li}", rows)]))
+                hidden = (torch.arange(m).view(1, m, 1) * width + rows.view(h, 1, dk)).reshape(h, -1)
+                sl.append(("head.weight", 1, hidden))
+            groups.append(Group(f"att.{li}", "attention_head", h, sl, acts=[(f"act.{li}", rows)],
+                                arch=[ArchEntry("heads", li)], hidden=hidden))
         if self.dnn_sizes:
-            groups += neuron_groups("dnn", self.dnn, [("head.weight", 1, self.att_out)])
+            groups += neuron_groups("dnn", self.dnn, [("head.weight", 1, self.att_out)],
+                                    arch_key="dnn", hidden_offset=self.att_out)
         return groups
-
-    def pruned_arch(self, group: str, keep: torch.Tensor) -> dict:
-        a = self.arch()
-        if group == "embedding":
-            a["embed_dim"] = int(keep.sum())
-        elif group.startswith("att."):
-            a["heads"] = list(a["heads"])
-            a["heads"][int(group.split(".")[1])] = int(keep.sum())
-        elif group.startswith("dnn."):
-            a["dnn"] = list(a["dnn"])
-            a["dnn"][int(group.split(".")[1])] = int(keep.sum())
-        else:
-            raise KeyError(group)
-        return a

@@ -3,49 +3,27 @@
 ``forward(user, item)`` returns an `Output`: a rating prediction, a ranking logit and a
 hidden representation (the input of the output heads, used for feature distillation).
 ``score_all(users)`` scores the whole catalogue for top-K. ``structure()`` lists the
-model's prunable `Group`s. ``arch`` is the plain architecture config that, with the schema,
-rebuilds the model - saved models are weights plus that config, never pickles.
+model's prunable `Group`s (each names the architecture entry it shrinks and the hidden
+positions it owns). ``arch`` is the plain architecture config that, with the schema,
+rebuilds the model - saved models are weights plus that config, never pickles. A model
+owns its optimizer parameter groups (`param_groups`): embedding tables get row-wise L2 in
+the loss instead of weight decay.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from ..data.schema import FieldSpec, Schema
+from ..prune.group import ArchEntry, Group
 
 
 class Output(NamedTuple):
     rating: torch.Tensor   # [B]
     logit: torch.Tensor    # [B]
     hidden: torch.Tensor   # [B, H]
-
-
-@dataclass
-class Group:
-    """A kind of prunable unit and the parameter entries each unit owns.
-
-    ``slices``: (parameter name, dim, index) with index a long tensor [units, k]: unit u owns
-    positions ``index[u]`` of that parameter along ``dim`` (-1 entries pad ragged rows). A unit whose owned entries are all
-    zero contributes nothing downstream, so zeroing (masking) and physically slicing a unit
-    out give the same outputs.
-    """
-    name: str
-    kind: str              # embedding_dim | mf_factor | cin_map | attention_head | neuron
-    units: int
-    slices: list[tuple[str, int, torch.Tensor]] = field(default_factory=list)
-    min_units: int = 1     # never prune below this
-    # where each unit's activations appear: (module name, index [units, k]) along the last
-    # dim of that module's output; a unit whose activations are zeroed is removed, so
-    # sum(activation * d loss / d activation) is the gradient of a mask on the unit
-    acts: list[tuple[str, torch.Tensor]] = field(default_factory=list)
-
-    def owned(self, unit: int):
-        for pname, dim, idx in self.slices:
-            pos = idx[unit]
-            yield pname, dim, pos[pos >= 0]
 
 
 class RecModel(nn.Module):
@@ -68,9 +46,10 @@ class RecModel(nn.Module):
     def structure(self) -> list[Group]:
         return []
 
-    def pruned_arch(self, group: str, keep: torch.Tensor) -> dict:  # pragma: no cover
-        """The architecture after keeping only the units ``keep`` (bool [units]) of ``group``."""
-        raise NotImplementedError
+    def rebuilt(self, arch: dict) -> "RecModel":
+        """A fresh model of the same kind and schema with another architecture (its token
+        tables zero until a state dict is loaded)."""
+        return type(self)(self.schema, rating_mean=float(self.rating_mean), tables=None, **arch)
 
     # --- shared
     def score_all(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
@@ -105,6 +84,18 @@ class RecModel(nn.Module):
         (as in Surprise's SVD), so rare users and items are not shrunk by every step."""
         return []
 
+    def param_groups(self, weight_decay: float, extra: list | tuple = ()) -> list[dict]:
+        """AdamW groups: dense layers (and ``extra`` parameters, e.g. a distillation
+        projection) with ``weight_decay``; embedding tables without (they get row-wise L2)."""
+        zero = torch.zeros(1, dtype=torch.long)
+        emb = {id(m.weight) for m, _ in self.lookup_rows(zero, zero)}
+        dense = [p for p in self.parameters() if id(p) not in emb] + list(extra)
+        sparse = [p for p in self.parameters() if id(p) in emb]
+        groups = [{"params": dense, "weight_decay": weight_decay}]
+        if sparse:
+            groups.append({"params": sparse, "weight_decay": 0.0})
+        return groups
+
 
 class FieldModel(RecModel):
     """A model that reads field embeddings (``self.embedding``) and first-order terms
@@ -127,6 +118,10 @@ class FieldModel(RecModel):
     def forward(self, user, item) -> Output:
         return self.interact(self.embedding(user, item), self.linear(user, item).sum(1))
 
+    # pairs per interaction pass when scoring: intermediates of a few thousand pairs stay in
+    # cache, and CPU throughput falls by 2-4x for batches of tens of thousands
+    PAIR_BATCH = 512
+
     def score_all(self, users, items=None):
         items = torch.arange(self.schema.n_items) if items is None else items
         n = len(items)
@@ -136,7 +131,10 @@ class FieldModel(RecModel):
             u = users[s:s + step]
             e = self.embedding.pairs(u, items)
             lin = self.linear.pairs(u, items).sum(1)
-            out[s:s + len(u)] = self.interact(e, lin).logit.view(len(u), n)
+            flat = out[s:s + len(u)].view(-1)
+            for p in range(0, len(e), self.PAIR_BATCH):
+                flat[p:p + self.PAIR_BATCH] = self.interact(e[p:p + self.PAIR_BATCH],
+                                                            lin[p:p + self.PAIR_BATCH]).logit
         return out
 
     def lookup_rows(self, user, item):
@@ -246,12 +244,15 @@ def linear_layers(seq: nn.Sequential) -> list[tuple[str, nn.Linear]]:
 
 
 def neuron_groups(prefix: str, seq: nn.Sequential,
-                  consumer: list[tuple[str, int, int]] | None = None) -> list[Group]:
+                  consumer: list[tuple[str, int, int]] | None = None, *, arch_key: str,
+                  hidden_offset: int | None = None) -> list[Group]:
     """Groups for the hidden neurons of an `mlp` at ``prefix``.
 
     Neuron j of layer l owns row j of that layer's weight and bias, and the input column(s)
     of whatever consumes it: the next layer, or ``consumer`` (param, dim, base index [k]) for
-    the last layer, whose input positions start at base offset.
+    the last layer, whose input positions start at base offset. Layer l's size is
+    ``arch[arch_key][l]``; the last layer's neurons sit at ``hidden_offset`` + j of the
+    model's hidden representation (None: not part of it).
     """
     lins = linear_layers(seq)
     groups = []
@@ -264,6 +265,9 @@ def neuron_groups(prefix: str, seq: nn.Sequential,
         elif consumer is not None:
             for pname, dim, offset in consumer:
                 slices.append((pname, dim, rows + offset))
+        last = li + 1 == len(lins)
         groups.append(Group(f"{prefix}.{li}", "neuron", h, slices,
-                            acts=[(f"{prefix}.{name}", rows)]))
+                            acts=[(f"{prefix}.{name}", rows)], arch=[ArchEntry(arch_key, li)],
+                            hidden=rows + hidden_offset if last and hidden_offset is not None
+                            else None))
     return groups

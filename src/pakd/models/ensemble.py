@@ -1,8 +1,9 @@
 """The ensemble teacher: members combined per output, itself a `RecModel`.
 
 A member's task decides what it feeds: ``rating`` -> the rating output, ``ranking`` -> the
-ranking output, ``balance`` -> both. Weights are renormalised within each output (weights
-fitted with ``auto`` are used as fitted). Ranking logits of different models live on
+ranking output, ``balance`` -> both. ``weights`` are the members' weights as given; the
+mix of each output (``rating_mix``, ``ranking_mix``) renormalises them over the members
+that feed it (weights fitted with ``auto`` are used as fitted). Ranking logits of different models live on
 different scales (an MF dot product vs a BCE-trained network), so before they are mixed
 each member's logit is standardised with the mean and standard deviation of its scores
 over the whole catalogue for a sample of users (`calibrate`) - a convex mix of z-scores.
@@ -22,8 +23,8 @@ class Ensemble(RecModel):
     kind = "ensemble"
 
     def __init__(self, members: dict[str, RecModel], weights: dict[str, float],
-                 tasks: dict[str, str], rating_weights: dict[str, float] | None = None,
-                 ranking_weights: dict[str, float] | None = None):
+                 tasks: dict[str, str], rating_mix: dict[str, float] | None = None,
+                 ranking_mix: dict[str, float] | None = None):
         first = next(iter(members.values()))
         super().__init__(first.schema, float(first.rating_mean))
         for name, t in tasks.items():
@@ -31,9 +32,9 @@ class Ensemble(RecModel):
                 raise PakdError(f"task {t!r} of {name} must be one of {', '.join(TASKS)}")
         self.members = nn.ModuleDict(members)
         self.weights, self.tasks = dict(weights), dict(tasks)
-        self.rating_weights = rating_weights or _renorm(
+        self.rating_mix = rating_mix or _renorm(
             {n: w for n, w in weights.items() if tasks[n] in ("rating", "balance")}, "rating")
-        self.ranking_weights = ranking_weights or _renorm(
+        self.ranking_mix = ranking_mix or _renorm(
             {n: w for n, w in weights.items() if tasks[n] in ("ranking", "balance")}, "ranking")
         self.register_buffer("logit_mean", torch.zeros(len(members)))
         self.register_buffer("logit_std", torch.ones(len(members)))
@@ -41,8 +42,19 @@ class Ensemble(RecModel):
 
     def arch(self) -> dict:
         return {"members": list(self.members), "weights": self.weights, "tasks": self.tasks,
-                "rating_weights": self.rating_weights, "ranking_weights": self.ranking_weights,
+                "rating_mix": self.rating_mix, "ranking_mix": self.ranking_mix,
                 "logit_mean": self.logit_mean.tolist(), "logit_std": self.logit_std.tolist()}
+
+    @classmethod
+    def from_arch(cls, arch: dict, members: dict[str, RecModel]) -> "Ensemble":
+        """The ensemble an `arch()` describes, over already loaded members (ensembles saved
+        before the mixes were renamed store them as rating_weights / ranking_weights)."""
+        ens = cls(members, arch["weights"], arch["tasks"],
+                  arch.get("rating_mix", arch.get("rating_weights")),
+                  arch.get("ranking_mix", arch.get("ranking_weights")))
+        ens.logit_mean.copy_(torch.tensor(arch["logit_mean"]))
+        ens.logit_std.copy_(torch.tensor(arch["logit_std"]))
+        return ens.eval()
 
     @torch.no_grad()
     def calibrate(self, n_users: int, sample: int = 128, seed: int = 0,
@@ -61,10 +73,10 @@ class Ensemble(RecModel):
         return (logits - self.logit_mean[k]) / self.logit_std[k]
 
     def combine_ratings(self, ratings: dict[str, torch.Tensor]) -> torch.Tensor:
-        return sum(w * ratings[n] for n, w in self.rating_weights.items())
+        return sum(w * ratings[n] for n, w in self.rating_mix.items())
 
     def combine_scores(self, logits: dict[str, torch.Tensor]) -> torch.Tensor:
-        return sum(w * self._z(n, logits[n]) for n, w in self.ranking_weights.items())
+        return sum(w * self._z(n, logits[n]) for n, w in self.ranking_mix.items())
 
     def forward(self, user, item) -> Output:
         outs = {n: m(user, item) for n, m in self.members.items()}
@@ -74,24 +86,19 @@ class Ensemble(RecModel):
 
     def predict(self, user, item):
         return self.combine_ratings({n: self.members[n].predict(user, item)
-                                     for n in self.rating_weights})
+                                     for n in self.rating_mix})
 
     def score_all(self, users, items=None):
         return self.combine_scores({n: self.members[n].score_all(users, items)
-                                    for n in self.ranking_weights})
+                                    for n in self.ranking_mix})
 
     def n_params(self) -> int:
-        used = set(self.rating_weights) | set(self.ranking_weights)
+        used = set(self.rating_mix) | set(self.ranking_mix)
         return sum(self.members[n].n_params() for n in used)
 
     def structure(self) -> list[Group]:
-        out = []
-        for name, m in self.members.items():
-            for g in m.structure():
-                out.append(Group(f"members.{name}.{g.name}", g.kind, g.units,
-                                 [(f"members.{name}.{p}", d, i) for p, d, i in g.slices],
-                                 g.min_units))
-        return out
+        return [g.prefixed(f"members.{name}.") for name, m in self.members.items()
+                for g in m.structure()]
 
 
 def _renorm(w: dict[str, float], what: str) -> dict[str, float]:
@@ -100,18 +107,3 @@ def _renorm(w: dict[str, float], what: str) -> dict[str, float]:
         raise PakdError(f"no member feeds the {what} output with a positive weight; give one "
                         f"member the task {what} or balance")
     return {n: v / total for n, v in w.items()}
-
-
-def load_ensemble_dir(tdir, load_member) -> Ensemble:
-    """The ensemble saved as ``tdir/ensemble.json`` with members loaded by ``load_member``."""
-    import json
-    from pathlib import Path
-    p = Path(tdir) / "ensemble.json"
-    if not p.is_file():
-        raise PakdError(f"{p} not found; run `pakd ensemble --run {Path(tdir).parent}` first")
-    a = json.loads(p.read_text())
-    members = {n: load_member(n) for n in a["members"]}
-    ens = Ensemble(members, a["weights"], a["tasks"], a["rating_weights"], a["ranking_weights"])
-    ens.logit_mean.copy_(torch.tensor(a["logit_mean"]))
-    ens.logit_std.copy_(torch.tensor(a["logit_std"]))
-    return ens.eval()

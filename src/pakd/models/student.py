@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from ..data.schema import Schema
-from .base import FieldEmbedding, Group, Output, RecModel, TokenTables, linear_layers, mlp, neuron_groups
+from .base import (ArchEntry, FieldEmbedding, Group, Output, RecModel, TokenTables, linear_layers,
+                   mlp, neuron_groups)
 
 
 def _pool(side: torch.Tensor) -> torch.Tensor:
@@ -35,12 +36,11 @@ def _pool(side: torch.Tensor) -> torch.Tensor:
 class LightweightStudent(RecModel):
     kind = "lightweight_model"
 
-    def __init__(self, schema: Schema, factors: int = 32, rank_factors: int = 32,
-                 hidden: list[int] | None = None, side_fields: bool = True,
-                 rating_mean: float = 0.0, tables=None):
+    def __init__(self, schema: Schema, *, factors: int, rank_factors: int, hidden: list[int],
+                 side_fields: bool, rating_mean: float = 0.0, tables=None):
         super().__init__(schema, rating_mean)
         self.factors, self.rank_factors = factors, rank_factors
-        self.hidden_sizes = list(hidden if hidden is not None else [32])
+        self.hidden_sizes = list(hidden)
         self.side_fields = side_fields
         names = None if side_fields else ["user_id", "item_id"]
         self.tokens = TokenTables(schema, tables, fields=names)
@@ -103,6 +103,8 @@ class LightweightStudent(RecModel):
                 + self.bias.lookup_rows(user, item) + self.rank_bias.lookup_rows(user, item))
 
     def structure(self) -> list[Group]:
+        """hidden = [MLP output (or p * q without an MLP), p' * q']: the groups that own its
+        positions say so, for feature distillation."""
         k = self.factors
         f = torch.arange(k).unsqueeze(1)
         sl = [(f"embedding.emb.{n}.weight", 1, f) for n in self.embedding.emb]
@@ -110,33 +112,15 @@ class LightweightStudent(RecModel):
             first = linear_layers(self.mlp)[0][0]
             sl.append((f"mlp.{first}.weight", 1, torch.cat([f, f + k, f + 2 * k], 1)))
         groups = [Group("factors", "embedding_dim", k, sl,
-                        acts=[(f"embedding.emb.{n}", f) for n in self.embedding.emb])]
+                        acts=[(f"embedding.emb.{n}", f) for n in self.embedding.emb],
+                        arch=[ArchEntry("factors")], hidden=None if self.hidden_sizes else f)]
+        width = self.hidden_sizes[-1] if self.hidden_sizes else self.factors
         r = torch.arange(self.rank_factors).unsqueeze(1)
         groups.append(Group("rank_factors", "embedding_dim", self.rank_factors,
                             [(f"rank_embedding.emb.{n}.weight", 1, r) for n in self.rank_embedding.emb],
-                            acts=[(f"rank_embedding.emb.{n}", r) for n in self.rank_embedding.emb]))
+                            acts=[(f"rank_embedding.emb.{n}", r) for n in self.rank_embedding.emb],
+                            arch=[ArchEntry("rank_factors")], hidden=width + r))
         if self.hidden_sizes:
-            groups += neuron_groups("mlp", self.mlp, [("head.weight", 1, 0)])
+            groups += neuron_groups("mlp", self.mlp, [("head.weight", 1, 0)], arch_key="hidden",
+                                    hidden_offset=0)
         return groups
-
-    def hidden_owner(self, group: str) -> torch.Tensor | None:
-        """Positions of ``hidden`` each unit of ``group`` owns (None: width unchanged)."""
-        width = self.hidden_sizes[-1] if self.hidden_sizes else self.factors
-        if group == "rank_factors":
-            return width + torch.arange(self.rank_factors).unsqueeze(1)
-        if self.hidden_sizes and group == f"mlp.{len(self.hidden_sizes) - 1}":
-            return torch.arange(self.hidden_sizes[-1]).unsqueeze(1)
-        if not self.hidden_sizes and group == "factors":
-            return torch.arange(self.factors).unsqueeze(1)
-        return None
-
-    def pruned_arch(self, group: str, keep: torch.Tensor) -> dict:
-        a = self.arch()
-        if group in ("factors", "rank_factors"):
-            a[group] = int(keep.sum())
-        elif group.startswith("mlp."):
-            a["hidden"] = list(a["hidden"])
-            a["hidden"][int(group.split(".")[1])] = int(keep.sum())
-        else:
-            raise KeyError(group)
-        return a

@@ -17,14 +17,14 @@ import torch
 from torch import nn
 
 from ..data.schema import Schema
-from .base import Group, Output, RecModel
+from .base import ArchEntry, Group, Output, RecModel
 
 
 class SVD(RecModel):
     kind = "svd"
 
-    def __init__(self, schema: Schema, factors: int = 64, rank_factors: int = 64,
-                 init_std: float = 0.05, rating_mean: float = 0.0, tables=None):
+    def __init__(self, schema: Schema, *, factors: int, rank_factors: int, init_std: float,
+                 rating_mean: float = 0.0, tables=None):
         super().__init__(schema, rating_mean)
         self.factors, self.rank_factors, self.init_std = factors, rank_factors, init_std
         self.user_factors = nn.Embedding(schema.n_users, factors)
@@ -92,26 +92,13 @@ class SVD(RecModel):
         idx = torch.arange(self.factors).unsqueeze(1)
         groups = [Group("factors", "mf_factor", self.factors,
                         [("user_factors.weight", 1, idx), ("item_factors.weight", 1, idx)],
-                        acts=[("user_factors", idx), ("item_factors", idx)])]
+                        acts=[("user_factors", idx), ("item_factors", idx)],
+                        arch=[ArchEntry("factors")], hidden=idx)]
         if self.rank_factors:
             ridx = torch.arange(self.rank_factors).unsqueeze(1)
             groups.append(Group("rank_factors", "mf_factor", self.rank_factors,
                                 [("user_rank_factors.weight", 1, ridx),
                                  ("item_rank_factors.weight", 1, ridx)],
-                                acts=[("user_rank_factors", ridx), ("item_rank_factors", ridx)]))
+                                acts=[("user_rank_factors", ridx), ("item_rank_factors", ridx)],
+                                arch=[ArchEntry("rank_factors")], hidden=self.factors + ridx))
         return groups
-
-    def hidden_owner(self, group: str) -> torch.Tensor | None:
-        """Positions of ``hidden`` each unit of ``group`` owns."""
-        if group == "factors":
-            return torch.arange(self.factors).unsqueeze(1)
-        if group == "rank_factors":
-            return self.factors + torch.arange(self.rank_factors).unsqueeze(1)
-        return None
-
-    def pruned_arch(self, group: str, keep: torch.Tensor) -> dict:
-        a = self.arch()
-        if group not in ("factors", "rank_factors"):
-            raise KeyError(group)
-        a[group] = int(keep.sum())
-        return a

@@ -17,24 +17,28 @@ import torch
 from torch import nn
 
 from ..data.schema import Schema
-from .base import FieldEmbedding, FieldModel, TokenTables, Group, linear_layers, mlp, neuron_groups
+from .base import (ArchEntry, FieldEmbedding, FieldModel, Group, TokenTables, linear_layers, mlp,
+                   neuron_groups)
 
 
 class XDeepFM(FieldModel):
     kind = "xdeepfm"
 
-    def __init__(self, schema: Schema, embed_dim: int = 16, cin_next: list[int] | None = None,
-                 cin_out: list[int] | None = None, cin_layers: list[int] | None = None,
-                 dnn: list[int] | None = None, dropout: float = 0.0, rating_mean: float = 0.0,
-                 tables=None):
+    def __init__(self, schema: Schema, *, embed_dim: int, dnn: list[int], dropout: float,
+                 cin_layers: list[int] | None = None, cin_next: list[int] | None = None,
+                 cin_out: list[int] | None = None, rating_mean: float = 0.0, tables=None):
+        """The CIN is given as ``cin_layers`` (maps per layer, the paper's form) or, as saved
+        and after pruning, as ``cin_next`` / ``cin_out`` (maps sent on / to the output)."""
         super().__init__(schema, rating_mean)
         if cin_next is None or cin_out is None:
-            sizes = cin_layers if cin_layers is not None else [128, 128]
+            if cin_layers is None:
+                raise ValueError("xdeepfm needs cin_layers (or cin_next and cin_out)")
+            sizes = cin_layers
             # split-half: non-final layers send half their maps on, half to the output
             cin_next = [h // 2 for h in sizes[:-1]] + [0]
             cin_out = [h - h // 2 for h in sizes[:-1]] + [sizes[-1]]
         self.embed_dim, self.cin_next, self.cin_out = embed_dim, list(cin_next), list(cin_out)
-        self.dnn_sizes = list(dnn if dnn is not None else [400, 400])
+        self.dnn_sizes = list(dnn)
         self.dropout = dropout
         self.tokens = TokenTables(schema, tables)
         self.embedding = FieldEmbedding(schema, embed_dim, self.tokens)
@@ -80,7 +84,8 @@ class XDeepFM(FieldModel):
             cols = torch.arange(m).unsqueeze(0) * d + dims        # [D, m]: column f*D + dim
             sl.append((f"dnn.{first}.weight", 1, cols))
         groups.append(Group("embedding", "embedding_dim", d, sl,
-                            acts=[(f"embedding.emb.{n}", dims) for n in self.embedding.emb]))
+                            acts=[(f"embedding.emb.{n}", dims) for n in self.embedding.emb],
+                            arch=[ArchEntry("embed_dim")]))
         offset = 0
         for k, (nxt, out) in enumerate(zip(self.cin_next, self.cin_out)):
             h = nxt + out
@@ -91,29 +96,14 @@ class XDeepFM(FieldModel):
                 idx[:nxt] = torch.arange(nxt).unsqueeze(1) * m + torch.arange(m)
                 sl.append((f"cin.{k + 1}.weight", 1, idx))
             head = torch.full((h, 1), -1, dtype=torch.long)   # output maps own a head column
-            head[nxt:, 0] = offset + torch.arange(out)
+            head[nxt:, 0] = offset + torch.arange(out)        # (= their hidden position)
             sl.append(("head.weight", 1, head))
-            groups.append(Group(f"cin.{k}", "cin_map", h, sl, acts=[(f"cin.{k}", rows)]))
+            groups.append(Group(f"cin.{k}", "cin_map", h, sl, acts=[(f"cin.{k}", rows)],
+                                arch=[ArchEntry("cin_next", k, 0, nxt),
+                                      ArchEntry("cin_out", k, nxt)],
+                                hidden=head))
             offset += out
         if self.dnn_sizes:
-            groups += neuron_groups("dnn", self.dnn, [("head.weight", 1, sum(self.cin_out))])
+            groups += neuron_groups("dnn", self.dnn, [("head.weight", 1, sum(self.cin_out))],
+                                    arch_key="dnn", hidden_offset=sum(self.cin_out))
         return groups
-
-    def pruned_arch(self, group: str, keep: torch.Tensor) -> dict:
-        a = self.arch()
-        if group == "embedding":
-            a["embed_dim"] = int(keep.sum())
-        elif group.startswith("cin."):
-            k = int(group.split(".")[1])
-            nxt = self.cin_next[k]
-            a["cin_next"] = list(a["cin_next"])
-            a["cin_out"] = list(a["cin_out"])
-            a["cin_next"][k] = int(keep[:nxt].sum())
-            a["cin_out"][k] = int(keep[nxt:].sum())
-        elif group.startswith("dnn."):
-            li = int(group.split(".")[1])
-            a["dnn"] = list(a["dnn"])
-            a["dnn"][li] = int(keep.sum())
-        else:
-            raise KeyError(group)
-        return a

@@ -2,25 +2,26 @@
 
 A `Group` says which entries of which parameters each unit owns. Masking zeroes them in
 place (the unit then contributes nothing); pruning slices them out and rebuilds a smaller
-dense model of the same kind, so the saved student is really smaller and faster.
+dense model of the same kind (its architecture from `Group.pruned_arch`), so the saved
+student is really smaller and faster.
 """
 from __future__ import annotations
 
 import torch
 
 from ..errors import PakdError
-from ..models import rebuild
-from ..models.base import Group, RecModel
+from .group import Group
 
 
-def _group(model: RecModel, name: str) -> Group:
+def find_group(model, name: str) -> Group:
     for g in model.structure():
         if g.name == name:
             return g
     raise PakdError(f"{model.kind} has no prunable group {name!r}")
 
 
-def _removed_positions(group: Group, keep: torch.Tensor) -> dict[tuple[str, int], torch.Tensor]:
+def removed_positions(group: Group, keep: torch.Tensor) -> dict[tuple[str, int], torch.Tensor]:
+    """(parameter, dim) -> positions the units not kept own there."""
     drop = torch.nonzero(~keep).flatten()
     out: dict[tuple[str, int], list] = {}
     for pname, dim, idx in group.slices:
@@ -29,27 +30,65 @@ def _removed_positions(group: Group, keep: torch.Tensor) -> dict[tuple[str, int]
     return {k: torch.unique(torch.cat(v)) for k, v in out.items()}
 
 
-def params_after(model: RecModel, keep: dict[str, torch.Tensor]) -> int:
-    """Exact parameter count after removing the units not kept (groups may share entries,
-    e.g. a neuron's outgoing column is also part of the next layer's neurons' rows).
+class ParamCounter:
+    """Exact parameter count of a model as units are removed one by one.
 
-    Removing units slices whole positions along one dim of a tensor, so a tensor keeps
-    prod_d (size_d - removed positions along d) entries.
+    Groups may share entries (a neuron's outgoing column is also part of the next layer's
+    neurons' rows), and removing units slices whole positions along one dim of a tensor, so
+    a tensor keeps prod_d (size_d - removed positions along d) entries.
     """
-    groups = {g.name: g for g in model.structure()}
-    removed: dict[tuple[str, int], set] = {}
-    for name, k in keep.items():
-        if bool(k.all()):
-            continue
-        for (pname, dim), pos in _removed_positions(groups[name], k.bool()).items():
-            removed.setdefault((pname, dim), set()).update(pos.tolist())
-    total = 0
-    for pname, p in model.named_parameters():
+
+    def __init__(self, model, groups: list[Group] | None = None):
+        self.groups = {g.name: g for g in (groups if groups is not None else model.structure())}
+        self.shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
+        self.sizes = {n: _numel(s) for n, s in self.shapes.items()}
+        self.removed: dict[tuple[str, int], set] = {}
+        self.total = sum(self.sizes.values())
+
+    def _recount(self, pname: str) -> None:
         n = 1
-        for d, size in enumerate(p.shape):
-            n *= size - len(removed.get((pname, d), ()))
-        total += n
-    return total
+        for d, size in enumerate(self.shapes[pname]):
+            n *= size - len(self.removed.get((pname, d), ()))
+        self.total += n - self.sizes[pname]
+        self.sizes[pname] = n
+
+    def remove(self, group: str, unit: int) -> list:
+        """Remove one unit; returns what `restore` needs to undo it."""
+        added, touched = [], set()
+        for pname, dim, pos in self.groups[group].owned(unit):
+            s = self.removed.setdefault((pname, dim), set())
+            for x in pos.tolist():
+                if x not in s:
+                    s.add(x)
+                    added.append((pname, dim, x))
+            touched.add(pname)
+        for p in touched:
+            self._recount(p)
+        return added
+
+    def restore(self, added: list) -> None:
+        touched = set()
+        for pname, dim, x in added:
+            self.removed[(pname, dim)].discard(x)
+            touched.add(pname)
+        for p in touched:
+            self._recount(p)
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def params_after(model, keep: dict[str, torch.Tensor]) -> int:
+    """Exact parameter count after removing the units not kept."""
+    counter = ParamCounter(model)
+    for name, k in keep.items():
+        for u in torch.nonzero(~k.bool()).flatten().tolist():
+            counter.remove(name, u)
+    return counter.total
 
 
 def group_scores(group: Group, values: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -64,35 +103,41 @@ def group_scores(group: Group, values: dict[str, torch.Tensor]) -> torch.Tensor:
     return score
 
 
+def unit_params(model, groups: list[Group] | None = None) -> dict[str, torch.Tensor]:
+    """Parameters each unit owns, per group."""
+    ones = {n: torch.ones_like(p) for n, p in model.named_parameters()}
+    return {g.name: group_scores(g, ones)
+            for g in (groups if groups is not None else model.structure())}
+
+
 @torch.no_grad()
-def mask_units(model: RecModel, group_name: str, keep: torch.Tensor) -> RecModel:
+def mask_units(model, group_name: str, keep: torch.Tensor):
     """Zero the entries owned by the units not kept (in place)."""
-    group = _group(model, group_name)
+    group = find_group(model, group_name)
     params = dict(model.named_parameters())
-    for (pname, dim), pos in _removed_positions(group, keep.bool()).items():
+    for (pname, dim), pos in removed_positions(group, keep.bool()).items():
         params[pname].index_fill_(dim, pos, 0.0)
     return model
 
 
 @torch.no_grad()
-def prune_units(model: RecModel, group_name: str, keep: torch.Tensor) -> RecModel:
+def prune_units(model, group_name: str, keep: torch.Tensor):
     """A new, smaller model without the units of ``group_name`` where ``keep`` is False."""
-    group = _group(model, group_name)
+    group = find_group(model, group_name)
     keep = keep.bool()
     if keep.shape != (group.units,):
-        raise PakdError(f"keep mask for {group_name} needs {group.units} entries, got {tuple(keep.shape)}")
+        raise PakdError(f"keep mask for {group_name} needs {group.units} entries, got "
+                        f"{tuple(keep.shape)}")
     if int(keep.sum()) < group.min_units:
         raise PakdError(f"cannot prune {group_name} below {group.min_units} unit(s)")
     sd = {k: v.clone() for k, v in model.state_dict().items()}
-    for (pname, dim), pos in _removed_positions(group, keep).items():
-        size = sd[pname].shape[dim]
-        mask = torch.ones(size, dtype=torch.bool)
+    for (pname, dim), pos in removed_positions(group, keep).items():
+        mask = torch.ones(sd[pname].shape[dim], dtype=torch.bool)
         mask[pos] = False
         sd[pname] = sd[pname].index_select(dim, torch.nonzero(mask).flatten()).contiguous()
-    new = rebuild(model, model.pruned_arch(group_name, keep))
+    new = model.rebuilt(group.pruned_arch(model.arch(), keep))
     new = new.to(next(model.parameters()).dtype)
-    want = new.state_dict()
-    for k, v in want.items():
+    for k, v in new.state_dict().items():
         if k not in sd or sd[k].shape != v.shape:
             raise RuntimeError(f"pruning {group_name}: {k} has shape "
                                f"{tuple(sd[k].shape) if k in sd else None}, expected {tuple(v.shape)}")
@@ -101,7 +146,7 @@ def prune_units(model: RecModel, group_name: str, keep: torch.Tensor) -> RecMode
     return new
 
 
-def prune_plan(model: RecModel, plan: dict[str, torch.Tensor]) -> RecModel:
+def prune_plan(model, plan: dict[str, torch.Tensor]):
     """Apply several groups' keep masks in turn (masks refer to the original units)."""
     for name, keep in plan.items():
         if not bool(keep.all()):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .plots import save_figure
 from .tables import fmt, markdown_table
 
 
@@ -10,9 +11,12 @@ def fisher_markdown(res: dict, experiment: dict | None = None) -> str:
     lines = [f"# Fisher information analysis — {res['teacher']} on {res['dataset']}", ""]
     if experiment:
         sp = experiment.get("split", {})
-        lines += [f"Split: {sp.get('method')} seed {experiment.get('seed')}, rows "
-                  f"{sp.get('rows')}; {experiment['threads']} torch threads.",
-                  f"Settings: {experiment['settings']}", ""]
+        rows = sp.get("rows", {})
+        lines += [f"Split: {sp.get('method')}, seed {experiment.get('seed')}; rows "
+                  + ", ".join(f"{k} {fmt(v)}" for k, v in rows.items())
+                  + f"; {experiment['threads']} torch threads.",
+                  "Settings: " + "; ".join(f"{k} {fmt(v)}" for k, v in
+                                           experiment["settings"].items()), ""]
     lines += [f"Objectives: {', '.join(res['focus_tasks'])}; Fisher: {', '.join(res['fisher'])}.",
               f"Criterion: {res['criterion']}.", ""]
     rows = []
@@ -53,8 +57,8 @@ def fisher_markdown(res: dict, experiment: dict | None = None) -> str:
         p = m["plan"]
         lines += [f"Plan for {p['target_ratio']:.0%} fewer parameters: removes "
                   f"{p['params_removed']:,} ({p['removed_ratio']:.1%}); predicted loss increase "
-                  f"{ {k: round(v, 5) for k, v in p['predicted_loss_increase'].items()} }, measured "
-                  f"{ {k: round(v, 5) for k, v in p['measured_loss_increase'].items()} }.",
+                  f"{fmt(p['predicted_loss_increase'], 5)}; measured "
+                  f"{fmt(p['measured_loss_increase'], 5)}.",
                   f"RMSE {fmt(p['rmse_before'])} → {fmt(p['rmse_after'])} (predicted "
                   f"{fmt(p.get('rmse_predicted'))}); NDCG@10 {fmt(p['ndcg@10_before'])} → "
                   f"{fmt(p['ndcg@10_after'])} on {p['ndcg_users']} users.", "",
@@ -80,7 +84,7 @@ def fisher_plots(res: dict, out_dir: Path) -> list[Path]:
         ax.set_xlabel("importance / top layer")
         ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
-    paths.append(_save(fig, out_dir / "fisher_layer_importance.png"))
+    paths.append(save_figure(fig, out_dir / "fisher_layer_importance.png"))
 
     fig, axes = plt.subplots(1, n, figsize=(5 * n, 4), squeeze=False)
     for ax, (name, m) in zip(axes[0], models.items()):
@@ -95,7 +99,7 @@ def fisher_plots(res: dict, out_dir: Path) -> list[Path]:
         ax.set_title(f"{name}: unit importance")
         ax.set_xlabel("log10 estimated loss increase")
     fig.tight_layout()
-    paths.append(_save(fig, out_dir / "fisher_group_importance.png"))
+    paths.append(save_figure(fig, out_dir / "fisher_group_importance.png"))
 
     fig, axes = plt.subplots(1, n, figsize=(5 * n, 4), squeeze=False)
     for ax, (name, m) in zip(axes[0], models.items()):
@@ -103,14 +107,17 @@ def fisher_plots(res: dict, out_dir: Path) -> list[Path]:
         obj = v["objective"]
         pts = v["points"]
         meas = np.array([p["measured"][obj] for p in pts])
-        for key, color in ((f"{obj}/empirical", "tab:orange"), (f"{obj}/true", "tab:blue"),
-                           ("magnitude", "tab:gray")):
+        for key, color, marker in ((f"{obj}/empirical", "tab:orange", "o"),
+                                   (f"{obj}/true", "tab:blue", "x"),
+                                   ("magnitude", "tab:gray", "s")):
             if pts and key in pts[0]["predicted"]:
                 pred = np.array([p["predicted"][key] for p in pts])
                 scale = np.median(meas[meas > 0]) / max(np.median(pred[pred > 0]), 1e-30) \
                     if (meas > 0).any() and (pred > 0).any() else 1.0
-                ax.scatter(np.maximum(pred * scale, 1e-12), np.maximum(meas, 1e-12), s=10,
-                           alpha=0.6, color=color, label=key.split("/")[-1])
+                hollow = {"facecolors": "none", "edgecolors": color} if marker != "x" \
+                    else {"color": color}
+                ax.scatter(np.maximum(pred * scale, 1e-12), np.maximum(meas, 1e-12), s=22,
+                           alpha=0.8, marker=marker, label=key.split("/")[-1], **hollow)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("predicted (scaled to measured median)")
@@ -118,14 +125,5 @@ def fisher_plots(res: dict, out_dir: Path) -> list[Path]:
         ax.set_title(f"{name}: predicted vs measured")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    paths.append(_save(fig, out_dir / "fisher_predicted_vs_measured.png"))
+    paths.append(save_figure(fig, out_dir / "fisher_predicted_vs_measured.png"))
     return paths
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path

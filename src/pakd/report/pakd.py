@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .fisher import _save
+from .plots import METHOD_STYLE, save_figure, style
 from .tables import fmt, markdown_table
 
 COLS = [("method", "method"), ("model", "model"), ("pruning_ratio", "ratio"),
@@ -12,24 +12,42 @@ COLS = [("method", "method"), ("model", "model"), ("pruning_ratio", "ratio"),
         ("ndcg_retention_pct", "NDCG ret. %"), ("params", "params"), ("size_bytes", "bytes"),
         ("throughput_rows_per_s", "rows/s"), ("latency_ms_p50", "top-10 ms p50"),
         ("latency_ms_p99", "p99"), ("peak_rss_mb", "peak RSS MB"),
-        ("speedup_throughput", "× rows/s"), ("speedup_latency", "× latency")]
+        ("speedup_throughput", "× rows/s", 1), ("speedup_throughput_range", "range", 1),
+        ("speedup_latency", "× latency", 1), ("speedup_latency_range", "range", 1)]
+
+
+def compare(name_a: str, a: float, name_b: str, b: float, lower_is_better: bool) -> str:
+    """``a`` against ``b`` with the difference, never a verdict the shown digits contradict:
+    equal at 4 decimals reads as a tie."""
+    d = a - b
+    if round(a, 4) == round(b, 4):
+        verdict = "tie at 4 decimals"
+    else:
+        verdict = "better" if (d < 0) == lower_is_better else "worse"
+    return f"{name_a} {a:.4f} vs {name_b} {b:.4f} (Δ {d:+.4f}, {verdict})"
 
 
 def pakd_markdown(res: dict) -> str:
     t = res["teacher"]
     rows = [t] + res["members"] + res["rows"]
+    b = res.get("bench", {})
     lines = [f"# PAKD experiment — {res['dataset']}", "",
              f"Teacher: {t['model']}; {res['threads']} torch threads; throughput at batch "
-             f"{t['bench_batch']}; latency = one user's full-catalogue top-10. Retention: "
-             "RMSE teacher/student, NDCG@10 student/teacher.", "",
+             f"{t.get('bench_batch')}; latency = one user's full-catalogue top-10. Retention: "
+             "RMSE teacher/student, NDCG@10 student/teacher (test part).", "",
+             f"Speed: teacher, members and students measured interleaved in one process, "
+             f"{b.get('rounds')} rounds in rotating order; each speed-up is the median of the "
+             f"per-round ratios to the teacher, with its range over rounds. Load average "
+             f"(1, 5, 15 min) before {_load(b.get('load_average_before'))}, after "
+             f"{_load(b.get('load_average_after'))}, {b.get('cpus')} CPUs.", "",
              markdown_table(rows, COLS, digits=4), ""]
-    b = res["best_student"]
-    lines += ["## Best student", "", b.get("reason", ""), ""]
-    if b.get("saved"):
-        lines += [f"Saved: `{b['saved']}` ({fmt(b.get('params'))} parameters, RMSE "
-                  f"{fmt(b.get('rmse'))}, NDCG@10 {fmt(b.get('ndcg@10'))}, "
-                  f"{fmt(b.get('speedup_throughput'), 1)}× throughput, "
-                  f"{fmt(b.get('speedup_latency'), 1)}× lower latency).", ""]
+    best = res["best_student"]
+    lines += ["## Best student", "", best.get("rule", best.get("reason", "")), ""]
+    if best.get("saved"):
+        lines += [f"Saved: `{best['saved']}` ({fmt(best.get('params'))} parameters, test RMSE "
+                  f"{fmt(best.get('rmse'))}, NDCG@10 {fmt(best.get('ndcg@10'))}, "
+                  f"{fmt(best.get('speedup_throughput'), 1)}× throughput, "
+                  f"{fmt(best.get('speedup_latency'), 1)}× lower latency).", ""]
     lines += ["## Targets", ""]
     tg = res["targets"]
     for k, v in tg.items():
@@ -37,11 +55,16 @@ def pakd_markdown(res: dict) -> str:
             continue
         lines.append(f"- {k}: " + ", ".join(f"{kk} {fmt(vv)}" for kk, vv in v.items()))
     for k, v in tg.get("fisher_kd_vs_baselines", {}).items():
-        lines.append(f"- fisher_kd vs {k}: RMSE {fmt(v['fisher_kd'][0])} vs {fmt(v['baseline'][0])} "
-                     f"({'ok' if v['rmse_at_least_as_good'] else 'worse'}), NDCG@10 "
-                     f"{fmt(v['fisher_kd'][1])} vs {fmt(v['baseline'][1])} "
-                     f"({'ok' if v['ndcg_at_least_as_good'] else 'worse'})")
+        base = k.split("@")[0]
+        lines.append(f"- at ratio {k.split('@')[1]}: RMSE "
+                     + compare("fisher_kd", v["fisher_kd"][0], base, v["baseline"][0], True)
+                     + "; NDCG@10 "
+                     + compare("fisher_kd", v["fisher_kd"][1], base, v["baseline"][1], False))
     return "\n".join(lines) + "\n"
+
+
+def _load(v) -> str:
+    return " / ".join(f"{x:.2f}" for x in v) if v else "–"
 
 
 def pakd_plots(res: dict, out_dir: Path) -> list[Path]:
@@ -59,24 +82,31 @@ def pakd_plots(res: dict, out_dir: Path) -> list[Path]:
         for ax, ykey, ylabel in ((axes[0], "ndcg@10", "NDCG@10 (higher is better)"),
                                  (axes[1], "rmse", "RMSE (lower is better)")):
             for m in methods:
-                rs = sorted([r for r in res["rows"] if r["method"] == m], key=lambda r: r[xkey])
-                ax.plot([r[xkey] for r in rs], [r[ykey] for r in rs], "o-", label=m)
-            ax.scatter([t[xkey]], [t[ykey]], marker="*", s=150, color="black", label="teacher")
+                rs = sorted([r for r in res["rows"] if r["method"] == m and r.get(xkey)],
+                            key=lambda r: r[xkey])
+                ax.plot([r[xkey] for r in rs], [r[ykey] for r in rs], label=m, **style(m))
+            if t.get(xkey):
+                ax.scatter([t[xkey]], [t[ykey]], marker="*", s=150, color="black",
+                           label="teacher", zorder=5)
             for r in res["members"]:
-                ax.scatter([r[xkey]], [r[ykey]], marker="x", s=50, label=r["model"])
+                if r.get(xkey):
+                    ax.scatter([r[xkey]], [r[ykey]], marker="x", s=50, label=r["model"])
             ax.set_xscale("log")
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
         axes[0].legend(fontsize=7)
         fig.tight_layout()
-        paths.append(_save(fig, out_dir / fname))
+        paths.append(save_figure(fig, out_dir / fname))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    ratios = sorted({c["pruning_ratio"] for c in res["curves"]})
     for c in res["curves"]:
         h = c["history"]
         lab = f"{c['method']}@{c['pruning_ratio']:g}"
-        axes[0].plot([x["epoch"] for x in h], [x["valid_ndcg@10"] for x in h], label=lab)
-        axes[1].plot([x["epoch"] for x in h], [x["valid_rmse"] for x in h], label=lab)
+        st = style(c["method"], alpha=1.0 - 0.6 * ratios.index(c["pruning_ratio"])
+                   / max(1, len(ratios) - 1))
+        axes[0].plot([x["epoch"] for x in h], [x["valid_ndcg@10"] for x in h], label=lab, **st)
+        axes[1].plot([x["epoch"] for x in h], [x["valid_rmse"] for x in h], label=lab, **st)
     axes[0].set_ylabel("valid NDCG@10")
     axes[1].set_ylabel("valid RMSE")
     for ax in axes:
@@ -84,5 +114,8 @@ def pakd_plots(res: dict, out_dir: Path) -> list[Path]:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    paths.append(_save(fig, out_dir / "pakd_training_curves.png"))
+    paths.append(save_figure(fig, out_dir / "pakd_training_curves.png"))
     return paths
+
+
+__all__ = ["pakd_markdown", "pakd_plots", "compare", "METHOD_STYLE"]

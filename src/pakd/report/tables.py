@@ -5,6 +5,8 @@ import math
 
 
 def fmt(v, digits: int = 4) -> str:
+    """A cell: numbers to ``digits`` decimals (thousands grouped), booleans as yes/no, a
+    [low, high] pair as a range; never a Python repr of a dict."""
     if v is None:
         return "–"
     if isinstance(v, bool):
@@ -17,12 +19,17 @@ def fmt(v, digits: int = 4) -> str:
         if abs(v) >= 1000:
             return f"{v:,.0f}"
         return f"{v:.{digits}f}"
+    if isinstance(v, (list, tuple)) and all(isinstance(x, (int, float)) for x in v):
+        return "–".join(fmt(x, digits) for x in v) if v else "–"
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {fmt(x, digits)}" for k, x in v.items()) or "–"
     return str(v)
 
 
-def markdown_table(rows: list[dict], columns: list[tuple[str, str]], digits: int = 4) -> str:
-    """columns: (key, header) pairs."""
-    head = "| " + " | ".join(h for _, h in columns) + " |"
+def markdown_table(rows: list[dict], columns: list[tuple], digits: int = 4) -> str:
+    """columns: (key, header) or (key, header, digits) tuples."""
+    head = "| " + " | ".join(c[1] for c in columns) + " |"
     sep = "|" + "|".join("---" for _ in columns) + "|"
-    body = ["| " + " | ".join(fmt(r.get(k), digits) for k, _ in columns) + " |" for r in rows]
+    body = ["| " + " | ".join(fmt(r.get(c[0]), c[2] if len(c) > 2 else digits)
+                              for c in columns) + " |" for r in rows]
     return "\n".join([head, sep, *body])

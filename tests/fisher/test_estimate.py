@@ -41,10 +41,10 @@ def brute_force(model, objective, u, i, yr, ys, hr, sigma2):
         model.zero_grad()
         out = model(u[n:n + 1], i[n:n + 1])
         loss = torch.zeros((), dtype=torch.float64)
-        if objective.rating_weight and hr[n]:
-            loss = loss + objective.rating_weight * 0.5 * (out.rating[0] - yr[n]) ** 2 / sigma2
-        if objective.ranking_weight:
-            loss = loss + objective.ranking_weight * F.binary_cross_entropy_with_logits(
+        if objective.rating_nll_weight and hr[n]:
+            loss = loss + objective.rating_nll_weight * 0.5 * (out.rating[0] - yr[n]) ** 2 / sigma2
+        if objective.ranking_bce_weight:
+            loss = loss + objective.ranking_bce_weight * F.binary_cross_entropy_with_logits(
                 out.logit[0], ys[n])
         if not loss.requires_grad:  # a negative under the rating objective: no loss
             continue
@@ -91,21 +91,48 @@ def test_ensemble_objective_reaches_every_member(tiny_enc):
                    if k.startswith(f"members.{name}."))
 
 
-def test_true_fisher_gaussian_matches_monte_carlo(tiny_enc):
-    """Closed form (E[(r-y)^2]/s^4 = 1/s^2) against many label draws y ~ N(r, s^2)."""
+def test_true_fisher_coefficients_match_their_closed_form():
+    """E over labels drawn from the model of the squared loss derivatives: 1/sigma^2 for
+    the Gaussian rating NLL, p(1-p) for the Bernoulli ranking BCE (many cheap draws)."""
+    from pakd.fisher.estimate import sample_coefficients
+    rating = torch.tensor([3.0, 4.5], dtype=torch.float64)
+    logit = torch.tensor([-1.0, 2.0], dtype=torch.float64)
+    hr = torch.tensor([True, True])
+    y0 = torch.zeros(2, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    terms = sample_coefficients(OBJECTIVES["ensemble"], rating, logit, y0, y0, hr, 0.5, "true",
+                                20000, gen)
+    er = sum(w * cr ** 2 for cr, _, w in terms)
+    es = sum(w * cs ** 2 for _, cs, w in terms)
+    p = torch.sigmoid(logit)
+    assert torch.allclose(er, torch.full((2,), 1 / 0.5, dtype=torch.float64), rtol=0.05)
+    assert torch.allclose(es, p * (1 - p), rtol=0.05)
+    closed = sample_coefficients(OBJECTIVES["ensemble"], rating, logit, y0, y0, hr, 0.5, "true",
+                                 0, gen)
+    assert torch.allclose(sum(w * cr ** 2 for cr, _, w in closed), er, rtol=0.05)
+    assert torch.allclose(sum(w * cs ** 2 for _, cs, w in closed), es, rtol=0.05)
+
+
+def test_true_fisher_is_the_mean_empirical_fisher_at_drawn_labels(tiny_enc):
+    """Monte-Carlo true Fisher = average over draws of the brute-force empirical Fisher with
+    the drawn labels (the same generator draws them in the same order)."""
     m = model_of("xdeepfm", tiny_enc)
-    u, i, yr, ys, hr = examples(tiny_enc, n=10)
-    obj = OBJECTIVES["rating"]
-    closed = diagonal_fisher(m, u, i, yr, ys, hr, [obj], ["true"], sigma2=0.5, mc_samples=0)
-    mc = diagonal_fisher(m, u, i, yr, ys, hr, [obj], ["true"], sigma2=0.5, mc_samples=4000,
-                         seed=1)
-    total_c = sum(v.sum() for v in closed[("rating", "true")].values())
-    total_m = sum(v.sum() for v in mc[("rating", "true")].values())
-    assert abs(total_m / total_c - 1) < 0.05
-    for name, ref in closed[("rating", "true")].items():
-        if ref.sum() > 1e-8:
-            got = mc[("rating", "true")][name]
-            assert abs(got.sum() / ref.sum() - 1) < 0.1, name
+    u, i, yr, ys, hr = examples(tiny_enc, n=5)
+    obj, sigma2, draws = OBJECTIVES["ensemble"], 0.8, 3
+    fast = diagonal_fisher(m, u, i, yr, ys, hr, [obj], ["true"], sigma2=sigma2,
+                           mc_samples=draws, batch=64, seed=11)[("ensemble", "true")]
+    gen = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        out = m(u, i)
+    r, p = out.rating.double(), torch.sigmoid(out.logit.double())
+    want = {n: torch.zeros_like(v) for n, v in fast.items()}
+    for _ in range(draws):
+        yr_s = r + sigma2 ** 0.5 * torch.randn(r.shape, generator=gen, dtype=r.dtype)
+        ys_s = torch.bernoulli(p, generator=gen)
+        slow = brute_force(m, obj, u, i, yr_s, ys_s, hr, sigma2)
+        for n in want:
+            want[n] += slow[n] / draws
+    assert_close(fast, want)
 
 
 def test_true_and_empirical_differ(tiny_enc):

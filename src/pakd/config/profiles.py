@@ -1,0 +1,26 @@
+"""Profiles: named sets of settings applied under whatever the user sets.
+
+``default`` is the full experiment; ``quick`` shrinks every model and budget so the whole
+pipeline runs in well under a minute (the tests use it).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "quick": {
+        "svd.epochs": 2, "svd.factors": 8, "svd.rank_factors": 8, "svd.negatives": 4,
+        "xdeepfm.epochs": 1, "xdeepfm.embed_dim": 4, "xdeepfm.cin_layers": [8, 8],
+        "xdeepfm.dnn": [16],
+        "autoint.epochs": 1, "autoint.embed_dim": 4, "autoint.layers": 1, "autoint.heads": 1,
+        "autoint.head_dim": 4,
+        "ensemble.calibration_users": 32,
+        "fisher.sample": 512, "fisher.validate_units": 12, "fisher.plan_eval_users": 50,
+        "student.factors": 8, "student.rank_factors": 8, "student.hidden": [8],
+        "distill.pruning_ratios": [0.5], "distill.epochs": 2, "distill.negatives": 4,
+        "distill.prune_steps": 2, "distill.list_top": 10, "distill.list_random": 10,
+        "distill.feature_dim": 8,
+        "bench.seconds": 0.1, "bench.rounds": 1,
+    },
+}

@@ -1,0 +1,381 @@
+"""Every setting of every stage, declared once and validated by pydantic.
+
+A setting's name is its dotted path (``distill.pruning_ratios``): the same key in YAML and
+in ``run.yaml``, and one command-line flag in every command that has it - the flag it
+declares (``flag=``) or ``--<section>-<name>`` (``--svd-epochs``). No two settings share a
+flag (`pakd.config.flags` checks it). The teachers' sections and the student's take their
+defaults from `pakd.config.defaults`, where each per-model default is declared once.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic.fields import FieldInfo
+
+from .defaults import ARCH, DISTILL_FIT, FIT, STUDENT, TEACHERS
+
+MEMBERS = Literal["svd", "xdeepfm", "autoint"]
+TEACHER_CHOICES = Literal["ensemble", "svd", "xdeepfm", "autoint"]
+
+
+def _f(default, desc: str, flag: str | None = None, aliases: list[str] | None = None, **kw):
+    """A setting: default, ``--help`` text, and optionally its own flag and aliases (the
+    original experiment's spellings)."""
+    extra: dict[str, Any] = {}
+    if flag:
+        extra["flag"] = flag
+    if aliases:
+        extra["aliases"] = aliases
+    return Field(default, description=desc, json_schema_extra=extra or None, **kw)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _with_defaults(name: str, fields_from: list[type[BaseModel]], defaults: dict,
+                   only: list[str] | None = None, doc: str = "") -> type[Section]:
+    """A section holding the fields of ``fields_from`` (all, or ``only``), each declared
+    there once, with defaults taken from the data table ``defaults``."""
+    fields: dict[str, Any] = {}
+    for src in fields_from:
+        for key, info in src.model_fields.items():
+            if only is not None and key not in only:
+                continue
+            new = FieldInfo.merge_field_infos(info, default=defaults[key]) \
+                if key in defaults else info
+            fields[key] = (info.annotation, new)
+    missing = set(defaults) - set(fields)
+    if missing:
+        raise TypeError(f"{name}: defaults for unknown settings {sorted(missing)}")
+    return create_model(name, __base__=Section, __doc__=doc, **fields)
+
+
+# ----------------------------------------------------------------------------- data
+
+class DataConfig(Section):
+    dataset: str = _f("ml-latest-small", "MovieLens release (ml-100k, ml-1m, ml-10m, ml-20m, "
+                      "ml-25m, ml-32m, ml-latest, ml-latest-small) or a path to a CSV/TSV/"
+                      "Parquet ratings file", flag="--dataset")
+    dir: str | None = _f(None, "folder with the release's files (unset: the embedded copy "
+                         "for ml-latest-small, else the cache)", flag="--data-dir")
+    cache: str | None = _f(None, "download cache (unset: $PAKD_CACHE or ~/.cache/pakd)",
+                           flag="--cache-dir")
+    download: bool = _f(True, "download a missing MovieLens release (MD5-checked)",
+                        flag="--download")
+    base_url: str = _f("https://files.grouplens.org/datasets/movielens",
+                       "where MovieLens zips are downloaded from", flag="--base-url")
+    columns: dict[str, str] = _f({}, "generic tables: column mapping, e.g. "
+                                 "user=userId,item=movieId,rating=rating,timestamp=ts",
+                                 flag="--columns")
+    sep: str | None = _f(None, "generic tables: delimiter (unset: from the extension)",
+                         flag="--sep")
+    encoding: str = _f("utf-8", "generic tables: text encoding", flag="--encoding")
+    rating_min: float | None = _f(None, "generic tables: lowest valid rating (unset: observed)",
+                                  flag="--rating-min")
+    rating_max: float | None = _f(None, "generic tables: highest valid rating (unset: "
+                                  "observed)", flag="--rating-max")
+    duplicates: Literal["error", "first", "last", "mean"] = _f(
+        "error", "rule for a repeated (user, item) pair: error, or keep the first/last by "
+        "time, or the mean", flag="--duplicates")
+    user_features: str | None = _f(None, "generic tables: user feature file",
+                                   flag="--user-features")
+    item_features: str | None = _f(None, "generic tables: item feature file",
+                                   flag="--item-features")
+    user_key: str | None = _f(None, "ID column of the user feature file (unset: the user "
+                              "column)", flag="--user-key")
+    item_key: str | None = _f(None, "ID column of the item feature file (unset: the item "
+                              "column)", flag="--item-key")
+    feature_kinds: dict[str, Literal["categorical", "multi", "numeric"]] = _f(
+        {}, "generic tables: kind per feature column, e.g. genres=multi,year=numeric",
+        flag="--feature-kinds")
+    multi_sep: str = _f("|", "separator inside multi-valued feature cells", flag="--multi-sep")
+    title_column: str | None = _f(None, "item feature column holding a display title",
+                                  flag="--title-column")
+    tags_top_n: int = _f(50, "ml-latest/20m/25m/32m/10m: use the N most frequent tags as a "
+                         "multi-valued item field (0 = off)", flag="--tags-top-n", ge=0)
+    zip_prefix_len: int = _f(2, "ml-100k/1m: characters of the zip code kept as a field",
+                             flag="--zip-prefix-len", ge=1)
+    min_user_ratings: int = _f(1, "drop users with fewer ratings", flag="--min-user-ratings",
+                               ge=1)
+    min_item_ratings: int = _f(1, "drop items with fewer ratings", flag="--min-item-ratings",
+                               ge=1)
+    n_buckets: int = _f(10, "quantile buckets for numeric fields (e.g. release year)",
+                        flag="--n-buckets", ge=1)
+    max_tokens: int = _f(16, "most tokens kept per multi-valued cell", flag="--max-tokens", ge=1)
+
+
+class SplitConfig(Section):
+    method: Literal["user_ratio", "global_ratio", "temporal", "user_last_k", "leave_one_out"] = _f(
+        "user_ratio", "user_ratio (per-user random), global_ratio, temporal (global time cut), "
+        "user_last_k, leave_one_out", flag="--split")
+    ratios: list[float] = _f([0.8, 0.1, 0.1], "train,valid,test shares for ratio/temporal "
+                             "splits")
+    k: int = _f(1, "ratings per user held out for valid and for test by user_last_k",
+                flag="--last-k", ge=1)
+
+    @field_validator("ratios")
+    @classmethod
+    def _three(cls, v):
+        if len(v) != 3 or min(v) < 0 or abs(sum(v) - 1) > 1e-6 or v[0] <= 0:
+            raise ValueError("need three non-negative shares summing to 1 with train > 0")
+        return v
+
+
+class EvalConfig(Section):
+    ks: list[int] = _f([10, 20], "cut-offs K for top-K metrics", flag="--ks")
+    positive_above: float = _f(3.0, "binary protocol: rating > this is positive",
+                               flag="--positive-above")
+    negative_below: float = _f(3.0, "binary protocol: rating < this is negative",
+                               flag="--negative-below")
+    relevant_min_rating: float | None = _f(None, "top-K: held-out items count as relevant only "
+                                           "from this rating up (unset: all)",
+                                           flag="--relevant-min-rating")
+    chunk: int = _f(512, "users scored at once in full ranking", ge=1)
+
+    def kwargs(self) -> dict:
+        """The plain arguments `pakd.evaluate` takes."""
+        return self.model_dump()
+
+
+# ----------------------------------------------------------------------------- teachers
+
+class FitSettings(Section):
+    """How one model is trained: each field declared here once; each teacher's section
+    takes these fields with its own defaults from `pakd.config.defaults.FIT`."""
+    epochs: int = Field(30, description="most epochs (early stopping usually ends sooner)", ge=1)
+    batch_size: int = Field(1024, description="observed ratings per step", ge=1)
+    lr: float = Field(1e-3, description="AdamW learning rate", gt=0)
+    weight_decay: float = Field(1e-5, description="AdamW decoupled weight decay of dense "
+                                "layers", ge=0)
+    l2: float = Field(0.0, description="L2 on the embedding rows a step touches "
+                      "(Surprise-style)", ge=0)
+    negatives: int = Field(4, description="sampled unobserved items per observed rating", ge=1)
+    ranking_loss: Literal["bce", "bpr", "softmax"] = Field(
+        "bce", description="bce (pointwise), bpr (pairwise) or softmax (sampled softmax over "
+        "the positive and its negatives)")
+    rating_loss_weight: float = Field(1.0, description="weight of the rating MSE in the "
+                                      "training loss", ge=0)
+    ranking_loss_weight: float = Field(1.0, description="weight of the ranking loss in the "
+                                       "training loss", ge=0)
+    patience: int = Field(3, description="epochs without validation improvement before "
+                          "stopping", ge=1)
+    monitor: Literal["loss", "rmse", "rank_loss", "per_task"] = Field(
+        "loss", description="validation figure that picks the best epoch: the weighted loss "
+        "of both tasks, the rating RMSE, the ranking loss, or per_task (each output keeps its "
+        "own best epoch; for models whose outputs share no parameters)")
+
+
+def fit_kwargs(section: BaseModel) -> dict:
+    """The `FitSettings` part of a section, as the plain arguments `pakd.train.fit` takes."""
+    return {k: getattr(section, k) for k in FitSettings.model_fields if hasattr(section, k)}
+
+
+class SVDArch(Section):
+    factors: int = Field(description="rating factors", ge=1)
+    rank_factors: int = Field(description="ranking factors (0 = share the rating factors)", ge=0)
+    init_std: float = Field(description="std of the factor initialisation", gt=0)
+
+
+class XDeepFMArch(Section):
+    embed_dim: int = Field(description="field embedding width", ge=1)
+    cin_layers: list[int] = Field(description="CIN feature maps per layer (split-half)")
+    dnn: list[int] = Field(description="DNN hidden sizes")
+    dropout: float = Field(description="DNN dropout", ge=0, lt=1)
+
+
+class AutoIntArch(Section):
+    embed_dim: int = Field(description="field embedding width", ge=1)
+    layers: int = Field(description="interacting layers", ge=1)
+    heads: int = Field(description="attention heads per layer", ge=1)
+    head_dim: int = Field(description="units per head", ge=1)
+    dnn: list[int] = Field(description="DNN branch hidden sizes (AutoInt+); empty = AutoInt")
+    dropout: float = Field(description="DNN dropout", ge=0, lt=1)
+
+
+class StudentArch(Section):
+    factors: int = Field(description="lightweight_model: rating factors", ge=1)
+    rank_factors: int = Field(description="lightweight_model: ranking factors", ge=1)
+    hidden: list[int] = Field(description="lightweight_model: MLP hidden sizes of the rating "
+                              "side")
+    side_fields: bool = Field(description="lightweight_model: read the side fields (genres, "
+                              "year, tags, demographics) besides the IDs")
+
+
+ARCH_SECTIONS = {"svd": SVDArch, "xdeepfm": XDeepFMArch, "autoint": AutoIntArch}
+SVDConfig = _with_defaults("SVDConfig", [FitSettings, SVDArch], {**FIT["svd"], **ARCH["svd"]},
+                           doc="The SVD member: training and architecture.")
+XDeepFMConfig = _with_defaults("XDeepFMConfig", [FitSettings, XDeepFMArch],
+                               {**FIT["xdeepfm"], **ARCH["xdeepfm"]},
+                               doc="The xDeepFM member: training and architecture.")
+AutoIntConfig = _with_defaults("AutoIntConfig", [FitSettings, AutoIntArch],
+                               {**FIT["autoint"], **ARCH["autoint"]},
+                               doc="The AutoInt member: training and architecture.")
+StudentConfig = _with_defaults("StudentConfig", [StudentArch], ARCH[STUDENT],
+                               doc="The lightweight student's architecture.")
+
+
+def arch_of(section: BaseModel, kind: str) -> dict:
+    """The architecture entries of a member's (or the student's) section."""
+    cls = StudentArch if kind == STUDENT else ARCH_SECTIONS[kind]
+    return {k: getattr(section, k) for k in cls.model_fields}
+
+
+class TrainConfig(Section):
+    models: list[MEMBERS] = _f(list(TEACHERS), "teachers to train", flag="--models")
+    resume: bool = _f(False, "continue interrupted trainings from their last checkpoint",
+                      flag="--resume")
+
+
+class EnsembleConfig(Section):
+    algorithms: list[MEMBERS] = _f(list(TEACHERS), "ensemble members", flag="--algorithms")
+    weights: list[float] | Literal["auto"] = _f(
+        [0.4, 0.4, 0.2], "member weights (renormalised per output), or auto: rating weights by "
+        "non-negative least squares, ranking weights by validation NDCG@10", flag="--weights")
+    tasks: list[Literal["rating", "ranking", "balance"]] = _f(
+        ["ranking", "rating", "balance"], "per member: which output it feeds (rating, ranking "
+        "or balance = both)", flag="--tasks")
+    calibration_users: int = _f(128, "users whose catalogue scores standardise each member's "
+                                "ranking logit", flag="--calibration-users", ge=1)
+    cache_limit: int = _f(50_000_000, "cache member score matrices (users x items) up to this "
+                          "many entries in RUN/teachers/", flag="--score-cache-limit", ge=0)
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _auto(cls, v):
+        if isinstance(v, list) and len(v) == 1 and str(v[0]).lower() == "auto":
+            return "auto"
+        return v
+
+
+# ----------------------------------------------------------------------------- Fisher
+
+class FisherConfig(Section):
+    teacher: TEACHER_CHOICES = _f(
+        "ensemble", "which teacher to analyse (ensemble = every member)",
+        aliases=["--teacher", "--teacher-type"])
+    target_layers: list[str] = _f(["all"], "layers to report: all, or names/prefixes such as "
+                                  "cin,dnn.0,embedding", flag="--target-layers")
+    focus_tasks: list[Literal["ranking", "rating", "ensemble"]] = _f(
+        ["ranking", "rating", "ensemble"], "objectives: rating (Gaussian), ranking (Bernoulli), "
+        "ensemble (the ensemble's combined loss)", flag="--focus-tasks")
+    fisher: Literal["empirical", "true", "both"] = _f(
+        "both", "empirical (observed labels), true (labels drawn from the model) or both",
+        flag="--fisher")
+    sample: int = _f(10000, "train ratings used (each with one sampled negative); 0 = all", ge=0)
+    mc_samples: int = _f(1, "label draws per example for the true Fisher (0 = closed form)",
+                         flag="--mc-samples", ge=0)
+    batch: int = _f(256, "examples per per-example-gradient batch", ge=1)
+    validate_units: int = _f(60, "units removed one at a time per member to check predictions",
+                             flag="--validate-units", ge=0)
+    plan_ratio: float = _f(0.2, "parameter reduction the recommended plan aims at",
+                           flag="--plan-ratio", gt=0, lt=1)
+    plan_fisher: Literal["empirical", "true"] = _f("true", "Fisher kind the plan uses",
+                                                   flag="--plan-fisher")
+    plan_eval_users: int = _f(200, "users (a seeded sample) ranked to measure the plan's NDCG "
+                              "change, before and after on the same users (0 = all)",
+                              flag="--plan-eval-users", ge=0)
+    friendliness_threshold: float = _f(0.01, "cost share under which removed units count as "
+                                       "free for pruning friendliness",
+                                       flag="--friendliness-threshold", gt=0, lt=1)
+
+
+# ----------------------------------------------------------------------------- distillation
+
+class _DistillOwn(Section):
+    teacher: TEACHER_CHOICES = _f("ensemble", "teacher to distil",
+                                  aliases=["--teacher", "--teacher-type"])
+    student: Literal["lightweight_model", "svd", "xdeepfm", "autoint"] = _f(
+        "lightweight_model", "student: lightweight_model (two factorisations + small MLP over "
+        "the same fields) or a copy of a trained teacher member", flag="--student")
+    pruning_ratio: float | None = _f(None, "one pruning ratio (share of the student's "
+                                     "parameters removed); replaces --pruning-ratios",
+                                     flag="--pruning-ratio", ge=0, lt=1)
+    pruning_ratios: list[float] = _f([0.5, 0.75], "pruning ratios of the sweep",
+                                     flag="--pruning-ratios")
+    methods: list[Literal["fisher_kd", "magnitude_kd", "random_kd", "fisher_ft", "scratch"]] = _f(
+        ["fisher_kd", "magnitude_kd", "random_kd", "fisher_ft", "scratch"],
+        "fisher_kd (PAKD), magnitude_kd, random_kd, fisher_ft (labels only), scratch (final "
+        "architecture from scratch, labels only)", flag="--methods")
+    distill_tasks: list[Literal["ranking", "rating", "feature"]] = _f(
+        ["ranking", "rating", "feature"], "distillation losses used", flag="--distill-tasks")
+    kd_ranking_weight: float = _f(0.4, "weight of the listwise ranking distillation loss",
+                                  flag="--kd-ranking-weight", ge=0)
+    kd_rating_weight: float = _f(0.4, "weight of the rating distillation loss",
+                                 flag="--kd-rating-weight", ge=0)
+    kd_feature_weight: float = _f(0.2, "weight of the feature distillation loss",
+                                  flag="--kd-feature-weight", ge=0)
+    label_loss_weight: float = _f(1.0, "weight of the ground-truth rating and ranking losses "
+                                  "when distilling", flag="--label-loss-weight",
+                                  aliases=["--label-weight"], ge=0)
+    temperature: float = _f(1.0, "softmax temperature of listwise distillation",
+                            flag="--temperature", gt=0)
+    list_top: int = _f(30, "teacher top-ranked unseen items in each user's candidate list",
+                       flag="--list-top", ge=1)
+    list_random: int = _f(30, "uniformly sampled items added to each candidate list",
+                          flag="--list-random", ge=0)
+    list_users: int = _f(128, "users per step for listwise distillation", flag="--list-users",
+                         ge=1)
+    feature_dim: int = _f(32, "teacher hidden reduced by PCA to this many components",
+                          flag="--feature-dim", ge=1)
+    prune_until: float = _f(0.3, "share of training over which pruning rises (cubic) to the "
+                            "target", flag="--prune-until", gt=0, le=1)
+    prune_steps: int = _f(6, "pruning steps on the way to the target", flag="--prune-steps",
+                          ge=1)
+    fisher_balance: list[float] = _f(
+        [1.0, 3.0], "Fisher pruning: weights of the rated-pair and candidate-list losses, each "
+        "normalised to a total sensitivity of one first (so losses on different scales count "
+        "by weight, not by unit); an empty list uses the raw Fisher sum",
+        flag="--fisher-balance")
+    workers: int = _f(0, "students trained at once, each in its own single-threaded process "
+                      "(0 = one per torch thread of the run; 1 = one at a time, in this "
+                      "process)", flag="--distill-workers", ge=0)
+    rmse_tolerance: float = _f(0.02, "best student: valid RMSE at most (1 + this) x the "
+                               "teacher's", flag="--rmse-tolerance", ge=0)
+    ndcg_tolerance: float = _f(0.05, "best student: valid NDCG@10 at least (1 - this) x the "
+                               "teacher's", flag="--ndcg-tolerance", ge=0)
+
+
+DistillConfig = _with_defaults(
+    "DistillConfig", [_DistillOwn, FitSettings], DISTILL_FIT,
+    only=list(_DistillOwn.model_fields) + list(DISTILL_FIT),
+    doc="The PAKD sweep: teacher, student, methods, losses, pruning schedule and the "
+        "training budget every method shares.")
+
+
+def sweep_ratios(dc: BaseModel) -> list[float]:
+    return [dc.pruning_ratio] if dc.pruning_ratio is not None else list(dc.pruning_ratios)
+
+
+class BenchConfig(Section):
+    batch: int = _f(4096, "rows per throughput batch", ge=1)
+    seconds: float = _f(0.5, "time per model and round: half throughput, half latency (at "
+                        "least 3 batches and 10 queries)", gt=0)
+    rounds: int = _f(3, "rounds of interleaved measurement (every model once per round, in "
+                     "turn), so a change of machine load hits teacher and students alike", ge=1)
+
+
+# ----------------------------------------------------------------------------- the run
+
+class RunConfig(Section):
+    seed: int = _f(0, "seed for every random choice (split, init, negatives, sampling)",
+                   flag="--seed")
+    threads: int = _f(0, "torch threads (0 = all cores); recorded with every timing",
+                      flag="--threads", ge=0)
+    quiet: bool = _f(False, "no progress bars and no library warnings; errors only",
+                     flag="--quiet")
+    profile: Literal["quick", "default"] = _f("default", "quick: tiny budgets for smoke tests; "
+                                              "default: the full experiment", flag="--profile")
+    data: DataConfig = Field(default_factory=DataConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    svd: SVDConfig = Field(default_factory=SVDConfig)
+    xdeepfm: XDeepFMConfig = Field(default_factory=XDeepFMConfig)
+    autoint: AutoIntConfig = Field(default_factory=AutoIntConfig)
+    ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
+    fisher: FisherConfig = Field(default_factory=FisherConfig)
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    bench: BenchConfig = Field(default_factory=BenchConfig)

@@ -1,0 +1,211 @@
+"""Unit importance: one interface, every criterion an implementation.
+
+An `Importance` gives each unit of each `Group` a score; `pakd.prune.select` removes the
+lowest first - per parameter the unit owns when ``per_parameter`` (the score is then an
+estimated cost of removing the unit, so small units are not favoured for being small).
+Criteria that learn from training steps (the mask-gradient Fisher) are `attach`ed to the
+model being trained and told about each step's examples (`observe`); the others ignore
+those calls.
+
+- `Magnitude`: sum of theta^2 over the entries a unit owns (ranked per parameter: the mean
+  squared weight).
+- `Random`: a seeded uniform draw (ranked as drawn).
+- `MaskFisher` (Theis et al. 2018; Liu et al., ICML 2021): put a mask m_u = 1 on every
+  unit's activations; the per-example gradient of the loss with respect to m_u is
+  d l_n / d m_u = sum over the unit's activations a in example n of a * d l_n / d a,
+  available from the ordinary training backward pass (forward hooks keep the activations
+  and their gradients). Its mean square over examples is the Fisher information of the
+  mask, and removing the unit (m_u: 1 -> 0) costs about 1/2 F_u. Examples are the units of
+  the loss: one rating with its sampled negatives, or one user's candidate list.
+  Losses on different scales (squared stars for ratings, nats for a candidate list) would
+  let the larger one decide every cut, so examples can fall into buckets (rated pairs,
+  candidate lists) whose Fisher is normalised to a total of one before the buckets are added
+  with weights: each unit's score is its share of each bucket's sensitivity.
+- `DiagonalFisher` (Optimal Brain Damage with the Fisher as Hessian, LeCun et al. 1990):
+  1/2 sum F_i theta_i^2 over a unit's entries, from a per-parameter diagonal Fisher
+  (`pakd.fisher.estimate`).
+"""
+from __future__ import annotations
+
+import torch
+
+from .slicing import group_scores
+
+
+class Importance:
+    """The interface: ``scores(model) -> {group name: float64 [units]}``."""
+    name = "importance"
+    per_parameter = True
+
+    def attach(self, model) -> None:
+        """Start observing ``model``'s training steps (after each pruning, the new model)."""
+
+    def detach(self) -> None:
+        """Stop observing."""
+
+    def next_call(self) -> None:
+        """The step runs the model once more (see `MaskFisher`)."""
+
+    def observe(self, examples: list[torch.Tensor], n_examples: int,
+                bucket: torch.Tensor | None = None) -> None:
+        """After ``loss.backward()``: which example each scored pair belongs to."""
+
+    def scores(self, model) -> dict[str, torch.Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+
+class Magnitude(Importance):
+    name = "magnitude"
+
+    def scores(self, model) -> dict[str, torch.Tensor]:
+        sq = {n: p.detach().double() ** 2 for n, p in model.named_parameters()}
+        return {g.name: group_scores(g, sq) for g in model.structure()}
+
+
+class Random(Importance):
+    name = "random"
+    per_parameter = False
+
+    def __init__(self, gen: torch.Generator):
+        self.gen = gen
+
+    def scores(self, model) -> dict[str, torch.Tensor]:
+        return {g.name: torch.rand(g.units, generator=self.gen, dtype=torch.float64)
+                for g in model.structure()}
+
+
+class DiagonalFisher(Importance):
+    """OBD cost 1/2 sum F theta^2 of each unit, from a per-parameter Fisher (a mean over
+    examples, so costs are in units of the mean loss per example)."""
+    name = "diagonal_fisher"
+
+    def __init__(self, fisher: dict[str, torch.Tensor]):
+        self.fisher = fisher
+
+    def saliency(self, model) -> dict[str, torch.Tensor]:
+        params = dict(model.named_parameters())
+        return {n: 0.5 * f * params[n].detach().double() ** 2 for n, f in self.fisher.items()}
+
+    def scores(self, model) -> dict[str, torch.Tensor]:
+        sal = self.saliency(model)
+        return {g.name: group_scores(g, sal) for g in model.structure()}
+
+
+class MaskFisher(Importance):
+    """Accumulates the per-example Fisher of unit masks from forward hooks.
+
+    A step may run the model several times (say, a full forward for the rated pairs and a
+    cheap ranking-only pass for the rest); call `next_call` before each further run and give
+    `observe` the example of every pair of every run, in the same order. Without
+    ``balance`` the score is 1/2 F_u; with one weight per bucket it is the weighted sum of
+    the unit's shares of each bucket's sensitivity.
+    """
+    name = "fisher"
+
+    def __init__(self, balance: list[float] | None = None, model=None):
+        self.balance = list(balance) if balance else None
+        self.buckets = len(self.balance) if self.balance else 1
+        self._handles: list = []
+        self.model = None
+        if model is not None:
+            self.attach(model)
+
+    def attach(self, model) -> None:
+        self.detach()
+        self.model = model
+        self.groups = model.structure()
+        self._sums = {g.name: torch.zeros(self.buckets, g.units, dtype=torch.float64)
+                      for g in self.groups}
+        self.counts = torch.zeros(self.buckets, dtype=torch.float64)
+        self._call = 0
+        self._captured: list[tuple[int, str, torch.Tensor]] = []
+        modules = dict(model.named_modules())
+        names = {m for g in self.groups for m, _ in g.acts}
+        self._handles = [modules[n].register_forward_hook(self._hook(n)) for n in names]
+
+    def detach(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    close = detach
+
+    @property
+    def sums(self) -> dict[str, torch.Tensor]:
+        """Sum over examples of the squared mask gradient, all buckets together."""
+        return {k: v.sum(0) for k, v in self._sums.items()}
+
+    @property
+    def count(self) -> int:
+        return int(self.counts.sum())
+
+    def _hook(self, name):
+        def fn(mod, inp, out):
+            if out.requires_grad:
+                out.retain_grad()
+                self._captured.append((self._call, name, out))
+        return fn
+
+    def next_call(self) -> None:
+        self._call += 1
+
+    @torch.no_grad()
+    def observe(self, examples: list[torch.Tensor], n_examples: int,
+                bucket: torch.Tensor | None = None) -> None:
+        """examples[c][p] is the example of pair p of run c; ``bucket[e]`` the bucket of
+        example e (default: all in bucket 0)."""
+        per_pair: dict[str, list[tuple[int, torch.Tensor]]] = {}
+        for call, name, out in self._captured:
+            if out.grad is None:
+                continue
+            prod = (out * out.grad).double()
+            per_pair.setdefault(name, []).append(
+                (call, prod.reshape(prod.shape[0], -1, prod.shape[-1]).sum(1)))   # [P, D]
+        if bucket is None:
+            bucket = torch.zeros(n_examples, dtype=torch.long)
+        for g in self.groups:
+            by_call: dict[int, torch.Tensor] = {}
+            for name, idx in g.acts:       # a unit's activations may sit in several modules
+                for call, v in per_pair.get(name, []):
+                    part = v[:, idx].sum(2)
+                    by_call[call] = by_call[call] + part if call in by_call else part
+            ex = torch.zeros(n_examples, g.units, dtype=torch.float64)
+            for call, per in by_call.items():
+                _scatter_add(ex, examples[call], per)
+            self._sums[g.name].index_add_(0, bucket, ex * ex)
+        self.counts += torch.bincount(bucket, minlength=len(self.counts)).double()
+        self._captured.clear()
+        self._call = 0
+
+    accumulate = observe
+
+    def scores(self, model=None) -> dict[str, torch.Tensor]:
+        if self.balance is None:
+            return {k: 0.5 * v / max(1, self.count) for k, v in self.sums.items()}
+        # a share needs neither the 1/2 nor the example count: both cancel within a bucket
+        total = sum(v.sum(1) for v in self._sums.values())                # [buckets]
+        w = torch.tensor(self.balance, dtype=torch.float64) / total.clamp(min=1e-300)
+        w = torch.where(total > 0, w, torch.zeros_like(w))
+        return {k: (w.unsqueeze(1) * v).sum(0) for k, v in self._sums.items()}
+
+
+def _scatter_add(out: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> None:
+    """out[index[p]] += values[p]. Pairs come grouped by example (sorted indices) in the
+    PAKD loop, where a segment sum is several times faster than `index_add_`."""
+    if len(index) and bool((index[1:] >= index[:-1]).all()):
+        counts = torch.bincount(index, minlength=out.shape[0])
+        out += torch.segment_reduce(values, "sum", lengths=counts, axis=0, unsafe=True)
+    else:
+        out.index_add_(0, index, values)
+
+
+def criterion(name: str, *, gen: torch.Generator | None = None,
+              balance: list[float] | None = None) -> Importance:
+    """The criterion a PAKD method names: fisher, magnitude or random."""
+    if name == "fisher":
+        return MaskFisher(balance)
+    if name == "magnitude":
+        return Magnitude()
+    if name == "random":
+        return Random(gen if gen is not None else torch.Generator().manual_seed(0))
+    raise ValueError(f"unknown pruning criterion {name!r}")

@@ -1,0 +1,39 @@
+"""The stages of a run, one recipe module each, readable top to bottom.
+
+Each recipe's ``run(cfg, rd, enc=None)`` reads the previous stages' artefacts from the run
+directory (`pakd.rundir.RunDir`) and writes its own, so any stage can be re-run alone
+(`pakd fisher --run DIR`); `run_all` is every stage in order. `STAGES` is the one list.
+"""
+from __future__ import annotations
+
+import time
+
+from ..config import RunConfig
+from ..rundir import RunDir, write_json
+from ..runtime import log
+from . import distill, ensemble, fisher, report, split, teachers
+
+# name -> recipe module, in run order
+STAGES = {"split": split, "teachers": teachers, "ensemble": ensemble, "fisher": fisher,
+          "distill": distill, "report": report}
+
+
+def run_all(cfg: RunConfig, rd: RunDir) -> str:
+    """Every stage in order; returns the run summary (Markdown) the report stage writes."""
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+    enc, out = None, ""
+    for name, recipe in STAGES.items():
+        if name == "report":   # the summary reports the time of everything before it
+            timings["total"] = time.perf_counter() - t_all
+            write_json(rd.timings_json, timings)
+        t0 = time.perf_counter()
+        out = recipe.run(cfg, rd, enc)
+        if name == "split":
+            enc = split.load_encoded(cfg, rd)
+        timings[name] = time.perf_counter() - t0
+        log.info("stage %s: %.1fs", name, timings[name])
+    return out
+
+
+__all__ = ["STAGES", "run_all", "split", "teachers", "ensemble", "fisher", "distill", "report"]

@@ -1,0 +1,371 @@
+"""Recipe `distill`: the PAKD sweep with its baselines, measured side by side.
+
+1. The teacher (the ensemble or one member), its test metrics and valid figures, and the
+   signals students learn from (`distill.signals`).
+2. For every pruning ratio, every method starts from the same student initialisation and
+   gets the same epochs and batches (`distill.loop.distill`): fisher_kd (PAKD),
+   magnitude_kd, random_kd, fisher_ft (Fisher pruning, labels only) and scratch
+   (fisher_kd's final architecture trained from scratch on labels only).
+3. Speed: the teacher, its members and every student measured interleaved in one process
+   (`pakd.bench.interleaved`), peak memory in a fresh process each.
+4. The best student, chosen on the valid part by `choose_best`, saved with its catalogue.
+Outputs: RUN/analysis_results/pakd_experiment.json|_summary.md, RUN/models/students/*,
+RUN/models/saved/best_student_model.*, plots in RUN/plots/.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..bench import interleaved, memory_of
+from ..config import STUDENT, RunConfig, arch_of, sweep_ratios
+from ..data.encoding import Encoded
+from ..distill.loop import METHODS, Budget, Losses, distill, validate
+from ..distill.signals import teacher_signals
+from ..errors import PakdError
+from ..evaluate import evaluate
+from ..models import build, load, save
+from ..models.base import RecModel
+from ..prune import criterion as make_criterion
+from ..report.pakd import pakd_markdown, pakd_plots
+from ..rundir import RunDir, read_json, write_json
+from ..runtime import log, progress, seed_everything
+from .ensemble import ensemble_scores
+from .split import load_encoded
+from .teachers import member_scores
+
+ROW_KEYS = ("rmse", "mae", "auc", "logloss", "recall@10", "ndcg@10")
+SPEED_KEYS = ("throughput_rows_per_s", "latency_ms_p50", "latency_ms_p99", "latency_reps",
+              "threads", "bench_batch", "bench_rounds", "speedup_throughput",
+              "speedup_throughput_range", "speedup_latency", "speedup_latency_range")
+
+
+def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
+    enc = enc or load_encoded(cfg, rd)
+    dc = cfg.distill
+    t_start = time.perf_counter()
+    teacher, scores = _teacher(cfg, rd, enc)
+    teacher_test = evaluate(teacher, enc, "test", **cfg.eval.kwargs(), scores=scores,
+                            quiet=cfg.quiet)
+    teacher_valid = _valid(teacher, enc, cfg, scores)
+    log.info("teacher (%s): test RMSE %.4f NDCG@10 %.4f", dc.teacher, teacher_test["rmse"],
+             teacher_test["ndcg@10"])
+    t_row = {"method": "teacher", "model": dc.teacher, "pruning_ratio": None,
+             **_pick(teacher_test), "params": teacher.n_params(),
+             "size_bytes": sum(f.stat().st_size for f in rd.teacher_files(dc.teacher)),
+             "valid": teacher_valid}
+    member_rows = _member_rows(cfg, rd, enc, teacher) if dc.teacher == "ensemble" else []
+    signals = teacher_signals(teacher, enc, scores, list_top=dc.list_top,
+                              feature_dim=dc.feature_dim, quiet=cfg.quiet)
+    del teacher
+    rows, curves = sweep(cfg, rd, enc, signals, teacher_valid)
+    speed = measure_speed(cfg, rd, t_row, member_rows, rows)
+    for r in member_rows + rows:
+        _relative(r, t_row)
+    best, rule = choose_best(rows, t_row, dc.rmse_tolerance, dc.ndcg_tolerance)
+    saved = save_best(rd, best, enc) if best is not None else None
+    out = {"dataset": cfg.data.dataset, "teacher": t_row, "members": member_rows, "rows": rows,
+           "best_student": {**(best or {}), "rule": rule, "saved": saved},
+           "targets": targets(rows, t_row), "settings": dc.model_dump(),
+           "student": cfg.student.model_dump(), "bench": speed,
+           "threads": torch.get_num_threads(), "teacher_valid": teacher_valid,
+           "feature_variance_kept": signals.explained, "curves": curves,
+           "seconds": time.perf_counter() - t_start}
+    write_json(rd.pakd_json, out)
+    rd.write_text(rd.pakd_md, pakd_markdown(out))
+    pakd_plots(out, rd.plots)
+    return out
+
+
+def _teacher(cfg: RunConfig, rd: RunDir, enc: Encoded):
+    """(teacher, its users x items ranking scores)."""
+    name = cfg.distill.teacher
+    teacher = rd.load_teacher(name)
+    if name == "ensemble":
+        return teacher, ensemble_scores(teacher, {
+            n: member_scores(cfg, rd, n, teacher.members[n], enc) for n in teacher.ranking_mix})
+    return teacher, member_scores(cfg, rd, name, teacher, enc)
+
+
+def _member_rows(cfg: RunConfig, rd: RunDir, enc: Encoded, ens) -> list[dict]:
+    tj = read_json(rd.teachers_json) if rd.teachers_json.is_file() else {"members": {}}
+    out = []
+    for n, m in ens.members.items():
+        met = tj["members"].get(n) or evaluate(m, enc, "test", **cfg.eval.kwargs(),
+                                              scores=member_scores(cfg, rd, n, m, enc))
+        out.append({"method": "member", "model": n, "pruning_ratio": None, **_pick(met),
+                    "params": m.n_params(),
+                    "size_bytes": rd.member(n).with_suffix(".safetensors").stat().st_size})
+    return out
+
+
+def make_student(cfg: RunConfig, rd: RunDir, enc: Encoded) -> RecModel:
+    """A fresh lightweight student, or a copy of a trained member."""
+    kind = cfg.distill.student
+    if kind == STUDENT:
+        return build(STUDENT, enc.schema, arch_of(cfg.student, STUDENT), tables=enc.tables,
+                     rating_mean=float(enc.parts["train"].rating.mean()))
+    return rd.load_member(kind)[0].train()
+
+
+def _train_one(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid: dict,
+               method: str, ratio: float, ref_arch: dict | None):
+    """One student of the sweep, trained by ``method`` to ``ratio``."""
+    dc = cfg.distill
+    crit_name, use_kd = METHODS[method]
+    seed_everything(cfg.seed)
+    student = make_student(cfg, rd, enc)
+    start = student.n_params()
+    if method == "scratch":
+        if ref_arch is None:
+            raise PakdError("the scratch baseline copies a pruned method's final architecture: "
+                            "list fisher_kd (or another pruning method)")
+        student = build(student.kind, enc.schema, ref_arch, tables=enc.tables,
+                        rating_mean=float(enc.parts["train"].rating.mean()))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    losses = Losses(frozenset(dc.distill_tasks) if use_kd else frozenset(),
+                    dc.kd_rating_weight, dc.kd_ranking_weight, dc.kd_feature_weight,
+                    dc.label_loss_weight if use_kd else 1.0, dc.temperature, dc.list_random,
+                    dc.list_users)
+    budget = Budget(dc.epochs, dc.batch_size, dc.lr, dc.weight_decay, dc.l2, dc.negatives,
+                    dc.patience)
+    crit = None if crit_name is None else make_criterion(
+        crit_name, gen=gen, balance=dc.fisher_balance or None)
+    res = distill(student, enc, signals, losses=losses, budget=budget, criterion=crit,
+                  ratio=ratio, prune_until=dc.prune_until, prune_steps=dc.prune_steps,
+                  teacher_valid=teacher_valid, relevant_min_rating=cfg.eval.relevant_min_rating,
+                  seed=cfg.seed, gen=gen, quiet=cfg.quiet, name=f"{method}@{ratio:g}")
+    res.start_params = start
+    return res, res.model
+
+
+def student_row(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid: dict,
+                method: str, ratio: float, ref_arch: dict | None) -> tuple[dict, dict]:
+    """Train, save and evaluate one student: (its table row, its training curve)."""
+    res, model = _train_one(cfg, rd, enc, signals, teacher_valid, method, ratio, ref_arch)
+    stem = rd.student(method, ratio)
+    save(model, stem, meta={"method": method, "pruning_ratio": ratio,
+                            "start_params": res.start_params, "prune_log": res.prune_log})
+    row = {"method": method, "model": model.kind, "pruning_ratio": ratio,
+           "removed_ratio": 1 - model.n_params() / res.start_params,
+           **_pick(evaluate(model, enc, "test", **cfg.eval.kwargs(), quiet=True)),
+           "valid": _valid(model, enc, cfg), "params": model.n_params(),
+           "size_bytes": stem.with_suffix(".safetensors").stat().st_size,
+           "train_seconds": res.train_seconds, "best_epoch": res.best_epoch,
+           "best_epochs": res.best_epochs, "epochs_run": len(res.history),
+           "arch": model.arch(), "file": str(stem)}
+    return row, {"method": method, "pruning_ratio": ratio, "history": res.history}
+
+
+def _reference(methods: list[str]) -> str | None:
+    """The method whose final architecture the scratch baseline trains: fisher_kd, else the
+    first listed method that prunes."""
+    if "fisher_kd" in methods:
+        return "fisher_kd"
+    return next((m for m in methods if METHODS[m][0] is not None), None)
+
+
+def sweep(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid: dict):
+    """Every (ratio, method) student. Students are trained by ``workers`` processes at once,
+    each single-threaded: a student's many small steps barely use a second core, and a
+    student trained on one thread equals one trained on two (checked on ml-latest-small).
+    The scratch baseline of a ratio starts once its reference method has finished."""
+    dc = cfg.distill
+    ratios, ref = sweep_ratios(dc), _reference(dc.methods)
+    if "scratch" in dc.methods and ref is None:
+        raise PakdError("the scratch baseline copies a pruned method's final architecture: "
+                        "list fisher_kd (or another pruning method)")
+    jobs = [(r, m) for r in ratios for m in dc.methods if m != "scratch"]
+    waiting = [(r, "scratch") for r in ratios] if "scratch" in dc.methods else []
+    workers = _workers(cfg, len(jobs) + len(waiting))
+    done: dict[tuple, tuple[dict, dict]] = {}
+    with progress(total=len(jobs) + len(waiting), desc="students", quiet=cfg.quiet,
+                  unit="student") as bar:
+        def finished(key, result):
+            done[key] = result
+            row = result[0]
+            log.info("%-14s ratio %.2f: params %s (%.1f%% removed), test RMSE %.4f, NDCG@10 "
+                     "%.4f (%.0fs)", key[1], key[0], f"{row['params']:,}",
+                     100 * row["removed_ratio"], row["rmse"], row["ndcg@10"],
+                     row["train_seconds"])
+            bar.update(1)
+
+        def arch_for(ratio):
+            return done[(ratio, ref)][0]["arch"]
+
+        if workers <= 1:
+            for key in jobs + waiting:
+                ra = arch_for(key[0]) if key[1] == "scratch" else None
+                finished(key, student_row(cfg, rd, enc, signals, teacher_valid, *key[::-1], ra))
+        else:
+            _sweep_in_processes(cfg, rd, enc, signals, teacher_valid, jobs, waiting, workers,
+                                finished, arch_for, ref)
+    order = [(r, m) for r in ratios for m in sorted(dc.methods, key=lambda m: m == "scratch")]
+    return [done[k][0] for k in order], [done[k][1] for k in order]
+
+
+def _workers(cfg: RunConfig, n_jobs: int) -> int:
+    if cfg.distill.workers:
+        return min(cfg.distill.workers, n_jobs)
+    return max(1, min(torch.get_num_threads(), n_jobs))
+
+
+def _sweep_in_processes(cfg, rd, enc, signals, teacher_valid, jobs, waiting, workers,
+                        finished, arch_for, ref) -> None:
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    ctx = mp.get_context("spawn")      # fork is unsafe once torch's thread pools exist
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(cfg.model_dump(mode="json"), str(rd.root), enc, signals,
+                                       teacher_valid)) as ex:
+        pending = {ex.submit(_worker_job, m, r, None): (r, m) for r, m in jobs}
+        while pending:
+            finished_now, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished_now:
+                key = pending.pop(fut)
+                finished(key, fut.result())
+                if key[1] == ref:
+                    for w in [w for w in waiting if w[0] == key[0]]:
+                        waiting.remove(w)
+                        pending[ex.submit(_worker_job, "scratch", w[0], arch_for(w[0]))] = w
+
+
+_STATE: dict = {}
+
+
+def _init_worker(cfg_data: dict, root: str, enc, signals, teacher_valid) -> None:
+    """A sweep worker: one torch thread, logs into the run's log file only."""
+    from ..config import RunConfig
+    from ..runtime import setup_logging
+    torch.set_num_threads(1)
+    cfg = RunConfig.model_validate({**cfg_data, "quiet": True})
+    rd = RunDir(root)
+    setup_logging(True, rd.log)
+    _STATE.update(cfg=cfg, rd=rd, enc=enc, signals=signals, teacher_valid=teacher_valid)
+
+
+def _worker_job(method: str, ratio: float, ref_arch: dict | None):
+    s = _STATE
+    return student_row(s["cfg"], s["rd"], s["enc"], s["signals"], s["teacher_valid"], method,
+                       ratio, ref_arch)
+
+
+def _valid(model: RecModel, enc: Encoded, cfg: RunConfig, scores=None) -> dict:
+    """Valid RMSE and NDCG@10: what the best student and its epochs are chosen by."""
+    if scores is None:
+        v = validate(model, enc, cfg.eval.relevant_min_rating, cfg.eval.chunk)
+        return {"rmse": v["valid_rmse"], "ndcg@10": v["valid_ndcg@10"]}
+    from ..evaluate import predict_ratings, ranking_metrics
+    from ..metrics import rmse
+    va = enc.parts["valid"]
+    scale = (enc.schema.rating_min, enc.schema.rating_max)
+    return {"rmse": rmse(predict_ratings(model, va.user, va.item), va.rating, scale),
+            "ndcg@10": ranking_metrics(model, enc, "valid", ks=[10],
+                                       relevant_min_rating=cfg.eval.relevant_min_rating,
+                                       chunk=cfg.eval.chunk, scores=scores)["ndcg@10"]}
+
+
+def measure_speed(cfg: RunConfig, rd: RunDir, t_row: dict, member_rows: list[dict],
+                  rows: list[dict]) -> dict:
+    """Speed of teacher, members and students, interleaved; peak memory of each alone."""
+    bc = cfg.bench
+    name = cfg.distill.teacher
+    targets = {"teacher": "ensemble" if name == "ensemble" else str(rd.member(name))}
+    targets.update({f"member:{r['model']}": str(rd.member(r["model"])) for r in member_rows})
+    targets.update({f"{r['method']}@{r['pruning_ratio']:g}": r["file"] for r in rows})
+    models = {k: (rd.load_ensemble() if t == "ensemble" else load(t)[0])
+              for k, t in targets.items()}
+    with progress(total=len(models) * bc.rounds, desc="benchmark", quiet=cfg.quiet,
+                  unit="model") as bar:
+        speed = interleaved(models, batch=bc.batch, seconds=bc.seconds, rounds=bc.rounds,
+                            reference="teacher", progress=bar)
+    del models
+    mem = memory_of(list(targets.values()), run_dir=str(rd.root),
+                    threads=torch.get_num_threads(), batch=bc.batch)
+    for (key, _), m, row in zip(targets.items(), mem, [t_row] + member_rows + rows):
+        row.update({k: v for k, v in speed["models"][key].items() if k in SPEED_KEYS})
+        row.update(peak_rss_mb=m["peak_rss_mb"], rss_before_load_mb=m["rss_before_load_mb"])
+    return {k: v for k, v in speed.items() if k != "models"}
+
+
+def _pick(m: dict) -> dict:
+    return {k: m.get(k) for k in ROW_KEYS}
+
+
+def _relative(row: dict, t: dict) -> None:
+    row["rmse_retention_pct"] = 100 * t["rmse"] / row["rmse"]
+    row["ndcg_retention_pct"] = 100 * row["ndcg@10"] / t["ndcg@10"] if t["ndcg@10"] else None
+    row["params_vs_teacher_pct"] = 100 * row["params"] / t["params"]
+
+
+def choose_best(rows: list[dict], t: dict, rmse_tol: float, ndcg_tol: float
+                ) -> tuple[dict | None, str]:
+    """The deployable student, chosen on the valid part (the test part only reports).
+
+    Rule: among the students whose valid RMSE is within ``rmse_tol`` and valid NDCG@10
+    within ``ndcg_tol`` of the teacher's, take the highest pruning ratio (the smallest size
+    class; students of one ratio differ by a few parameters, which must not decide), and
+    within it the best valid balance (NDCG@10 retention minus RMSE ratio). When none is
+    within tolerance: the best valid balance over all students, ties to the higher ratio.
+    """
+    if not rows:
+        return None, "no student was trained"
+    tv = t["valid"]
+
+    def balance(r):
+        return r["valid"]["ndcg@10"] / max(tv["ndcg@10"], 1e-12) - r["valid"]["rmse"] / tv["rmse"]
+
+    ok = [r for r in rows if r["valid"]["rmse"] <= (1 + rmse_tol) * tv["rmse"]
+          and r["valid"]["ndcg@10"] >= (1 - ndcg_tol) * tv["ndcg@10"]]
+    if ok:
+        b = max(ok, key=lambda r: (r["pruning_ratio"], balance(r)))
+        return b, (f"highest pruning ratio whose valid RMSE is within {rmse_tol:.0%} and valid "
+                   f"NDCG@10 within {ndcg_tol:.0%} of the teacher's, best valid balance "
+                   f"(NDCG@10 retention - RMSE ratio) within that ratio: {b['method']} at "
+                   f"{b['pruning_ratio']:g}")
+    b = max(rows, key=lambda r: (balance(r), r["pruning_ratio"]))
+    return b, (f"no student is within {rmse_tol:.0%} (RMSE) and {ndcg_tol:.0%} (NDCG@10) of "
+               f"the teacher on the valid part; the best valid balance (NDCG@10 retention - "
+               f"RMSE ratio) over all students: {b['method']} at {b['pruning_ratio']:g}")
+
+
+def targets(rows: list[dict], t: dict) -> dict:
+    """The retention targets of the origin report, each with the measured test figures
+    and whether it is met, and fisher_kd against each baseline at each ratio."""
+    out = {}
+    fk = {r["pruning_ratio"]: r for r in rows if r["method"] == "fisher_kd"}
+    if 0.5 in fk:
+        r = fk[0.5]
+        out["ratio_0.5"] = {"rmse_within_1pct": r["rmse"] <= 1.01 * t["rmse"],
+                            "ndcg_within_3pct": r["ndcg@10"] >= 0.97 * t["ndcg@10"],
+                            "rmse": r["rmse"], "ndcg@10": r["ndcg@10"]}
+    small = [r for r in fk.values() if r["params"] <= 0.1 * t["params"]]
+    if small:
+        r = max(small, key=lambda r: r["params"])
+        out["params_90pct_fewer"] = {"pruning_ratio": r["pruning_ratio"], "params": r["params"],
+                                     "rmse_within_2pct": r["rmse"] <= 1.02 * t["rmse"],
+                                     "ndcg_within_5pct": r["ndcg@10"] >= 0.95 * t["ndcg@10"],
+                                     "rmse": r["rmse"], "ndcg@10": r["ndcg@10"]}
+    cmp = {}
+    for ratio, r in fk.items():
+        if ratio < 0.5:
+            continue
+        for b in rows:
+            if b["pruning_ratio"] == ratio and b["method"] != "fisher_kd":
+                cmp[f"{b['method']}@{ratio:g}"] = {
+                    "rmse_at_least_as_good": r["rmse"] <= b["rmse"],
+                    "ndcg_at_least_as_good": r["ndcg@10"] >= b["ndcg@10"],
+                    "fisher_kd": [r["rmse"], r["ndcg@10"]], "baseline": [b["rmse"], b["ndcg@10"]]}
+    out["fisher_kd_vs_baselines"] = cmp
+    return out
+
+
+def save_best(rd: RunDir, best: dict, enc: Encoded) -> str:
+    """Copy the chosen student to RUN/models/saved/ with its IDs-and-titles catalogue."""
+    model, meta = load(best["file"])
+    stem = rd.best_student
+    save(model, stem, meta={k: meta.get(k) for k in ("method", "pruning_ratio", "start_params")})
+    write_json(rd.catalog_of(stem), {"user_ids": enc.user_ids.tolist(),
+                                     "item_ids": enc.item_ids.tolist(), "titles": enc.titles})
+    return str(stem.with_suffix(".safetensors"))

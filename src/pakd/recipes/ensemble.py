@@ -1,0 +1,145 @@
+"""Recipe `ensemble`: combine the trained members into the ensemble teacher and evaluate it.
+
+Loads the members named by ``ensemble.algorithms``, gives each its task and weight, fixes
+each ranking member's logit standardisation on a user sample (from the cached score
+matrices), fits the weights on the valid part when ``weights: auto``, and writes
+RUN/teachers/ensemble.json and the member/ensemble/baseline table (RUN/teachers.json|md).
+"""
+from __future__ import annotations
+
+import time
+from itertools import product
+
+import numpy as np
+import torch
+
+from .. import metrics as M
+from ..config import RunConfig
+from ..data.encoding import Encoded
+from ..errors import PakdError
+from ..evaluate import evaluate, predict_ratings, ranking_metrics, score_matrix
+from ..models.ensemble import Ensemble
+from ..report.teachers import teachers_markdown
+from ..rundir import RunDir, write_json
+from ..runtime import log, progress
+from .split import load_encoded
+from .teachers import member_scores
+
+
+def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
+    enc = enc or load_encoded(cfg, rd)
+    ens, metas, scores = build(cfg, rd, enc)
+    rd.save_ensemble(ens)
+    t0 = time.perf_counter()
+    em = evaluate(ens, enc, "test", **cfg.eval.kwargs(), scores=ensemble_scores(ens, scores),
+                  quiet=cfg.quiet)
+    em.update(params=ens.n_params(),
+              train_seconds=sum(metas[n]["fit"]["train_seconds"] for n in ens.members),
+              weights=ens.weights, tasks=ens.tasks, rating_mix=ens.rating_mix,
+              ranking_mix=ens.ranking_mix,
+              standardisation={n: [float(ens.logit_mean[k]), float(ens.logit_std[k])]
+                               for k, n in enumerate(ens.members)},
+              eval_seconds=time.perf_counter() - t0)
+    members = {}
+    for n, meta in metas.items():
+        m = dict(meta.get("test") or evaluate(ens.members[n], enc, "test", **cfg.eval.kwargs(),
+                                              scores=scores.get(n), quiet=cfg.quiet))
+        m.update(params=meta["params"], train_seconds=meta["fit"]["train_seconds"],
+                 epochs_run=meta["fit"]["epochs_run"], best_epoch=meta["fit"]["best_epoch"],
+                 epoch_seconds=meta["fit"]["epoch_seconds"], arch=meta["arch"])
+        members[n] = m
+    out = {"dataset": cfg.data.dataset, "split": rd.split_summary(),
+           "threads": torch.get_num_threads(), "members": members, "ensemble": em,
+           "baselines": baselines(enc, cfg)}
+    write_json(rd.teachers_json, out)
+    rd.write_text(rd.teachers_md, teachers_markdown(out))
+    log.info("ensemble: test RMSE %.4f, AUC %.4f, NDCG@10 %.4f, Recall@10 %.4f",
+             em["rmse"], em["auc"], em["ndcg@10"], em["recall@10"])
+    return out
+
+
+def _weights(cfg: RunConfig) -> dict[str, float] | None:
+    algos, tasks = cfg.ensemble.algorithms, cfg.ensemble.tasks
+    if len(tasks) != len(algos):
+        raise PakdError(f"--tasks has {len(tasks)} entries for {len(algos)} algorithms")
+    if cfg.ensemble.weights == "auto":
+        return None
+    w = cfg.ensemble.weights
+    if len(w) != len(algos) or min(w) < 0:
+        raise PakdError(f"--weights needs {len(algos)} non-negative numbers (or auto), got {w}")
+    return dict(zip(algos, map(float, w)))
+
+
+def build(cfg: RunConfig, rd: RunDir, enc: Encoded):
+    """(ensemble, member metadata, cached member scores of its ranking members)."""
+    algos = cfg.ensemble.algorithms
+    members, metas = {}, {}
+    for name in algos:
+        members[name], metas[name] = rd.load_member(name)
+    weights = _weights(cfg)
+    ens = Ensemble(members, weights or {n: 1.0 for n in algos},
+                   dict(zip(algos, cfg.ensemble.tasks)))
+    # every member's (cached) scores: calibration standardises each member's logit
+    scores = {n: member_scores(cfg, rd, n, m, enc) for n, m in members.items()}
+    ens.calibrate(enc.n_users, cfg.ensemble.calibration_users, cfg.seed, scores=scores)
+    if weights is None:
+        fit_auto_weights(ens, enc, cfg, scores)
+    return ens, metas, scores
+
+
+def fit_auto_weights(ens: Ensemble, enc: Encoded, cfg: RunConfig,
+                     scores: dict[str, torch.Tensor | None]) -> None:
+    """Rating: non-negative least squares of the valid ratings on the members' predictions.
+    Ranking: the convex weights (grid step 0.1) with the best validation NDCG@10."""
+    from scipy.optimize import nnls
+    va = enc.parts["valid"]
+    rmembers = list(ens.rating_mix)
+    X = torch.stack([predict_ratings(ens.members[n], va.user, va.item) for n in rmembers],
+                    1).double().numpy()
+    w, _ = nnls(X, va.rating.double().numpy())
+    ens.rating_mix = {n: float(v) for n, v in zip(rmembers, w)}
+    kmembers = list(ens.ranking_mix)
+    if len(kmembers) == 1:
+        return
+    z = {n: ens._z(n, scores[n] if scores.get(n) is not None else
+                   score_matrix(ens.members[n], enc.n_users)) for n in kmembers}
+    best, best_w = -1.0, None
+    grid = [c for c in product(range(11), repeat=len(kmembers)) if sum(c) == 10]
+    for combo in progress(grid, desc="fit ranking weights", quiet=cfg.quiet):
+        s = sum(c / 10 * z[n] for c, n in zip(combo, kmembers))
+        ndcg = ranking_metrics(None, enc, "valid", ks=[10],
+                               relevant_min_rating=cfg.eval.relevant_min_rating,
+                               chunk=cfg.eval.chunk, scores=s)["ndcg@10"]
+        if ndcg > best:
+            best, best_w = ndcg, combo
+    ens.ranking_mix = {n: c / 10 for c, n in zip(best_w, kmembers)}
+    log.info("auto weights: rating %s, ranking %s (valid NDCG@10 %.4f)",
+             ens.rating_mix, ens.ranking_mix, best)
+
+
+def ensemble_scores(ens: Ensemble, scores: dict[str, torch.Tensor | None]) -> torch.Tensor | None:
+    """The ensemble's users x items ranking scores from its members' (None if one is not
+    cached)."""
+    if any(scores.get(n) is None for n in ens.ranking_mix):
+        return None
+    return ens.combine_scores({n: scores[n] for n in ens.ranking_mix})
+
+
+def baselines(enc: Encoded, cfg: RunConfig) -> dict:
+    """Global mean (rating) and MostPop (ranking by train popularity) on the test part."""
+    scale = (enc.schema.rating_min, enc.schema.rating_max)
+    tr, te = enc.parts["train"], enc.parts["test"]
+    mu = float(tr.rating.mean())
+    gm = {"rmse": M.rmse(np.full(len(te), mu), te.rating.numpy(), scale),
+          "mae": M.mae(np.full(len(te), mu), te.rating.numpy(), scale),
+          "auc": 0.5, "recall@10": None, "ndcg@10": None, "params": 1}
+    keep, y = M.binary_labels(te.rating.numpy(), cfg.eval.positive_above, cfg.eval.negative_below)
+    base_rate = float(y.mean()) if len(y) else float("nan")
+    gm["logloss"] = M.logloss(np.full(len(y), base_rate), y) if len(y) else None
+    pop = torch.bincount(tr.item, minlength=enc.n_items).float()
+    mp = ranking_metrics(None, enc, "test", ks=cfg.eval.ks,
+                         relevant_min_rating=cfg.eval.relevant_min_rating, chunk=cfg.eval.chunk,
+                         scores=pop.expand(enc.n_users, -1))
+    mostpop = {"rmse": None, "mae": None, "auc": None, "logloss": None, **mp,
+               "params": enc.n_items}
+    return {"global_mean": gm, "mostpop": mostpop}

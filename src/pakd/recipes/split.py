@@ -1,0 +1,40 @@
+"""Recipe `split`: load the dataset, write the seeded split to RUN/split.csv + split.json.
+
+`load_encoded` is how every later stage gets the run's split as index tensors with the
+dataset's side fields.
+"""
+from __future__ import annotations
+
+import time
+
+from .. import data as data_mod
+from ..config import RunConfig
+from ..data.encoding import Encoded
+from ..data.splits import Split
+from ..rundir import RunDir
+from ..runtime import log
+
+
+def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> Split:
+    """Write the split (``enc`` is ignored: nothing is encoded before the split)."""
+    t0 = time.perf_counter()
+    ds = data_mod.load(cfg.data, quiet=cfg.quiet)
+    split = data_mod.make_split(ds.ratings, method=cfg.split.method,
+                                ratios=tuple(cfg.split.ratios), k=cfg.split.k, seed=cfg.seed)
+    split.summary["dataset"] = ds.name
+    path = split.write(rd.root)
+    s = split.summary
+    log.info("split %s (%s, seed %d): train %d / valid %d / test %d ratings; cold rows dropped: "
+             "valid %d, test %d -> %s (%.1fs)", ds.name, s["method"], cfg.seed,
+             s["rows"]["train"], s["rows"]["valid"], s["rows"]["test"],
+             s["cold_dropped"]["valid"], s["cold_dropped"]["test"], path,
+             time.perf_counter() - t0)
+    return split
+
+
+def load_encoded(cfg: RunConfig, rd: RunDir) -> Encoded:
+    """The run's split encoded with the dataset's side fields."""
+    split = data_mod.read_split(rd.root)
+    ds = data_mod.load(cfg.data, quiet=cfg.quiet)
+    return data_mod.encode(ds, split, n_buckets=cfg.data.n_buckets,
+                           max_tokens=cfg.data.max_tokens)

@@ -1,0 +1,83 @@
+"""Recipe `teachers`: train the members, evaluate each on the test part.
+
+For each model of ``train.models``: seed by name (a member trains the same alone or after
+the others), build it from its config section, `fit` it (best weights and resumable state in
+RUN/teachers/), then score the catalogue once - the scores are cached
+(`member_scores`), because full-catalogue scoring of xDeepFM and AutoInt is the most
+expensive step after training, and the ensemble, Fisher and distillation stages read the
+same matrices.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save as st_save
+
+from ..config import TEACHERS, RunConfig, arch_of, fit_kwargs
+from ..data.encoding import Encoded
+from ..evaluate import evaluate, score_matrix
+from ..models import build, save
+from ..models.base import RecModel
+from ..rundir import RunDir
+from ..runtime import log, progress, seed_everything
+from ..train import fit
+from .split import load_encoded
+
+
+def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict[str, dict]:
+    """Train every model in ``cfg.train.models``; returns their saved metadata."""
+    enc = enc or load_encoded(cfg, rd)
+    mean = float(enc.parts["train"].rating.mean())
+    out = {}
+    for name in cfg.train.models:
+        section = getattr(cfg, name)
+        seed_everything(cfg.seed * 1000 + TEACHERS.index(name))
+        model = build(name, enc.schema, arch_of(section, name), tables=enc.tables,
+                      rating_mean=mean)
+        log.info("training %s (%s parameters)", name, f"{model.n_params():,}")
+        t0 = time.perf_counter()
+        res = fit(model, enc, **fit_kwargs(section), seed=cfg.seed, name=name,
+                  checkpoint=rd.member(name), state=rd.member_state(name),
+                  resume=cfg.train.resume, quiet=cfg.quiet)
+        meta = {"fit": {"train_seconds": res.train_seconds,
+                        "fit_seconds": time.perf_counter() - t0,
+                        "epoch_seconds": res.epoch_seconds, "best_epoch": res.best_epoch,
+                        "best_epochs": res.best_epochs, "epochs_run": res.epochs_run,
+                        "best_valid_loss": res.best_valid, "threads": torch.get_num_threads(),
+                        "history": res.history},
+                "train_config": section.model_dump()}
+        save(model, rd.member(name), meta=meta)
+        rd.member_scores(name).unlink(missing_ok=True)     # new weights: the cache is stale
+        m = evaluate(model, enc, "test", **cfg.eval.kwargs(),
+                     scores=member_scores(cfg, rd, name, model, enc), quiet=cfg.quiet)
+        meta["test"] = m
+        save(model, rd.member(name), meta=meta)
+        log.info("%s: test RMSE %.4f, AUC %.4f, NDCG@10 %.4f, Recall@10 %.4f (%.0fs training)",
+                 name, m["rmse"], m["auc"], m["ndcg@10"], m["recall@10"], res.train_seconds)
+        out[name] = meta
+    return out
+
+
+def member_scores(cfg: RunConfig, rd: RunDir, name: str, model: RecModel,
+                  enc: Encoded) -> torch.Tensor | None:
+    """The member's users x items ranking scores, from the cache when its weights are
+    unchanged. None when the matrix is larger than ``ensemble.cache_limit`` (callers then
+    score users in chunks)."""
+    if enc.n_users * enc.n_items > cfg.ensemble.cache_limit:
+        return None
+    path = rd.member_scores(name)
+    fp = rd.member_fingerprint(name)
+    if path.is_file():
+        with safe_open(str(path), "pt") as f:
+            if (f.metadata() or {}).get("weights_md5") == fp:
+                return f.get_tensor("scores")
+    t0 = time.perf_counter()
+    with progress(total=enc.n_users, desc=f"score catalogue ({name})", quiet=cfg.quiet,
+                  unit="user") as bar, torch.inference_mode():
+        s = score_matrix(model, enc.n_users, progress=bar)
+    log.info("%s: scored %d users x %d items in %.1fs", name, enc.n_users, enc.n_items,
+             time.perf_counter() - t0)
+    rd.write_bytes(path, st_save({"scores": s.contiguous()}, metadata={"weights_md5": fp}))
+    return s

@@ -1,0 +1,31 @@
+"""Shared plot helpers: one marker, colour and line per method, so equal points stay
+visible; atomic PNG writes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+METHOD_STYLE = {
+    "fisher_kd": {"color": "tab:blue", "marker": "o", "linestyle": "-"},
+    "magnitude_kd": {"color": "tab:orange", "marker": "s", "linestyle": "--"},
+    "random_kd": {"color": "tab:green", "marker": "^", "linestyle": "-."},
+    "fisher_ft": {"color": "tab:red", "marker": "D", "linestyle": ":"},
+    "scratch": {"color": "tab:purple", "marker": "v", "linestyle": (0, (5, 1))},
+}
+
+
+def style(method: str, alpha: float = 1.0) -> dict:
+    """Matplotlib line style of a method (hollow markers, so coinciding points show)."""
+    st = dict(METHOD_STYLE.get(method, {"color": "tab:gray", "marker": "x", "linestyle": "-"}))
+    st.update(markersize=7, markerfacecolor="none", markeredgewidth=1.5, alpha=alpha)
+    return st
+
+
+def save_figure(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

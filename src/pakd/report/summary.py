@@ -1,0 +1,43 @@
+"""The run in one table: teacher, best student, retention, speed-up, where to read more."""
+from __future__ import annotations
+
+from .tables import fmt, markdown_table
+
+
+def summary_markdown(rd, teachers: dict | None, fisher: dict | None, pakd: dict | None,
+                     timings: dict) -> str:
+    lines = [f"# pakd run — {rd}", ""]
+    rows = []
+    if pakd:
+        t, b = pakd["teacher"], pakd["best_student"]
+        rows.append({"what": f"teacher ({t['model']})", "params": t["params"],
+                     "rmse": t["rmse"], "ndcg": t["ndcg@10"], "auc": t.get("auc"),
+                     "lat": t.get("latency_ms_p50")})
+        if b.get("method"):
+            rows.append({"what": f"best student ({b['method']} at ratio {b['pruning_ratio']:g})",
+                         "params": b["params"], "rmse": b["rmse"], "ndcg": b["ndcg@10"],
+                         "auc": b.get("auc"), "lat": b.get("latency_ms_p50"),
+                         "size": f"{b.get('params_vs_teacher_pct', float('nan')):.1f}%",
+                         "ret": f"RMSE {fmt(b.get('rmse_retention_pct'), 1)}%, NDCG@10 "
+                                f"{fmt(b.get('ndcg_retention_pct'), 1)}%",
+                         "speed": f"{fmt(b.get('speedup_throughput'), 1)}× rows/s, "
+                                  f"{fmt(b.get('speedup_latency'), 1)}× latency"})
+    elif teachers:
+        e = teachers["ensemble"]
+        rows.append({"what": "teacher (ensemble)", "params": e["params"], "rmse": e["rmse"],
+                     "ndcg": e["ndcg@10"], "auc": e.get("auc")})
+    if rows:
+        lines += [markdown_table(rows, [
+            ("what", "model"), ("params", "params"), ("size", "of teacher"), ("rmse", "RMSE"),
+            ("ndcg", "NDCG@10"), ("auc", "AUC"), ("ret", "retention"),
+            ("lat", "top-10 ms p50"), ("speed", "speed-up")]), "",
+            "Test part; the best student is chosen on the valid part "
+            f"({pakd['best_student'].get('rule', '')})." if pakd else "Test part.", ""]
+    if timings:
+        lines += ["Seconds per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()),
+                  ""]
+    reports = [("teachers", rd.teachers_md), ("Fisher analysis", rd.fisher_md),
+               ("PAKD sweep", rd.pakd_md), ("plots", rd.plots),
+               ("deployable student", rd.best_student.with_suffix(".safetensors"))]
+    lines += ["Reports: " + "; ".join(f"{k} `{p}`" for k, p in reports if p.exists()), ""]
+    return "\n".join(lines)

@@ -1,0 +1,220 @@
+"""The run directory: every artefact path of a run, and its JSON reads and writes.
+
+Every stage, the CLI, `pakd.bench` and `pakd recommend` find files through a `RunDir`, so
+the layout is written down once::
+
+    RUN/run.yaml                         resolved settings
+    RUN/pakd.log                         debug log of every command on this run
+    RUN/split.csv, split.json            the split (user,item,rating,timestamp,part) + summary
+    RUN/teachers/<m>.safetensors|.json   a member's weights and config (+ test metrics)
+    RUN/teachers/<m>.state.pt            its resumable training state
+    RUN/teachers/<m>.scores.safetensors  its users x items ranking scores (cache)
+    RUN/teachers/ensemble.json           the ensemble teacher (members, mixes, calibration)
+    RUN/teachers.json|md                 member, ensemble and baseline metrics
+    RUN/analysis_results/...             Fisher analysis and PAKD experiment (JSON + Markdown)
+    RUN/models/students/<method>_r<NN>.* every student of the sweep
+    RUN/models/saved/best_student_model.*  the chosen student (+ .catalog.json: IDs, titles)
+    RUN/plots/*.png                      figures
+    RUN/summary.md, timings.json         the run in one table; seconds per stage
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_write_bytes, atomic_write_text
+from .errors import PakdError
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o))
+
+
+def write_json(path: Path, obj) -> Path:
+    """Atomically write ``obj`` as indented JSON (numpy scalars and arrays allowed)."""
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    return Path(path)
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+class RunDir:
+    """Paths of one run directory (nothing is created until a stage writes)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.root)!r})"
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    @classmethod
+    def of_model(cls, model_path: str | Path) -> "RunDir | None":
+        """The run a saved model belongs to (``RUN/models/<kind>/<stem>``), if it is one."""
+        stem = Path(model_path)
+        for parent in stem.parents:
+            if (parent / "split.csv").is_file():
+                return cls(parent)
+        return None
+
+    # --- settings, log, split
+    @property
+    def config(self) -> Path:
+        return self.root / "run.yaml"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "pakd.log"
+
+    @property
+    def split_csv(self) -> Path:
+        return self.root / "split.csv"
+
+    @property
+    def split_json(self) -> Path:
+        return self.root / "split.json"
+
+    def split_summary(self) -> dict:
+        return read_json(self.split_json) if self.split_json.is_file() else {}
+
+    # --- teachers
+    @property
+    def teachers(self) -> Path:
+        return self.root / "teachers"
+
+    def member(self, name: str) -> Path:
+        """Stem of a member's saved model (``.safetensors`` + ``.json``)."""
+        return self.teachers / name
+
+    def member_state(self, name: str) -> Path:
+        return self.teachers / f"{name}.state.pt"
+
+    def member_scores(self, name: str) -> Path:
+        return self.teachers / f"{name}.scores.safetensors"
+
+    def member_fingerprint(self, name: str) -> str:
+        """MD5 of a member's weights: the key of its score cache."""
+        return hashlib.md5(self.member(name).with_suffix(".safetensors").read_bytes()).hexdigest()
+
+    @property
+    def ensemble(self) -> Path:
+        return self.teachers / "ensemble.json"
+
+    @property
+    def teachers_json(self) -> Path:
+        return self.root / "teachers.json"
+
+    @property
+    def teachers_md(self) -> Path:
+        return self.root / "teachers.md"
+
+    # --- analysis results
+    @property
+    def analysis(self) -> Path:
+        return self.root / "analysis_results"
+
+    @property
+    def fisher_json(self) -> Path:
+        return self.analysis / "ensemble_fisher_analysis.json"
+
+    @property
+    def fisher_md(self) -> Path:
+        return self.analysis / "ensemble_fisher_analysis_summary.md"
+
+    @property
+    def fisher_experiment_json(self) -> Path:
+        return self.analysis / "movielens_fisher_experiment.json"
+
+    @property
+    def pakd_json(self) -> Path:
+        return self.analysis / "pakd_experiment.json"
+
+    @property
+    def pakd_md(self) -> Path:
+        return self.analysis / "pakd_experiment_summary.md"
+
+    @property
+    def summary_md(self) -> Path:
+        return self.root / "summary.md"
+
+    @property
+    def timings_json(self) -> Path:
+        return self.root / "timings.json"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    # --- students
+    @property
+    def students(self) -> Path:
+        return self.root / "models" / "students"
+
+    def student(self, method: str, ratio: float) -> Path:
+        return self.students / f"{method}_r{int(round(ratio * 100)):02d}"
+
+    @property
+    def best_student(self) -> Path:
+        return self.root / "models" / "saved" / "best_student_model"
+
+    @staticmethod
+    def catalog_of(stem: str | Path) -> Path:
+        """The IDs-and-titles file saved beside a deployable model."""
+        stem = Path(stem)
+        if stem.suffix in (".safetensors", ".json"):
+            stem = stem.with_suffix("")
+        return stem.with_suffix(".catalog.json")
+
+    # --- models
+    def load_member(self, name: str):
+        """(model, config) of a trained member."""
+        from .models import load
+        if not self.member(name).with_suffix(".safetensors").is_file():
+            raise PakdError(f"teacher {name} not found in {self.teachers}; "
+                            f"run `pakd train --run {self.root} --models {name}` first")
+        return load(self.member(name))
+
+    def load_ensemble(self):
+        from .models.ensemble import Ensemble
+        if not self.ensemble.is_file():
+            raise PakdError(f"{self.ensemble} not found; run `pakd ensemble --run {self.root}` "
+                            "first")
+        arch = read_json(self.ensemble)
+        return Ensemble.from_arch(arch, {n: self.load_member(n)[0] for n in arch["members"]})
+
+    def save_ensemble(self, ens) -> Path:
+        return write_json(self.ensemble, {"kind": "ensemble", **ens.arch()})
+
+    def load_teacher(self, name: str):
+        """The ensemble or one member, by name."""
+        return self.load_ensemble() if name == "ensemble" else self.load_member(name)[0]
+
+    def teacher_files(self, name: str) -> list[Path]:
+        """The weight files a teacher is made of (its size on disk)."""
+        if name != "ensemble":
+            return [self.member(name).with_suffix(".safetensors")]
+        arch = read_json(self.ensemble)
+        used = {n for key in ("rating_mix", "ranking_mix", "rating_weights", "ranking_weights")
+                for n in arch.get(key, {})}
+        return [self.member(n).with_suffix(".safetensors") for n in arch["members"] if n in used]
+
+    def write_text(self, path: Path, text: str) -> Path:
+        atomic_write_text(path, text)
+        return path
+
+    def write_bytes(self, path: Path, data: bytes) -> Path:
+        atomic_write_bytes(path, data)
+        return path

@@ -1,0 +1,80 @@
+"""Measured damage: the losses the Fisher predicts, and the checks built on them."""
+import copy
+import math
+
+import pytest
+import torch
+from model_zoo import randomised
+
+from pakd.fisher.damage import Examples, LossProbe, check_plan, check_units, losses
+from pakd.models.ensemble import Ensemble
+
+
+def test_losses_hand_computed():
+    ex = Examples(torch.tensor([0, 0]), torch.tensor([1, 2]), torch.tensor([4.0, 0.0]),
+                  torch.tensor([1.0, 0.0]), torch.tensor([True, False]))
+    r = torch.tensor([3.0, 9.0], dtype=torch.float64)
+    lg = torch.tensor([0.0, 0.0], dtype=torch.float64)
+    out = losses(r, lg, ex, sigma2=2.0)
+    assert out["rating"] == pytest.approx(0.5 * 1.0 / 2.0)          # only the rated pair
+    assert out["ranking"] == pytest.approx(math.log(2))
+    assert out["ensemble"] == pytest.approx((0.25 + 2 * math.log(2)) / 2)
+
+
+def test_examples_pair_each_rating_with_a_negative(tiny_enc):
+    ex = Examples.of_part(tiny_enc, "train", 10, seed=0)
+    assert len(ex) == 20 and int(ex.has_rating.sum()) == 10
+    assert torch.equal(ex.user[:10], ex.user[10:])
+    again = Examples.of_part(tiny_enc, "train", 10, seed=0)
+    assert torch.equal(ex.item, again.item)
+
+
+def test_probe_of_an_intact_member_gives_the_ensemble_loss(tiny_enc):
+    members = {k: randomised(k, tiny_enc, seed=s) for s, k in enumerate(["svd", "autoint"])}
+    ens = Ensemble(members, {"svd": 0.5, "autoint": 0.5},
+                   {"svd": "balance", "autoint": "balance"}).double()
+    ens.calibrate(tiny_enc.n_users, sample=8)
+    ex = Examples.of_part(tiny_enc, "valid", 0, seed=1)
+    sigma2 = {"svd": 1.0, "autoint": 1.0, "ensemble": 0.7}
+    probe = LossProbe("svd", {"valid": ex}, sigma2, ens)
+    got = probe(members["svd"], "valid")
+    with torch.no_grad():
+        out = ens(ex.user, ex.item)
+    want = losses(out.rating.double(), out.logit.double(), ex, 0.7)["ensemble"]
+    assert got["ensemble"] == pytest.approx(want, rel=1e-9)
+
+
+def test_removing_a_dead_unit_measures_zero_and_is_predicted_zero(tiny_enc):
+    m = randomised("svd", tiny_enc)
+    with torch.no_grad():                       # factor 1 is dead: all its entries zero
+        m.user_factors.weight[:, 1] = 0
+        m.item_factors.weight[:, 1] = 0
+    ex = Examples.of_part(tiny_enc, "valid", 0, seed=1)
+    probe = LossProbe("svd", {"valid": ex, "train": ex}, {"svd": 1.0})
+    tested = [{"group": "factors", "kind": "mf_factor", "unit": 1},
+              {"group": "factors", "kind": "mf_factor", "unit": 0}]
+    fisher = {n: torch.ones_like(p, dtype=torch.float64) for n, p in m.named_parameters()}
+    from pakd.prune import DiagonalFisher
+    cost = DiagonalFisher(fisher).scores(m)
+    tables = {("rating", "empirical"): {("factors", u): float(cost["factors"][u])
+                                        for u in range(m.factors)}}
+    magnitude = {("factors", u): 1.0 for u in range(m.factors)}
+    res = check_units(m, probe, tested, tables, magnitude, focus=["rating", "ranking"],
+                      kinds=["empirical"], primary="rating")
+    dead, alive = res["points"]
+    assert dead["measured"]["rating"] == 0.0 and dead["predicted"]["rating/empirical"] == 0.0
+    assert alive["measured"]["rating"] != 0.0 and alive["predicted"]["rating/empirical"] > 0
+    assert set(alive["measured_train"]) == {"rating", "ranking", "ensemble"}
+
+
+def test_plan_check_prunes_physically(tiny_enc):
+    m = randomised("lightweight_model", tiny_enc).float()
+    keep = {g.name: torch.arange(g.units) % 2 == 0 for g in m.structure()}
+    ex = Examples.of_part(tiny_enc, "valid", 0, seed=1)
+    tables = {("rating", "true"): {(g.name, u): 0.1 for g in m.structure() for u in range(g.units)}}
+    out = check_plan(copy.deepcopy(m), keep, tables, "true", tiny_enc, ex, 1.0,
+                     users=torch.arange(tiny_enc.n_users), relevant_min_rating=None)
+    removed = sum(int((~k).sum()) for k in keep.values())
+    assert out["predicted_loss_increase"]["rating"] == pytest.approx(0.1 * removed)
+    assert out["params_after"] + out["params_removed"] == m.n_params()
+    assert out["params_after"] < m.n_params() and 0 <= out["ndcg@10_after"] <= 1

@@ -1,0 +1,27 @@
+"""Shared test models: every kind, small, with random weights."""
+import torch
+
+from pakd.models import build
+
+KINDS = {
+    "svd": {"factors": 6, "rank_factors": 5},
+    "xdeepfm": {"embed_dim": 4, "cin_layers": [6, 4], "dnn": [8, 5]},
+    "autoint": {"embed_dim": 4, "layers": 2, "heads": 3, "head_dim": 3, "dnn": [6]},
+    "lightweight_model": {"factors": 5, "rank_factors": 3, "hidden": [7, 4]},
+}
+
+
+def randomised(kind, enc, seed=0, arch=None):
+    torch.manual_seed(seed)
+    m = build(kind, enc.schema, arch or KINDS[kind], tables=enc.tables,
+              rating_mean=3.0).double().eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.5)
+    return m
+
+
+def pairs(enc, n=40, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, enc.n_users, (n,), generator=g),
+            torch.randint(0, enc.n_items, (n,), generator=g))

@@ -1,0 +1,43 @@
+"""The ensemble teacher: per-output mixes, calibration, and its saved form."""
+import pytest
+import torch
+from model_zoo import pairs, randomised
+
+from pakd.models.ensemble import Ensemble
+
+
+def test_ensemble_combines_per_task(tiny_enc):
+    members = {k: randomised(k, tiny_enc, seed=s) for s, k in enumerate(["svd", "xdeepfm", "autoint"])}
+    ens = Ensemble(members, {"svd": 0.4, "xdeepfm": 0.4, "autoint": 0.2},
+                   {"svd": "ranking", "xdeepfm": "rating", "autoint": "balance"}).double()
+    assert ens.rating_mix == pytest.approx({"xdeepfm": 2 / 3, "autoint": 1 / 3})
+    assert ens.ranking_mix == pytest.approx({"svd": 2 / 3, "autoint": 1 / 3})
+    ens.calibrate(tiny_enc.n_users, sample=10)
+    u, i = pairs(tiny_enc)
+    out = ens(u, i)
+    want_r = 2 / 3 * members["xdeepfm"](u, i).rating + 1 / 3 * members["autoint"](u, i).rating
+    assert torch.allclose(out.rating, want_r)
+    z = lambda n, k: (members[n](u, i).logit - ens.logit_mean[k]) / ens.logit_std[k]  # noqa: E731
+    assert torch.allclose(out.logit, 2 / 3 * z("svd", 0) + 1 / 3 * z("autoint", 2))
+    s = ens.score_all(torch.arange(tiny_enc.n_users))
+    assert torch.allclose(s[u, i], out.logit.to(s.dtype), rtol=1e-5, atol=1e-6)
+    assert ens.n_params() == sum(m.n_params() for m in members.values())
+
+
+def test_ensemble_from_arch_roundtrip_and_old_key_names(tiny_enc):
+    members = {k: randomised(k, tiny_enc, seed=s) for s, k in enumerate(["svd", "autoint"])}
+    ens = Ensemble(members, {"svd": 0.7, "autoint": 0.3}, {"svd": "ranking", "autoint": "balance"})
+    ens.calibrate(tiny_enc.n_users, sample=10)
+    arch = ens.arch()
+    back = Ensemble.from_arch(arch, members)
+    u, i = pairs(tiny_enc)
+    assert torch.equal(back(u, i).logit, ens(u, i).logit)
+    old = dict(arch, rating_weights=arch.pop("rating_mix"), ranking_weights=arch.pop("ranking_mix"))
+    assert Ensemble.from_arch(old, members).ranking_mix == ens.ranking_mix
+
+
+def test_ensemble_needs_a_member_per_output(tiny_enc):
+    from pakd.errors import PakdError
+    members = {"svd": randomised("svd", tiny_enc)}
+    with pytest.raises(PakdError, match="rating"):
+        Ensemble(members, {"svd": 1.0}, {"svd": "ranking"})

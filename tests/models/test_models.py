@@ -1,0 +1,59 @@
+"""Models: shapes, catalogue scoring, defaults from one table, save/load."""
+import pytest
+import torch
+from model_zoo import KINDS, pairs, randomised
+
+from pakd.config import ARCH
+from pakd.models import build, load, save
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_forward_and_score_all_agree(kind, tiny_enc):
+    m = randomised(kind, tiny_enc)
+    u, i = pairs(tiny_enc)
+    out = m(u, i)
+    assert out.rating.shape == out.logit.shape == (40,)
+    assert out.hidden.shape[0] == 40
+    s = m.score_all(torch.arange(tiny_enc.n_users))
+    assert s.shape == (tiny_enc.n_users, tiny_enc.n_items)
+    assert torch.allclose(s[u, i], out.logit.to(s.dtype), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_save_load_roundtrip_weights_only(kind, tiny_enc, tmp_path):
+    m = randomised(kind, tiny_enc).float()
+    save(m, tmp_path / "model", meta={"note": "x"})
+    assert (tmp_path / "model.safetensors").is_file()
+    back, cfg = load(tmp_path / "model")
+    assert cfg["kind"] == kind and cfg["note"] == "x"
+    u, i = pairs(tiny_enc)
+    assert torch.equal(back(u, i).rating, m(u, i).rating)
+    assert not list(tmp_path.glob(".*tmp"))  # atomic writes leave no temp files
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_build_fills_missing_arch_from_the_defaults_table(kind, tiny_enc):
+    m = build(kind, tiny_enc.schema, tables=tiny_enc.tables)
+    arch = m.arch()
+    for key, value in ARCH[kind].items():
+        if key in arch:
+            assert arch[key] == value or arch[key] == [value] * len(arch[key]), key
+
+
+def test_models_have_no_defaults_of_their_own(tiny_enc):
+    """Defaults live in pakd.config.defaults only: a model built without them fails."""
+    from pakd.models import KINDS as MODEL_KINDS
+    for kind, cls in MODEL_KINDS.items():
+        with pytest.raises(TypeError):
+            cls(tiny_enc.schema)
+
+
+def test_param_groups_separate_embeddings_from_dense_layers(tiny_enc):
+    m = randomised("xdeepfm", tiny_enc)
+    extra = [torch.nn.Parameter(torch.zeros(3))]
+    dense, sparse = m.param_groups(0.1, extra)
+    assert dense["weight_decay"] == 0.1 and sparse["weight_decay"] == 0.0
+    ids = {id(p) for p in dense["params"]} | {id(p) for p in sparse["params"]}
+    assert ids == {id(p) for p in m.parameters()} | {id(extra[0])}
+    assert all(isinstance(p, torch.nn.Parameter) and p.dim() == 2 for p in sparse["params"])
+    assert id(m.head.weight) in {id(p) for p in dense["params"]}

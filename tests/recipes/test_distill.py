@@ -1,0 +1,39 @@
+"""Choosing the best student: on the valid part, by a rule a few parameters cannot flip."""
+from pakd.recipes.distill import choose_best, targets
+
+TEACHER = {"rmse": 0.85, "ndcg@10": 0.22, "params": 1000, "valid": {"rmse": 0.86, "ndcg@10": 0.20}}
+
+
+def row(method, ratio, params, v_rmse, v_ndcg, t_rmse=0.9, t_ndcg=0.1):
+    return {"method": method, "pruning_ratio": ratio, "params": params, "rmse": t_rmse,
+            "ndcg@10": t_ndcg, "valid": {"rmse": v_rmse, "ndcg@10": v_ndcg}}
+
+
+def test_highest_ratio_within_tolerance_then_best_valid_balance():
+    rows = [row("fisher_kd", 0.5, 500, 0.86, 0.20), row("fisher_kd", 0.75, 250, 0.87, 0.195),
+            row("magnitude_kd", 0.75, 247, 0.87, 0.190), row("random_kd", 0.9, 100, 0.95, 0.10)]
+    best, rule = choose_best(rows, TEACHER, 0.02, 0.05)
+    assert (best["method"], best["pruning_ratio"]) == ("fisher_kd", 0.75)   # not the 3 fewer
+    assert "valid" in rule
+
+
+def test_test_figures_do_not_choose():
+    rows = [row("a", 0.5, 500, 0.86, 0.20, t_ndcg=0.01), row("b", 0.5, 500, 0.90, 0.15, t_ndcg=0.5)]
+    best, _ = choose_best(rows, TEACHER, 0.02, 0.05)
+    assert best["method"] == "a"
+
+
+def test_fallback_is_best_valid_balance():
+    rows = [row("a", 0.5, 500, 0.95, 0.15), row("b", 0.75, 250, 0.90, 0.16)]
+    best, rule = choose_best(rows, TEACHER, 0.02, 0.05)
+    assert best["method"] == "b" and "no student" in rule
+    assert choose_best([], TEACHER, 0.02, 0.05)[0] is None
+
+
+def test_targets_compare_fisher_kd_with_each_baseline():
+    rows = [row("fisher_kd", 0.5, 500, 0, 0, t_rmse=0.85, t_ndcg=0.215),
+            row("magnitude_kd", 0.5, 500, 0, 0, t_rmse=0.84, t_ndcg=0.2)]
+    t = targets(rows, TEACHER)
+    assert t["ratio_0.5"]["rmse_within_1pct"] and t["ratio_0.5"]["ndcg_within_3pct"]
+    c = t["fisher_kd_vs_baselines"]["magnitude_kd@0.5"]
+    assert not c["rmse_at_least_as_good"] and c["ndcg_at_least_as_good"]

@@ -1,0 +1,80 @@
+"""The command line: one flag per setting in every command, brief help, old spellings."""
+import warnings
+
+import pytest
+
+from pakd.cli import SECTIONS, _overrides, build_parser, main
+from pakd.config import ORIGINAL, settings, spellings
+
+
+def help_of(capsys, *argv) -> str:
+    with pytest.raises(SystemExit):
+        main([*argv, "--help"])
+    return capsys.readouterr().out
+
+
+def test_run_and_distill_show_the_same_pruning_ratio_flag(capsys):
+    for cmd in ("run", "distill"):
+        text = help_of(capsys, cmd)
+        assert "--pruning-ratios" in text, cmd
+        assert "--ratios" not in text.replace("--pruning-ratios", "").replace(
+            "--split-ratios", ""), cmd
+    assert "--split-ratios" in help_of(capsys, "run")
+
+
+def test_ratios_alone_means_nothing(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--out", "x", "--ratios", "0.5"])
+
+
+def test_help_shows_own_settings_first_and_hides_data_options(capsys):
+    text = help_of(capsys, "distill")
+    groups = [line for line in text.splitlines() if line.endswith("settings:")]
+    assert groups[0] == "distill settings:" and "general settings:" in groups
+    assert "--dataset" not in text and "--help-all" in text
+    assert len(text.splitlines()) < 120
+    assert text.count("(default:") == len([g for g in text.splitlines() if "(default:" in g])
+    full = help_of(capsys, "distill", "--help-all")
+    assert "--dataset" in full and len(full.splitlines()) > len(text.splitlines())
+
+
+def test_hidden_sections_are_still_accepted():
+    args = build_parser().parse_args(["distill", "--run", "x", "--dataset", "ml-1m",
+                                      "--eval-chunk", "64"])
+    assert _overrides(args) == {"data.dataset": "ml-1m", "eval.chunk": 64} or \
+        _overrides(args) == {"data.dataset": "ml-1m", "eval.chunk": "64"}
+
+
+@pytest.mark.parametrize("command", ["fisher", "distill", "run"])
+def test_original_spellings_work_on_every_command_that_has_the_setting(command):
+    taken = {s.path for s in settings()
+             if s.section in SECTIONS[command][0] + SECTIONS[command][1] + [""]}
+    for key, paths in ORIGINAL.items():
+        here = [p for p in paths if p in taken]
+        if not here:
+            continue
+        for flag in spellings("--" + key.replace("_", "-")):
+            value = {"fisher.teacher": "svd", "distill.teacher": "svd",
+                     "fisher.target_layers": "cin", "fisher.focus_tasks": "rating",
+                     "distill.pruning_ratio": "0.3", "distill.distill_tasks": "rating",
+                     "distill.student": "svd", "ensemble.algorithms": "svd",
+                     "ensemble.weights": "1", "ensemble.tasks": "rating"}[here[0]]
+            args = build_parser().parse_args(command.split() + ["--run", "x", flag, value])
+            got = _overrides(args)
+            assert set(here) <= set(got), (command, flag)
+
+
+def test_a_setting_own_flag_beats_an_alias():
+    args = build_parser().parse_args(["run", "--out", "x", "--teacher-type", "svd",
+                                      "--distill-teacher", "autoint"])
+    got = _overrides(args)
+    assert got["fisher.teacher"] == "svd" and got["distill.teacher"] == "autoint"
+
+
+def test_quiet_silences_library_warnings(capsys):
+    from pakd.runtime import setup_logging
+    with warnings.catch_warnings():
+        setup_logging(True)
+        warnings.warn("a library complains")
+        assert capsys.readouterr().err == ""
+    setup_logging(False)
