@@ -91,3 +91,14 @@ def test_ranking_is_chunk_invariant():
     a = topk_metrics(lambda u: scores[u], rel, exc, chunk=5)
     b = topk_metrics(lambda u: scores[u], rel, exc, chunk=100)
     assert a == pytest.approx(b)
+
+
+def test_top_k_equals_the_first_k_of_a_stable_sort():
+    from pakd.metrics import top_k
+    g = torch.Generator().manual_seed(0)
+    for n, k in ((50, 10), (7, 7), (30, 1), (9, 12)):
+        s = torch.randint(0, 4, (40, n), generator=g).float()       # many ties
+        s[0] = -torch.inf                                              # a row of excluded items
+        s[1, :3] = -torch.inf
+        want = torch.sort(s, dim=1, descending=True, stable=True).indices[:, :k]
+        assert torch.equal(top_k(s, k), want), (n, k)

@@ -96,7 +96,8 @@ def interleaved(models: dict[str, RecModel], *, batch: int, seconds: float, roun
                 reference: str | None = None, progress=None) -> dict:
     """Measure every model once per round, in rotating order.
 
-    Each model gets ``seconds`` per round (half throughput, half latency). Returns per model
+    Each model gets ``seconds`` per round (half throughput, half latency; at least 10 latency
+    queries over all rounds). Returns per model
     the median throughput and latency over all rounds, and - against ``reference`` (say the
     teacher) - the median and spread of the per-round speed-ups, plus the load averages.
     """
@@ -112,7 +113,8 @@ def interleaved(models: dict[str, RecModel], *, batch: int, seconds: float, roun
             m = models[n]
             nu, ni = m.schema.n_users, m.schema.n_items
             thr[n].append(throughput(m, nu, ni, batch, seconds / 2, seed=r))
-            lat[n].append(latency_samples(m, nu, seconds=seconds / 2, seed=r))
+            lat[n].append(latency_samples(m, nu, seconds=seconds / 2, seed=r,
+                                          min_reps=max(3, -(-10 // rounds))))
             if progress is not None:
                 progress.update(1)
     out = {}

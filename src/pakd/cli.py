@@ -93,12 +93,16 @@ def add_settings(p: argparse.ArgumentParser, command: str) -> None:
         if hidden:
             target.add_argument(*hidden, help=argparse.SUPPRESS, **kw)
     # aliases (the original experiment's spellings): each sets every path it names here
-    first = next(iter(groups.values()), p)
-    for alias in sorted({a for s in settings() if s.path in taken for a in s.aliases}):
+    aliases = sorted({a for s in settings() if s.path in taken for a in s.aliases})
+    group = p.add_argument_group("aliases (older and original spellings)") if aliases else p
+    for alias in aliases:
         paths = [s.path for s in settings() if alias in s.aliases and s.path in taken]
-        first.add_argument(*spellings(alias), dest="alias__" + "|".join(paths),
-                           default=argparse.SUPPRESS, metavar="VALUE",
-                           help=f"original spelling: sets {' and '.join(paths)}")
+        dest = "alias__" + "|".join(paths)
+        group.add_argument(alias, dest=dest, default=argparse.SUPPRESS, metavar="VALUE",
+                           help=f"sets {' and '.join(paths)}")
+        if spellings(alias)[1:]:
+            group.add_argument(*spellings(alias)[1:], dest=dest, default=argparse.SUPPRESS,
+                               help=argparse.SUPPRESS)
 
 
 def _overrides(args: argparse.Namespace) -> dict:

@@ -89,6 +89,22 @@ def _rows_dense(csr, rows: np.ndarray, n_cols: int) -> torch.Tensor:
     return out
 
 
+def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of each row's k highest scores, best first, equal scores in item-index order:
+    the first k of a stable descending sort, without sorting whole rows. Items scoring above
+    the k-th value are in; of those equal to it, the lowest indices fill the rest."""
+    b, n = scores.shape
+    if k >= n:
+        return torch.sort(scores, dim=1, descending=True, stable=True).indices
+    kth = torch.topk(scores, k, dim=1).values[:, -1:]
+    above, at = scores > kth, scores == kth
+    need = k - above.sum(1, keepdim=True)
+    chosen = above | (at & (torch.cumsum(at, 1) <= need))
+    idx = chosen.nonzero()[:, 1].view(b, k)                    # ascending item index per row
+    order = torch.sort(torch.gather(scores, 1, idx), dim=1, descending=True, stable=True).indices
+    return torch.gather(idx, 1, order)
+
+
 def topk_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], relevant, exclude=None, *,
                  ks: Sequence[int] = (10, 20), users: Iterable[int] | None = None,
                  chunk: int = 512, progress=None) -> dict:
@@ -121,8 +137,7 @@ def topk_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], relevant, exc
         if exclude is not None:
             scores[_rows_dense(exclude, rows, n_items)] = -torch.inf
         k_eff = min(kmax, n_items)
-        # stable sort: equal scores keep item-index order, so ties are deterministic
-        top = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k_eff]
+        top = top_k(scores, k_eff)
         rel = _rows_dense(relevant, rows, n_items)
         hits = torch.gather(rel, 1, top).double()
         if k_eff < kmax:

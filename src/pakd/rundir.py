@@ -107,7 +107,7 @@ class RunDir:
 
     def member_fingerprint(self, name: str) -> str:
         """MD5 of a member's weights: the key of its score cache."""
-        return hashlib.md5(self.member(name).with_suffix(".safetensors").read_bytes()).hexdigest()
+        return hashlib.md5(self.weights(self.member(name)).read_bytes()).hexdigest()
 
     @property
     def ensemble(self) -> Path:
@@ -158,6 +158,9 @@ class RunDir:
     def plots(self) -> Path:
         return self.root / "plots"
 
+    def plot(self, name: str) -> Path:
+        return self.plots / f"{name}.png"
+
     # --- students
     @property
     def students(self) -> Path:
@@ -171,6 +174,11 @@ class RunDir:
         return self.root / "models" / "saved" / "best_student_model"
 
     @staticmethod
+    def weights(stem: str | Path) -> Path:
+        """The weights file of a saved model's stem (`pakd.models.save` writes it)."""
+        return Path(stem).with_suffix(".safetensors")
+
+    @staticmethod
     def catalog_of(stem: str | Path) -> Path:
         """The IDs-and-titles file saved beside a deployable model."""
         stem = Path(stem)
@@ -179,10 +187,13 @@ class RunDir:
         return stem.with_suffix(".catalog.json")
 
     # --- models
+    def has_member(self, name: str) -> bool:
+        return self.weights(self.member(name)).is_file()
+
     def load_member(self, name: str):
         """(model, config) of a trained member."""
         from .models import load
-        if not self.member(name).with_suffix(".safetensors").is_file():
+        if not self.weights(self.member(name)).is_file():
             raise PakdError(f"teacher {name} not found in {self.teachers}; "
                             f"run `pakd train --run {self.root} --models {name}` first")
         return load(self.member(name))
@@ -205,11 +216,11 @@ class RunDir:
     def teacher_files(self, name: str) -> list[Path]:
         """The weight files a teacher is made of (its size on disk)."""
         if name != "ensemble":
-            return [self.member(name).with_suffix(".safetensors")]
+            return [self.weights(self.member(name))]
         arch = read_json(self.ensemble)
         used = {n for key in ("rating_mix", "ranking_mix", "rating_weights", "ranking_weights")
                 for n in arch.get(key, {})}
-        return [self.member(n).with_suffix(".safetensors") for n in arch["members"] if n in used]
+        return [self.weights(self.member(n)) for n in arch["members"] if n in used]
 
     def write_text(self, path: Path, text: str) -> Path:
         atomic_write_text(path, text)

@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from pakd.data.splits import make_split, read_split

@@ -78,3 +78,21 @@ def test_plan_check_prunes_physically(tiny_enc):
     assert out["predicted_loss_increase"]["rating"] == pytest.approx(0.1 * removed)
     assert out["params_after"] + out["params_removed"] == m.n_params()
     assert out["params_after"] < m.n_params() and 0 <= out["ndcg@10_after"] <= 1
+
+
+@pytest.mark.parametrize("kind", ["xdeepfm", "autoint"])
+def test_probe_reusing_the_intact_branch_measures_the_same_losses(kind, tiny_enc):
+    from model_zoo import KINDS
+
+    from pakd.prune import mask_units
+    m = randomised(kind, tiny_enc, arch={**KINDS[kind], "dnn": [6, 5]}).float()
+    ex = Examples.of_part(tiny_enc, "valid", 0, seed=1)
+    sigma2 = {kind: 1.0}
+    plain = LossProbe(kind, {"valid": ex}, sigma2)
+    cached = LossProbe(kind, {"valid": ex}, sigma2, reference=m)
+    for g in m.structure():
+        keep = torch.ones(g.units, dtype=torch.bool)
+        keep[0] = False
+        damaged = mask_units(copy.deepcopy(m), g.name, keep)
+        assert cached(damaged, "valid") == plain(damaged, "valid"), g.name
+    assert cached(m, "valid") == plain(m, "valid")

@@ -350,7 +350,7 @@ def sweep_ratios(dc: BaseModel) -> list[float]:
 
 class BenchConfig(Section):
     batch: int = _f(4096, "rows per throughput batch", ge=1)
-    seconds: float = _f(0.5, "time per model and round: half throughput, half latency (at "
+    seconds: float = _f(0.3, "time per model and round: half throughput, half latency (at "
                         "least 3 batches and 10 queries)", gt=0)
     rounds: int = _f(3, "rounds of interleaved measurement (every model once per round, in "
                      "turn), so a change of machine load hits teacher and students alike", ge=1)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from .. import metrics as M
 from ..data.encoding import Encoded
 from ..evaluate import exclusion_parts, predict_ratings, relevant_matrix
-from ..models.base import RecModel
+from ..models.base import FieldModel, RecModel
 from ..prune import find_group, mask_units, prune_plan
 from ..runtime import progress
 from ..train import NegativeSampler
@@ -85,21 +85,65 @@ def sigma2_of(model: RecModel, ex: Examples) -> float:
     return float(((r[hr] - ex.y_rating[hr].double()) ** 2).mean())
 
 
+@torch.no_grad()
+def _branches(model: FieldModel, ex: Examples, batch: int = 1024):
+    """(first-order terms, embeddings, branch features) of every example."""
+    model.eval()
+    lins, es, feats = [], [], []
+    for s in range(0, len(ex), batch):
+        u, i = ex.user[s:s + batch], ex.item[s:s + batch]
+        e = model.embedding(u, i)
+        lins.append(model.linear(u, i).sum(1))
+        es.append(e)
+        feats.append(model.branches(e))
+    return torch.cat(lins), torch.cat(es), {k: torch.cat([f[k] for f in feats]) for k in feats[0]}
+
+
 class LossProbe:
     """The losses of one member on fixed example sets - and, given the ensemble, of the
     ensemble with that member swapped for a damaged copy (the other members' outputs are
-    computed once)."""
+    computed once). Given the intact member (``reference``, a field model), a copy damaged
+    only in its interaction part or only in its DNN reuses the intact other branch."""
 
-    def __init__(self, name: str, parts: dict[str, Examples], sigma2: dict, ensemble=None):
+    def __init__(self, name: str, parts: dict[str, Examples], sigma2: dict, ensemble=None,
+                 reference: RecModel | None = None):
         self.name, self.parts, self.sigma2, self.ens = name, parts, sigma2, ensemble
         self.others = {}
         if ensemble is not None:
             self.others = {p: {n: outputs(m, e) for n, m in ensemble.members.items() if n != name}
                            for p, e in parts.items()}
+        self.ref, self.cache = None, {}
+        if isinstance(reference, FieldModel):
+            self.ref = {n: p.detach() for n, p in reference.named_parameters()}
+            self.cache = {p: _branches(reference, e) for p, e in parts.items()}
+
+    @torch.no_grad()
+    def _outputs(self, model: RecModel, part: str):
+        e = self.parts[part]
+        touched = None
+        if self.ref is not None and isinstance(model, FieldModel):
+            changed = {n for n, p in model.named_parameters() if not torch.equal(p, self.ref[n])}
+            touched = model.branches_touched(changed)
+        if touched is None:
+            return outputs(model, e)
+        model.eval()
+        lin, emb, feats = self.cache[part]
+        rs, ls = [], []
+        for s in range(0, len(e), 1024):
+            sl = slice(s, s + 1024)
+            f = {k: v[sl] for k, v in feats.items()}       # (keeps the branches' order)
+            if "cross" in touched:
+                f["cross"] = model.cross(emb[sl])
+            if "dnn" in touched:
+                f["dnn"] = model.dnn(emb[sl].flatten(1))
+            o = model.head_output(f, lin[sl])
+            rs.append(o.rating.double())
+            ls.append(o.logit.double())
+        return torch.cat(rs), torch.cat(ls)
 
     def __call__(self, model: RecModel, part: str) -> dict:
         e = self.parts[part]
-        r, lg = outputs(model, e)
+        r, lg = self._outputs(model, part)
         out = losses(r, lg, e, self.sigma2[self.name])
         if self.ens is not None:
             rr = {n: o[0] for n, o in self.others[part].items()}

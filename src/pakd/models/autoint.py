@@ -25,6 +25,7 @@ _MAPS = ("q", "k", "v", "r")
 
 class AutoInt(FieldModel):
     kind = "autoint"
+    CROSS_PARAMS = ("att.",)
 
     def __init__(self, schema: Schema, *, embed_dim: int, layers: int, heads: int | list[int],
                  head_dim: int, dnn: list[int], dropout: float, rating_mean: float = 0.0,

@@ -104,16 +104,38 @@ class FieldModel(RecModel):
     (``self.dnn`` when ``self.dnn_sizes``), concatenated into the hidden representation and
     read by a two-output ``self.head``."""
 
+    CROSS_PARAMS: tuple[str, ...] = ()     # parameter prefixes of the interaction part
+
     def cross(self, e: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
-    def interact(self, e: torch.Tensor, lin: torch.Tensor) -> Output:
-        feats = [self.cross(e)]
+    def branches(self, e: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The features the head reads: the interaction part and the DNN."""
+        out = {"cross": self.cross(e)}
         if self.dnn_sizes:
-            feats.append(self.dnn(e.flatten(1)))
-        hidden = torch.cat(feats, 1)
+            out["dnn"] = self.dnn(e.flatten(1))
+        return out
+
+    def head_output(self, feats: dict[str, torch.Tensor], lin: torch.Tensor) -> Output:
+        hidden = torch.cat(list(feats.values()), 1)
         out = self.head(hidden) + lin
         return Output(self.rating_mean + out[:, 0], out[:, 1], hidden)
+
+    def interact(self, e: torch.Tensor, lin: torch.Tensor) -> Output:
+        return self.head_output(self.branches(e), lin)
+
+    def branches_touched(self, params: set[str]) -> set[str] | None:
+        """Which branches a change of ``params`` alters (None: the embeddings, so all) - a
+        damaged copy can then reuse the intact model's other branch."""
+        out: set[str] = set()
+        for n in params:
+            if n.startswith(self.CROSS_PARAMS):
+                out.add("cross")
+            elif n.startswith("dnn."):
+                out.add("dnn")
+            elif not n.startswith("head."):
+                return None
+        return out
 
     def forward(self, user, item) -> Output:
         return self.interact(self.embedding(user, item), self.linear(user, item).sum(1))

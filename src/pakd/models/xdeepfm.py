@@ -23,6 +23,7 @@ from .base import (ArchEntry, FieldEmbedding, FieldModel, Group, TokenTables, li
 
 class XDeepFM(FieldModel):
     kind = "xdeepfm"
+    CROSS_PARAMS = ("cin.",)
 
     def __init__(self, schema: Schema, *, embed_dim: int, dnn: list[int], dropout: float,
                  cin_layers: list[int] | None = None, cin_next: list[int] | None = None,

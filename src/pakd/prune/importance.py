@@ -158,9 +158,9 @@ class MaskFisher(Importance):
         for call, name, out in self._captured:
             if out.grad is None:
                 continue
-            prod = (out * out.grad).double()
+            prod = out * out.grad      # summed over token positions, then float64: [P, D]
             per_pair.setdefault(name, []).append(
-                (call, prod.reshape(prod.shape[0], -1, prod.shape[-1]).sum(1)))   # [P, D]
+                (call, prod.reshape(prod.shape[0], -1, prod.shape[-1]).sum(1).double()))
         if bucket is None:
             bucket = torch.zeros(n_examples, dtype=torch.long)
         for g in self.groups:

@@ -74,7 +74,7 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
            "seconds": time.perf_counter() - t_start}
     write_json(rd.pakd_json, out)
     rd.write_text(rd.pakd_md, pakd_markdown(out))
-    pakd_plots(out, rd.plots)
+    pakd_plots(out, rd)
     return out
 
 
@@ -96,7 +96,7 @@ def _member_rows(cfg: RunConfig, rd: RunDir, enc: Encoded, ens) -> list[dict]:
                                               scores=member_scores(cfg, rd, n, m, enc))
         out.append({"method": "member", "model": n, "pruning_ratio": None, **_pick(met),
                     "params": m.n_params(),
-                    "size_bytes": rd.member(n).with_suffix(".safetensors").stat().st_size})
+                    "size_bytes": rd.weights(rd.member(n)).stat().st_size})
     return out
 
 
@@ -151,7 +151,7 @@ def student_row(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid
            "removed_ratio": 1 - model.n_params() / res.start_params,
            **_pick(evaluate(model, enc, "test", **cfg.eval.kwargs(), quiet=True)),
            "valid": _valid(model, enc, cfg), "params": model.n_params(),
-           "size_bytes": stem.with_suffix(".safetensors").stat().st_size,
+           "size_bytes": rd.weights(stem).stat().st_size,
            "train_seconds": res.train_seconds, "best_epoch": res.best_epoch,
            "best_epochs": res.best_epochs, "epochs_run": len(res.history),
            "arch": model.arch(), "file": str(stem)}
@@ -176,7 +176,11 @@ def sweep(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid: dict
     if "scratch" in dc.methods and ref is None:
         raise PakdError("the scratch baseline copies a pruned method's final architecture: "
                         "list fisher_kd (or another pruning method)")
-    jobs = [(r, m) for r in ratios for m in dc.methods if m != "scratch"]
+    # longest first (the Fisher methods observe every step while pruning), so the workers
+    # finish together and each scratch baseline can start as soon as its reference is done
+    slow = {"fisher_kd": 0, "magnitude_kd": 1, "random_kd": 2, "fisher_ft": 3}
+    jobs = [(r, m) for m in sorted(dc.methods, key=lambda m: slow.get(m, 9)) for r in ratios
+            if m != "scratch"]
     waiting = [(r, "scratch") for r in ratios] if "scratch" in dc.methods else []
     workers = _workers(cfg, len(jobs) + len(waiting))
     done: dict[tuple, tuple[dict, dict]] = {}
@@ -368,4 +372,4 @@ def save_best(rd: RunDir, best: dict, enc: Encoded) -> str:
     save(model, stem, meta={k: meta.get(k) for k in ("method", "pruning_ratio", "start_params")})
     write_json(rd.catalog_of(stem), {"user_ids": enc.user_ids.tolist(),
                                      "item_ids": enc.item_ids.tolist(), "titles": enc.titles})
-    return str(stem.with_suffix(".safetensors"))
+    return str(rd.weights(stem))

@@ -60,8 +60,7 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
 
     results = {}
     for name, model in members.items():
-        cached = member_scores(cfg, rd, name, model, enc) if rd.member(name).with_suffix(
-            ".json").is_file() else None
+        cached = member_scores(cfg, rd, name, model, enc) if rd.has_member(name) else None
         results[name] = analyse(cfg, enc, name, model, fishers[name], kinds, focus, only,
                                 {"valid": vex, "train": ex}, sigma2, ens, cached)
     out = {"teacher": fc.teacher, "dataset": cfg.data.dataset, "focus_tasks": focus,
@@ -79,7 +78,7 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
                        for n, m in results.items()}}
     write_json(rd.fisher_experiment_json, exp)
     rd.write_text(rd.fisher_md, fisher_markdown(out, experiment=exp))
-    fisher_plots(out, rd.plots)
+    fisher_plots(out, rd)
     return out
 
 
@@ -107,7 +106,7 @@ def estimate(cfg: RunConfig, rd: RunDir, enc: Encoded, members: dict, ens: Ensem
         t0 = time.perf_counter()
         if member_objs:
             fishers[name].update(pass_(model, member_objs, sigma2[name], f"Fisher {name}"))
-        meta = rd.load_member(name)[1] if rd.member(name).with_suffix(".json").is_file() else {}
+        meta = rd.load_member(name)[1] if rd.has_member(name) else {}
         timings[name] = {"fisher_seconds": time.perf_counter() - t0, "examples": n_all,
                          "epoch_seconds": meta.get("fit", {}).get("epoch_seconds"),
                          "epoch_examples": int(len(enc.parts["train"]) *
@@ -154,7 +153,7 @@ def analyse(cfg: RunConfig, enc: Encoded, name: str, model, fishers: dict, kinds
                            "importance_total": float(sum(costs)),
                            "importance_per_unit": [float(c) for c in costs]})
     plan = A.make_plan(model, p_units, fc.plan_ratio)
-    probe = LossProbe(name, parts, sigma2, ens if "ensemble" in focus else None)
+    probe = LossProbe(name, parts, sigma2, ens if "ensemble" in focus else None, model)
     validation = check_units(model, probe, A.sample_units(p_units, fc.validate_units, cfg.seed),
                              tables, s["magnitude"], focus=focus, kinds=kinds,
                              primary=_primary([o for o in focus if o in ("rating", "ranking")

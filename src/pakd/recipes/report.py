@@ -20,10 +20,10 @@ def run(cfg: RunConfig, rd: RunDir, enc=None) -> str:
     if fisher:
         exp = read_json(rd.fisher_experiment_json) if rd.fisher_experiment_json.is_file() else None
         rd.write_text(rd.fisher_md, fisher_markdown(fisher, experiment=exp))
-        fisher_plots(fisher, rd.plots)
+        fisher_plots(fisher, rd)
     if pakd:
         rd.write_text(rd.pakd_md, pakd_markdown(pakd))
-        pakd_plots(pakd, rd.plots)
+        pakd_plots(pakd, rd)
     timings = read_json(rd.timings_json) if rd.timings_json.is_file() else {}
     text = summary_markdown(rd, teachers, fisher, pakd, timings)
     rd.write_text(rd.summary_md, text)

@@ -67,12 +67,12 @@ def fisher_markdown(res: dict, experiment: dict | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def fisher_plots(res: dict, out_dir: Path) -> list[Path]:
+def fisher_plots(res: dict, rd) -> list[Path]:
+    """Figures of a Fisher analysis into ``rd`` (a `RunDir`)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-    out_dir.mkdir(parents=True, exist_ok=True)
     models = res["models"]
     paths = []
     n = len(models)
@@ -84,7 +84,7 @@ def fisher_plots(res: dict, out_dir: Path) -> list[Path]:
         ax.set_xlabel("importance / top layer")
         ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
-    paths.append(save_figure(fig, out_dir / "fisher_layer_importance.png"))
+    paths.append(save_figure(fig, rd.plot("fisher_layer_importance")))
 
     fig, axes = plt.subplots(1, n, figsize=(5 * n, 4), squeeze=False)
     for ax, (name, m) in zip(axes[0], models.items()):
@@ -99,7 +99,7 @@ def fisher_plots(res: dict, out_dir: Path) -> list[Path]:
         ax.set_title(f"{name}: unit importance")
         ax.set_xlabel("log10 estimated loss increase")
     fig.tight_layout()
-    paths.append(save_figure(fig, out_dir / "fisher_group_importance.png"))
+    paths.append(save_figure(fig, rd.plot("fisher_group_importance")))
 
     fig, axes = plt.subplots(1, n, figsize=(5 * n, 4), squeeze=False)
     for ax, (name, m) in zip(axes[0], models.items()):
@@ -125,5 +125,5 @@ def fisher_plots(res: dict, out_dir: Path) -> list[Path]:
         ax.set_title(f"{name}: predicted vs measured")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    paths.append(save_figure(fig, out_dir / "fisher_predicted_vs_measured.png"))
+    paths.append(save_figure(fig, rd.plot("fisher_predicted_vs_measured")))
     return paths

@@ -67,17 +67,17 @@ def _load(v) -> str:
     return " / ".join(f"{x:.2f}" for x in v) if v else "–"
 
 
-def pakd_plots(res: dict, out_dir: Path) -> list[Path]:
+def pakd_plots(res: dict, rd) -> list[Path]:
+    """Figures of a PAKD sweep into ``rd`` (a `RunDir`)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    out_dir.mkdir(parents=True, exist_ok=True)
     t = res["teacher"]
     methods = sorted({r["method"] for r in res["rows"]})
     paths = []
-    for xkey, xlabel, fname in (("params", "parameters", "pakd_accuracy_vs_params.png"),
+    for xkey, xlabel, fname in (("params", "parameters", "pakd_accuracy_vs_params"),
                                 ("latency_ms_p50", "top-10 latency p50 (ms)",
-                                 "pakd_accuracy_vs_latency.png")):
+                                 "pakd_accuracy_vs_latency")):
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
         for ax, ykey, ylabel in ((axes[0], "ndcg@10", "NDCG@10 (higher is better)"),
                                  (axes[1], "rmse", "RMSE (lower is better)")):
@@ -97,7 +97,7 @@ def pakd_plots(res: dict, out_dir: Path) -> list[Path]:
             ax.grid(alpha=0.3)
         axes[0].legend(fontsize=7)
         fig.tight_layout()
-        paths.append(save_figure(fig, out_dir / fname))
+        paths.append(save_figure(fig, rd.plot(fname)))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     ratios = sorted({c["pruning_ratio"] for c in res["curves"]})
     for c in res["curves"]:
@@ -114,7 +114,7 @@ def pakd_plots(res: dict, out_dir: Path) -> list[Path]:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    paths.append(save_figure(fig, out_dir / "pakd_training_curves.png"))
+    paths.append(save_figure(fig, rd.plot("pakd_training_curves")))
     return paths
 
 
