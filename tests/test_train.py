@@ -90,3 +90,21 @@ def test_every_teacher_section_gives_fit_all_its_settings():
               if p.kind is p.KEYWORD_ONLY and p.default is inspect.Parameter.empty}
     for kind in TEACHERS:
         assert set(fit_kwargs(getattr(RunConfig(), kind))) == wanted, kind
+
+
+def test_micro_batches_give_the_step_gradient(tiny_enc):
+    from pakd.train import backward_step
+    torch.manual_seed(0)
+    m = build("xdeepfm", tiny_enc.schema, {"embed_dim": 4, "cin_layers": [4, 4], "dnn": [8]},
+              tables=tiny_enc.tables, rating_mean=3.0).double()
+    tr = tiny_enc.parts["train"]
+    u, i, r = tr.user[:37], tr.item[:37], tr.rating[:37].double()
+    neg = NegativeSampler(tiny_enc).sample(u, 2, torch.Generator().manual_seed(0))
+    loss = Loss("softmax", 1.0, 0.7, l2=0.1)
+    whole = backward_step(m, u, i, r, neg, loss, 0)
+    g_whole = {n: p.grad.clone() for n, p in m.named_parameters()}
+    m.zero_grad()
+    parts = backward_step(m, u, i, r, neg, loss, 8)
+    assert parts == pytest.approx(whole, rel=1e-10)
+    for n, p in m.named_parameters():
+        assert torch.allclose(p.grad, g_whole[n], rtol=1e-9, atol=1e-12), n

@@ -57,3 +57,24 @@ def test_param_groups_separate_embeddings_from_dense_layers(tiny_enc):
     assert ids == {id(p) for p in m.parameters()} | {id(extra[0])}
     assert all(isinstance(p, torch.nn.Parameter) and p.dim() == 2 for p in sparse["params"])
     assert id(m.head.weight) in {id(p) for p in dense["params"]}
+
+
+def test_student_dedupes_lookups_without_changing_outputs(tiny_enc):
+    """Each distinct user and item is looked up once per batch: the same outputs and (up to
+    summation order) the same gradients as one lookup per pair; hooks turn it off."""
+    m = randomised("lightweight_model", tiny_enc)
+    u = torch.tensor([0, 0, 1, 0, 2, 1])
+    i = torch.tensor([3, 3, 3, 4, 4, 3])
+    embs = [e for e in m.modules() if hasattr(e, "dedupe")]
+    assert embs and all(e.dedupe for e in embs)
+    out = m(u, i)
+    (out.rating.sum() + out.logit.sum()).backward()
+    grads = {n: p.grad.clone() for n, p in m.named_parameters()}
+    m.zero_grad()
+    for e in embs:
+        e.dedupe = False
+    ref = m(u, i)
+    (ref.rating.sum() + ref.logit.sum()).backward()
+    assert torch.equal(out.rating, ref.rating) and torch.equal(out.logit, ref.logit)
+    for n, p in m.named_parameters():
+        assert torch.allclose(grads[n], p.grad, rtol=1e-10, atol=1e-12), n

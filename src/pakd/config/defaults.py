@@ -27,14 +27,15 @@ ARCH: dict[str, dict] = {
 #   factors are disjoint, so each keeps its own best epoch (per_task).
 # - xdeepfm: one negative per rating keeps an epoch near 15 s on 2 cores (two negatives:
 #   RMSE -0.004, +70% time). The ensemble reads xDeepFM's rating, so its best epoch is the
-#   one with the best valid RMSE.
+#   one with the best valid RMSE. Steps run in chunks of 512 ratings: the same gradient,
+#   ~30% less time (its CIN intermediates of a 4096-rating batch overflow the caches).
 # - autoint: it feeds both ensemble outputs by default (task balance), so its best epoch is
 #   the one with the lowest valid loss of both tasks.
 FIT: dict[str, dict] = {
     "svd": {"epochs": 40, "batch_size": 4096, "lr": 0.005, "l2": 0.05, "negatives": 20,
             "ranking_loss": "softmax", "monitor": "per_task"},
     "xdeepfm": {"epochs": 12, "batch_size": 4096, "lr": 0.002, "negatives": 1,
-                "monitor": "rmse"},
+                "monitor": "rmse", "micro_batch": 512},
     "autoint": {"epochs": 20, "batch_size": 2048, "lr": 0.002, "negatives": 1,
                 "monitor": "loss"},
 }

@@ -161,6 +161,9 @@ class FitSettings(Section):
                                        "training loss", ge=0)
     patience: int = Field(3, description="epochs without validation improvement before "
                           "stopping", ge=1)
+    micro_batch: int = Field(0, description="ratings per forward/backward chunk of a step (the "
+                             "step's gradient is the same; small chunks run faster on CPU for "
+                             "wide models); 0 = the whole batch at once", ge=0)
     monitor: Literal["loss", "rmse", "rank_loss", "per_task"] = Field(
         "loss", description="validation figure that picks the best epoch: the weighted loss "
         "of both tasks, the rating RMSE, the ranking loss, or per_task (each output keeps its "

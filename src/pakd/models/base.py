@@ -191,9 +191,9 @@ class FieldEmbedding(nn.Module):
     (referenced, not owned, so they are stored once however many embeddings read them)."""
 
     def __init__(self, schema: Schema, dim: int, tokens: TokenTables, init_std: float = 0.01,
-                 fields: list[str] | None = None):
+                 fields: list[str] | None = None, dedupe: bool = False):
         super().__init__()
-        self.dim = dim
+        self.dim, self.dedupe = dim, dedupe
         object.__setattr__(self, "_tokens", tokens)   # not a submodule: no duplicate state
         names = set(fields) if fields is not None else None
         ufields, ifields = fields_by_side(schema)
@@ -227,6 +227,14 @@ class FieldEmbedding(nn.Module):
         return torch.stack(outs, 1)
 
     def sides(self, user: torch.Tensor, item: torch.Tensor):
+        """(user-side [B, Fu, D], item-side [B, Fi, D]) field vectors. With ``dedupe`` each
+        distinct user and item is looked up once and repeated: the same values, far fewer
+        lookups to differentiate when a batch repeats users (candidate lists, negatives).
+        Not while hooks watch the tables: per-example hooks need one row per pair."""
+        if self.dedupe and not any(e._forward_hooks for e in self.emb.values()):
+            uu, ui = torch.unique(user, return_inverse=True)
+            iu, ii = torch.unique(item, return_inverse=True)
+            return self._side(self.user_fields, uu)[ui], self._side(self.item_fields, iu)[ii]
         return self._side(self.user_fields, user), self._side(self.item_fields, item)
 
     def pairs(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

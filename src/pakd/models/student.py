@@ -44,12 +44,15 @@ class LightweightStudent(RecModel):
         self.side_fields = side_fields
         names = None if side_fields else ["user_id", "item_id"]
         self.tokens = TokenTables(schema, tables, fields=names)
-        self.embedding = FieldEmbedding(schema, factors, self.tokens, init_std=0.05, fields=names)
+        # lookups deduplicated per batch: training steps repeat users and items many times
+        self.embedding = FieldEmbedding(schema, factors, self.tokens, init_std=0.05, fields=names,
+                                        dedupe=True)
         self.rank_embedding = FieldEmbedding(schema, rank_factors, self.tokens, init_std=0.05,
-                                             fields=names)
+                                             fields=names, dedupe=True)
         self.bias = FieldEmbedding(schema, 1, self.tokens, init_std=0.0,
-                                   fields=["user_id", "item_id"])
-        self.rank_bias = FieldEmbedding(schema, 1, self.tokens, init_std=0.0, fields=["item_id"])
+                                   fields=["user_id", "item_id"], dedupe=True)
+        self.rank_bias = FieldEmbedding(schema, 1, self.tokens, init_std=0.0, fields=["item_id"],
+                                        dedupe=True)
         self.mlp = mlp([3 * factors] + self.hidden_sizes)
         self.head = nn.Linear(self.hidden_sizes[-1], 1) if self.hidden_sizes else None
         if self.head is not None:
