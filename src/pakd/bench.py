@@ -35,12 +35,12 @@ from .models.base import RecModel
 
 @torch.inference_mode()
 def throughput(model: RecModel, n_users: int, n_items: int, batch: int = 4096,
-               seconds: float = 2.0, seed: int = 0, min_reps: int = 3) -> float:
+               seconds: float = 2.0, seed: int = 0, min_reps: int = 3, warmup: int = 2) -> float:
     model.eval()
     g = torch.Generator().manual_seed(seed)
     u = torch.randint(0, n_users, (batch,), generator=g)
     i = torch.randint(0, n_items, (batch,), generator=g)
-    for _ in range(2):
+    for _ in range(warmup):
         model(u, i)
     n, t0 = 0, time.perf_counter()
     while True:
@@ -53,13 +53,14 @@ def throughput(model: RecModel, n_users: int, n_items: int, batch: int = 4096,
 
 @torch.inference_mode()
 def latency_samples(model: RecModel, n_users: int, k: int = 10, seconds: float = 3.0,
-                    min_reps: int = 10, max_reps: int = 1000, seed: int = 0) -> np.ndarray:
+                    min_reps: int = 10, max_reps: int = 1000, seed: int = 0,
+                    warmup: int = 3) -> np.ndarray:
     """Milliseconds of single-user full-catalogue top-k queries."""
     model.eval()
     g = torch.Generator().manual_seed(seed)
     users = torch.randint(0, n_users, (max_reps + 3,), generator=g)
     k = min(k, model.schema.n_items)
-    for w in range(3):
+    for w in range(warmup):
         torch.topk(model.score_all(users[w:w + 1]), k)
     times = []
     t_end = time.perf_counter() + seconds
@@ -112,8 +113,9 @@ def interleaved(models: dict[str, RecModel], *, batch: int, seconds: float, roun
         for n in order:
             m = models[n]
             nu, ni = m.schema.n_users, m.schema.n_items
-            thr[n].append(throughput(m, nu, ni, batch, seconds / 2, seed=r))
-            lat[n].append(latency_samples(m, nu, seconds=seconds / 2, seed=r,
+            warm = 1 if r else 3          # the first round warms every model up
+            thr[n].append(throughput(m, nu, ni, batch, seconds / 2, seed=r, warmup=warm))
+            lat[n].append(latency_samples(m, nu, seconds=seconds / 2, seed=r, warmup=warm,
                                           min_reps=max(3, -(-10 // rounds))))
             if progress is not None:
                 progress.update(1)
@@ -177,9 +179,9 @@ def memory_in_subprocess(target: str, *, run_dir: str | None = None, threads: in
 
 
 def memory_of(targets: list[str], *, run_dir: str | None, threads: int, batch: int,
-              parallel: int = 2) -> list[dict]:
+              parallel: int = 4) -> list[dict]:
     """`memory_in_subprocess` for each target, ``parallel`` probes at a time (memory is not a
-    timing, so probes may share the machine)."""
+    timing, so probes may share the machine; most of a probe's time is importing torch)."""
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as ex:
         return list(ex.map(lambda t: memory_in_subprocess(t, run_dir=run_dir, threads=threads,
                                                           batch=batch), targets))

@@ -60,9 +60,12 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
 
     results = {}
     for name, model in members.items():
+        t0 = time.perf_counter()
         cached = member_scores(cfg, rd, name, model, enc) if rd.has_member(name) else None
         results[name] = analyse(cfg, enc, name, model, fishers[name], kinds, focus, only,
                                 {"valid": vex, "train": ex}, sigma2, ens, cached)
+        timings[name]["analysis_seconds"] = time.perf_counter() - t0
+        log.info("Fisher %s: analysis and checks %.1fs", name, timings[name]["analysis_seconds"])
     out = {"teacher": fc.teacher, "dataset": cfg.data.dataset, "focus_tasks": focus,
            "fisher": kinds, "criterion": CRITERION, "sigma2": sigma2, "models": results,
            "timings": timings}
@@ -119,6 +122,8 @@ def estimate(cfg: RunConfig, rd: RunDir, enc: Encoded, members: dict, ens: Ensem
         t0 = time.perf_counter()
         acc = pass_(ens, [OBJECTIVES["ensemble"]], sigma2["ensemble"], "Fisher ensemble")
         timings["ensemble"] = {"fisher_seconds": time.perf_counter() - t0, "examples": n_all}
+        log.info("Fisher ensemble: %.1fs for %d examples", timings["ensemble"]["fisher_seconds"],
+                 n_all)
         for key, f in acc.items():
             for name in members:
                 prefix = f"members.{name}."
