@@ -13,20 +13,19 @@ Writes RUN/benchmarks/peers.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from pakd import metrics as M
-from pakd.config import EvalConfig
+from pakd.config import EvalConfig, build_config, load_run_config
 from pakd.data.splits import read_split
 from pakd.report import markdown_table
+from pakd.rundir import RunDir, read_json, write_json
 
 
 def _encode(frame):
@@ -109,13 +108,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip", default="", help="comma list of peers to skip: svd,als,ease")
     a = ap.parse_args(argv)
-    run = Path(a.run)
+    rd = RunDir(a.run)
     skip = set(filter(None, a.skip.split(",")))
-    frame = read_split(run).frame
-    tj = json.loads((run / "teachers.json").read_text()) if (run / "teachers.json").is_file() else {}
-    import yaml
-    cfg = yaml.safe_load((run / "run.yaml").read_text()) if (run / "run.yaml").is_file() else {}
-    ks = tuple((cfg.get("eval") or {}).get("ks") or EvalConfig().ks)
+    frame = read_split(rd.root).frame
+    tj = read_json(rd.teachers_json) if rd.teachers_json.is_file() else {}
+    raw = load_run_config(rd.config)
+    ks = tuple(build_config(base=raw).eval.ks if raw else EvalConfig().ks)
     users, items, u, i = _encode(frame)
     nu, ni = len(users), len(items)
     part = frame["part"].to_numpy()
@@ -125,10 +123,9 @@ def main(argv=None) -> int:
     exc_valid = X.astype(bool)
     exc_test = (X + rel_valid).astype(bool)
     scale = (float(frame.rating.min()), float(frame.rating.max()))
-    saved = sorted((run / "teachers").glob("*.json"))
-    for p in saved:   # the dataset's declared scale, as the teachers were evaluated with
-        sch = json.loads(p.read_text()).get("schema")
-        if sch:
+    for name in ("svd", "xdeepfm", "autoint"):   # the dataset's declared scale, as the
+        if rd.has_member(name):                    # teachers were evaluated with
+            sch = read_json(rd.member(name).with_suffix(".json"))["schema"]
             scale = (float(sch["rating_min"]), float(sch["rating_max"]))
             break
     peers = {}
@@ -154,12 +151,9 @@ def main(argv=None) -> int:
     cols = [("model", "model"), ("rmse", "RMSE"), ("mae", "MAE"), ("auc", "AUC"),
             ("recall@10", "Recall@10"), ("ndcg@10", "NDCG@10"), ("recall@20", "Recall@20"),
             ("ndcg@20", "NDCG@20")]
-    print(f"Split: {run / 'split.csv'} ({tr.sum()} train / {va.sum()} valid / {te.sum()} test)")
+    print(f"Split: {rd.split_csv} ({tr.sum()} train / {va.sum()} valid / {te.sum()} test)")
     print(markdown_table(rows, cols))
-    out = run / "benchmarks"
-    out.mkdir(exist_ok=True)
-    (out / "peers.json").write_text(json.dumps({"peers": peers, "seconds": time.perf_counter() - t0},
-                                               indent=2, default=float) + "\n")
+    write_json(rd.peers_json, {"peers": peers, "seconds": time.perf_counter() - t0})
     return 0
 
 

@@ -108,3 +108,24 @@ def test_micro_batches_give_the_step_gradient(tiny_enc):
     assert parts == pytest.approx(whole, rel=1e-10)
     for n, p in m.named_parameters():
         assert torch.allclose(p.grad, g_whole[n], rtol=1e-9, atol=1e-12), n
+
+
+def test_negatives_through_the_ranking_path_give_the_same_loss(tiny_enc):
+    """SVD scores its negatives through pair_logits alone; the loss equals the one of a
+    single forward over rated pairs and negatives."""
+    from pakd.models.base import RecModel
+    from pakd.train import step_losses
+    torch.manual_seed(0)
+    m = build("svd", tiny_enc.schema, {"factors": 4, "rank_factors": 3}, rating_mean=3.0).double()
+    tr = tiny_enc.parts["train"]
+    u, i, r = tr.user[:20], tr.item[:20], tr.rating[:20].double()
+    neg = NegativeSampler(tiny_enc).sample(u, 3, torch.Generator().manual_seed(0))
+    loss = Loss("softmax", 1.0, 1.0, l2=0.05)
+    split = step_losses(m, u, i, r, neg, loss)
+
+    class OneForward(type(m)):
+        pair_logits = RecModel.pair_logits
+    m.__class__ = OneForward
+    joint = step_losses(m, u, i, r, neg, loss)
+    for a, b in zip(split, joint):
+        assert torch.allclose(a, b, rtol=1e-12), (a, b)

@@ -16,6 +16,7 @@ the layout is written down once::
     RUN/models/saved/best_student_model.*  the chosen student (+ .catalog.json: IDs, titles)
     RUN/plots/*.png                      figures
     RUN/summary.md, timings.json         the run in one table; seconds per stage
+    RUN/benchmarks/peers.json            peers (benchmarks/peers.py) on the same split
 """
 from __future__ import annotations
 
@@ -149,6 +150,11 @@ class RunDir:
     @property
     def summary_md(self) -> Path:
         return self.root / "summary.md"
+
+    @property
+    def peers_json(self) -> Path:
+        """benchmarks/peers.py's results on this run's split."""
+        return self.root / "benchmarks" / "peers.json"
 
     @property
     def timings_json(self) -> Path:

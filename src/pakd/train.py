@@ -136,14 +136,22 @@ class Loss:
 
 
 def step_losses(model: RecModel, u, i, r, neg, loss: Loss):
-    """(total, rating MSE, ranking loss) of one batch; neg is [B, n]."""
+    """(total, rating MSE, ranking loss) of one batch; neg is [B, n].
+
+    A model with a ranking path of its own (`RecModel.pair_logits` overridden: MF-style
+    models) scores the negatives through it alone - their ratings and hidden features are
+    never read; other models run rated pairs and negatives in one forward."""
     n = neg.shape[1]
-    uu = torch.cat([u, u.repeat_interleave(n)])
-    ii = torch.cat([i, neg.flatten()])
-    out = model(uu, ii)
     b = len(u)
-    mse = F.mse_loss(out.rating[:b], r)
-    rank = ranking_loss(out.logit[:b], out.logit[b:].view(b, n), loss.ranking_loss)
+    if type(model).pair_logits is not RecModel.pair_logits:
+        out = model(u, i)
+        neg_logit = model.pair_logits(u.repeat_interleave(n), neg.flatten()).view(b, n)
+        rating, pos_logit = out.rating, out.logit
+    else:
+        out = model(torch.cat([u, u.repeat_interleave(n)]), torch.cat([i, neg.flatten()]))
+        rating, pos_logit, neg_logit = out.rating[:b], out.logit[:b], out.logit[b:].view(b, n)
+    mse = F.mse_loss(rating, r)
+    rank = ranking_loss(pos_logit, neg_logit, loss.ranking_loss)
     total = loss.rating_loss_weight * mse + loss.ranking_loss_weight * rank
     if loss.l2 > 0:
         reg = l2_rows(model, u, i)

@@ -67,6 +67,7 @@ def test_student_dedupes_lookups_without_changing_outputs(tiny_enc):
     i = torch.tensor([3, 3, 3, 4, 4, 3])
     embs = [e for e in m.modules() if hasattr(e, "dedupe")]
     assert embs and all(e.dedupe for e in embs)
+    m.train()
     out = m(u, i)
     (out.rating.sum() + out.logit.sum()).backward()
     grads = {n: p.grad.clone() for n, p in m.named_parameters()}

@@ -23,12 +23,6 @@ from .base import (ArchEntry, FieldEmbedding, FieldModel, Group, TokenTables, li
 _MAPS = ("q", "k", "v", "r")
 
 
-def _softmax(s: torch.Tensor) -> torch.Tensor:
-    """Softmax over the last dim, written out: over a handful of fields it runs 2.5x faster
-    on CPU than `torch.softmax` (same values to float rounding)."""
-    e = torch.exp(s - s.amax(-1, keepdim=True))
-    return e / e.sum(-1, keepdim=True)
-
 
 class AutoInt(FieldModel):
     kind = "autoint"
@@ -68,7 +62,7 @@ class AutoInt(FieldModel):
         dk = self.head_dim
         for layer, act, h in zip(self.att, self.act, self.heads):
             q, k, v = (layer[n](x).view(b, m, h, dk).transpose(1, 2) for n in "qkv")  # [B,H,m,dk]
-            a = _softmax(q @ k.transpose(-1, -2))
+            a = torch.softmax(q @ k.transpose(-1, -2), dim=-1)
             o = (a @ v).transpose(1, 2).reshape(b, m, h * dk)
             x = torch.relu(act(o + layer["r"](x)))
         return x.flatten(1)

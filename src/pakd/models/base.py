@@ -230,8 +230,9 @@ class FieldEmbedding(nn.Module):
         """(user-side [B, Fu, D], item-side [B, Fi, D]) field vectors. With ``dedupe`` each
         distinct user and item is looked up once and repeated: the same values, far fewer
         lookups to differentiate when a batch repeats users (candidate lists, negatives).
-        Not while hooks watch the tables: per-example hooks need one row per pair."""
-        if self.dedupe and not any(e._forward_hooks for e in self.emb.values()):
+        Only in training (inference batches gain nothing from the extra sort), and not while
+        hooks watch the tables: per-example hooks need one row per pair."""
+        if self.dedupe and self.training and not any(e._forward_hooks for e in self.emb.values()):
             uu, ui = torch.unique(user, return_inverse=True)
             iu, ii = torch.unique(item, return_inverse=True)
             return self._side(self.user_fields, uu)[ui], self._side(self.item_fields, iu)[ii]

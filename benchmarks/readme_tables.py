@@ -1,0 +1,93 @@
+"""The README's Results tables, printed from a run's JSON (so no figure is typed by hand).
+
+    .venv/bin/python benchmarks/readme_tables.py --run runs/default
+
+Reads RUN/teachers.json, RUN/benchmarks/peers.json (if benchmarks/peers.py ran),
+RUN/analysis_results/ensemble_fisher_analysis.json, pakd_experiment.json and timings.json.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pakd.report import fmt, markdown_table
+from pakd.rundir import RunDir, read_json
+
+
+def teachers(rd: RunDir) -> str:
+    t = read_json(rd.teachers_json)
+    rows = [{"model": f"pakd {n}", **m} for n, m in t["members"].items()]
+    e = t["ensemble"]
+    w = "/".join(f"{e['weights'][n]:g}" for n in e["tasks"])
+    rows.append({"model": f"pakd ensemble ({w})", **e})
+    if rd.peers_json.is_file():
+        rows += [{"model": f"{n} (peer)", **m} for n, m in read_json(rd.peers_json)["peers"].items()]
+    return markdown_table(rows, [("model", "model"), ("rmse", "RMSE"), ("mae", "MAE"),
+                                 ("auc", "AUC"), ("recall@10", "Recall@10"),
+                                 ("ndcg@10", "NDCG@10"), ("params", "params"),
+                                 ("train_seconds", "train s", 0)])
+
+
+def fisher(rd: RunDir) -> str:
+    f = read_json(rd.fisher_json)
+    rows = []
+    for n, m in f["models"].items():
+        v, t = m["validation"], f["timings"][n]
+        tr = v.get("train_sample", {}).get("by_objective", {}).get(v["objective"], {})
+        rows.append({"model": n, "pass": f"{t['fisher_seconds']:.1f} / {fmt(t['epoch_seconds'], 1)}",
+                     "valid": f"{v['spearman_empirical']:.2f} / {v['spearman_true']:.2f} / "
+                              f"{v['spearman_magnitude']:.2f} ({v['groups_tested']} units)",
+                     "lower": f"{100 * v['share_lowering_valid_loss']:.0f}%",
+                     "train": f"{tr.get('spearman_empirical', float('nan')):.2f} / "
+                              f"{tr.get('spearman_magnitude', float('nan')):.2f}",
+                     "friendly": m["pruning_friendliness"]})
+    return markdown_table(rows, [
+        ("model", "member"), ("pass", "Fisher pass s / one epoch s"),
+        ("valid", "Spearman valid: empirical / true / magnitude"),
+        ("lower", "units whose removal lowers valid loss"),
+        ("train", "Spearman on the Fisher train sample: empirical / magnitude"),
+        ("friendly", "friendliness", 2)])
+
+
+def pakd(rd: RunDir) -> str:
+    p = read_json(rd.pakd_json)
+    t = p["teacher"]
+    rows = [{"method": f"teacher {t['model']}", "ratio": "–", "params": fmt(t["params"]),
+             "rmse": fmt(t["rmse"]), "ndcg": fmt(t["ndcg@10"]), "auc": t["auc"],
+             "thr": fmt(t["throughput_rows_per_s"]), "lat": fmt(t["latency_ms_p50"], 1),
+             "rss": t.get("peak_rss_mb")}]
+    for r in p["rows"]:
+        rows.append({
+            "method": r["method"], "ratio": f"{r['pruning_ratio']:.2f}",
+            "params": f"{r['params']:,} ({r['params_vs_teacher_pct']:.1f}%)",
+            "rmse": f"{r['rmse']:.4f} ({r['rmse_retention_pct']:.1f}%)",
+            "ndcg": f"{r['ndcg@10']:.4f} ({r['ndcg_retention_pct']:.1f}%)", "auc": r["auc"],
+            "thr": f"{r['throughput_rows_per_s']:,.0f} ({r['speedup_throughput']:.0f}×, "
+                   f"{fmt(r['speedup_throughput_range'], 0)})",
+            "lat": f"{r['latency_ms_p50']:.2f} ({r['speedup_latency']:.0f}×, "
+                   f"{fmt(r['speedup_latency_range'], 0)})",
+            "rss": r.get("peak_rss_mb")})
+    return markdown_table(rows, [
+        ("method", "method"), ("ratio", "ratio"), ("params", "params (% of teacher)"),
+        ("rmse", "RMSE (retention)"), ("ndcg", "NDCG@10 (retention)"), ("auc", "AUC"),
+        ("thr", "rows/s (×, range)"), ("lat", "top-10 ms p50 (×, range)"),
+        ("rss", "peak RSS MB", 0)])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", required=True)
+    rd = RunDir(ap.parse_args(argv).run)
+    print("## Teachers\n\n" + teachers(rd) + "\n")
+    print("## Fisher\n\n" + fisher(rd) + "\n")
+    print("## PAKD\n\n" + pakd(rd) + "\n")
+    p = read_json(rd.pakd_json)
+    print("Best student:", p["best_student"].get("rule"))
+    if rd.timings_json.is_file():
+        print("Seconds per stage:", ", ".join(f"{k} {v:.0f}" for k, v in
+                                              read_json(rd.timings_json).items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
