@@ -30,7 +30,7 @@ def summary_markdown(rd, teachers: dict | None, fisher: dict | None, pakd: dict 
         lines += [markdown_table(rows, [
             ("what", "model"), ("params", "params"), ("size", "of teacher"), ("rmse", "RMSE"),
             ("ndcg", "NDCG@10"), ("auc", "AUC"), ("ret", "retention"),
-            ("lat", "top-10 ms p50"), ("speed", "speed-up")]), "",
+            ("lat", "top-10 ms p50", 2), ("speed", "speed-up")]), "",
             "Test part; the best student is chosen on the valid part "
             f"({pakd['best_student'].get('rule', '')})." if pakd else "Test part.", ""]
     if timings:

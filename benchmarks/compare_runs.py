@@ -1,0 +1,67 @@
+"""Two runs' figures side by side: members, ensemble, Fisher checks and every student.
+
+    .venv/bin/python benchmarks/compare_runs.py runs/before runs/after
+
+Used to check that a change leaves results alone (every line "same") or to list what moved.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pakd.rundir import RunDir, read_json
+
+
+def _line(what: str, a: float | None, b: float | None) -> str:
+    if a is None or b is None:
+        return f"{what}: {a} | {b}"
+    same = abs(a - b) < 1e-9
+    return f"{what}: {a:.5f} | {b:.5f} " + ("same" if same else f"(Δ {b - a:+.5f})")
+
+
+def compare(a: RunDir, b: RunDir) -> list[str]:
+    out = []
+    ta, tb = read_json(a.teachers_json), read_json(b.teachers_json)
+    for n in ta["members"]:
+        for k in ("rmse", "auc", "ndcg@10"):
+            out.append(_line(f"{n} {k}", ta["members"][n][k], tb["members"][n][k]))
+    for k in ("rmse", "auc", "ndcg@10"):
+        out.append(_line(f"ensemble {k}", ta["ensemble"][k], tb["ensemble"][k]))
+    fa, fb = read_json(a.fisher_json), read_json(b.fisher_json)
+    for n in fa["models"]:
+        va, vb = fa["models"][n]["validation"], fb["models"][n]["validation"]
+        for k in ("spearman_empirical", "spearman_true", "spearman_magnitude"):
+            out.append(_line(f"fisher {n} {k}", va[k], vb[k]))
+        out.append(_line(f"fisher {n} friendliness", fa["models"][n]["pruning_friendliness"],
+                         fb["models"][n]["pruning_friendliness"]))
+        for k in ("rmse_after", "ndcg@10_after"):
+            out.append(_line(f"fisher {n} plan {k}", fa["models"][n]["plan"][k],
+                             fb["models"][n]["plan"][k]))
+    pa, pb = read_json(a.pakd_json), read_json(b.pakd_json)
+    rows = {(r["method"], r["pruning_ratio"]): r for r in pa["rows"]}
+    for r in pb["rows"]:
+        x = rows.get((r["method"], r["pruning_ratio"]))
+        if x is None:
+            continue
+        name = f"{r['method']}@{r['pruning_ratio']:g}"
+        out.append(f"{name} params: {x['params']:,} | {r['params']:,}")
+        for k in ("rmse", "ndcg@10"):
+            out.append(_line(f"{name} {k}", x[k], r[k]))
+    ba, bb = pa["best_student"], pb["best_student"]
+    out.append(f"best student: {ba.get('method')}@{ba.get('pruning_ratio')} | "
+               f"{bb.get('method')}@{bb.get('pruning_ratio')}")
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("before")
+    ap.add_argument("after")
+    a = ap.parse_args(argv)
+    print(f"{a.before} | {a.after}")
+    print("\n".join(compare(RunDir(a.before), RunDir(a.after))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
