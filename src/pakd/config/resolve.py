@@ -205,7 +205,7 @@ def build_config(*, base: dict | None = None, yaml_file: str | Path | None = Non
     """
     data: dict = {}
     if base:
-        data = _deep_merge(data, normalise(base, "run.yaml"))
+        data = _deep_merge(data, normalise(base, "the run's saved settings"))
     if yaml_file:
         data = _deep_merge(data, _read_yaml(yaml_file))
     over: dict = {}

@@ -1,0 +1,80 @@
+"""The layout the redesign promised, guarded: no import loops between pakd's modules, run
+paths built only in `pakd.rundir`, and the stages listed once."""
+import ast
+from pathlib import Path
+
+import pakd
+
+SRC = Path(pakd.__file__).parent
+
+
+def _module(path: Path) -> str:
+    rel = path.relative_to(SRC.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """pakd modules a file imports (at any level: lazy imports count too)."""
+    mod = _module(path)
+    package = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.startswith("pakd"):
+                out.add(target)
+                out.update(f"{target}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("pakd"))
+    return out
+
+
+def test_no_import_loops():
+    files = {_module(p): p for p in SRC.rglob("*.py")}
+    graph = {m: {t for t in _imports(p) if t in files and t != m} for m, p in files.items()}
+    # a package's __init__ re-exporting its own modules is not a loop
+    for m in graph:
+        graph[m] = {t for t in graph[m] if not t.startswith(m + ".")}
+    state: dict[str, int] = {}
+
+    def visit(m, stack):
+        state[m] = 1
+        for t in graph[m]:
+            if state.get(t) == 1:
+                raise AssertionError("import loop: " + " -> ".join(stack + [m, t]))
+            if not state.get(t):
+                visit(t, stack + [m])
+        state[m] = 2
+
+    for m in graph:
+        if not state.get(m):
+            visit(m, [])
+
+
+def test_run_paths_are_built_in_rundir_only():
+    names = ("split.csv", "split.json", "run.yaml", "teachers.json", "ensemble.json",
+             "pakd_experiment", "ensemble_fisher_analysis", "best_student_model", "timings.json",
+             "summary.md", "analysis_results", ".state.pt", ".scores.safetensors")
+    for p in SRC.rglob("*.py"):
+        if p.name == "rundir.py":
+            continue
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                hit = [n for n in names if n in node.value and " " not in node.value]
+                assert not hit, (p, node.value)
+
+
+def test_the_stage_list_is_in_one_place():
+    from pakd.recipes import STAGES
+    assert list(STAGES) == ["split", "teachers", "ensemble", "fisher", "distill", "report"]
+    for p in SRC.rglob("*.py"):
+        text = p.read_text()
+        assert "getattr(pipeline" not in text and "stage_{" not in text, p
