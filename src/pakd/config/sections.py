@@ -3,7 +3,7 @@
 A setting's name is its dotted path (``distill.pruning_ratios``): the same key in YAML and
 in ``run.yaml``, and one command-line flag in every command that has it - the flag it
 declares (``flag=``) or ``--<section>-<name>`` (``--svd-epochs``). No two settings share a
-flag (`pakd.config.flags` checks it). The teachers' sections and the student's take their
+flag (`pakd.config.resolve.settings` checks it). The teachers' sections and the student's take their
 defaults from `pakd.config.defaults`, where each per-model default is declared once.
 """
 from __future__ import annotations

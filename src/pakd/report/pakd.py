@@ -88,9 +88,10 @@ def pakd_plots(res: dict, rd) -> list[Path]:
             if t.get(xkey):
                 ax.scatter([t[xkey]], [t[ykey]], marker="*", s=150, color="black",
                            label="teacher", zorder=5)
-            for r in res["members"]:
+            for k, r in enumerate(res["members"]):    # members in grays, apart from methods
                 if r.get(xkey):
-                    ax.scatter([r[xkey]], [r[ykey]], marker="x", s=50, label=r["model"])
+                    ax.scatter([r[xkey]], [r[ykey]], marker="PXh"[k % 3], s=60,
+                               color=("0.15", "0.4", "0.6")[k % 3], label=f"member {r['model']}")
             ax.set_xscale("log")
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
