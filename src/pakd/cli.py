@@ -89,7 +89,7 @@ def add_settings(p: argparse.ArgumentParser, command: str) -> None:
         text = s.info.description + ("" if default is None else f" (default: {_show(default)})")
         flags = [s.flag] + (["-q"] if s.flag == "--quiet" else [])
         target.add_argument(*flags, help=text if visible else argparse.SUPPRESS, **kw)
-        hidden = [x for f in [s.flag] for x in spellings(f)[1:]]
+        hidden = spellings(s.flag)[1:]
         if hidden:
             target.add_argument(*hidden, help=argparse.SUPPRESS, **kw)
     # aliases (the original experiment's spellings): each sets every path it names here

@@ -128,8 +128,6 @@ class MaskFisher(Importance):
             h.remove()
         self._handles = []
 
-    close = detach
-
     @property
     def sums(self) -> dict[str, torch.Tensor]:
         """Sum over examples of the squared mask gradient, all buckets together."""
@@ -176,8 +174,6 @@ class MaskFisher(Importance):
         self.counts += torch.bincount(bucket, minlength=len(self.counts)).double()
         self._captured.clear()
         self._call = 0
-
-    accumulate = observe
 
     def scores(self, model=None) -> dict[str, torch.Tensor]:
         if self.balance is None:
