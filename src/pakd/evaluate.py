@@ -60,17 +60,24 @@ def fit_platt(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
 
 def rating_binary_metrics(pred: torch.Tensor, true: torch.Tensor, *, positive_above: float,
                           negative_below: float, scale: tuple[float, float],
-                          platt: tuple[float, float] | None) -> dict:
+                          platt: tuple[float, float] | None, rows: dict | None = None) -> dict:
+    """RMSE, MAE, AUC and LogLoss; ``rows`` (a dict) receives the per-row arrays they come
+    from (clipped prediction; binary rows' score, probability and label)."""
     p, t = pred.double().numpy(), true.double().numpy()
     out = {"rmse": M.rmse(p, t, scale), "mae": M.mae(p, t, scale)}
     keep, y = M.binary_labels(t, positive_above, negative_below)
     s = np.clip(p[keep], *scale)
+    prob = np.full(len(y), 0.5)
     if len(y) and 0 < y.sum() < len(y):
         out["auc"] = M.auc(s, y)
         a, b = platt if platt is not None else fit_platt(s, y)
-        out["logloss"] = M.logloss(1 / (1 + np.exp(-(a * s + b))), y)
+        prob = 1 / (1 + np.exp(-(a * s + b)))
+        out["logloss"] = M.logloss(prob, y)
     else:
         out["auc"] = out["logloss"] = float("nan")
+    if rows is not None:
+        rows.update(pred=np.clip(p, *scale), true=t, bin_keep=keep, bin_score=s, bin_prob=prob,
+                    bin_label=y)
     return out
 
 
@@ -87,8 +94,11 @@ def exclusion_parts(part: str) -> tuple[str, ...]:
 
 def evaluate(model: RecModel, enc: Encoded, part: str = "test", *, ks, positive_above: float,
              negative_below: float, relevant_min_rating: float | None, chunk: int,
-             scores: torch.Tensor | None = None, quiet: bool = True) -> dict:
-    """All metrics of ``model`` on ``part``; ``scores`` may hold a precomputed score matrix."""
+             scores: torch.Tensor | None = None, quiet: bool = True,
+             per_user: bool = False) -> dict:
+    """All metrics of ``model`` on ``part``; ``scores`` may hold a precomputed score matrix.
+    ``per_user`` adds ``"per_user"``: the per-user and per-rating arrays every metric is
+    computed from (`pakd.stats` resamples users over them)."""
     scale = (enc.schema.rating_min, enc.schema.rating_max)
     pt = enc.parts[part]
     pred = predict_ratings(model, pt.user, pt.item)
@@ -100,16 +110,27 @@ def evaluate(model: RecModel, enc: Encoded, part: str = "test", *, ks, positive_
             keep, y = M.binary_labels(va.rating.numpy(), positive_above, negative_below)
             if len(y) and 0 < y.sum() < len(y):
                 platt = fit_platt(np.clip(vp[keep], *scale), y)
+    rows: dict = {}
     out = rating_binary_metrics(pred, pt.rating, positive_above=positive_above,
-                                negative_below=negative_below, scale=scale, platt=platt)
+                                negative_below=negative_below, scale=scale, platt=platt,
+                                rows=rows)
     out.update(ranking_metrics(model, enc, part, ks=ks, relevant_min_rating=relevant_min_rating,
-                               chunk=chunk, scores=scores, quiet=quiet))
+                               chunk=chunk, scores=scores, quiet=quiet, per_user=per_user))
+    if per_user:
+        ranks = out.pop("per_user")
+        user = pt.user.numpy().astype(np.int64)
+        out["per_user"] = {
+            "users": np.unique(user), "rank_users": ranks.pop("users"), **ranks,
+            "row_user": user, "pred": rows["pred"], "true": rows["true"],
+            "bin_user": user[rows["bin_keep"]], "bin_score": rows["bin_score"],
+            "bin_prob": rows["bin_prob"], "bin_label": rows["bin_label"]}
     return out
 
 
 def ranking_metrics(model: RecModel | None, enc: Encoded, part: str, *, ks,
                     relevant_min_rating: float | None, chunk: int,
-                    scores: torch.Tensor | None = None, users=None, quiet: bool = True) -> dict:
+                    scores: torch.Tensor | None = None, users=None, quiet: bool = True,
+                    per_user: bool = False) -> dict:
     """Full-catalogue top-K metrics of ``model`` (or of a ``scores`` matrix) on ``part``;
     ``users``: only these users (default all)."""
     rel = relevant_matrix(enc, part, relevant_min_rating)
@@ -124,4 +145,4 @@ def ranking_metrics(model: RecModel | None, enc: Encoded, part: str, *, ks,
     with progress(total=n_eval, desc=f"rank {part}", quiet=quiet, unit="user") as bar:
         return M.topk_metrics(fn, rel, exc, ks=ks, users=users,
                               chunk=chunk if scores is not None else max(1, min(chunk, 64)),
-                              progress=bar)
+                              progress=bar, per_user=per_user)

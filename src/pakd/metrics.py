@@ -107,13 +107,15 @@ def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
 
 def topk_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], relevant, exclude=None, *,
                  ks: Sequence[int] = (10, 20), users: Iterable[int] | None = None,
-                 chunk: int = 512, progress=None) -> dict:
+                 chunk: int = 512, progress=None, per_user: bool = False) -> dict:
     """Full-ranking top-K metrics.
 
     score_fn: user indices (long [B]) -> scores [B, n_items] (higher is better).
     relevant / exclude: scipy CSR user x item matrices (held-out items / items to skip).
     Returns ``{"recall@10": ..., "ndcg@10": ..., "hit@10": ..., "precision@10": ...,
-    "mrr@10": ..., "users_evaluated": n, "users_without_relevant": m}``.
+    "mrr@10": ..., "users_evaluated": n, "users_without_relevant": m}``; each metric is the
+    mean of its per-user values, which ``per_user`` adds as ``"per_user": {"users": [n],
+    "ndcg@10": [n], ...}`` (the evaluated users, ascending).
     """
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
@@ -123,7 +125,8 @@ def topk_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], relevant, exc
     all_users = np.arange(n_users) if users is None else np.asarray(list(users), dtype=np.int64)
     n_rel_all = np.diff(relevant.indptr)[all_users]
     eval_users = all_users[n_rel_all > 0]
-    sums = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg", "hit", "precision", "mrr")}
+    parts: dict[str, list] = {f"{m}@{k}": [] for k in ks
+                              for m in ("recall", "ndcg", "hit", "precision", "mrr")}
     discounts = 1.0 / torch.log2(torch.arange(2, kmax + 2, dtype=torch.float64))
     ideal = torch.cumsum(discounts, 0)
     for start in range(0, len(eval_users), chunk):
@@ -149,16 +152,21 @@ def topk_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], relevant, exc
             nh = h.sum(1)
             dcg = (h * discounts[:k]).sum(1)
             idcg = ideal[(torch.clamp(n_rel, max=k) - 1).long()]
-            sums[f"recall@{k}"] += float((nh / n_rel).sum())
-            sums[f"ndcg@{k}"] += float((dcg / idcg).sum())
-            sums[f"hit@{k}"] += float((nh > 0).double().sum())
-            sums[f"precision@{k}"] += float((nh / k).sum())
-            sums[f"mrr@{k}"] += float(torch.where(first_hit <= k, 1.0 / first_hit,
-                                                  torch.zeros_like(first_hit)).sum())
+            parts[f"recall@{k}"].append(nh / n_rel)
+            parts[f"ndcg@{k}"].append(dcg / idcg)
+            parts[f"hit@{k}"].append((nh > 0).double())
+            parts[f"precision@{k}"].append(nh / k)
+            parts[f"mrr@{k}"].append(torch.where(first_hit <= k, 1.0 / first_hit,
+                                                 torch.zeros_like(first_hit)))
         if progress is not None:
             progress.update(len(rows))
     n = len(eval_users)
-    out = {key: (v / n if n else float("nan")) for key, v in sums.items()}
+    values = {key: torch.cat(v).numpy() if v else np.zeros(0) for key, v in parts.items()}
+    out: dict = {key: (float(v.mean()) if n else float("nan")) for key, v in values.items()}
     out["users_evaluated"] = int(n)
     out["users_without_relevant"] = int(len(all_users) - n)
+    if per_user:
+        order = np.argsort(eval_users, kind="stable")
+        out["per_user"] = {"users": eval_users[order],
+                           **{key: v[order] for key, v in values.items()}}
     return out

@@ -17,6 +17,7 @@ the layout is written down once::
     RUN/plots/*.png                      figures
     RUN/summary.md, timings.json         the run in one table; seconds per stage
     RUN/benchmarks/peers.json            peers (benchmarks/peers.py) on the same split
+    RUN/per_user/<model>.<part>.npz      per-user results (confidence intervals resample them)
 """
 from __future__ import annotations
 
@@ -150,6 +151,25 @@ class RunDir:
     @property
     def summary_md(self) -> Path:
         return self.root / "summary.md"
+
+    # --- per-user results (what confidence intervals resample)
+    def per_user(self, name: str, part: str) -> Path:
+        return self.root / "per_user" / f"{name}.{part}.npz"
+
+    def save_per_user(self, name: str, part: str, payload: dict) -> Path:
+        """A model's per-user and per-rating arrays on a split part, as plain numpy arrays."""
+        import io
+        buf = io.BytesIO()
+        np.savez(buf, **{k: np.asarray(v) for k, v in payload.items()})
+        return self.write_bytes(self.per_user(name, part), buf.getvalue())
+
+    def load_per_user(self, name: str, part: str) -> dict:
+        path = self.per_user(name, part)
+        if not path.is_file():
+            raise PakdError(f"{path} not found: this run was evaluated before per-user results "
+                            f"were kept; re-run the stage that evaluates {name}")
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
 
     @property
     def peers_json(self) -> Path:

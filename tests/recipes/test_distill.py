@@ -30,10 +30,14 @@ def test_fallback_is_best_valid_balance():
     assert choose_best([], TEACHER, 0.02, 0.05)[0] is None
 
 
-def test_targets_compare_fisher_kd_with_each_baseline():
+def test_targets_compare_fisher_kd_with_each_baseline_by_paired_intervals():
     rows = [row("fisher_kd", 0.5, 500, 0, 0, t_rmse=0.85, t_ndcg=0.215),
             row("magnitude_kd", 0.5, 500, 0, 0, t_rmse=0.84, t_ndcg=0.2)]
+    # the baseline minus fisher_kd: RMSE -0.01 (interval below 0), NDCG -0.015 (spans 0)
+    rows[1]["paired"] = {"fisher_kd": {"rmse": [-0.01, -0.02, -0.004],
+                                       "ndcg@10": [-0.015, -0.03, 0.002]}}
     t = targets(rows, TEACHER)
     assert t["ratio_0.5"]["rmse_within_1pct"] and t["ratio_0.5"]["ndcg_within_3pct"]
     c = t["fisher_kd_vs_baselines"]["magnitude_kd@0.5"]
-    assert not c["rmse_at_least_as_good"] and c["ndcg_at_least_as_good"]
+    assert c["diff_rmse"] == [0.01, 0.004, 0.02] and c["verdict_rmse"] == "worse"
+    assert c["diff_ndcg@10"] == [0.015, -0.002, 0.03] and c["verdict_ndcg@10"] == "tie"

@@ -96,6 +96,13 @@ def test_pakd_outputs(run, capsys):
         assert lo <= r["speedup_latency"] <= hi and r["bench_rounds"] == 1
         assert set(r["valid"]) == {"rmse", "ndcg@10"}
     assert {"load_average_before", "load_average_after", "rounds"} <= set(res["bench"])
+    for r in [res["teacher"]] + res["rows"]:          # intervals from per-user results
+        lo, hi = r["ci95"]["ndcg@10"]
+        assert lo <= r["ndcg@10"] <= hi
+    assert "fisher_kd" in by["magnitude_kd"]["paired"] and "fisher_kd" not in by["fisher_kd"]["paired"]
+    d, lo, hi = by["fisher_kd"]["paired"]["teacher"]["ndcg@10"]
+    assert lo <= d <= hi
+    assert (run / "per_user" / "fisher_kd_r50.test.npz").is_file()
     best = res["best_student"]
     assert best["saved"] and "valid" in best["rule"]
     md = (run / "analysis_results" / "pakd_experiment_summary.md").read_text()
@@ -141,8 +148,10 @@ def test_students_in_worker_processes_equal_students_trained_inline(run, tmp_pat
         teacher, scores = distill._teacher(cfg, rd, enc)
         signals = teacher_signals(teacher, enc, scores, list_top=cfg.distill.list_top,
                                   feature_dim=cfg.distill.feature_dim)
-        rows[workers], _ = distill.sweep(cfg, rd, enc, signals, distill._valid(teacher, enc, cfg,
-                                                                               scores))
+        from pakd.evaluate import evaluate
+        valid = evaluate(teacher, enc, "valid", **cfg.eval.kwargs(), scores=scores)
+        rows[workers], _ = distill.sweep(cfg, rd, enc, signals,
+                                         {k: valid[k] for k in ("rmse", "ndcg@10")})
     assert [r["method"] for r in rows[2]] == ["magnitude_kd", "fisher_kd", "scratch"]
     for a, b in zip(rows[1], rows[2]):
         for k in ("params", "rmse", "ndcg@10", "auc", "valid", "arch", "epochs_run"):

@@ -15,13 +15,14 @@ RUN/models/saved/best_student_model.*, plots in RUN/plots/.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
 
 from ..bench import interleaved, memory_of
 from ..config import STUDENT, RunConfig, arch_of, sweep_ratios
 from ..data.encoding import Encoded
-from ..distill.loop import METHODS, Budget, Losses, distill, validate
+from ..distill.loop import METHODS, Budget, Losses, distill
 from ..distill.signals import teacher_signals
 from ..errors import PakdError
 from ..evaluate import evaluate
@@ -30,8 +31,10 @@ from ..models.base import RecModel
 from ..prune import criterion as make_criterion
 from ..report.pakd import pakd_markdown, pakd_plots
 from ..rundir import RunDir, read_json, write_json
+from ..stats import intervals, paired, verdict
 from ..runtime import log, progress, seed_everything
 from .ensemble import ensemble_scores
+from .evaluation import evaluate_kept
 from .split import load_encoded
 from .teachers import member_scores
 
@@ -46,9 +49,9 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     dc = cfg.distill
     t_start = time.perf_counter()
     teacher, scores = _teacher(cfg, rd, enc)
-    teacher_test = evaluate(teacher, enc, "test", **cfg.eval.kwargs(), scores=scores,
-                            quiet=cfg.quiet)
-    teacher_valid = _valid(teacher, enc, cfg, scores)
+    got = evaluate_kept(cfg, rd, enc, teacher, dc.teacher, scores=scores, quiet=cfg.quiet)
+    teacher_test = got["test"]
+    teacher_valid = {k: got["valid"][k] for k in ("rmse", "ndcg@10")}
     log.info("teacher (%s): test RMSE %.4f NDCG@10 %.4f", dc.teacher, teacher_test["rmse"],
              teacher_test["ndcg@10"])
     t_row = {"method": "teacher", "model": dc.teacher, "pruning_ratio": None,
@@ -63,6 +66,9 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     speed = measure_speed(cfg, rd, t_row, member_rows, rows)
     for r in member_rows + rows:
         _relative(r, t_row)
+    t0 = time.perf_counter()
+    evidence(cfg, rd, t_row, member_rows, rows)
+    log.info("confidence intervals: %.1fs", time.perf_counter() - t0)
     best, rule = choose_best(rows, t_row, dc.rmse_tolerance, dc.ndcg_tolerance)
     saved = save_best(rd, best, enc) if best is not None else None
     out = {"dataset": cfg.data.dataset, "teacher": t_row, "members": member_rows, "rows": rows,
@@ -147,10 +153,10 @@ def student_row(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid
     stem = rd.student(method, ratio)
     save(model, stem, meta={"method": method, "pruning_ratio": ratio,
                             "start_params": res.start_params, "prune_log": res.prune_log})
+    got = evaluate_kept(cfg, rd, enc, model, stem.name)
     row = {"method": method, "model": model.kind, "pruning_ratio": ratio,
-           "removed_ratio": 1 - model.n_params() / res.start_params,
-           **_pick(evaluate(model, enc, "test", **cfg.eval.kwargs(), quiet=True)),
-           "valid": _valid(model, enc, cfg), "params": model.n_params(),
+           "removed_ratio": 1 - model.n_params() / res.start_params, **_pick(got["test"]),
+           "valid": {k: got["valid"][k] for k in ("rmse", "ndcg@10")}, "params": model.n_params(),
            "size_bytes": rd.weights(stem).stat().st_size,
            "train_seconds": res.train_seconds, "best_epoch": res.best_epoch,
            "best_epochs": res.best_epochs, "epochs_run": len(res.history),
@@ -255,21 +261,6 @@ def _worker_job(method: str, ratio: float, ref_arch: dict | None):
                        ratio, ref_arch)
 
 
-def _valid(model: RecModel, enc: Encoded, cfg: RunConfig, scores=None) -> dict:
-    """Valid RMSE and NDCG@10: what the best student and its epochs are chosen by."""
-    if scores is None:
-        v = validate(model, enc, cfg.eval.relevant_min_rating, cfg.eval.chunk)
-        return {"rmse": v["valid_rmse"], "ndcg@10": v["valid_ndcg@10"]}
-    from ..evaluate import predict_ratings, ranking_metrics
-    from ..metrics import rmse
-    va = enc.parts["valid"]
-    scale = (enc.schema.rating_min, enc.schema.rating_max)
-    return {"rmse": rmse(predict_ratings(model, va.user, va.item), va.rating, scale),
-            "ndcg@10": ranking_metrics(model, enc, "valid", ks=[10],
-                                       relevant_min_rating=cfg.eval.relevant_min_rating,
-                                       chunk=cfg.eval.chunk, scores=scores)["ndcg@10"]}
-
-
 def measure_speed(cfg: RunConfig, rd: RunDir, t_row: dict, member_rows: list[dict],
                   rows: list[dict]) -> dict:
     """Speed of teacher, members and students, interleaved; peak memory of each alone."""
@@ -291,6 +282,25 @@ def measure_speed(cfg: RunConfig, rd: RunDir, t_row: dict, member_rows: list[dic
         row.update({k: v for k, v in speed["models"][key].items() if k in SPEED_KEYS})
         row.update(peak_rss_mb=m["peak_rss_mb"], rss_before_load_mb=m["rss_before_load_mb"])
     return {k: v for k, v in speed.items() if k != "models"}
+
+
+def evidence(cfg: RunConfig, rd: RunDir, t_row: dict, member_rows: list[dict],
+             rows: list[dict]) -> None:
+    """95% bootstrap intervals of every row's test metrics, and paired differences from the
+    teacher and (students) from fisher_kd at the same ratio, resampling test users."""
+    kw = dict(resamples=1000, seed=cfg.seed)
+    teacher = rd.load_per_user(cfg.distill.teacher, "test")
+    t_row["ci95"] = intervals(teacher, **kw)
+    guided = {r["pruning_ratio"]: r for r in rows if r["method"] == "fisher_kd"}
+    for r in member_rows + rows:
+        mine = rd.load_per_user(r["model"] if r["method"] == "member" else
+                                Path(r["file"]).name, "test")
+        r["ci95"] = intervals(mine, **kw)
+        r["paired"] = {"teacher": paired(teacher, mine, **kw)}
+        g = guided.get(r.get("pruning_ratio"))
+        if g is not None and g is not r:
+            r["paired"]["fisher_kd"] = paired(rd.load_per_user(Path(g["file"]).name, "test"),
+                                              mine, **kw)
 
 
 def _pick(m: dict) -> dict:
@@ -336,7 +346,9 @@ def choose_best(rows: list[dict], t: dict, rmse_tol: float, ndcg_tol: float
 
 def targets(rows: list[dict], t: dict) -> dict:
     """The retention targets of the origin report, each with the measured test figures
-    and whether it is met, and fisher_kd against each baseline at each ratio."""
+    and whether it is met, and fisher_kd against each baseline at each ratio: the paired
+    difference with its 95% interval and a verdict (better / worse only when the interval
+    excludes 0, else tie)."""
     out = {}
     fk = {r["pruning_ratio"]: r for r in rows if r["method"] == "fisher_kd"}
     if 0.5 in fk:
@@ -353,14 +365,17 @@ def targets(rows: list[dict], t: dict) -> dict:
                                      "rmse": r["rmse"], "ndcg@10": r["ndcg@10"]}
     cmp = {}
     for ratio, r in fk.items():
-        if ratio < 0.5:
-            continue
         for b in rows:
-            if b["pruning_ratio"] == ratio and b["method"] != "fisher_kd":
-                cmp[f"{b['method']}@{ratio:g}"] = {
-                    "rmse_at_least_as_good": r["rmse"] <= b["rmse"],
-                    "ndcg_at_least_as_good": r["ndcg@10"] >= b["ndcg@10"],
-                    "fisher_kd": [r["rmse"], r["ndcg@10"]], "baseline": [b["rmse"], b["ndcg@10"]]}
+            if b["pruning_ratio"] != ratio or b["method"] == "fisher_kd":
+                continue
+            entry = {"fisher_kd": [r["rmse"], r["ndcg@10"]], "baseline": [b["rmse"], b["ndcg@10"]]}
+            pair = b.get("paired", {}).get("fisher_kd")
+            for m, lower in (("rmse", True), ("ndcg@10", False)):
+                if pair is not None:     # fisher_kd minus the baseline, with its 95% interval
+                    d, lo, hi = pair[m]
+                    entry[f"diff_{m}"] = [-d, -hi, -lo]
+                    entry[f"verdict_{m}"] = verdict(entry[f"diff_{m}"], lower_is_better=lower)
+            cmp[f"{b['method']}@{ratio:g}"] = entry
     out["fisher_kd_vs_baselines"] = cmp
     return out
 

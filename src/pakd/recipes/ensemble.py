@@ -17,11 +17,13 @@ from .. import metrics as M
 from ..config import RunConfig
 from ..data.encoding import Encoded
 from ..errors import PakdError
-from ..evaluate import evaluate, predict_ratings, ranking_metrics, score_matrix
+from ..evaluate import predict_ratings, ranking_metrics, score_matrix
 from ..models.ensemble import Ensemble
 from ..report.teachers import teachers_markdown
 from ..rundir import RunDir, write_json
+from ..stats import intervals
 from ..runtime import log, progress
+from .evaluation import evaluate_kept
 from .split import load_encoded
 from .teachers import member_scores
 
@@ -31,8 +33,9 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     ens, metas, scores = build(cfg, rd, enc)
     rd.save_ensemble(ens)
     t0 = time.perf_counter()
-    em = evaluate(ens, enc, "test", **cfg.eval.kwargs(), scores=ensemble_scores(ens, scores),
-                  quiet=cfg.quiet)
+    got = evaluate_kept(cfg, rd, enc, ens, "ensemble", scores=ensemble_scores(ens, scores),
+                        quiet=cfg.quiet)
+    em = got["test"]
     em.update(params=ens.n_params(),
               train_seconds=sum(metas[n]["fit"]["train_seconds"] for n in ens.members),
               weights=ens.weights, tasks=ens.tasks, rating_mix=ens.rating_mix,
@@ -42,15 +45,22 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
               eval_seconds=time.perf_counter() - t0)
     members = {}
     for n, meta in metas.items():
-        m = dict(meta.get("test") or evaluate(ens.members[n], enc, "test", **cfg.eval.kwargs(),
-                                              scores=scores.get(n), quiet=cfg.quiet))
+        if not meta.get("test") or not rd.per_user(n, "test").is_file():
+            meta["test"] = evaluate_kept(cfg, rd, enc, ens.members[n], n, scores=scores.get(n),
+                                         quiet=cfg.quiet)["test"]
+        m = dict(meta["test"])
         m.update(params=meta["params"], train_seconds=meta["fit"]["train_seconds"],
                  epochs_run=meta["fit"]["epochs_run"], best_epoch=meta["fit"]["best_epoch"],
                  epoch_seconds=meta["fit"]["epoch_seconds"], arch=meta["arch"])
         members[n] = m
     out = {"dataset": cfg.data.dataset, "split": rd.split_summary(),
            "threads": torch.get_num_threads(), "members": members, "ensemble": em,
-           "baselines": baselines(enc, cfg)}
+           "baselines": baselines(enc, cfg, rd)}
+    kw = dict(resamples=1000, seed=cfg.seed)      # 95% intervals over resampled test users
+    for name, row in [*members.items(), ("ensemble", em)]:
+        row["ci95"] = intervals(rd.load_per_user(name, "test"), **kw)
+    out["baselines"]["mostpop"]["ci95"] = intervals(
+        rd.load_per_user("mostpop", "test"), metrics=("recall@10", "ndcg@10"), **kw)
     write_json(rd.teachers_json, out)
     rd.write_text(rd.teachers_md, teachers_markdown(out))
     log.info("ensemble: test RMSE %.4f, AUC %.4f, NDCG@10 %.4f, Recall@10 %.4f",
@@ -125,8 +135,9 @@ def ensemble_scores(ens: Ensemble, scores: dict[str, torch.Tensor | None]) -> to
     return ens.combine_scores({n: scores[n] for n in ens.ranking_mix})
 
 
-def baselines(enc: Encoded, cfg: RunConfig) -> dict:
-    """Global mean (rating) and MostPop (ranking by train popularity) on the test part."""
+def baselines(enc: Encoded, cfg: RunConfig, rd: RunDir | None = None) -> dict:
+    """Global mean (rating) and MostPop (ranking by train popularity) on the test part;
+    MostPop's per-user results kept in ``rd`` when given."""
     scale = (enc.schema.rating_min, enc.schema.rating_max)
     tr, te = enc.parts["train"], enc.parts["test"]
     mu = float(tr.rating.mean())
@@ -139,7 +150,11 @@ def baselines(enc: Encoded, cfg: RunConfig) -> dict:
     pop = torch.bincount(tr.item, minlength=enc.n_items).float()
     mp = ranking_metrics(None, enc, "test", ks=cfg.eval.ks,
                          relevant_min_rating=cfg.eval.relevant_min_rating, chunk=cfg.eval.chunk,
-                         scores=pop.expand(enc.n_users, -1))
+                         scores=pop.expand(enc.n_users, -1), per_user=rd is not None)
+    if rd is not None:
+        ranks = mp.pop("per_user")
+        rd.save_per_user("mostpop", "test", {"users": np.unique(te.user.numpy()),
+                                             "rank_users": ranks.pop("users"), **ranks})
     mostpop = {"rmse": None, "mae": None, "auc": None, "logloss": None, **mp,
                "params": enc.n_items}
     return {"global_mean": gm, "mostpop": mostpop}

@@ -17,12 +17,13 @@ from safetensors.torch import save as st_save
 
 from ..config import TEACHERS, RunConfig, arch_of, fit_kwargs
 from ..data.encoding import Encoded
-from ..evaluate import evaluate, score_matrix
+from ..evaluate import score_matrix
 from ..models import build, save
 from ..models.base import RecModel
 from ..rundir import RunDir
 from ..runtime import log, progress, seed_everything
 from ..train import fit
+from .evaluation import evaluate_kept
 from .split import load_encoded
 
 
@@ -50,9 +51,10 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict[str, dic
                 "train_config": section.model_dump()}
         save(model, rd.member(name), meta=meta)
         rd.member_scores(name).unlink(missing_ok=True)     # new weights: the cache is stale
-        m = evaluate(model, enc, "test", **cfg.eval.kwargs(),
-                     scores=member_scores(cfg, rd, name, model, enc), quiet=cfg.quiet)
-        meta["test"] = m
+        got = evaluate_kept(cfg, rd, enc, model, name,
+                            scores=member_scores(cfg, rd, name, model, enc), quiet=cfg.quiet)
+        m = meta["test"] = got["test"]
+        meta["valid"] = got["valid"]
         save(model, rd.member(name), meta=meta)
         log.info("%s: test RMSE %.4f, AUC %.4f, NDCG@10 %.4f, Recall@10 %.4f (%.0fs training)",
                  name, m["rmse"], m["auc"], m["ndcg@10"], m["recall@10"], res.train_seconds)

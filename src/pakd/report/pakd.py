@@ -8,7 +8,8 @@ from .tables import fmt, markdown_table
 
 COLS = [("method", "method"), ("model", "model"), ("pruning_ratio", "ratio"),
         ("removed_ratio", "removed"), ("rmse", "RMSE"), ("mae", "MAE"), ("auc", "AUC"),
-        ("recall@10", "Recall@10"), ("ndcg@10", "NDCG@10"), ("rmse_retention_pct", "RMSE ret. %"),
+        ("recall@10", "Recall@10"), ("ndcg@10", "NDCG@10"), ("ndcg_ci", "NDCG@10 95% CI"),
+        ("ndcg_vs_teacher", "Δ NDCG@10 vs teacher (95% CI)"), ("rmse_retention_pct", "RMSE ret. %"),
         ("ndcg_retention_pct", "NDCG ret. %"), ("params", "params"), ("size_bytes", "bytes"),
         ("throughput_rows_per_s", "rows/s"), ("latency_ms_p50", "top-10 ms p50"),
         ("latency_ms_p99", "p99"), ("peak_rss_mb", "peak RSS MB"),
@@ -29,7 +30,7 @@ def compare(name_a: str, a: float, name_b: str, b: float, lower_is_better: bool)
 
 def pakd_markdown(res: dict) -> str:
     t = res["teacher"]
-    rows = [t] + res["members"] + res["rows"]
+    rows = [dict(r, **_ci_cells(r)) for r in [t] + res["members"] + res["rows"]]
     b = res.get("bench", {})
     lines = [f"# PAKD experiment — {res['dataset']}", "",
              f"Teacher: {t['model']}; {res['threads']} torch threads; throughput at batch "
@@ -54,13 +55,40 @@ def pakd_markdown(res: dict) -> str:
         if k == "fisher_kd_vs_baselines":
             continue
         lines.append(f"- {k}: " + ", ".join(f"{kk} {fmt(vv)}" for kk, vv in v.items()))
-    for k, v in tg.get("fisher_kd_vs_baselines", {}).items():
-        base = k.split("@")[0]
-        lines.append(f"- at ratio {k.split('@')[1]}: RMSE "
-                     + compare("fisher_kd", v["fisher_kd"][0], base, v["baseline"][0], True)
-                     + "; NDCG@10 "
-                     + compare("fisher_kd", v["fisher_kd"][1], base, v["baseline"][1], False))
+    cmp = tg.get("fisher_kd_vs_baselines", {})
+    if cmp:
+        lines += ["", "fisher_kd against each baseline (test part; Δ = fisher_kd minus the "
+                  "baseline, 95% paired bootstrap interval over users; better or worse only "
+                  "when the interval excludes 0):", ""]
+    for k, v in cmp.items():
+        base, ratio = k.split("@")
+        parts = []
+        for i, (m, label, lower) in enumerate((("rmse", "RMSE", True),
+                                               ("ndcg@10", "NDCG@10", False))):
+            a, b = v["fisher_kd"][i], v["baseline"][i]
+            if f"diff_{m}" in v:
+                d, lo, hi = v[f"diff_{m}"]
+                parts.append(f"{label} {a:.4f} vs {b:.4f}, Δ {_signed(d)} ({_signed(lo)} to "
+                             f"{_signed(hi)}): {v[f'verdict_{m}']}")
+            else:
+                parts.append(label + " " + compare("fisher_kd", a, base, b, lower))
+        lines.append(f"- ratio {ratio}, vs {base}: " + "; ".join(parts))
     return "\n".join(lines) + "\n"
+
+
+def _signed(x: float) -> str:
+    """A signed difference, in scientific notation when 4 decimals would show zero."""
+    return f"{x:+.2e}" if x and abs(x) < 5e-5 else f"{x:+.4f}"
+
+
+def _ci_cells(r: dict) -> dict:
+    out = {}
+    if "ci95" in r:
+        out["ndcg_ci"] = r["ci95"]["ndcg@10"]
+    d = r.get("paired", {}).get("teacher", {}).get("ndcg@10")
+    if d is not None:
+        out["ndcg_vs_teacher"] = f"{_signed(d[0])} ({_signed(d[1])} to {_signed(d[2])})"
+    return out
 
 
 def _load(v) -> str:

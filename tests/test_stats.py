@@ -1,0 +1,70 @@
+"""Bootstrap intervals and paired differences over users, checked as statistics."""
+import numpy as np
+import pytest
+from model_zoo import randomised
+
+from pakd import metrics as M
+from pakd.evaluate import evaluate
+from pakd.stats import intervals, metrics_under, paired, resample_weights, verdict
+
+EVAL = dict(ks=[10], positive_above=3.0, negative_below=3.0, relevant_min_rating=None, chunk=7)
+
+
+def payload(n_users=60, seed=0, mean=0.3):
+    """Synthetic per-user results: NDCG draws with a known mean, a few ratings each."""
+    rng = np.random.default_rng(seed)
+    users = np.arange(n_users)
+    rows = np.repeat(users, 5)
+    true = rng.integers(1, 6, len(rows)).astype(float)
+    pred = np.clip(true + rng.normal(0, 1, len(rows)), 1, 5)
+    keep, y = M.binary_labels(true)
+    return {"users": users, "rank_users": users,
+            "ndcg@10": rng.binomial(1, mean, n_users).astype(float),
+            "recall@10": rng.random(n_users), "row_user": rows, "pred": pred, "true": true,
+            "bin_user": rows[keep], "bin_score": pred[keep],
+            "bin_prob": 1 / (1 + np.exp(-(pred[keep] - 3))), "bin_label": y}
+
+
+def test_interval_covers_the_true_mean_about_95_percent_of_the_time():
+    hits = 0
+    for rep in range(200):
+        lo, hi = intervals(payload(seed=rep), resamples=400, seed=rep,
+                           metrics=["ndcg@10"])["ndcg@10"]
+        hits += lo <= 0.3 <= hi
+    assert 0.90 <= hits / 200 <= 0.99
+
+
+def test_identical_models_differ_by_exactly_zero():
+    p = payload()
+    for m, (d, lo, hi) in paired(p, p, resamples=200).items():
+        assert d == lo == hi == 0, m
+        assert verdict([d, lo, hi], lower_is_better=m in ("rmse", "mae", "logloss")) == "tie"
+
+
+def test_weighted_auc_equals_auc_on_the_duplicated_rows():
+    p = payload(n_users=30, seed=3)
+    w = resample_weights(30, 3, seed=1)
+    got = metrics_under(w, p, ["auc", "rmse"])
+    for r in range(3):
+        rep = np.repeat(np.arange(len(p["bin_user"])), w[r][p["bin_user"]].astype(int))
+        assert got["auc"][r] == pytest.approx(M.auc(p["bin_score"][rep], p["bin_label"][rep]))
+        rr = np.repeat(np.arange(len(p["row_user"])), w[r][p["row_user"]].astype(int))
+        assert got["rmse"][r] == pytest.approx(M.rmse(p["pred"][rr], p["true"][rr]))
+
+
+def test_per_user_arrays_reproduce_the_reported_metrics(tiny_enc):
+    m = randomised("lightweight_model", tiny_enc).float()
+    out = evaluate(m, tiny_enc, "test", **EVAL, per_user=True)
+    p = out["per_user"]
+    again = metrics_under(np.ones((1, len(p["users"]))), p)
+    for k in ("rmse", "mae", "auc", "logloss", "recall@10", "ndcg@10"):
+        assert again[k][0] == pytest.approx(out[k], rel=1e-12, abs=1e-15), k
+    assert p["ndcg@10"].mean() == out["ndcg@10"]
+
+
+def test_verdicts_follow_the_interval():
+    assert verdict([0.01, 0.002, 0.02], lower_is_better=False) == "better"
+    assert verdict([0.01, 0.002, 0.02], lower_is_better=True) == "worse"
+    assert verdict([0.01, -0.002, 0.02], lower_is_better=False) == "tie"
+    with pytest.raises(Exception, match="at least 2 users"):
+        resample_weights(1, 10, 0)
