@@ -33,19 +33,26 @@ def fisher(rd: RunDir) -> str:
     rows = []
     for n, m in f["models"].items():
         v, t = m["validation"], f["timings"][n]
-        tr = v.get("train_sample", {}).get("by_objective", {}).get(v["objective"], {})
+
+        def cell(block, k):
+            c = block.get("by_objective", {}).get(v["objective"], {})
+            if f"spearman_{k}" not in c:
+                return "–"
+            ci = c.get(f"spearman_{k}_ci95")
+            return f"{c[f'spearman_{k}']:.2f}" + (f" ({ci[0]:.2f}–{ci[1]:.2f})" if ci else "")
+        valid, test = {"by_objective": v["by_objective"]}, v.get("test_part", {})
         rows.append({"model": n, "pass": f"{t['fisher_seconds']:.1f} / {fmt(t['epoch_seconds'], 1)}",
-                     "valid": f"{v['spearman_empirical']:.2f} / {v['spearman_true']:.2f} / "
-                              f"{v['spearman_magnitude']:.2f} ({v['groups_tested']} units)",
+                     "units": v["groups_tested"],
                      "lower": f"{100 * v['share_lowering_valid_loss']:.0f}%",
-                     "train": f"{tr.get('spearman_empirical', float('nan')):.2f} / "
-                              f"{tr.get('spearman_magnitude', float('nan')):.2f}",
+                     **{f"{p}_{k}": cell(b, k) for p, b in (("v", valid), ("t", test))
+                        for k in ("true", "taylor", "magnitude")},
                      "friendly": m["pruning_friendliness"]})
     return markdown_table(rows, [
-        ("model", "member"), ("pass", "Fisher pass s / one epoch s"),
-        ("valid", "Spearman valid: empirical / true / magnitude"),
-        ("lower", "units whose removal lowers valid loss"),
-        ("train", "Spearman on the Fisher train sample: empirical / magnitude"),
+        ("model", "member"), ("pass", "Fisher pass s / one epoch s"), ("units", "units"),
+        ("lower", "removals lowering valid loss"),
+        ("v_true", "valid: Fisher"), ("v_taylor", "valid: Taylor"),
+        ("v_magnitude", "valid: magnitude"), ("t_true", "test: Fisher"),
+        ("t_taylor", "test: Taylor"), ("t_magnitude", "test: magnitude"),
         ("friendly", "friendliness", 2)])
 
 

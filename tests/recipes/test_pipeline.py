@@ -28,7 +28,8 @@ def run(tmp_path_factory):
     rc = main(["run", "--dataset", str(root / "r.csv"), "--columns",
                "user=userId,item=movieId,rating=rating,timestamp=ts",
                "--item-features", str(root / "items.csv"), "--title-column", "title",
-               "--out", str(out), "--profile", "quick", "--threads", "1", "-q"])
+               "--out", str(out), "--profile", "quick", "--threads", "1", "-q",
+               "--check-train-sample"])
     assert rc == 0
     return out
 
@@ -62,6 +63,12 @@ def test_fisher_outputs(run):
         # the same removals measured on the Fisher's own train sample, for every objective
         tr = v["train_sample"]["by_objective"]
         assert set(tr) == set(v["by_objective"])
+        # the Taylor predictor beside the Fisher and magnitude, measured on valid and test
+        c = v["test_part"]["by_objective"][v["objective"]]
+        assert {"spearman_true", "spearman_taylor", "spearman_magnitude", "kendall_taylor",
+                "spearman_taylor_ci95"} <= set(c)
+        assert all("measured_test" in p and f"{v['objective']}/taylor" in p["predicted"]
+                   for p in v["points"])
         assert all(len(p["measured_train"]) == len(p["measured"]) for p in v["points"])
         assert 0 <= v["share_lowering_valid_loss"] <= 1
         assert m["plan"]["params_after"] < m["params"]

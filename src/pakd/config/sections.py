@@ -272,6 +272,10 @@ class FisherConfig(Section):
     batch: int = _f(256, "examples per per-example-gradient batch", ge=1)
     validate_units: int = _f(60, "units removed one at a time per member to check predictions",
                              flag="--validate-units", ge=0)
+    check_train_sample: bool = _f(False, "also measure each removal on the train sample the "
+                                  "Fisher was estimated from (what the Fisher claims to "
+                                  "predict; adds half again to the checks)",
+                                  flag="--check-train-sample")
     plan_ratio: float = _f(0.2, "parameter reduction the recommended plan aims at",
                            flag="--plan-ratio", gt=0, lt=1)
     plan_fisher: Literal["empirical", "true"] = _f("true", "Fisher kind the plan uses",

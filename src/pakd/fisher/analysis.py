@@ -118,6 +118,35 @@ def spearman(a, b) -> float:
     return float(spearmanr(a, b).statistic)
 
 
+def kendall(a, b) -> float:
+    from scipy.stats import kendalltau
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 3 or np.all(a == a[0]) or np.all(b == b[0]):
+        return float("nan")
+    return float(kendalltau(a, b).statistic)
+
+
+def spearman_interval(a, b, *, resamples: int = 1000, seed: int = 0,
+                      level: float = 0.95) -> list[float] | None:
+    """Percentile bootstrap interval of Spearman's rho, resampling the (prediction,
+    measurement) pairs."""
+    from scipy.stats import rankdata
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 3:
+        return None
+    idx = np.random.default_rng(seed).integers(0, len(a), size=(resamples, len(a)))
+    ra, rb = rankdata(a[idx], axis=1), rankdata(b[idx], axis=1)
+    ra -= ra.mean(1, keepdims=True)
+    rb -= rb.mean(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (ra * rb).sum(1) / np.sqrt((ra * ra).sum(1) * (rb * rb).sum(1))
+    rho = rho[np.isfinite(rho)]
+    if not len(rho):
+        return None
+    q = (1 - level) / 2 * 100
+    return [float(np.percentile(rho, q)), float(np.percentile(rho, 100 - q))]
+
+
 def sample_units(units: list[dict], n: int, seed: int) -> list[dict]:
     """At least ``n`` units spread across kinds and groups (all when there are fewer)."""
     if len(units) <= n:

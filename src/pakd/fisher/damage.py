@@ -69,13 +69,48 @@ def outputs(model: RecModel, ex: Examples, batch: int = 1024):
     return torch.cat(rs), torch.cat(ls)
 
 
-def losses(rating, logit, ex: Examples, sigma2: float) -> dict:
-    """Per-example mean losses of the three objectives (same definitions as the Fisher)."""
+def loss_sums(rating, logit, ex: Examples, sigma2: float) -> dict[str, torch.Tensor]:
+    """Summed losses of the three objectives over ``ex`` (a batch of it): the Gaussian NLL
+    of the rated pairs, the BCE of all pairs, and both (same definitions as the Fisher)."""
     hr = ex.has_rating
-    nll_r = 0.5 * (rating - ex.y_rating.double()) ** 2 / sigma2
-    bce = F.binary_cross_entropy_with_logits(logit, ex.y_rank.double(), reduction="none")
-    return {"rating": float(nll_r[hr].mean()), "ranking": float(bce.mean()),
-            "ensemble": float((nll_r * hr + bce).mean())}
+    nll_r = 0.5 * (rating - ex.y_rating.to(rating.dtype)) ** 2 / sigma2
+    bce = F.binary_cross_entropy_with_logits(logit, ex.y_rank.to(logit.dtype), reduction="none")
+    return {"rating": nll_r[hr].sum(), "ranking": bce.sum(), "ensemble": (nll_r * hr + bce).sum()}
+
+
+def _counts(ex: Examples) -> dict[str, int]:
+    n, rated = len(ex), int(ex.has_rating.sum())
+    return {"rating": max(1, rated), "ranking": max(1, n), "ensemble": max(1, n)}
+
+
+def losses(rating, logit, ex: Examples, sigma2: float) -> dict:
+    """Per-example mean losses of the three objectives."""
+    cnt = _counts(ex)
+    return {k: float(v) / cnt[k] for k, v in loss_sums(rating, logit, ex, sigma2).items()}
+
+
+def loss_gradient(model: RecModel, ex: Examples, sigma2: float, objective: str, *,
+                  params: dict[str, torch.Tensor] | None = None,
+                  batch: int = 1024) -> dict[str, torch.Tensor]:
+    """Gradient of an objective's per-example mean loss on ``ex`` (float64), with respect to
+    ``params`` (default: the model's own). ``model`` may be the ensemble and ``params`` one
+    member's parameters, for the ensemble objective."""
+    params = dict(model.named_parameters()) if params is None else params
+    names = list(params)
+    acc = {n: torch.zeros_like(p, dtype=torch.float64) for n, p in params.items()}
+    norm = _counts(ex)[objective]
+    model.eval()
+    for s in range(0, len(ex), batch):
+        sl = slice(s, s + batch)
+        part = Examples(ex.user[sl], ex.item[sl], ex.y_rating[sl], ex.y_rank[sl],
+                        ex.has_rating[sl])
+        out = model(part.user, part.item)
+        total = loss_sums(out.rating, out.logit, part, sigma2)[objective] / norm
+        grads = torch.autograd.grad(total, [params[n] for n in names], allow_unused=True)
+        for n, g in zip(names, grads):
+            if g is not None:
+                acc[n] += g.double()
+    return acc
 
 
 def sigma2_of(model: RecModel, ex: Examples) -> float:
@@ -160,11 +195,13 @@ def check_units(model: RecModel, probe: LossProbe, tested: list[dict], tables: d
                 quiet: bool = True) -> dict:
     """Remove each of ``tested`` alone; measured loss increases beside the predictions.
 
-    Measured on the valid part (what pruning costs a user) and, when the probe has a
-    ``train`` part, on the train sample the Fisher was estimated from (what the Fisher
-    claims to predict): where the two disagree, removal changes generalisation (an overfit
-    unit's removal lowers valid loss, which a Fisher estimate, never negative, cannot
-    predict)."""
+    Measured on the valid part (what pruning costs a user; the Taylor predictor's gradient
+    comes from it), on the test part (held out from every prediction) and on the train
+    sample the Fisher was estimated from (what the Fisher claims to predict): where they
+    disagree, removal changes generalisation (an overfit unit's removal lowers the held-out
+    loss, which a Fisher estimate, never negative, cannot predict; the Taylor term can).
+    Each criterion gets Spearman and Kendall correlations with the measured change, and a
+    95% bootstrap interval (over units) on Spearman."""
     parts = list(probe.parts)
     base = {p: probe(model, p) for p in parts}
     points = []
@@ -182,33 +219,39 @@ def check_units(model: RecModel, probe: LossProbe, tested: list[dict], tables: d
                 o: got[o] - base[p][o] for o in got}
         points.append(point)
 
+    criteria = [k for k in kinds if points and any(f"/{k}" in key for key in
+                                                    points[0]["predicted"])] + ["magnitude"]
+
     def correlations(field: str) -> dict:
         by_obj = {}
         for o in focus:
-            if o not in base["valid"]:
+            if o not in base["valid"] or not points:
                 continue
-            meas = [p[field][o] for p in points]
-            row = {f"spearman_{k}": A.spearman([p["predicted"][f"{o}/{k}"] for p in points], meas)
-                   for k in kinds if f"{o}/{k}" in points[0]["predicted"]} if points else {}
-            row["spearman_magnitude"] = A.spearman([p["predicted"]["magnitude"] for p in points],
-                                                   meas)
+            meas = np.array([p[field][o] for p in points])
+            row = {}
+            for k in criteria:
+                key = "magnitude" if k == "magnitude" else f"{o}/{k}"
+                if key not in points[0]["predicted"]:
+                    continue
+                pred = np.array([p["predicted"][key] for p in points])
+                row[f"spearman_{k}"] = A.spearman(pred, meas)
+                row[f"kendall_{k}"] = A.kendall(pred, meas)
+                row[f"spearman_{k}_ci95"] = A.spearman_interval(pred, meas, seed=0)
             by_obj[o] = row
         return by_obj
 
     by_obj = correlations("measured")
     top = by_obj.get(primary, {})
     out = {"objective": primary,
-           "spearman_empirical": top.get("spearman_empirical"),
-           "spearman_true": top.get("spearman_true"),
-           "spearman_magnitude": top.get("spearman_magnitude"),
+           **{f"spearman_{k}": top.get(f"spearman_{k}") for k in criteria},
            "groups_tested": len(points),
            "kinds_tested": sorted({p["kind"] for p in points}),
            "share_lowering_valid_loss": (sum(p["measured"][primary] < 0 for p in points)
                                          / len(points) if points else None),
            "base_valid_loss": base["valid"], "by_objective": by_obj, "points": points}
-    if "train" in parts:
-        out["train_sample"] = {"base_loss": base["train"],
-                               "by_objective": correlations("measured_train")}
+    for part, key in (("train", "train_sample"), ("test", "test_part")):
+        if part in parts:
+            out[key] = {"base_loss": base[part], "by_objective": correlations(f"measured_{part}")}
     return out
 
 

@@ -91,6 +91,27 @@ class DiagonalFisher(Importance):
         return {g.name: group_scores(g, sal) for g in model.structure()}
 
 
+class Taylor(Importance):
+    """Second-order Taylor estimate of the change of a held-out loss when a unit is removed
+    (its entries set to zero, delta = -theta): g . delta + 1/2 delta' F delta with the
+    gradient ``gradient`` of the held-out loss and a diagonal Fisher ``fisher`` for the
+    curvature (LeCun et al. 1990 keep only the second term, taking the gradient as zero at
+    a trained optimum; on held-out data it is not zero, and the first term can be negative:
+    removing an overfit unit may lower the held-out loss, which this estimate can foresee).
+    Scores may therefore be negative."""
+    name = "taylor"
+
+    def __init__(self, gradient: dict[str, torch.Tensor], fisher: dict[str, torch.Tensor]):
+        self.gradient, self.fisher = gradient, fisher
+
+    def scores(self, model) -> dict[str, torch.Tensor]:
+        params = {n: p.detach().double() for n, p in model.named_parameters()}
+        first = {n: -self.gradient[n].double() * params[n] for n in self.gradient}
+        second = {n: 0.5 * f * params[n] ** 2 for n, f in self.fisher.items()}
+        return {g.name: group_scores(g, first) + group_scores(g, second)
+                for g in model.structure()}
+
+
 class MaskFisher(Importance):
     """Accumulates the per-example Fisher of unit masks from forward hooks.
 

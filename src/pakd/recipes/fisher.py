@@ -22,9 +22,11 @@ from ..config import RunConfig
 from ..data.encoding import Encoded
 from ..errors import PakdError
 from ..fisher import analysis as A
-from ..fisher.damage import Examples, LossProbe, check_plan, check_units, sigma2_of
+from ..fisher.damage import (Examples, LossProbe, check_plan, check_units, loss_gradient,
+                             sigma2_of)
 from ..fisher.estimate import OBJECTIVES, diagonal_fisher
 from ..models.ensemble import Ensemble
+from ..prune import Taylor
 from ..report.fisher import fisher_markdown, fisher_plots
 from ..rundir import RunDir, write_json
 from ..runtime import log, progress
@@ -56,14 +58,16 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
 
     ex = Examples.of_part(enc, "train", fc.sample, cfg.seed + 17)
     vex = Examples.of_part(enc, "valid", 0, cfg.seed + 29)
+    tex = Examples.of_part(enc, "test", 0, cfg.seed + 31)
     fishers, sigma2, timings = estimate(cfg, rd, enc, members, ens, ex, focus, kinds)
 
     results = {}
     for name, model in members.items():
         t0 = time.perf_counter()
         cached = member_scores(cfg, rd, name, model, enc) if rd.has_member(name) else None
+        parts = {"valid": vex, "test": tex, **({"train": ex} if fc.check_train_sample else {})}
         results[name] = analyse(cfg, enc, name, model, fishers[name], kinds, focus, only,
-                                {"valid": vex, "train": ex}, sigma2, ens, cached)
+                                parts, sigma2, ens, cached)
         timings[name]["analysis_seconds"] = time.perf_counter() - t0
         log.info("Fisher %s: analysis and checks %.1fs", name, timings[name]["analysis_seconds"])
     out = {"teacher": fc.teacher, "dataset": cfg.data.dataset, "focus_tasks": focus,
@@ -132,6 +136,27 @@ def estimate(cfg: RunConfig, rd: RunDir, enc: Encoded, members: dict, ens: Ensem
     return fishers, sigma2, timings
 
 
+def taylor_tables(model, fishers: dict, groups, vex: Examples, sigma2: dict, name: str,
+                  ens: Ensemble | None, kind: str) -> dict:
+    """{(objective, "taylor"): {(group, unit): predicted change}}: the held-out gradient of
+    each objective on the valid part with the ``kind`` Fisher as curvature."""
+    out = {}
+    for (obj, k), fisher in fishers.items():
+        if k != kind:
+            continue
+        if obj == "ensemble":
+            if ens is None:
+                continue
+            grad = loss_gradient(ens, vex, sigma2["ensemble"], "ensemble",
+                                 params=dict(model.named_parameters()))
+        else:
+            grad = loss_gradient(model, vex, sigma2[name], obj)
+        costs = Taylor(grad, fisher).scores(model)
+        out[(obj, "taylor")] = {(g.name, u): float(costs[g.name][u]) for g in groups
+                                for u in range(g.units)}
+    return out
+
+
 def _primary(focus: list[str], kinds: list[str]) -> tuple[str, str]:
     obj = "ensemble" if "ensemble" in focus else focus[0]
     return obj, ("true" if "true" in kinds else kinds[0])
@@ -147,6 +172,8 @@ def analyse(cfg: RunConfig, enc: Encoded, name: str, model, fishers: dict, kinds
     primary = _primary(focus, kinds)
     s = A.summarise(model, fishers, groups, only, fc.friendliness_threshold)
     tables, p_f, p_units = s["tables"], fishers[primary], s["units"][primary]
+    tables.update(taylor_tables(model, fishers, groups, parts["valid"], sigma2, name,
+                                ens if "ensemble" in focus else None, primary[1]))
     params = [{"name": n, "shape": list(p.shape), "params": int(p.numel()),
                "fisher_trace": float(p_f[n].sum()),
                "importance": float((0.5 * p_f[n] * p.detach().double() ** 2).sum())}
@@ -160,7 +187,7 @@ def analyse(cfg: RunConfig, enc: Encoded, name: str, model, fishers: dict, kinds
     plan = A.make_plan(model, p_units, fc.plan_ratio)
     probe = LossProbe(name, parts, sigma2, ens if "ensemble" in focus else None, model)
     validation = check_units(model, probe, A.sample_units(p_units, fc.validate_units, cfg.seed),
-                             tables, s["magnitude"], focus=focus, kinds=kinds,
+                             tables, s["magnitude"], focus=focus, kinds=kinds + ["taylor"],
                              primary=_primary([o for o in focus if o in ("rating", "ranking")
                                                or probe.ens is not None], kinds)[0],
                              quiet=cfg.quiet)

@@ -19,31 +19,44 @@ def fisher_markdown(res: dict, experiment: dict | None = None) -> str:
                                            experiment["settings"].items()), ""]
     lines += [f"Objectives: {', '.join(res['focus_tasks'])}; Fisher: {', '.join(res['fisher'])}.",
               f"Criterion: {res['criterion']}.", ""]
-    rows = []
+    rows, damage = [], []
     for n, m in res["models"].items():
         v = m["validation"]
         rows.append({"model": n, "params": m["params"],
                      "objective": f"{m['primary']['objective']}/{m['primary']['fisher']}",
                      "trace": m["sensitivity"]["total"], "per_param": m["sensitivity"]["normalised"],
-                     "friendliness": m["pruning_friendliness"],
-                     "sp_emp": v["spearman_empirical"], "sp_true": v["spearman_true"],
-                     "sp_mag": v["spearman_magnitude"], "tested": v["groups_tested"],
+                     "friendliness": m["pruning_friendliness"], "tested": v["groups_tested"],
                      "lowering": v.get("share_lowering_valid_loss")})
-        tr = v.get("train_sample", {}).get("by_objective", {}).get(v["objective"], {})
-        rows[-1].update({"tr_emp": tr.get("spearman_empirical"), "tr_mag": tr.get("spearman_magnitude")})
+        for part, block in (("valid", {"by_objective": v.get("by_objective", {})}),
+                            ("test", v.get("test_part", {})),
+                            ("Fisher train sample", v.get("train_sample", {}))):
+            c = block.get("by_objective", {}).get(v["objective"], {})
+            if not c:
+                continue
+            row = {"model": n, "part": part}
+            for k in ("empirical", "true", "taylor", "magnitude"):
+                if f"spearman_{k}" in c:
+                    ci = c.get(f"spearman_{k}_ci95")
+                    row[k] = (f"{c[f'spearman_{k}']:.2f}" + (f" ({ci[0]:.2f} to {ci[1]:.2f})"
+                                                             if ci else "")
+                              + (f", τ {c[f'kendall_{k}']:.2f}" if f"kendall_{k}" in c else ""))
+            damage.append(row)
     lines += ["## Per member", "", markdown_table(rows, [
         ("model", "model"), ("params", "params"), ("objective", "objective/Fisher"),
         ("trace", "Fisher trace"), ("per_param", "per parameter"),
-        ("friendliness", "pruning friendliness"), ("sp_emp", "Spearman empirical"),
-        ("sp_true", "Spearman true"), ("sp_mag", "Spearman magnitude"),
-        ("tested", "units tested"), ("lowering", "share lowering valid loss"),
-        ("tr_emp", "train-sample Spearman empirical"), ("tr_mag", "train-sample Spearman magnitude")],
-        digits=4), "",
-        "Spearman: rank correlation between the predicted and the measured validation-loss "
-        "increase when one unit is removed. The train-sample columns measure the increase on "
-        "the examples the Fisher was estimated from; a Fisher estimate is never negative, so "
-        "units whose removal lowers the valid loss (an overfit model shrinking towards the "
-        "mean) are beyond what it can predict.", ""]
+        ("friendliness", "pruning friendliness"), ("tested", "units tested"),
+        ("lowering", "share lowering valid loss")], digits=4), "",
+        "## Predicted against measured damage", "",
+        "One unit removed at a time; Spearman's rho (95% bootstrap interval over units) and "
+        "Kendall's tau between each criterion's prediction and the measured loss change. "
+        "empirical / true: 1/2 F theta^2 (never negative); taylor: the valid-loss gradient "
+        "term plus 1/2 F theta^2 (it can predict that a removal lowers the loss); magnitude: "
+        "sum theta^2. The valid part also gives the Taylor gradient; the test part is held "
+        "out from every prediction; the Fisher train sample is what the Fisher was "
+        "estimated on.", "",
+        markdown_table(damage, [("model", "model"), ("part", "measured on"),
+                                ("empirical", "empirical"), ("true", "true"),
+                                ("taylor", "taylor"), ("magnitude", "magnitude")]), ""]
     t = res.get("timings", {})
     if t:
         trow = [{"model": n, **v} for n, v in t.items()]
@@ -101,27 +114,26 @@ def fisher_plots(res: dict, rd) -> list[Path]:
     fig.tight_layout()
     paths.append(save_figure(fig, rd.plot("fisher_group_importance")))
 
+    from scipy.stats import rankdata
     fig, axes = plt.subplots(1, n, figsize=(5 * n, 4), squeeze=False)
     for ax, (name, m) in zip(axes[0], models.items()):
         v = m["validation"]
         obj = v["objective"]
         pts = v["points"]
-        meas = np.array([p["measured"][obj] for p in pts])
-        for key, color, marker in ((f"{obj}/empirical", "tab:orange", "o"),
-                                   (f"{obj}/true", "tab:blue", "x"),
+        meas = rankdata([p.get("measured_test", p["measured"])[obj] for p in pts])
+        for key, color, marker in ((f"{obj}/true", "tab:blue", "x"),
+                                   (f"{obj}/taylor", "tab:green", "^"),
                                    ("magnitude", "tab:gray", "s")):
             if pts and key in pts[0]["predicted"]:
-                pred = np.array([p["predicted"][key] for p in pts])
-                scale = np.median(meas[meas > 0]) / max(np.median(pred[pred > 0]), 1e-30) \
-                    if (meas > 0).any() and (pred > 0).any() else 1.0
+                pred = rankdata([p["predicted"][key] for p in pts])
                 hollow = {"facecolors": "none", "edgecolors": color} if marker != "x" \
                     else {"color": color}
-                ax.scatter(np.maximum(pred * scale, 1e-12), np.maximum(meas, 1e-12), s=22,
-                           alpha=0.8, marker=marker, label=key.split("/")[-1], **hollow)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("predicted (scaled to measured median)")
-        ax.set_ylabel(f"measured {obj} loss increase")
+                ax.scatter(pred, meas, s=22, alpha=0.8, marker=marker,
+                           label=key.split("/")[-1], **hollow)
+        if pts:
+            ax.plot([1, len(pts)], [1, len(pts)], color="black", lw=0.6, alpha=0.5)
+        ax.set_xlabel("rank of predicted change")
+        ax.set_ylabel(f"rank of measured {obj} loss change (test part)")
         ax.set_title(f"{name}: predicted vs measured")
         ax.legend(fontsize=7)
     fig.tight_layout()
