@@ -110,6 +110,7 @@ def test_pakd_outputs(run, capsys):
     d, lo, hi = by["fisher_kd"]["paired"]["teacher"]["ndcg@10"]
     assert lo <= d <= hi
     assert (run / "per_user" / "fisher_kd_r50.test.npz").is_file()
+    assert (run / "plots" / "pakd_paired_differences.png").stat().st_size > 1000
     best = res["best_student"]
     assert best["saved"] and "valid" in best["rule"]
     md = (run / "analysis_results" / "pakd_experiment_summary.md").read_text()

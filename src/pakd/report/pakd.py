@@ -144,7 +144,37 @@ def pakd_plots(res: dict, rd) -> list[Path]:
     axes[0].legend(fontsize=6, ncol=2)
     fig.tight_layout()
     paths.append(save_figure(fig, rd.plot("pakd_training_curves")))
+    if any("paired" in r for r in res["rows"]):
+        paths.append(forest_plot(res, rd))
     return paths
+
+
+def forest_plot(res: dict, rd) -> Path:
+    """Paired differences (95% intervals over users) of every student from the teacher and
+    from fisher_kd at its ratio, NDCG@10 and RMSE side by side."""
+    import matplotlib.pyplot as plt
+    rows = res["rows"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.5), sharey=True)
+    labels = [f"{r['method']}@{r['pruning_ratio']:g}" for r in rows]
+    y = list(range(len(rows)))[::-1]
+    for ax, metric, title in ((axes[0], "ndcg@10", "Δ NDCG@10"), (axes[1], "rmse", "Δ RMSE")):
+        labelled = set()
+        for ref, off, color in (("teacher", -0.15, "black"), ("fisher_kd", 0.15, "tab:blue")):
+            for yi, r in zip(y, rows):
+                d = r.get("paired", {}).get(ref, {}).get(metric)
+                if d is None:
+                    continue
+                ax.errorbar([d[0]], [yi + off], xerr=[[d[0] - d[1]], [d[2] - d[0]]], fmt="o",
+                            color=color, ms=4, capsize=2,
+                            label=None if ref in labelled else f"student minus {ref}")
+                labelled.add(ref)
+        ax.axvline(0, color="gray", lw=0.8)
+        ax.set_title(f"{title} (95% paired interval over users)", fontsize=9)
+        ax.grid(alpha=0.3, axis="x")
+    axes[0].set_yticks(y, labels, fontsize=8)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, rd.plot("pakd_paired_differences"))
 
 
 __all__ = ["pakd_markdown", "pakd_plots", "compare", "METHOD_STYLE"]
