@@ -1,7 +1,9 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from pakd.config import TEACHERS, RunConfig, fit_kwargs
+from pakd.errors import PakdError
 from pakd.models import build
 from pakd.train import Loss, NegativeSampler, fit, ranking_loss
 
@@ -67,7 +69,7 @@ def test_resume_continues_exactly(tiny_enc, tmp_path):
 
 def test_per_task_keeper_gives_each_output_its_best_epoch(tiny_enc):
     """SVD's rating and ranking factors are disjoint: the returned model must reach the best
-    valid RMSE and the best valid ranking loss of the whole history at once."""
+    valid RMSE and the best full-catalogue valid NDCG@10 of the whole history at once."""
     from pakd.train import validation_loss
     torch.manual_seed(0)
     m = build("svd", tiny_enc.schema, {"factors": 4, "rank_factors": 4}, rating_mean=3.0)
@@ -75,13 +77,31 @@ def test_per_task_keeper_gives_each_output_its_best_epoch(tiny_enc):
                    monitor="per_task")
     res = fit(m, tiny_enc, **cfg, quiet=True)
     best_rmse = min(h["valid_rmse"] for h in res.history)
-    best_rank = min(h["valid_rank_loss"] for h in res.history)
+    best_ndcg = max(h["valid_ndcg@10"] for h in res.history)
     assert res.best_epochs["rating"] != res.best_epochs["ranking"]
     negs = NegativeSampler(tiny_enc).sample(
-        tiny_enc.parts["valid"].user, cfg["negatives"], torch.Generator().manual_seed(7919))
-    val = validation_loss(m, tiny_enc, Loss(cfg["ranking_loss"], 1.0, 1.0), negs)
+        tiny_enc.parts["valid"].user, 0, torch.Generator().manual_seed(7919))
+    val = validation_loss(m, tiny_enc, Loss(cfg["ranking_loss"], 1.0, 1.0), negs, ndcg=True)
     assert val["valid_rmse"] == pytest.approx(best_rmse, rel=1e-5)
-    assert val["valid_rank_loss"] == pytest.approx(best_rank, rel=1e-5)
+    assert val["valid_ndcg@10"] == pytest.approx(best_ndcg, rel=1e-5)
+
+
+def test_full_softmax_is_the_cross_entropy_over_the_catalogue(tiny_enc):
+    from pakd.train import step_losses
+    torch.manual_seed(0)
+    m = build("svd", tiny_enc.schema, {"factors": 4, "rank_factors": 4}, rating_mean=3.0)
+    tr = tiny_enc.parts["train"]
+    u, i, r = tr.user[:30], tr.item[:30], tr.rating[:30]
+    _, _, rank = step_losses(m, u, i, r, torch.zeros(30, 0, dtype=torch.long),
+                             Loss("full", 1.0, 1.0))
+    with torch.no_grad():
+        logits = torch.stack([m.pair_logits(uu.repeat(tiny_enc.n_items),
+                                            torch.arange(tiny_enc.n_items)) for uu in u])
+    assert rank.item() == pytest.approx(F.cross_entropy(logits, i).item(), rel=1e-5)
+    x = build("xdeepfm", tiny_enc.schema, {"embed_dim": 4, "cin_layers": [4], "dnn": [4]},
+              tables=tiny_enc.tables, rating_mean=3.0)
+    with pytest.raises(PakdError, match="dot-product"):
+        fit(x, tiny_enc, **settings("xdeepfm", ranking_loss="full"), quiet=True)
 
 
 def test_every_teacher_section_gives_fit_all_its_settings():

@@ -1,12 +1,17 @@
 """One training loop for every model: multi-task loss, AdamW, early stopping, checkpoints.
 
 Loss per step = rating_loss_weight * MSE(rating, observed rating)
-              + ranking_loss_weight * ranking loss (observed item vs sampled unobserved items)
+              + ranking_loss_weight * ranking loss (observed item vs sampled unobserved items,
+                or ``full``: softmax cross-entropy over the whole catalogue)
               + l2 * squared norm of the embedding rows the step touched.
+The full softmax needs a model whose catalogue scores are one differentiable product
+(`RecModel.pair_logits` overridden: svd, the lightweight student); each distinct user of a
+batch is scored against every item once, so a step costs one [users, items] product.
 Negatives are drawn uniformly from the catalogue with a fresh seeded generator per epoch
 (items the user rated in train are redrawn once), so a resumed run repeats the same
 epochs. Validation uses fixed sampled negatives; ``monitor`` picks the figure early stopping
-watches (the weighted loss of both tasks, the RMSE or the ranking loss). The best weights are
+watches (the weighted loss of both tasks, the RMSE or the ranking loss; ``per_task``: the
+valid RMSE for the rating output and the full-catalogue valid NDCG@10 for the ranking one). The best weights are
 kept and written atomically with the training state after every epoch, so ``resume``
 continues an interrupted run where it stopped. Settings arrive as plain keyword arguments
 (`pakd.config.fit_kwargs` turns a config section into them).
@@ -24,6 +29,7 @@ import torch.nn.functional as F
 
 from .atomic import atomic_write_bytes
 from .data.encoding import Encoded
+from .errors import PakdError
 from .models import save
 from .models.base import RecModel
 from .runtime import log, progress
@@ -106,8 +112,26 @@ class NegativeSampler:
         return neg.view(len(user), n)
 
 
+def has_product_ranking(model: RecModel) -> bool:
+    """Does the model rank through a path of its own (a dot product: `score_all` is one
+    differentiable product)?"""
+    return type(model).pair_logits is not RecModel.pair_logits
+
+
+def catalogue_lse(model: RecModel, user: torch.Tensor) -> torch.Tensor:
+    """log sum over every item of exp(logit), per row of ``user``: each distinct user is
+    scored against the catalogue once."""
+    uu, inv = torch.unique(user, return_inverse=True)
+    return torch.logsumexp(model.score_all(uu), 1)[inv]
+
+
+def full_softmax_loss(model: RecModel, user: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of the observed items (logits ``pos``) against the catalogue."""
+    return (catalogue_lse(model, user) - pos).mean()
+
+
 def ranking_loss(pos: torch.Tensor, neg: torch.Tensor, kind: str) -> torch.Tensor:
-    """pos [B], neg [B, n] logits."""
+    """pos [B], neg [B, n] logits (sampled losses; ``full`` is `full_softmax_loss`)."""
     if kind == "bce":
         return (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos), reduction="sum")
                 + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg), reduction="sum")
@@ -143,15 +167,20 @@ def step_losses(model: RecModel, u, i, r, neg, loss: Loss):
     never read; other models run rated pairs and negatives in one forward."""
     n = neg.shape[1]
     b = len(u)
-    if type(model).pair_logits is not RecModel.pair_logits:
+    if loss.ranking_loss == "full":
+        out = model(u, i)
+        rating, pos_logit = out.rating, out.logit
+        rank = full_softmax_loss(model, u, pos_logit)
+    elif has_product_ranking(model):
         out = model(u, i)
         neg_logit = model.pair_logits(u.repeat_interleave(n), neg.flatten()).view(b, n)
         rating, pos_logit = out.rating, out.logit
+        rank = ranking_loss(pos_logit, neg_logit, loss.ranking_loss)
     else:
         out = model(torch.cat([u, u.repeat_interleave(n)]), torch.cat([i, neg.flatten()]))
         rating, pos_logit, neg_logit = out.rating[:b], out.logit[:b], out.logit[b:].view(b, n)
+        rank = ranking_loss(pos_logit, neg_logit, loss.ranking_loss)
     mse = F.mse_loss(rating, r)
-    rank = ranking_loss(pos_logit, neg_logit, loss.ranking_loss)
     total = loss.rating_loss_weight * mse + loss.ranking_loss_weight * rank
     if loss.l2 > 0:
         reg = l2_rows(model, u, i)
@@ -177,7 +206,9 @@ def backward_step(model: RecModel, u, i, r, neg, loss: Loss, micro_batch: int) -
 
 
 @torch.no_grad()
-def validation_loss(model: RecModel, enc: Encoded, loss: Loss, negs: torch.Tensor) -> dict:
+def validation_loss(model: RecModel, enc: Encoded, loss: Loss, negs: torch.Tensor,
+                    ndcg: bool = False, relevant_min_rating: float | None = None) -> dict:
+    """Valid loss, RMSE and ranking loss (and the full-catalogue NDCG@10 with ``ndcg``)."""
     model.eval()
     va = enc.parts["valid"]
     mse_s = rank_s = 0.0
@@ -191,7 +222,13 @@ def validation_loss(model: RecModel, enc: Encoded, loss: Loss, negs: torch.Tenso
     n = max(1, len(va))
     mse, rank = mse_s / n, rank_s / n
     tot = loss.rating_loss_weight * mse + loss.ranking_loss_weight * rank
-    return {"valid_loss": tot, "valid_rmse": float(np.sqrt(mse)), "valid_rank_loss": rank}
+    out = {"valid_loss": tot, "valid_rmse": float(np.sqrt(mse)), "valid_rank_loss": rank}
+    if ndcg:
+        from .evaluate import ranking_metrics
+        out["valid_ndcg@10"] = ranking_metrics(model, enc, "valid", ks=[10],
+                                               relevant_min_rating=relevant_min_rating,
+                                               chunk=512)["ndcg@10"]
+    return out
 
 
 def fit(model: RecModel, enc: Encoded, *, epochs: int, batch_size: int, lr: float,
@@ -199,17 +236,24 @@ def fit(model: RecModel, enc: Encoded, *, epochs: int, batch_size: int, lr: floa
         rating_loss_weight: float, ranking_loss_weight: float, patience: int, monitor: str,
         micro_batch: int, seed: int = 0, name: str = "", checkpoint: Path | None = None,
         state: Path | None = None, resume: bool = False, quiet: bool = False,
-        meta: dict | None = None) -> FitResult:
+        meta: dict | None = None, relevant_min_rating: float | None = None) -> FitResult:
     """Train ``model`` in place; it ends holding the best validation weights.
 
     ``checkpoint``: stem the best weights are saved to at every improvement; ``state``: the
     resumable training state written after every epoch (read back with ``resume``).
+    ``relevant_min_rating``: which valid items count as relevant for the per_task monitor's
+    NDCG (as in evaluation).
     """
+    if ranking_loss == "full" and not has_product_ranking(model):
+        raise PakdError(f"{name or model.kind}: ranking_loss full needs a dot-product ranking "
+                        f"path (svd, lightweight_model); {model.kind} ranks pair by pair - use "
+                        "softmax (sampled) instead")
     loss_spec = Loss(ranking_loss, rating_loss_weight, ranking_loss_weight, l2)
     sampler = NegativeSampler(enc)
     opt = torch.optim.AdamW(model.param_groups(weight_decay), lr=lr)
     val_gen = torch.Generator().manual_seed(seed + 7919)
-    val_negs = sampler.sample(enc.parts["valid"].user, negatives, val_gen)
+    val_negs = sampler.sample(enc.parts["valid"].user, 0 if ranking_loss == "full" else negatives,
+                              val_gen)
     tr = enc.parts["train"]
     keeper = BestKeeper(model, per_task=monitor == "per_task")
     start_epoch, history, spent = 0, [], 0.0
@@ -236,20 +280,21 @@ def fit(model: RecModel, enc: Encoded, *, epochs: int, batch_size: int, lr: floa
         for s in bar:
             idx = perm[s:s + batch_size]
             u, i, r = tr.user[idx], tr.item[idx], tr.rating[idx]
-            neg = sampler.sample(u, negatives, gen)
+            neg = sampler.sample(u, 0 if ranking_loss == "full" else negatives, gen)
             opt.zero_grad(set_to_none=True)
             sums += backward_step(model, u, i, r, neg, loss_spec, micro_batch) * len(u)
             opt.step()
         train_time = time.perf_counter() - t0
         spent += train_time
-        val = validation_loss(model, enc, loss_spec, val_negs)
+        val = validation_loss(model, enc, loss_spec, val_negs, ndcg=bool(keeper.split),
+                              relevant_min_rating=relevant_min_rating)
         rec = {"epoch": epoch + 1, "train_loss": float(sums[0] / len(tr)),
                "train_rmse": float(np.sqrt(sums[1] / len(tr))),
                "train_rank_loss": float(sums[2] / len(tr)),
                **val, "seconds": train_time}
         history.append(rec)
         if keeper.split:
-            figures = {"rating": val["valid_rmse"], "ranking": val["valid_rank_loss"]}
+            figures = {"rating": val["valid_rmse"], "ranking": -val["valid_ndcg@10"]}
         else:
             figures = {"all": val[_MONITOR.get(monitor, "valid_loss")]}
         improved = keeper.update(model, figures, epoch)

@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from pakd.distill.losses import feature_distill, listwise_kl, rating_distill
+from pakd.distill.losses import catalogue_kl, feature_distill, listwise_kl, rating_distill
+from pakd.distill.signals import teacher_distribution
 
 
 def test_listwise_kl_zero_iff_same_distribution():
@@ -28,3 +29,23 @@ def test_rating_and_feature_distill_are_mse():
     a, b = torch.tensor([1.0, 2.0]), torch.tensor([2.0, 4.0])
     assert rating_distill(a, b).item() == pytest.approx(2.5)
     assert feature_distill(a[None], b[None]).item() == pytest.approx(2.5)
+
+
+def test_catalogue_kl_is_the_kl_over_unseen_items_by_brute_force():
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(3, 7, generator=g), torch.randn(3, 7, generator=g) * 2
+    seen = torch.zeros(3, 7, dtype=torch.bool)
+    seen[0, [1, 4]] = True
+    seen[2, 6] = True
+    want = 0.0
+    for u in range(3):
+        keep = ~seen[u]
+        p = torch.softmax(t[u, keep] / 1.5, 0)
+        q = torch.softmax(s[u, keep] / 1.5, 0)
+        want += float((p * torch.log(p / q)).sum())
+    probs, neg_entropy = teacher_distribution(t, seen, 1.5)
+    rows, cols = seen.nonzero(as_tuple=True)
+    got = catalogue_kl(s.requires_grad_(), probs, neg_entropy, rows, cols, temperature=1.5)
+    assert got.item() == pytest.approx(1.5 ** 2 * want / 3, rel=1e-5)
+    got.backward()
+    assert torch.isfinite(s.grad).all() and s.grad[seen].abs().max() < 1e-7

@@ -13,10 +13,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic.fields import FieldInfo
 
-from .defaults import ARCH, DISTILL_FIT, FIT, STUDENT, TEACHERS
+from .defaults import ARCH, DISTILL_FIT, FIT, MEMBER_KINDS, STUDENT
 
-MEMBERS = Literal["svd", "xdeepfm", "autoint"]
-TEACHER_CHOICES = Literal["ensemble", "svd", "xdeepfm", "autoint"]
+MEMBERS = Literal["svd", "xdeepfm", "autoint", "ease"]
+TEACHER_CHOICES = Literal["ensemble", "svd", "xdeepfm", "autoint", "ease"]
 
 
 def _f(default, desc: str, flag: str | None = None, aliases: list[str] | None = None, **kw):
@@ -152,9 +152,10 @@ class FitSettings(Section):
     l2: float = Field(0.0, description="L2 on the embedding rows a step touches "
                       "(Surprise-style)", ge=0)
     negatives: int = Field(4, description="sampled unobserved items per observed rating", ge=1)
-    ranking_loss: Literal["bce", "bpr", "softmax"] = Field(
-        "bce", description="bce (pointwise), bpr (pairwise) or softmax (sampled softmax over "
-        "the positive and its negatives)")
+    ranking_loss: Literal["bce", "bpr", "softmax", "full"] = Field(
+        "bce", description="bce (pointwise), bpr (pairwise), softmax (sampled softmax over "
+        "the positive and its negatives) or full (softmax over the whole catalogue; "
+        "dot-product rankers only)")
     rating_loss_weight: float = Field(1.0, description="weight of the rating MSE in the "
                                       "training loss", ge=0)
     ranking_loss_weight: float = Field(1.0, description="weight of the ranking loss in the "
@@ -167,7 +168,8 @@ class FitSettings(Section):
     monitor: Literal["loss", "rmse", "rank_loss", "per_task"] = Field(
         "loss", description="validation figure that picks the best epoch: the weighted loss "
         "of both tasks, the rating RMSE, the ranking loss, or per_task (each output keeps its "
-        "own best epoch; for models whose outputs share no parameters)")
+        "own best epoch - valid RMSE and full-catalogue valid NDCG@10 - for models whose "
+        "outputs share no parameters)")
 
 
 def fit_kwargs(section: BaseModel) -> dict:
@@ -206,6 +208,22 @@ class StudentArch(Section):
                               "year, tags, demographics) besides the IDs")
 
 
+class EASEConfig(Section):
+    """The EASE member (closed form; no training loop)."""
+    lambdas: list[float] = _f([50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0],
+                              "L2 strengths tried; the one with the best valid NDCG@10 is kept",
+                              flag="--ease-lambdas")
+    max_items: int = _f(30000, "largest catalogue EASE accepts (its weights are items^2 "
+                        "floats: 30,000 items = 3.6 GB)", flag="--ease-max-items", ge=1)
+
+    @field_validator("lambdas")
+    @classmethod
+    def _positive(cls, v):
+        if not v or min(v) <= 0:
+            raise ValueError("need at least one positive L2 strength")
+        return v
+
+
 ARCH_SECTIONS = {"svd": SVDArch, "xdeepfm": XDeepFMArch, "autoint": AutoIntArch}
 SVDConfig = _with_defaults("SVDConfig", [FitSettings, SVDArch], {**FIT["svd"], **ARCH["svd"]},
                            doc="The SVD member: training and architecture.")
@@ -226,19 +244,23 @@ def arch_of(section: BaseModel, kind: str) -> dict:
 
 
 class TrainConfig(Section):
-    models: list[MEMBERS] = _f(list(TEACHERS), "teachers to train", flag="--models")
+    models: list[MEMBERS] = _f(list(MEMBER_KINDS), "teachers to train", flag="--models")
     resume: bool = _f(False, "continue interrupted trainings from their last checkpoint",
                       flag="--resume")
 
 
 class EnsembleConfig(Section):
-    algorithms: list[MEMBERS] = _f(list(TEACHERS), "ensemble members", flag="--algorithms")
+    algorithms: list[MEMBERS] = _f(list(MEMBER_KINDS), "ensemble members",
+                                   flag="--algorithms")
     weights: list[float] | Literal["auto"] = _f(
-        [0.4, 0.4, 0.2], "member weights (renormalised per output), or auto: rating weights by "
-        "non-negative least squares, ranking weights by validation NDCG@10", flag="--weights")
+        "auto", "auto: rating weights by non-negative least squares and ranking weights by "
+        "NDCG@10, both on the valid part; or one weight per member (renormalised per "
+        "output; the origin report's 0.4,0.4,0.2 with --tasks ranking,rating,balance)",
+        flag="--weights")
     tasks: list[Literal["rating", "ranking", "balance"]] = _f(
-        ["ranking", "rating", "balance"], "per member: which output it feeds (rating, ranking "
-        "or balance = both)", flag="--tasks")
+        [], "per member: which output it feeds (rating, ranking or balance = both); empty: "
+        "balance for members that predict ratings, ranking for the others (ease)",
+        flag="--tasks")
     calibration_users: int = _f(128, "users whose catalogue scores standardise each member's "
                                 "ranking logit", flag="--calibration-users", ge=1)
     cache_limit: int = _f(50_000_000, "cache member score matrices (users x items) up to this "
@@ -249,6 +271,15 @@ class EnsembleConfig(Section):
     def _auto(cls, v):
         if isinstance(v, list) and len(v) == 1 and str(v[0]).lower() == "auto":
             return "auto"
+        return v
+
+    @field_validator("algorithms")
+    @classmethod
+    def _distinct(cls, v):
+        if len(set(v)) != len(v):
+            raise ValueError(f"each member once: {','.join(v)} repeats one")
+        if not v:
+            raise ValueError("name at least one member")
         return v
 
 
@@ -301,10 +332,16 @@ class _DistillOwn(Section):
                                      flag="--pruning-ratio", ge=0, lt=1)
     pruning_ratios: list[float] = _f([0.5, 0.75], "pruning ratios of the sweep",
                                      flag="--pruning-ratios")
-    methods: list[Literal["fisher_kd", "magnitude_kd", "random_kd", "fisher_ft", "scratch"]] = _f(
-        ["fisher_kd", "magnitude_kd", "random_kd", "fisher_ft", "scratch"],
-        "fisher_kd (PAKD), magnitude_kd, random_kd, fisher_ft (labels only), scratch (final "
-        "architecture from scratch, labels only)", flag="--methods")
+    methods: list[Literal["fisher_kd", "magnitude_kd", "random_kd", "fisher_ft", "scratch",
+                          "final_kd", "mf_labels", "dense_kd"]] = _f(
+        ["fisher_kd", "magnitude_kd", "random_kd", "fisher_ft", "scratch", "final_kd",
+         "mf_labels", "dense_kd"],
+        "fisher_kd (PAKD), magnitude_kd, random_kd, fisher_ft (Fisher pruning, labels only); "
+        "baselines of fisher_kd's final architecture: scratch (labels only), final_kd (KD, "
+        "never pruned), mf_labels (a plain MF of the same size, labels only); dense_kd (the "
+        "unpruned student with KD, once)", flag="--methods")
+    ablation: bool = _f(True, "at the largest pruning ratio, also train fisher_kd without each "
+                        "distillation term in turn", flag="--ablation")
     distill_tasks: list[Literal["ranking", "rating", "feature"]] = _f(
         ["ranking", "rating", "feature"], "distillation losses used", flag="--distill-tasks")
     kd_ranking_weight: float = _f(0.4, "weight of the listwise ranking distillation loss",
@@ -316,13 +353,22 @@ class _DistillOwn(Section):
     label_loss_weight: float = _f(1.0, "weight of the ground-truth rating and ranking losses "
                                   "when distilling", flag="--label-loss-weight",
                                   aliases=["--label-weight"], ge=0)
-    temperature: float = _f(1.0, "softmax temperature of listwise distillation",
+    temperature: float = _f(1.0, "softmax temperature of listwise distillation, applied on "
+                            "top of the teacher's calibrated one (scores divided by the "
+                            "temperature that best predicts the valid items)",
                             flag="--temperature", gt=0)
-    list_top: int = _f(30, "teacher top-ranked unseen items in each user's candidate list",
-                       flag="--list-top", ge=1)
-    list_random: int = _f(30, "uniformly sampled items added to each candidate list",
-                          flag="--list-random", ge=0)
-    list_users: int = _f(128, "users per step for listwise distillation", flag="--list-users",
+    kd_list: Literal["catalogue", "candidates"] = _f(
+        "catalogue", "ranking distillation over every unseen item of each user in a batch "
+        "(catalogue; dot-product students) or over candidate lists of the teacher's top items "
+        "plus random ones (candidates)", flag="--kd-list")
+    label_ranking: Literal["full", "softmax"] = _f(
+        "full", "the labels' ranking loss: softmax over the whole catalogue (full; dot-product "
+        "students) or over --negatives sampled items (softmax)", flag="--label-ranking")
+    list_top: int = _f(30, "--kd-list candidates: teacher top-ranked unseen items in each "
+                       "user's candidate list", flag="--list-top", ge=1)
+    list_random: int = _f(30, "--kd-list candidates: uniformly sampled items added to each "
+                          "candidate list", flag="--list-random", ge=0)
+    list_users: int = _f(128, "--kd-list candidates: users per step", flag="--list-users",
                          ge=1)
     feature_dim: int = _f(32, "teacher hidden reduced by PCA to this many components",
                           flag="--feature-dim", ge=1)
@@ -381,6 +427,7 @@ class RunConfig(Section):
     svd: SVDConfig = Field(default_factory=SVDConfig)
     xdeepfm: XDeepFMConfig = Field(default_factory=XDeepFMConfig)
     autoint: AutoIntConfig = Field(default_factory=AutoIntConfig)
+    ease: EASEConfig = Field(default_factory=EASEConfig)
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
     fisher: FisherConfig = Field(default_factory=FisherConfig)
     student: StudentConfig = Field(default_factory=StudentConfig)

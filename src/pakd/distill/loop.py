@@ -1,10 +1,12 @@
 """The PAKD loop: distil a teacher into a student while pruning the student progressively.
 
-One optimiser step (`Step`): a batch of observed ratings with sampled negatives, and a
-candidate list per sampled user (the teacher's top unseen items plus random ones). The loss
-is the ground truth (rating MSE + sampled-softmax ranking) plus the distillation terms the
-method uses (rating MSE to the teacher, listwise KL on the candidate lists, feature MSE
-through a learned projection) - `step_loss`.
+One optimiser step (`Step`): a batch of observed ratings, and each distinct user of the
+batch scored against the whole catalogue (one product for a dot-product student; or, as an
+option, sampled negatives and per-user candidate lists of the teacher's top unseen items
+plus random ones). The loss is the ground truth (rating MSE + the observed items' softmax
+cross-entropy over the catalogue) plus the distillation terms the method uses (rating MSE
+to the teacher, listwise KL to the teacher's distribution over the user's unseen items,
+feature MSE through a learned projection) - `step_loss`.
 
 Pruning (`Pruner`) follows the cubic schedule of Zhu & Gupta (2017) in ``steps`` steps over
 the first ``until`` share of training; at each step the least important units go - by the
@@ -34,7 +36,8 @@ from ..models.base import RecModel
 from ..prune import Importance, find_group, prune_steps, prune_units, ranked, select
 from ..prune.schedule import cubic
 from ..runtime import log, progress
-from ..train import BestKeeper, NegativeSampler, l2_rows, ranking_loss
+from ..errors import PakdError
+from ..train import BestKeeper, NegativeSampler, has_product_ranking, l2_rows, ranking_loss
 from . import losses as L
 from .signals import TeacherSignals
 
@@ -44,14 +47,25 @@ METHODS = {
     "magnitude_kd": ("magnitude", True),
     "random_kd": ("random", True),
     "fisher_ft": ("fisher", False),
-    "scratch": (None, False),
+    "scratch": (None, False),        # the reference's final architecture, labels only
+    "final_kd": (None, True),        # the reference's final architecture, KD, never pruned
+    "mf_labels": (None, False),      # a plain MF of the reference's size, labels only
+    "dense_kd": (None, True),        # the unpruned student with KD (one per sweep)
 }
+# baselines that copy the final architecture (or size) of a pruning method's student
+AFTER_REFERENCE = ("scratch", "final_kd", "mf_labels")
+# the ablation: fisher_kd with one distillation term left out
+ABLATIONS = {f"fisher_kd_no_{t}": t for t in ("ranking", "rating", "feature")}
 
 
 @dataclass(frozen=True)
 class Losses:
     """What the student learns from: ``tasks`` names the distillation terms used (an empty
-    set and ``label_loss_weight`` 1: ground truth only)."""
+    set and ``label_loss_weight`` 1: ground truth only). ``label_ranking``: the labels'
+    ranking loss - ``full`` (softmax over the catalogue) or ``softmax`` (over ``negatives``
+    sampled items); ``kd_list``: the ranking distillation's distribution - ``catalogue``
+    (every unseen item of each user in the batch) or ``candidates`` (``list_users`` users per
+    step, each with the teacher's top items plus ``list_random`` random ones)."""
     tasks: frozenset
     kd_rating_weight: float
     kd_ranking_weight: float
@@ -60,6 +74,13 @@ class Losses:
     temperature: float
     list_random: int
     list_users: int
+    label_ranking: str = "full"
+    kd_list: str = "catalogue"
+
+    def catalogue(self) -> bool:
+        """Does a step score its users against the whole catalogue?"""
+        return self.label_ranking == "full" or ("ranking" in self.tasks
+                                               and self.kd_list == "catalogue")
 
 
 @dataclass(frozen=True)
@@ -87,14 +108,17 @@ class StudentResult:
 
 @dataclass
 class Step:
-    """One step's data: rated pairs with negatives; users with their candidate lists."""
+    """One step's data: rated pairs with negatives; users with their candidate lists, or
+    (``catalogue``) every distinct user of the batch, scored against every item."""
     idx: torch.Tensor      # rows of the train part
     user: torch.Tensor
     item: torch.Tensor
     rating: torch.Tensor
-    neg: torch.Tensor      # [B, negatives]
-    users: torch.Tensor    # users with a candidate list
-    cands: torch.Tensor    # [len(users), list length]
+    neg: torch.Tensor      # [B, negatives] (no columns with the full softmax)
+    users: torch.Tensor    # users with a candidate list, or the batch's distinct users
+    cands: torch.Tensor    # [len(users), list length] (no columns with ``catalogue``)
+    catalogue: bool = False
+    inv: torch.Tensor | None = None   # with ``catalogue``: row -> position in ``users``
 
 
 def sample_step(enc: Encoded, idx: torch.Tensor, sampler: NegativeSampler,
@@ -102,41 +126,65 @@ def sample_step(enc: Encoded, idx: torch.Tensor, sampler: NegativeSampler,
                 gen: torch.Generator) -> Step:
     tr = enc.parts["train"]
     u, i, r = tr.user[idx], tr.item[idx], tr.rating[idx]
-    neg = sampler.sample(u, negatives, gen)
+    sampled = losses.label_ranking != "full"
+    neg = sampler.sample(u, negatives if sampled else 0, gen)
+    none = torch.zeros(0, 0, dtype=torch.long)
+    if losses.catalogue():
+        users, inv = torch.unique(u, return_inverse=True)
+        return Step(idx, u, i, r, neg, users, none.view(len(users), 0), True, inv)
     users = torch.unique(u)
     if "ranking" in losses.tasks:
         users = users[torch.randperm(len(users), generator=gen)[:losses.list_users]]
         cands = torch.cat([signals.top[users], torch.randint(
             0, enc.n_items, (len(users), losses.list_random), generator=gen)], 1)
     else:
-        users = users[:0]
-        cands = torch.zeros(0, 1, dtype=torch.long)
+        users, cands = users[:0], torch.zeros(0, 1, dtype=torch.long)
     return Step(idx, u, i, r, neg, users, cands)
 
 
 def step_loss(student: RecModel, proj: nn.Module | None, s: Step, signals: TeacherSignals,
               losses: Losses, criterion: Importance | None, l2: float):
     """(loss, ground-truth part, distillation part). Rated pairs take the full forward;
-    negatives and candidate lists only the cheap ranking path."""
+    negatives and candidate lists only the cheap ranking path; with ``catalogue`` the
+    batch's users are scored against every item in one product."""
     B, n_neg = len(s.user), s.neg.shape[1]
     Lc = s.cands.shape[1]
     out = student(s.user, s.item)
-    if criterion is not None:
-        criterion.next_call()
-    lg = student.pair_logits(torch.cat([s.user.repeat_interleave(n_neg),
-                                        s.users.repeat_interleave(Lc)]),
-                             torch.cat([s.neg.flatten(), s.cands.flatten()]))
-    gt = F.mse_loss(out.rating, s.rating) + ranking_loss(out.logit, lg[:B * n_neg].view(B, n_neg),
-                                                          "softmax")
+    lg = cat = None
+    if n_neg or Lc:
+        if criterion is not None:
+            criterion.next_call()
+        lg = student.pair_logits(torch.cat([s.user.repeat_interleave(n_neg),
+                                            s.users.repeat_interleave(Lc)]),
+                                 torch.cat([s.neg.flatten(), s.cands.flatten()]))
+    if s.catalogue:
+        if criterion is not None:
+            criterion.next_call()
+        cat = student.score_all(s.users)                    # [users, items]
     tasks = losses.tasks
+    lse = kd_rank = None
+    if "ranking" in tasks and len(s.users):
+        if losses.kd_list == "catalogue":
+            rows, cols = signals.seen_pairs(s.users)
+            lse, kd_rank = L.catalogue_terms(cat, signals.probs[s.users],
+                                             signals.neg_entropy[s.users], rows, cols,
+                                             losses.temperature)
+        else:
+            sl = lg[B * n_neg:].view(len(s.users), Lc)
+            tl = signals.scores[s.users.unsqueeze(1), s.cands]
+            kd_rank = L.listwise_kl(sl, tl, losses.temperature)
+    if losses.label_ranking == "full":
+        lse = torch.logsumexp(cat, 1) if lse is None else lse
+        rank = (lse[s.inv] - out.logit).mean()
+    else:
+        rank = ranking_loss(out.logit, lg[:B * n_neg].view(B, n_neg), "softmax")
+    gt = F.mse_loss(out.rating, s.rating) + rank
     loss = losses.label_loss_weight * gt
     kd = torch.zeros(())
     if "rating" in tasks:
         kd = kd + losses.kd_rating_weight * L.rating_distill(out.rating, signals.ratings[s.idx])
-    if "ranking" in tasks and len(s.users):
-        sl = lg[B * n_neg:].view(len(s.users), Lc)
-        tl = signals.scores[s.users.unsqueeze(1), s.cands]
-        kd = kd + losses.kd_ranking_weight * L.listwise_kl(sl, tl, losses.temperature)
+    if kd_rank is not None:
+        kd = kd + losses.kd_ranking_weight * kd_rank
     if "feature" in tasks:
         kd = kd + losses.kd_feature_weight * L.feature_distill(proj(out.hidden),
                                                                signals.features[s.idx])
@@ -146,14 +194,26 @@ def step_loss(student: RecModel, proj: nn.Module | None, s: Step, signals: Teach
     return loss, gt, kd
 
 
-def observe_examples(criterion: Importance, s: Step, buckets: int) -> None:
-    """Tell the criterion which example (rated pair, or user list) each scored pair was."""
+def observe_examples(criterion: Importance, s: Step, buckets: int, student: RecModel) -> None:
+    """Tell the criterion which example (rated pair, or user list) each scored pair was.
+
+    A catalogue pass scores every item once for all the step's users, so its item-side
+    activations belong to no single example; for a dot-product score the mask gradient's
+    item-side half equals its user-side half exactly (the score is bilinear in the two
+    sides), so the user-side rows count twice and the item-side rows are left out."""
     B, n_neg, Lc = len(s.user), s.neg.shape[1], s.cands.shape[1]
-    rest = torch.cat([torch.arange(B).repeat_interleave(n_neg),
-                      B + torch.arange(len(s.users)).repeat_interleave(Lc)])
+    examples: list = [torch.arange(B)]
+    if n_neg or Lc:
+        examples.append(torch.cat([torch.arange(B).repeat_interleave(n_neg),
+                                   B + torch.arange(len(s.users)).repeat_interleave(Lc)]))
+    factors = {}
+    if s.catalogue:
+        examples.append({m: B + torch.arange(len(s.users))
+                         for m in student.catalogue_user_modules()})
+        factors[len(examples) - 1] = 2.0
     bucket = torch.cat([torch.zeros(B, dtype=torch.long),               # rated pairs
-                        torch.full((len(s.users),), buckets - 1)])       # candidate lists
-    criterion.observe([torch.arange(B), rest], B + len(s.users), bucket)
+                        torch.full((len(s.users),), buckets - 1)])       # user lists
+    criterion.observe(examples, B + len(s.users), bucket, factors)
 
 
 def slice_projection(proj: nn.Linear, owner: torch.Tensor | None,
@@ -246,6 +306,10 @@ def distill(student: RecModel, enc: Encoded, signals: TeacherSignals, *, losses:
     its parameters by ``criterion`` (None: no pruning). ``gen`` (default: seeded by
     ``seed``) draws the batches, negatives and candidate lists - and the random criterion's
     scores, when it shares the generator."""
+    if losses.catalogue() and not has_product_ranking(student):
+        raise PakdError(f"a {student.kind} student ranks pair by pair, so it cannot be scored "
+                        "against the catalogue at every step: use --label-ranking softmax and "
+                        "--kd-list candidates")
     gen = gen if gen is not None else torch.Generator().manual_seed(seed)
     sampler = NegativeSampler(enc)
     n = len(enc.parts["train"])
@@ -279,7 +343,7 @@ def distill(student: RecModel, enc: Encoded, signals: TeacherSignals, *, losses:
             loss.backward()
             opt.step()
             if observing is not None:
-                observe_examples(observing, s, buckets)
+                observe_examples(observing, s, buckets, student)
             sums += np.array([loss.item(), gt.item(), kd.item()]) * len(s.user)
             step += 1
             if pruner.due(step):

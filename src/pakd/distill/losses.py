@@ -1,9 +1,11 @@
 """Distillation losses.
 
 - rating: MSE between student and teacher rating predictions;
-- ranking (listwise): KL(teacher || student) between softmax distributions over a
-  per-user candidate list holding the teacher's top-ranked unseen items plus random items,
-  scaled by T^2 as in Hinton et al. (2015) so gradients keep their size across temperatures;
+- ranking (listwise): KL(teacher || student) between softmax distributions over every item
+  the user did not rate in train (`catalogue_kl`: one [users, items] product for a
+  dot-product student), or over a per-user candidate list holding the teacher's top-ranked
+  unseen items plus random items (`listwise_kl`); scaled by T^2 as in Hinton et al. (2015)
+  so gradients keep their size across temperatures;
 - feature: MSE between a learned linear projection of the student's hidden representation
   and the teacher's (PCA-reduced) hidden representation.
 """
@@ -23,6 +25,37 @@ def listwise_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float
     t = F.log_softmax(teacher / temperature, dim=1)
     s = F.log_softmax(student / temperature, dim=1)
     return (t.exp() * (t - s)).sum(1).mean() * temperature ** 2
+
+
+def catalogue_kl(student: torch.Tensor, teacher_probs: torch.Tensor,
+                 teacher_neg_entropy: torch.Tensor, seen_rows: torch.Tensor,
+                 seen_cols: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    return catalogue_terms(student, teacher_probs, teacher_neg_entropy, seen_rows, seen_cols,
+                           temperature)[1]
+
+
+def catalogue_terms(student: torch.Tensor, teacher_probs: torch.Tensor,
+                    teacher_neg_entropy: torch.Tensor, seen_rows: torch.Tensor,
+                    seen_cols: torch.Tensor, temperature: float = 1.0):
+    """(log sum exp of ``student`` over every item per user - the labels' full-softmax
+    normaliser, from the same exp pass when T = 1, else None; `catalogue_kl`)."""
+    """Mean over users of T^2 KL(teacher || student) over each user's unseen items.
+
+    student: [users, items] scores; teacher_probs: the teacher's softmax at ``temperature``
+    over the unseen items (0 on seen ones); teacher_neg_entropy: sum p log p per user;
+    (seen_rows, seen_cols): the seen (user row, item) pairs. With Z the student's normaliser
+    over unseen items, KL = sum p log p - sum p z + log Z (z = scores / T), and log Z comes
+    from one exp pass over the catalogue minus the few seen entries - several times fewer
+    passes over the [users, items] matrix than masking and two log-softmaxes."""
+    z = student / temperature if temperature != 1.0 else student
+    m = z.detach().max(1).values
+    e = torch.exp(z - m[:, None])
+    seen = torch.zeros(len(z), dtype=e.dtype).index_add(0, seen_rows, e[seen_rows, seen_cols])
+    total = e.sum(1)
+    log_z = m + torch.log((total - seen).clamp(min=1e-30))
+    kl = teacher_neg_entropy - (teacher_probs * z).sum(1) + log_z
+    lse = m + torch.log(total) if temperature == 1.0 else None
+    return lse, kl.mean() * temperature ** 2
 
 
 def feature_distill(projected: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,14 @@
 """What the teacher tells the student, computed once per run.
 
 - ratings: the teacher's rating prediction for every train rating;
-- scores: the teacher's full users x items ranking scores (from the cached member matrices);
+- scores: the teacher's full users x items ranking scores (from the cached member matrices),
+  divided by the temperature at which their softmax best predicts the valid part's items
+  (`calibrate_temperature`): the ensemble mixes standardised logits, whose scale says
+  nothing about how sure the teacher is, so the scale is fitted to held-out data before
+  a student learns the teacher's distribution;
+- seen: which items each user rated in train (left out of the distilled distributions);
+- probs, neg_entropy: the teacher's softmax at the distillation temperature over each user's
+  unseen items, and its sum p log p - fixed, so computed once, not at every step;
 - top: per user, the teacher's ``list_top`` best items among those the user did not rate in
   train - the head of every candidate list in listwise distillation;
 - features: the teacher's hidden representation of every train rating, reduced by PCA to
@@ -10,8 +17,9 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from ..data.encoding import Encoded
@@ -23,16 +31,77 @@ from ..runtime import progress
 @dataclass
 class TeacherSignals:
     ratings: torch.Tensor     # [n_train]
-    scores: torch.Tensor      # [n_users, n_items]
+    scores: torch.Tensor      # [n_users, n_items], divided by ``scale``
+    seen: torch.Tensor        # [n_users, n_items] bool
     top: torch.Tensor         # [n_users, list_top] item indices
     features: torch.Tensor    # [n_train, feature_dim]
     explained: float          # share of hidden variance the PCA keeps
+    scale: float = 1.0        # the calibrated temperature the raw scores were divided by
+    probs: torch.Tensor | None = None        # [n_users, n_items], 0 on seen items
+    neg_entropy: torch.Tensor | None = None  # [n_users]
+    _csr: tuple | None = field(default=None, repr=False)
+
+    def seen_pairs(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row in ``users``, item) of every train item of ``users``."""
+        if self._csr is None:
+            rows, cols = self.seen.nonzero(as_tuple=True)
+            indptr = torch.zeros(len(self.seen) + 1, dtype=torch.long)
+            indptr[1:] = torch.bincount(rows, minlength=len(self.seen)).cumsum(0)
+            self._csr = (indptr, cols)
+        indptr, items = self._csr
+        start, lens = indptr[users], indptr[users + 1] - indptr[users]
+        row = torch.repeat_interleave(torch.arange(len(users)), lens)
+        offs = torch.arange(int(lens.sum())) - torch.repeat_interleave(lens.cumsum(0) - lens, lens)
+        return row, items[torch.repeat_interleave(start, lens) + offs]
+
+
+def teacher_distribution(scores: torch.Tensor, seen: torch.Tensor, temperature: float):
+    """(probs, sum p log p) of softmax(scores / T) over each user's unseen items."""
+    lp = torch.log_softmax((scores / temperature).masked_fill(seen, -torch.inf), 1)
+    p = lp.exp()
+    return p, torch.where(seen, torch.zeros(()), p * lp).sum(1)
+
+
+@torch.no_grad()
+def calibrate_temperature(scores: torch.Tensor, seen: torch.Tensor, enc: Encoded,
+                          part: str = "valid") -> float:
+    """The temperature tau minimising the mean negative log-likelihood of ``part``'s items
+    under softmax(scores / tau) over each user's unseen items (golden-section search on
+    log tau in [1e-3, 1e3]; the NLL is convex in 1/tau)."""
+    p = enc.parts[part]
+    if len(p) == 0:
+        return 1.0
+    users, inv = torch.unique(p.user, return_inverse=True)
+    s = scores[users].double().masked_fill(seen[users], float("-inf"))
+    pos = s[inv, p.item]
+    ok = torch.isfinite(pos)           # an item seen in train as well cannot be predicted
+    inv, pos = inv[ok], pos[ok]
+
+    def nll(log_tau: float) -> float:
+        tau = float(np.exp(log_tau))
+        return float((torch.logsumexp(s / tau, 1)[inv] - pos / tau).mean())
+
+    a, b = np.log(1e-3), np.log(1e3)
+    g = (np.sqrt(5) - 1) / 2
+    c, d = b - g * (b - a), a + g * (b - a)
+    fc, fd = nll(c), nll(d)
+    for _ in range(60):
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - g * (b - a)
+            fc = nll(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + g * (b - a)
+            fd = nll(d)
+    return float(np.exp((a + b) / 2))
 
 
 @torch.no_grad()
 def teacher_signals(teacher: RecModel, enc: Encoded, scores: torch.Tensor | None, *,
                     list_top: int, feature_dim: int, quiet: bool = True,
-                    batch: int = 1024) -> TeacherSignals:
+                    batch: int = 1024, calibrate: bool = True,
+                    temperature: float = 1.0) -> TeacherSignals:
     if scores is None:
         raise PakdError("distillation needs the teacher's full score matrix; raise "
                         "--score-cache-limit above users x items")
@@ -56,10 +125,14 @@ def teacher_signals(teacher: RecModel, enc: Encoded, scores: torch.Tensor | None
     feats = centred @ comps
     feats = feats / feats.std(0).clamp(min=1e-8)
     explained = float(evals[order].sum() / evals.sum().clamp(min=1e-12))
-    masked = scores.clone()
-    seen = enc.seen(("train",))
+    seen_csr = enc.seen(("train",))
     rows = torch.repeat_interleave(torch.arange(enc.n_users),
-                                   torch.from_numpy(seen.indptr[1:] - seen.indptr[:-1]).long())
-    masked[rows, torch.from_numpy(seen.indices).long()] = -torch.inf
-    top = torch.topk(masked, min(list_top, enc.n_items), dim=1).indices
-    return TeacherSignals(torch.cat(ratings), scores, top, feats, explained)
+                                   torch.from_numpy(seen_csr.indptr[1:] - seen_csr.indptr[:-1]).long())
+    seen = torch.zeros(enc.n_users, enc.n_items, dtype=torch.bool)
+    seen[rows, torch.from_numpy(seen_csr.indices).long()] = True
+    top = torch.topk(scores.masked_fill(seen, -torch.inf), min(list_top, enc.n_items),
+                     dim=1).indices
+    scale = calibrate_temperature(scores, seen, enc) if calibrate else 1.0
+    probs, neg_entropy = teacher_distribution(scores / scale, seen, temperature)
+    return TeacherSignals(torch.cat(ratings), scores / scale, seen, top, feats, explained,
+                          scale, probs, neg_entropy)

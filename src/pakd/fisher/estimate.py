@@ -71,7 +71,8 @@ class _Capture:
             elif isinstance(m, nn.Embedding):
                 self.handles.append(m.register_forward_hook(self._keep(self.embed, name)))
                 covered.add(f"{name}.weight")
-        missing = [n for n, _ in model.named_parameters() if n not in covered]
+        missing = [n for n, p in model.named_parameters()
+                   if n not in covered and p.requires_grad]      # frozen: closed-form members
         if missing:
             raise RuntimeError(f"per-example Fisher supports Linear and Embedding parameters "
                                f"only; not {missing}")

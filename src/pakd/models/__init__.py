@@ -17,17 +17,19 @@ from ..config.defaults import ARCH
 from ..data.schema import Schema
 from ..errors import PakdError
 from .autoint import AutoInt
+from .ease import EASE
 from .base import FieldEmbedding, Group, Output, RecModel
 from .student import LightweightStudent
 from .svd import SVD
 from .xdeepfm import XDeepFM
 
 KINDS: dict[str, type[RecModel]] = {
-    "svd": SVD, "xdeepfm": XDeepFM, "autoint": AutoInt, "lightweight_model": LightweightStudent,
+    "svd": SVD, "xdeepfm": XDeepFM, "autoint": AutoInt, "ease": EASE,
+    "lightweight_model": LightweightStudent,
 }
 
 __all__ = ["KINDS", "RecModel", "Output", "Group", "FieldEmbedding", "SVD", "XDeepFM",
-           "AutoInt", "LightweightStudent", "build", "save", "load"]
+           "AutoInt", "EASE", "LightweightStudent", "build", "save", "load"]
 
 
 def build(kind: str, schema: Schema, arch: dict | None = None, *, tables=None,

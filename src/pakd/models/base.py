@@ -71,6 +71,11 @@ class RecModel(nn.Module):
     def predict(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         return self.forward(user, item).rating
 
+    def catalogue_user_modules(self) -> list[str]:
+        """Dot-product rankers: the modules whose rows in ``score_all`` are the users' (the
+        rest are the items', shared by every user)."""
+        raise NotImplementedError(f"{self.kind} has no dot-product ranking path")
+
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

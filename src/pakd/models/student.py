@@ -96,6 +96,9 @@ class LightweightStudent(RecModel):
         c = self.rank_bias.sides(users[:0], items)[1][:, 0, 0]
         return pk @ qk.T + c
 
+    def catalogue_user_modules(self) -> list[str]:
+        return [f"rank_embedding.emb.{f.name}" for f in self.rank_embedding.user_fields]
+
     def task_params(self):
         names = [n for n, _ in self.named_parameters()]
         ranking = [n for n in names if n.startswith(("rank_embedding.", "rank_bias."))]

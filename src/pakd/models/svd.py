@@ -74,6 +74,9 @@ class SVD(RecModel):
         c = self.item_rank_bias.weight[:, 0] if items is None else self.item_rank_bias(items)[:, 0]
         return pu(users) @ q.T + c
 
+    def catalogue_user_modules(self) -> list[str]:
+        return ["user_rank_factors" if self.rank_factors else "user_factors"]
+
     def task_params(self):
         if not self.rank_factors:
             return None

@@ -46,8 +46,8 @@ class Importance:
     def next_call(self) -> None:
         """The step runs the model once more (see `MaskFisher`)."""
 
-    def observe(self, examples: list[torch.Tensor], n_examples: int,
-                bucket: torch.Tensor | None = None) -> None:
+    def observe(self, examples: list, n_examples: int, bucket: torch.Tensor | None = None,
+                factors: dict[int, float] | None = None) -> None:
         """After ``loss.backward()``: which example each scored pair belongs to."""
 
     def scores(self, model) -> dict[str, torch.Tensor]:  # pragma: no cover
@@ -169,10 +169,13 @@ class MaskFisher(Importance):
         self._call += 1
 
     @torch.no_grad()
-    def observe(self, examples: list[torch.Tensor], n_examples: int,
-                bucket: torch.Tensor | None = None) -> None:
-        """examples[c][p] is the example of pair p of run c; ``bucket[e]`` the bucket of
-        example e (default: all in bucket 0)."""
+    def observe(self, examples: list, n_examples: int, bucket: torch.Tensor | None = None,
+                factors: dict[int, float] | None = None) -> None:
+        """examples[c][p] is the example of pair p of run c - or, for a run whose modules
+        see different rows (a catalogue pass: users on one side, items on the other), a
+        dict from module name to the example of each of its rows, modules left out counting
+        for no example; ``factors[c]`` scales run c's mask gradients; ``bucket[e]`` is the
+        bucket of example e (default: all in bucket 0)."""
         per_pair: dict[str, list[tuple[int, torch.Tensor]]] = {}
         for call, name, out in self._captured:
             if out.grad is None:
@@ -182,15 +185,23 @@ class MaskFisher(Importance):
                 (call, prod.reshape(prod.shape[0], -1, prod.shape[-1]).sum(1).double()))
         if bucket is None:
             bucket = torch.zeros(n_examples, dtype=torch.long)
+        by_module: dict[str, dict] = {}
         for g in self.groups:
             by_call: dict[int, torch.Tensor] = {}
+            by_module.setdefault(g.name, {})
             for name, idx in g.acts:       # a unit's activations may sit in several modules
                 for call, v in per_pair.get(name, []):
-                    part = v[:, idx].sum(2)
-                    by_call[call] = by_call[call] + part if call in by_call else part
+                    part = v[:, idx].sum(2) * (factors or {}).get(call, 1.0)
+                    if isinstance(examples[call], dict):
+                        if name in examples[call]:
+                            by_module[g.name][(call, name)] = part
+                    else:
+                        by_call[call] = by_call[call] + part if call in by_call else part
             ex = torch.zeros(n_examples, g.units, dtype=torch.float64)
             for call, per in by_call.items():
                 _scatter_add(ex, examples[call], per)
+            for (call, name), per in by_module.get(g.name, {}).items():
+                _scatter_add(ex, examples[call][name], per)
             self._sums[g.name].index_add_(0, bucket, ex * ex)
         self.counts += torch.bincount(bucket, minlength=len(self.counts)).double()
         self._captured.clear()

@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from ..bench import interleaved, memory_of
-from ..config import STUDENT, RunConfig, arch_of, sweep_ratios
+from ..config import STUDENT, TEACHERS, RunConfig, arch_of, sweep_ratios
 from ..data.encoding import Encoded
-from ..distill.loop import METHODS, Budget, Losses, distill
+from ..distill.loop import ABLATIONS, AFTER_REFERENCE, METHODS, Budget, Losses, distill
 from ..distill.signals import teacher_signals
 from ..errors import PakdError
 from ..evaluate import evaluate
@@ -57,10 +57,13 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     t_row = {"method": "teacher", "model": dc.teacher, "pruning_ratio": None,
              **_pick(teacher_test), "params": teacher.n_params(),
              "size_bytes": sum(f.stat().st_size for f in rd.teacher_files(dc.teacher)),
-             "valid": teacher_valid}
+             "valid": teacher_valid, "origin_params": origin_params(rd)}
     member_rows = _member_rows(cfg, rd, enc, teacher) if dc.teacher == "ensemble" else []
     signals = teacher_signals(teacher, enc, scores, list_top=dc.list_top,
-                              feature_dim=dc.feature_dim, quiet=cfg.quiet)
+                              feature_dim=dc.feature_dim, quiet=cfg.quiet,
+                              temperature=dc.temperature)
+    log.info("teacher scores divided by %.4g (the temperature that best predicts the valid "
+             "items)", signals.scale)
     del teacher
     rows, curves = sweep(cfg, rd, enc, signals, teacher_valid)
     speed = measure_speed(cfg, rd, t_row, member_rows, rows)
@@ -76,7 +79,8 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
            "targets": targets(rows, t_row), "settings": dc.model_dump(),
            "student": cfg.student.model_dump(), "bench": speed,
            "threads": torch.get_num_threads(), "teacher_valid": teacher_valid,
-           "feature_variance_kept": signals.explained, "curves": curves,
+           "feature_variance_kept": signals.explained, "teacher_temperature": signals.scale,
+           "curves": curves,
            "seconds": time.perf_counter() - t_start}
     write_json(rd.pakd_json, out)
     rd.write_text(rd.pakd_md, pakd_markdown(out))
@@ -119,21 +123,22 @@ def _train_one(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid:
                method: str, ratio: float, ref_arch: dict | None):
     """One student of the sweep, trained by ``method`` to ``ratio``."""
     dc = cfg.distill
-    crit_name, use_kd = METHODS[method]
+    crit_name, use_kd = METHODS[method] if method not in ABLATIONS else ("fisher", True)
+    tasks = frozenset(dc.distill_tasks) - {ABLATIONS.get(method)} if use_kd else frozenset()
     seed_everything(cfg.seed)
     student = make_student(cfg, rd, enc)
     start = student.n_params()
-    if method == "scratch":
-        if ref_arch is None:
-            raise PakdError("the scratch baseline copies a pruned method's final architecture: "
-                            "list fisher_kd (or another pruning method)")
-        student = build(student.kind, enc.schema, ref_arch, tables=enc.tables,
-                        rating_mean=float(enc.parts["train"].rating.mean()))
+    mean = float(enc.parts["train"].rating.mean())
+    if method in ("scratch", "final_kd"):
+        student = build(student.kind, enc.schema, ref_arch, tables=enc.tables, rating_mean=mean)
+    elif method == "mf_labels":
+        student = mf_of_size(enc, build(student.kind, enc.schema, ref_arch,
+                                        tables=enc.tables).n_params(), mean)
     gen = torch.Generator().manual_seed(cfg.seed)
-    losses = Losses(frozenset(dc.distill_tasks) if use_kd else frozenset(),
+    losses = Losses(tasks,
                     dc.kd_rating_weight, dc.kd_ranking_weight, dc.kd_feature_weight,
                     dc.label_loss_weight if use_kd else 1.0, dc.temperature, dc.list_random,
-                    dc.list_users)
+                    dc.list_users, dc.label_ranking, dc.kd_list)
     budget = Budget(dc.epochs, dc.batch_size, dc.lr, dc.weight_decay, dc.l2, dc.negatives,
                     dc.patience)
     crit = None if crit_name is None else make_criterion(
@@ -144,6 +149,20 @@ def _train_one(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid:
                   seed=cfg.seed, gen=gen, quiet=cfg.quiet, name=f"{method}@{ratio:g}")
     res.start_params = start
     return res, res.model
+
+
+def mf_of_size(enc: Encoded, params: int, rating_mean: float) -> RecModel:
+    """A plain matrix factorisation (the lightweight model on IDs alone, no MLP) with rating
+    and ranking factors of equal width, the width giving the parameter count nearest
+    ``params``."""
+    def make(k):
+        return build(STUDENT, enc.schema, {"factors": k, "rank_factors": k, "hidden": [],
+                                           "side_fields": False},
+                     tables=enc.tables, rating_mean=rating_mean)
+    per_factor = make(2).n_params() - make(1).n_params()
+    base = make(1).n_params() - per_factor
+    k = max(1, round((params - base) / per_factor))
+    return make(k)
 
 
 def student_row(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid: dict,
@@ -179,15 +198,21 @@ def sweep(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid: dict
     The scratch baseline of a ratio starts once its reference method has finished."""
     dc = cfg.distill
     ratios, ref = sweep_ratios(dc), _reference(dc.methods)
-    if "scratch" in dc.methods and ref is None:
-        raise PakdError("the scratch baseline copies a pruned method's final architecture: "
-                        "list fisher_kd (or another pruning method)")
+    after = [m for m in dc.methods if m in AFTER_REFERENCE]
+    if after and ref is None:
+        raise PakdError(f"the {', '.join(after)} baseline(s) copy a pruned method's final "
+                        "architecture: list fisher_kd (or another pruning method)")
     # longest first (the Fisher methods observe every step while pruning), so the workers
-    # finish together and each scratch baseline can start as soon as its reference is done
-    slow = {"fisher_kd": 0, "magnitude_kd": 1, "random_kd": 2, "fisher_ft": 3}
-    jobs = [(r, m) for m in sorted(dc.methods, key=lambda m: slow.get(m, 9)) for r in ratios
-            if m != "scratch"]
-    waiting = [(r, "scratch") for r in ratios] if "scratch" in dc.methods else []
+    # finish together and each baseline that copies a reference can start once it is done
+    slow = {"fisher_kd": 0, "magnitude_kd": 1, "random_kd": 2, "dense_kd": 3, "fisher_ft": 4}
+    per_ratio = [m for m in dc.methods if m not in AFTER_REFERENCE and m != "dense_kd"]
+    jobs = [(r, m) for m in sorted(per_ratio, key=lambda m: slow.get(m, 9)) for r in ratios]
+    if "dense_kd" in dc.methods:
+        jobs.append((0.0, "dense_kd"))
+    if dc.ablation and "fisher_kd" in dc.methods:
+        jobs += [(max(ratios), m) for m in ABLATIONS]
+    jobs.sort(key=lambda j: slow.get(j[1], 0 if j[1] in ABLATIONS else 9))
+    waiting = [(r, m) for r in ratios for m in after]
     workers = _workers(cfg, len(jobs) + len(waiting))
     done: dict[tuple, tuple[dict, dict]] = {}
     with progress(total=len(jobs) + len(waiting), desc="students", quiet=cfg.quiet,
@@ -206,12 +231,14 @@ def sweep(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid: dict
 
         if workers <= 1:
             for key in jobs + waiting:
-                ra = arch_for(key[0]) if key[1] == "scratch" else None
+                ra = arch_for(key[0]) if key[1] in AFTER_REFERENCE else None
                 finished(key, student_row(cfg, rd, enc, signals, teacher_valid, *key[::-1], ra))
         else:
             _sweep_in_processes(cfg, rd, enc, signals, teacher_valid, jobs, waiting, workers,
                                 finished, arch_for, ref)
-    order = [(r, m) for r in ratios for m in sorted(dc.methods, key=lambda m: m == "scratch")]
+    order = [k for k in done if k[1] == "dense_kd"] + [
+        (r, m) for r in ratios for m in per_ratio + after + list(ABLATIONS)
+        if (r, m) in done]
     return [done[k][0] for k in order], [done[k][1] for k in order]
 
 
@@ -238,7 +265,7 @@ def _sweep_in_processes(cfg, rd, enc, signals, teacher_valid, jobs, waiting, wor
                 if key[1] == ref:
                     for w in [w for w in waiting if w[0] == key[0]]:
                         waiting.remove(w)
-                        pending[ex.submit(_worker_job, "scratch", w[0], arch_for(w[0]))] = w
+                        pending[ex.submit(_worker_job, w[1], w[0], arch_for(w[0]))] = w
 
 
 _STATE: dict = {}
@@ -307,10 +334,20 @@ def _pick(m: dict) -> dict:
     return {k: m.get(k) for k in ROW_KEYS}
 
 
+def origin_params(rd: RunDir) -> int | None:
+    """Parameters of the origin report's three members (svd + xdeepfm + autoint) of this run:
+    the yardstick of the size targets however large the actual teacher is."""
+    if not all(rd.has_member(n) for n in TEACHERS):
+        return None
+    return sum(int(read_json(rd.member(n).with_suffix(".json"))["params"]) for n in TEACHERS)
+
+
 def _relative(row: dict, t: dict) -> None:
     row["rmse_retention_pct"] = 100 * t["rmse"] / row["rmse"]
     row["ndcg_retention_pct"] = 100 * row["ndcg@10"] / t["ndcg@10"] if t["ndcg@10"] else None
     row["params_vs_teacher_pct"] = 100 * row["params"] / t["params"]
+    if t.get("origin_params"):
+        row["params_vs_origin_pct"] = 100 * row["params"] / t["origin_params"]
 
 
 def choose_best(rows: list[dict], t: dict, rmse_tol: float, ndcg_tol: float
@@ -363,6 +400,21 @@ def targets(rows: list[dict], t: dict) -> dict:
                                      "rmse_within_2pct": r["rmse"] <= 1.02 * t["rmse"],
                                      "ndcg_within_5pct": r["ndcg@10"] >= 0.95 * t["ndcg@10"],
                                      "rmse": r["rmse"], "ndcg@10": r["ndcg@10"]}
+    if t.get("origin_params"):
+        # issue 10: near-lossless students, sized against the three origin members
+        for share, ndcg_min, rmse_max in ((0.10, 0.97, 1.01), (0.03, 0.93, 1.02)):
+            small = [r for r in fk.values() if r["params"] <= share * t["origin_params"]]
+            if not small:
+                continue
+            r = max(small, key=lambda r: r["params"])
+            out[f"within_{share * 100:g}pct_of_origin"] = {
+                "pruning_ratio": r["pruning_ratio"], "params": r["params"],
+                "params_vs_origin_pct": 100 * r["params"] / t["origin_params"],
+                f"ndcg_at_least_{ndcg_min * 100:g}pct": r["ndcg@10"] >= ndcg_min * t["ndcg@10"],
+                f"rmse_at_most_{rmse_max * 100:g}pct": r["rmse"] <= rmse_max * t["rmse"],
+                "ndcg_retention_pct": 100 * r["ndcg@10"] / t["ndcg@10"],
+                "rmse_vs_teacher_pct": 100 * r["rmse"] / t["rmse"],
+                "rmse": r["rmse"], "ndcg@10": r["ndcg@10"]}
     cmp = {}
     for ratio, r in fk.items():
         for b in rows:

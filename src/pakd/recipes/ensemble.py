@@ -56,8 +56,13 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     out = {"dataset": cfg.data.dataset, "split": rd.split_summary(),
            "threads": torch.get_num_threads(), "members": members, "ensemble": em,
            "baselines": baselines(enc, cfg, rd)}
+    rows = [*members.items(), ("ensemble", em)]
+    origin = origin_ensemble(cfg, rd, enc, ens, scores)
+    if origin is not None:
+        out["origin_ensemble"] = origin
+        rows.append(("origin_ensemble", origin))
     kw = dict(resamples=1000, seed=cfg.seed)      # 95% intervals over resampled test users
-    for name, row in [*members.items(), ("ensemble", em)]:
+    for name, row in rows:
         row["ci95"] = intervals(rd.load_per_user(name, "test"), **kw)
     out["baselines"]["mostpop"]["ci95"] = intervals(
         rd.load_per_user("mostpop", "test"), metrics=("recall@10", "ndcg@10"), **kw)
@@ -68,27 +73,45 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     return out
 
 
+# the origin report's ensemble, evaluated beside pakd's (auto weights by default)
+ORIGIN = {"weights": {"svd": 0.4, "xdeepfm": 0.4, "autoint": 0.2},
+          "tasks": {"svd": "ranking", "xdeepfm": "rating", "autoint": "balance"}}
+
+
 def _weights(cfg: RunConfig) -> dict[str, float] | None:
-    algos, tasks = cfg.ensemble.algorithms, cfg.ensemble.tasks
-    if len(tasks) != len(algos):
-        raise PakdError(f"--tasks has {len(tasks)} entries for {len(algos)} algorithms")
+    algos = cfg.ensemble.algorithms
     if cfg.ensemble.weights == "auto":
         return None
     w = cfg.ensemble.weights
-    if len(w) != len(algos) or min(w) < 0:
-        raise PakdError(f"--weights needs {len(algos)} non-negative numbers (or auto), got {w}")
+    if len(w) != len(algos) or min(w) < 0 or not all(map(np.isfinite, w)):
+        raise PakdError(f"--weights needs {len(algos)} finite non-negative numbers, one per "
+                        f"member of --algorithms {','.join(algos)} (or auto), got {w}")
     return dict(zip(algos, map(float, w)))
+
+
+def _tasks(cfg: RunConfig, members: dict) -> dict[str, str]:
+    """The task of each member: as given, or balance for members predicting ratings and
+    ranking for the others."""
+    algos, tasks = cfg.ensemble.algorithms, cfg.ensemble.tasks
+    if not tasks:
+        return {n: "balance" if "rating" in getattr(members[n], "outputs", ("rating",))
+                else "ranking" for n in algos}
+    if len(tasks) != len(algos):
+        raise PakdError(f"--tasks has {len(tasks)} entries for {len(algos)} algorithms")
+    for n, t in zip(algos, tasks):
+        if t != "ranking" and "rating" not in getattr(members[n], "outputs", ("rating",)):
+            raise PakdError(f"{n} predicts no ratings: give it the task ranking in --tasks")
+    return dict(zip(algos, tasks))
 
 
 def build(cfg: RunConfig, rd: RunDir, enc: Encoded):
     """(ensemble, member metadata, cached member scores of its ranking members)."""
     algos = cfg.ensemble.algorithms
+    weights = _weights(cfg)
     members, metas = {}, {}
     for name in algos:
         members[name], metas[name] = rd.load_member(name)
-    weights = _weights(cfg)
-    ens = Ensemble(members, weights or {n: 1.0 for n in algos},
-                   dict(zip(algos, cfg.ensemble.tasks)))
+    ens = Ensemble(members, weights or {n: 1.0 for n in algos}, _tasks(cfg, members))
     # every member's (cached) scores: calibration standardises each member's logit
     scores = {n: member_scores(cfg, rd, n, m, enc) for n, m in members.items()}
     ens.calibrate(enc.n_users, cfg.ensemble.calibration_users, cfg.seed, scores=scores)
@@ -97,10 +120,29 @@ def build(cfg: RunConfig, rd: RunDir, enc: Encoded):
     return ens, metas, scores
 
 
+def origin_ensemble(cfg: RunConfig, rd: RunDir, enc: Encoded, ens: Ensemble,
+                    scores: dict) -> dict | None:
+    """The origin report's ensemble (0.4/0.4/0.2, tasks ranking/rating/balance) of the run's
+    svd, xdeepfm and autoint, evaluated like pakd's own; None when one of them is not an
+    ensemble member or the ensemble is that one already."""
+    names = list(ORIGIN["weights"])
+    if not all(n in ens.members for n in names):
+        return None
+    if (set(ens.members) == set(names) and ens.weights == ORIGIN["weights"]
+            and ens.tasks == ORIGIN["tasks"]):
+        return None
+    orig = Ensemble({n: ens.members[n] for n in names}, ORIGIN["weights"], ORIGIN["tasks"])
+    orig.calibrate(enc.n_users, cfg.ensemble.calibration_users, cfg.seed, scores=scores)
+    got = evaluate_kept(cfg, rd, enc, orig, "origin_ensemble",
+                        scores=ensemble_scores(orig, scores), quiet=cfg.quiet)
+    return {**got["test"], "params": orig.n_params(), "weights": orig.weights,
+            "tasks": orig.tasks, "rating_mix": orig.rating_mix, "ranking_mix": orig.ranking_mix}
+
+
 def fit_auto_weights(ens: Ensemble, enc: Encoded, cfg: RunConfig,
                      scores: dict[str, torch.Tensor | None]) -> None:
     """Rating: non-negative least squares of the valid ratings on the members' predictions.
-    Ranking: the convex weights (grid step 0.1) with the best validation NDCG@10."""
+    Ranking: the convex weights with the best validation NDCG@10 (`search_simplex`)."""
     from scipy.optimize import nnls
     va = enc.parts["valid"]
     rmembers = list(ens.rating_mix)
@@ -113,16 +155,50 @@ def fit_auto_weights(ens: Ensemble, enc: Encoded, cfg: RunConfig,
         return
     z = {n: ens._z(n, scores[n] if scores.get(n) is not None else
                    score_matrix(ens.members[n], enc.n_users)) for n in kmembers}
-    best, best_w = -1.0, None
-    grid = [c for c in product(range(11), repeat=len(kmembers)) if sum(c) == 10]
-    for combo in progress(grid, desc="fit ranking weights", quiet=cfg.quiet):
-        s = sum(c / 10 * z[n] for c, n in zip(combo, kmembers))
-        ndcg = ranking_metrics(None, enc, "valid", ks=[10],
+
+    def valid_ndcg(w: tuple) -> float:
+        s = sum(c * z[n] for c, n in zip(w, kmembers) if c > 0)
+        return ranking_metrics(None, enc, "valid", ks=[10],
                                relevant_min_rating=cfg.eval.relevant_min_rating,
                                chunk=cfg.eval.chunk, scores=s)["ndcg@10"]
-        if ndcg > best:
-            best, best_w = ndcg, combo
-    ens.ranking_mix = {n: c / 10 for c, n in zip(best_w, kmembers)}
+
+    best_w, best = search_simplex(kmembers, valid_ndcg, quiet=cfg.quiet)
+    ens.ranking_mix = {n: float(c) for c, n in zip(best_w, kmembers)}
+    log.info("auto weights: rating %s, ranking %s (valid NDCG@10 %.4f)",
+             ens.rating_mix, ens.ranking_mix, best)
+
+
+def search_simplex(names: list[str], score, quiet: bool = True) -> tuple[tuple, float]:
+    """The convex weights with the best ``score``: every point of the simplex grid of step
+    0.2 (0.1 for up to three members), then moves of 0.05 of weight from one member to
+    another while one improves. Scores are cached per point."""
+    k = len(names)
+    steps = 10 if k <= 3 else 5
+    grid = [tuple(c / steps for c in combo) for combo in product(range(steps + 1), repeat=k)
+            if sum(combo) == steps]
+    seen: dict[tuple, float] = {}
+
+    def at(w):
+        key = tuple(round(x, 6) for x in w)
+        if key not in seen:
+            seen[key] = score(key)
+        return seen[key]
+
+    for w in progress(grid, desc="fit ranking weights", quiet=quiet):
+        at(w)
+    best_w = max(seen, key=seen.get)
+    improved = True
+    while improved:
+        improved = False
+        for i, j in product(range(k), repeat=2):
+            if i == j or best_w[j] < 0.05 - 1e-9:
+                continue
+            w = list(best_w)
+            w[i], w[j] = w[i] + 0.05, w[j] - 0.05
+            if at(w) > seen[best_w] + 1e-12:
+                best_w, improved = tuple(round(x, 6) for x in w), True
+    return best_w, seen[best_w]
+
     log.info("auto weights: rating %s, ranking %s (valid NDCG@10 %.4f)",
              ens.rating_mix, ens.ranking_mix, best)
 

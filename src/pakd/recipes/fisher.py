@@ -46,7 +46,9 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
         if ens is None:
             raise PakdError(f"no ensemble in {rd}; run `pakd ensemble --run {rd}` or pick a "
                             "single --fisher-teacher")
-        members = dict(ens.members.items())
+        members = {n: m for n, m in ens.members.items() if m.structure()}
+        for n in set(ens.members) - set(members):
+            log.info("fisher: %s has no prunable structure (closed form); not analysed", n)
     else:
         members = {fc.teacher: ens.members[fc.teacher] if ens is not None and fc.teacher in
                    ens.members else rd.load_member(fc.teacher)[0]}

@@ -15,7 +15,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as st_save
 
-from ..config import TEACHERS, RunConfig, arch_of, fit_kwargs
+from ..config import CLOSED_FORM, TEACHERS, RunConfig, arch_of, fit_kwargs
 from ..data.encoding import Encoded
 from ..evaluate import score_matrix
 from ..models import build, save
@@ -33,6 +33,9 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict[str, dic
     mean = float(enc.parts["train"].rating.mean())
     out = {}
     for name in cfg.train.models:
+        if name in CLOSED_FORM:
+            out[name] = fit_ease(cfg, rd, enc, mean)
+            continue
         section = getattr(cfg, name)
         seed_everything(cfg.seed * 1000 + TEACHERS.index(name))
         model = build(name, enc.schema, arch_of(section, name), tables=enc.tables,
@@ -41,7 +44,8 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict[str, dic
         t0 = time.perf_counter()
         res = fit(model, enc, **fit_kwargs(section), seed=cfg.seed, name=name,
                   checkpoint=rd.member(name), state=rd.member_state(name),
-                  resume=cfg.train.resume, quiet=cfg.quiet)
+                  resume=cfg.train.resume, quiet=cfg.quiet,
+                  relevant_min_rating=cfg.eval.relevant_min_rating)
         meta = {"fit": {"train_seconds": res.train_seconds,
                         "fit_seconds": time.perf_counter() - t0,
                         "epoch_seconds": res.epoch_seconds, "best_epoch": res.best_epoch,
@@ -60,6 +64,48 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict[str, dic
                  name, m["rmse"], m["auc"], m["ndcg@10"], m["recall@10"], res.train_seconds)
         out[name] = meta
     return out
+
+
+def fit_ease(cfg: RunConfig, rd: RunDir, enc: Encoded, mean: float) -> dict:
+    """EASE in closed form for each of ``ease.lambdas``; the one with the best valid NDCG@10
+    is kept (the valid part chooses, the test part only reports)."""
+    from ..evaluate import ranking_metrics
+    from ..models.ease import check_catalogue, ease_weights
+    check_catalogue(enc.n_items, cfg.ease.max_items)
+    X = enc.seen(("train",)).astype("float64")
+    X.data[:] = 1.0
+    model = build("ease", enc.schema, {"history": X.nnz}, rating_mean=mean)
+    model.set_history(X.indptr, X.indices)
+    t0 = time.perf_counter()
+    history, best = [], None
+    for lam in progress(cfg.ease.lambdas, desc="ease lambdas", quiet=cfg.quiet):
+        t1 = time.perf_counter()
+        with torch.no_grad():
+            model.weight.copy_(ease_weights(X, lam))
+        nd = ranking_metrics(model, enc, "valid", ks=[10], chunk=cfg.eval.chunk,
+                             relevant_min_rating=cfg.eval.relevant_min_rating)["ndcg@10"]
+        history.append({"lam": lam, "valid_ndcg@10": nd, "seconds": time.perf_counter() - t1})
+        log.info("ease lambda %g: valid NDCG@10 %.4f (%.1fs)", lam, nd, history[-1]["seconds"])
+        if best is None or nd > best[0]:
+            best = (nd, lam, model.weight.detach().clone())
+    model.lam = best[1]
+    with torch.no_grad():
+        model.weight.copy_(best[2])
+    spent = time.perf_counter() - t0
+    meta = {"fit": {"train_seconds": spent, "fit_seconds": spent, "epoch_seconds": 0.0,
+                    "best_epoch": 0, "best_epochs": {}, "epochs_run": 0,
+                    "best_valid_ndcg@10": best[0], "threads": torch.get_num_threads(),
+                    "history": history},
+            "train_config": cfg.ease.model_dump()}
+    save(model, rd.member("ease"), meta=meta)
+    rd.member_scores("ease").unlink(missing_ok=True)
+    got = evaluate_kept(cfg, rd, enc, model, "ease",
+                        scores=member_scores(cfg, rd, "ease", model, enc), quiet=cfg.quiet)
+    meta["test"], meta["valid"] = got["test"], got["valid"]
+    save(model, rd.member("ease"), meta=meta)
+    log.info("ease (lambda %g): test NDCG@10 %.4f, Recall@10 %.4f", best[1],
+             meta["test"]["ndcg@10"], meta["test"]["recall@10"])
+    return meta
 
 
 def member_scores(cfg: RunConfig, rd: RunDir, name: str, model: RecModel,
