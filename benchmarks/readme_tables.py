@@ -17,15 +17,37 @@ from pakd.rundir import RunDir, read_json
 def teachers(rd: RunDir) -> str:
     t = read_json(rd.teachers_json)
     rows = [{"model": f"pakd {n}", **m} for n, m in t["members"].items()]
-    e = t["ensemble"]
-    w = "/".join(f"{e['weights'][n]:g}" for n in e["tasks"])
-    rows.append({"model": f"pakd ensemble ({w})", **e})
+    rows.append({"model": "pakd ensemble (weights auto)", **t["ensemble"]})
+    if "origin_ensemble" in t:
+        rows.append({"model": "origin ensemble (0.4/0.4/0.2)", **t["origin_ensemble"]})
+    rows.append({"model": "MostPop", **t["baselines"]["mostpop"]})
     if rd.peers_json.is_file():
-        rows += [{"model": f"{n} (peer)", **m} for n, m in read_json(rd.peers_json)["peers"].items()]
-    return markdown_table(rows, [("model", "model"), ("rmse", "RMSE"), ("mae", "MAE"),
-                                 ("auc", "AUC"), ("recall@10", "Recall@10"),
-                                 ("ndcg@10", "NDCG@10"), ("params", "params"),
-                                 ("train_seconds", "train s", 0)])
+        rows += [{"model": f"{n} (peer)", **m} for n, m in read_json(rd.peers_json)["peers"].items()
+                 if n != "MostPop"]
+    for r in rows:
+        ci = r.get("ci95", {}).get("ndcg@10")
+        r["ndcg_ci"] = f"{ci[0]:.4f}–{ci[1]:.4f}" if ci else "–"
+    out = markdown_table(rows, [("model", "model"), ("rmse", "RMSE"), ("mae", "MAE"),
+                                ("auc", "AUC"), ("recall@10", "Recall@10"),
+                                ("ndcg@10", "NDCG@10"), ("ndcg_ci", "NDCG@10 95% CI"),
+                                ("params", "params"), ("train_seconds", "train s", 0)])
+    e = t["ensemble"]
+    out += ("\nAuto weights: rating " + ", ".join(f"{n} {w:.2f}" for n, w in e["rating_mix"].items())
+            + "; ranking " + ", ".join(f"{n} {w:.2f}" for n, w in e["ranking_mix"].items()) + ".\n")
+    rr = t.get("rerank")
+    if rr:
+        names = list(next(iter(rr["by_n"].values())))
+        rows = []
+        for n, row in rr["by_n"].items():
+            cells = {"n": n}
+            for name in names:
+                d, lo, hi = row[name]["vs_retrieval"]["ndcg@10"]
+                cells[name] = f"{row[name]['ndcg@10']:.4f} ({d:+.4f}, {lo:+.4f} to {hi:+.4f})"
+            rows.append(cells)
+        out += (f"\nRe-ranking {rr['retrieval']}'s top-N (retrieval alone NDCG@10 "
+                f"{rr['retrieval_alone']['ndcg@10']:.4f}; Δ and 95% paired interval vs "
+                "retrieval alone):\n\n" + markdown_table(rows, [("n", "N")] + [(k, k) for k in names]))
+    return out
 
 
 def fisher(rd: RunDir) -> str:
@@ -59,26 +81,38 @@ def fisher(rd: RunDir) -> str:
 def pakd(rd: RunDir) -> str:
     p = read_json(rd.pakd_json)
     t = p["teacher"]
-    rows = [{"method": f"teacher {t['model']}", "ratio": "–", "params": fmt(t["params"]),
+    rows = [{"method": f"teacher {t['model']}", "ratio": "–",
+             "params": fmt(t["params"]) + (f" (origin members {t['origin_params']:,})"
+                                           if t.get("origin_params") else ""),
              "rmse": fmt(t["rmse"]), "ndcg": fmt(t["ndcg@10"]), "auc": t["auc"],
              "thr": fmt(t["throughput_rows_per_s"]), "lat": fmt(t["latency_ms_p50"], 1),
              "rss": t.get("peak_rss_mb")}]
     for r in p["rows"]:
         rows.append({
             "method": r["method"], "ratio": f"{r['pruning_ratio']:.2f}",
-            "params": f"{r['params']:,} ({r['params_vs_teacher_pct']:.1f}%)",
+            "params": f"{r['params']:,} ({r['params_vs_origin_pct']:.1f}%)"
+                      if "params_vs_origin_pct" in r else
+                      f"{r['params']:,} ({r['params_vs_teacher_pct']:.1f}% of teacher)",
             "rmse": f"{r['rmse']:.4f} ({r['rmse_retention_pct']:.1f}%)",
             "ndcg": f"{r['ndcg@10']:.4f} ({r['ndcg_retention_pct']:.1f}%)", "auc": r["auc"],
+            "dt": _paired(r, "teacher"), "dm": _paired(r, "mf_labels"),
             "thr": f"{r['throughput_rows_per_s']:,.0f} ({r['speedup_throughput']:.0f}×, "
                    f"{fmt(r['speedup_throughput_range'], 0)})",
             "lat": f"{r['latency_ms_p50']:.2f} ({r['speedup_latency']:.0f}×, "
                    f"{fmt(r['speedup_latency_range'], 0)})",
             "rss": r.get("peak_rss_mb")})
     return markdown_table(rows, [
-        ("method", "method"), ("ratio", "ratio"), ("params", "params (% of teacher)"),
-        ("rmse", "RMSE (retention)"), ("ndcg", "NDCG@10 (retention)"), ("auc", "AUC"),
+        ("method", "method"), ("ratio", "ratio"),
+        ("params", "params (% of the three origin members)"),
+        ("rmse", "RMSE (retention)"), ("ndcg", "NDCG@10 (retention)"),
+        ("dt", "Δ NDCG@10 vs teacher (95% CI)"), ("auc", "AUC"),
         ("thr", "rows/s (×, range)"), ("lat", "top-10 ms p50 (×, range)"),
         ("rss", "peak RSS MB", 0)])
+
+
+def _paired(r: dict, ref: str) -> str:
+    d = r.get("paired", {}).get(ref, {}).get("ndcg@10")
+    return f"{d[0]:+.4f} ({d[1]:+.4f} to {d[2]:+.4f})" if d else "–"
 
 
 def main(argv=None) -> int:
@@ -86,7 +120,8 @@ def main(argv=None) -> int:
     ap.add_argument("--run", required=True)
     rd = RunDir(ap.parse_args(argv).run)
     print("## Teachers\n\n" + teachers(rd) + "\n")
-    print("## Fisher\n\n" + fisher(rd) + "\n")
+    if rd.fisher_json.is_file():
+        print("## Fisher\n\n" + fisher(rd) + "\n")
     print("## PAKD\n\n" + pakd(rd) + "\n")
     p = read_json(rd.pakd_json)
     print("Best student:", p["best_student"].get("rule"))

@@ -158,3 +158,27 @@ def test_mask_fisher_of_a_catalogue_pass_equals_brute_force(world):
         (g,) = torch.autograd.grad(lu / len(s.users), m)
         want += g.double() ** 2
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-12)
+
+
+def test_rating_kd_on_unobserved_pairs_teaches_what_labels_cannot(world):
+    """The 'teacher' rates every unobserved pair 5: only the unobserved-pair KD can move the
+    student's ratings of items its users never rated; the Fisher criterion observes those
+    extra pairs (as parts of their rated pair's example) and still prunes."""
+    import dataclasses
+
+    from pakd.train import NegativeSampler
+    enc, signals = world
+    tr = enc.parts["train"]
+    items = NegativeSampler(enc).sample(tr.user, 2, torch.Generator().manual_seed(3))
+    taught = dataclasses.replace(signals, unobs_items=items,
+                                 unobs_ratings=torch.full(items.shape, 5.0))
+    probe_u = tr.user.repeat_interleave(2)
+    probe_i = NegativeSampler(enc).sample(tr.user, 2, torch.Generator().manual_seed(9)).flatten()
+
+    def mean_unobserved(res):
+        with torch.no_grad():
+            return float(res.model.predict(probe_u, probe_i).mean())
+    with_kd = run(enc, taught, tasks=("rating",), crit=MaskFisher([1.0, 3.0]), ratio=0.3)
+    without = run(enc, signals, tasks=("rating",))
+    assert mean_unobserved(with_kd) > mean_unobserved(without) + 0.5
+    assert with_kd.model.n_params() <= 0.7 * with_kd.start_params + 40

@@ -49,6 +49,11 @@ def test_teachers_json(run):
     assert o["rating_mix"] == pytest.approx({"xdeepfm": 2 / 3, "autoint": 1 / 3})
     assert o["ranking_mix"] == pytest.approx({"svd": 2 / 3, "autoint": 1 / 3})
     assert t["members"]["ease"]["params"] == 60 ** 2
+    rr = t["rerank"]                  # re-rankers of svd's top-N, exact full-catalogue metrics
+    assert rr["retrieval"] == "svd" and set(rr["by_n"]) == {"5", "20"}
+    assert set(rr["by_n"]["5"]) == {"xdeepfm", "autoint", "ease", "ensemble"}
+    d, lo, hi = rr["by_n"]["5"]["xdeepfm"]["vs_retrieval"]["ndcg@10"]
+    assert lo <= d <= hi
     assert {"global_mean", "mostpop"} <= set(t["baselines"])
     assert (run / "teachers.md").read_text().count("|") > 20
     for n in ("svd", "xdeepfm", "autoint", "ease"):

@@ -261,6 +261,11 @@ class EnsembleConfig(Section):
         [], "per member: which output it feeds (rating, ranking or balance = both); empty: "
         "balance for members that predict ratings, ranking for the others (ease)",
         flag="--tasks")
+    retrieval: MEMBERS = _f("svd", "retrieval stage whose top-N candidates each member and the "
+                            "ensemble re-rank in the re-ranking table (a dot-product ranker "
+                            "or ease)", flag="--retrieval")
+    rerank_n: list[int] = _f([50, 100, 200], "candidates per user in the re-ranking table "
+                             "(empty: no table)", flag="--rerank-n")
     calibration_users: int = _f(128, "users whose catalogue scores standardise each member's "
                                 "ranking logit", flag="--calibration-users", ge=1)
     cache_limit: int = _f(50_000_000, "cache member score matrices (users x items) up to this "
@@ -271,6 +276,13 @@ class EnsembleConfig(Section):
     def _auto(cls, v):
         if isinstance(v, list) and len(v) == 1 and str(v[0]).lower() == "auto":
             return "auto"
+        return v
+
+    @field_validator("rerank_n")
+    @classmethod
+    def _positive_n(cls, v):
+        if any(n <= 0 for n in v):
+            raise ValueError(f"candidate counts must be positive, got {v}")
         return v
 
     @field_validator("algorithms")
@@ -330,7 +342,7 @@ class _DistillOwn(Section):
     pruning_ratio: float | None = _f(None, "one pruning ratio (share of the student's "
                                      "parameters removed); replaces --pruning-ratios",
                                      flag="--pruning-ratio", ge=0, lt=1)
-    pruning_ratios: list[float] = _f([0.5, 0.75], "pruning ratios of the sweep",
+    pruning_ratios: list[float] = _f([0.75, 0.92], "pruning ratios of the sweep",
                                      flag="--pruning-ratios")
     methods: list[Literal["fisher_kd", "magnitude_kd", "random_kd", "fisher_ft", "scratch",
                           "final_kd", "mf_labels", "dense_kd"]] = _f(
@@ -348,6 +360,10 @@ class _DistillOwn(Section):
                                   flag="--kd-ranking-weight", ge=0)
     kd_rating_weight: float = _f(0.4, "weight of the rating distillation loss",
                                  flag="--kd-rating-weight", ge=0)
+    kd_rating_unobserved: int = _f(1, "rating distillation also on this many unobserved "
+                                   "items per rated pair (drawn once, seeded): where the "
+                                   "teacher knows more than the labels", flag="--kd-unobserved",
+                                   ge=0)
     kd_feature_weight: float = _f(0.2, "weight of the feature distillation loss",
                                   flag="--kd-feature-weight", ge=0)
     label_loss_weight: float = _f(1.0, "weight of the ground-truth rating and ranking losses "

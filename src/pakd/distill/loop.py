@@ -119,6 +119,7 @@ class Step:
     cands: torch.Tensor    # [len(users), list length] (no columns with ``catalogue``)
     catalogue: bool = False
     inv: torch.Tensor | None = None   # with ``catalogue``: row -> position in ``users``
+    unobserved: int = 0               # unobserved pairs per rated pair for the rating KD
 
 
 def sample_step(enc: Encoded, idx: torch.Tensor, sampler: NegativeSampler,
@@ -129,9 +130,11 @@ def sample_step(enc: Encoded, idx: torch.Tensor, sampler: NegativeSampler,
     sampled = losses.label_ranking != "full"
     neg = sampler.sample(u, negatives if sampled else 0, gen)
     none = torch.zeros(0, 0, dtype=torch.long)
+    unobs = (signals.unobs_items.shape[1] if "rating" in losses.tasks
+             and signals.unobs_items is not None else 0)
     if losses.catalogue():
         users, inv = torch.unique(u, return_inverse=True)
-        return Step(idx, u, i, r, neg, users, none.view(len(users), 0), True, inv)
+        return Step(idx, u, i, r, neg, users, none.view(len(users), 0), True, inv, unobs)
     users = torch.unique(u)
     if "ranking" in losses.tasks:
         users = users[torch.randperm(len(users), generator=gen)[:losses.list_users]]
@@ -139,7 +142,7 @@ def sample_step(enc: Encoded, idx: torch.Tensor, sampler: NegativeSampler,
             0, enc.n_items, (len(users), losses.list_random), generator=gen)], 1)
     else:
         users, cands = users[:0], torch.zeros(0, 1, dtype=torch.long)
-    return Step(idx, u, i, r, neg, users, cands)
+    return Step(idx, u, i, r, neg, users, cands, unobserved=unobs)
 
 
 def step_loss(student: RecModel, proj: nn.Module | None, s: Step, signals: TeacherSignals,
@@ -182,7 +185,15 @@ def step_loss(student: RecModel, proj: nn.Module | None, s: Step, signals: Teach
     loss = losses.label_loss_weight * gt
     kd = torch.zeros(())
     if "rating" in tasks:
-        kd = kd + losses.kd_rating_weight * L.rating_distill(out.rating, signals.ratings[s.idx])
+        target, pred = signals.ratings[s.idx], out.rating
+        if s.unobserved:                         # and on unobserved pairs of the same users
+            if criterion is not None:
+                criterion.next_call()
+            k = s.unobserved
+            extra = student(s.user.repeat_interleave(k), signals.unobs_items[s.idx].flatten())
+            pred = torch.cat([pred, extra.rating])
+            target = torch.cat([target, signals.unobs_ratings[s.idx].flatten()])
+        kd = kd + losses.kd_rating_weight * L.rating_distill(pred, target)
     if kd_rank is not None:
         kd = kd + losses.kd_ranking_weight * kd_rank
     if "feature" in tasks:
@@ -211,6 +222,8 @@ def observe_examples(criterion: Importance, s: Step, buckets: int, student: RecM
         examples.append({m: B + torch.arange(len(s.users))
                          for m in student.catalogue_user_modules()})
         factors[len(examples) - 1] = 2.0
+    if s.unobserved:                    # the rating KD's unobserved pairs: their rated pair's
+        examples.append(torch.arange(B).repeat_interleave(s.unobserved))
     bucket = torch.cat([torch.zeros(B, dtype=torch.long),               # rated pairs
                         torch.full((len(s.users),), buckets - 1)])       # user lists
     criterion.observe(examples, B + len(s.users), bucket, factors)

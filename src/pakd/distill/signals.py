@@ -1,6 +1,8 @@
 """What the teacher tells the student, computed once per run.
 
 - ratings: the teacher's rating prediction for every train rating;
+- unobserved: for every train rating, ``unobserved`` items its user did not rate (drawn once,
+  seeded) with the teacher's rating of each - where the teacher knows more than the labels;
 - scores: the teacher's full users x items ranking scores (from the cached member matrices),
   divided by the temperature at which their softmax best predicts the valid part's items
   (`calibrate_temperature`): the ensemble mixes standardised logits, whose scale says
@@ -39,6 +41,8 @@ class TeacherSignals:
     scale: float = 1.0        # the calibrated temperature the raw scores were divided by
     probs: torch.Tensor | None = None        # [n_users, n_items], 0 on seen items
     neg_entropy: torch.Tensor | None = None  # [n_users]
+    unobs_items: torch.Tensor | None = None   # [n_train, unobserved]
+    unobs_ratings: torch.Tensor | None = None  # [n_train, unobserved]
     _csr: tuple | None = field(default=None, repr=False)
 
     def seen_pairs(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,7 +105,8 @@ def calibrate_temperature(scores: torch.Tensor, seen: torch.Tensor, enc: Encoded
 def teacher_signals(teacher: RecModel, enc: Encoded, scores: torch.Tensor | None, *,
                     list_top: int, feature_dim: int, quiet: bool = True,
                     batch: int = 1024, calibrate: bool = True,
-                    temperature: float = 1.0) -> TeacherSignals:
+                    temperature: float = 1.0, unobserved: int = 0,
+                    seed: int = 0) -> TeacherSignals:
     if scores is None:
         raise PakdError("distillation needs the teacher's full score matrix; raise "
                         "--score-cache-limit above users x items")
@@ -134,5 +139,14 @@ def teacher_signals(teacher: RecModel, enc: Encoded, scores: torch.Tensor | None
                      dim=1).indices
     scale = calibrate_temperature(scores, seen, enc) if calibrate else 1.0
     probs, neg_entropy = teacher_distribution(scores / scale, seen, temperature)
+    unobs_items = unobs_ratings = None
+    if unobserved:
+        from ..train import NegativeSampler
+        gen = torch.Generator().manual_seed(seed + 4049)
+        unobs_items = NegativeSampler(enc).sample(tr.user, unobserved, gen)
+        uu = tr.user.repeat_interleave(unobserved)
+        unobs_ratings = torch.cat([teacher.predict(uu[s:s + 8 * batch],
+                                                   unobs_items.flatten()[s:s + 8 * batch]).float()
+                                   for s in range(0, len(uu), 8 * batch)]).view(len(tr), -1)
     return TeacherSignals(torch.cat(ratings), scores / scale, seen, top, feats, explained,
-                          scale, probs, neg_entropy)
+                          scale, probs, neg_entropy, unobs_items, unobs_ratings)

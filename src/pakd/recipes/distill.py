@@ -61,7 +61,8 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     member_rows = _member_rows(cfg, rd, enc, teacher) if dc.teacher == "ensemble" else []
     signals = teacher_signals(teacher, enc, scores, list_top=dc.list_top,
                               feature_dim=dc.feature_dim, quiet=cfg.quiet,
-                              temperature=dc.temperature)
+                              temperature=dc.temperature,
+                              unobserved=dc.kd_rating_unobserved, seed=cfg.seed)
     log.info("teacher scores divided by %.4g (the temperature that best predicts the valid "
              "items)", signals.scale)
     del teacher

@@ -30,6 +30,7 @@ from .split import load_encoded
 def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict[str, dict]:
     """Train every model in ``cfg.train.models``; returns their saved metadata."""
     enc = enc or load_encoded(cfg, rd)
+    check_settings(cfg, enc)
     mean = float(enc.parts["train"].rating.mean())
     out = {}
     for name in cfg.train.models:
@@ -64,6 +65,18 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict[str, dic
                  name, m["rmse"], m["auc"], m["ndcg@10"], m["recall@10"], res.train_seconds)
         out[name] = meta
     return out
+
+
+def check_settings(cfg: RunConfig, enc: Encoded) -> None:
+    """Settings that depend on the data, checked before any training."""
+    from ..errors import PakdError
+    from ..models.ease import check_catalogue
+    big = [n for n in cfg.ensemble.rerank_n if n > enc.n_items]
+    if big:
+        raise PakdError(f"--rerank-n {','.join(map(str, big))}: more candidates than the "
+                        f"catalogue's {enc.n_items} items; give counts up to {enc.n_items}")
+    if "ease" in cfg.train.models:
+        check_catalogue(enc.n_items, cfg.ease.max_items)
 
 
 def fit_ease(cfg: RunConfig, rd: RunDir, enc: Encoded, mean: float) -> dict:
