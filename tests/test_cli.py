@@ -78,3 +78,28 @@ def test_quiet_silences_library_warnings(capsys):
         warnings.warn("a library complains")
         assert capsys.readouterr().err == ""
     setup_logging(False)
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--algorithms", "svd,svd,autoint"], "repeats"),
+    (["--algorithms", "svd,knn"], "knn"),
+    (["--rerank-n", "0"], "positive"),
+    (["--temperature", "0"], "temperature"),
+    (["--ease-lambdas", "-1"], "positive"),
+])
+def test_bad_issue_10_settings_stop_before_anything_runs(tmp_path, capsys, argv, words):
+    try:
+        rc = main(["run", "--out", str(tmp_path / "r"), "--profile", "quick", "-q", *argv])
+    except SystemExit as e:          # argparse: a name outside the choices
+        rc = e.code
+    err = capsys.readouterr().err
+    assert rc != 0 and words in err
+    assert not (tmp_path / "r" / "split.csv").exists()
+
+
+def test_more_candidates_than_items_stop_before_training(tmp_path, capsys):
+    rc = main(["run", "--out", str(tmp_path / "r"), "--profile", "quick", "-q",
+               "--rerank-n", "5,100000"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "100000" in err and "catalogue" in err
+    assert not (tmp_path / "r" / "teachers").exists() or not any((tmp_path / "r" / "teachers").iterdir())

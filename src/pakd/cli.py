@@ -20,15 +20,16 @@ from .errors import PakdError
 SECTIONS: dict[str, tuple[list[str], list[str]]] = {
     "data info": (["data"], []),
     "data split": (["data", "split"], []),
-    "train": (["train", "svd", "xdeepfm", "autoint"], ["data", "split", "eval", "ensemble"]),
+    "train": (["train", "svd", "xdeepfm", "autoint", "ease"],
+              ["data", "split", "eval", "ensemble"]),
     "ensemble": (["ensemble"], ["data", "split", "eval"]),
     "fisher": (["fisher"], ["data", "split", "eval", "ensemble"]),
     "distill": (["distill", "student", "bench"], ["data", "split", "eval", "ensemble"]),
     "report": ([], []),
     "run": (["split", "train", "ensemble", "fisher", "distill"],
-            ["data", "eval", "svd", "xdeepfm", "autoint", "student", "bench"]),
-    "config show": (["data", "split", "eval", "train", "svd", "xdeepfm", "autoint", "ensemble",
-                     "fisher", "student", "distill", "bench"], []),
+            ["data", "eval", "svd", "xdeepfm", "autoint", "ease", "student", "bench"]),
+    "config show": (["data", "split", "eval", "train", "svd", "xdeepfm", "autoint", "ease",
+                     "ensemble", "fisher", "student", "distill", "bench"], []),
 }
 _SHOW_ALL = False   # set by --help-all
 

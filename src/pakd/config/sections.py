@@ -356,7 +356,9 @@ class _DistillOwn(Section):
                         "distillation term in turn", flag="--ablation")
     distill_tasks: list[Literal["ranking", "rating", "feature"]] = _f(
         ["ranking", "rating", "feature"], "distillation losses used", flag="--distill-tasks")
-    kd_ranking_weight: float = _f(0.4, "weight of the listwise ranking distillation loss",
+    kd_ranking_weight: float = _f(1.0, "weight of the listwise ranking distillation loss "
+                                  "(chosen on the valid part: benchmarks/results/"
+                                  "2026-11-25_issue10_choices)",
                                   flag="--kd-ranking-weight", ge=0)
     kd_rating_weight: float = _f(0.4, "weight of the rating distillation loss",
                                  flag="--kd-rating-weight", ge=0)

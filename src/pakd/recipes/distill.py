@@ -80,6 +80,7 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
            "targets": targets(rows, t_row), "settings": dc.model_dump(),
            "student": cfg.student.model_dump(), "bench": speed,
            "threads": torch.get_num_threads(), "teacher_valid": teacher_valid,
+           "references": references(rd),
            "feature_variance_kept": signals.explained, "teacher_temperature": signals.scale,
            "curves": curves,
            "seconds": time.perf_counter() - t_start}
@@ -333,6 +334,23 @@ def evidence(cfg: RunConfig, rd: RunDir, t_row: dict, member_rows: list[dict],
 
 def _pick(m: dict) -> dict:
     return {k: m.get(k) for k in ROW_KEYS}
+
+
+def references(rd: RunDir) -> dict:
+    """Levels the retention plot draws as lines: MostPop and the origin ensemble (from the
+    ensemble stage) and the peers of `benchmarks/peers.py` when they ran on this split."""
+    out = {}
+    if rd.teachers_json.is_file():
+        t = read_json(rd.teachers_json)
+        out["MostPop"] = {"ndcg@10": t["baselines"]["mostpop"]["ndcg@10"]}
+        if "origin_ensemble" in t:
+            o = t["origin_ensemble"]
+            out["origin ensemble"] = {"ndcg@10": o["ndcg@10"], "rmse": o["rmse"]}
+    if rd.peers_json.is_file():
+        for n, m in read_json(rd.peers_json)["peers"].items():
+            if n != "MostPop":
+                out[n] = {k: m[k] for k in ("ndcg@10", "rmse") if m.get(k) is not None}
+    return out
 
 
 def origin_params(rd: RunDir) -> int | None:

@@ -116,6 +116,12 @@ def pakd_plots(res: dict, rd) -> list[Path]:
             if t.get(xkey):
                 ax.scatter([t[xkey]], [t[ykey]], marker="*", s=150, color="black",
                            label="teacher", zorder=5)
+            ax.axhline(t[ykey], color="black", lw=0.8, ls="--", alpha=0.6)   # teacher level
+            for name, ref in res.get("references", {}).items():              # peers
+                if ref.get(ykey) is not None:
+                    ax.axhline(ref[ykey], color="0.5", lw=0.8, ls=":")
+                    ax.annotate(name, (1, ref[ykey]), xycoords=("axes fraction", "data"),
+                                ha="right", va="bottom", fontsize=6, color="0.35")
             for k, r in enumerate(res["members"]):    # members in grays, apart from methods
                 if r.get(xkey):
                     ax.scatter([r[xkey]], [r[ykey]], marker="PXh"[k % 3], s=60,
