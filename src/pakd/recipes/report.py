@@ -22,6 +22,8 @@ def run(cfg: RunConfig, rd: RunDir, enc=None) -> str:
         rd.write_text(rd.fisher_md, fisher_markdown(fisher, experiment=exp))
         fisher_plots(fisher, rd)
     if pakd:
+        from .distill import references
+        pakd["references"] = references(rd)        # peers may have run since the sweep
         rd.write_text(rd.pakd_md, pakd_markdown(pakd))
         pakd_plots(pakd, rd)
     timings = read_json(rd.timings_json) if rd.timings_json.is_file() else {}

@@ -123,9 +123,12 @@ def pakd_plots(res: dict, rd) -> list[Path]:
                     ax.annotate(name, (1, ref[ykey]), xycoords=("axes fraction", "data"),
                                 ha="right", va="bottom", fontsize=6, color="0.35")
             for k, r in enumerate(res["members"]):    # members in grays, apart from methods
+                if ykey == "rmse" and r["model"] in ("ease", "als"):
+                    continue                           # ranking only: no rating to show
                 if r.get(xkey):
-                    ax.scatter([r[xkey]], [r[ykey]], marker="PXh"[k % 3], s=60,
-                               color=("0.15", "0.4", "0.6")[k % 3], label=f"member {r['model']}")
+                    ax.scatter([r[xkey]], [r[ykey]], marker="PXhs"[k % 4], s=60,
+                               color=("0.15", "0.4", "0.6", "0.3")[k % 4],
+                               label=f"member {r['model']}")
             ax.set_xscale("log")
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)

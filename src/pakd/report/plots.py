@@ -10,6 +10,12 @@ METHOD_STYLE = {
     "random_kd": {"color": "tab:green", "marker": "^", "linestyle": "-."},
     "fisher_ft": {"color": "tab:red", "marker": "D", "linestyle": ":"},
     "scratch": {"color": "tab:purple", "marker": "v", "linestyle": (0, (5, 1))},
+    "final_kd": {"color": "tab:brown", "marker": "P", "linestyle": (0, (3, 1, 1, 1))},
+    "mf_labels": {"color": "tab:pink", "marker": "X", "linestyle": (0, (1, 1))},
+    "dense_kd": {"color": "tab:cyan", "marker": "h", "linestyle": "-"},
+    "fisher_kd_no_ranking": {"color": "tab:olive", "marker": "<", "linestyle": "none"},
+    "fisher_kd_no_rating": {"color": "tab:olive", "marker": ">", "linestyle": "none"},
+    "fisher_kd_no_feature": {"color": "tab:olive", "marker": "d", "linestyle": "none"},
 }
 
 
