@@ -20,15 +20,15 @@ from .errors import PakdError
 SECTIONS: dict[str, tuple[list[str], list[str]]] = {
     "data info": (["data"], []),
     "data split": (["data", "split"], []),
-    "train": (["train", "svd", "xdeepfm", "autoint", "ease"],
+    "train": (["train", "svd", "xdeepfm", "autoint", "ease", "als"],
               ["data", "split", "eval", "ensemble"]),
     "ensemble": (["ensemble"], ["data", "split", "eval"]),
     "fisher": (["fisher"], ["data", "split", "eval", "ensemble"]),
     "distill": (["distill", "student", "bench"], ["data", "split", "eval", "ensemble"]),
     "report": ([], []),
     "run": (["split", "train", "ensemble", "fisher", "distill"],
-            ["data", "eval", "svd", "xdeepfm", "autoint", "ease", "student", "bench"]),
-    "config show": (["data", "split", "eval", "train", "svd", "xdeepfm", "autoint", "ease",
+            ["data", "eval", "svd", "xdeepfm", "autoint", "ease", "als", "student", "bench"]),
+    "config show": (["data", "split", "eval", "train", "svd", "xdeepfm", "autoint", "ease", "als",
                      "ensemble", "fisher", "student", "distill", "bench"], []),
 }
 _SHOW_ALL = False   # set by --help-all

@@ -41,3 +41,19 @@ def test_targets_compare_fisher_kd_with_each_baseline_by_paired_intervals():
     c = t["fisher_kd_vs_baselines"]["magnitude_kd@0.5"]
     assert c["diff_rmse"] == [0.01, 0.004, 0.02] and c["verdict_rmse"] == "worse"
     assert c["diff_ndcg@10"] == [0.015, -0.002, 0.03] and c["verdict_ndcg@10"] == "tie"
+
+
+def test_size_targets_measure_against_the_three_origin_members():
+    """A large teacher (ease adds items^2) does not make the size targets easy: the rows are
+    sized against origin_params, and the largest fisher_kd row within each budget is read."""
+    teacher = {**TEACHER, "params": 100_000, "origin_params": 2_000}
+    rows = [row("fisher_kd", 0.5, 1_000, 0, 0, t_rmse=0.855, t_ndcg=0.2145),   # 50%: no budget
+            row("fisher_kd", 0.9, 190, 0, 0, t_rmse=0.858, t_ndcg=0.2140),     # 9.5%
+            row("fisher_kd", 0.97, 60, 0, 0, t_rmse=0.868, t_ndcg=0.21),        # 3%
+            row("magnitude_kd", 0.97, 50, 0, 0, t_rmse=0.85, t_ndcg=0.22)]      # not fisher_kd
+    t = targets(rows, teacher)
+    ten, three = t["within_10pct_of_origin"], t["within_3pct_of_origin"]
+    assert ten["params"] == 190 and ten["params_vs_origin_pct"] == 9.5
+    assert ten["ndcg_at_least_97pct"] and ten["rmse_at_most_101pct"]   # 97.3%, 100.9%
+    assert three["params"] == 60
+    assert three["ndcg_at_least_93pct"] and not three["rmse_at_most_102pct"]  # 95.5%, 102.1%

@@ -156,6 +156,21 @@ def test_stage_reruns_alone_from_run_yaml(run):
     assert sum(t["ensemble"]["ranking_mix"].values()) == pytest.approx(1.0)
 
 
+def test_als_member_trains_and_joins_an_ensemble(run, tmp_path):
+    """als is selectable: trained alone into a copy of the run, then one of the members of
+    an auto-weighted ensemble (ranking only)."""
+    import shutil
+    r = tmp_path / "als"
+    shutil.copytree(run, r)
+    assert main(["train", "--run", str(r), "--models", "als", "-q"]) == 0
+    meta = json.loads((r / "teachers" / "als.json").read_text())
+    assert meta["fit"]["reg"] in (1.0, 10.0) and len(meta["fit"]["history"]) == 2
+    assert main(["ensemble", "--run", str(r), "--algorithms", "svd,als", "-q"]) == 0
+    t = json.loads((r / "teachers.json").read_text())
+    assert t["ensemble"]["tasks"] == {"svd": "balance", "als": "ranking"}
+    assert 0 <= t["members"]["als"]["ndcg@10"] <= 1
+
+
 def test_students_in_worker_processes_equal_students_trained_inline(run, tmp_path):
     """The sweep's process pool changes nothing but the wall time."""
     import shutil

@@ -11,8 +11,9 @@ from __future__ import annotations
 # actual teacher, so a large extra member (EASE holds items^2 weights) never makes a size
 # target easy
 TEACHERS = ("svd", "xdeepfm", "autoint")
-CLOSED_FORM = ("ease",)                     # members with a closed-form solution
+CLOSED_FORM = ("ease", "als")              # members fitted by closed-form solves
 MEMBER_KINDS = TEACHERS + CLOSED_FORM
+DEFAULT_MEMBERS = TEACHERS + ("ease",)     # als is selectable: --models/--algorithms
 STUDENT = "lightweight_model"
 
 # Architecture of each model kind.
@@ -25,6 +26,8 @@ ARCH: dict[str, dict] = {
                 "dropout": 0.0},
     # lam is chosen on the valid part from ease.lambdas; history is the train size
     "ease": {"lam": 500.0, "history": 0},
+    # implicit ALS; reg is chosen on the valid part from als.regs
+    "als": {"factors": 64, "reg": 1.0, "alpha": 10.0},
     STUDENT: {"factors": 32, "rank_factors": 32, "hidden": [64], "side_fields": True},
 }
 

@@ -17,6 +17,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "autoint.head_dim": 4,
         "ensemble.calibration_users": 32, "ensemble.rerank_n": [5, 20],
         "ease.lambdas": [10.0, 100.0],
+        "als.factors": 8, "als.iterations": 3, "als.regs": [1.0, 10.0],
         "fisher.sample": 512, "fisher.validate_units": 12, "fisher.plan_eval_users": 50,
         "student.factors": 8, "student.rank_factors": 8, "student.hidden": [8],
         "distill.pruning_ratios": [0.5], "distill.epochs": 2, "distill.negatives": 4,

@@ -13,10 +13,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic.fields import FieldInfo
 
-from .defaults import ARCH, DISTILL_FIT, FIT, MEMBER_KINDS, STUDENT
+from .defaults import ARCH, DEFAULT_MEMBERS, DISTILL_FIT, FIT, STUDENT
 
-MEMBERS = Literal["svd", "xdeepfm", "autoint", "ease"]
-TEACHER_CHOICES = Literal["ensemble", "svd", "xdeepfm", "autoint", "ease"]
+MEMBERS = Literal["svd", "xdeepfm", "autoint", "ease", "als"]
+TEACHER_CHOICES = Literal["ensemble", "svd", "xdeepfm", "autoint", "ease", "als"]
 
 
 def _f(default, desc: str, flag: str | None = None, aliases: list[str] | None = None, **kw):
@@ -224,6 +224,23 @@ class EASEConfig(Section):
         return v
 
 
+class ALSConfig(Section):
+    """The implicit-ALS member (alternating exact solves; no training loop)."""
+    factors: int = _f(ARCH["als"]["factors"], "factors", flag="--als-factors", ge=1)
+    alpha: float = _f(ARCH["als"]["alpha"], "confidence of an observed cell: 1 + alpha",
+                      flag="--als-alpha", gt=0)
+    regs: list[float] = _f([1.0, 10.0, 100.0], "L2 strengths tried; the best valid NDCG@10 "
+                           "is kept", flag="--als-regs")
+    iterations: int = _f(10, "alternations (users, then items)", flag="--als-iterations", ge=1)
+
+    @field_validator("regs")
+    @classmethod
+    def _positive(cls, v):
+        if not v or min(v) <= 0:
+            raise ValueError("need at least one positive L2 strength")
+        return v
+
+
 ARCH_SECTIONS = {"svd": SVDArch, "xdeepfm": XDeepFMArch, "autoint": AutoIntArch}
 SVDConfig = _with_defaults("SVDConfig", [FitSettings, SVDArch], {**FIT["svd"], **ARCH["svd"]},
                            doc="The SVD member: training and architecture.")
@@ -244,14 +261,15 @@ def arch_of(section: BaseModel, kind: str) -> dict:
 
 
 class TrainConfig(Section):
-    models: list[MEMBERS] = _f(list(MEMBER_KINDS), "teachers to train", flag="--models")
+    models: list[MEMBERS] = _f(list(DEFAULT_MEMBERS), "teachers to train (svd, xdeepfm, "
+                                 "autoint, ease, als)", flag="--models")
     resume: bool = _f(False, "continue interrupted trainings from their last checkpoint",
                       flag="--resume")
 
 
 class EnsembleConfig(Section):
-    algorithms: list[MEMBERS] = _f(list(MEMBER_KINDS), "ensemble members",
-                                   flag="--algorithms")
+    algorithms: list[MEMBERS] = _f(list(DEFAULT_MEMBERS), "ensemble members (svd, xdeepfm, "
+                                   "autoint, ease, als)", flag="--algorithms")
     weights: list[float] | Literal["auto"] = _f(
         "auto", "auto: rating weights by non-negative least squares and ranking weights by "
         "NDCG@10, both on the valid part; or one weight per member (renormalised per "
@@ -446,6 +464,7 @@ class RunConfig(Section):
     xdeepfm: XDeepFMConfig = Field(default_factory=XDeepFMConfig)
     autoint: AutoIntConfig = Field(default_factory=AutoIntConfig)
     ease: EASEConfig = Field(default_factory=EASEConfig)
+    als: ALSConfig = Field(default_factory=ALSConfig)
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
     fisher: FisherConfig = Field(default_factory=FisherConfig)
     student: StudentConfig = Field(default_factory=StudentConfig)

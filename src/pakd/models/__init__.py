@@ -16,6 +16,7 @@ from ..atomic import atomic_write_bytes, atomic_write_text
 from ..config.defaults import ARCH
 from ..data.schema import Schema
 from ..errors import PakdError
+from .als import ALS
 from .autoint import AutoInt
 from .ease import EASE
 from .base import FieldEmbedding, Group, Output, RecModel
@@ -24,12 +25,12 @@ from .svd import SVD
 from .xdeepfm import XDeepFM
 
 KINDS: dict[str, type[RecModel]] = {
-    "svd": SVD, "xdeepfm": XDeepFM, "autoint": AutoInt, "ease": EASE,
+    "svd": SVD, "xdeepfm": XDeepFM, "autoint": AutoInt, "ease": EASE, "als": ALS,
     "lightweight_model": LightweightStudent,
 }
 
 __all__ = ["KINDS", "RecModel", "Output", "Group", "FieldEmbedding", "SVD", "XDeepFM",
-           "AutoInt", "EASE", "LightweightStudent", "build", "save", "load"]
+           "AutoInt", "EASE", "ALS", "LightweightStudent", "build", "save", "load"]
 
 
 def build(kind: str, schema: Schema, arch: dict | None = None, *, tables=None,

@@ -35,7 +35,7 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict[str, dic
     out = {}
     for name in cfg.train.models:
         if name in CLOSED_FORM:
-            out[name] = fit_ease(cfg, rd, enc, mean)
+            out[name] = (fit_ease if name == "ease" else fit_als)(cfg, rd, enc, mean)
             continue
         section = getattr(cfg, name)
         seed_everything(cfg.seed * 1000 + TEACHERS.index(name))
@@ -79,46 +79,72 @@ def check_settings(cfg: RunConfig, enc: Encoded) -> None:
         check_catalogue(enc.n_items, cfg.ease.max_items)
 
 
-def fit_ease(cfg: RunConfig, rd: RunDir, enc: Encoded, mean: float) -> dict:
-    """EASE in closed form for each of ``ease.lambdas``; the one with the best valid NDCG@10
-    is kept (the valid part chooses, the test part only reports)."""
-    from ..evaluate import ranking_metrics
-    from ..models.ease import check_catalogue, ease_weights
-    check_catalogue(enc.n_items, cfg.ease.max_items)
+def _train_matrix(enc: Encoded):
     X = enc.seen(("train",)).astype("float64")
     X.data[:] = 1.0
-    model = build("ease", enc.schema, {"history": X.nnz}, rating_mean=mean)
-    model.set_history(X.indptr, X.indices)
+    return X
+
+
+def _closed_form(cfg: RunConfig, rd: RunDir, enc: Encoded, name: str, model: RecModel,
+                 grid: list, fit_one, label: str) -> dict:
+    """Fit ``model`` for each value of ``grid`` (``fit_one(value)`` sets its weights); keep the
+    one with the best valid NDCG@10 (the valid part chooses, the test part only reports)."""
+    from ..evaluate import ranking_metrics
     t0 = time.perf_counter()
     history, best = [], None
-    for lam in progress(cfg.ease.lambdas, desc="ease lambdas", quiet=cfg.quiet):
+    for value in progress(grid, desc=f"{name} {label}s", quiet=cfg.quiet):
         t1 = time.perf_counter()
         with torch.no_grad():
-            model.weight.copy_(ease_weights(X, lam))
+            fit_one(value)
         nd = ranking_metrics(model, enc, "valid", ks=[10], chunk=cfg.eval.chunk,
                              relevant_min_rating=cfg.eval.relevant_min_rating)["ndcg@10"]
-        history.append({"lam": lam, "valid_ndcg@10": nd, "seconds": time.perf_counter() - t1})
-        log.info("ease lambda %g: valid NDCG@10 %.4f (%.1fs)", lam, nd, history[-1]["seconds"])
+        history.append({label: value, "valid_ndcg@10": nd, "seconds": time.perf_counter() - t1})
+        log.info("%s %s %g: valid NDCG@10 %.4f (%.1fs)", name, label, value, nd,
+                 history[-1]["seconds"])
         if best is None or nd > best[0]:
-            best = (nd, lam, model.weight.detach().clone())
-    model.lam = best[1]
-    with torch.no_grad():
-        model.weight.copy_(best[2])
+            best = (nd, value, {k: v.detach().clone() for k, v in model.state_dict().items()})
+    model.load_state_dict(best[2])
+    setattr(model, label, best[1])
     spent = time.perf_counter() - t0
     meta = {"fit": {"train_seconds": spent, "fit_seconds": spent, "epoch_seconds": 0.0,
                     "best_epoch": 0, "best_epochs": {}, "epochs_run": 0,
-                    "best_valid_ndcg@10": best[0], "threads": torch.get_num_threads(),
-                    "history": history},
-            "train_config": cfg.ease.model_dump()}
-    save(model, rd.member("ease"), meta=meta)
-    rd.member_scores("ease").unlink(missing_ok=True)
-    got = evaluate_kept(cfg, rd, enc, model, "ease",
-                        scores=member_scores(cfg, rd, "ease", model, enc), quiet=cfg.quiet)
+                    "best_valid_ndcg@10": best[0], label: best[1],
+                    "threads": torch.get_num_threads(), "history": history},
+            "train_config": getattr(cfg, name).model_dump()}
+    save(model, rd.member(name), meta=meta)
+    rd.member_scores(name).unlink(missing_ok=True)
+    got = evaluate_kept(cfg, rd, enc, model, name,
+                        scores=member_scores(cfg, rd, name, model, enc), quiet=cfg.quiet)
     meta["test"], meta["valid"] = got["test"], got["valid"]
-    save(model, rd.member("ease"), meta=meta)
-    log.info("ease (lambda %g): test NDCG@10 %.4f, Recall@10 %.4f", best[1],
+    save(model, rd.member(name), meta=meta)
+    log.info("%s (%s %g): test NDCG@10 %.4f, Recall@10 %.4f", name, label, best[1],
              meta["test"]["ndcg@10"], meta["test"]["recall@10"])
     return meta
+
+
+def fit_ease(cfg: RunConfig, rd: RunDir, enc: Encoded, mean: float) -> dict:
+    """EASE in closed form for each of ``ease.lambdas``."""
+    from ..models.ease import check_catalogue, ease_weights
+    check_catalogue(enc.n_items, cfg.ease.max_items)
+    X = _train_matrix(enc)
+    model = build("ease", enc.schema, {"history": X.nnz}, rating_mean=mean)
+    model.set_history(X.indptr, X.indices)
+    return _closed_form(cfg, rd, enc, "ease", model, cfg.ease.lambdas,
+                        lambda lam: model.weight.copy_(ease_weights(X, lam)), "lam")
+
+
+def fit_als(cfg: RunConfig, rd: RunDir, enc: Encoded, mean: float) -> dict:
+    """Implicit ALS for each of ``als.regs`` (seeded initialisation)."""
+    from ..models.als import ials
+    X = _train_matrix(enc)
+    a = cfg.als
+    model = build("als", enc.schema, {"factors": a.factors, "alpha": a.alpha}, rating_mean=mean)
+
+    def fit_one(reg):
+        u, v = ials(X, a.factors, reg, a.alpha, a.iterations, seed=cfg.seed)
+        model.user_factors.copy_(u)
+        model.item_factors.copy_(v)
+    return _closed_form(cfg, rd, enc, "als", model, a.regs, fit_one, "reg")
 
 
 def member_scores(cfg: RunConfig, rd: RunDir, name: str, model: RecModel,
