@@ -229,7 +229,7 @@ class ALSConfig(Section):
     factors: int = _f(ARCH["als"]["factors"], "factors", flag="--als-factors", ge=1)
     alpha: float = _f(ARCH["als"]["alpha"], "confidence of an observed cell: 1 + alpha",
                       flag="--als-alpha", gt=0)
-    regs: list[float] = _f([1.0, 10.0, 100.0], "L2 strengths tried; the best valid NDCG@10 "
+    regs: list[float] = _f([10.0, 100.0, 1000.0], "L2 strengths tried; the best valid NDCG@10 "
                            "is kept", flag="--als-regs")
     iterations: int = _f(10, "alternations (users, then items)", flag="--als-iterations", ge=1)
 
@@ -378,7 +378,8 @@ class _DistillOwn(Section):
                                   "(chosen on the valid part: benchmarks/results/"
                                   "2026-11-25_issue10_choices)",
                                   flag="--kd-ranking-weight", ge=0)
-    kd_rating_weight: float = _f(0.4, "weight of the rating distillation loss",
+    kd_rating_weight: float = _f(2.0, "weight of the rating distillation loss (chosen on the "
+                                 "valid part, like --kd-ranking-weight)",
                                  flag="--kd-rating-weight", ge=0)
     kd_rating_unobserved: int = _f(1, "rating distillation also on this many unobserved "
                                    "items per rated pair (drawn once, seeded): where the "
