@@ -29,7 +29,9 @@ def run(tmp_path_factory):
                "user=userId,item=movieId,rating=rating,timestamp=ts",
                "--item-features", str(root / "items.csv"), "--title-column", "title",
                "--out", str(out), "--profile", "quick", "--threads", "1", "-q",
-               "--check-train-sample"])
+               "--check-train-sample", "--rerank-n", "5,20", "--ease-lambdas", "10,100",
+               "--methods", "fisher_kd,magnitude_kd,random_kd,fisher_ft,scratch,final_kd,"
+               "mf_labels,dense_kd", "--ablation", "true"])
     assert rc == 0
     return out
 
