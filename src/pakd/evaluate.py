@@ -44,8 +44,9 @@ def fit_platt(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """Logistic calibration p = sigmoid(a * s + b), fitted by Newton's method."""
     s = (scores - scores.mean()) / (scores.std() + 1e-12)
     a, b = 1.0, 0.0
+    from scipy.special import expit        # no overflow warning for large |a s + b|
     for _ in range(50):
-        p = 1 / (1 + np.exp(-(a * s + b)))
+        p = expit(a * s + b)
         w = p * (1 - p) + 1e-12
         g = np.array([((p - labels) * s).sum(), (p - labels).sum()])
         h = np.array([[(w * s * s).sum(), (w * s).sum()], [(w * s).sum(), w.sum()]])
@@ -71,7 +72,8 @@ def rating_binary_metrics(pred: torch.Tensor, true: torch.Tensor, *, positive_ab
     if len(y) and 0 < y.sum() < len(y):
         out["auc"] = M.auc(s, y)
         a, b = platt if platt is not None else fit_platt(s, y)
-        prob = 1 / (1 + np.exp(-(a * s + b)))
+        from scipy.special import expit
+        prob = expit(a * s + b)
         out["logloss"] = M.logloss(prob, y)
     else:
         out["auc"] = out["logloss"] = float("nan")

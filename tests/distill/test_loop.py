@@ -70,7 +70,8 @@ def teacher_agreement(model, signals, enc):
 
 
 @pytest.mark.parametrize("kd_list,label_ranking", [("catalogue", "full"),
-                                                    ("candidates", "softmax")])
+                                                    ("candidates", "softmax"),
+                                                    ("candidates", "full")])
 def test_listwise_distillation_transfers_what_labels_do_not_hold(world, kd_list, label_ranking):
     enc, signals = world
     kw = dict(kd_list=kd_list, label_ranking=label_ranking)

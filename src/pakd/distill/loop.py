@@ -134,7 +134,11 @@ def sample_step(enc: Encoded, idx: torch.Tensor, sampler: NegativeSampler,
              and signals.unobs_items is not None else 0)
     if losses.catalogue():
         users, inv = torch.unique(u, return_inverse=True)
-        return Step(idx, u, i, r, neg, users, none.view(len(users), 0), True, inv, unobs)
+        cands = none.view(len(users), 0)
+        if "ranking" in losses.tasks and losses.kd_list == "candidates":   # labels full
+            cands = torch.cat([signals.top[users], torch.randint(
+                0, enc.n_items, (len(users), losses.list_random), generator=gen)], 1)
+        return Step(idx, u, i, r, neg, users, cands, True, inv, unobs)
     users = torch.unique(u)
     if "ranking" in losses.tasks:
         users = users[torch.randperm(len(users), generator=gen)[:losses.list_users]]
