@@ -81,7 +81,7 @@ class BestKeeper:
 @dataclass
 class FitResult:
     best_epoch: int
-    best_valid: float
+    best_valid: dict          # the monitored figure at the kept epoch, per kept state
     train_seconds: float
     epochs_run: int
     history: list[dict] = field(default_factory=list)
@@ -316,6 +316,7 @@ def fit(model: RecModel, enc: Encoded, *, epochs: int, batch_size: int, lr: floa
     keeper.restore(model)
     model.eval()
     n_ep = len(history)
-    return FitResult(max(keeper.epoch.values()) + 1, sum(keeper.best.values()), spent, n_ep,
+    # per_task: rating -> valid RMSE, ranking -> minus valid NDCG@10 (lower is better)
+    return FitResult(max(keeper.epoch.values()) + 1, dict(keeper.best), spent, n_ep,
                      history, spent / max(1, n_ep),
                      best_epochs={k: e + 1 for k, e in keeper.epoch.items()})

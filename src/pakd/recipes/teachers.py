@@ -51,7 +51,7 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict[str, dic
                         "fit_seconds": time.perf_counter() - t0,
                         "epoch_seconds": res.epoch_seconds, "best_epoch": res.best_epoch,
                         "best_epochs": res.best_epochs, "epochs_run": res.epochs_run,
-                        "best_valid_loss": res.best_valid, "threads": torch.get_num_threads(),
+                        "best_valid": res.best_valid, "threads": torch.get_num_threads(),
                         "history": res.history},
                 "train_config": section.model_dump()}
         save(model, rd.member(name), meta=meta)
