@@ -8,9 +8,10 @@ defaults from `pakd.config.defaults`, where each per-model default is declared o
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, create_model,
+                      field_validator)
 from pydantic.fields import FieldInfo
 
 from .defaults import ARCH, DEFAULT_MEMBERS, DISTILL_FIT, FIT, STUDENT
@@ -208,20 +209,22 @@ class StudentArch(Section):
                               "year, tags, demographics) besides the IDs")
 
 
+def _positive_strengths(v: list[float]) -> list[float]:
+    if not v or min(v) <= 0:
+        raise ValueError("need at least one positive L2 strength")
+    return v
+
+
+Strengths = Annotated[list[float], AfterValidator(_positive_strengths)]   # L2 grids
+
+
 class EASEConfig(Section):
     """The EASE member (closed form; no training loop)."""
-    lambdas: list[float] = _f([50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0],
-                              "L2 strengths tried; the one with the best valid NDCG@10 is kept",
-                              flag="--ease-lambdas")
+    lambdas: Strengths = _f([50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0],
+                            "L2 strengths tried; the one with the best valid NDCG@10 is kept",
+                            flag="--ease-lambdas")
     max_items: int = _f(30000, "largest catalogue EASE accepts (its weights are items^2 "
                         "floats: 30,000 items = 3.6 GB)", flag="--ease-max-items", ge=1)
-
-    @field_validator("lambdas")
-    @classmethod
-    def _positive(cls, v):
-        if not v or min(v) <= 0:
-            raise ValueError("need at least one positive L2 strength")
-        return v
 
 
 class ALSConfig(Section):
@@ -229,16 +232,10 @@ class ALSConfig(Section):
     factors: int = _f(ARCH["als"]["factors"], "factors", flag="--als-factors", ge=1)
     alpha: float = _f(ARCH["als"]["alpha"], "confidence of an observed cell: 1 + alpha",
                       flag="--als-alpha", gt=0)
-    regs: list[float] = _f([10.0, 100.0, 1000.0], "L2 strengths tried; the best valid NDCG@10 "
-                           "is kept", flag="--als-regs")
+    regs: Strengths = _f([10.0, 100.0, 1000.0], "L2 strengths tried; the best valid NDCG@10 "
+                         "is kept", flag="--als-regs")
     iterations: int = _f(10, "alternations (users, then items)", flag="--als-iterations", ge=1)
 
-    @field_validator("regs")
-    @classmethod
-    def _positive(cls, v):
-        if not v or min(v) <= 0:
-            raise ValueError("need at least one positive L2 strength")
-        return v
 
 
 ARCH_SECTIONS = {"svd": SVDArch, "xdeepfm": XDeepFMArch, "autoint": AutoIntArch}
