@@ -149,3 +149,29 @@ def test_negatives_through_the_ranking_path_give_the_same_loss(tiny_enc):
     joint = step_losses(m, u, i, r, neg, loss)
     for a, b in zip(split, joint):
         assert torch.allclose(a, b, rtol=1e-12), (a, b)
+
+
+def test_logq_correction_matches_a_hand_computation():
+    """Sampled softmax with popularity-drawn negatives: every logit minus log Q of its item."""
+    import math
+    pos, neg = torch.tensor([1.0]), torch.tensor([[0.5, 2.0]])
+    q_pos, q_neg = torch.tensor([0.1]), torch.tensor([[0.2, 0.05]])
+    got = ranking_loss(pos, neg, "softmax", (q_pos.log(), q_neg.log())).item()
+    z = [1.0 - math.log(0.1), 0.5 - math.log(0.2), 2.0 - math.log(0.05)]
+    want = -(z[0] - math.log(sum(math.exp(v) for v in z)))
+    assert got == pytest.approx(want, rel=1e-6)
+    # uniform draws: the correction is a constant shift and changes nothing
+    flat = torch.full((1, 2), math.log(0.25))
+    assert ranking_loss(pos, neg, "softmax", (torch.tensor([math.log(0.25)]), flat)).item() == \
+        pytest.approx(ranking_loss(pos, neg, "softmax").item(), rel=1e-6)
+
+
+def test_popularity_sampler_draws_in_proportion_to_train_counts(tiny_enc):
+    s = NegativeSampler(tiny_enc, popularity=True)
+    counts = torch.bincount(tiny_enc.parts["train"].item, minlength=tiny_enc.n_items).double() + 1
+    assert torch.allclose(s.log_q.double().exp(), counts / counts.sum(), atol=1e-6)
+    draws = s._draw(200_000, torch.Generator().manual_seed(0))
+    freq = torch.bincount(draws, minlength=tiny_enc.n_items).double() / 200_000
+    assert (freq - counts / counts.sum()).abs().max() < 0.01
+    neg = s.sample(tiny_enc.parts["train"].user[:50], 3, torch.Generator().manual_seed(1))
+    assert neg.shape == (50, 3)

@@ -90,25 +90,40 @@ class FitResult:
 
 
 class NegativeSampler:
-    """Uniform negatives; items the user rated in train are redrawn once."""
+    """Negatives drawn uniformly, or (``popularity``) in proportion to each item's train
+    count plus one; items the user rated in train are redrawn once. ``log_q[i]`` is the log
+    probability of drawing item i (for the sampled softmax's correction)."""
 
-    def __init__(self, enc: Encoded):
+    def __init__(self, enc: Encoded, popularity: bool = False):
         tr = enc.parts["train"]
         self.n_items = enc.n_items
         self.keys = torch.sort(tr.user * enc.n_items + tr.item).values
+        self.q = None
+        if popularity:
+            self.q = torch.bincount(tr.item, minlength=enc.n_items).double() + 1.0
+            self.q /= self.q.sum()
+        self.log_q = (torch.full((enc.n_items,), -float(np.log(enc.n_items)))
+                      if self.q is None else self.q.log().float())
 
     def is_seen(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         k = user * self.n_items + item
         pos = torch.searchsorted(self.keys, k).clamp(max=len(self.keys) - 1)
         return self.keys[pos] == k
 
+    def _draw(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        if self.q is None:
+            return torch.randint(0, self.n_items, (n,), generator=gen)
+        if n == 0:
+            return torch.zeros(0, dtype=torch.long)
+        return torch.multinomial(self.q, n, replacement=True, generator=gen)
+
     def sample(self, user: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
         """[len(user), n] item indices."""
         uu = user.repeat_interleave(n)
-        neg = torch.randint(0, self.n_items, (len(uu),), generator=gen)
+        neg = self._draw(len(uu), gen)
         seen = self.is_seen(uu, neg)
         if seen.any():
-            neg[seen] = torch.randint(0, self.n_items, (int(seen.sum()),), generator=gen)
+            neg[seen] = self._draw(int(seen.sum()), gen)
         return neg.view(len(user), n)
 
 
@@ -130,8 +145,15 @@ def full_softmax_loss(model: RecModel, user: torch.Tensor, pos: torch.Tensor) ->
     return (catalogue_lse(model, user) - pos).mean()
 
 
-def ranking_loss(pos: torch.Tensor, neg: torch.Tensor, kind: str) -> torch.Tensor:
-    """pos [B], neg [B, n] logits (sampled losses; ``full`` is `full_softmax_loss`)."""
+def ranking_loss(pos: torch.Tensor, neg: torch.Tensor, kind: str,
+                 log_q: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """pos [B], neg [B, n] logits (sampled losses; ``full`` is `full_softmax_loss`).
+    ``log_q`` (log sampling probabilities of the positives and of the negatives): the
+    sampled softmax's correction (Bengio & Senecal 2008; Jean et al. 2015), every logit
+    minus log Q of its item, so popularity-drawn negatives do not bias the model against
+    popular items. It changes nothing for uniform draws (a constant shift)."""
+    if log_q is not None and kind == "softmax":
+        pos, neg = pos - log_q[0], neg - log_q[1]
     if kind == "bce":
         return (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos), reduction="sum")
                 + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg), reduction="sum")
@@ -157,6 +179,11 @@ class Loss:
     rating_loss_weight: float
     ranking_loss_weight: float
     l2: float = 0.0
+    log_q: torch.Tensor | None = None   # [n_items]: sampled-softmax correction (popularity)
+
+
+def _log_q(loss: Loss, item: torch.Tensor, neg: torch.Tensor):
+    return None if loss.log_q is None else (loss.log_q[item], loss.log_q[neg])
 
 
 def step_losses(model: RecModel, u, i, r, neg, loss: Loss):
@@ -175,11 +202,11 @@ def step_losses(model: RecModel, u, i, r, neg, loss: Loss):
         out = model(u, i)
         neg_logit = model.pair_logits(u.repeat_interleave(n), neg.flatten()).view(b, n)
         rating, pos_logit = out.rating, out.logit
-        rank = ranking_loss(pos_logit, neg_logit, loss.ranking_loss)
+        rank = ranking_loss(pos_logit, neg_logit, loss.ranking_loss, _log_q(loss, i, neg))
     else:
         out = model(torch.cat([u, u.repeat_interleave(n)]), torch.cat([i, neg.flatten()]))
         rating, pos_logit, neg_logit = out.rating[:b], out.logit[:b], out.logit[b:].view(b, n)
-        rank = ranking_loss(pos_logit, neg_logit, loss.ranking_loss)
+        rank = ranking_loss(pos_logit, neg_logit, loss.ranking_loss, _log_q(loss, i, neg))
     mse = F.mse_loss(rating, r)
     total = loss.rating_loss_weight * mse + loss.ranking_loss_weight * rank
     if loss.l2 > 0:
@@ -213,7 +240,8 @@ def validation_loss(model: RecModel, enc: Encoded, loss: Loss, negs: torch.Tenso
     va = enc.parts["valid"]
     mse_s = rank_s = 0.0
     bs = 8192
-    no_l2 = Loss(loss.ranking_loss, loss.rating_loss_weight, loss.ranking_loss_weight, 0.0)
+    no_l2 = Loss(loss.ranking_loss, loss.rating_loss_weight, loss.ranking_loss_weight, 0.0,
+                 loss.log_q)
     for s in range(0, len(va), bs):
         u, i, r = va.user[s:s + bs], va.item[s:s + bs], va.rating[s:s + bs]
         _, mse, rank = step_losses(model, u, i, r, negs[s:s + bs], no_l2)
@@ -234,7 +262,8 @@ def validation_loss(model: RecModel, enc: Encoded, loss: Loss, negs: torch.Tenso
 def fit(model: RecModel, enc: Encoded, *, epochs: int, batch_size: int, lr: float,
         weight_decay: float, l2: float, negatives: int, ranking_loss: str,
         rating_loss_weight: float, ranking_loss_weight: float, patience: int, monitor: str,
-        micro_batch: int, seed: int = 0, name: str = "", checkpoint: Path | None = None,
+        micro_batch: int, negative_sampling: str, seed: int = 0, name: str = "",
+        checkpoint: Path | None = None,
         state: Path | None = None, resume: bool = False, quiet: bool = False,
         meta: dict | None = None, relevant_min_rating: float | None = None) -> FitResult:
     """Train ``model`` in place; it ends holding the best validation weights.
@@ -248,8 +277,9 @@ def fit(model: RecModel, enc: Encoded, *, epochs: int, batch_size: int, lr: floa
         raise PakdError(f"{name or model.kind}: ranking_loss full needs a dot-product ranking "
                         f"path (svd, lightweight_model); {model.kind} ranks pair by pair - use "
                         "softmax (sampled) instead")
-    loss_spec = Loss(ranking_loss, rating_loss_weight, ranking_loss_weight, l2)
-    sampler = NegativeSampler(enc)
+    sampler = NegativeSampler(enc, popularity=negative_sampling == "popularity")
+    loss_spec = Loss(ranking_loss, rating_loss_weight, ranking_loss_weight, l2,
+                     sampler.log_q if sampler.q is not None else None)
     opt = torch.optim.AdamW(model.param_groups(weight_decay), lr=lr)
     val_gen = torch.Generator().manual_seed(seed + 7919)
     val_negs = sampler.sample(enc.parts["valid"].user, 0 if ranking_loss == "full" else negatives,

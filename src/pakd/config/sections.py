@@ -157,6 +157,10 @@ class FitSettings(Section):
         "bce", description="bce (pointwise), bpr (pairwise), softmax (sampled softmax over "
         "the positive and its negatives) or full (softmax over the whole catalogue; "
         "dot-product rankers only)")
+    negative_sampling: Literal["uniform", "popularity"] = Field(
+        "uniform", description="how negatives are drawn: uniform, or in proportion to train "
+        "popularity (the sampled softmax then subtracts each item's log probability - the "
+        "logQ correction)")
     rating_loss_weight: float = Field(1.0, description="weight of the rating MSE in the "
                                       "training loss", ge=0)
     ranking_loss_weight: float = Field(1.0, description="weight of the ranking loss in the "
