@@ -8,9 +8,9 @@ full-catalogue metric of it is exact.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
+from .csr import csr_mask
 from .errors import PakdError
 
 
@@ -20,10 +20,7 @@ def candidates(retrieval: torch.Tensor, exclude, n: int) -> torch.Tensor:
     if n <= 0 or n > retrieval.shape[1]:
         raise PakdError(f"--rerank-n must be between 1 and the catalogue size "
                         f"({retrieval.shape[1]}), got {n}")
-    masked = retrieval.clone()
-    lens = torch.from_numpy(np.diff(exclude.indptr)).long()
-    rows = torch.repeat_interleave(torch.arange(len(lens)), lens)
-    masked[rows, torch.from_numpy(exclude.indices).long()] = -torch.inf
+    masked = retrieval.masked_fill(csr_mask(exclude, retrieval.shape[1]), -torch.inf)
     return torch.topk(masked, min(n, masked.shape[1]), dim=1).indices
 
 

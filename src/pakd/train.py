@@ -91,8 +91,9 @@ class FitResult:
 
 class NegativeSampler:
     """Negatives drawn uniformly, or (``popularity``) in proportion to each item's train
-    count plus one; items the user rated in train are redrawn once. ``log_q[i]`` is the log
-    probability of drawing item i (for the sampled softmax's correction)."""
+    count plus one; items the user rated in train are redrawn once. ``log_q[i]``: the log
+    probability of drawing item i under popularity draws (the sampled softmax's correction;
+    None for uniform draws, where it would be a constant)."""
 
     def __init__(self, enc: Encoded, popularity: bool = False):
         tr = enc.parts["train"]
@@ -102,8 +103,7 @@ class NegativeSampler:
         if popularity:
             self.q = torch.bincount(tr.item, minlength=enc.n_items).double() + 1.0
             self.q /= self.q.sum()
-        self.log_q = (torch.full((enc.n_items,), -float(np.log(enc.n_items)))
-                      if self.q is None else self.q.log().float())
+        self.log_q = None if self.q is None else self.q.log().float()
 
     def is_seen(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         k = user * self.n_items + item
@@ -278,8 +278,7 @@ def fit(model: RecModel, enc: Encoded, *, epochs: int, batch_size: int, lr: floa
                         f"path (svd, lightweight_model); {model.kind} ranks pair by pair - use "
                         "softmax (sampled) instead")
     sampler = NegativeSampler(enc, popularity=negative_sampling == "popularity")
-    loss_spec = Loss(ranking_loss, rating_loss_weight, ranking_loss_weight, l2,
-                     sampler.log_q if sampler.q is not None else None)
+    loss_spec = Loss(ranking_loss, rating_loss_weight, ranking_loss_weight, l2, sampler.log_q)
     opt = torch.optim.AdamW(model.param_groups(weight_decay), lr=lr)
     val_gen = torch.Generator().manual_seed(seed + 7919)
     val_negs = sampler.sample(enc.parts["valid"].user, 0 if ranking_loss == "full" else negatives,

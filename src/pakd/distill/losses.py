@@ -30,6 +30,11 @@ def listwise_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float
 def catalogue_kl(student: torch.Tensor, teacher_probs: torch.Tensor,
                  teacher_neg_entropy: torch.Tensor, seen_rows: torch.Tensor,
                  seen_cols: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Mean over users of T^2 KL(teacher || student) over each user's unseen items.
+
+    student: [users, items] scores; teacher_probs: the teacher's softmax at ``temperature``
+    over the unseen items (0 on seen ones); teacher_neg_entropy: sum p log p per user;
+    (seen_rows, seen_cols): the seen (user row, item) pairs."""
     return catalogue_terms(student, teacher_probs, teacher_neg_entropy, seen_rows, seen_cols,
                            temperature)[1]
 
@@ -38,15 +43,12 @@ def catalogue_terms(student: torch.Tensor, teacher_probs: torch.Tensor,
                     teacher_neg_entropy: torch.Tensor, seen_rows: torch.Tensor,
                     seen_cols: torch.Tensor, temperature: float = 1.0):
     """(log sum exp of ``student`` over every item per user - the labels' full-softmax
-    normaliser, from the same exp pass when T = 1, else None; `catalogue_kl`)."""
-    """Mean over users of T^2 KL(teacher || student) over each user's unseen items.
+    normaliser, from the same exp pass when T = 1, else None; `catalogue_kl`).
 
-    student: [users, items] scores; teacher_probs: the teacher's softmax at ``temperature``
-    over the unseen items (0 on seen ones); teacher_neg_entropy: sum p log p per user;
-    (seen_rows, seen_cols): the seen (user row, item) pairs. With Z the student's normaliser
-    over unseen items, KL = sum p log p - sum p z + log Z (z = scores / T), and log Z comes
-    from one exp pass over the catalogue minus the few seen entries - several times fewer
-    passes over the [users, items] matrix than masking and two log-softmaxes."""
+    With Z the student's normaliser over unseen items, KL = sum p log p - sum p z + log Z
+    (z = scores / T), and log Z comes from one exp pass over the catalogue minus the few
+    seen entries - several times fewer passes over the [users, items] matrix than masking
+    and two log-softmaxes."""
     z = student / temperature if temperature != 1.0 else student
     m = z.detach().max(1).values
     e = torch.exp(z - m[:, None])

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..csr import csr_mask, csr_take
 from ..data.encoding import Encoded
 from ..errors import PakdError
 from ..models.base import RecModel
@@ -47,16 +48,12 @@ class TeacherSignals:
 
     def seen_pairs(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(row in ``users``, item) of every train item of ``users``."""
-        if self._csr is None:
+        if self._csr is None:          # derived once from ``seen``
             rows, cols = self.seen.nonzero(as_tuple=True)
             indptr = torch.zeros(len(self.seen) + 1, dtype=torch.long)
             indptr[1:] = torch.bincount(rows, minlength=len(self.seen)).cumsum(0)
             self._csr = (indptr, cols)
-        indptr, items = self._csr
-        start, lens = indptr[users], indptr[users + 1] - indptr[users]
-        row = torch.repeat_interleave(torch.arange(len(users)), lens)
-        offs = torch.arange(int(lens.sum())) - torch.repeat_interleave(lens.cumsum(0) - lens, lens)
-        return row, items[torch.repeat_interleave(start, lens) + offs]
+        return csr_take(*self._csr, users)
 
 
 def teacher_distribution(scores: torch.Tensor, seen: torch.Tensor, temperature: float):
@@ -130,11 +127,7 @@ def teacher_signals(teacher: RecModel, enc: Encoded, scores: torch.Tensor | None
     feats = centred @ comps
     feats = feats / feats.std(0).clamp(min=1e-8)
     explained = float(evals[order].sum() / evals.sum().clamp(min=1e-12))
-    seen_csr = enc.seen(("train",))
-    rows = torch.repeat_interleave(torch.arange(enc.n_users),
-                                   torch.from_numpy(seen_csr.indptr[1:] - seen_csr.indptr[:-1]).long())
-    seen = torch.zeros(enc.n_users, enc.n_items, dtype=torch.bool)
-    seen[rows, torch.from_numpy(seen_csr.indices).long()] = True
+    seen = csr_mask(enc.seen(("train",)), enc.n_items)
     top = torch.topk(scores.masked_fill(seen, -torch.inf), min(list_top, enc.n_items),
                      dim=1).indices
     scale = calibrate_temperature(scores, seen, enc) if calibrate else 1.0

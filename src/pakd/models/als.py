@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..data.schema import Schema
-from .base import Output, RecModel
+from .base import RankingOnly
 
 
 def _half_step(indptr: np.ndarray, cols: np.ndarray, other: torch.Tensor, alpha: float,
@@ -51,9 +51,8 @@ def ials(X, factors: int, reg: float, alpha: float, iterations: int,
     return users.float(), items.float()
 
 
-class ALS(RecModel):
+class ALS(RankingOnly):
     kind = "als"
-    outputs = ("ranking",)
 
     def __init__(self, schema: Schema, *, factors: int, reg: float, alpha: float,
                  rating_mean: float = 0.0, tables=None):
@@ -70,13 +69,6 @@ class ALS(RecModel):
     def pair_logits(self, user, item):
         return (self.user_factors[user] * self.item_factors[item]).sum(1)
 
-    def forward(self, user, item) -> Output:
-        logit = self.pair_logits(user, item)
-        return Output(self.rating_mean.expand(len(user)), logit, logit.new_zeros(len(user), 0))
-
     def score_all(self, users, items=None):
         q = self.item_factors if items is None else self.item_factors[items]
         return self.user_factors[users] @ q.T
-
-    def catalogue_user_modules(self) -> list[str]:
-        raise NotImplementedError("als is fitted by alternating solves, not step by step")

@@ -30,6 +30,7 @@ class RecModel(nn.Module):
     """Base class: a recommender predicting a rating and a ranking logit per (user, item)."""
 
     kind: str = "base"
+    outputs: tuple[str, ...] = ("rating", "ranking")   # what its predictions mean
 
     def __init__(self, schema: Schema, rating_mean: float = 0.0):
         super().__init__()
@@ -100,6 +101,20 @@ class RecModel(nn.Module):
         if sparse:
             groups.append({"params": sparse, "weight_decay": 0.0})
         return groups
+
+
+class RankingOnly(RecModel):
+    """A member that only ranks (fitted in closed form: EASE, ALS): its rating output is
+    the train mean, its hidden representation empty, and it is never trained step by step.
+    Subclasses give ``pair_logits`` and ``score_all``."""
+    outputs = ("ranking",)
+
+    def forward(self, user, item) -> Output:
+        logit = self.pair_logits(user, item)
+        return Output(self.rating_mean.expand(len(user)), logit, logit.new_zeros(len(user), 0))
+
+    def catalogue_user_modules(self) -> list[str]:
+        raise NotImplementedError(f"{self.kind} is fitted in closed form, not step by step")
 
 
 class FieldModel(RecModel):

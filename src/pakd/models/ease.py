@@ -19,7 +19,8 @@ from torch import nn
 
 from ..data.schema import Schema
 from ..errors import PakdError
-from .base import Output, RecModel
+from ..csr import csr_take
+from .base import RankingOnly
 
 
 def ease_weights(X, lam: float) -> torch.Tensor:
@@ -43,9 +44,8 @@ def ease_weights(X, lam: float) -> torch.Tensor:
     return B.float()
 
 
-class EASE(RecModel):
+class EASE(RankingOnly):
     kind = "ease"
-    outputs = ("ranking",)
 
     def __init__(self, schema: Schema, *, lam: float, history: int, rating_mean: float = 0.0,
                  tables=None):
@@ -68,35 +68,20 @@ class EASE(RecModel):
 
     def user_rows(self, users: torch.Tensor) -> torch.Tensor:
         """Dense binary train rows [len(users), n_items]."""
-        start, end = self.hist_indptr[users], self.hist_indptr[users + 1]
-        lens = end - start
-        rows = torch.repeat_interleave(torch.arange(len(users)), lens)
-        offs = torch.arange(int(lens.sum())) - torch.repeat_interleave(lens.cumsum(0) - lens, lens)
-        cols = self.hist_items[torch.repeat_interleave(start, lens) + offs]
+        rows, cols = csr_take(self.hist_indptr, self.hist_items, users)
         X = torch.zeros(len(users), self.schema.n_items)
         X[rows, cols] = 1.0
         return X
 
     def pair_logits(self, user, item):
         """Sum of B[j, item] over the user's train items j (a gather, not a dense row)."""
-        start, end = self.hist_indptr[user], self.hist_indptr[user + 1]
-        lens = end - start
-        pair = torch.repeat_interleave(torch.arange(len(user)), lens)
-        offs = torch.arange(int(lens.sum())) - torch.repeat_interleave(lens.cumsum(0) - lens, lens)
-        j = self.hist_items[torch.repeat_interleave(start, lens) + offs]
+        pair, j = csr_take(self.hist_indptr, self.hist_items, user)
         vals = self.weight[j, item[pair]]
         return torch.zeros(len(user), dtype=vals.dtype).index_add_(0, pair, vals)
-
-    def forward(self, user, item) -> Output:
-        logit = self.pair_logits(user, item)
-        return Output(self.rating_mean.expand(len(user)), logit, logit.new_zeros(len(user), 0))
 
     def score_all(self, users, items=None):
         X = self.user_rows(users)
         return X @ (self.weight if items is None else self.weight[:, items])
-
-    def catalogue_user_modules(self) -> list[str]:
-        raise NotImplementedError("ease is closed-form: it is not trained step by step")
 
 
 def check_catalogue(n_items: int, max_items: int) -> None:

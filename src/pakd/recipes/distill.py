@@ -107,7 +107,7 @@ def _member_rows(cfg: RunConfig, rd: RunDir, enc: Encoded, ens) -> list[dict]:
         met = tj["members"].get(n) or evaluate(m, enc, "test", **cfg.eval.kwargs(),
                                               scores=member_scores(cfg, rd, n, m, enc))
         out.append({"method": "member", "model": n, "pruning_ratio": None, **_pick(met),
-                    "params": m.n_params(),
+                    "params": m.n_params(), "outputs": list(m.outputs),
                     "size_bytes": rd.weights(rd.member(n)).stat().st_size})
     return out
 
@@ -208,7 +208,7 @@ def sweep(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid: dict
     # finish together and each baseline that copies a reference can start once it is done
     slow = {"fisher_kd": 0, "magnitude_kd": 1, "random_kd": 2, "dense_kd": 3, "fisher_ft": 4}
     per_ratio = [m for m in dc.methods if m not in AFTER_REFERENCE and m != "dense_kd"]
-    jobs = [(r, m) for m in sorted(per_ratio, key=lambda m: slow.get(m, 9)) for r in ratios]
+    jobs = [(r, m) for m in per_ratio for r in ratios]
     if "dense_kd" in dc.methods:
         jobs.append((0.0, "dense_kd"))
     if dc.ablation and "fisher_kd" in dc.methods:

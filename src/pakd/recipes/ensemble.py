@@ -33,7 +33,8 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     ens, metas, scores = build(cfg, rd, enc)
     rd.save_ensemble(ens)
     t0 = time.perf_counter()
-    got = evaluate_kept(cfg, rd, enc, ens, "ensemble", scores=ensemble_scores(ens, scores),
+    full = ensemble_scores(ens, scores)
+    got = evaluate_kept(cfg, rd, enc, ens, "ensemble", scores=full,
                         quiet=cfg.quiet)
     em = got["test"]
     em.update(params=ens.n_params(),
@@ -56,7 +57,7 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     out = {"dataset": cfg.data.dataset, "split": rd.split_summary(),
            "threads": torch.get_num_threads(), "members": members, "ensemble": em,
            "baselines": baselines(enc, cfg, rd)}
-    out["rerank"] = rerank_table(cfg, enc, ens, scores)
+    out["rerank"] = rerank_table(cfg, enc, ens, scores, full)
     rows = [*members.items(), ("ensemble", em)]
     origin = origin_ensemble(cfg, rd, enc, ens, scores)
     if origin is not None:
@@ -95,12 +96,12 @@ def _tasks(cfg: RunConfig, members: dict) -> dict[str, str]:
     ranking for the others."""
     algos, tasks = cfg.ensemble.algorithms, cfg.ensemble.tasks
     if not tasks:
-        return {n: "balance" if "rating" in getattr(members[n], "outputs", ("rating",))
+        return {n: "balance" if "rating" in members[n].outputs
                 else "ranking" for n in algos}
     if len(tasks) != len(algos):
         raise PakdError(f"--tasks has {len(tasks)} entries for {len(algos)} algorithms")
     for n, t in zip(algos, tasks):
-        if t != "ranking" and "rating" not in getattr(members[n], "outputs", ("rating",)):
+        if t != "ranking" and "rating" not in members[n].outputs:
             raise PakdError(f"{n} predicts no ratings: give it the task ranking in --tasks")
     return dict(zip(algos, tasks))
 
@@ -121,7 +122,8 @@ def build(cfg: RunConfig, rd: RunDir, enc: Encoded):
     return ens, metas, scores
 
 
-def rerank_table(cfg: RunConfig, enc: Encoded, ens: Ensemble, scores: dict) -> dict | None:
+def rerank_table(cfg: RunConfig, enc: Encoded, ens: Ensemble, scores: dict,
+                 full: torch.Tensor | None) -> dict | None:
     """Each member (and the ensemble) as a re-ranker of the retrieval stage's top-N unseen
     items, for each N of ``ensemble.rerank_n``: test NDCG@10 and Recall@10 of the composed
     system (exact full-catalogue metrics, `pakd.rerank`), and its paired difference from the
@@ -143,8 +145,7 @@ def rerank_table(cfg: RunConfig, enc: Encoded, ens: Ensemble, scores: dict) -> d
 
     alone, alone_pu = measured(scores[ret])
     rerankers = {n: scores[n] for n in ens.members if n != ret and scores.get(n) is not None}
-    full = ensemble_scores(ens, scores)
-    if full is not None:
+    if full is not None:                 # the ensemble's own scores
         rerankers["ensemble"] = full
     exclude = enc.seen(exclusion_parts("test"))
     table = {}

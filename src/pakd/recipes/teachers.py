@@ -54,17 +54,24 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict[str, dic
                         "best_valid": res.best_valid, "threads": torch.get_num_threads(),
                         "history": res.history},
                 "train_config": section.model_dump()}
-        save(model, rd.member(name), meta=meta)
-        rd.member_scores(name).unlink(missing_ok=True)     # new weights: the cache is stale
-        got = evaluate_kept(cfg, rd, enc, model, name,
-                            scores=member_scores(cfg, rd, name, model, enc), quiet=cfg.quiet)
-        m = meta["test"] = got["test"]
-        meta["valid"] = got["valid"]
-        save(model, rd.member(name), meta=meta)
+        m = save_and_evaluate(cfg, rd, enc, name, model, meta)
         log.info("%s: test RMSE %.4f, AUC %.4f, NDCG@10 %.4f, Recall@10 %.4f (%.0fs training)",
                  name, m["rmse"], m["auc"], m["ndcg@10"], m["recall@10"], res.train_seconds)
         out[name] = meta
     return out
+
+
+def save_and_evaluate(cfg: RunConfig, rd: RunDir, enc: Encoded, name: str, model: RecModel,
+                      meta: dict) -> dict:
+    """Save a freshly trained member, score its catalogue anew (the cache is stale), keep its
+    test and valid metrics (per user too) in ``meta`` and save again; returns the test ones."""
+    save(model, rd.member(name), meta=meta)
+    rd.member_scores(name).unlink(missing_ok=True)
+    got = evaluate_kept(cfg, rd, enc, model, name,
+                        scores=member_scores(cfg, rd, name, model, enc), quiet=cfg.quiet)
+    meta["test"], meta["valid"] = got["test"], got["valid"]
+    save(model, rd.member(name), meta=meta)
+    return meta["test"]
 
 
 def check_settings(cfg: RunConfig, enc: Encoded) -> None:
@@ -111,22 +118,16 @@ def _closed_form(cfg: RunConfig, rd: RunDir, enc: Encoded, name: str, model: Rec
                     "best_valid_ndcg@10": best[0], label: best[1],
                     "threads": torch.get_num_threads(), "history": history},
             "train_config": getattr(cfg, name).model_dump()}
-    save(model, rd.member(name), meta=meta)
-    rd.member_scores(name).unlink(missing_ok=True)
-    got = evaluate_kept(cfg, rd, enc, model, name,
-                        scores=member_scores(cfg, rd, name, model, enc), quiet=cfg.quiet)
-    meta["test"], meta["valid"] = got["test"], got["valid"]
-    save(model, rd.member(name), meta=meta)
+    m = save_and_evaluate(cfg, rd, enc, name, model, meta)
     log.info("%s (%s %g): test NDCG@10 %.4f, Recall@10 %.4f", name, label, best[1],
-             meta["test"]["ndcg@10"], meta["test"]["recall@10"])
+             m["ndcg@10"], m["recall@10"])
     return meta
 
 
 def fit_ease(cfg: RunConfig, rd: RunDir, enc: Encoded, mean: float) -> dict:
     """EASE in closed form for each of ``ease.lambdas``."""
-    from ..models.ease import check_catalogue, ease_weights
-    check_catalogue(enc.n_items, cfg.ease.max_items)
-    X = _train_matrix(enc)
+    from ..models.ease import ease_weights
+    X = _train_matrix(enc)                 # the catalogue was checked by check_settings
     model = build("ease", enc.schema, {"history": X.nnz}, rating_mean=mean)
     model.set_history(X.indptr, X.indices)
     return _closed_form(cfg, rd, enc, "ease", model, cfg.ease.lambdas,

@@ -123,7 +123,7 @@ def pakd_plots(res: dict, rd) -> list[Path]:
                     ax.annotate(name, (1, ref[ykey]), xycoords=("axes fraction", "data"),
                                 ha="right", va="bottom", fontsize=6, color="0.35")
             for k, r in enumerate(res["members"]):    # members in grays, apart from methods
-                if ykey == "rmse" and r["model"] in ("ease", "als"):
+                if ykey == "rmse" and "rating" not in r.get("outputs", ["rating"]):
                     continue                           # ranking only: no rating to show
                 if r.get(xkey):
                     ax.scatter([r[xkey]], [r[ykey]], marker="PXhs"[k % 4], s=60,

@@ -1,0 +1,27 @@
+"""Rows of a CSR matrix as (row, column) index pairs, in torch: the user histories EASE
+scores from, the train items the distillation leaves out, the items top-K excludes."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def csr_take(indptr, indices, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(position in ``rows``, column) of every stored entry of the chosen rows, row by row.
+    ``indptr``/``indices`` may be numpy arrays (a scipy matrix's) or tensors."""
+    indptr = torch.as_tensor(np.asarray(indptr) if not torch.is_tensor(indptr) else indptr).long()
+    indices = torch.as_tensor(np.asarray(indices) if not torch.is_tensor(indices) else indices)
+    start = indptr[rows]
+    lens = indptr[rows + 1] - start
+    row = torch.repeat_interleave(torch.arange(len(rows)), lens)
+    offs = torch.arange(int(lens.sum())) - torch.repeat_interleave(lens.cumsum(0) - lens, lens)
+    return row, indices[torch.repeat_interleave(start, lens) + offs].long()
+
+
+def csr_mask(matrix, n_cols: int) -> torch.Tensor:
+    """The scipy CSR ``matrix`` as a dense bool tensor [rows, n_cols] of its stored entries."""
+    n_rows = len(matrix.indptr) - 1
+    row, col = csr_take(matrix.indptr, matrix.indices, torch.arange(n_rows))
+    out = torch.zeros(n_rows, n_cols, dtype=torch.bool)
+    out[row, col] = True
+    return out
