@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: a CPU wheel of 2.13.0 is on these machines; an unpinned
 	# torch would pull several GB of CUDA packages.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,parquet]'
+	$(BIN)/pip install --quiet -e '.[test,parquet,deploy]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -269,6 +269,51 @@ def cmd_recommend(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .deploy.deployable import load_deployable
+    from .deploy.onnx_export import export
+    from .deploy.service import default_onnx_dir
+    from .runtime import setup_logging
+    setup_logging(args.quiet)
+    dep = load_deployable(args.model, run_dir=args.run)
+    out = Path(args.out) if args.out else default_onnx_dir(dep.path)
+    meta = export(dep, out, k=args.k, int8=args.int8, threads=args.threads,
+                  bench_seconds=args.bench_seconds, quiet=args.quiet)
+    p = meta["parity"]
+    print(f"exported {dep.name} ({dep.kind}, {dep.model.n_params():,} parameters) to {out}")
+    print(f"parity over {p['users']} users: max |score diff| {p['max_abs_score_diff']:.2e}, "
+          f"rating {p['max_abs_rating_diff']:.2e} over {p['rating_pairs']:,} pairs; top-{p['k']} "
+          f"identical {p['topk_identical']}, tie order only {p['topk_differ_in_ties_only']}")
+    for name, m in meta["measured"].items():
+        acc = m["metrics"] or {}
+        sp = m["speed"]
+        figures = ", ".join(f"{k} {v:.4f}" for k, v in acc.items() if k in ("ndcg@10", "rmse"))
+        print(f"  {name:>10}: {figures or 'no run split: accuracy not measured'}; one user "
+              f"p50 {sp['latency_ms_p50']:.3f} ms, {sp['users_per_s']:,.0f} users/s in batches")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from .deploy.onnx_export import require_deploy_extra
+    require_deploy_extra()
+    from .deploy.service import create_app, load_served, serve
+    from .rundir import RunDir
+    from .runtime import set_threads, setup_logging
+    setup_logging(args.quiet)
+    set_threads(args.threads)
+    student = load_served(args.model, onnx=args.onnx, int8=args.int8, k=args.k,
+                          threads=args.threads, run_dir=args.run, quiet=args.quiet)
+    teacher = None
+    if args.teacher:
+        t = RunDir(args.teacher).ensemble if RunDir.is_run(args.teacher) else args.teacher
+        teacher = load_served(t, k=args.k, threads=args.threads, label="teacher")
+    app = create_app(student, teacher, fallback=args.fallback, max_batch=args.max_batch)
+    print(f"serving {student.dep.name} ({student.graphs.backend}) on "
+          f"http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
+    serve(app, args.host, args.port, log_level="warning" if args.quiet else "info")
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 
 def _stage_parser(sub, name: str, help: str, func, command: str | None = None):
@@ -349,6 +394,46 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: found from the model path)")
     rec.add_argument("--include-seen", action="store_true", help="do not skip seen items")
     rec.set_defaults(func=cmd_recommend)
+
+    model_help = ("saved model: RUN/models/saved/best_student_model (or its .safetensors), a "
+                  "member RUN/teachers/svd, the ensemble RUN/teachers/ensemble, or a run "
+                  "directory (its best student)")
+    ex = sub.add_parser("export", help="export a model to ONNX (top-K and rating graphs), "
+                        "check parity with PyTorch, optionally int8", allow_abbrev=False)
+    ex.add_argument("--model", required=True, help=model_help)
+    ex.add_argument("--format", choices=["onnx"], default="onnx", help="export format")
+    ex.add_argument("--out", help="output directory (default: beside the model, <stem>_onnx)")
+    ex.add_argument("--int8", action="store_true", help="also write int8 graphs "
+                    "(onnxruntime dynamic quantisation) and measure their accuracy and speed")
+    ex.add_argument("-k", type=int, default=100, help="top-K length inside the graph (default "
+                    "100; requests may ask for fewer)")
+    ex.add_argument("--run", help="run directory (default: found from the model path)")
+    ex.add_argument("--threads", type=int, default=1, help="intra-op threads when measuring")
+    ex.add_argument("--bench-seconds", type=float, default=1.0,
+                    help="seconds per speed measurement")
+    ex.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    ex.set_defaults(func=cmd_export)
+
+    sv = sub.add_parser("serve", help="serve recommendations over HTTP (FastAPI/uvicorn)",
+                        allow_abbrev=False)
+    sv.add_argument("--model", required=True, help=model_help)
+    sv.add_argument("--onnx", nargs="?", const="auto", metavar="DIR",
+                    help="answer from ONNX graphs: a `pakd export` directory, or without DIR "
+                    "the default one (exported now if missing)")
+    sv.add_argument("--int8", action="store_true", help="with --onnx: the int8 graphs")
+    sv.add_argument("--teacher", metavar="RUN", help="also load a teacher (a run directory: "
+                    "its ensemble; or a model path) for model=teacher and the page")
+    sv.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    sv.add_argument("--fallback", choices=["popular"], help="answer unknown users with the "
+                    "most rated items instead of 404")
+    sv.add_argument("--max-batch", type=int, default=1000, help="most pairs per /score "
+                    "request (default 1000); more answer 413")
+    sv.add_argument("-k", type=int, default=100, help="largest k a request may ask for")
+    sv.add_argument("--run", help="run directory (default: found from the model path)")
+    sv.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    sv.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    sv.set_defaults(func=cmd_serve)
     return p
 
 

@@ -63,12 +63,17 @@ class RunDir:
     def __str__(self) -> str:
         return str(self.root)
 
+    @staticmethod
+    def is_run(path: str | Path) -> bool:
+        """Whether ``path`` is a run directory (it holds a split)."""
+        return (Path(path) / "split.csv").is_file()
+
     @classmethod
     def of_model(cls, model_path: str | Path) -> "RunDir | None":
         """The run a saved model belongs to (``RUN/models/<kind>/<stem>``), if it is one."""
         stem = Path(model_path)
         for parent in stem.parents:
-            if (parent / "split.csv").is_file():
+            if cls.is_run(parent):
                 return cls(parent)
         return None
 

@@ -10,30 +10,8 @@ METRICS = ("rmse", "mae", "auc", "logloss", "recall@10", "ndcg@10")
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    import numpy as np
-    import pandas as pd
-    root = tmp_path_factory.mktemp("pipe")
-    rng = np.random.default_rng(4)
-    rows = []
-    for u in range(40):
-        for j, i in enumerate(rng.choice(60, size=18, replace=False)):
-            rows.append((u + 1, int(i) + 1, float(rng.integers(1, 6)), 10_000 + 100 * j + u))
-    pd.DataFrame(rows, columns=["userId", "movieId", "rating", "ts"]).to_csv(root / "r.csv", index=False)
-    genres = ["Action", "Comedy", "Drama", "Horror", "Sci-Fi"]
-    pd.DataFrame({"movieId": range(1, 61), "title": [f"Film {i}" for i in range(1, 61)],
-                  "genres": ["|".join(rng.choice(genres, 2, replace=False)) for _ in range(60)],
-                  "year": [1950 + i for i in range(60)]}).to_csv(root / "items.csv", index=False)
-    out = root / "run"
-    rc = main(["run", "--dataset", str(root / "r.csv"), "--columns",
-               "user=userId,item=movieId,rating=rating,timestamp=ts",
-               "--item-features", str(root / "items.csv"), "--title-column", "title",
-               "--out", str(out), "--profile", "quick", "--threads", "1", "-q",
-               "--check-train-sample", "--rerank-n", "5,20", "--ease-lambdas", "10,100",
-               "--methods", "fisher_kd,magnitude_kd,random_kd,fisher_ft,scratch,final_kd,"
-               "mf_labels,dense_kd", "--ablation", "true"])
-    assert rc == 0
-    return out
+def run(pipeline_run):
+    return pipeline_run
 
 
 def test_teachers_json(run):

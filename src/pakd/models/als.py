@@ -53,6 +53,7 @@ def ials(X, factors: int, reg: float, alpha: float, iterations: int,
 
 class ALS(RankingOnly):
     kind = "als"
+    one_pass_score_all = True
 
     def __init__(self, schema: Schema, *, factors: int, reg: float, alpha: float,
                  rating_mean: float = 0.0, tables=None):

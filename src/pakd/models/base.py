@@ -31,6 +31,9 @@ class RecModel(nn.Module):
 
     kind: str = "base"
     outputs: tuple[str, ...] = ("rating", "ranking")   # what its predictions mean
+    # score_all is one tensor expression (no chunk loop), so it traces into a graph (ONNX);
+    # otherwise a graph scores every (user, item) pair through forward
+    one_pass_score_all: bool = False
 
     def __init__(self, schema: Schema, rating_mean: float = 0.0):
         super().__init__()
@@ -243,7 +246,7 @@ class FieldEmbedding(nn.Module):
                 cnt = (tok > 0).sum(1, keepdim=True).clamp(min=1).to(v.dtype)
                 outs.append(v.sum(1) / cnt)
         if not outs:
-            return torch.zeros(len(idx), 0, self.dim)
+            return torch.zeros(idx.shape[0], 0, self.dim)  # shape[0]: symbolic when traced
         return torch.stack(outs, 1)
 
     def sides(self, user: torch.Tensor, item: torch.Tensor):

@@ -46,6 +46,7 @@ def ease_weights(X, lam: float) -> torch.Tensor:
 
 class EASE(RankingOnly):
     kind = "ease"
+    one_pass_score_all = True
 
     def __init__(self, schema: Schema, *, lam: float, history: int, rating_mean: float = 0.0,
                  tables=None):

@@ -35,6 +35,7 @@ def _pool(side: torch.Tensor) -> torch.Tensor:
 
 class LightweightStudent(RecModel):
     kind = "lightweight_model"
+    one_pass_score_all = True
 
     def __init__(self, schema: Schema, *, factors: int, rank_factors: int, hidden: list[int],
                  side_fields: bool, rating_mean: float = 0.0, tables=None):
@@ -91,10 +92,27 @@ class LightweightStudent(RecModel):
 
     def score_all(self, users, items=None):
         """One matrix product: ranking vectors of the users times those of the items."""
-        items = torch.arange(self.schema.n_items) if items is None else items
-        pk, qk = self._rank_vectors(users, items)
-        c = self.rank_bias.sides(users[:0], items)[1][:, 0, 0]
+        pk = _pool(self.rank_embedding.sides(users, users[:0])[0])
+        qk, c = self._item_rank_side(items)
         return pk @ qk.T + c
+
+    def _item_rank_side(self, items=None):
+        """(ranking vectors, ranking biases) of ``items`` (default the catalogue). The
+        catalogue's are kept between calls in inference - eval mode, no autograd, not traced
+        - while no parameter has changed (same storage, same in-place version): pooling the
+        side fields of every item costs far more than scoring one user against them."""
+        if items is not None:
+            return _pool(self.rank_embedding.sides(items[:0], items)[1]), \
+                self.rank_bias.sides(items[:0], items)[1][:, 0, 0]
+        inference = not (self.training or torch.is_grad_enabled() or torch.compiler.is_compiling())
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        memo = self.__dict__.get("_item_memo")
+        if inference and memo is not None and memo[0] == key:
+            return memo[1]
+        side = self._item_rank_side(torch.arange(self.schema.n_items))
+        if inference:
+            self.__dict__["_item_memo"] = (key, side)
+        return side
 
     def catalogue_user_modules(self) -> list[str]:
         return [f"rank_embedding.emb.{f.name}" for f in self.rank_embedding.user_fields]

@@ -22,6 +22,7 @@ from .base import ArchEntry, Group, Output, RecModel
 
 class SVD(RecModel):
     kind = "svd"
+    one_pass_score_all = True
 
     def __init__(self, schema: Schema, *, factors: int, rank_factors: int, init_std: float,
                  rating_mean: float = 0.0, tables=None):

@@ -1,0 +1,165 @@
+"""A model ready to answer requests: the network plus what a request needs around it -
+original user and item IDs, titles, each user's seen items, popular items for a fallback
+and the accuracy the run measured for it.
+
+`load_deployable` accepts the paths `pakd recommend` accepts (a saved student's stem,
+``.safetensors`` or ``.json``), a run directory (its best student), a member
+(``RUN/teachers/svd``) or the ensemble (``RUN/teachers/ensemble``).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import PakdError
+from ..models import RecModel, load
+from ..rundir import RunDir, read_json
+
+
+@dataclass
+class Deployable:
+    model: RecModel
+    name: str
+    path: Path                       # the stem the model was loaded from
+    user_ids: list
+    item_ids: list
+    titles: list[str]
+    seen_indptr: np.ndarray          # CSR of each user's train and valid items
+    seen_items: np.ndarray
+    popular: np.ndarray              # item indices, most rated in train first
+    run: RunDir | None = None
+    metrics: dict = field(default_factory=dict)   # the run's test figures for this model
+    size_bytes: int = 0
+
+    def __post_init__(self):
+        self._users = {str(u): k for k, u in enumerate(self.user_ids)}
+        self._items = {str(i): k for k, i in enumerate(self.item_ids)}
+
+    @property
+    def kind(self) -> str:
+        return self.model.kind
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def user_index(self, raw) -> int | None:
+        return self._users.get(str(raw).strip())
+
+    def item_index(self, raw) -> int | None:
+        return self._items.get(str(raw).strip())
+
+    def seen(self, user: int) -> np.ndarray:
+        return self.seen_items[self.seen_indptr[user]:self.seen_indptr[user + 1]]
+
+    def seen_padded(self, users: np.ndarray) -> np.ndarray:
+        """[len(users), S] int64 item indices to exclude, padded with -1 (at least one column:
+        the graphs take a rectangle)."""
+        rows = [self.seen(int(u)) for u in users]
+        width = max([1] + [len(r) for r in rows])
+        out = np.full((len(users), width), -1, dtype=np.int64)
+        for k, r in enumerate(rows):
+            out[k, :len(r)] = r
+        return out
+
+    def describe(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "path": str(self.path),
+                "params": int(self.model.n_params()), "size_bytes": int(self.size_bytes),
+                "users": len(self.user_ids), "items": len(self.item_ids),
+                "run": str(self.run.root) if self.run else None, "metrics": self.metrics}
+
+
+def _stem(path: Path) -> Path:
+    return path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+
+
+def load_deployable(path: str | Path, *, run_dir: str | Path | None = None) -> Deployable:
+    """The model at ``path`` with its catalogue and seen items (see the module docstring)."""
+    p = Path(path)
+    if RunDir.is_run(p):
+        p = RunDir(p).best_student
+    stem = _stem(p)
+    cfg_path = stem.with_suffix(".json")
+    if not cfg_path.is_file():
+        raise PakdError(f"{path}: no model there ({cfg_path} not found); pass a saved model "
+                        "(RUN/models/saved/best_student_model), a member (RUN/teachers/svd), "
+                        "the ensemble (RUN/teachers/ensemble) or a run directory")
+    rd = RunDir(run_dir) if run_dir else RunDir.of_model(stem)
+    is_ensemble = read_json(cfg_path).get("kind") == "ensemble"
+    if is_ensemble:
+        if rd is None:
+            raise PakdError(f"{cfg_path} is an ensemble: its members are found through its run "
+                            "directory; keep it inside the run or pass --run")
+        model = rd.load_ensemble()
+        files = rd.teacher_files("ensemble")
+    else:
+        model, _ = load(stem)
+        files = [RunDir.weights(stem)]
+    user_ids, item_ids, titles = _catalogue(stem, rd)
+    if len(user_ids) != model.schema.n_users or len(item_ids) != model.schema.n_items:
+        raise PakdError(f"{stem}: the model has {model.schema.n_users} users and "
+                        f"{model.schema.n_items} items but its catalogue {len(user_ids)} and "
+                        f"{len(item_ids)}; it belongs to another run (pass --run)")
+    indptr, items, popular = _history(rd, user_ids, item_ids)
+    return Deployable(model=model, name=stem.name, path=stem, user_ids=user_ids,
+                      item_ids=item_ids, titles=titles, seen_indptr=indptr, seen_items=items,
+                      popular=popular, run=rd, metrics=_run_metrics(rd, stem, is_ensemble),
+                      size_bytes=sum(f.stat().st_size for f in files if f.is_file()))
+
+
+def _catalogue(stem: Path, rd: RunDir | None) -> tuple[list, list, list[str]]:
+    """IDs and titles: the catalogue file saved beside a student, else the run's encoding
+    (teachers are saved without one)."""
+    cat_path = RunDir.catalog_of(stem)
+    if cat_path.is_file():
+        cat = json.loads(cat_path.read_text())
+        titles = cat.get("titles") or [str(i) for i in cat["item_ids"]]
+        return cat["user_ids"], cat["item_ids"], titles
+    if rd is None:
+        raise PakdError(f"{cat_path} not found and {stem} is not inside a run directory: the "
+                        "IDs and titles come from one of them (pass --run)")
+    from ..config import build_config, load_run_config
+    from ..recipes.split import load_encoded
+    cfg = build_config(base=load_run_config(rd.config))
+    cfg.quiet = True
+    enc = load_encoded(cfg, rd)
+    titles = enc.titles or [str(i) for i in enc.item_ids]
+    return enc.user_ids.tolist(), enc.item_ids.tolist(), list(titles)
+
+
+def _history(rd: RunDir | None, user_ids: list, item_ids: list):
+    """(indptr, items) of every user's train+valid items and items by train popularity;
+    empty without a run (nothing is excluded then)."""
+    n_users, n_items = len(user_ids), len(item_ids)
+    if rd is None or not rd.split_csv.is_file():
+        return np.zeros(n_users + 1, np.int64), np.zeros(0, np.int64), np.arange(n_items)
+    df = pd.read_csv(rd.split_csv, usecols=["user", "item", "part"], dtype={"user": str,
+                                                                             "item": str})
+    u = pd.Index([str(x) for x in user_ids]).get_indexer(df["user"])
+    i = pd.Index([str(x) for x in item_ids]).get_indexer(df["item"])
+    keep = (u >= 0) & (i >= 0) & (df["part"] != "test").to_numpy()
+    order = np.lexsort((i[keep], u[keep]))
+    users, items = u[keep][order], i[keep][order].astype(np.int64)
+    indptr = np.zeros(n_users + 1, np.int64)
+    np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])
+    train = (u >= 0) & (i >= 0) & (df["part"] == "train").to_numpy()
+    counts = np.bincount(i[train], minlength=n_items)
+    return indptr, items, np.argsort(-counts, kind="stable")
+
+
+def _run_metrics(rd: RunDir | None, stem: Path, is_ensemble: bool) -> dict:
+    """The test figures the run reported for this model, when it reported them."""
+    keys = ("rmse", "mae", "auc", "ndcg@10", "recall@10")
+    if rd is None:
+        return {}
+    row = None
+    if stem == rd.best_student and rd.pakd_json.is_file():
+        row = read_json(rd.pakd_json).get("best_student")
+    elif rd.teachers_json.is_file():
+        t = read_json(rd.teachers_json)
+        row = t.get("ensemble") if is_ensemble else t.get("members", {}).get(stem.name)
+    return {k: row[k] for k in keys if row and k in row}
