@@ -283,7 +283,8 @@ def cmd_export(args) -> int:
     print(f"exported {dep.name} ({dep.kind}, {dep.model.n_params():,} parameters) to {out}")
     print(f"parity over {p['users']} users: max |score diff| {p['max_abs_score_diff']:.2e}, "
           f"rating {p['max_abs_rating_diff']:.2e} over {p['rating_pairs']:,} pairs; top-{p['k']} "
-          f"identical {p['topk_identical']}, tie order only {p['topk_differ_in_ties_only']}")
+          f"identical {p['topk_identical']}, tie order only {p['topk_differ_in_ties_only']}; "
+          f"top-10 identical {p['top10_identical']}")
     for name, m in meta["measured"].items():
         acc = m["metrics"] or {}
         sp = m["speed"]

@@ -105,3 +105,11 @@ def test_random_student_without_a_run_exports(tiny_enc, tmp_path):
     meta = export(load_deployable(stem), tmp_path / "o", k=5, bench_seconds=0.02)
     assert meta["parity"]["passed"] and meta["measured"]["onnx_fp32"]["metrics"] is None
     assert meta["model"]["params"] == model.n_params()
+
+
+def test_lists_may_differ_only_where_scores_tie():
+    from pakd.deploy.onnx_export import _ties_only
+    ref = np.array([3.0, 2.0, 2.0 + 2e-6, 1.0])      # items 1 and 2 tie within float noise
+    assert _ties_only(ref, ref + 1e-6, np.array([False, True, True, False]))
+    assert not _ties_only(ref, ref, np.array([True, True, False, False]))   # 3.0 vs 2.0
+    assert not _ties_only(ref, ref + 1e-3, np.array([False, True, True, False]))

@@ -43,13 +43,18 @@ class TopKGraph(nn.Module):
         self.model, self.k = model, min(int(k), model.schema.n_items)
 
     def forward(self, user: torch.Tensor, seen: torch.Tensor):
-        n = self.model.schema.n_items
-        scores = catalogue_logits(self.model, user)
-        # one spare column takes the padding (-1 -> n) and is cut off again
-        scores = torch.cat([scores, scores.new_zeros(scores.shape[0], 1)], 1)
-        scores = scores.scatter(1, torch.where(seen < 0, n, seen), float("-inf"))[:, :n]
-        top = torch.topk(scores, self.k, dim=1)
-        return top.values, top.indices
+        return masked_topk(catalogue_logits(self.model, user), seen, self.k)
+
+
+def masked_topk(scores: torch.Tensor, seen: torch.Tensor, k: int):
+    """(values, indices) of each row's k best scores once the ``seen`` items (-1 = padding)
+    are set to -inf."""
+    n = scores.shape[1]
+    # one spare column takes the padding (-1 -> n) and is cut off again
+    scores = torch.cat([scores, scores.new_zeros(scores.shape[0], 1)], 1)
+    scores = scores.scatter(1, torch.where(seen < 0, n, seen), float("-inf"))[:, :n]
+    top = torch.topk(scores, k, dim=1)
+    return top.values, top.indices
 
 
 class RatingGraph(nn.Module):
@@ -75,17 +80,20 @@ class Graphs:
 
 
 class TorchGraphs(Graphs):
+    """The model's own scoring path (``score_all``, chunked for pairwise models), not the
+    traced one: fastest in PyTorch, and an independent reference for ONNX parity."""
     backend = "pytorch"
 
     def __init__(self, model: RecModel, k: int):
-        model.eval()
-        self.topk, self.rating = TopKGraph(model, k), RatingGraph(model)
-        self.k = self.topk.k
+        self.model = model.eval()
+        self.rating = RatingGraph(model)
+        self.k = min(int(k), model.schema.n_items)
 
     def top(self, users, seen):
         with torch.inference_mode():
-            s, i = self.topk(torch.as_tensor(users, dtype=torch.long),
-                             torch.as_tensor(seen, dtype=torch.long))
+            users = torch.as_tensor(users, dtype=torch.long)
+            s, i = masked_topk(self.model.score_all(users),
+                               torch.as_tensor(seen, dtype=torch.long), self.k)
         return s.numpy(), i.numpy()
 
     def rate(self, users, items):

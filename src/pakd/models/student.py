@@ -99,13 +99,15 @@ class LightweightStudent(RecModel):
     def _item_rank_side(self, items=None):
         """(ranking vectors, ranking biases) of ``items`` (default the catalogue). The
         catalogue's are kept between calls in inference - eval mode, no autograd, not traced
-        - while no parameter has changed (same storage, same in-place version): pooling the
+        - while no ranking table has changed (same storage, same in-place version): pooling the
         side fields of every item costs far more than scoring one user against them."""
         if items is not None:
             return _pool(self.rank_embedding.sides(items[:0], items)[1]), \
                 self.rank_bias.sides(items[:0], items)[1][:, 0, 0]
         inference = not (self.training or torch.is_grad_enabled() or torch.compiler.is_compiling())
-        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        watched = [e.weight for e in self.rank_embedding.emb.values()] + \
+            [e.weight for e in self.rank_bias.emb.values()]
+        key = tuple((p.data_ptr(), p._version) for p in watched)
         memo = self.__dict__.get("_item_memo")
         if inference and memo is not None and memo[0] == key:
             return memo[1]
