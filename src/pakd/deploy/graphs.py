@@ -91,10 +91,11 @@ class TorchGraphs(Graphs):
 
     def top(self, users, seen):
         with torch.inference_mode():
-            users = torch.as_tensor(users, dtype=torch.long)
-            s, i = masked_topk(self.model.score_all(users),
-                               torch.as_tensor(seen, dtype=torch.long), self.k)
-        return s.numpy(), i.numpy()
+            scores = self.model.score_all(torch.as_tensor(users, dtype=torch.long))
+            row, col = np.nonzero(np.asarray(seen) >= 0)
+            scores[torch.from_numpy(row), torch.from_numpy(np.asarray(seen)[row, col])] = -torch.inf
+            top = torch.topk(scores, self.k, dim=1)
+        return top.values.numpy(), top.indices.numpy()
 
     def rate(self, users, items):
         with torch.inference_mode():

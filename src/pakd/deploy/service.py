@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from ..errors import PakdError
 from .deployable import Deployable
@@ -41,6 +41,12 @@ class Served:
     def describe(self) -> dict:
         return {**self.dep.describe(), "backend": self.graphs.backend, "label": self.label,
                 "max_k": self.graphs.k}
+
+
+def _json(body: dict) -> Response:
+    """A JSON response from plain Python values, serialised once by ``json`` (FastAPI's own
+    encoder walks the values again and costs more than the top-K itself)."""
+    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
 
 
 def _items(served: Served, idx: np.ndarray, scores: np.ndarray) -> list[dict]:
@@ -114,8 +120,8 @@ def create_app(student: Served, teacher: Served | None = None, *, fallback: str 
         users_ = np.array([u], dtype=np.int64)
         seen = (np.full((1, 1), -1, np.int64) if include_seen else dep.seen_padded(users_))
         scores, idx = served.graphs.top(users_, seen)
-        return {"user": dep.user_ids[u], "model": model,
-                "items": _items(served, idx[0][:k], scores[0][:k])}
+        return _json({"user": dep.user_ids[u], "model": model,
+                      "items": _items(served, idx[0][:k], scores[0][:k])})
 
     body_limit = 64 * max_batch + 4096        # ~40 bytes a pair is generous
 
@@ -153,7 +159,7 @@ def create_app(student: Served, teacher: Served | None = None, *, fallback: str 
         if not pairs:
             return {"ratings": []}
         r = student.graphs.rate(np.array(u, np.int64), np.array(i, np.int64))
-        return {"ratings": [float(x) for x in r]}
+        return _json({"ratings": [float(x) for x in r]})
 
     @app.get("/", response_class=HTMLResponse)
     async def page():

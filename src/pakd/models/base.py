@@ -261,6 +261,11 @@ class FieldEmbedding(nn.Module):
             return self._side(self.user_fields, uu)[ui], self._side(self.item_fields, iu)[ii]
         return self._side(self.user_fields, user), self._side(self.item_fields, item)
 
+    def side_of(self, idx: torch.Tensor, side: str) -> torch.Tensor:
+        """One side's field vectors [B, F, D] (``side`` "user" or "item"), without looking
+        up the other."""
+        return self._side(self.user_fields if side == "user" else self.item_fields, idx)
+
     def pairs(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """[len(users) * len(items), F, D] for every (user, item) combination, user-major,
         looking each side up once instead of once per pair."""

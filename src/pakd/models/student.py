@@ -92,7 +92,7 @@ class LightweightStudent(RecModel):
 
     def score_all(self, users, items=None):
         """One matrix product: ranking vectors of the users times those of the items."""
-        pk = _pool(self.rank_embedding.sides(users, users[:0])[0])
+        pk = _pool(self.rank_embedding.side_of(users, "user"))
         qk, c = self._item_rank_side(items)
         return pk @ qk.T + c
 
@@ -102,8 +102,8 @@ class LightweightStudent(RecModel):
         - while no ranking table has changed (same storage, same in-place version): pooling the
         side fields of every item costs far more than scoring one user against them."""
         if items is not None:
-            return _pool(self.rank_embedding.sides(items[:0], items)[1]), \
-                self.rank_bias.sides(items[:0], items)[1][:, 0, 0]
+            return _pool(self.rank_embedding.side_of(items, "item")), \
+                self.rank_bias.side_of(items, "item")[:, 0, 0]
         inference = not (self.training or torch.is_grad_enabled() or torch.compiler.is_compiling())
         watched = [e.weight for e in self.rank_embedding.emb.values()] + \
             [e.weight for e in self.rank_bias.emb.values()]
