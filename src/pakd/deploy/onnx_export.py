@@ -13,6 +13,9 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -63,12 +66,30 @@ def open_onnx(out: str | Path, int8: bool = False, threads: int = 1) -> OnnxGrap
     return OnnxGraphs(topk, rating, threads=threads)
 
 
+@contextlib.contextmanager
+def _stderr_captured():
+    """Send file descriptor 2 to a temp file for the block (the exporter prints graph dumps
+    of data-dependent shapes, e.g. EASE's history lookup, straight to stderr); yields a
+    function returning what was written."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lambda: (tmp.seek(0), tmp.read().decode("utf-8", "replace"))[1]
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def _export_module(module: torch.nn.Module, args: tuple, names: tuple, outputs: tuple,
                    dynamic: dict, path: Path) -> None:
     """torch.onnx.export to ``path`` (atomically: a temp file, then rename)."""
     big = sum(p.numel() for p in module.parameters()) * 4 > 1_500_000_000
     tmp = path.with_name(path.name + ".tmp")
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()) as said:
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()) as said, \
+            _stderr_captured() as printed:
         warnings.simplefilter("ignore")
         # the exporter logs graph dumps and advice at WARNING through loggers of its own
         logging.disable(logging.WARNING)
@@ -82,7 +103,7 @@ def _export_module(module: torch.nn.Module, args: tuple, names: tuple, outputs: 
                             f"{str(e).splitlines()[0][:300]}") from None
         finally:
             logging.disable(logging.NOTSET)
-    log.debug("exporter said: %s", said.getvalue()[-2000:])
+        log.debug("exporter said: %s %s", said.getvalue()[-2000:], printed()[-2000:])
     _optimise(tmp, path, big)
     for f in (tmp, Path(str(tmp) + ".data")):
         f.unlink(missing_ok=True)
