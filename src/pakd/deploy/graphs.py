@@ -72,7 +72,10 @@ class Graphs:
     backend = "base"
     k: int
 
-    def top(self, users: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def top(self, users: np.ndarray, seen: np.ndarray,
+            k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, items) [len(users), at least min(k, self.k)], best first; a graph with a
+        fixed K may return more than ``k``."""
         raise NotImplementedError  # pragma: no cover
 
     def rate(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -89,12 +92,12 @@ class TorchGraphs(Graphs):
         self.rating = RatingGraph(model)
         self.k = min(int(k), model.schema.n_items)
 
-    def top(self, users, seen):
+    def top(self, users, seen, k=None):
         with torch.inference_mode():
             scores = self.model.score_all(torch.as_tensor(users, dtype=torch.long))
             row, col = np.nonzero(np.asarray(seen) >= 0)
             scores[torch.from_numpy(row), torch.from_numpy(np.asarray(seen)[row, col])] = -torch.inf
-            top = torch.topk(scores, self.k, dim=1)
+            top = torch.topk(scores, min(k or self.k, self.k), dim=1)
         return top.values.numpy(), top.indices.numpy()
 
     def rate(self, users, items):
@@ -117,7 +120,7 @@ class OnnxGraphs(Graphs):
         self.rating = ort.InferenceSession(str(rating_path), opts, providers=prov)
         self.k = int(self.topk.get_outputs()[0].shape[1])
 
-    def top(self, users, seen):
+    def top(self, users, seen, k=None):
         s, i = self.topk.run(list(TOPK_OUTPUTS), {"user": np.asarray(users, np.int64),
                                                   "seen": np.asarray(seen, np.int64)})
         return s, i

@@ -119,7 +119,7 @@ def create_app(student: Served, teacher: Served | None = None, *, fallback: str 
                               "popular items)")
         users_ = np.array([u], dtype=np.int64)
         seen = (np.full((1, 1), -1, np.int64) if include_seen else dep.seen_padded(users_))
-        scores, idx = served.graphs.top(users_, seen)
+        scores, idx = served.graphs.top(users_, seen, k)
         return _json({"user": dep.user_ids[u], "model": model,
                       "items": _items(served, idx[0][:k], scores[0][:k])})
 
