@@ -1,5 +1,6 @@
 """Export the run's best student, every member and the ensemble to ONNX (fp32 and int8) and
-tabulate parity, test accuracy and speed from each export's metadata.json.
+tabulate parity, test accuracy and speed from each export's metadata.json (copied without
+its IDs-and-titles index to summary.json, the file kept in the repository).
 
     .venv/bin/python benchmarks/export_models.py --run runs/default \
         --out benchmarks/results/2026-11-25_issue12_export
@@ -31,6 +32,9 @@ def main() -> int:
                                 "-q"], capture_output=True, text=True)
             print(r.stdout, r.stderr[-3000:], flush=True)
         meta = json.loads((dest / "metadata.json").read_text())
+        # kept in the repository: everything but the IDs-and-titles index
+        (dest / "summary.json").write_text(json.dumps(
+            {k: v for k, v in meta.items() if k != "index"}, indent=2) + "\n")
         rows.append((name, meta))
     lines = ["| model | params | ONNX MB fp32 / int8 | max abs score diff | top-100 lists identical "
              "(ties only) | NDCG@10 PyTorch / fp32 / int8 | RMSE PyTorch / fp32 / int8 | "

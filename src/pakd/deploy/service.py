@@ -24,6 +24,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from .. import __version__
 from ..errors import PakdError
 from .deployable import Deployable
 from .graphs import Graphs
@@ -63,7 +64,7 @@ def create_app(student: Served, teacher: Served | None = None, *, fallback: str 
         raise PakdError(f"fallback must be 'popular' or none, got {fallback!r}")
     if max_batch < 1:
         raise PakdError(f"max batch must be at least 1, got {max_batch}")
-    app = FastAPI(title="pakd recommender", version=student.describe()["kind"],
+    app = FastAPI(title="pakd recommender", version=__version__,
                   docs_url="/docs", redoc_url=None)
     models = {"student": student, **({"teacher": teacher} if teacher else {})}
     started = time.time()
