@@ -79,3 +79,49 @@ def test_student_dedupes_lookups_without_changing_outputs(tiny_enc):
     assert torch.equal(out.rating, ref.rating) and torch.equal(out.logit, ref.logit)
     for n, p in m.named_parameters():
         assert torch.allclose(grads[n], p.grad, rtol=1e-10, atol=1e-12), n
+
+
+def _saved(tiny_enc, tmp_path):
+    stem = tmp_path / "m"
+    save(randomised("svd", tiny_enc).float(), stem)
+    return stem
+
+
+@pytest.mark.parametrize("damage,words", [
+    (lambda b: b[: len(b) // 2], "truncated"),
+    (lambda b: bytes(range(256)) * 4, "safetensors"),
+    (lambda b: __import__("pickle").dumps({"weight": [1, 2, 3]}), "safetensors"),
+])
+def test_damaged_weight_files_give_a_clear_error(tiny_enc, tmp_path, damage, words):
+    from pakd.errors import PakdError
+    stem = _saved(tiny_enc, tmp_path)
+    w = stem.with_suffix(".safetensors")
+    w.write_bytes(damage(w.read_bytes()))
+    with pytest.raises(PakdError, match=words):
+        load(stem)
+
+
+def test_non_finite_weights_and_bad_configs_are_refused(tiny_enc, tmp_path):
+    import json
+
+    from safetensors.torch import load as st_load
+    from safetensors.torch import save as st_save
+
+    from pakd.errors import PakdError
+    stem = _saved(tiny_enc, tmp_path)
+    w = stem.with_suffix(".safetensors")
+    sd = st_load(w.read_bytes())
+    sd["item_bias.weight"][3] = float("nan")
+    w.write_bytes(st_save(sd))
+    with pytest.raises(PakdError, match="non-finite.*item_bias.weight"):
+        load(stem)
+    cfg = stem.with_suffix(".json")
+    good = json.loads(cfg.read_text())
+    for broken in ({k: v for k, v in good.items() if k != "arch"}, {**good, "arch": {"nope": 1}},
+                   {**good, "kind": "mystery"}):
+        cfg.write_text(json.dumps(broken))
+        with pytest.raises(PakdError):
+            load(stem)
+    cfg.write_text("{not json")
+    with pytest.raises(PakdError, match="configuration"):
+        load(stem)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
@@ -61,14 +62,29 @@ def load(stem: str | Path) -> tuple[RecModel, dict]:
     for p in (cfg_path, w_path):
         if not p.is_file():
             raise PakdError(f"{p} not found; train or distill the model first")
-    cfg = json.loads(cfg_path.read_text())
-    schema = Schema.from_dict(cfg["schema"])
-    model = build(cfg["kind"], schema, cfg["arch"])
-    sd = st_load(w_path.read_bytes())
+    again = "train or distill it again"
+    try:
+        cfg = json.loads(cfg_path.read_text())
+        schema = Schema.from_dict(cfg["schema"])
+        model = build(cfg["kind"], schema, cfg["arch"])
+    except PakdError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as e:   # JSON, keys, arch
+        raise PakdError(f"{cfg_path} is not a model configuration pakd can read "
+                        f"({type(e).__name__}: {e}); {again}") from None
+    try:
+        sd = st_load(w_path.read_bytes())   # safetensors only: nothing is ever unpickled
+    except Exception as e:                  # truncated, tampered or not safetensors at all
+        raise PakdError(f"{w_path} is not a readable safetensors file ({type(e).__name__}: "
+                        f"{str(e)[:200]}); it may be truncated or tampered with; {again}") from None
     try:
         model.load_state_dict(sd)
     except RuntimeError as e:
         raise PakdError(f"{w_path} does not match its architecture in {cfg_path} (saved by "
-                        f"another pakd version?); train it again.\n{e}") from None
+                        f"another pakd version?); {again}.\n{e}") from None
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise PakdError(f"{w_path} holds non-finite weights (NaN or inf) in {', '.join(bad[:5])}: "
+                        f"the model would answer nonsense; {again}")
     model.eval()
     return model, cfg
