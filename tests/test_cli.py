@@ -86,6 +86,11 @@ def test_quiet_silences_library_warnings(capsys):
     (["--rerank-n", "0"], "positive"),
     (["--temperature", "0"], "temperature"),
     (["--ease-lambdas", "-1"], "positive"),
+    (["--pruning-ratios", "1.5"], "[0, 1)"),        # issue 15: were run as "ratio 1.5000"
+    (["--pruning-ratios", "nan"], "[0, 1)"),
+    (["--pruning-ratios", "0.5,0.5"], "repeats"),
+    (["--weights", "nan,0.4,0.2,0.1"], "finite"),   # issue 15: NaN reached ensemble.json
+    (["--weights", "0,0,0,0"], "positive"),
 ])
 def test_bad_issue_10_settings_stop_before_anything_runs(tmp_path, capsys, argv, words):
     try:

@@ -8,6 +8,8 @@ defaults from `pakd.config.defaults`, where each per-model default is declared o
 """
 from __future__ import annotations
 
+import math
+
 from typing import Annotated, Any, Literal
 
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, create_model,
@@ -297,6 +299,16 @@ class EnsembleConfig(Section):
             return "auto"
         return v
 
+    @field_validator("weights")
+    @classmethod
+    def _finite_weights(cls, v):
+        if isinstance(v, list):
+            if any(not math.isfinite(w) or w < 0 for w in v):
+                raise ValueError(f"weights must be finite and not negative, got {v}")
+            if not any(w > 0 for w in v):
+                raise ValueError(f"at least one weight must be positive, got {v}")
+        return v
+
     @field_validator("rerank_n")
     @classmethod
     def _positive_n(cls, v):
@@ -352,6 +364,16 @@ class FisherConfig(Section):
 
 # ----------------------------------------------------------------------------- distillation
 
+def _pruning_ratios(v: list[float]) -> list[float]:
+    bad = [r for r in v if not (0 <= r < 1)]     # NaN fails this too
+    if bad:
+        raise ValueError(f"pruning ratios are shares of the parameters removed, in [0, 1); "
+                         f"got {bad}")
+    if len(set(v)) != len(v):
+        raise ValueError(f"each pruning ratio once: {v} repeats one")
+    return v
+
+
 class _DistillOwn(Section):
     teacher: TEACHER_CHOICES = _f("ensemble", "teacher to distil",
                                   aliases=["--teacher", "--teacher-type"])
@@ -361,7 +383,8 @@ class _DistillOwn(Section):
     pruning_ratio: float | None = _f(None, "one pruning ratio (share of the student's "
                                      "parameters removed); replaces --pruning-ratios",
                                      flag="--pruning-ratio", ge=0, lt=1)
-    pruning_ratios: list[float] = _f([0.75, 0.92], "pruning ratios of the sweep",
+    pruning_ratios: Annotated[list[float], AfterValidator(_pruning_ratios)] = _f(
+        [0.75, 0.92], "pruning ratios of the sweep",
                                      flag="--pruning-ratios")
     methods: list[Literal["fisher_kd", "magnitude_kd", "random_kd", "fisher_ft", "scratch",
                           "final_kd", "mf_labels", "dense_kd"]] = _f(
