@@ -78,8 +78,8 @@ def test_parity_failure_is_reported(pipeline_run, tmp_path):
     export(dep, out, k=10, bench_seconds=0.02)
     with torch.no_grad():
         dep.model.rank_bias.emb["item_id"].weight[3] += 5.0
-    from pakd.deploy.onnx_export import parity
-    res = parity(dep, TorchGraphs(dep.model, 10), open_onnx(out), batch=16)
+    from pakd.deploy.onnx_export import parity, run_encoding
+    res = parity(dep, TorchGraphs(dep.model, 10), open_onnx(out), run_encoding(dep), batch=16)
     assert not res["passed"] and res["max_abs_score_diff"] > 1e-4 and res["topk_differ"] > 0
 
 

@@ -167,11 +167,23 @@ def _user_batches(n_users: int, dep: Deployable, batch: int):
         yield users, dep.seen_padded(users)
 
 
-def parity(dep: Deployable, ref: TorchGraphs, got: OnnxGraphs, *, batch: int,
+def run_encoding(dep: Deployable):
+    """(the run's encoded split, its relevance threshold) - None without a run's split.
+    Loaded once per export: parity and every backend's accuracy read it."""
+    if dep.run is None or not dep.run.split_csv.is_file():
+        return None
+    from ..config import build_config, load_run_config
+    from ..recipes.split import load_encoded
+    cfg = build_config(base=load_run_config(dep.run.config))
+    cfg.quiet = True
+    return load_encoded(cfg, dep.run), cfg.eval.relevant_min_rating
+
+
+def parity(dep: Deployable, ref: TorchGraphs, got: OnnxGraphs, run, *, batch: int,
            quiet: bool = True) -> dict:
     """ONNX against PyTorch over every user's top-K and every pair of the run's split (or
     a sample of pairs without a run): the largest score difference, and top-K lists that
-    differ other than by the order of tied scores."""
+    differ other than by the order of tied scores. ``run``: `run_encoding`'s answer."""
     n_users = dep.model.schema.n_users
     worst, same, ties_only, differ, bad_users, top10 = 0.0, 0, 0, 0, [], 0
     with progress(total=n_users, desc="parity top-K", quiet=quiet, unit="user") as bar:
@@ -193,7 +205,7 @@ def parity(dep: Deployable, ref: TorchGraphs, got: OnnxGraphs, *, batch: int,
                     differ += 1
                     bad_users.append(dep.user_ids[int(users[r])])
             bar.update(len(users))
-    pu, pi = _rating_pairs(dep)
+    pu, pi = _rating_pairs(dep, run)
     rating_worst = 0.0
     for s in range(0, len(pu), 16384):
         a = ref.rate(pu[s:s + 16384], pi[s:s + 16384])
@@ -218,37 +230,28 @@ def _ties_only(ref_scores: np.ndarray, got_scores: np.ndarray, moved: np.ndarray
     return bool((tied.sum(1)[moved] > 1).all())
 
 
-def _rating_pairs(dep: Deployable) -> tuple[np.ndarray, np.ndarray]:
+def _rating_pairs(dep: Deployable, run) -> tuple[np.ndarray, np.ndarray]:
     """Every (user, item) of the run's split, else 50 random items per user."""
-    if dep.run is not None and dep.run.split_csv.is_file():
-        import pandas as pd
-        df = pd.read_csv(dep.run.split_csv, usecols=["user", "item"], dtype=str)
-        u = np.array([dep.user_index(x) if dep.user_index(x) is not None else -1
-                      for x in df["user"]])
-        i = np.array([dep.item_index(x) if dep.item_index(x) is not None else -1
-                      for x in df["item"]])
-        keep = (u >= 0) & (i >= 0)
-        return u[keep].astype(np.int64), i[keep].astype(np.int64)
+    if run is not None:
+        parts = run[0].parts.values()
+        return (np.concatenate([p.user.numpy() for p in parts]).astype(np.int64),
+                np.concatenate([p.item.numpy() for p in parts]).astype(np.int64))
     g = np.random.default_rng(0)
     n_users = dep.model.schema.n_users
     return (np.repeat(np.arange(n_users), 50).astype(np.int64),
             g.integers(0, dep.n_items, n_users * 50).astype(np.int64))
 
 
-def test_metrics(dep: Deployable, graphs, *, batch: int) -> dict | None:
+def accuracy_on_test(dep: Deployable, graphs, run, *, batch: int) -> dict | None:
     """Test RMSE and NDCG@10/Recall@10 of a graph pair, computed from its own outputs: the
     top-K lists it returns (seen items excluded by the graph) and its ratings of the test
-    pairs. None without the run's split."""
-    if dep.run is None or not dep.run.split_csv.is_file():
+    pairs. ``run``: `run_encoding`'s answer; None without the run's split."""
+    if run is None:
         return None
     from .. import metrics as M
-    from ..config import build_config, load_run_config
     from ..evaluate import relevant_matrix
-    from ..recipes.split import load_encoded
-    cfg = build_config(base=load_run_config(dep.run.config))
-    cfg.quiet = True
-    enc = load_encoded(cfg, dep.run)
-    rel = relevant_matrix(enc, "test", cfg.eval.relevant_min_rating)
+    enc, min_rating = run
+    rel = relevant_matrix(enc, "test", min_rating)
     ks = [k for k in (10, 20) if k <= graphs.k]
 
     def scores(users: torch.Tensor) -> torch.Tensor:
@@ -311,14 +314,15 @@ def export(dep: Deployable, out: str | Path, *, k: int = 100, int8: bool = False
     log.info("exported %s to %s (%.1fs)", dep.name, out, time.perf_counter() - t0)
     ref = TorchGraphs(dep.model, k)
     fp32 = open_onnx(out, threads=threads)
-    check = parity(dep, ref, fp32, batch=batch, quiet=quiet)
+    run = run_encoding(dep)
+    check = parity(dep, ref, fp32, run, batch=batch, quiet=quiet)
     variants = {"pytorch": ref, "onnx_fp32": fp32}
     if int8:
         quantise(out)
         variants["onnx_int8"] = open_onnx(out, int8=True, threads=threads)
     measured = {}
     for name, graphs in variants.items():
-        measured[name] = {"metrics": test_metrics(dep, graphs, batch=batch),
+        measured[name] = {"metrics": accuracy_on_test(dep, graphs, run, batch=batch),
                           "speed": speed(dep, graphs, seconds=bench_seconds, batch=batch)}
         log.info("%s: %s", name, measured[name])
     files = {name: p.name for name, p in zip(("topk", "rating"), graph_files(out))}
