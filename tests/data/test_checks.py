@@ -264,10 +264,98 @@ def test_feature_table_problems(tmp_path):
     items = csv(tmp_path, "item,g\n2,a\n3,b\n2,c\n", name="items.csv")
     expect(lambda: load_table(p, item_features=items), items, 4, "ID 2 appears twice")
     items = csv(tmp_path, "item,g\n2,a\nthree,b\n", name="items2.csv")
-    expect(lambda: load_table(p, item_features=items), items, 3, "'three' is not an integer")
+    expect(lambda: load_table(p, item_features=items), items, 3, "'three' is not written as an integer")
     items = csv(tmp_path, "id,g\n2,a\n", name="items3.csv")
     expect(lambda: load_table(p, item_features=items), items, 1, "key column 'item' not found",
            "--item-key")
+
+
+# ----------------------------------------------------------------------------- messy files
+
+RATINGS = "user,item,rating,timestamp\n1,10,4.0,964982703\n1,11,3.0,964982703\n2,10,5.0,964982703\n"
+
+
+@pytest.mark.parametrize("variant", ["bom", "crlf", "quoted", "spaces", "blank_tail",
+                                     "quoted_tsv"])
+def test_legitimate_spreadsheet_quirks_load(tmp_path, variant):
+    """Issue 15: what spreadsheets write is accepted and reads as the plain file does."""
+    text, name, raw = RATINGS, "r.csv", None
+    if variant == "bom":
+        raw = b"\xef\xbb\xbf" + text.encode()
+    elif variant == "crlf":
+        raw = text.replace("\n", "\r\n").encode()
+    elif variant == "quoted":
+        text = "\n".join(",".join(f'"{v}"' for v in ln.split(",")) for ln in text.splitlines())
+    elif variant == "spaces":
+        text = "\n".join(" , ".join(f" {v} " for v in ln.split(",")) for ln in text.splitlines())
+    elif variant == "blank_tail":
+        text = text + "\n\n  \n"
+    elif variant == "quoted_tsv":
+        text = "\n".join("\t".join(f'"{v}"' for v in ln.split(",")) for ln in text.splitlines())
+        name = "r.tsv"
+    p = tmp_path / name
+    p.write_bytes(raw if raw is not None else text.encode())
+    got = load_table(p).ratings
+    want = load_table(csv(tmp_path, RATINGS, name="plain.csv")).ratings
+    assert got.to_dict("list") == want.to_dict("list")
+
+
+def test_ids_are_never_folded_or_wrapped(tmp_path):
+    """Issue 15: "007" and "7", "1.0" and "1", "1e3" and "1000" are different IDs; 23-digit
+    IDs keep their text (they wrapped to -2**63 and collided)."""
+    p = csv(tmp_path, "user,item,rating\n007,1.0,4\n7,1,3\n12345678901234567890123,1e3,2\n"
+                      "12345678901234567890124,1000,1\n")
+    r = load_table(p).ratings
+    assert list(r["user"]) == ["007", "7", "12345678901234567890123", "12345678901234567890124"]
+    assert list(r["item"]) == ["1.0", "1", "1e3", "1000"]
+    plain = load_table(csv(tmp_path, "user,item,rating\n1,-2,3\n0,5,4\n", name="p.csv")).ratings
+    assert plain["user"].dtype == "int64" and list(plain["item"]) == [-2, 5]
+
+
+def test_string_ids_survive_the_split_file(tmp_path):
+    from pakd.data import make_split, read_split
+    p = csv(tmp_path, "user,item,rating\n" + "".join(
+        f"{u},{i},{(a + b) % 5 + 1}\n" for a, u in enumerate(("007", "7", "NA"))
+        for b, i in enumerate(("01", "1", "x"))))
+    ds = load_table(p)
+    run = tmp_path / "run"
+    run.mkdir()
+    make_split(ds.ratings, method="global_ratio", ratios=(0.6, 0.2, 0.2), seed=0).write(run)
+    back = read_split(run).frame
+    assert sorted(set(back["user"])) <= ["007", "7", "NA"] and "007" in set(back["user"])
+    assert set(back["item"]) <= {"01", "1", "x"} and back["item"].map(type).eq(str).all()
+
+
+def test_row_with_a_missing_field_is_named(tmp_path):
+    """Issue 15: it was reported as line 2's timestamp being 'neither Unix seconds nor a date'."""
+    p = csv(tmp_path, "user,item,rating,timestamp\n1,10,4.0,964982703\n1,11,3.0\n")
+    expect(lambda: load_table(p), p, 3, "row has 3 field(s) where the file has 4")
+    p = csv(tmp_path, "user,item,rating,timestamp\n1,10,4.0,964982703\n1,11,3.0,\n", name="e.csv")
+    expect(lambda: load_table(p), p, 3, "missing timestamp")
+    p = csv(tmp_path, "user,item,rating,timestamp\n1,10,4.0,964982703\n1,11,3.0,2018-09-24\n",
+            name="mixed.csv")
+    assert list(load_table(p).ratings["timestamp"]) == [964982703, 1537747200]
+
+
+@pytest.mark.parametrize("body,line,fragment", [
+    ("1,10,4\n1,11,3\n2,10,50\n2,11,1\n", 4, "rating 50 lies far outside"),
+    ("1,10,4\n1,11,3\n2,10,-1\n2,11,1\n", 4, "rating -1 is negative"),
+    ("".join(f"{u},{i},{(u * i) % 10 / 2 + 0.5}\n" for u in range(1, 9) for i in range(1, 9))
+     + "9,1,50\n", 66, "rating 50 lies far outside"),
+])
+def test_out_of_range_ratings_stop_unless_the_scale_is_given(tmp_path, body, line, fragment):
+    """Issue 15: -1 or 50 silently stretched the inferred scale."""
+    p = csv(tmp_path, "user,item,rating\n" + body)
+    expect(lambda: load_table(p), p, line, fragment, "--rating-min/--rating-max")
+    ds = load_table(p, rating_scale=(-1.0, 50.0))
+    assert ds.rating_scale == (-1.0, 50.0)
+
+
+def test_wide_encodings_are_named(tmp_path):
+    p = csv(tmp_path, RATINGS, encoding="utf-16")
+    expect(lambda: load_table(p), p, 1, "UTF-16", "--encoding utf-16")
+    assert load_table(p, encoding="utf-16").ratings.shape[0] == 3
+    expect(lambda: load_table(p, encoding="klingon"), p, None, "unknown text encoding")
 
 
 def test_nothing_left_after_filtering(tmp_path):
@@ -312,3 +400,13 @@ def test_corrupt_gzip(tmp_path):
     expect(lambda: load_table(p), p, None, "cannot decompress")
     p.write_bytes(gzip.compress(b"user,item,rating\n1,2,3\n"))
     assert load_table(p).n_ratings == 1
+
+
+@pytest.mark.parametrize("setting", [{"sep": ";"}, {"encoding": "latin-1"},
+                                     {"columns": {"user": "u"}}, {"rating_min": 1.0}])
+def test_generic_only_settings_are_refused_for_a_release(setting):
+    """Issue 15: --sep was silently ignored for a MovieLens release."""
+    flag = "--" + next(iter(setting)).replace("_", "-")
+    with pytest.raises(DataError, match=f"{flag} only applies to a ratings file") as ei:
+        load(DataConfig(**setting))
+    assert f"drop {flag}" in str(ei.value)

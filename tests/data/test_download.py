@@ -154,3 +154,24 @@ def test_archive_without_the_release_folder(tmp_path, mirror):
         ml.download_release(_release(md5(buf.getvalue())), cache, base_url=mirror["url"],
                             quiet=True)
     assert _leftovers(cache) == ["ml-100k.zip"] and not (cache / "ml-100k").exists()
+
+
+def test_archive_member_escaping_to_a_sibling_folder_is_refused(tmp_path, monkeypatch):
+    """Issue 15: member paths were checked with a plain text-prefix match, so
+    "../<tmp>.unzipX/..." (a sibling whose name starts like the unzip folder) passed."""
+    import io
+    import zipfile
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("ml-100k/u.data", "1\t1\t5\t1\n")
+        zf.writestr("../x.unzipevil/planted.txt", "escaped")
+    data = buf.getvalue()
+    (cache / "ml-100k.zip").write_bytes(data)
+    fixed = cache / "x.unzip"
+    monkeypatch.setattr(ml.tempfile, "mkdtemp", lambda **kw: (fixed.mkdir(), str(fixed))[1])
+    with pytest.raises(DataError, match="unsafe path"):
+        ml.download_release(_release(md5(data)), cache, base_url="http://127.0.0.1:9",
+                            quiet=True)
+    assert not (cache / "x.unzipevil").exists()

@@ -75,10 +75,11 @@ class DataConfig(Section):
     sep: str | None = _f(None, "generic tables: delimiter (unset: from the extension)",
                          flag="--sep")
     encoding: str = _f("utf-8", "generic tables: text encoding", flag="--encoding")
-    rating_min: float | None = _f(None, "generic tables: lowest valid rating (unset: observed)",
+    rating_min: float | None = _f(None, "generic tables: lowest valid "
+                                  "rating (unset: observed, if it looks like a scale)",
                                   flag="--rating-min")
     rating_max: float | None = _f(None, "generic tables: highest valid rating (unset: "
-                                  "observed)", flag="--rating-max")
+                                  "observed, if it looks like a scale)", flag="--rating-max")
     duplicates: Literal["error", "first", "last", "mean"] = _f(
         "error", "rule for a repeated (user, item) pair: error, or keep the first/last by "
         "time, or the mean", flag="--duplicates")

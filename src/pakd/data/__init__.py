@@ -32,6 +32,7 @@ def load(cfg=None, *, quiet: bool = False):
     cfg = cfg or DataConfig()
     name = cfg.dataset
     if name in RELEASES:
+        _refuse_generic_settings(cfg, name)
         ds = load_movielens(name, data_dir=Path(cfg.dir) if cfg.dir else None,
                             cache_dir=Path(cfg.cache) if cfg.cache else None,
                             download=cfg.download, base_url=cfg.base_url,
@@ -56,3 +57,22 @@ def load(cfg=None, *, quiet: bool = False):
                         title_column=cfg.title_column)
     return filter_min_counts(ds, cfg.min_user_ratings, cfg.min_item_ratings,
                              file=str(ds.source.get("ratings") or ds.source.get("folder") or name))
+
+
+# settings that only a generic table reads: a MovieLens release's format fixes each of them
+_GENERIC_ONLY = ("columns", "sep", "encoding", "rating_min", "rating_max", "user_features",
+                 "item_features", "user_key", "item_key", "feature_kinds", "title_column")
+
+
+def _refuse_generic_settings(cfg, name: str) -> None:
+    """A setting a release's loader would ignore is refused, never silently dropped."""
+    from ..config.sections import DataConfig
+    from ..errors import DataError
+    given = [k for k in _GENERIC_ONLY
+             if getattr(cfg, k) != DataConfig.model_fields[k].default]
+    if given:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        verb = "applies" if len(given) == 1 else "apply"
+        raise DataError(f"{flags} only {verb} to a ratings file given by path; {name}'s own "
+                        "format fixes the delimiter, encoding, columns and rating scale",
+                        fix=f"drop {flags}, or pass the path of a ratings file as --dataset")

@@ -151,6 +151,7 @@ def clean_ratings(raw: pd.DataFrame, *, file: str | Path, first_line: int,
                         fix="correct the rating or delete the row (pakd never edits your files)")
     rating = rating.astype(np.float32)
     if scale is None:
+        _check_inferable_scale(rating, file=file, lines=lines)
         scale = (float(rating.min()), float(rating.max()))
     lo, hi = scale
     out = ((rating < lo) | (rating > hi)).to_numpy()
@@ -167,8 +168,8 @@ def clean_ratings(raw: pd.DataFrame, *, file: str | Path, first_line: int,
         ts = np.zeros(len(raw), dtype=np.int64)
 
     df = pd.DataFrame({
-        "user": _ids(raw["user"]),
-        "item": _ids(raw["item"]),
+        "user": ids_from_text(raw["user"]),
+        "item": ids_from_text(raw["item"]),
         "rating": rating.to_numpy(),
         "timestamp": ts,
     })
@@ -176,30 +177,67 @@ def clean_ratings(raw: pd.DataFrame, *, file: str | Path, first_line: int,
     return df.reset_index(drop=True), (float(lo), float(hi))
 
 
-def _ids(col: pd.Series) -> np.ndarray:
-    """Integer IDs when every value is an integer, else stripped strings."""
+_SCALE_FIX = "correct the row, or give the rating scale with --rating-min/--rating-max"
+
+
+def _check_inferable_scale(rating: pd.Series, *, file, lines) -> None:
+    """Without a given scale, the scale is the observed range - but only when that range
+    looks like a rating scale: no negative ratings, and on a grid of few distinct values
+    (stars, points) no extreme value detached from the rest by more than three grid steps
+    (a 50 among 0.5-5 stars is a typo, not the top of the scale). Continuous ratings (more
+    than 50 distinct values) are only checked for sign."""
+    vals = rating.to_numpy()
+    if (vals < 0).any():
+        i = int(np.flatnonzero(vals < 0)[0])
+        raise DataError(f"rating {vals[i]:g} is negative, so the rating scale cannot be "
+                        "taken from the data", file=file, line=int(lines[i]), fix=_SCALE_FIX)
+    grid = np.unique(vals)
+    if not 3 <= len(grid) <= 50:
+        return
+    gaps = np.diff(grid)
+    step = float(np.median(gaps))
+    for end, gap, rest in ((grid[0], gaps[0], grid[1:]), (grid[-1], gaps[-1], grid[:-1])):
+        if gap > 3 * step:
+            i = int(np.flatnonzero(vals == end)[0])
+            raise DataError(f"rating {end:g} lies far outside the other ratings "
+                            f"({rest[0]:g}..{rest[-1]:g} in steps of about {step:g})",
+                            file=file, line=int(lines[i]), fix=_SCALE_FIX)
+
+
+_CANONICAL_INT = r"-?(?:0|[1-9][0-9]{0,17})"   # no sign tricks, no leading zeros, < 10^18
+
+
+def ids_from_text(col: pd.Series) -> np.ndarray:
+    """IDs as integers only when every value is written as a plain integer that fits int64
+    (so the mapping back to text is exact), else as the stripped strings themselves: "007"
+    and "7", "1.0" and "1", "1e3" and "1000" stay distinct, and huge IDs never wrap."""
     s = col.astype(str).str.strip()
-    num = pd.to_numeric(s, errors="coerce")
-    if num.notna().all() and (num == num.round()).all():
-        return num.astype(np.int64).to_numpy()
+    if len(s) and s.str.fullmatch(_CANONICAL_INT).all():
+        return s.astype(np.int64).to_numpy()
     return s.to_numpy(dtype=object)
 
 
 def _parse_timestamps(col: pd.Series, *, file, lines) -> np.ndarray:
-    num = pd.to_numeric(col, errors="coerce")
+    """Unix seconds, or dates (any mix of the two); the first value that is neither stops."""
+    text = col.astype(str).str.strip()
+    num = pd.to_numeric(text, errors="coerce")
     if num.notna().all():
         return num.astype(np.int64).to_numpy()
-    dt = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
-    bad = dt.isna().to_numpy()
+    other = num.isna().to_numpy()
+    dt = pd.to_datetime(text[other], errors="coerce", utc=True, format="mixed")
+    bad = np.zeros(len(text), bool)
+    bad[other] = dt.isna().to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"timestamp {col.iloc[i]!r} is neither Unix seconds nor a date",
-                        file=file, line=int(lines[i]),
+        what = ("missing timestamp" if text.iloc[i] == ""
+                else f"timestamp {text.iloc[i]!r} is neither Unix seconds nor a date")
+        raise DataError(what, file=file, line=int(lines[i]),
                         fix="write Unix seconds or an ISO date such as 2018-09-24, "
                             "or drop the timestamp column mapping")
     # the unit of dt depends on the pandas version and the strings (ns, us, s): ask for seconds
-    seconds = (dt - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-    return seconds.astype(np.int64).to_numpy()
+    out = num.fillna(0).astype(np.int64).to_numpy().copy()
+    out[other] = ((dt - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
+    return out
 
 
 def _resolve_duplicates(df: pd.DataFrame, lines: np.ndarray, *, file, policy: str) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .dataset import Dataset, DuplicatePolicy, FeatureKind, clean_ratings
+from .dataset import _CANONICAL_INT, Dataset, DuplicatePolicy, FeatureKind, clean_ratings
 from .io import read_table
 
 DEFAULT_COLUMNS = {"user": "user", "item": "item", "rating": "rating", "timestamp": "timestamp"}
@@ -41,7 +41,8 @@ def _read_any(path: Path, *, sep: str | None, encoding: str, min_columns: int) -
             raise DataError(f"cannot read Parquet: {e}", file=path,
                             fix="check that the file is a Parquet table") from None
         return df.reset_index(drop=True).apply(lambda c: c.map(_as_text)), 1
-    df = read_table(path, sep=_sep_for(path, sep), encoding=encoding, min_columns=min_columns)
+    df = read_table(path, sep=_sep_for(path, sep), encoding=encoding, min_columns=min_columns,
+                    quoted=True)
     return df, 2
 
 
@@ -105,15 +106,15 @@ def _load_features(path: Path, *, key: str, ids: pd.Series, encoding: str, sep: 
         i = int(np.flatnonzero(dup)[0])
         raise DataError(f"ID {keys.iloc[i]} appears twice in the feature table", file=path,
                         line=int(keys.index[i]) + first_line, fix="keep one row per ID")
-    # Match the ID type the ratings use.
+    # Match the ID type the ratings use (the same rule: plain integers, else the text).
     if np.issubdtype(np.asarray(ids).dtype, np.integer):
-        num = pd.to_numeric(keys, errors="coerce")
-        if num.isna().any():
-            i = int(np.flatnonzero(num.isna().to_numpy())[0])
-            raise DataError(f"ID {keys.iloc[i]!r} is not an integer like the ratings' IDs",
-                            file=path, line=int(keys.index[i]) + first_line,
-                            fix="correct or delete the row")
-        index = pd.Index(num.astype(np.int64).to_numpy())
+        plain = keys.str.fullmatch(_CANONICAL_INT)
+        if not plain.all():
+            i = int(np.flatnonzero(~plain.to_numpy())[0])
+            raise DataError(f"ID {keys.iloc[i]!r} is not written as an integer like the "
+                            "ratings' IDs", file=path, line=int(keys.index[i]) + first_line,
+                            fix="write it as the ratings file does, or delete the row")
+        index = pd.Index(keys.astype(np.int64).to_numpy())
     else:
         index = pd.Index(keys.to_numpy(dtype=object))
     table = pd.DataFrame(index=index)

@@ -5,11 +5,13 @@ encoding or a row with the wrong number of fields is reported the same way every
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import DataError
@@ -26,12 +28,14 @@ def require_file(path: Path, *, hint: str) -> Path:
 
 def read_table(path: Path, *, sep: str, names: list[str] | None = None, header: bool = True,
                encoding: str = "utf-8", min_columns: int = 1,
-               sep_option: str = "--sep") -> pd.DataFrame:
+               sep_option: str = "--sep", quoted: bool = False) -> pd.DataFrame:
     """Read a delimited file as strings.
 
     names: column names for files without a header (MovieLens .dat / u.data).
     min_columns: fewer columns than this means the delimiter is wrong; the error names the
     delimiter the first line seems to use.
+    quoted: honour double-quoted fields with any delimiter (spreadsheet exports); comma files
+    always do. MovieLens' own formats never quote (a title may hold a lone quote).
     The index of the result is each row's offset from the first data line, so the file line
     of a row is ``index + first data line`` even when blank lines were skipped.
     """
@@ -55,7 +59,8 @@ def read_table(path: Path, *, sep: str, names: list[str] | None = None, header: 
         csep = "\x1f"
     else:
         csep = sep
-    ncols_first = len(first.split(sep)) if sep != "," else len(next(csv.reader([first]), []))
+    ncols_first = (len(next(csv.reader([first], delimiter=sep), []))
+                   if sep == "," or (quoted and len(sep) == 1) else len(first.split(sep)))
     if ncols_first < min_columns:
         guess = _guess_sep(first, exclude=sep)
         fix = (f"the file looks {_SEP_NAMES.get(guess, repr(guess))}-separated: pass "
@@ -66,7 +71,7 @@ def read_table(path: Path, *, sep: str, names: list[str] | None = None, header: 
                         file=path, line=1, fix=fix)
     kw = dict(sep=csep, dtype=str, keep_default_na=False, na_values=[],
               skip_blank_lines=True, engine="c")
-    if sep != ",":
+    if sep != "," and not quoted:
         kw["quoting"] = csv.QUOTE_NONE
     if names is not None:
         kw.update(header=None, names=names)
@@ -85,6 +90,7 @@ def read_table(path: Path, *, sep: str, names: list[str] | None = None, header: 
                         fix="check the delimiter and quoting") from None
     except pd.errors.EmptyDataError:
         raise DataError("the file is empty", file=path, fix="point pakd at a file with data") from None
+    df.columns = [str(c).strip() for c in df.columns]   # " rating " from a spreadsheet
     if names is not None and df.shape[1] > len(names):
         raise DataError(f"rows have more than the {len(names)} expected fields", file=path, line=1,
                         fix="check the delimiter")
@@ -96,21 +102,64 @@ def read_table(path: Path, *, sep: str, names: list[str] | None = None, header: 
         raise DataError(f"row has {df.shape[1] + df.index.nlevels} fields where the file has "
                         f"{df.shape[1]}", file=path, line=line,
                         fix="fix the row (an unquoted delimiter inside a value?) or delete it")
+    _fix_index(df, text, start, csep)
+    _check_short_rows(df, text, start, csep, quoted=sep == "," or quoted, path=path)
+    return df
+
+
+def _check_short_rows(df: pd.DataFrame, text: str, start: int, csep: str, *, quoted: bool,
+                      path: Path) -> None:
+    """pandas pads a row with too few fields with empty values; only rows holding an empty
+    value can be short, so only those physical lines are re-counted."""
+    if df.empty:
+        return
+    suspect = np.flatnonzero((df.to_numpy() == "").any(1))
+    if not len(suspect):
+        return
+    phys = text.split("\n")
+    for r in suspect:
+        line = int(df.index[r]) + start
+        if line >= len(phys):
+            return   # a quoted value spans lines: line numbers are not reliable
+        fields = next(csv.reader([phys[line].rstrip("\r")], delimiter=csep,
+                                 quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE), [])
+        if len(fields) < df.shape[1]:
+            raise DataError(f"row has {len(fields)} field(s) where the file has {df.shape[1]}",
+                            file=path, line=line + 1,
+                            fix="fill in the missing fields or delete the row")
+
+
+def _fix_index(df: pd.DataFrame, text: str, start: int, csep: str) -> None:
+    """Set each row's index to its offset from the first data line (blank lines skipped)."""
     if len(df) != text.count("\n") + (not text.endswith("\n")) - start:
         # blank lines were skipped: keep each row's true line in the index
         ws = "".join(c for c in " \t\r\f\v" if c != csep)
         rows = [i - start for i, ln in enumerate(text.split("\n")) if i >= start and ln.strip(ws)]
         if len(rows) == len(df):  # else a quoted value spans lines: keep row order
             df.index = pd.Index(rows)
-    return df
+
+
+_WIDE_BOMS = {b"\xff\xfe\x00\x00": "utf-32", b"\x00\x00\xfe\xff": "utf-32",
+              b"\xff\xfe": "utf-16", b"\xfe\xff": "utf-16"}
 
 
 def _decode(raw: bytes, encoding: str, path: Path) -> str:
     try:
+        encoding = codecs.lookup(encoding).name
+    except LookupError:
+        raise DataError(f"unknown text encoding {encoding!r}", file=path,
+                        fix="pass --encoding with a Python codec name such as utf-8, latin-1 "
+                            "or utf-16") from None
+    wide = next((name for bom, name in _WIDE_BOMS.items() if raw.startswith(bom)), None)
+    if wide and not encoding.startswith(wide):
+        raise DataError(f"the file is {wide.upper()}-encoded (it starts with a {wide.upper()} "
+                        f"byte-order mark), not {encoding}", file=path, line=1,
+                        fix=f"pass --encoding {wide}, or re-save the file as UTF-8")
+    try:
         return raw.decode(encoding)
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        other = "latin-1" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else "utf-8"
+        other = "latin-1" if encoding == "utf-8" else "utf-8"
         raise DataError(f"byte 0x{raw[e.start]:02x} is not valid {encoding}",
                         file=path, line=line,
                         fix=f"pass --encoding {other} (MovieLens 100K/1M/10M files are latin-1), "

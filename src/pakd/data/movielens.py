@@ -172,7 +172,7 @@ def download_release(release: Release, cache: Path, *, base_url: str = BASE_URL,
         with zipfile.ZipFile(zip_path) as zf:
             for member in zf.namelist():
                 dest = (tmp_dir / member).resolve()
-                if not str(dest).startswith(str(tmp_dir.resolve())):
+                if not dest.is_relative_to(tmp_dir.resolve()):   # by path parts, not text
                     raise DataError(f"unsafe path {member!r} in the archive", file=zip_path)
             zf.extractall(tmp_dir)
         src = tmp_dir / release.folder

@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..atomic import atomic_write_text
 from ..errors import DataError, PakdError
+from .dataset import ids_from_text
 
 PARTS = ("train", "valid", "test")
 METHODS = ("user_ratio", "global_ratio", "temporal", "user_last_k", "leave_one_out")
@@ -134,7 +135,11 @@ def read_split(run_dir: str | Path) -> Split:
     if not path.is_file():
         raise DataError("no split in this run directory", file=path,
                         fix=f"create one with `pakd data split --out {run_dir}` or `pakd run`")
-    frame = pd.read_csv(path, dtype={"part": str})
+    frame = pd.read_csv(path, dtype={"user": str, "item": str, "part": str},
+                        keep_default_na=False)
+    for col in ("user", "item"):   # the loaders' rule, so the IDs read back unchanged
+        if col in frame.columns:
+            frame[col] = ids_from_text(frame[col])
     missing = {"user", "item", "rating", "timestamp", "part"} - set(frame.columns)
     if missing:
         raise DataError(f"split.csv lacks columns {sorted(missing)}", file=path, line=1,
