@@ -39,7 +39,8 @@ def test_original_spellings_in_yaml(tmp_path):
     p = tmp_path / "exp.yaml"
     p.write_text(yaml.safe_dump({"teacher_type": "svd", "pruning_ratio": 0.6,
                                  "target_layers": ["cin"], "distill_tasks": ["rating"],
-                                 "student": "lightweight_model", "weights": [0.5, 0.3, 0.2]}))
+                                 "student": "lightweight_model", "weights": [0.5, 0.3, 0.2],
+                                 "algorithms": ["svd", "xdeepfm", "autoint"]}))
     cfg = build_config(yaml_file=p)
     assert cfg.fisher.teacher == cfg.distill.teacher == "svd"
     assert cfg.distill.pruning_ratio == 0.6 and cfg.fisher.target_layers == ["cin"]

@@ -139,17 +139,48 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
 
 def _start(args):
     """(config, run directory) of a stage command: settings resolved over the run's
-    run.yaml, logging and threads set up, the resolved settings written back."""
-    from .config import dump_yaml
-    from .rundir import RunDir
-    from .runtime import seed_everything, set_threads, setup_logging
+    run.yaml and checked against the run's identity (data, split, seed), the run locked
+    for this process, logging and threads set up, and only then the resolved settings
+    written back - a refused command changes nothing in the run."""
+    from .config import build_config, dump_yaml, load_run_config
+    from .rundir import RunDir, identity_differences
+    from .runtime import log, seed_everything, set_threads, setup_logging
     rd = RunDir(args.run_dir)
-    cfg = _resolve(args, rd if rd.config.is_file() else None)
+    had_config = rd.config.is_file()
+    fresh = getattr(args, "fresh", False)
+    cfg = _resolve(args, rd if had_config and not fresh else None)   # fresh: not the old settings
+    if had_config and rd.split_csv.is_file() and not fresh:
+        diff = identity_differences(build_config(base=load_run_config(rd.config)), cfg)
+        if diff:
+            raise PakdError(f"{rd} was made with other settings ({'; '.join(diff)}); its "
+                            "artefacts would mix with this command's. Use another --run, "
+                            "or add --fresh to start over here (the old run is moved aside, "
+                            "not deleted)")
+    _hold(rd.lock().acquire())
+    moved = None
+    if fresh and rd.root.exists() and any(p.name != ".lock" for p in rd.root.iterdir()):
+        _release_lock()
+        moved = rd.set_aside()
+        _hold(rd.lock().acquire())
     setup_logging(cfg.quiet, rd.log)
+    if moved is not None:
+        log.info("--fresh: the previous run in %s was moved to %s", rd, moved)
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
     rd.write_text(rd.config, dump_yaml(cfg))
     return cfg, rd
+
+
+_LOCKS: list = []
+
+
+def _hold(lock) -> None:
+    _LOCKS.append(lock)
+
+
+def _release_lock() -> None:
+    while _LOCKS:
+        _LOCKS.pop().release()
 
 
 def _stage(args):
@@ -323,6 +354,9 @@ def _stage_parser(sub, name: str, help: str, func, command: str | None = None):
                        usage=f"pakd {command or name} --run RUN [--config YAML] [settings]")
     _run_dir_arg(p)
     _config_arg(p)
+    p.add_argument("--fresh", action="store_true",
+                   help="start a new run in RUN even if it holds one made with other data, "
+                   "split or seed (the old one is moved to RUN.replaced-<time>)")
     add_settings(p, command or name)
     p.set_defaults(func=func)
     return p
@@ -456,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pakd: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _release_lock()
 
 
 if __name__ == "__main__":

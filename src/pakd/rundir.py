@@ -18,11 +18,15 @@ the layout is written down once::
     RUN/summary.md, timings.json         the run in one table; seconds per stage
     RUN/benchmarks/peers.json            peers (benchmarks/peers.py) on the same split
     RUN/per_user/<model>.<part>.npz      per-user results (confidence intervals resample them)
+    RUN/.lock                            PID and host of the command using the run (if any)
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +53,94 @@ def write_json(path: Path, obj) -> Path:
 
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+# settings that decide what a run's artefacts are: a command that changes one of them on a
+# run with a split would mix two experiments in one directory (where the data lives, the
+# download cache and mirror do not change the data, so they may differ)
+IDENTITY = ("seed", "data", "split")
+_SAME_DATA = ("dir", "cache", "download", "base_url")
+
+
+def identity_differences(old, new) -> list[str]:
+    """``setting: old -> new`` for each identity setting two run configs disagree on."""
+    out = []
+    for key in IDENTITY:
+        a, b = getattr(old, key), getattr(new, key)
+        if key == "seed":
+            if a != b:
+                out.append(f"seed: {a} -> {b}")
+            continue
+        da, db = a.model_dump(), b.model_dump()
+        for k in da:
+            if k not in _SAME_DATA and da[k] != db[k]:
+                out.append(f"{key}.{k}: {da[k]!r} -> {db[k]!r}")
+    return out
+
+
+class RunLock:
+    """An exclusive claim on a run directory: RUN/.lock holds the PID and host of the
+    command using it. A lock whose process is gone (same host) is stale and taken over."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.held = False
+
+    def acquire(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is not None and not self._stale(owner):
+                    since = time.strftime("%Y-%m-%d %H:%M:%S",
+                                          time.localtime(owner.get("since", 0)))
+                    raise PakdError(
+                        f"{self.path.parent} is in use by process {owner.get('pid')} on "
+                        f"{owner.get('host')} (since {since}): wait for it to finish, or use "
+                        f"another --run; if that process is gone, delete {self.path}")
+                self.path.unlink(missing_ok=True)   # stale (or unreadable): take it over
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self.held = True
+            return self
+        raise PakdError(f"could not lock {self.path.parent}: delete {self.path} if no pakd "
+                        "command uses this run")
+
+    def _owner(self) -> dict | None:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    @staticmethod
+    def _stale(owner: dict) -> bool:
+        if owner.get("host") != socket.gethostname():
+            return False                 # cannot see another machine's processes
+        pid = int(owner.get("pid", -1))
+        if pid == os.getpid():
+            return True
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 class RunDir:
@@ -81,6 +173,22 @@ class RunDir:
     @property
     def config(self) -> Path:
         return self.root / "run.yaml"
+
+    def lock(self) -> RunLock:
+        """The run's lock (`RunLock`), not yet acquired."""
+        return RunLock(self.root / ".lock")
+
+    def set_aside(self) -> Path:
+        """Move this run's directory to ``RUN.replaced-<time>`` (nothing is deleted) so a
+        fresh run can start at the same path; returns where the old one went."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        dest = self.root.with_name(f"{self.root.name}.replaced-{stamp}")
+        n = 1
+        while dest.exists():
+            dest = self.root.with_name(f"{self.root.name}.replaced-{stamp}-{n}")
+            n += 1
+        os.replace(self.root, dest)
+        return dest
 
     @property
     def log(self) -> Path:

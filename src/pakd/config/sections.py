@@ -13,7 +13,7 @@ import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, create_model,
-                      field_validator)
+                      field_validator, model_validator)
 from pydantic.fields import FieldInfo
 
 from .defaults import ARCH, DEFAULT_MEMBERS, DISTILL_FIT, FIT, STUDENT
@@ -325,6 +325,19 @@ class EnsembleConfig(Section):
         if not v:
             raise ValueError("name at least one member")
         return v
+
+    @model_validator(mode="after")
+    def _one_per_member(self):
+        """Counts that must match the members, checked before anything is written (a wrong
+        count used to stop only in the ensemble stage, after run.yaml was rewritten)."""
+        n, names = len(self.algorithms), ",".join(self.algorithms)
+        if isinstance(self.weights, list) and len(self.weights) != n:
+            raise ValueError(f"--weights has {len(self.weights)} numbers for the {n} members "
+                             f"of --algorithms {names}; give one per member, or auto")
+        if self.tasks and len(self.tasks) != n:
+            raise ValueError(f"--tasks has {len(self.tasks)} entries for the {n} members of "
+                             f"--algorithms {names}; give one per member")
+        return self
 
 
 # ----------------------------------------------------------------------------- Fisher
