@@ -169,9 +169,31 @@ def test_logq_correction_matches_a_hand_computation():
 def test_popularity_sampler_draws_in_proportion_to_train_counts(tiny_enc):
     s = NegativeSampler(tiny_enc, popularity=True)
     counts = torch.bincount(tiny_enc.parts["train"].item, minlength=tiny_enc.n_items).double() + 1
-    assert torch.allclose(s.log_q.double().exp(), counts / counts.sum(), atol=1e-6)
-    draws = s._draw(200_000, torch.Generator().manual_seed(0))
+    every = torch.arange(tiny_enc.n_items)
+    assert torch.allclose(s.log_q(torch.zeros_like(every), every).double().exp(),
+                          counts / counts.sum(), atol=1e-6)
+    draws = s._draw(torch.zeros(200_000, dtype=torch.long), torch.Generator().manual_seed(0))
     freq = torch.bincount(draws, minlength=tiny_enc.n_items).double() / 200_000
     assert (freq - counts / counts.sum()).abs().max() < 0.01
     neg = s.sample(tiny_enc.parts["train"].user[:50], 3, torch.Generator().manual_seed(1))
     assert neg.shape == (50, 3)
+
+
+def test_retrieval_sampler_draws_from_the_mixture_its_log_q_states(tiny_enc):
+    """Hard negatives: a share of draws from the user's candidates, the rest by popularity;
+    log_q is the log of exactly that mixture, per user (checked against the draw frequency)."""
+    n_users, n_items = tiny_enc.n_users, tiny_enc.n_items
+    g = torch.Generator().manual_seed(3)
+    cands = torch.stack([torch.randperm(n_items, generator=g)[:4] for _ in range(n_users)])
+    s = NegativeSampler(tiny_enc, candidates=cands, share=0.6)
+    counts = torch.bincount(tiny_enc.parts["train"].item, minlength=n_items).double() + 1
+    pop = counts / counts.sum()
+    every = torch.arange(n_items)
+    for u in (0, 5):
+        want = 0.4 * pop + 0.6 / 4 * torch.isin(every, cands[u]).double()
+        got = s.log_q(torch.full_like(every, u), every).double().exp()
+        assert torch.allclose(got, want, atol=1e-6) and abs(float(want.sum()) - 1) < 1e-9
+        draws = s._draw(torch.full((200_000,), u), torch.Generator().manual_seed(u))
+        freq = torch.bincount(draws, minlength=n_items).double() / 200_000
+        assert (freq - want).abs().max() < 0.01
+    assert NegativeSampler(tiny_enc).log_q(every, every) is None

@@ -5,12 +5,17 @@ import os
 import tempfile
 from pathlib import Path
 
+from .errors import write_error
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Readers never see half a file: write a temp file in the same folder, then rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise (write_error(e, path) or e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -18,9 +23,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and write_error(e, path) is not None:
+            raise write_error(e, path) from None
         raise
 
 

@@ -490,6 +490,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pakd: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:      # a write anywhere (log, plots, a library's file) that cannot be
+        from .errors import write_error        # done: say where and why, not a traceback
+        err = write_error(e)
+        if err is None:
+            raise
+        print(f"pakd: error: {err}", file=sys.stderr)
+        return 2
     finally:
         _release_lock()
 

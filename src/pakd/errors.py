@@ -37,3 +37,23 @@ class DataError(PakdError):
         if fix:
             msg += f"\nFix: {fix}"
         super().__init__(msg)
+
+
+# errno values that mean "this place cannot be written", not a pakd bug
+_WRITE_ERRNOS = {"ENOSPC": "no space is left on the device", "EDQUOT": "the disk quota is used up",
+                 "EACCES": "permission denied", "EPERM": "permission denied",
+                 "EROFS": "the file system is read-only"}
+
+
+def write_error(e: OSError, path: str | Path | None = None) -> PakdError | None:
+    """A `PakdError` naming the path and the fix for an OSError that means the output
+    location cannot be written (out of space, read-only, no permission); None for others."""
+    import errno
+    name = errno.errorcode.get(e.errno or 0, "")
+    if name not in _WRITE_ERRNOS:
+        return None
+    where = path or e.filename or "the output"
+    fix = ("free some space or point --run at another disk" if name in ("ENOSPC", "EDQUOT")
+           else "point --run at a folder you can write to")
+    return DataError(f"cannot write: {_WRITE_ERRNOS[name]}", file=where,
+                     fix=f"{fix}; nothing half-written was left behind")

@@ -90,40 +90,69 @@ class FitResult:
 
 
 class NegativeSampler:
-    """Negatives drawn uniformly, or (``popularity``) in proportion to each item's train
-    count plus one; items the user rated in train are redrawn once. ``log_q[i]``: the log
-    probability of drawing item i under popularity draws (the sampled softmax's correction;
-    None for uniform draws, where it would be a constant)."""
+    """Draws negatives for sampled ranking losses.
 
-    def __init__(self, enc: Encoded, popularity: bool = False):
+    uniform: every item alike. ``popularity``: in proportion to each item's train count plus
+    one. ``candidates`` ([users, N], a retrieval stage's top-N per user): a ``share`` of the
+    draws comes uniformly from the user's N candidates - hard negatives, the items a
+    re-ranker must order - and the rest by popularity. Items the user rated in train are
+    redrawn once. ``log_q(user, item)`` is the log probability of drawing ``item`` for
+    ``user`` (the sampled softmax's correction); None for uniform draws, where it would be
+    a constant.
+    """
+
+    def __init__(self, enc: Encoded, popularity: bool = False,
+                 candidates: torch.Tensor | None = None, share: float = 0.5):
         tr = enc.parts["train"]
         self.n_items = enc.n_items
         self.keys = torch.sort(tr.user * enc.n_items + tr.item).values
         self.q = None
-        if popularity:
+        if popularity or candidates is not None:
             self.q = torch.bincount(tr.item, minlength=enc.n_items).double() + 1.0
             self.q /= self.q.sum()
-        self.log_q = None if self.q is None else self.q.log().float()
+        self.cands = candidates
+        self.share = share if candidates is not None else 0.0
+        if candidates is not None:
+            n_users, n = candidates.shape
+            keys = torch.arange(n_users).unsqueeze(1) * enc.n_items + candidates
+            self.cand_keys = torch.sort(keys.flatten()).values
+
+    def log_q(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor | None:
+        """log P(draw ``item`` for ``user``), elementwise; None for uniform draws."""
+        if self.q is None:
+            return None
+        q = (1.0 - self.share) * self.q[item]
+        if self.cands is not None:
+            k = user * self.n_items + item
+            pos = torch.searchsorted(self.cand_keys, k).clamp(max=len(self.cand_keys) - 1)
+            q = q + (self.cand_keys[pos] == k).double() * (self.share / self.cands.shape[1])
+        return q.log().float()
 
     def is_seen(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         k = user * self.n_items + item
         pos = torch.searchsorted(self.keys, k).clamp(max=len(self.keys) - 1)
         return self.keys[pos] == k
 
-    def _draw(self, n: int, gen: torch.Generator) -> torch.Tensor:
+    def _draw(self, user: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        n = len(user)
         if self.q is None:
             return torch.randint(0, self.n_items, (n,), generator=gen)
         if n == 0:
             return torch.zeros(0, dtype=torch.long)
-        return torch.multinomial(self.q, n, replacement=True, generator=gen)
+        out = torch.multinomial(self.q, n, replacement=True, generator=gen)
+        if self.cands is not None and self.share > 0:
+            hard = torch.rand(n, generator=gen) < self.share
+            col = torch.randint(0, self.cands.shape[1], (int(hard.sum()),), generator=gen)
+            out[hard] = self.cands[user[hard], col]
+        return out
 
     def sample(self, user: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
         """[len(user), n] item indices."""
         uu = user.repeat_interleave(n)
-        neg = self._draw(len(uu), gen)
+        neg = self._draw(uu, gen)
         seen = self.is_seen(uu, neg)
         if seen.any():
-            neg[seen] = self._draw(int(seen.sum()), gen)
+            neg[seen] = self._draw(uu[seen], gen)
         return neg.view(len(user), n)
 
 
@@ -179,11 +208,14 @@ class Loss:
     rating_loss_weight: float
     ranking_loss_weight: float
     l2: float = 0.0
-    log_q: torch.Tensor | None = None   # [n_items]: sampled-softmax correction (popularity)
+    sampler: NegativeSampler | None = None   # its log_q: the sampled softmax's correction
 
 
-def _log_q(loss: Loss, item: torch.Tensor, neg: torch.Tensor):
-    return None if loss.log_q is None else (loss.log_q[item], loss.log_q[neg])
+def _log_q(loss: Loss, user: torch.Tensor, item: torch.Tensor, neg: torch.Tensor):
+    if loss.sampler is None or loss.sampler.q is None:
+        return None
+    return (loss.sampler.log_q(user, item),
+            loss.sampler.log_q(user.unsqueeze(1).expand_as(neg), neg))
 
 
 def step_losses(model: RecModel, u, i, r, neg, loss: Loss):
@@ -202,11 +234,11 @@ def step_losses(model: RecModel, u, i, r, neg, loss: Loss):
         out = model(u, i)
         neg_logit = model.pair_logits(u.repeat_interleave(n), neg.flatten()).view(b, n)
         rating, pos_logit = out.rating, out.logit
-        rank = ranking_loss(pos_logit, neg_logit, loss.ranking_loss, _log_q(loss, i, neg))
+        rank = ranking_loss(pos_logit, neg_logit, loss.ranking_loss, _log_q(loss, u, i, neg))
     else:
         out = model(torch.cat([u, u.repeat_interleave(n)]), torch.cat([i, neg.flatten()]))
         rating, pos_logit, neg_logit = out.rating[:b], out.logit[:b], out.logit[b:].view(b, n)
-        rank = ranking_loss(pos_logit, neg_logit, loss.ranking_loss, _log_q(loss, i, neg))
+        rank = ranking_loss(pos_logit, neg_logit, loss.ranking_loss, _log_q(loss, u, i, neg))
     mse = F.mse_loss(rating, r)
     total = loss.rating_loss_weight * mse + loss.ranking_loss_weight * rank
     if loss.l2 > 0:
@@ -241,7 +273,7 @@ def validation_loss(model: RecModel, enc: Encoded, loss: Loss, negs: torch.Tenso
     mse_s = rank_s = 0.0
     bs = 8192
     no_l2 = Loss(loss.ranking_loss, loss.rating_loss_weight, loss.ranking_loss_weight, 0.0,
-                 loss.log_q)
+                 loss.sampler)
     for s in range(0, len(va), bs):
         u, i, r = va.user[s:s + bs], va.item[s:s + bs], va.rating[s:s + bs]
         _, mse, rank = step_losses(model, u, i, r, negs[s:s + bs], no_l2)
@@ -262,7 +294,8 @@ def validation_loss(model: RecModel, enc: Encoded, loss: Loss, negs: torch.Tenso
 def fit(model: RecModel, enc: Encoded, *, epochs: int, batch_size: int, lr: float,
         weight_decay: float, l2: float, negatives: int, ranking_loss: str,
         rating_loss_weight: float, ranking_loss_weight: float, patience: int, monitor: str,
-        micro_batch: int, negative_sampling: str, seed: int = 0, name: str = "",
+        micro_batch: int, negative_sampling: str, retrieval_share: float, retrieval_n: int,
+        candidates: torch.Tensor | None = None, seed: int = 0, name: str = "",
         checkpoint: Path | None = None,
         state: Path | None = None, resume: bool = False, quiet: bool = False,
         meta: dict | None = None, relevant_min_rating: float | None = None) -> FitResult:
@@ -270,6 +303,8 @@ def fit(model: RecModel, enc: Encoded, *, epochs: int, batch_size: int, lr: floa
 
     ``checkpoint``: stem the best weights are saved to at every improvement; ``state``: the
     resumable training state written after every epoch (read back with ``resume``).
+    ``candidates`` ([users, <= retrieval_n]): the retrieval stage's top-N per user, the hard
+    negatives of ``negative_sampling`` retrieval (`recipes.teachers.retrieval_candidates`).
     ``relevant_min_rating``: which valid items count as relevant for the per_task monitor's
     NDCG (as in evaluation).
     """
@@ -277,8 +312,15 @@ def fit(model: RecModel, enc: Encoded, *, epochs: int, batch_size: int, lr: floa
         raise PakdError(f"{name or model.kind}: ranking_loss full needs a dot-product ranking "
                         f"path (svd, lightweight_model); {model.kind} ranks pair by pair - use "
                         "softmax (sampled) instead")
-    sampler = NegativeSampler(enc, popularity=negative_sampling == "popularity")
-    loss_spec = Loss(ranking_loss, rating_loss_weight, ranking_loss_weight, l2, sampler.log_q)
+    if negative_sampling == "retrieval" and (candidates is None
+                                             or candidates.shape[1] > retrieval_n):
+        raise PakdError(f"{name or model.kind}: negative_sampling retrieval needs the retrieval "
+                        f"stage's top-{retrieval_n} candidates per user (train the --retrieval "
+                        "member first)")
+    sampler = NegativeSampler(enc, popularity=negative_sampling == "popularity",
+                              candidates=candidates if negative_sampling == "retrieval" else None,
+                              share=retrieval_share)
+    loss_spec = Loss(ranking_loss, rating_loss_weight, ranking_loss_weight, l2, sampler)
     opt = torch.optim.AdamW(model.param_groups(weight_decay), lr=lr)
     val_gen = torch.Generator().manual_seed(seed + 7919)
     val_negs = sampler.sample(enc.parts["valid"].user, 0 if ranking_loss == "full" else negatives,

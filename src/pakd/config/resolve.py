@@ -188,13 +188,22 @@ def _read_yaml(path: str | Path) -> dict:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {p} not found")
+    loaded = _yaml_mapping(p)
+    return normalise(loaded, str(p))
+
+
+def _yaml_mapping(p: Path) -> dict:
+    """A YAML file's mapping, or a ConfigError that says what is wrong with the file."""
     try:
-        loaded = yaml.safe_load(p.read_text()) or {}
+        loaded = yaml.safe_load(p.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                          f"{e.start}); save the settings file as UTF-8") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{p} is not valid YAML: {e}") from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"{p} must hold a mapping of settings")
-    return normalise(loaded, str(p))
+    return loaded
 
 
 def build_config(*, base: dict | None = None, yaml_file: str | Path | None = None,
@@ -213,7 +222,7 @@ def build_config(*, base: dict | None = None, yaml_file: str | Path | None = Non
         _set_path(over, path, v)
     data = _deep_merge(data, over)
     prof = profile or data.get("profile") or "default"
-    if prof not in PROFILES:
+    if not isinstance(prof, str) or prof not in PROFILES:
         raise ConfigError(f"unknown profile {prof!r}; choose one of {', '.join(PROFILES)}")
     prof_over: dict = {}
     for path, v in PROFILES[prof].items():   # the profile only fills what the user did not set
@@ -236,7 +245,7 @@ def load_run_config(path: str | Path) -> dict | None:
     p = Path(path)
     if not p.is_file():
         return None
-    return yaml.safe_load(p.read_text()) or {}
+    return _yaml_mapping(p)
 
 
 # ----------------------------------------------------------------------------- CLI values

@@ -160,10 +160,17 @@ class FitSettings(Section):
         "bce", description="bce (pointwise), bpr (pairwise), softmax (sampled softmax over "
         "the positive and its negatives) or full (softmax over the whole catalogue; "
         "dot-product rankers only)")
-    negative_sampling: Literal["uniform", "popularity"] = Field(
-        "uniform", description="how negatives are drawn: uniform, or in proportion to train "
-        "popularity (the sampled softmax then subtracts each item's log probability - the "
-        "logQ correction)")
+    negative_sampling: Literal["uniform", "popularity", "retrieval"] = Field(
+        "uniform", description="how negatives are drawn: uniform; in proportion to train "
+        "popularity; or retrieval: a share from the user's top-N of the retrieval stage "
+        "(--retrieval, trained earlier in the run), the rest by popularity. With popularity "
+        "or retrieval the sampled softmax subtracts each item's log probability of being "
+        "drawn (the logQ correction)")
+    retrieval_share: float = Field(0.5, description="negative_sampling retrieval: share of "
+                                   "negatives drawn from the retrieval stage's top-N",
+                                   ge=0, le=1)
+    retrieval_n: int = Field(100, description="negative_sampling retrieval: the N of the "
+                             "retrieval stage's top-N per user", ge=1)
     rating_loss_weight: float = Field(1.0, description="weight of the rating MSE in the "
                                       "training loss", ge=0)
     ranking_loss_weight: float = Field(1.0, description="weight of the ranking loss in the "

@@ -59,8 +59,7 @@ def read_table(path: Path, *, sep: str, names: list[str] | None = None, header: 
         csep = "\x1f"
     else:
         csep = sep
-    ncols_first = (len(next(csv.reader([first], delimiter=sep), []))
-                   if sep == "," or (quoted and len(sep) == 1) else len(first.split(sep)))
+    ncols_first = len(_fields(first, sep, quoted=sep == "," or quoted))
     if ncols_first < min_columns:
         guess = _guess_sep(first, exclude=sep)
         fix = (f"the file looks {_SEP_NAMES.get(guess, repr(guess))}-separated: pass "
@@ -90,7 +89,17 @@ def read_table(path: Path, *, sep: str, names: list[str] | None = None, header: 
                         fix="check the delimiter and quoting") from None
     except pd.errors.EmptyDataError:
         raise DataError("the file is empty", file=path, fix="point pakd at a file with data") from None
-    df.columns = [str(c).strip() for c in df.columns]   # " rating " from a spreadsheet
+    if header and names is None:
+        # " rating " from a spreadsheet is "rating"; a name twice is ambiguous (pandas would
+        # quietly rename the second one "name.1")
+        heads = [h.strip() for h in _fields(first, sep, quoted=True)]
+        seen = set()
+        for h in heads:
+            if h in seen:
+                raise DataError(f"column {h!r} appears twice in the header", file=path, line=1,
+                                fix="rename or delete one of them")
+            seen.add(h)
+        df.columns = [str(c).strip() for c in df.columns]
     if names is not None and df.shape[1] > len(names):
         raise DataError(f"rows have more than the {len(names)} expected fields", file=path, line=1,
                         fix="check the delimiter")
@@ -121,12 +130,22 @@ def _check_short_rows(df: pd.DataFrame, text: str, start: int, csep: str, *, quo
         line = int(df.index[r]) + start
         if line >= len(phys):
             return   # a quoted value spans lines: line numbers are not reliable
-        fields = next(csv.reader([phys[line].rstrip("\r")], delimiter=csep,
-                                 quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE), [])
+        fields = _fields(phys[line].rstrip("\r"), csep, quoted=quoted)
         if len(fields) < df.shape[1]:
             raise DataError(f"row has {len(fields)} field(s) where the file has {df.shape[1]}",
                             file=path, line=line + 1,
                             fix="fill in the missing fields or delete the row")
+
+
+def _fields(line: str, sep: str, *, quoted: bool) -> list[str]:
+    """The fields of one line as the table reader splits them."""
+    if len(sep) == 1:
+        try:
+            return next(csv.reader([line], delimiter=sep,
+                                   quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE), [])
+        except csv.Error:           # a stray carriage return or NUL inside the line
+            pass
+    return line.split(sep) if line else []
 
 
 def _fix_index(df: pd.DataFrame, text: str, start: int, csep: str) -> None:

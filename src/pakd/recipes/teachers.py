@@ -43,7 +43,9 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict[str, dic
                       rating_mean=mean)
         log.info("training %s (%s parameters)", name, f"{model.n_params():,}")
         t0 = time.perf_counter()
-        res = fit(model, enc, **fit_kwargs(section), seed=cfg.seed, name=name,
+        cands = (retrieval_candidates(cfg, rd, enc, name, section.retrieval_n)
+                 if section.negative_sampling == "retrieval" else None)
+        res = fit(model, enc, **fit_kwargs(section), candidates=cands, seed=cfg.seed, name=name,
                   checkpoint=rd.member(name), state=rd.member_state(name),
                   resume=cfg.train.resume, quiet=cfg.quiet,
                   relevant_min_rating=cfg.eval.relevant_min_rating)
@@ -84,6 +86,31 @@ def check_settings(cfg: RunConfig, enc: Encoded) -> None:
                         f"catalogue's {enc.n_items} items; give counts up to {enc.n_items}")
     if "ease" in cfg.train.models:
         check_catalogue(enc.n_items, cfg.ease.max_items)
+
+
+def retrieval_candidates(cfg: RunConfig, rd: RunDir, enc: Encoded, name: str,
+                         n: int) -> torch.Tensor:
+    """[users, n]: the retrieval stage's top-n items per user among those not rated in
+    train - the hard negatives of a member trained with negative_sampling retrieval."""
+    from ..errors import PakdError
+    from ..rerank import candidates
+    ret = cfg.ensemble.retrieval
+    if ret == name or not rd.has_member(ret):
+        raise PakdError(f"{name}: negative_sampling retrieval draws from the --retrieval "
+                        f"member {ret}, which is not trained in {rd} yet: list {ret} before "
+                        f"{name} in --models, or use --{name}-negative-sampling popularity")
+    model, _ = rd.load_member(ret)
+    scores = member_scores(cfg, rd, ret, model, enc)
+    exclude = enc.seen(("train",))
+    if scores is not None:
+        return candidates(scores, exclude, min(n, enc.n_items))
+    out = []                                  # a catalogue too large to cache: by chunks
+    for s in range(0, enc.n_users, 256):
+        users = torch.arange(s, min(s + 256, enc.n_users))
+        with torch.inference_mode():
+            chunk = model.score_all(users)
+        out.append(candidates(chunk, exclude[s:s + len(users)], min(n, enc.n_items)))
+    return torch.cat(out)
 
 
 def _train_matrix(enc: Encoded):

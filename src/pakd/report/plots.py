@@ -28,10 +28,11 @@ def style(method: str, alpha: float = 1.0) -> dict:
 
 def save_figure(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
+    import io
+    from ..atomic import atomic_write_bytes
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=110, format="png")
     plt.close(fig)
-    tmp.replace(path)
+    atomic_write_bytes(path, buf.getvalue())   # no half-written figure, even out of space
     return path
