@@ -125,3 +125,21 @@ def test_non_finite_weights_and_bad_configs_are_refused(tiny_enc, tmp_path):
     cfg.write_text("{not json")
     with pytest.raises(PakdError, match="configuration"):
         load(stem)
+
+
+def test_token_tables_out_of_range_are_refused(tiny_enc, tmp_path):
+    """Found by fuzzing (issue 15): one flipped byte in a token table loaded fine and then
+    raised a raw IndexError when the model scored."""
+    from safetensors.torch import load as st_load
+    from safetensors.torch import save as st_save
+
+    from pakd.errors import PakdError
+    stem = tmp_path / "m"
+    save(randomised("lightweight_model", tiny_enc).float(), stem)
+    w = stem.with_suffix(".safetensors")
+    sd = st_load(w.read_bytes())
+    key = next(k for k in sd if k.rsplit(".", 1)[-1].startswith("tab_"))
+    sd[key].view(-1)[0] = 10_000
+    w.write_bytes(st_save(sd))
+    with pytest.raises(PakdError, match="index tables out of their range"):
+        load(stem)

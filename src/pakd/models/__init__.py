@@ -86,5 +86,30 @@ def load(stem: str | Path) -> tuple[RecModel, dict]:
     if bad:
         raise PakdError(f"{w_path} holds non-finite weights (NaN or inf) in {', '.join(bad[:5])}: "
                         f"the model would answer nonsense; {again}")
+    wrong = _bad_indices(sd, schema)
+    if wrong:
+        raise PakdError(f"{w_path} holds index tables out of their range ({wrong}): the file "
+                        f"is damaged or was edited; {again}")
     model.eval()
     return model, cfg
+
+
+def _bad_indices(sd: dict, schema: Schema) -> str | None:
+    """The first integer table whose entries cannot index what they point into: field token
+    tables (0 = padding .. vocabulary - 1) and EASE's history (CSR of the catalogue)."""
+    vocab = {f.name: f.vocab_size for f in schema.fields}
+    for k, v in sd.items():
+        if v.is_floating_point() or not v.numel():
+            continue
+        leaf = k.rsplit(".", 1)[-1]
+        if leaf.startswith("tab_") and leaf[4:] in vocab:
+            if int(v.min()) < 0 or int(v.max()) >= vocab[leaf[4:]]:
+                return f"{k} outside 0..{vocab[leaf[4:]] - 1}"
+        elif leaf == "hist_items" and (int(v.min()) < 0 or int(v.max()) >= schema.n_items):
+            return f"{k} outside 0..{schema.n_items - 1}"
+        elif leaf == "hist_indptr":
+            ok = (int(v[0]) == 0 and bool((v[1:] >= v[:-1]).all())
+                  and int(v[-1]) == sd.get(k.replace("hist_indptr", "hist_items"), v).numel())
+            if not ok:
+                return f"{k} is not a valid row index"
+    return None
