@@ -12,7 +12,7 @@ the layout is written down once::
     RUN/teachers/ensemble.json           the ensemble teacher (members, mixes, calibration)
     RUN/teachers.json|md                 member, ensemble and baseline metrics
     RUN/analysis_results/...             Fisher analysis and PAKD experiment (JSON + Markdown)
-    RUN/models/students/<method>_r<NN>.* every student of the sweep
+    RUN/models/students/<method>_r<NN>.* every student of the sweep (.row.json: finished)
     RUN/models/saved/best_student_model.*  the chosen student (+ .catalog.json: IDs, titles)
     RUN/plots/*.png                      figures
     RUN/summary.md, timings.json         the run in one table; seconds per stage
@@ -307,6 +307,12 @@ class RunDir:
 
     def student(self, method: str, ratio: float) -> Path:
         return self.students / f"{method}_r{int(round(ratio * 100)):02d}"
+
+    @staticmethod
+    def row_of(stem: str | Path) -> Path:
+        """A sweep student's finished row (metrics, curve, the inputs' fingerprint): written
+        after its weights, so its presence marks the student complete."""
+        return Path(stem).with_suffix(".row.json")
 
     @property
     def best_student(self) -> Path:

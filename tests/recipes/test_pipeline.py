@@ -1,6 +1,7 @@
 """The whole pipeline on tiny data with the quick profile: every artefact, every key."""
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -179,3 +180,45 @@ def test_students_in_worker_processes_equal_students_trained_inline(run, tmp_pat
     for a, b in zip(rows[1], rows[2]):
         for k in ("params", "rmse", "ndcg@10", "auc", "valid", "arch", "epochs_run"):
             assert a[k] == b[k], (a["method"], k)
+
+
+def test_sweep_resume_keeps_finished_students_and_retrains_the_rest(run, tmp_path):
+    """Issue 15, item 1: each sweep student is saved with a finished-row marker as it ends;
+    --resume keeps those made under the same settings and teacher, trains the others, and
+    the rows equal an uninterrupted sweep's. Other settings invalidate the kept rows."""
+    import shutil
+
+    from pakd.config import build_config, load_run_config
+    from pakd.distill.signals import teacher_signals
+    from pakd.evaluate import evaluate
+    from pakd.recipes import distill
+    from pakd.recipes.split import load_encoded
+    from pakd.rundir import RunDir
+    rd = RunDir(tmp_path / "r")
+    shutil.copytree(run, rd.root)
+
+    def sweep(**over):
+        cfg = build_config(base=load_run_config(rd.config), overrides={
+            "distill.methods": ["magnitude_kd", "scratch"], "distill.ablation": False,
+            "distill.workers": 2, "quiet": True, **over})
+        enc = load_encoded(cfg, rd)
+        teacher, scores = distill._teacher(cfg, rd, enc)
+        signals = teacher_signals(teacher, enc, scores, list_top=cfg.distill.list_top,
+                                  feature_dim=cfg.distill.feature_dim)
+        valid = evaluate(teacher, enc, "valid", **cfg.eval.kwargs(), scores=scores)
+        return distill.sweep(cfg, rd, enc, signals, {k: valid[k] for k in ("rmse", "ndcg@10")})[0]
+
+    first = sweep()
+    stems = [Path(r["file"]) for r in first]
+    assert all(rd.row_of(s).is_file() for s in stems)
+    lost = stems[0]                                   # as if killed before it finished
+    rd.row_of(lost).unlink()
+    stamp = {s: rd.weights(s).stat().st_mtime_ns for s in stems}
+    again = sweep(resume=True)
+    changed = [s for s in stems if rd.weights(s).stat().st_mtime_ns != stamp[s]]
+    assert changed == [lost]
+    drop = ("train_seconds",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in again] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in first]
+    sweep(resume=True, **{"distill.epochs": 1})     # another budget: nothing is kept
+    assert all(rd.weights(s).stat().st_mtime_ns != stamp[s] for s in stems if s != lost)

@@ -51,6 +51,7 @@ RENAMED: dict[str, str] = {
     "distill.student_hidden": "student.hidden",
     "distill.bench_batch": "bench.batch",
     "distill.bench_seconds": "bench.seconds",
+    "train.resume": "resume",
     **{f"{m}.{old}": f"{m}.{old.replace('_weight', '_loss_weight')}"
        for m in TEACHERS for old in ("rating_weight", "ranking_weight")},
 }

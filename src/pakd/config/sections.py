@@ -274,8 +274,6 @@ def arch_of(section: BaseModel, kind: str) -> dict:
 class TrainConfig(Section):
     models: list[MEMBERS] = _f(list(DEFAULT_MEMBERS), "teachers to train (svd, xdeepfm, "
                                  "autoint, ease, als)", flag="--models")
-    resume: bool = _f(False, "continue interrupted trainings from their last checkpoint",
-                      flag="--resume")
 
 
 class EnsembleConfig(Section):
@@ -500,6 +498,9 @@ class RunConfig(Section):
                       flag="--threads", ge=0)
     quiet: bool = _f(False, "no progress bars and no library warnings; errors only",
                      flag="--quiet")
+    resume: bool = _f(False, "continue where an interrupted command stopped: teacher epochs "
+                      "from their last checkpoint, sweep students already finished with the "
+                      "same settings and teacher are kept", flag="--resume")
     profile: Literal["quick", "default"] = _f("default", "quick: tiny budgets for smoke tests; "
                                               "default: the full experiment", flag="--profile")
     data: DataConfig = Field(default_factory=DataConfig)

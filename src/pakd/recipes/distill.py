@@ -215,13 +215,22 @@ def sweep(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid: dict
         jobs += [(max(ratios), m) for m in ABLATIONS]
     jobs.sort(key=lambda j: slow.get(j[1], 0 if j[1] in ABLATIONS else 9))
     waiting = [(r, m) for r in ratios for m in after]
-    workers = _workers(cfg, len(jobs) + len(waiting))
-    done: dict[tuple, tuple[dict, dict]] = {}
-    with progress(total=len(jobs) + len(waiting), desc="students", quiet=cfg.quiet,
+    total = len(jobs) + len(waiting)
+    fp = sweep_fingerprint(cfg, rd)
+    done: dict[tuple, tuple[dict, dict]] = kept_rows(rd, jobs + waiting, fp) if cfg.resume else {}
+    if done:
+        log.info("--resume: %d of %d students were finished with these settings and teacher; "
+                 "training the other %d", len(done), total, total - len(done))
+    jobs = [k for k in jobs if k not in done]
+    waiting = [k for k in waiting if k not in done]
+    workers = _workers(cfg, max(1, len(jobs) + len(waiting)))
+    with progress(total=total, initial=len(done), desc="students", quiet=cfg.quiet,
                   unit="student") as bar:
         def finished(key, result):
             done[key] = result
             row = result[0]
+            write_json(rd.row_of(row["file"]), {"fingerprint": fp, "row": row,
+                                                "curve": result[1]})
             log.info("%-14s ratio %.2f: params %s (%.1f%% removed), test RMSE %.4f, NDCG@10 "
                      "%.4f (%.0fs)", key[1], key[0], f"{row['params']:,}",
                      100 * row["removed_ratio"], row["rmse"], row["ndcg@10"],
@@ -236,12 +245,48 @@ def sweep(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid: dict
                 ra = arch_for(key[0]) if key[1] in AFTER_REFERENCE else None
                 finished(key, student_row(cfg, rd, enc, signals, teacher_valid, *key[::-1], ra))
         else:
-            _sweep_in_processes(cfg, rd, enc, signals, teacher_valid, jobs, waiting, workers,
+            ready = [(r, m, None) for r, m in jobs] + [
+                (r, m, arch_for(r)) for r, m in waiting if (r, ref) in done]
+            waiting = [w for w in waiting if (w[0], ref) not in done]
+            _sweep_in_processes(cfg, rd, enc, signals, teacher_valid, ready, waiting, workers,
                                 finished, arch_for, ref)
     order = [k for k in done if k[1] == "dense_kd"] + [
         (r, m) for r in ratios for m in per_ratio + after + list(ABLATIONS)
         if (r, m) in done]
     return [done[k][0] for k in order], [done[k][1] for k in order]
+
+
+def sweep_fingerprint(cfg: RunConfig, rd: RunDir) -> str:
+    """What a sweep student depends on: the seed, the distillation, student and evaluation
+    settings (not the worker count: a student is the same on any), and the teacher's files.
+    A finished row is reused by --resume only under the same fingerprint."""
+    import hashlib
+    import json
+    dc = cfg.distill.model_dump(mode="json")
+    dc.pop("workers", None)
+    teacher = {f.name: hashlib.md5(f.read_bytes()).hexdigest()
+               for f in rd.teacher_files(cfg.distill.teacher) if f.is_file()}
+    spec = {"seed": cfg.seed, "distill": dc, "student": cfg.student.model_dump(mode="json"),
+            "eval": cfg.eval.model_dump(mode="json"), "teacher": teacher}
+    return hashlib.md5(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def kept_rows(rd: RunDir, keys: list[tuple], fp: str) -> dict[tuple, tuple[dict, dict]]:
+    """Rows of students finished under fingerprint ``fp`` whose files are all present."""
+    out = {}
+    for ratio, method in keys:
+        stem = rd.student(method, ratio)
+        path = rd.row_of(stem)
+        if not (path.is_file() and rd.weights(stem).is_file()
+                and rd.per_user(stem.name, "test").is_file()):
+            continue
+        try:
+            got = read_json(path)
+        except ValueError:
+            continue
+        if got.get("fingerprint") == fp:
+            out[(ratio, method)] = (got["row"], got["curve"])
+    return out
 
 
 def _workers(cfg: RunConfig, n_jobs: int) -> int:
@@ -258,7 +303,7 @@ def _sweep_in_processes(cfg, rd, enc, signals, teacher_valid, jobs, waiting, wor
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(cfg.model_dump(mode="json"), str(rd.root), enc, signals,
                                        teacher_valid)) as ex:
-        pending = {ex.submit(_worker_job, m, r, None): (r, m) for r, m in jobs}
+        pending = {ex.submit(_worker_job, m, r, arch): (r, m) for r, m, arch in jobs}
         while pending:
             finished_now, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in finished_now:

@@ -47,7 +47,7 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict[str, dic
                  if section.negative_sampling == "retrieval" else None)
         res = fit(model, enc, **fit_kwargs(section), candidates=cands, seed=cfg.seed, name=name,
                   checkpoint=rd.member(name), state=rd.member_state(name),
-                  resume=cfg.train.resume, quiet=cfg.quiet,
+                  resume=cfg.resume, quiet=cfg.quiet,
                   relevant_min_rating=cfg.eval.relevant_min_rating)
         meta = {"fit": {"train_seconds": res.train_seconds,
                         "fit_seconds": time.perf_counter() - t0,
