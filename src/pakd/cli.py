@@ -149,6 +149,7 @@ def _start(args):
     had_config = rd.config.is_file()
     fresh = getattr(args, "fresh", False)
     cfg = _resolve(args, rd if had_config and not fresh else None)   # fresh: not the old settings
+    _hold(rd.lock().acquire())      # before reading the run's identity: no one changes it now
     if had_config and rd.split_csv.is_file() and not fresh:
         diff = identity_differences(build_config(base=load_run_config(rd.config)), cfg)
         if diff:
@@ -156,7 +157,6 @@ def _start(args):
                             "artefacts would mix with this command's. Use another --run, "
                             "or add --fresh to start over here (the old run is moved aside, "
                             "not deleted)")
-    _hold(rd.lock().acquire())
     moved = None
     if fresh and rd.root.exists() and any(p.name != ".lock" for p in rd.root.iterdir()):
         _release_lock()

@@ -222,3 +222,15 @@ def test_sweep_resume_keeps_finished_students_and_retrains_the_rest(run, tmp_pat
         [{k: v for k, v in r.items() if k not in drop} for r in first]
     sweep(resume=True, **{"distill.epochs": 1})     # another budget: nothing is kept
     assert all(rd.weights(s).stat().st_mtime_ns != stamp[s] for s in stems if s != lost)
+
+
+def test_recommend_refuses_another_data_sets_split(run, tmp_path, capsys):
+    """Issue 15: `recommend --run` at another data set's split skipped that split's items
+    without a word, so seen items could be recommended."""
+    other = tmp_path / "other"
+    assert main(["data", "split", "--run", str(other), "-q"]) == 0
+    best = str(run / "models" / "saved" / "best_student_model")
+    assert main(["recommend", "--model", best, "--user", "1", "--run", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "not trained on this run's split" in err and "--run" in err
+    assert main(["recommend", "--model", best, "--user", "1"]) == 0

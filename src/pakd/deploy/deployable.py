@@ -141,12 +141,19 @@ def _history(rd: RunDir | None, user_ids: list, item_ids: list):
                                                                              "item": str})
     u = pd.Index([str(x) for x in user_ids]).get_indexer(df["user"])
     i = pd.Index([str(x) for x in item_ids]).get_indexer(df["item"])
-    keep = (u >= 0) & (i >= 0) & (df["part"] != "test").to_numpy()
+    unknown = (u < 0) | (i < 0)
+    if unknown.any():     # another data set's split: its seen items would be skipped silently
+        r = int(np.flatnonzero(unknown)[0])
+        what = (f"user {df['user'].iloc[r]}" if u[r] < 0 else f"item {df['item'].iloc[r]}")
+        raise PakdError(f"{rd.split_csv} holds {int(unknown.sum()):,} ratings of users or items "
+                        f"the model does not know (first: {what}, line {r + 2}): the model was "
+                        f"not trained on this run's split; pass the --run it was trained in")
+    keep = (df["part"] != "test").to_numpy()
     order = np.lexsort((i[keep], u[keep]))
     users, items = u[keep][order], i[keep][order].astype(np.int64)
     indptr = np.zeros(n_users + 1, np.int64)
     np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])
-    train = (u >= 0) & (i >= 0) & (df["part"] == "train").to_numpy()
+    train = (df["part"] == "train").to_numpy()
     counts = np.bincount(i[train], minlength=n_items)
     return indptr, items, np.argsort(-counts, kind="stable")
 
