@@ -19,7 +19,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# a fresh run with today's defaults: a run directory keeps the settings it was made with
+# (RUN/run.yaml), so the previous run is kept as $(RUN).previous, not reused
 run: $(STAMP)
+	rm -rf $(RUN).previous
+	test ! -d $(RUN) || mv $(RUN) $(RUN).previous
 	$(BIN)/pakd run --dataset ml-latest-small --out $(RUN) --profile $(PROFILE)
 
 test: $(STAMP)
