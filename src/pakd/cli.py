@@ -137,11 +137,11 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="YAML", help="settings file (unknown keys are rejected)")
 
 
-def _start(args):
+def _start(args, write: bool = True):
     """(config, run directory) of a stage command: settings resolved over the run's
     run.yaml and checked against the run's identity (data, split, seed), the run locked
-    for this process, logging and threads set up, and only then the resolved settings
-    written back - a refused command changes nothing in the run."""
+    for this process, logging and threads set up, and only then (``write``) the resolved
+    settings written back - a refused command changes nothing in the run."""
     from .config import build_config, dump_yaml, load_run_config
     from .rundir import RunDir, identity_differences
     from .runtime import log, seed_everything, set_threads, setup_logging
@@ -167,8 +167,20 @@ def _start(args):
         log.info("--fresh: the previous run in %s was moved to %s", rd, moved)
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
-    rd.write_text(rd.config, dump_yaml(cfg))
+    if write:
+        rd.write_text(rd.config, dump_yaml(cfg))
     return cfg, rd
+
+
+def _commit(cfg, rd) -> None:
+    """Check the settings that need the split (the catalogue size, from split.json), then
+    write run.yaml: a command refused here leaves the run's settings as they were."""
+    from .config import dump_yaml
+    from .recipes.teachers import check_catalogue_settings
+    items = rd.split_summary().get("items")
+    if items:
+        check_catalogue_settings(cfg, int(items))
+    rd.write_text(rd.config, dump_yaml(cfg))
 
 
 _LOCKS: list = []
@@ -184,11 +196,13 @@ def _release_lock() -> None:
 
 
 def _stage(args):
-    """Like `_start`, and writes the split first when the run has none."""
+    """Like `_start`, and writes the split first when the run has none; run.yaml is
+    written once the settings that need the split are checked."""
     from .recipes import split
-    cfg, rd = _start(args)
+    cfg, rd = _start(args, write=False)
     if not rd.split_csv.is_file():
         split.run(cfg, rd)
+    _commit(cfg, rd)
     return cfg, rd
 
 
@@ -285,7 +299,7 @@ def cmd_report(args) -> int:
 
 def cmd_run(args) -> int:
     from .recipes import run_all
-    cfg, rd = _start(args)
+    cfg, rd = _stage(args)
     print(run_all(cfg, rd))
     return 0
 

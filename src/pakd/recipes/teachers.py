@@ -78,14 +78,20 @@ def save_and_evaluate(cfg: RunConfig, rd: RunDir, enc: Encoded, name: str, model
 
 def check_settings(cfg: RunConfig, enc: Encoded) -> None:
     """Settings that depend on the data, checked before any training."""
+    check_catalogue_settings(cfg, enc.n_items)
+
+
+def check_catalogue_settings(cfg: RunConfig, n_items: int) -> None:
+    """Settings that depend on the catalogue size: the CLI checks them from the split's
+    summary before it writes run.yaml, the recipe again before training."""
     from ..errors import PakdError
     from ..models.ease import check_catalogue
-    big = [n for n in cfg.ensemble.rerank_n if n > enc.n_items]
+    big = [n for n in cfg.ensemble.rerank_n if n > n_items]
     if big:
         raise PakdError(f"--rerank-n {','.join(map(str, big))}: more candidates than the "
-                        f"catalogue's {enc.n_items} items; give counts up to {enc.n_items}")
+                        f"catalogue's {n_items} items; give counts up to {n_items}")
     if "ease" in cfg.train.models:
-        check_catalogue(enc.n_items, cfg.ease.max_items)
+        check_catalogue(n_items, cfg.ease.max_items)
 
 
 def retrieval_candidates(cfg: RunConfig, rd: RunDir, enc: Encoded, name: str,
