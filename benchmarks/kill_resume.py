@@ -27,7 +27,7 @@ PAKD = [sys.executable, "-c", "import sys; from pakd.cli import main; sys.exit(m
 # (name, regular expression on RUN/pakd.log, how many matches before the kill)
 KILL_POINTS = [
     ("teachers: xDeepFM training", r"xdeepfm epoch 1:", 1),
-    ("teachers: AutoInt training", r"autoint epoch 2:", 1),
+    ("teachers: AutoInt training starts", r"training autoint", 1),
     ("Fisher stage", r"stage ensemble:", 1),
     ("inside the sweep (first student done)", r"ratio \d\.\d\d: params", 1),
     ("inside the sweep (three students done)", r"ratio \d\.\d\d: params", 3),
