@@ -108,3 +108,11 @@ def test_more_candidates_than_items_stop_before_training(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc != 0 and "100000" in err and "catalogue" in err
     assert not (tmp_path / "r" / "teachers").exists() or not any((tmp_path / "r" / "teachers").iterdir())
+
+
+def test_python_dash_m_runs_the_cli():
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "pakd", "--version"], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.startswith("pakd ")
