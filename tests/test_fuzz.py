@@ -30,6 +30,8 @@ settings.register_profile(
     "bench", max_examples=int(os.environ.get("PAKD_FUZZ_EXAMPLES", 2000)), deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 settings.load_profile(os.environ.get("PAKD_FUZZ_PROFILE", "ci"))
+# a numeric overflow is a silent wrong value: fail on it as on a traceback
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 
 # values that have broken or could break a loader: numbers in every spelling, blanks,
 # quotes, delimiters inside values, line breaks, non-ASCII, huge and signed numbers

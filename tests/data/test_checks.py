@@ -335,6 +335,12 @@ def test_row_with_a_missing_field_is_named(tmp_path):
     p = csv(tmp_path, "user,item,rating,timestamp\n1,10,4.0,964982703\n1,11,3.0,2018-09-24\n",
             name="mixed.csv")
     assert list(load_table(p).ratings["timestamp"]) == [964982703, 1537747200]
+    # found by fuzzing: a 23-digit timestamp overflowed int64 without a word
+    p = csv(tmp_path, "user,item,rating,timestamp\n1,10,4.0,12345678901234567890123\n",
+            name="huge.csv")
+    expect(lambda: load_table(p), p, 2, "out of range")
+    p = csv(tmp_path, "user,item,rating\n1,10,3.4028235677973366e+38\n", name="big.csv")
+    expect(lambda: load_table(p), p, 2, "too large to be a rating")
 
 
 @pytest.mark.parametrize("body,line,fragment", [

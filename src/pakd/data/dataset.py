@@ -149,6 +149,12 @@ def clean_ratings(raw: pd.DataFrame, *, file: str | Path, first_line: int,
                 else f"rating {str(val)!r} is not a number")
         raise DataError(what, file=file, line=int(lines[i]),
                         fix="correct the rating or delete the row (pakd never edits your files)")
+    huge = (rating.abs() > np.finfo(np.float32).max).to_numpy()   # would become inf
+    if huge.any():
+        i = int(np.flatnonzero(huge)[0])
+        raise DataError(f"rating {str(rating_str.iloc[i])!r} is too large to be a rating",
+                        file=file, line=int(lines[i]),
+                        fix="correct the rating or delete the row (pakd never edits your files)")
     rating = rating.astype(np.float32)
     if scale is None:
         _check_inferable_scale(rating, file=file, lines=lines)
@@ -221,6 +227,12 @@ def _parse_timestamps(col: pd.Series, *, file, lines) -> np.ndarray:
     """Unix seconds, or dates (any mix of the two); the first value that is neither stops."""
     text = col.astype(str).str.strip()
     num = pd.to_numeric(text, errors="coerce")
+    wild = (num.notna() & ~(num.abs() <= 1e15)).to_numpy()   # inf, or past any clock
+    if wild.any():
+        i = int(np.flatnonzero(wild)[0])
+        raise DataError(f"timestamp {text.iloc[i]!r} is out of range for Unix seconds",
+                        file=file, line=int(lines[i]),
+                        fix="write Unix seconds or an ISO date such as 2018-09-24")
     if num.notna().all():
         return num.astype(np.int64).to_numpy()
     other = num.isna().to_numpy()
