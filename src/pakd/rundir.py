@@ -11,7 +11,8 @@ the layout is written down once::
     RUN/teachers/<m>.scores.safetensors  its users x items ranking scores (cache)
     RUN/teachers/ensemble.json           the ensemble teacher (members, mixes, calibration)
     RUN/teachers.json|md                 member, ensemble and baseline metrics
-    RUN/analysis_results/...             Fisher analysis and PAKD experiment (JSON + Markdown)
+    RUN/analysis_results/...             Fisher analysis and PAKD experiment (JSON + Markdown;
+                                         fisher_parts/<m>.json: one member's finished analysis)
     RUN/models/students/<method>_r<NN>.* every student of the sweep (.row.json: finished)
     RUN/models/saved/best_student_model.*  the chosen student (+ .catalog.json: IDs, titles)
     RUN/plots/*.png                      figures
@@ -248,6 +249,11 @@ class RunDir:
     @property
     def fisher_md(self) -> Path:
         return self.analysis / "ensemble_fisher_analysis_summary.md"
+
+    def fisher_part(self, member: str) -> Path:
+        """One member's finished Fisher analysis (with the fingerprint of its inputs), kept so
+        --resume does not redo it."""
+        return self.analysis / "fisher_parts" / f"{member}.json"
 
     @property
     def fisher_experiment_json(self) -> Path:

@@ -234,3 +234,27 @@ def test_recommend_refuses_another_data_sets_split(run, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not trained on this run's split" in err and "--run" in err
     assert main(["recommend", "--model", best, "--user", "1"]) == 0
+
+
+def test_fisher_resume_keeps_finished_members(run, tmp_path):
+    """Issue 15, item 1: each member's Fisher analysis is kept as it finishes; --resume
+    reuses it under the same settings and teachers, and the analysis equals a fresh one."""
+    import shutil
+    r = tmp_path / "f"
+    shutil.copytree(run, r)
+    parts = sorted(p.name for p in (r / "analysis_results" / "fisher_parts").glob("*.json"))
+    assert parts == ["autoint.json", "svd.json", "xdeepfm.json"]
+
+    def figures():
+        out = json.loads((r / "analysis_results" / "ensemble_fisher_analysis.json").read_text())
+        out.pop("timings")
+        for m in out["models"].values():
+            m.pop("timings", None)
+        return json.dumps(out, sort_keys=True)
+
+    before = figures()
+    stamp = (r / "analysis_results" / "fisher_parts" / "svd.json").stat().st_mtime_ns
+    assert main(["fisher", "--run", str(r), "-q", "--resume"]) == 0
+    assert (r / "analysis_results" / "fisher_parts" / "svd.json").stat().st_mtime_ns == stamp
+    assert "analysis kept from an earlier run" in (r / "pakd.log").read_text()
+    assert figures() == before

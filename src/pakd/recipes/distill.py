@@ -264,8 +264,10 @@ def sweep_fingerprint(cfg: RunConfig, rd: RunDir) -> str:
     import json
     dc = cfg.distill.model_dump(mode="json")
     dc.pop("workers", None)
-    teacher = {f.name: hashlib.md5(f.read_bytes()).hexdigest()
-               for f in rd.teacher_files(cfg.distill.teacher) if f.is_file()}
+    paths = rd.teacher_files(cfg.distill.teacher)
+    if cfg.distill.teacher == "ensemble":
+        paths = [rd.ensemble, *paths]              # its mixes and calibration
+    teacher = {f.name: hashlib.md5(f.read_bytes()).hexdigest() for f in paths if f.is_file()}
     spec = {"seed": cfg.seed, "distill": dc, "student": cfg.student.model_dump(mode="json"),
             "eval": cfg.eval.model_dump(mode="json"), "teacher": teacher}
     return hashlib.md5(json.dumps(spec, sort_keys=True).encode()).hexdigest()

@@ -64,13 +64,21 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     fishers, sigma2, timings = estimate(cfg, rd, enc, members, ens, ex, focus, kinds)
 
     results = {}
+    fp = fingerprint(cfg, rd, members)
     for name, model in members.items():
+        kept = _kept_part(rd, name, fp) if cfg.resume else None
+        if kept is not None:
+            results[name], timings[name]["analysis_seconds"] = kept
+            log.info("Fisher %s: analysis kept from an earlier run (--resume)", name)
+            continue
         t0 = time.perf_counter()
         cached = member_scores(cfg, rd, name, model, enc) if rd.has_member(name) else None
         parts = {"valid": vex, "test": tex, **({"train": ex} if fc.check_train_sample else {})}
         results[name] = analyse(cfg, enc, name, model, fishers[name], kinds, focus, only,
                                 parts, sigma2, ens, cached)
         timings[name]["analysis_seconds"] = time.perf_counter() - t0
+        write_json(rd.fisher_part(name), {"fingerprint": fp, "result": results[name],
+                                          "seconds": timings[name]["analysis_seconds"]})
         log.info("Fisher %s: analysis and checks %.1fs", name, timings[name]["analysis_seconds"])
     out = {"teacher": fc.teacher, "dataset": cfg.data.dataset, "focus_tasks": focus,
            "fisher": kinds, "criterion": CRITERION, "sigma2": sigma2, "models": results,
@@ -89,6 +97,33 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     rd.write_text(rd.fisher_md, fisher_markdown(out, experiment=exp))
     fisher_plots(out, rd)
     return out
+
+
+def fingerprint(cfg: RunConfig, rd: RunDir, members: dict) -> str:
+    """What a member's analysis depends on: the seed, the Fisher and evaluation settings and
+    the teachers' files (the ensemble objective reads every member)."""
+    import hashlib
+    import json
+    paths = [rd.weights(rd.member(n)) for n in members if rd.has_member(n)]
+    if rd.ensemble.is_file():
+        paths += [rd.ensemble, *rd.teacher_files("ensemble")]
+    files = {f.name: hashlib.md5(f.read_bytes()).hexdigest() for f in paths if f.is_file()}
+    spec = {"seed": cfg.seed, "fisher": cfg.fisher.model_dump(mode="json"),
+            "eval": cfg.eval.model_dump(mode="json"), "files": files}
+    return hashlib.md5(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def _kept_part(rd: RunDir, name: str, fp: str):
+    """(analysis, seconds) of a member finished under fingerprint ``fp``, else None."""
+    from ..rundir import read_json
+    path = rd.fisher_part(name)
+    try:
+        got = read_json(path) if path.is_file() else None
+    except ValueError:
+        return None
+    if got is None or got.get("fingerprint") != fp:
+        return None
+    return got["result"], got["seconds"]
 
 
 def estimate(cfg: RunConfig, rd: RunDir, enc: Encoded, members: dict, ens: Ensemble | None,
