@@ -287,6 +287,7 @@ def kept_rows(rd: RunDir, keys: list[tuple], fp: str) -> dict[tuple, tuple[dict,
         except ValueError:
             continue
         if got.get("fingerprint") == fp:
+            got["row"]["file"] = str(stem)          # the run may have been moved since
             out[(ratio, method)] = (got["row"], got["curve"])
     return out
 
