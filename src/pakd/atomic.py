@@ -26,8 +26,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        if isinstance(e, OSError) and write_error(e, path) is not None:
-            raise write_error(e, path) from None
+        err = write_error(e, path) if isinstance(e, OSError) else None
+        if err is not None:
+            raise err from None
         raise
 
 

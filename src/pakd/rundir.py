@@ -56,6 +56,26 @@ def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
+def fingerprint(spec: dict, files: list[Path]) -> str:
+    """MD5 of ``spec`` (settings, as JSON) and of each file's bytes: the key under which a
+    finished piece of work (a Fisher part, a sweep student) is kept for --resume. Each file
+    is read once, however often it is listed."""
+    digests = {f.name: hashlib.md5(f.read_bytes()).hexdigest()   # by name: a moved run
+               for f in dict.fromkeys(map(Path, files)) if f.is_file()}    # keeps its keys
+    return hashlib.md5(json.dumps({"spec": spec, "files": digests}, sort_keys=True,
+                                  default=_json_default).encode()).hexdigest()
+
+
+def read_marker(path: Path, fp: str) -> dict | None:
+    """A finished-work marker (JSON holding ``fingerprint``) written under ``fp``, else None
+    (missing, unreadable, or made from other settings or teachers)."""
+    try:
+        got = read_json(path) if Path(path).is_file() else None
+    except ValueError:
+        return None
+    return got if got is not None and got.get("fingerprint") == fp else None
+
+
 # settings that decide what a run's artefacts are: a command that changes one of them on a
 # run with a split would mix two experiments in one directory (where the data lives, the
 # download cache and mirror do not change the data, so they may differ)

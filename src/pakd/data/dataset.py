@@ -210,7 +210,13 @@ def _check_inferable_scale(rating: pd.Series, *, file, lines) -> None:
                             file=file, line=int(lines[i]), fix=_SCALE_FIX)
 
 
-_CANONICAL_INT = r"-?(?:0|[1-9][0-9]{0,17})"   # no sign tricks, no leading zeros, < 10^18
+_PLAIN_INT = r"-?(?:0|[1-9][0-9]{0,17})"   # no sign tricks, no leading zeros, < 10^18
+
+
+def plain_integers(text: pd.Series) -> pd.Series:
+    """Which (stripped) values are written as plain integers that fit int64, so that the
+    integer maps back to exactly that text."""
+    return text.str.fullmatch(_PLAIN_INT)
 
 
 def ids_from_text(col: pd.Series) -> np.ndarray:
@@ -218,7 +224,7 @@ def ids_from_text(col: pd.Series) -> np.ndarray:
     (so the mapping back to text is exact), else as the stripped strings themselves: "007"
     and "7", "1.0" and "1", "1e3" and "1000" stay distinct, and huge IDs never wrap."""
     s = col.astype(str).str.strip()
-    if len(s) and s.str.fullmatch(_CANONICAL_INT).all():
+    if len(s) and plain_integers(s).all():
         return s.astype(np.int64).to_numpy()
     return s.to_numpy(dtype=object)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .dataset import _CANONICAL_INT, Dataset, DuplicatePolicy, FeatureKind, clean_ratings
+from .dataset import Dataset, DuplicatePolicy, FeatureKind, clean_ratings, plain_integers
 from .io import read_table
 
 DEFAULT_COLUMNS = {"user": "user", "item": "item", "rating": "rating", "timestamp": "timestamp"}
@@ -108,7 +108,7 @@ def _load_features(path: Path, *, key: str, ids: pd.Series, encoding: str, sep: 
                         line=int(keys.index[i]) + first_line, fix="keep one row per ID")
     # Match the ID type the ratings use (the same rule: plain integers, else the text).
     if np.issubdtype(np.asarray(ids).dtype, np.integer):
-        plain = keys.str.fullmatch(_CANONICAL_INT)
+        plain = plain_integers(keys)
         if not plain.all():
             i = int(np.flatnonzero(~plain.to_numpy())[0])
             raise DataError(f"ID {keys.iloc[i]!r} is not written as an integer like the "

@@ -30,7 +30,7 @@ from ..models import build, load, save
 from ..models.base import RecModel
 from ..prune import criterion as make_criterion
 from ..report.pakd import pakd_markdown, pakd_plots
-from ..rundir import RunDir, read_json, write_json
+from ..rundir import RunDir, fingerprint, read_json, read_marker, write_json
 from ..stats import intervals, paired, verdict
 from ..runtime import log, progress, seed_everything
 from .ensemble import ensemble_scores
@@ -260,17 +260,14 @@ def sweep_fingerprint(cfg: RunConfig, rd: RunDir) -> str:
     """What a sweep student depends on: the seed, the distillation, student and evaluation
     settings (not the worker count: a student is the same on any), and the teacher's files.
     A finished row is reused by --resume only under the same fingerprint."""
-    import hashlib
-    import json
     dc = cfg.distill.model_dump(mode="json")
     dc.pop("workers", None)
-    paths = rd.teacher_files(cfg.distill.teacher)
+    files = rd.teacher_files(cfg.distill.teacher)
     if cfg.distill.teacher == "ensemble":
-        paths = [rd.ensemble, *paths]              # its mixes and calibration
-    teacher = {f.name: hashlib.md5(f.read_bytes()).hexdigest() for f in paths if f.is_file()}
-    spec = {"seed": cfg.seed, "distill": dc, "student": cfg.student.model_dump(mode="json"),
-            "eval": cfg.eval.model_dump(mode="json"), "teacher": teacher}
-    return hashlib.md5(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+        files = [rd.ensemble, *files]              # its mixes and calibration
+    return fingerprint({"seed": cfg.seed, "distill": dc,
+                        "student": cfg.student.model_dump(mode="json"),
+                        "eval": cfg.eval.model_dump(mode="json")}, files)
 
 
 def kept_rows(rd: RunDir, keys: list[tuple], fp: str) -> dict[tuple, tuple[dict, dict]]:
@@ -278,15 +275,10 @@ def kept_rows(rd: RunDir, keys: list[tuple], fp: str) -> dict[tuple, tuple[dict,
     out = {}
     for ratio, method in keys:
         stem = rd.student(method, ratio)
-        path = rd.row_of(stem)
-        if not (path.is_file() and rd.weights(stem).is_file()
-                and rd.per_user(stem.name, "test").is_file()):
+        if not (rd.weights(stem).is_file() and rd.per_user(stem.name, "test").is_file()):
             continue
-        try:
-            got = read_json(path)
-        except ValueError:
-            continue
-        if got.get("fingerprint") == fp:
+        got = read_marker(rd.row_of(stem), fp)
+        if got is not None:
             got["row"]["file"] = str(stem)          # the run may have been moved since
             out[(ratio, method)] = (got["row"], got["curve"])
     return out

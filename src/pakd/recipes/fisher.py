@@ -28,7 +28,7 @@ from ..fisher.estimate import OBJECTIVES, diagonal_fisher
 from ..models.ensemble import Ensemble
 from ..prune import Taylor
 from ..report.fisher import fisher_markdown, fisher_plots
-from ..rundir import RunDir, write_json
+from ..rundir import RunDir, fingerprint, read_marker, write_json
 from ..runtime import log, progress
 from .split import load_encoded
 from .teachers import member_scores
@@ -64,7 +64,7 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     fishers, sigma2, timings = estimate(cfg, rd, enc, members, ens, ex, focus, kinds)
 
     results = {}
-    fp = fingerprint(cfg, rd, members)
+    fp = analysis_fingerprint(cfg, rd, members)
     for name, model in members.items():
         kept = _kept_part(rd, name, fp) if cfg.resume else None
         if kept is not None:
@@ -99,31 +99,20 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     return out
 
 
-def fingerprint(cfg: RunConfig, rd: RunDir, members: dict) -> str:
+def analysis_fingerprint(cfg: RunConfig, rd: RunDir, members: dict) -> str:
     """What a member's analysis depends on: the seed, the Fisher and evaluation settings and
     the teachers' files (the ensemble objective reads every member)."""
-    import hashlib
-    import json
-    paths = [rd.weights(rd.member(n)) for n in members if rd.has_member(n)]
+    files = [rd.weights(rd.member(n)) for n in members if rd.has_member(n)]
     if rd.ensemble.is_file():
-        paths += [rd.ensemble, *rd.teacher_files("ensemble")]
-    files = {f.name: hashlib.md5(f.read_bytes()).hexdigest() for f in paths if f.is_file()}
-    spec = {"seed": cfg.seed, "fisher": cfg.fisher.model_dump(mode="json"),
-            "eval": cfg.eval.model_dump(mode="json"), "files": files}
-    return hashlib.md5(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+        files += [rd.ensemble, *rd.teacher_files("ensemble")]
+    return fingerprint({"seed": cfg.seed, "fisher": cfg.fisher.model_dump(mode="json"),
+                        "eval": cfg.eval.model_dump(mode="json")}, files)
 
 
 def _kept_part(rd: RunDir, name: str, fp: str):
     """(analysis, seconds) of a member finished under fingerprint ``fp``, else None."""
-    from ..rundir import read_json
-    path = rd.fisher_part(name)
-    try:
-        got = read_json(path) if path.is_file() else None
-    except ValueError:
-        return None
-    if got is None or got.get("fingerprint") != fp:
-        return None
-    return got["result"], got["seconds"]
+    got = read_marker(rd.fisher_part(name), fp)
+    return None if got is None else (got["result"], got["seconds"])
 
 
 def estimate(cfg: RunConfig, rd: RunDir, enc: Encoded, members: dict, ens: Ensemble | None,
