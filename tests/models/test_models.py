@@ -143,3 +143,45 @@ def test_token_tables_out_of_range_are_refused(tiny_enc, tmp_path):
     w.write_bytes(st_save(sd))
     with pytest.raises(PakdError, match="index tables out of their range"):
         load(stem)
+
+
+def test_item_row_table_gives_rows_to_the_most_rated_items():
+    from pakd.models.student import item_row_table
+    tab = item_row_table(torch.tensor([3, 9, 0, 9, 1]), 3)
+    # counts 9 (items 1, 3: the lower index first), then 3 (item 0); items 2 and 4 own none
+    assert tab.flatten().tolist() == [3, 1, 0, 2, 0]
+
+
+def test_student_with_item_rows_describes_other_items_by_their_side_fields(tiny_enc, tmp_path):
+    from pakd.models.student import ITEM_ROWS, item_row_table
+    n = tiny_enc.n_items
+    counts = torch.bincount(tiny_enc.parts["train"].item, minlength=n)
+    rows = n // 2
+    arch = {**KINDS["lightweight_model"], "item_rows": rows}
+    tables = {**tiny_enc.tables, ITEM_ROWS: item_row_table(counts, rows)}
+    torch.manual_seed(0)
+    m = build("lightweight_model", tiny_enc.schema, arch, tables=tables).double().eval()
+    full = build("lightweight_model", tiny_enc.schema, KINDS["lightweight_model"],
+                 tables=tiny_enc.tables)
+    width = arch["factors"] + arch["rank_factors"]
+    assert full.n_params() - m.n_params() == (n - rows) * width
+    assert m.embedding.emb["item_id"].weight.shape[0] == rows + 1
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.5)
+    owner = tables[ITEM_ROWS][:, 0] > 0
+    # an item without a row: changing every ID row leaves its ranking vector alone
+    items = torch.arange(n)
+    before = m._item_rank_side(items)[0]
+    with torch.no_grad():
+        m.rank_embedding.emb["item_id"].weight[1:] += 1.0
+    after = m._item_rank_side(items)[0]
+    assert torch.equal(before[~owner], after[~owner])
+    assert not torch.allclose(before[owner], after[owner])
+    u, i = pairs(tiny_enc)
+    s = m.score_all(torch.arange(tiny_enc.n_users))
+    assert torch.allclose(s[u, i], m(u, i).logit, atol=1e-9)
+    save(m.float(), tmp_path / "rows")
+    back, cfg = load(tmp_path / "rows")
+    assert cfg["arch"]["item_rows"] == rows
+    assert torch.equal(back(u, i).logit, m.float()(u, i).logit)

@@ -57,3 +57,20 @@ def test_size_targets_measure_against_the_three_origin_members():
     assert ten["ndcg_at_least_97pct"] and ten["rmse_at_most_101pct"]   # 97.3%, 100.9%
     assert three["params"] == 60
     assert three["ndcg_at_least_93pct"] and not three["rmse_at_most_102pct"]  # 95.5%, 102.1%
+
+
+def test_item_coverage_gives_rows_to_the_fewest_items_holding_that_share(tiny_enc):
+    import torch
+
+    from pakd.config import build_config
+    from pakd.recipes.distill import student_arch
+    counts = torch.bincount(tiny_enc.parts["train"].item, minlength=tiny_enc.n_items)
+    top = torch.sort(counts, descending=True).values
+    cfg = build_config()
+    cfg.student.item_coverage = 1.0
+    assert student_arch(cfg, tiny_enc)["item_rows"] == 0            # every item
+    share = float(top[:3].sum() / top.sum())
+    cfg.student.item_coverage = share
+    assert student_arch(cfg, tiny_enc)["item_rows"] == 3
+    cfg.student.item_coverage = share + 1e-6      # a hair more needs the fourth item
+    assert student_arch(cfg, tiny_enc)["item_rows"] == 4

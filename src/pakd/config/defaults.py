@@ -28,7 +28,9 @@ ARCH: dict[str, dict] = {
     "ease": {"lam": 500.0, "history": 0},
     # implicit ALS; reg is chosen on the valid part from als.regs
     "als": {"factors": 64, "reg": 1.0, "alpha": 10.0},
-    STUDENT: {"factors": 32, "rank_factors": 32, "hidden": [64], "side_fields": True},
+    # item_rows (0 = every item) is set from student.item_coverage and the data
+    STUDENT: {"factors": 64, "rank_factors": 64, "hidden": [64], "side_fields": True,
+              "item_rows": 0},
 }
 
 # How each teacher is trained (`pakd.train.fit`); anything not listed takes the `FitSettings`

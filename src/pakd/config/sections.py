@@ -261,7 +261,19 @@ XDeepFMConfig = _with_defaults("XDeepFMConfig", [FitSettings, XDeepFMArch],
 AutoIntConfig = _with_defaults("AutoIntConfig", [FitSettings, AutoIntArch],
                                {**FIT["autoint"], **ARCH["autoint"]},
                                doc="The AutoInt member: training and architecture.")
-StudentConfig = _with_defaults("StudentConfig", [StudentArch], ARCH[STUDENT],
+class StudentRows(Section):
+    # 0.6, with 64 + 64 factors and ratios 0.4 / 0.8, chosen on the valid part against 1000,
+    # 2000 and 3000 rows and the earlier every-item student (benchmarks/results/
+    # 2026-11-26_issue10_item_rows)
+    item_coverage: float = Field(
+        0.6, description="lightweight_model: the most rated items holding this share of the "
+        "train ratings own factor rows; the others are described by their side fields alone "
+        "(1 = every item)", gt=0, le=1)
+
+
+# item_rows is derived from item_coverage and the data (`pakd.recipes.distill.student_arch`)
+StudentConfig = _with_defaults("StudentConfig", [StudentArch, StudentRows],
+                               {k: v for k, v in ARCH[STUDENT].items() if k != "item_rows"},
                                doc="The lightweight student's architecture.")
 
 
@@ -403,7 +415,7 @@ class _DistillOwn(Section):
                                      "parameters removed); replaces --pruning-ratios",
                                      flag="--pruning-ratio", ge=0, lt=1)
     pruning_ratios: Annotated[list[float], AfterValidator(_pruning_ratios)] = _f(
-        [0.75, 0.92], "pruning ratios of the sweep",
+        [0.4, 0.8], "pruning ratios of the sweep",
                                      flag="--pruning-ratios")
     methods: list[Literal["fisher_kd", "magnitude_kd", "random_kd", "fisher_ft", "scratch",
                           "final_kd", "mf_labels", "dense_kd"]] = _f(

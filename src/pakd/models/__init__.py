@@ -86,7 +86,7 @@ def load(stem: str | Path) -> tuple[RecModel, dict]:
     if bad:
         raise PakdError(f"{w_path} holds non-finite weights (NaN or inf) in {', '.join(bad[:5])}: "
                         f"the model would answer nonsense; {again}")
-    wrong = _bad_indices(sd, schema)
+    wrong = _bad_indices(sd, schema, cfg["arch"])
     if wrong:
         raise PakdError(f"{w_path} holds index tables out of their range ({wrong}): the file "
                         f"is damaged or was edited; {again}")
@@ -94,10 +94,13 @@ def load(stem: str | Path) -> tuple[RecModel, dict]:
     return model, cfg
 
 
-def _bad_indices(sd: dict, schema: Schema) -> str | None:
+def _bad_indices(sd: dict, schema: Schema, arch: dict) -> str | None:
     """The first integer table whose entries cannot index what they point into: field token
-    tables (0 = padding .. vocabulary - 1) and EASE's history (CSR of the catalogue)."""
+    tables (0 = padding .. vocabulary - 1), the student's item rows and EASE's history (CSR
+    of the catalogue)."""
     vocab = {f.name: f.vocab_size for f in schema.fields}
+    if arch.get("item_rows"):
+        vocab["item_rows"] = int(arch["item_rows"]) + 1
     for k, v in sd.items():
         if v.is_floating_point() or not v.numel():
             continue

@@ -214,9 +214,13 @@ class FieldEmbedding(nn.Module):
     (referenced, not owned, so they are stored once however many embeddings read them)."""
 
     def __init__(self, schema: Schema, dim: int, tokens: TokenTables, init_std: float = 0.01,
-                 fields: list[str] | None = None, dedupe: bool = False):
+                 fields: list[str] | None = None, dedupe: bool = False,
+                 rows: dict[str, tuple[str, int]] | None = None):
+        """``rows``: field -> (token table, rows) for a field whose table has fewer rows than
+        its vocabulary (the student's item rows: the rest read token 0, a zero vector)."""
         super().__init__()
         self.dim, self.dedupe = dim, dedupe
+        self.table_of = {f: t for f, (t, _) in (rows or {}).items()}
         object.__setattr__(self, "_tokens", tokens)   # not a submodule: no duplicate state
         names = set(fields) if fields is not None else None
         ufields, ifields = fields_by_side(schema)
@@ -224,7 +228,8 @@ class FieldEmbedding(nn.Module):
         self.item_fields = [f for f in ifields if names is None or f.name in names]
         self.emb = nn.ModuleDict()
         for f in self.user_fields + self.item_fields:
-            e = nn.Embedding(f.vocab_size, dim, padding_idx=0)
+            e = nn.Embedding(rows[f.name][1] if rows and f.name in rows else f.vocab_size, dim,
+                             padding_idx=0)
             nn.init.normal_(e.weight, std=init_std)
             with torch.no_grad():
                 e.weight[0].zero_()
@@ -237,7 +242,7 @@ class FieldEmbedding(nn.Module):
     def _side(self, fields: list[FieldSpec], idx: torch.Tensor) -> torch.Tensor:
         outs = []
         for f in fields:
-            tok = self._tokens.get(f.name)[idx]                # [B, L]
+            tok = self._tokens.get(self.table_of.get(f.name, f.name))[idx]   # [B, L]
             e = self.emb[f.name]
             if f.kind == "single":
                 outs.append(e(tok[:, 0]))
@@ -284,7 +289,8 @@ class FieldEmbedding(nn.Module):
         out = []
         for fields, idx in ((self.user_fields, user), (self.item_fields, item)):
             for f in fields:
-                out.append((self.emb[f.name], self._tokens.get(f.name)[idx]))
+                out.append((self.emb[f.name],
+                            self._tokens.get(self.table_of.get(f.name, f.name))[idx]))
         return out
 
 

@@ -33,23 +33,45 @@ def _pool(side: torch.Tensor) -> torch.Tensor:
     return side[:, 0] + side[:, 1:].mean(1)
 
 
+ITEM_ROWS = "item_rows"     # token table of the items that own factor rows
+
+
+def item_row_table(counts: torch.Tensor, rows: int) -> torch.Tensor:
+    """[n_items, 1] int32: the ``rows`` items with the most train ratings (ties: lower index)
+    own factor rows 1..rows in that order; every other item reads row 0 (zero), so its
+    factors are the mean of its side-field vectors alone."""
+    order = torch.argsort(-counts.to(torch.float64), stable=True)[:rows]
+    tab = torch.zeros(len(counts), 1, dtype=torch.int32)
+    tab[order, 0] = torch.arange(1, len(order) + 1, dtype=torch.int32)
+    return tab
+
+
 class LightweightStudent(RecModel):
     kind = "lightweight_model"
     one_pass_score_all = True
 
     def __init__(self, schema: Schema, *, factors: int, rank_factors: int, hidden: list[int],
-                 side_fields: bool, rating_mean: float = 0.0, tables=None):
+                 side_fields: bool, item_rows: int = 0, rating_mean: float = 0.0, tables=None):
         super().__init__(schema, rating_mean)
         self.factors, self.rank_factors = factors, rank_factors
         self.hidden_sizes = list(hidden)
         self.side_fields = side_fields
+        self.item_rows = item_rows if 0 < item_rows < schema.n_items else 0
         names = None if side_fields else ["user_id", "item_id"]
         self.tokens = TokenTables(schema, tables, fields=names)
+        rows = None
+        if self.item_rows:
+            # which item owns which factor row (0: none): `item_row_table`
+            tab = tables.get(ITEM_ROWS) if tables is not None else None
+            self.tokens.register_buffer(
+                f"tab_{ITEM_ROWS}", (tab if tab is not None else torch.zeros(
+                    schema.n_items, 1)).to(torch.int32).contiguous())
+            rows = {"item_id": (ITEM_ROWS, self.item_rows + 1)}
         # lookups deduplicated per batch: training steps repeat users and items many times
         self.embedding = FieldEmbedding(schema, factors, self.tokens, init_std=0.05, fields=names,
-                                        dedupe=True)
+                                        dedupe=True, rows=rows)
         self.rank_embedding = FieldEmbedding(schema, rank_factors, self.tokens, init_std=0.05,
-                                             fields=names, dedupe=True)
+                                             fields=names, dedupe=True, rows=rows)
         self.bias = FieldEmbedding(schema, 1, self.tokens, init_std=0.0,
                                    fields=["user_id", "item_id"], dedupe=True)
         self.rank_bias = FieldEmbedding(schema, 1, self.tokens, init_std=0.0, fields=["item_id"],
@@ -62,7 +84,8 @@ class LightweightStudent(RecModel):
 
     def arch(self) -> dict:
         return {"factors": self.factors, "rank_factors": self.rank_factors,
-                "hidden": self.hidden_sizes, "side_fields": self.side_fields}
+                "hidden": self.hidden_sizes, "side_fields": self.side_fields,
+                "item_rows": self.item_rows}
 
     def _rating_side(self, user, item):
         u, i = self.embedding.sides(user, item)

@@ -28,6 +28,7 @@ from ..errors import PakdError
 from ..evaluate import evaluate
 from ..models import build, load, save
 from ..models.base import RecModel
+from ..models.student import ITEM_ROWS, item_row_table
 from ..prune import criterion as make_criterion
 from ..report.pakd import pakd_markdown, pakd_plots
 from ..rundir import RunDir, fingerprint, read_json, read_marker, write_json
@@ -116,9 +117,30 @@ def make_student(cfg: RunConfig, rd: RunDir, enc: Encoded) -> RecModel:
     """A fresh lightweight student, or a copy of a trained member."""
     kind = cfg.distill.student
     if kind == STUDENT:
-        return build(STUDENT, enc.schema, arch_of(cfg.student, STUDENT), tables=enc.tables,
+        arch = student_arch(cfg, enc)
+        return build(STUDENT, enc.schema, arch, tables=student_tables(enc, arch),
                      rating_mean=float(enc.parts["train"].rating.mean()))
     return rd.load_member(kind)[0].train()
+
+
+def student_arch(cfg: RunConfig, enc: Encoded) -> dict:
+    """The lightweight student's architecture: the configured one, with ``item_rows`` the
+    fewest most-rated items whose train ratings reach ``item_coverage`` of all (0: every
+    item)."""
+    counts = torch.bincount(enc.parts["train"].item, minlength=enc.n_items)
+    share = torch.sort(counts, descending=True).values.cumsum(0).double() / max(1, int(counts.sum()))
+    rows = int((share < cfg.student.item_coverage - 1e-12).sum()) + 1
+    return {**arch_of(cfg.student, STUDENT), "item_rows": rows if rows < enc.n_items else 0}
+
+
+def student_tables(enc: Encoded, arch: dict) -> dict:
+    """The token tables a lightweight student of ``arch`` reads: the data's, plus which
+    items own factor rows when ``item_rows`` limits them (chosen by train counts)."""
+    rows = arch.get("item_rows", 0)
+    if not rows:
+        return enc.tables
+    counts = torch.bincount(enc.parts["train"].item, minlength=enc.n_items)
+    return {**enc.tables, ITEM_ROWS: item_row_table(counts, rows)}
 
 
 def _train_one(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid: dict,
@@ -132,7 +154,8 @@ def _train_one(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid:
     start = student.n_params()
     mean = float(enc.parts["train"].rating.mean())
     if method in ("scratch", "final_kd"):
-        student = build(student.kind, enc.schema, ref_arch, tables=enc.tables, rating_mean=mean)
+        student = build(student.kind, enc.schema, ref_arch, tables=student_tables(enc, ref_arch),
+                        rating_mean=mean)
     elif method == "mf_labels":
         student = mf_of_size(enc, build(student.kind, enc.schema, ref_arch,
                                         tables=enc.tables).n_params(), mean)
