@@ -5,7 +5,8 @@ from model_zoo import randomised
 
 from pakd import metrics as M
 from pakd.evaluate import evaluate
-from pakd.stats import intervals, metrics_under, paired, resample_weights, verdict
+from pakd.stats import (holm, intervals, metrics_under, paired, pooled_paired, resample_weights,
+                        verdict)
 
 EVAL = dict(ks=[10], positive_above=3.0, negative_below=3.0, relevant_min_rating=None, chunk=7)
 
@@ -68,3 +69,38 @@ def test_verdicts_follow_the_interval():
     assert verdict([0.01, -0.002, 0.02], lower_is_better=False) == "tie"
     with pytest.raises(Exception, match="at least 2 users"):
         resample_weights(1, 10, 0)
+
+
+def test_pooled_difference_is_the_mean_of_the_seeds_and_one_seed_is_the_paired_one():
+    pairs = [(payload(seed=s), payload(seed=s + 100, mean=0.5)) for s in range(3)]
+    got = pooled_paired(pairs, resamples=300, metrics=["ndcg@10", "rmse"])
+    for m in ("ndcg@10", "rmse"):
+        each = [paired(a, b, resamples=10, metrics=[m])[m][0] for a, b in pairs]
+        assert got[m][0] == pytest.approx(np.mean(each))
+        assert got[m][1] <= got[m][0] <= got[m][2]
+    one = pooled_paired(pairs[:1], resamples=300, metrics=["ndcg@10"])["ndcg@10"]
+    assert one[0] == pytest.approx(paired(*pairs[0], resamples=10, metrics=["ndcg@10"])["ndcg@10"][0])
+    same = pooled_paired([(a, a) for a, _ in pairs], resamples=50, metrics=["ndcg@10"])
+    assert same["ndcg@10"][:3] == [0.0, 0.0, 0.0] and same["ndcg@10"][3] == 1.0
+
+
+def test_pooled_interval_widens_when_the_seeds_disagree():
+    """Two-stage resampling carries the variance between seeds: seeds whose differences
+    point in opposite directions give a wider interval than seeds that agree."""
+    base = payload(n_users=200, seed=1)
+
+    def shifted(p, by):
+        return {**p, "ndcg@10": p["ndcg@10"] + by}
+    agree = pooled_paired([(base, shifted(base, 0.05))] * 3, resamples=400, metrics=["ndcg@10"])
+    split = pooled_paired([(base, shifted(base, 0.15)), (base, shifted(base, -0.05)),
+                           (base, shifted(base, 0.05))], resamples=400, metrics=["ndcg@10"])
+    assert agree["ndcg@10"][0] == pytest.approx(split["ndcg@10"][0])
+    assert split["ndcg@10"][2] - split["ndcg@10"][1] > agree["ndcg@10"][2] - agree["ndcg@10"][1] + 0.05
+
+
+def test_holm_adjusts_by_hand():
+    # sorted p: 0.01 (x3 = 0.03), 0.02 (x2 = 0.04), 0.04 (x1 = 0.04, kept monotone)
+    got = holm({"a": 0.04, "b": 0.01, "c": 0.02, "d": float("nan")})
+    assert got["b"] == pytest.approx(0.03) and got["c"] == pytest.approx(0.04)
+    assert got["a"] == pytest.approx(0.04) and np.isnan(got["d"])
+    assert holm({"x": 0.6, "y": 0.5})["x"] == 1.0

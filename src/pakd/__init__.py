@@ -12,8 +12,8 @@ __version__ = "0.1.0"
 
 from .errors import ConfigError, DataError, PakdError  # noqa: E402
 
-_LAZY = {"load_dataset": "api", "split": "api", "encode": "api", "RunConfig": "config",
-         "build_config": "config"}
+_LAZY = {"load_dataset": "api", "split": "api", "encode": "api", "pool_seeds": "api",
+         "RunConfig": "config", "build_config": "config"}
 
 
 def __getattr__(name):
@@ -23,5 +23,6 @@ def __getattr__(name):
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(name)
 
-__all__ = ["__version__", "load_dataset", "split", "encode", "RunConfig", "build_config",
+__all__ = ["__version__", "load_dataset", "split", "encode", "pool_seeds", "RunConfig",
+           "build_config",
            "PakdError", "DataError", "ConfigError"]

@@ -21,3 +21,10 @@ def split(ds: Dataset, method: str = "user_ratio", ratios=(0.8, 0.1, 0.1), k: in
 def encode(ds: Dataset, sp: Split, n_buckets: int = 10, max_tokens: int = 16) -> Encoded:
     """Index tensors and the field `Schema` for the models."""
     return _data.encode(ds, sp, n_buckets=n_buckets, max_tokens=max_tokens)
+
+
+def pool_seeds(run_dir, seeds) -> dict:
+    """Pool finished runs of several seeds (``run_dir``/seed-<s>, as ``pakd run --seeds``
+    makes them) into ``run_dir``/seeds.json and seeds.md; returns what was written."""
+    from .recipes.seeds import pool
+    return pool(run_dir, list(seeds))

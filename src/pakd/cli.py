@@ -287,6 +287,8 @@ def cmd_fisher(args) -> int:
 
 def cmd_distill(args) -> int:
     from .recipes import distill
+    if getattr(args, "seeds", None):
+        return _each_seed(args, cmd_distill)
     return _run_recipe(args, distill, lambda rd: rd.pakd_md)
 
 
@@ -297,8 +299,30 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _each_seed(args, command) -> int:
+    """``command`` once per seed of ``--seeds``, each in RUN/seed-<s> with that seed, one
+    after another; then the pooled results in RUN."""
+    from .recipes import seeds as seeds_recipe
+    if "set__seed" in vars(args):
+        raise PakdError("give either --seed or --seeds, not both: --seeds runs every seed it "
+                        "lists in RUN/seed-<s>")
+    for s in args.seeds:
+        one = argparse.Namespace(**{**vars(args), "seeds": None, "set__seed": str(s),
+                                    "run_dir": str(seeds_recipe.seed_dir(args.run_dir, s))})
+        code = command(one)
+        _release_lock()
+        if code:
+            return code
+    out = seeds_recipe.pool(args.run_dir, args.seeds)
+    if not _overrides(args).get("quiet", False):
+        print(seeds_recipe.seeds_markdown(out))
+    return 0
+
+
 def cmd_run(args) -> int:
     from .recipes import run_all
+    if getattr(args, "seeds", None):
+        return _each_seed(args, cmd_run)
     cfg, rd = _stage(args)
     print(run_all(cfg, rd))
     return 0
@@ -376,6 +400,25 @@ def _stage_parser(sub, name: str, help: str, func, command: str | None = None):
     return p
 
 
+def _seeds_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seeds", metavar="A,B,...", type=_seed_list,
+                   help="run once per seed (each its own split and initialisation) in "
+                   "RUN/seed-<s>, then pool them into RUN/seeds.json and seeds.md: mean ± sd "
+                   "over seeds and pooled paired differences with Holm's correction")
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes integers separated by commas, e.g. "
+                                         f"0,1,2; got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"--seeds needs distinct non-negative integers, e.g. "
+                                         f"0,1,2; got {text!r}")
+    return seeds
+
+
 def _epilog(command: str) -> str | None:
     shared = SECTIONS[command][1]
     if not shared or _SHOW_ALL:
@@ -427,12 +470,12 @@ def build_parser() -> argparse.ArgumentParser:
                   "RUN/teachers.json and teachers.md", cmd_ensemble)
     _stage_parser(sub, "fisher", "Fisher information of the teachers per layer, structure and "
                   "task, checked against measured damage", cmd_fisher)
-    _stage_parser(sub, "distill", "prune while distilling the teacher into a student, with "
-                  "baselines, across pruning ratios", cmd_distill)
+    _seeds_arg(_stage_parser(sub, "distill", "prune while distilling the teacher into a "
+                             "student, with baselines, across pruning ratios", cmd_distill))
     _stage_parser(sub, "report", "re-render the run's Markdown reports and plots, print the "
                   "run summary", cmd_report)
-    _stage_parser(sub, "run", "the whole pipeline: split -> teachers -> ensemble -> Fisher -> "
-                  "PAKD sweep -> report", cmd_run)
+    _seeds_arg(_stage_parser(sub, "run", "the whole pipeline: split -> teachers -> ensemble -> "
+                             "Fisher -> PAKD sweep -> report", cmd_run))
 
     rec = sub.add_parser("recommend", help="a user's top-K titles from a saved model")
     rec.add_argument("--model", required=True, help="saved model (e.g. "

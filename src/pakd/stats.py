@@ -133,3 +133,56 @@ def verdict(diff: list[float], lower_is_better: bool) -> str:
     if high < 0:
         return "better" if lower_is_better else "worse"
     return "tie"
+
+
+def pooled_paired(pairs: list[tuple[dict, dict]], *, resamples: int = 1000, seed: int = 0,
+                  metrics=METRICS, level: float = 0.95) -> dict[str, list[float]]:
+    """{metric: [difference, low, high, p]} of ``other`` minus ``reference`` pooled over
+    seeds: ``pairs`` holds one (reference, other) per seed, each pair evaluated on that
+    seed's split. The difference is the mean of the per-seed differences. Its interval is a
+    two-stage bootstrap (Davison & Hinkley 1997, sec. 3.8): each resample draws seeds with
+    replacement, then users within each drawn seed, so it carries the training variance
+    between seeds as well as the users' (with few seeds it is wide, not falsely narrow).
+    ``p``: two-sided bootstrap p-value of "no difference", 2 min(P(d <= 0), P(d >= 0))."""
+    if not pairs:
+        raise PakdError("pooling needs at least one seed")
+    rng = np.random.default_rng(seed)
+    per_seed, boot = [], []
+    for k, (ref, other) in enumerate(pairs):
+        if not np.array_equal(ref["users"], other["users"]):
+            raise PakdError("paired differences need both models evaluated on the same users")
+        n = len(ref["users"])
+        w = np.vstack([np.ones((1, n)), resample_weights(n, resamples, seed + 7919 * (k + 1))])
+        a, b = metrics_under(w, ref, metrics), metrics_under(w, other, metrics)
+        d = {m: b[m] - a[m] for m in metrics}
+        per_seed.append({m: d[m][0] for m in metrics})
+        boot.append({m: d[m][1:] for m in metrics})
+    s = len(pairs)
+    draws = rng.integers(0, s, size=(resamples, s))           # seeds drawn per resample
+    cols = rng.integers(0, resamples, size=(resamples, s))    # and a user resample for each
+    q = (1 - level) / 2 * 100
+    out = {}
+    for m in metrics:
+        point = float(np.mean([p[m] for p in per_seed]))
+        stack = np.stack([b[m] for b in boot])                 # [seeds, resamples]
+        dist = stack[draws, cols].mean(1)
+        dist = dist[np.isfinite(dist)]
+        if not len(dist):
+            out[m] = [point, float("nan"), float("nan"), float("nan")]
+            continue
+        p = min(1.0, 2 * min(float(np.mean(dist <= 0)), float(np.mean(dist >= 0))))
+        out[m] = [point, float(np.percentile(dist, q)), float(np.percentile(dist, 100 - q)), p]
+    return out
+
+
+def holm(p_values: dict, alpha: float = 0.05) -> dict:
+    """Holm's step-down correction (Holm 1979) of a family of tests: {key: adjusted p}.
+    Reject a hypothesis when its adjusted p is below ``alpha``; the family-wise error rate
+    stays at most ``alpha`` whatever the dependence between the tests."""
+    keys = sorted((k for k in p_values if np.isfinite(p_values[k])), key=lambda k: p_values[k])
+    out, running, m = {}, 0.0, len(keys)
+    for i, k in enumerate(keys):
+        running = max(running, min(1.0, (m - i) * p_values[k]))
+        out[k] = running
+    out.update({k: float("nan") for k in p_values if k not in out})
+    return out

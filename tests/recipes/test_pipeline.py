@@ -63,6 +63,10 @@ def test_fisher_outputs(run):
         assert all(len(p["measured_train"]) == len(p["measured"]) for p in v["points"])
         assert 0 <= v["share_lowering_valid_loss"] <= 1
         assert m["plan"]["params_after"] < m["params"]
+        # per group kind as well as pooled; units without a path counted apart
+        assert set(v["by_kind"]) == set(v["kinds_tested"])
+        assert all(c is None or c["units"] >= 3 for c in v["by_kind"].values())
+        assert v["units_without_path"][v["objective"]] >= 0
     exp = json.loads((a / "movielens_fisher_experiment.json").read_text())
     assert {"dataset", "split", "settings", "timings"} <= set(exp)
     text = (a / "ensemble_fisher_analysis_summary.md").read_text()
@@ -114,6 +118,11 @@ def test_pakd_outputs(run, capsys):
     assert (run / "plots" / "pakd_paired_differences.png").stat().st_size > 1000
     best = res["best_student"]
     assert best["saved"] and "valid" in best["rule"]
+    chk = res["criterion_check"]            # the criterion PAKD prunes with, on dense_kd
+    assert chk["units_tested"] == 12 and chk["params"] == by["dense_kd"]["params"]
+    assert chk["pooled"]["units"] + chk["units_without_path"] == 12
+    assert {"train_spearman_fisher", "valid_spearman_fisher_raw",
+            "train_spearman_magnitude_ci95"} <= set(chk["pooled"])
     md = (run / "analysis_results" / "pakd_experiment_summary.md").read_text()
     assert "{" not in md and "[" not in md.split("## Best student")[0]
     saved = run / "models" / "saved" / "best_student_model.safetensors"

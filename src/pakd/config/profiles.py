@@ -25,7 +25,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "distill.methods": ["fisher_kd", "magnitude_kd", "scratch"], "distill.ablation": False,
         "distill.negatives": 4, "distill.batch_size": 8192,
         "distill.prune_steps": 2, "distill.list_top": 10, "distill.list_random": 10,
-        "distill.feature_dim": 8,
+        "distill.feature_dim": 8, "distill.check_units": 12,
         "bench.seconds": 0.1, "bench.rounds": 1,
     },
 }

@@ -476,6 +476,9 @@ class _DistillOwn(Section):
     workers: int = _f(0, "students trained at once, each in its own single-threaded process "
                       "(0 = one per torch thread of the run; 1 = one at a time, in this "
                       "process)", flag="--distill-workers", ge=0)
+    check_units: int = _f(60, "units of the dense_kd student removed one at a time to check "
+                          "that the mask Fisher PAKD prunes with foresees the damage (0: no "
+                          "check)", flag="--check-units", ge=0)
     rmse_tolerance: float = _f(0.02, "best student: valid RMSE at most (1 + this) x the "
                                "teacher's", flag="--rmse-tolerance", ge=0)
     ndcg_tolerance: float = _f(0.05, "best student: valid NDCG@10 at least (1 - this) x the "

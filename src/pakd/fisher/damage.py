@@ -221,19 +221,29 @@ def check_units(model: RecModel, probe: LossProbe, tested: list[dict], tables: d
 
     criteria = [k for k in kinds if points and any(f"/{k}" in key for key in
                                                     points[0]["predicted"])] + ["magnitude"]
+    # a unit with no path to the objective (SVD's rating factors under a ranking-only
+    # objective): removing it changes nothing and every Fisher predicts exactly 0; such ties
+    # would inflate a rank correlation, so they are counted apart, not correlated
+    no_path = {o: [all(p[f][o] == 0 for f in p if f.startswith("measured"))
+                   and all(v == 0 for k, v in p["predicted"].items() if k.startswith(f"{o}/"))
+                   for p in points] for o in focus if o in base["valid"]}
 
-    def correlations(field: str) -> dict:
+    def correlations(field: str, among=None) -> dict:
         by_obj = {}
         for o in focus:
             if o not in base["valid"] or not points:
                 continue
-            meas = np.array([p[field][o] for p in points])
-            row = {}
+            pts = [p for p, gone in zip(points, no_path[o]) if not gone
+                   and (among is None or p["kind"] == among)]
+            if len(pts) < 3:
+                continue
+            meas = np.array([p[field][o] for p in pts])
+            row = {"units": len(pts)}
             for k in criteria:
                 key = "magnitude" if k == "magnitude" else f"{o}/{k}"
-                if key not in points[0]["predicted"]:
+                if key not in pts[0]["predicted"]:
                     continue
-                pred = np.array([p["predicted"][key] for p in points])
+                pred = np.array([p["predicted"][key] for p in pts])
                 row[f"spearman_{k}"] = A.spearman(pred, meas)
                 row[f"kendall_{k}"] = A.kendall(pred, meas)
                 row[f"spearman_{k}_ci95"] = A.spearman_interval(pred, meas, seed=0)
@@ -242,10 +252,13 @@ def check_units(model: RecModel, probe: LossProbe, tested: list[dict], tables: d
 
     by_obj = correlations("measured")
     top = by_obj.get(primary, {})
+    kinds_seen = sorted({p["kind"] for p in points})
     out = {"objective": primary,
            **{f"spearman_{k}": top.get(f"spearman_{k}") for k in criteria},
            "groups_tested": len(points),
-           "kinds_tested": sorted({p["kind"] for p in points}),
+           "units_without_path": {o: int(sum(v)) for o, v in no_path.items()},
+           "by_kind": {k: correlations("measured", k).get(primary) for k in kinds_seen},
+           "kinds_tested": kinds_seen,
            "share_lowering_valid_loss": (sum(p["measured"][primary] < 0 for p in points)
                                          / len(points) if points else None),
            "base_valid_loss": base["valid"], "by_objective": by_obj, "points": points}

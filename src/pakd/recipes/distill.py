@@ -23,6 +23,7 @@ from ..bench import interleaved, memory_of
 from ..config import STUDENT, TEACHERS, RunConfig, arch_of, sweep_ratios
 from ..data.encoding import Encoded
 from ..distill.loop import ABLATIONS, AFTER_REFERENCE, METHODS, Budget, Losses, distill
+from ..distill.check import check_student_criterion
 from ..distill.signals import teacher_signals
 from ..errors import PakdError
 from ..evaluate import evaluate
@@ -68,6 +69,7 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
              "items)", signals.scale)
     del teacher
     rows, curves = sweep(cfg, rd, enc, signals, teacher_valid)
+    check = criterion_check(cfg, enc, signals, rows)
     speed = measure_speed(cfg, rd, t_row, member_rows, rows)
     for r in member_rows + rows:
         _relative(r, t_row)
@@ -83,7 +85,7 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
            "threads": torch.get_num_threads(), "teacher_valid": teacher_valid,
            "references": references(rd),
            "feature_variance_kept": signals.explained, "teacher_temperature": signals.scale,
-           "curves": curves,
+           "curves": curves, "criterion_check": check,
            "seconds": time.perf_counter() - t_start}
     write_json(rd.pakd_json, out)
     rd.write_text(rd.pakd_md, pakd_markdown(out))
@@ -160,12 +162,7 @@ def _train_one(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid:
         student = mf_of_size(enc, build(student.kind, enc.schema, ref_arch,
                                         tables=enc.tables).n_params(), mean)
     gen = torch.Generator().manual_seed(cfg.seed)
-    losses = Losses(tasks,
-                    dc.kd_rating_weight, dc.kd_ranking_weight, dc.kd_feature_weight,
-                    dc.label_loss_weight if use_kd else 1.0, dc.temperature, dc.list_random,
-                    dc.list_users, dc.label_ranking, dc.kd_list)
-    budget = Budget(dc.epochs, dc.batch_size, dc.lr, dc.weight_decay, dc.l2, dc.negatives,
-                    dc.patience)
+    losses, budget = _losses(dc, tasks, use_kd), _budget(dc)
     crit = None if crit_name is None else make_criterion(
         crit_name, gen=gen, balance=dc.fisher_balance or None)
     res = distill(student, enc, signals, losses=losses, budget=budget, criterion=crit,
@@ -174,6 +171,35 @@ def _train_one(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid:
                   seed=cfg.seed, gen=gen, quiet=cfg.quiet, name=f"{method}@{ratio:g}")
     res.start_params = start
     return res, res.model
+
+
+def _losses(dc, tasks: frozenset, use_kd: bool) -> Losses:
+    return Losses(tasks, dc.kd_rating_weight, dc.kd_ranking_weight, dc.kd_feature_weight,
+                  dc.label_loss_weight if use_kd else 1.0, dc.temperature, dc.list_random,
+                  dc.list_users, dc.label_ranking, dc.kd_list)
+
+
+def _budget(dc) -> Budget:
+    return Budget(dc.epochs, dc.batch_size, dc.lr, dc.weight_decay, dc.l2, dc.negatives,
+                  dc.patience)
+
+
+def criterion_check(cfg: RunConfig, enc: Encoded, signals, rows: list[dict]) -> dict | None:
+    """`pakd.distill.check` on the dense_kd student: does the mask Fisher PAKD prunes with
+    (fisher_kd's objective and balance) foresee what removing each unit costs?"""
+    dc = cfg.distill
+    dense = next((r for r in rows if r["method"] == "dense_kd"), None)
+    if not dc.check_units or dense is None:
+        return None
+    t0 = time.perf_counter()
+    out = check_student_criterion(load(dense["file"])[0], enc, signals,
+                                  losses=_losses(dc, frozenset(dc.distill_tasks), True),
+                                  budget=_budget(dc), balance=dc.fisher_balance or None,
+                                  units=dc.check_units, steps=4, seed=cfg.seed,
+                                  quiet=cfg.quiet)
+    out["seconds"] = time.perf_counter() - t0
+    log.info("criterion check on dense_kd: %d units, %.1fs", out["units_tested"], out["seconds"])
+    return out
 
 
 def mf_of_size(enc: Encoded, params: int, rating_mean: float) -> RecModel:

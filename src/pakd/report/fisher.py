@@ -7,6 +7,13 @@ from .plots import save_figure
 from .tables import fmt, markdown_table
 
 
+def _rho(c: dict, k: str) -> str:
+    if c.get(f"spearman_{k}") is None:
+        return "–"
+    ci = c.get(f"spearman_{k}_ci95")
+    return f"{c[f'spearman_{k}']:.2f}" + (f" ({ci[0]:.2f} to {ci[1]:.2f})" if ci else "")
+
+
 def fisher_markdown(res: dict, experiment: dict | None = None) -> str:
     lines = [f"# Fisher information analysis — {res['teacher']} on {res['dataset']}", ""]
     if experiment:
@@ -19,7 +26,7 @@ def fisher_markdown(res: dict, experiment: dict | None = None) -> str:
                                            experiment["settings"].items()), ""]
     lines += [f"Objectives: {', '.join(res['focus_tasks'])}; Fisher: {', '.join(res['fisher'])}.",
               f"Criterion: {res['criterion']}.", ""]
-    rows, damage = [], []
+    rows, damage, by_kind, no_path = [], [], [], []
     for n, m in res["models"].items():
         v = m["validation"]
         rows.append({"model": n, "params": m["params"],
@@ -41,6 +48,14 @@ def fisher_markdown(res: dict, experiment: dict | None = None) -> str:
                                                              if ci else "")
                               + (f", τ {c[f'kendall_{k}']:.2f}" if f"kendall_{k}" in c else ""))
             damage.append(row)
+        for kind, c in (v.get("by_kind") or {}).items():
+            if c:
+                by_kind.append({"model": n, "kind": kind, "units": c.get("units"),
+                                **{k: _rho(c, k) for k in ("true", "taylor", "magnitude")}})
+        gone = (v.get("units_without_path") or {}).get(v["objective"])
+        if gone:
+            no_path.append(f"{n}: {gone} of {v['groups_tested']} units have no path to the "
+                           f"{v['objective']} objective (left out of the correlations)")
     lines += ["## Per member", "", markdown_table(rows, [
         ("model", "model"), ("params", "params"), ("objective", "objective/Fisher"),
         ("trace", "Fisher trace"), ("per_param", "per parameter"),
@@ -57,6 +72,14 @@ def fisher_markdown(res: dict, experiment: dict | None = None) -> str:
         markdown_table(damage, [("model", "model"), ("part", "measured on"),
                                 ("empirical", "empirical"), ("true", "true"),
                                 ("taylor", "taylor"), ("magnitude", "magnitude")]), ""]
+    if by_kind:
+        lines += ["Per group kind (valid part, each member's objective; Spearman with its 95% "
+                  "bootstrap interval): units of one kind have the same size, so these do not "
+                  "measure size.", "",
+                  markdown_table(by_kind, [("model", "model"), ("kind", "kind"),
+                                           ("units", "units"), ("true", "true Fisher"),
+                                           ("taylor", "taylor"), ("magnitude", "magnitude")]), ""]
+    lines += [f"- {x}" for x in no_path] + ([""] if no_path else [])
     t = res.get("timings", {})
     if t:
         trow = [{"model": n, **v} for n, v in t.items()]

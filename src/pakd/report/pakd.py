@@ -49,6 +49,7 @@ def pakd_markdown(res: dict) -> str:
                   f"{fmt(best.get('rmse'))}, NDCG@10 {fmt(best.get('ndcg@10'))}, "
                   f"{fmt(best.get('speedup_throughput'), 1)}× throughput, "
                   f"{fmt(best.get('speedup_latency'), 1)}× lower latency).", ""]
+    lines += _check_lines(res.get("criterion_check"))
     lines += ["## Targets", ""]
     tg = res["targets"]
     for k, v in tg.items():
@@ -74,6 +75,36 @@ def pakd_markdown(res: dict) -> str:
                 parts.append(label + " " + compare("fisher_kd", a, base, b, lower))
         lines.append(f"- ratio {ratio}, vs {base}: " + "; ".join(parts))
     return "\n".join(lines) + "\n"
+
+
+def _check_lines(c: dict | None) -> list[str]:
+    """The criterion check (`pakd.distill.check`) as a table: pooled and per group kind."""
+    if not c or not c.get("pooled"):
+        return []
+
+    def rho(block, part, crit):
+        v = block.get(f"{part}_spearman_{crit}")
+        ci = block.get(f"{part}_spearman_{crit}_ci95")
+        return "–" if v is None else f"{v:.2f}" + (f" ({ci[0]:.2f} to {ci[1]:.2f})" if ci else "")
+    rows = [("pooled", c["pooled"])] + [(k, v) for k, v in c["by_kind"].items() if v]
+    lines = ["## Does the pruning criterion foresee the damage?", "",
+             f"The dense_kd student ({c['params']:,} parameters): {c['units_tested']} units "
+             f"removed one at a time ({c['units_without_path']} with no path to the objective, "
+             f"left out). Predicted: the mask Fisher PAKD prunes with (balanced as in pruning, "
+             f"and raw 1/2 F) from {c['steps']} train steps of its objective ({c['objective']}), "
+             "and magnitude. Measured: the change of that objective on the same steps (train) "
+             "and of the valid label loss (valid). Spearman (95% bootstrap interval over "
+             "units).", "",
+             "| units | n | train: Fisher | train: raw Fisher | train: magnitude | valid: Fisher "
+             "| valid: raw Fisher | valid: magnitude |", "|---|---|---|---|---|---|---|---|"]
+    for name, b in rows:
+        lines.append(f"| {name} | {b['units']} | " + " | ".join(
+            rho(b, part, crit) for part in ("train", "valid")
+            for crit in ("fisher", "fisher_raw", "magnitude")) + " |")
+    share = c.get("share_lowering_valid_loss")
+    if share is not None:
+        lines += ["", f"Removals that lower the valid label loss: {share:.0%}."]
+    return lines + [""]
 
 
 def _signed(x: float) -> str:

@@ -1,0 +1,129 @@
+"""Does the criterion PAKD prunes with foresee what removing a unit costs the student?
+
+The Fisher analysis checks the teachers' diagonal estimate (1/2 sum F theta^2). PAKD prunes
+something else: the *student*, by the mask-gradient Fisher of its own distillation objective
+(`pakd.prune.MaskFisher`). This check takes a trained student and
+
+1. scores every unit by that mask Fisher, accumulated over ``steps`` train steps of the
+   objective (labels plus the distillation terms; the feature term is left out - its
+   learned projection is not kept with the student), both as PAKD ranks units (each loss
+   bucket normalised, weighted by ``balance``) and raw (1/2 F, in loss units), beside
+   magnitude;
+2. removes each of ``units`` sampled units alone (every group kind represented) and
+   measures the change of that objective on the same steps (what the Fisher estimates) and
+   of the label loss on the valid part (rating MSE plus the valid items' softmax
+   cross-entropy over the catalogue: what pruning costs on held-out data);
+3. correlates predictions with measured changes - Spearman with a bootstrap interval over
+   units, and Kendall - pooled and per group kind (units of one kind have one size, so the
+   per-kind figures do not measure size). Units whose removal changes nothing and whose
+   Fisher is 0 have no path to the objective; they are counted, not correlated.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+
+from ..data.encoding import Encoded
+from ..fisher import analysis as A
+from ..models.base import RecModel
+from ..prune import Magnitude, MaskFisher, mask_units
+from ..runtime import progress
+from ..train import NegativeSampler
+from .loop import Budget, Losses, observe_examples, sample_step, step_loss
+from .signals import TeacherSignals
+
+CRITERIA = ("fisher", "fisher_raw", "magnitude")
+
+
+def valid_label_loss(model: RecModel, enc: Encoded, seen: torch.Tensor) -> float:
+    """Rating MSE plus the mean softmax cross-entropy of each valid item over the catalogue
+    (the user's train items, ``seen``, left out), on the valid part."""
+    v = enc.parts["valid"]
+    if len(v) == 0:
+        return 0.0
+    with torch.no_grad():
+        mse = F.mse_loss(model.predict(v.user, v.item).float(), v.rating.float())
+        users, inv = torch.unique(v.user, return_inverse=True)
+        lse, pos = torch.empty(len(users)), torch.empty(len(v))
+        for s in range(0, len(users), 256):
+            u = users[s:s + 256]
+            sc = model.score_all(u).float().masked_fill(seen[u], -torch.inf)
+            rows = torch.nonzero((inv >= s) & (inv < s + len(u))).flatten()
+            pos[rows] = sc[inv[rows] - s, v.item[rows]]
+            lse[s:s + len(u)] = torch.logsumexp(sc, 1)
+        return float(mse + (lse[inv] - pos).mean())
+
+
+def check_student_criterion(student: RecModel, enc: Encoded, signals: TeacherSignals, *,
+                            losses: Losses, budget: Budget, balance: list[float] | None,
+                            units: int, steps: int, seed: int, quiet: bool = True) -> dict:
+    losses = replace(losses, tasks=frozenset(losses.tasks) - {"feature"})
+    model = copy.deepcopy(student).train()
+    gen = torch.Generator().manual_seed(seed + 104729)
+    sampler = NegativeSampler(enc)
+    perm = torch.randperm(len(enc.parts["train"]), generator=gen)
+    batches = [sample_step(enc, perm[b * budget.batch_size:(b + 1) * budget.batch_size],
+                           sampler, signals, losses, budget.negatives, gen)
+               for b in range(min(steps, -(-len(perm) // budget.batch_size)))]
+    crit = MaskFisher(balance, model)
+    for s in batches:
+        model.zero_grad(set_to_none=True)
+        loss, _, _ = step_loss(model, None, s, signals, losses, crit, 0.0)
+        loss.backward()
+        observe_examples(crit, s, crit.buckets, model)
+    crit.detach()
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    scores = {"fisher": crit.scores(),
+              "fisher_raw": {k: 0.5 * v / max(1, crit.count) for k, v in crit.sums.items()},
+              "magnitude": Magnitude().scores(model)}
+
+    def objective(m: RecModel) -> float:
+        with torch.no_grad():
+            return float(sum(step_loss(m, None, s, signals, losses, None, 0.0)[0]
+                             for s in batches))
+
+    groups = model.structure()
+    every = [{"group": g.name, "kind": g.kind, "unit": u} for g in groups for u in range(g.units)]
+    tested = A.sample_units(every, units, seed)
+    base = {"train": objective(model), "valid": valid_label_loss(model, enc, signals.seen)}
+    points = []
+    for t in progress(tested, desc="check student criterion", quiet=quiet, unit="unit"):
+        g = next(g for g in groups if g.name == t["group"])
+        keep = torch.ones(g.units, dtype=torch.bool)
+        keep[t["unit"]] = False
+        masked = mask_units(copy.deepcopy(model), t["group"], keep)
+        points.append({**t, "predicted": {c: float(scores[c][t["group"]][t["unit"]])
+                                          for c in CRITERIA},
+                       "measured": {"train": objective(masked) - base["train"],
+                                    "valid": valid_label_loss(masked, enc, signals.seen) - base["valid"]}})
+    gone = [p for p in points if p["measured"]["train"] == 0 and p["measured"]["valid"] == 0
+            and p["predicted"]["fisher_raw"] == 0]
+    live = [p for p in points if p not in gone]
+
+    def correlations(pts: list[dict]) -> dict | None:
+        if len(pts) < 3:
+            return None
+        out = {"units": len(pts)}
+        for part in ("train", "valid"):
+            meas = [p["measured"][part] for p in pts]
+            for c in CRITERIA:
+                pred = [p["predicted"][c] for p in pts]
+                out[f"{part}_spearman_{c}"] = A.spearman(pred, meas)
+                out[f"{part}_kendall_{c}"] = A.kendall(pred, meas)
+                out[f"{part}_spearman_{c}_ci95"] = A.spearman_interval(pred, meas, seed=seed)
+        return out
+
+    return {"model": student.kind, "params": student.n_params(), "steps": len(batches),
+            "objective": "labels + " + ", ".join(sorted(losses.tasks)) + " distillation "
+            "(the feature term left out)", "balance": balance,
+            "units_tested": len(points), "units_without_path": len(gone),
+            "share_lowering_valid_loss": (sum(p["measured"]["valid"] < 0 for p in live)
+                                          / len(live) if live else None),
+            "pooled": correlations(live),
+            "by_kind": {k: correlations([p for p in live if p["kind"] == k])
+                        for k in sorted({p["kind"] for p in live})},
+            "base": base, "points": points}
