@@ -402,9 +402,7 @@ def _stage_parser(sub, name: str, help: str, func, command: str | None = None):
 
 def _seeds_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", metavar="A,B,...", type=_seed_list,
-                   help="run once per seed (each its own split and initialisation) in "
-                   "RUN/seed-<s>, then pool them into RUN/seeds.json and seeds.md: mean ± sd "
-                   "over seeds and pooled paired differences with Holm's correction")
+                   help="one run per seed in RUN/seed-<s>, pooled into RUN/seeds.md")
 
 
 def _seed_list(text: str) -> list[int]:

@@ -266,9 +266,8 @@ class StudentRows(Section):
     # 2000 and 3000 rows and the earlier every-item student (benchmarks/results/
     # 2026-11-26_issue10_item_rows)
     item_coverage: float = Field(
-        0.6, description="lightweight_model: the most rated items holding this share of the "
-        "train ratings own factor rows; the others are described by their side fields alone "
-        "(1 = every item)", gt=0, le=1)
+        0.6, description="lightweight_model: the most rated items holding this share of "
+        "train ratings own ID rows; the rest are side fields (1: all)", gt=0, le=1)
 
 
 # item_rows is derived from item_coverage and the data (`pakd.recipes.distill.student_arch`)
@@ -476,9 +475,8 @@ class _DistillOwn(Section):
     workers: int = _f(0, "students trained at once, each in its own single-threaded process "
                       "(0 = one per torch thread of the run; 1 = one at a time, in this "
                       "process)", flag="--distill-workers", ge=0)
-    check_units: int = _f(60, "units of the dense_kd student removed one at a time to check "
-                          "that the mask Fisher PAKD prunes with foresees the damage (0: no "
-                          "check)", flag="--check-units", ge=0)
+    check_units: int = _f(60, "dense_kd units removed one at a time to check the pruning "
+                          "criterion (0: no check)", flag="--check-units", ge=0)
     rmse_tolerance: float = _f(0.02, "best student: valid RMSE at most (1 + this) x the "
                                "teacher's", flag="--rmse-tolerance", ge=0)
     ndcg_tolerance: float = _f(0.05, "best student: valid NDCG@10 at least (1 - this) x the "

@@ -235,13 +235,13 @@ def check_units(model: RecModel, probe: LossProbe, tested: list[dict], tables: d
                 continue
             pts = [p for p, gone in zip(points, no_path[o]) if not gone
                    and (among is None or p["kind"] == among)]
-            if len(pts) < 3:
+            if among is not None and len(pts) < 3:
                 continue
             meas = np.array([p[field][o] for p in pts])
             row = {"units": len(pts)}
             for k in criteria:
                 key = "magnitude" if k == "magnitude" else f"{o}/{k}"
-                if key not in pts[0]["predicted"]:
+                if key not in points[0]["predicted"]:
                     continue
                 pred = np.array([p["predicted"][key] for p in pts])
                 row[f"spearman_{k}"] = A.spearman(pred, meas)
