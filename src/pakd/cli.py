@@ -184,6 +184,7 @@ def _commit(cfg, rd) -> None:
 
 
 _LOCKS: list = []
+_ARGV: list[str] = []
 
 
 def _hold(lock) -> None:
@@ -197,12 +198,32 @@ def _release_lock() -> None:
 
 def _stage(args):
     """Like `_start`, and writes the split first when the run has none; run.yaml is
-    written once the settings that need the split are checked."""
+    written once the settings that need the split are checked. Under torchrun, rank 0 does
+    all that while the other ranks wait, then they read what it wrote (`_follow`)."""
+    from . import distributed
     from .recipes import split
+    if not distributed.is_main():
+        distributed.barrier()
+        return _follow(args)
     cfg, rd = _start(args, write=False)
     if not rd.split_csv.is_file():
         split.run(cfg, rd)
     _commit(cfg, rd)
+    distributed.barrier()
+    return cfg, rd
+
+
+def _follow(args):
+    """A torchrun rank other than 0: the settings rank 0 wrote to run.yaml, no lock, no
+    log file, no progress bars."""
+    from .rundir import RunDir
+    from .runtime import seed_everything, set_threads, setup_logging
+    rd = RunDir(args.run_dir)
+    cfg = _resolve(args, rd)
+    cfg.quiet = True
+    setup_logging(True)
+    set_threads(cfg.threads)
+    seed_everything(cfg.seed)
     return cfg, rd
 
 
@@ -270,9 +291,34 @@ def _run_recipe(args, recipe, report=None) -> int:
     return 0
 
 
+_DISTRIBUTED = ("train", "run")     # commands that run as several processes under torchrun
+
+
 def cmd_train(args) -> int:
     from .recipes import teachers
+    if getattr(args, "nproc", None):
+        return _launch(args)
     return _run_recipe(args, teachers)
+
+
+def _launch(args) -> int:
+    """``--nproc N``: the same command as N processes under torchrun."""
+    from . import distributed
+    if distributed.launched():
+        raise PakdError("--nproc is for a command started by hand; under torchrun, set the "
+                        "number of processes with torchrun --nproc-per-node")
+    argv, skip = [], False
+    for a in _ARGV:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        argv.append(a)
+    return distributed.launch(args.nproc, argv)
 
 
 def cmd_ensemble(args) -> int:
@@ -320,11 +366,16 @@ def _each_seed(args, command) -> int:
 
 
 def cmd_run(args) -> int:
+    from . import distributed
     from .recipes import run_all
+    if getattr(args, "nproc", None):
+        return _launch(args)
     if getattr(args, "seeds", None):
         return _each_seed(args, cmd_run)
     cfg, rd = _stage(args)
-    print(run_all(cfg, rd))
+    out = run_all(cfg, rd)
+    if distributed.is_main():
+        print(out)
     return 0
 
 
@@ -400,6 +451,15 @@ def _stage_parser(sub, name: str, help: str, func, command: str | None = None):
     return p
 
 
+def _nproc_arg(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="train the teachers as N data-parallel processes (torchrun, gloo); "
+                   "the same result as one process up to float rounding")
+    if p.prog.endswith(" run"):
+        _seeds_arg(p)
+    return p
+
+
 def _seeds_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", metavar="A,B,...", type=_seed_list,
                    help="one run per seed in RUN/seed-<s>, pooled into RUN/seeds.md")
@@ -462,8 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings(show, "config show")
     show.set_defaults(func=cmd_config_show)
 
-    _stage_parser(sub, "train", "train teacher models (SVD, xDeepFM, AutoInt) into RUN/teachers/",
-                  cmd_train)
+    _nproc_arg(_stage_parser(sub, "train", "train teacher models (SVD, xDeepFM, AutoInt) into "
+                             "RUN/teachers/", cmd_train))
     _stage_parser(sub, "ensemble", "combine trained teachers into the ensemble teacher; writes "
                   "RUN/teachers.json and teachers.md", cmd_ensemble)
     _stage_parser(sub, "fisher", "Fisher information of the teachers per layer, structure and "
@@ -472,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "student, with baselines, across pruning ratios", cmd_distill))
     _stage_parser(sub, "report", "re-render the run's Markdown reports and plots, print the "
                   "run summary", cmd_report)
-    _seeds_arg(_stage_parser(sub, "run", "the whole pipeline: split -> teachers -> ensemble -> "
+    _nproc_arg(_stage_parser(sub, "run", "the whole pipeline: split -> teachers -> ensemble -> "
                              "Fisher -> PAKD sweep -> report", cmd_run))
 
     rec = sub.add_parser("recommend", help="a user's top-K titles from a saved model")
@@ -535,7 +595,16 @@ def main(argv: list[str] | None = None) -> int:
         argv = [a if a != "--help-all" else "--help" for a in argv]
     parser = build_parser()
     args = parser.parse_args(argv)
+    global _ARGV
+    _ARGV = argv
+    from . import distributed
     try:
+        if distributed.launched():
+            if args.command not in _DISTRIBUTED:
+                raise PakdError(f"pakd {args.command} runs in one process; under torchrun pakd "
+                                f"runs {' and '.join(_DISTRIBUTED)} (the teachers train on "
+                                "every process)")
+            distributed.init()
         return int(args.func(args) or 0)
     except PakdError as e:
         from .runtime import log
@@ -554,6 +623,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         _release_lock()
+        distributed.close()
 
 
 if __name__ == "__main__":

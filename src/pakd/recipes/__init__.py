@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from .. import distributed
 from ..config import RunConfig
 from ..rundir import RunDir, write_json
 from ..runtime import log
@@ -23,12 +24,16 @@ def run_all(cfg: RunConfig, rd: RunDir) -> str:
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
     enc, out = None, ""
+    main = distributed.is_main()
     for name, recipe in STAGES.items():
-        if name == "report":   # the summary reports the time of everything before it
+        if name == "report" and main:   # the summary reports the time of all before it
             timings["total"] = time.perf_counter() - t_all
             write_json(rd.timings_json, timings)
         t0 = time.perf_counter()
-        out = recipe.run(cfg, rd, enc)
+        # under torchrun the teachers train on every rank; rank 0 alone runs the rest
+        if name == "teachers" or main:
+            out = recipe.run(cfg, rd, enc)
+        distributed.barrier()
         if name == "split":
             enc = split.load_encoded(cfg, rd)
         timings[name] = time.perf_counter() - t0

@@ -22,6 +22,7 @@ from ..models import build, save
 from ..models.base import RecModel
 from ..rundir import RunDir
 from ..runtime import log, progress, seed_everything
+from .. import distributed
 from ..train import fit
 from .evaluation import evaluate_kept
 from .split import load_encoded
@@ -33,9 +34,12 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict[str, dic
     check_settings(cfg, enc)
     mean = float(enc.parts["train"].rating.mean())
     out = {}
+    main = distributed.is_main()       # under torchrun: every rank trains, rank 0 writes
     for name in cfg.train.models:
         if name in CLOSED_FORM:
-            out[name] = (fit_ease if name == "ease" else fit_als)(cfg, rd, enc, mean)
+            if main:
+                out[name] = (fit_ease if name == "ease" else fit_als)(cfg, rd, enc, mean)
+            distributed.barrier()
             continue
         section = getattr(cfg, name)
         seed_everything(cfg.seed * 1000 + TEACHERS.index(name))
@@ -56,9 +60,12 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict[str, dic
                         "best_valid": res.best_valid, "threads": torch.get_num_threads(),
                         "history": res.history},
                 "train_config": section.model_dump()}
-        m = save_and_evaluate(cfg, rd, enc, name, model, meta)
-        log.info("%s: test RMSE %.4f, AUC %.4f, NDCG@10 %.4f, Recall@10 %.4f (%.0fs training)",
-                 name, m["rmse"], m["auc"], m["ndcg@10"], m["recall@10"], res.train_seconds)
+        if main:
+            m = save_and_evaluate(cfg, rd, enc, name, model, meta)
+            log.info("%s: test RMSE %.4f, AUC %.4f, NDCG@10 %.4f, Recall@10 %.4f (%.0fs "
+                     "training)", name, m["rmse"], m["auc"], m["ndcg@10"], m["recall@10"],
+                     res.train_seconds)
+        distributed.barrier()          # the next member may read this one's files
         out[name] = meta
     return out
 
