@@ -359,9 +359,11 @@ def _each_seed(args, command) -> int:
         _release_lock()
         if code:
             return code
-    out = seeds_recipe.pool(args.run_dir, args.seeds)
-    if not _overrides(args).get("quiet", False):
-        print(seeds_recipe.seeds_markdown(out))
+    from . import distributed
+    if distributed.is_main():           # under torchrun: rank 0 pools
+        out = seeds_recipe.pool(args.run_dir, args.seeds)
+        if not _overrides(args).get("quiet", False):
+            print(seeds_recipe.seeds_markdown(out))
     return 0
 
 
@@ -455,14 +457,13 @@ def _nproc_arg(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--nproc", type=int, metavar="N",
                    help="train the teachers as N data-parallel processes (torchrun, gloo); "
                    "the same result as one process up to float rounding")
-    if p.prog.endswith(" run"):
-        _seeds_arg(p)
     return p
 
 
-def _seeds_arg(p: argparse.ArgumentParser) -> None:
+def _seeds_arg(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--seeds", metavar="A,B,...", type=_seed_list,
                    help="one run per seed in RUN/seed-<s>, pooled into RUN/seeds.md")
+    return p
 
 
 def _seed_list(text: str) -> list[int]:
@@ -532,8 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "student, with baselines, across pruning ratios", cmd_distill))
     _stage_parser(sub, "report", "re-render the run's Markdown reports and plots, print the "
                   "run summary", cmd_report)
-    _nproc_arg(_stage_parser(sub, "run", "the whole pipeline: split -> teachers -> ensemble -> "
-                             "Fisher -> PAKD sweep -> report", cmd_run))
+    _seeds_arg(_nproc_arg(_stage_parser(sub, "run", "the whole pipeline: split -> teachers -> "
+                                        "ensemble -> Fisher -> PAKD sweep -> report", cmd_run)))
 
     rec = sub.add_parser("recommend", help="a user's top-K titles from a saved model")
     rec.add_argument("--model", required=True, help="saved model (e.g. "

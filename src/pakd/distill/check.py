@@ -96,10 +96,11 @@ def check_student_criterion(student: RecModel, enc: Encoded, signals: TeacherSig
         keep = torch.ones(g.units, dtype=torch.bool)
         keep[t["unit"]] = False
         masked = mask_units(copy.deepcopy(model), t["group"], keep)
+        valid = valid_label_loss(masked, enc, signals.seen)
         points.append({**t, "predicted": {c: float(scores[c][t["group"]][t["unit"]])
                                           for c in CRITERIA},
                        "measured": {"train": objective(masked) - base["train"],
-                                    "valid": valid_label_loss(masked, enc, signals.seen) - base["valid"]}})
+                                    "valid": valid - base["valid"]}})
     gone = [p for p in points if p["measured"]["train"] == 0 and p["measured"]["valid"] == 0
             and p["predicted"]["fisher_raw"] == 0]
     live = [p for p in points if p not in gone]

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..data.schema import Schema
+from ..errors import PakdError
 from .base import (ArchEntry, FieldEmbedding, Group, Output, RecModel, TokenTables, linear_layers,
                    mlp, neuron_groups)
 
@@ -63,6 +64,9 @@ class LightweightStudent(RecModel):
         if self.item_rows:
             # which item owns which factor row (0: none): `item_row_table`
             tab = tables.get(ITEM_ROWS) if tables is not None else None
+            if tables is not None and tab is None:
+                raise PakdError(f"item_rows {item_rows} needs the table of which items own "
+                                f"rows: pass tables with {ITEM_ROWS!r} (`item_row_table`)")
             self.tokens.register_buffer(
                 f"tab_{ITEM_ROWS}", (tab if tab is not None else torch.zeros(
                     schema.n_items, 1)).to(torch.int32).contiguous())

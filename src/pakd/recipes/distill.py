@@ -130,7 +130,8 @@ def student_arch(cfg: RunConfig, enc: Encoded) -> dict:
     fewest most-rated items whose train ratings reach ``item_coverage`` of all (0: every
     item)."""
     counts = torch.bincount(enc.parts["train"].item, minlength=enc.n_items)
-    share = torch.sort(counts, descending=True).values.cumsum(0).double() / max(1, int(counts.sum()))
+    share = (torch.sort(counts, descending=True).values.cumsum(0).double()
+             / max(1, int(counts.sum())))
     rows = int((share < cfg.student.item_coverage - 1e-12).sum()) + 1
     return {**arch_of(cfg.student, STUDENT), "item_rows": rows if rows < enc.n_items else 0}
 
