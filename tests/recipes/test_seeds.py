@@ -66,3 +66,25 @@ def test_pooling_names_the_seed_that_has_not_finished(tmp_path):
     from pakd.recipes.seeds import pool
     with pytest.raises(PakdError, match="seed-4"):
         pool(tmp_path, [4])
+
+
+def test_fisher_checks_are_summarised_over_seeds(pipeline_run):
+    import math
+
+    from pakd.recipes.seeds import fisher_over_seeds
+    from pakd.rundir import RunDir, read_json
+    models = read_json(RunDir(pipeline_run).fisher_json)["models"]
+    got = fisher_over_seeds({0: RunDir(pipeline_run), 1: RunDir(pipeline_run)})
+    checked = 0
+    for name, m in models.items():
+        v = m["validation"]
+        assert got[name]["units"] == 2 * v["groups_tested"] and got[name]["seeds"] == [0, 1]
+        for k in ("true", "taylor", "magnitude"):
+            rho = v["by_objective"][v["objective"]][f"spearman_{k}"]
+            assert got[name][k]["per_seed"] == [rho, rho]
+            if rho is not None and math.isfinite(rho):
+                assert got[name][k]["mean"] == pytest.approx(rho) and got[name][k]["sd"] == 0
+                checked += 1
+            else:
+                assert "mean" not in got[name][k]
+    assert checked > 0

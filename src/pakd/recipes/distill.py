@@ -161,7 +161,7 @@ def _train_one(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid:
                         rating_mean=mean)
     elif method == "mf_labels":
         student = mf_of_size(enc, build(student.kind, enc.schema, ref_arch,
-                                        tables=enc.tables).n_params(), mean)
+                                        tables=student_tables(enc, ref_arch)).n_params(), mean)
     gen = torch.Generator().manual_seed(cfg.seed)
     losses, budget = _losses(dc, tasks, use_kd), _budget(dc)
     crit = None if crit_name is None else make_criterion(

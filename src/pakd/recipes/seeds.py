@@ -112,11 +112,42 @@ def pool(root: str | Path, seeds: list[int], *, resamples: int = 1000) -> dict:
                 e.setdefault("fisher_kd_is", {})[m] = _fisher_kd_is(d, adjusted[key], m)
     out = {"seeds": seeds, "runs": {str(s): str(rd.root) for s, rd in runs.items()},
            "dataset": exps[seeds[0]].get("dataset"), "rows": out_rows,
+           "fisher": fisher_over_seeds(runs),
            "left_out": missing, "resamples": resamples, "alpha": ALPHA,
            "family": "each method against fisher_kd at the same ratio, on NDCG@10 and RMSE"}
     write_json(Path(root) / "seeds.json", out)
     from ..atomic import atomic_write_text
     atomic_write_text(Path(root) / "seeds.md", seeds_markdown(out))
+    return out
+
+
+CRITERIA = ("true", "taylor", "magnitude")
+
+
+def fisher_over_seeds(runs: dict[int, RunDir]) -> dict:
+    """Each member's damage-prediction check (valid part, its objective) per seed, with the
+    mean and sd of Spearman over seeds: every seed checks other units of another model, so
+    the seeds together test several times as many units as one run."""
+    per: dict[str, dict] = {}
+    for s, rd in runs.items():
+        if not rd.fisher_json.is_file():
+            continue
+        for name, m in read_json(rd.fisher_json)["models"].items():
+            v = m["validation"]
+            c = v.get("by_objective", {}).get(v["objective"], {})
+            e = per.setdefault(name, {"units": 0, "seeds": [],
+                                      **{k: [] for k in CRITERIA}})
+            e["units"] += v["groups_tested"]
+            e["seeds"].append(s)
+            for k in CRITERIA:
+                e[k].append(c.get(f"spearman_{k}"))
+    out = {}
+    for name, e in per.items():
+        out[name] = {"units": e["units"], "seeds": e["seeds"]}
+        for k in CRITERIA:
+            vals = [x for x in e[k] if x is not None and np.isfinite(x)]
+            out[name][k] = {"per_seed": e[k], **(dict(zip(("mean", "sd"), _summary(vals)))
+                                                 if vals else {})}
     return out
 
 
@@ -173,6 +204,16 @@ def seeds_markdown(out: dict) -> str:
             f"{_ms(e, 'ndcg@10')} | {_pct(of_t.get('ndcg@10'))} | {_pct(of_t.get('rmse'))} | "
             f"{_diff(e.get('pooled', {}).get('teacher', {}).get('ndcg@10'))} | {vs('ndcg@10')} | "
             f"{is_.get('ndcg@10', '–')} | {vs('rmse')} | {is_.get('rmse', '–')} |")
+    if out.get("fisher"):
+        lines += ["", "Damage prediction of the teachers' Fisher analysis (one unit removed at a "
+                  "time, valid part, each member's objective): Spearman, mean ± sd over "
+                  "seeds (per seed in seeds.json).", "",
+                  "| member | units (all seeds) | true Fisher | Taylor | magnitude |",
+                  "|---|---|---|---|---|"]
+        for name, f in out["fisher"].items():
+            cells = [f"{f[k]['mean']:.2f} ± {f[k]['sd']:.2f}" if "mean" in f[k] else "–"
+                     for k in CRITERIA]
+            lines.append(f"| {name} | {f['units']} | " + " | ".join(cells) + " |")
     if out["left_out"]:
         lines += ["", "Rows not present in every seed (left out): " + ", ".join(out["left_out"])]
     return "\n".join(lines) + "\n"
