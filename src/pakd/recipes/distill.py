@@ -129,7 +129,7 @@ def student_arch(cfg: RunConfig, enc: Encoded) -> dict:
     """The lightweight student's architecture: the configured one, with ``item_rows`` the
     fewest most-rated items whose train ratings reach ``item_coverage`` of all (0: every
     item)."""
-    counts = torch.bincount(enc.parts["train"].item, minlength=enc.n_items)
+    counts = _train_counts(enc)
     share = (torch.sort(counts, descending=True).values.cumsum(0).double()
              / max(1, int(counts.sum())))
     rows = int((share < cfg.student.item_coverage - 1e-12).sum()) + 1
@@ -142,8 +142,12 @@ def student_tables(enc: Encoded, arch: dict) -> dict:
     rows = arch.get("item_rows", 0)
     if not rows:
         return enc.tables
-    counts = torch.bincount(enc.parts["train"].item, minlength=enc.n_items)
-    return {**enc.tables, ITEM_ROWS: item_row_table(counts, rows)}
+    return {**enc.tables, ITEM_ROWS: item_row_table(_train_counts(enc), rows)}
+
+
+def _train_counts(enc: Encoded) -> torch.Tensor:
+    """Train ratings per item: which items own the student's rows, and how many."""
+    return torch.bincount(enc.parts["train"].item, minlength=enc.n_items)
 
 
 def _train_one(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid: dict,
@@ -308,10 +312,12 @@ def sweep(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid: dict
 
 def sweep_fingerprint(cfg: RunConfig, rd: RunDir) -> str:
     """What a sweep student depends on: the seed, the distillation, student and evaluation
-    settings (not the worker count: a student is the same on any), and the teacher's files.
-    A finished row is reused by --resume only under the same fingerprint."""
+    settings (not the worker count: a student is the same on any; not the criterion check,
+    which runs after the sweep), and the teacher's files. A finished row is reused by
+    --resume only under the same fingerprint."""
     dc = cfg.distill.model_dump(mode="json")
-    dc.pop("workers", None)
+    for after in ("workers", "check_units"):
+        dc.pop(after, None)
     files = rd.teacher_files(cfg.distill.teacher)
     if cfg.distill.teacher == "ensemble":
         files = [rd.ensemble, *files]              # its mixes and calibration
