@@ -184,7 +184,6 @@ def _commit(cfg, rd) -> None:
 
 
 _LOCKS: list = []
-_ARGV: list[str] = []
 
 
 def _hold(lock) -> None:
@@ -308,7 +307,7 @@ def _launch(args) -> int:
         raise PakdError("--nproc is for a command started by hand; under torchrun, set the "
                         "number of processes with torchrun --nproc-per-node")
     argv, skip = [], False
-    for a in _ARGV:
+    for a in args.argv:
         if skip:
             skip = False
             continue
@@ -596,8 +595,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = [a if a != "--help-all" else "--help" for a in argv]
     parser = build_parser()
     args = parser.parse_args(argv)
-    global _ARGV
-    _ARGV = argv
+    args.argv = argv                   # as given: --nproc relaunches the same command
     from . import distributed
     try:
         if distributed.launched():

@@ -18,7 +18,6 @@ evaluates; the other ranks wait for it where they need its files.
 from __future__ import annotations
 
 import os
-import shutil
 from datetime import timedelta
 import subprocess
 import sys
@@ -122,7 +121,7 @@ def launch(nproc: int, argv: list[str]) -> int:
         raise PakdError(f"--nproc {nproc} is more processes than this machine has CPU cores "
                         f"({cores}); use --nproc {cores} or fewer, or run torchrun across "
                         "several machines (see the README)")
-    if shutil.which("torchrun") is None and not _has_module("torch.distributed.run"):
+    if not _has_module("torch.distributed.run"):
         raise PakdError("torchrun is not available with this PyTorch; install torch>=2.0")
     # torchrun's own parser takes --run for an abbreviation of its --run-path: pass the
     # run directory by pakd's other spelling of it, --out

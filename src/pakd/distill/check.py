@@ -113,9 +113,8 @@ def check_student_criterion(student: RecModel, enc: Encoded, signals: TeacherSig
             meas = [p["measured"][part] for p in pts]
             for c in CRITERIA:
                 pred = [p["predicted"][c] for p in pts]
-                out[f"{part}_spearman_{c}"] = A.spearman(pred, meas)
-                out[f"{part}_kendall_{c}"] = A.kendall(pred, meas)
-                out[f"{part}_spearman_{c}_ci95"] = A.spearman_interval(pred, meas, seed=seed)
+                out.update({f"{part}_{k}": v
+                            for k, v in A.agreement(pred, meas, c, seed=seed).items()})
         return out
 
     return {"model": student.kind, "params": student.n_params(), "steps": len(batches),

@@ -147,6 +147,14 @@ def spearman_interval(a, b, *, resamples: int = 1000, seed: int = 0,
     return [float(np.percentile(rho, q)), float(np.percentile(rho, 100 - q))]
 
 
+def agreement(pred, meas, criterion: str, seed: int = 0) -> dict:
+    """How well ``criterion``'s predictions rank the measured changes: ``spearman_<c>``,
+    ``kendall_<c>`` and ``spearman_<c>_ci95`` (bootstrap over units)."""
+    return {f"spearman_{criterion}": spearman(pred, meas),
+            f"kendall_{criterion}": kendall(pred, meas),
+            f"spearman_{criterion}_ci95": spearman_interval(pred, meas, seed=seed)}
+
+
 def sample_units(units: list[dict], n: int, seed: int) -> list[dict]:
     """At least ``n`` units spread across kinds and groups (all when there are fewer)."""
     if len(units) <= n:

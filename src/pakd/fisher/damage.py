@@ -244,9 +244,7 @@ def check_units(model: RecModel, probe: LossProbe, tested: list[dict], tables: d
                 if key not in points[0]["predicted"]:
                     continue
                 pred = np.array([p["predicted"][key] for p in pts])
-                row[f"spearman_{k}"] = A.spearman(pred, meas)
-                row[f"kendall_{k}"] = A.kendall(pred, meas)
-                row[f"spearman_{k}_ci95"] = A.spearman_interval(pred, meas, seed=0)
+                row.update(A.agreement(pred, meas, k))
             by_obj[o] = row
         return by_obj
 

@@ -69,7 +69,8 @@ def pool(root: str | Path, seeds: list[int], *, resamples: int = 1000) -> dict:
     first = rows_by_seed[seeds[0]]
     keys = [k for k in first if all(k in rows_by_seed[s] for s in seeds)]
     missing = sorted({str(k) for s in seeds for k in rows_by_seed[s]} - {str(k) for k in keys})
-    teachers = {s: per_user(s, rows_by_seed[s][("teacher", None)]) for s in seeds}
+    t_rows = {s: rows_by_seed[s][("teacher", None)] for s in seeds}
+    teachers = {s: per_user(s, t_rows[s]) for s in seeds}
     out_rows = []
     for k in keys:
         rows = {s: rows_by_seed[s][k] for s in seeds}
@@ -82,7 +83,6 @@ def pool(root: str | Path, seeds: list[int], *, resamples: int = 1000) -> dict:
             vals = [r[m] for r in rows.values() if r.get(m) is not None]
             if len(vals) == len(seeds):
                 entry["mean"][m], entry["sd"][m] = _summary(vals)
-        t_rows = {s: rows_by_seed[s][("teacher", None)] for s in seeds}
         # student / teacher per seed, averaged: NDCG@10 kept (higher is better) and RMSE
         # reached (lower is better)
         entry["of_teacher"] = {
