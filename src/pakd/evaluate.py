@@ -15,6 +15,7 @@ import torch
 
 from . import metrics as M
 from .data.encoding import Encoded
+from .memory import DEFAULT_BUDGET_GB, user_chunk
 from .models.base import RecModel
 from .runtime import progress
 
@@ -28,15 +29,18 @@ def predict_ratings(model: RecModel, user: torch.Tensor, item: torch.Tensor,
 
 
 @torch.no_grad()
-def score_matrix(model: RecModel, n_users: int, chunk: int = 64, progress=None) -> torch.Tensor:
-    """All users x all items ranking logits (float32)."""
+def score_matrix(model: RecModel, users: int | torch.Tensor, chunk: int = 64,
+                 progress=None) -> torch.Tensor:
+    """Ranking logits (float32) of ``users`` (indices, or a count: the first that many) x
+    all items."""
     model.eval()
+    users = torch.arange(users) if isinstance(users, int) else users
     out = []
-    for s in range(0, n_users, chunk):
-        users = torch.arange(s, min(n_users, s + chunk))
-        out.append(model.score_all(users).float())
+    for s in range(0, len(users), chunk):
+        rows = users[s:s + chunk]
+        out.append(model.score_all(rows).float())
         if progress is not None:
-            progress.update(len(users))
+            progress.update(len(rows))
     return torch.cat(out)
 
 
@@ -96,8 +100,8 @@ def exclusion_parts(part: str) -> tuple[str, ...]:
 
 def evaluate(model: RecModel, enc: Encoded, part: str = "test", *, ks, positive_above: float,
              negative_below: float, relevant_min_rating: float | None, chunk: int,
-             scores: torch.Tensor | None = None, quiet: bool = True,
-             per_user: bool = False) -> dict:
+             max_memory_gb: float = DEFAULT_BUDGET_GB, scores: torch.Tensor | None = None,
+             quiet: bool = True, per_user: bool = False) -> dict:
     """All metrics of ``model`` on ``part``; ``scores`` may hold a precomputed score matrix.
     ``per_user`` adds ``"per_user"``: the per-user and per-rating arrays every metric is
     computed from (`pakd.stats` resamples users over them)."""
@@ -117,7 +121,8 @@ def evaluate(model: RecModel, enc: Encoded, part: str = "test", *, ks, positive_
                                 negative_below=negative_below, scale=scale, platt=platt,
                                 rows=rows)
     out.update(ranking_metrics(model, enc, part, ks=ks, relevant_min_rating=relevant_min_rating,
-                               chunk=chunk, scores=scores, quiet=quiet, per_user=per_user))
+                               chunk=chunk, max_memory_gb=max_memory_gb, scores=scores,
+                               quiet=quiet, per_user=per_user))
     if per_user:
         ranks = out.pop("per_user")
         user = pt.user.numpy().astype(np.int64)
@@ -131,13 +136,20 @@ def evaluate(model: RecModel, enc: Encoded, part: str = "test", *, ks, positive_
 
 def ranking_metrics(model: RecModel | None, enc: Encoded, part: str, *, ks,
                     relevant_min_rating: float | None, chunk: int,
-                    scores: torch.Tensor | None = None, users=None, quiet: bool = True,
+                    max_memory_gb: float = DEFAULT_BUDGET_GB,
+                    scores=None, users=None, quiet: bool = True,
                     per_user: bool = False) -> dict:
-    """Full-catalogue top-K metrics of ``model`` (or of a ``scores`` matrix) on ``part``;
-    ``users``: only these users (default all)."""
+    """Full-catalogue top-K metrics of ``model`` (or of ``scores``: a users x items matrix,
+    or a function of user indices giving their rows) on ``part``;
+    ``users``: only these users (default all). At most ``chunk`` users are ranked at once,
+    fewer when their users x items block would not fit ``max_memory_gb``
+    (`pakd.memory.user_chunk`)."""
+    chunk = min(chunk, user_chunk(enc.n_items, max_memory_gb))
     rel = relevant_matrix(enc, part, relevant_min_rating)
     exc = enc.seen(exclusion_parts(part))
-    if scores is not None:
+    if callable(scores):
+        fn = scores
+    elif scores is not None:
         fn = lambda u: scores[u]  # noqa: E731
     else:
         model.eval()

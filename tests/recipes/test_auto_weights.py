@@ -18,3 +18,37 @@ def test_simplex_search_finds_the_best_convex_weights(target):
     assert w == pytest.approx(target, abs=1e-9) and best == pytest.approx(0.0, abs=1e-12)
     assert sum(w) == pytest.approx(1.0)
     assert len(calls) == len(set(calls))        # every point scored once
+
+
+def _ensemble(enc):
+    from model_zoo import randomised
+    from pakd.models.ensemble import Ensemble
+    members = {k: randomised(k, enc, seed=s).float() for s, k in enumerate(("svd", "autoint"))}
+    return Ensemble(members, {"svd": 0.5, "autoint": 0.5}, {"svd": "balance",
+                                                             "autoint": "balance"})
+
+
+def test_auto_weights_without_cached_scores_fit_on_valid_users_within_the_budget(tiny_enc):
+    """Uncached members are scored for the valid users only: with room for all of them the
+    weights equal those fitted on cached matrices; a tight budget fits them on a sample."""
+    from pakd.config import build_config
+    from pakd.evaluate import score_matrix
+    from pakd.memory import BLOCK_SHARE
+    from pakd.recipes.ensemble import fit_auto_weights, weight_users
+    cfg = build_config(overrides={"quiet": True})
+    cached = _ensemble(tiny_enc)
+    fit_auto_weights(cached, tiny_enc, cfg, {n: score_matrix(m, tiny_enc.n_users)
+                                             for n, m in cached.members.items()})
+    streamed = _ensemble(tiny_enc)
+    fit_auto_weights(streamed, tiny_enc, cfg, {"svd": None, "autoint": None})
+    assert streamed.ranking_mix == cached.ranking_mix
+    assert streamed.rating_mix == pytest.approx(cached.rating_mix)
+    valid = len(set(tiny_enc.parts["valid"].user.tolist()))
+    gb = 5 * 4 * tiny_enc.n_items * 4 / BLOCK_SHARE / 2**30     # room for 5 users' rows
+    tight = build_config(overrides={"quiet": True, "eval.max_memory_gb": gb})
+    users = weight_users(tiny_enc, tight, ["svd", "autoint"])
+    assert len(users) == 5 < valid
+    assert users.equal(weight_users(tiny_enc, tight, ["svd", "autoint"]))   # seeded
+    small = _ensemble(tiny_enc)
+    fit_auto_weights(small, tiny_enc, tight, {"svd": None, "autoint": None})
+    assert sum(small.ranking_mix.values()) == pytest.approx(1.0)

@@ -138,6 +138,10 @@ def test_run_summary_and_stage_timings(run):
     t = json.loads((run / "timings.json").read_text())
     assert set(t) >= {"split", "teachers", "ensemble", "fisher", "distill", "total"}
     assert t["total"] >= t["teachers"] + t["distill"]
+    rss = t["peak_rss_mb"]           # each stage's own peak resident memory
+    assert set(rss) == {"split", "teachers", "ensemble", "fisher", "distill"}
+    assert all(50 < v < 24 * 1024 for v in rss.values())
+    assert "Peak memory per stage (RSS, MB)" in summary
 
 
 def test_stage_reruns_alone_from_run_yaml(run):

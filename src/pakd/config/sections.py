@@ -16,6 +16,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, create_model
                       field_validator, model_validator)
 from pydantic.fields import FieldInfo
 
+from ..memory import DEFAULT_BUDGET_GB
 from .defaults import ARCH, DEFAULT_MEMBERS, DISTILL_FIT, FIT, STUDENT
 
 MEMBERS = Literal["svd", "xdeepfm", "autoint", "ease", "als"]
@@ -136,7 +137,13 @@ class EvalConfig(Section):
     relevant_min_rating: float | None = _f(None, "top-K: held-out items count as relevant only "
                                            "from this rating up (unset: all)",
                                            flag="--relevant-min-rating")
-    chunk: int = _f(512, "users scored at once in full ranking", ge=1)
+    chunk: int = _f(512, "most users scored at once in full ranking (fewer when "
+                    "--max-memory-gb asks)", ge=1)
+    max_memory_gb: float = _f(DEFAULT_BUDGET_GB, "memory budget of full-catalogue work (evaluation, "
+                              "ranking distillation, score caches): users are scored in "
+                              "chunks whose users x items block fits in half of it, and a "
+                              "member's score matrix is cached whole only if it fits",
+                              flag="--max-memory-gb", gt=0)
 
     def kwargs(self) -> dict:
         """The plain arguments `pakd.evaluate` takes."""

@@ -133,6 +133,8 @@ def clean_ratings(raw: pd.DataFrame, *, file: str | Path, first_line: int,
 
     for col in ("user", "item"):
         vals = raw[col]
+        if pd.api.types.is_integer_dtype(vals):      # typed by the fast path
+            continue
         bad = vals.isna() | (vals.astype(str).str.strip() == "")
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
@@ -222,7 +224,10 @@ def plain_integers(text: pd.Series) -> pd.Series:
 def ids_from_text(col: pd.Series) -> np.ndarray:
     """IDs as integers only when every value is written as a plain integer that fits int64
     (so the mapping back to text is exact), else as the stripped strings themselves: "007"
-    and "7", "1.0" and "1", "1e3" and "1000" stay distinct, and huge IDs never wrap."""
+    and "7", "1.0" and "1", "1e3" and "1000" stay distinct, and huge IDs never wrap.
+    Integer columns (the fast path checked their text) pass through."""
+    if pd.api.types.is_integer_dtype(col):
+        return col.to_numpy(np.int64)
     s = col.astype(str).str.strip()
     if len(s) and plain_integers(s).all():
         return s.astype(np.int64).to_numpy()
@@ -231,8 +236,11 @@ def ids_from_text(col: pd.Series) -> np.ndarray:
 
 def _parse_timestamps(col: pd.Series, *, file, lines) -> np.ndarray:
     """Unix seconds, or dates (any mix of the two); the first value that is neither stops."""
-    text = col.astype(str).str.strip()
-    num = pd.to_numeric(text, errors="coerce")
+    if pd.api.types.is_integer_dtype(col):           # typed by the fast path
+        text, num = col, col
+    else:
+        text = col.astype(str).str.strip()
+        num = pd.to_numeric(text, errors="coerce")
     wild = (num.notna() & ~(num.abs() <= 1e15)).to_numpy()   # inf, or past any clock
     if wild.any():
         i = int(np.flatnonzero(wild)[0])

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..errors import DataError
 from .dataset import Dataset, DuplicatePolicy, FeatureKind, clean_ratings, plain_integers
+from .fast import clean_fast
 from .io import read_table
 
 DEFAULT_COLUMNS = {"user": "user", "item": "item", "rating": "rating", "timestamp": "timestamp"}
@@ -62,6 +63,30 @@ def load_table(path: str | Path, *, columns: dict[str, str] | None = None, sep: 
     """Load a ratings table (and optional feature tables) into a `Dataset`."""
     path = Path(path)
     cols = {**DEFAULT_COLUMNS, **(columns or {})}
+    fast = clean_fast(path, columns=cols, sep=_sep_for(path, sep), encoding=encoding,
+                      scale=rating_scale, duplicates=duplicates,
+                      optional=() if columns and "timestamp" in columns else ("timestamp",))
+    ratings, scale = fast if fast is not None else _careful_ratings(
+        path, cols, columns, sep=sep, encoding=encoding, rating_scale=rating_scale,
+        duplicates=duplicates)
+    kinds = feature_kinds or {}
+    users = ufeat = items = ifeat = None
+    if user_features:
+        users, ufeat = _load_features(Path(user_features), key=user_key or cols["user"],
+                                      ids=ratings["user"], encoding=encoding, sep=sep,
+                                      kinds=kinds, multi_sep=multi_sep, title=None)
+    if item_features:
+        items, ifeat = _load_features(Path(item_features), key=item_key or cols["item"],
+                                      ids=ratings["item"], encoding=encoding, sep=sep,
+                                      kinds=kinds, multi_sep=multi_sep, title=title_column)
+    return Dataset(name or path.stem, ratings, scale, users=users, items=items,
+                   user_features=ufeat or {}, item_features=ifeat or {},
+                   source={"ratings": str(path)})
+
+
+def _careful_ratings(path: Path, cols: dict, columns: dict | None, *, sep, encoding,
+                     rating_scale, duplicates):
+    """Every field read as text, so any problem is named with its line."""
     raw, first_line = _read_any(path, sep=sep, encoding=encoding, min_columns=3)
     need = {k: cols[k] for k in ("user", "item", "rating")}
     missing = [f"{k}={v}" for k, v in need.items() if v not in raw.columns]
@@ -77,21 +102,8 @@ def load_table(path: str | Path, *, columns: dict[str, str] | None = None, sep: 
     elif columns and "timestamp" in columns:
         raise DataError(f"timestamp column {ts_col!r} not found; the file has {list(raw.columns)}",
                         file=path, line=1, fix="fix --columns timestamp=... or leave it out")
-    ratings, scale = clean_ratings(pd.DataFrame(take), file=path, first_line=first_line,
-                                   scale=rating_scale, duplicates=duplicates)
-    kinds = feature_kinds or {}
-    users = ufeat = items = ifeat = None
-    if user_features:
-        users, ufeat = _load_features(Path(user_features), key=user_key or cols["user"],
-                                      ids=ratings["user"], encoding=encoding, sep=sep,
-                                      kinds=kinds, multi_sep=multi_sep, title=None)
-    if item_features:
-        items, ifeat = _load_features(Path(item_features), key=item_key or cols["item"],
-                                      ids=ratings["item"], encoding=encoding, sep=sep,
-                                      kinds=kinds, multi_sep=multi_sep, title=title_column)
-    return Dataset(name or path.stem, ratings, scale, users=users, items=items,
-                   user_features=ufeat or {}, item_features=ifeat or {},
-                   source={"ratings": str(path)})
+    return clean_ratings(pd.DataFrame(take), file=path, first_line=first_line,
+                         scale=rating_scale, duplicates=duplicates)
 
 
 def _load_features(path: Path, *, key: str, ids: pd.Series, encoding: str, sep: str | None,

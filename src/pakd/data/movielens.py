@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from ..errors import DataError
 from .dataset import Dataset, DuplicatePolicy, clean_ratings
+from .fast import ROLES, clean_fast
 from .io import read_table
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
@@ -296,6 +297,11 @@ def _with_tags(release: Release, ratings, scale, items: pd.DataFrame, tags: pd.D
 
 def _ratings_dat(release: Release, folder: Path, duplicates):
     """ratings.dat of ML-1M/10M (``::``-separated, Latin-1): (ratings, scale)."""
+    fast = clean_fast(_file(folder, "ratings.dat"), columns=dict(zip(ROLES, ROLES)), sep="::",
+                      names=list(ROLES), quoted=False, scale=release.scale,
+                      duplicates=duplicates)     # IDs and numbers only: ASCII reads as UTF-8
+    if fast is not None:
+        return fast
     raw = _read(folder, "ratings.dat", sep="::", encoding="latin-1",
                 names=["user", "item", "rating", "timestamp"], min_columns=4)
     return clean_ratings(raw, file=_file(folder, "ratings.dat"), first_line=1,
@@ -311,11 +317,16 @@ def _movies_dat(folder: Path) -> pd.DataFrame:
 
 def _parse_csv(release: Release, folder: Path, *, duplicates, tags_top_n, **_) -> Dataset:
     rpath = _file(folder, "ratings.csv")
-    raw = _read(folder, "ratings.csv", sep=",", min_columns=4)
-    raw = _expect_columns(raw, ["userId", "movieId", "rating", "timestamp"], rpath)
-    raw.columns = ["user", "item", "rating", "timestamp"]
-    ratings, scale = clean_ratings(raw, file=rpath, first_line=2, scale=release.scale,
-                                   duplicates=duplicates)
+    fast = clean_fast(rpath, columns=dict(zip(ROLES, ["userId", "movieId", "rating",
+                                                     "timestamp"])),
+                      scale=release.scale, duplicates=duplicates)
+    if fast is None:
+        raw = _read(folder, "ratings.csv", sep=",", min_columns=4)
+        raw = _expect_columns(raw, ["userId", "movieId", "rating", "timestamp"], rpath)
+        raw.columns = ["user", "item", "rating", "timestamp"]
+        fast = clean_ratings(raw, file=rpath, first_line=2, scale=release.scale,
+                             duplicates=duplicates)
+    ratings, scale = fast
     mpath = _file(folder, "movies.csv")
     movies = _expect_columns(_read(folder, "movies.csv", sep=",", min_columns=3),
                              ["movieId", "title", "genres"], mpath)

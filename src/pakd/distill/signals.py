@@ -105,8 +105,10 @@ def teacher_signals(teacher: RecModel, enc: Encoded, scores: torch.Tensor | None
                     temperature: float = 1.0, unobserved: int = 0,
                     seed: int = 0) -> TeacherSignals:
     if scores is None:
-        raise PakdError("distillation needs the teacher's full score matrix; raise "
-                        "--score-cache-limit above users x items")
+        raise PakdError("distillation needs the teacher's whole users x items score "
+                        f"matrix ({enc.n_users:,} x {enc.n_items:,}), which is not cached: "
+                        "raise --score-cache-limit above that many entries and "
+                        "--max-memory-gb above twice their float32 size")
     teacher.eval()
     tr = enc.parts["train"]
     ratings, hidden = [], []

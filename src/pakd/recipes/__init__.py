@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from .. import distributed
+from .. import distributed, memory
 from ..config import RunConfig
 from ..rundir import RunDir, write_json
 from ..runtime import log
@@ -20,24 +20,30 @@ STAGES = {"split": split, "teachers": teachers, "ensemble": ensemble, "fisher": 
 
 
 def run_all(cfg: RunConfig, rd: RunDir) -> str:
-    """Every stage in order; returns the run summary (Markdown) the report stage writes."""
-    timings: dict[str, float] = {}
+    """Every stage in order; returns the run summary (Markdown) the report stage writes.
+    RUN/timings.json holds the seconds of each stage and, under ``peak_rss_mb``, each
+    stage's own peak resident memory (`pakd.memory.stage`)."""
+    timings: dict = {}
+    stages: dict[str, dict] = {}
     t_all = time.perf_counter()
     enc, out = None, ""
     main = distributed.is_main()
     for name, recipe in STAGES.items():
         if name == "report" and main:   # the summary reports the time of all before it
             timings["total"] = time.perf_counter() - t_all
-            write_json(rd.timings_json, timings)
-        t0 = time.perf_counter()
-        # under torchrun the teachers train on every rank; rank 0 alone runs the rest
-        if name == "teachers" or main:
-            out = recipe.run(cfg, rd, enc)
-        distributed.barrier()
-        if name == "split":
-            enc = split.load_encoded(cfg, rd)
-        timings[name] = time.perf_counter() - t0
-        log.info("stage %s: %.1fs", name, timings[name])
+            write_json(rd.timings_json, {**timings, "peak_rss_mb": {
+                n: s["peak_rss_mb"] for n, s in stages.items()},
+                "peak_rss_per_stage": all(s["per_stage"] for s in stages.values())})
+        with memory.stage(stages, name):
+            # under torchrun the teachers train on every rank; rank 0 alone runs the rest
+            if name == "teachers" or main:
+                out = recipe.run(cfg, rd, enc)
+            distributed.barrier()
+            if name == "split":
+                enc = split.load_encoded(cfg, rd)
+        timings[name] = stages[name]["seconds"]
+        log.info("stage %s: %.1fs, peak RSS %.0f MB", name, timings[name],
+                 stages[name]["peak_rss_mb"])
     return out
 
 

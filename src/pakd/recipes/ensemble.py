@@ -199,14 +199,18 @@ def fit_auto_weights(ens: Ensemble, enc: Encoded, cfg: RunConfig,
     kmembers = list(ens.ranking_mix)
     if len(kmembers) == 1:
         return
-    z = {n: ens._z(n, scores[n] if scores.get(n) is not None else
-                   score_matrix(ens.members[n], enc.n_users)) for n in kmembers}
+    users = weight_users(enc, cfg, [n for n in kmembers if scores.get(n) is None])
+    row = torch.full((enc.n_users,), -1, dtype=torch.long)
+    row[users] = torch.arange(len(users))
+    z = {n: ens._z(n, scores[n][users] if scores.get(n) is not None else
+                   score_matrix(ens.members[n], users)) for n in kmembers}
 
     def valid_ndcg(w: tuple) -> float:
         s = sum(c * z[n] for c, n in zip(w, kmembers) if c > 0)
         return ranking_metrics(None, enc, "valid", ks=[10],
                                relevant_min_rating=cfg.eval.relevant_min_rating,
-                               chunk=cfg.eval.chunk, scores=s)["ndcg@10"]
+                               chunk=cfg.eval.chunk, max_memory_gb=cfg.eval.max_memory_gb,
+                               scores=lambda u: s[row[u]], users=users.numpy())["ndcg@10"]
 
     best_w, best = search_simplex(kmembers, valid_ndcg, quiet=cfg.quiet)
     ens.ranking_mix = {n: float(c) for c, n in zip(best_w, kmembers)}
@@ -244,6 +248,23 @@ def search_simplex(names: list[str], score, quiet: bool = True) -> tuple[tuple, 
             if at(w) > seen[best_w] + 1e-12:
                 best_w, improved = tuple(round(x, 6) for x in w), True
     return best_w, seen[best_w]
+
+
+def weight_users(enc: Encoded, cfg: RunConfig, uncached: list[str]) -> torch.Tensor:
+    """The valid users the ranking weights are fitted on: every one while each member's
+    scores are cached; else a seeded sample whose members' score rows fit in the memory
+    budget together (`pakd.memory.cache_entries`), so no users x items matrix is built."""
+    from ..memory import cache_entries
+    users = torch.unique(enc.parts["valid"].user)
+    if not uncached:
+        return users
+    most = max(1, cache_entries(cfg.eval.max_memory_gb) // (enc.n_items * (len(uncached) + 2)))
+    if len(users) <= most:
+        return users
+    g = torch.Generator().manual_seed(cfg.seed + 1201)
+    log.info("auto weights: fitted on %d of %d valid users (--max-memory-gb %g)", most,
+             len(users), cfg.eval.max_memory_gb)
+    return torch.sort(users[torch.randperm(len(users), generator=g)[:most]]).values
 
 
 def ensemble_scores(ens: Ensemble, scores: dict[str, torch.Tensor | None]) -> torch.Tensor | None:

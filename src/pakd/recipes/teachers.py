@@ -92,6 +92,7 @@ def check_catalogue_settings(cfg: RunConfig, n_items: int) -> None:
     """Settings that depend on the catalogue size: the CLI checks them from the split's
     summary before it writes run.yaml, the recipe again before training."""
     from ..errors import PakdError
+    from ..memory import user_chunk
     from ..models.ease import check_catalogue
     big = [n for n in cfg.ensemble.rerank_n if n > n_items]
     if big:
@@ -99,6 +100,7 @@ def check_catalogue_settings(cfg: RunConfig, n_items: int) -> None:
                         f"catalogue's {n_items} items; give counts up to {n_items}")
     if "ease" in cfg.train.models:
         check_catalogue(n_items, cfg.ease.max_items)
+    user_chunk(n_items, cfg.eval.max_memory_gb)    # a budget too small for one user stops here
 
 
 def retrieval_candidates(cfg: RunConfig, rd: RunDir, enc: Encoded, name: str,
@@ -191,9 +193,12 @@ def fit_als(cfg: RunConfig, rd: RunDir, enc: Encoded, mean: float) -> dict:
 def member_scores(cfg: RunConfig, rd: RunDir, name: str, model: RecModel,
                   enc: Encoded) -> torch.Tensor | None:
     """The member's users x items ranking scores, from the cache when its weights are
-    unchanged. None when the matrix is larger than ``ensemble.cache_limit`` (callers then
-    score users in chunks)."""
-    if enc.n_users * enc.n_items > cfg.ensemble.cache_limit:
+    unchanged. None when the matrix is larger than ``ensemble.cache_limit`` entries or than
+    the memory budget allows (`pakd.memory.cache_entries`); callers then score users in
+    chunks."""
+    from ..memory import cache_entries
+    if enc.n_users * enc.n_items > min(cfg.ensemble.cache_limit,
+                                       cache_entries(cfg.eval.max_memory_gb)):
         return None
     path = rd.member_scores(name)
     fp = rd.member_fingerprint(name)

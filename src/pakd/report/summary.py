@@ -34,8 +34,13 @@ def summary_markdown(rd, teachers: dict | None, fisher: dict | None, pakd: dict 
             "Test part; the best student is chosen on the valid part "
             f"({pakd['best_student'].get('rule', '')})." if pakd else "Test part.", ""]
     if timings:
-        lines += ["Seconds per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()),
+        secs = {k: v for k, v in timings.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        lines += ["Seconds per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in secs.items()),
                   ""]
+        if timings.get("peak_rss_mb"):
+            lines += ["Peak memory per stage (RSS, MB): " + ", ".join(
+                f"{k} {v:,.0f}" for k, v in timings["peak_rss_mb"].items()), ""]
     reports = [("teachers", rd.teachers_md), ("Fisher analysis", rd.fisher_md),
                ("PAKD sweep", rd.pakd_md), ("plots", rd.plots),
                ("deployable student", rd.best_student.with_suffix(".safetensors"))]

@@ -1,0 +1,147 @@
+"""Time and peak memory of pakd's stages on a synthetic table of ML-20M's shape (issue 13).
+
+SYNTHETIC DATA: the ratings are drawn at random (users' activity log-normal with at least
+20 ratings each, items by a power-law popularity, half-star ratings by a fixed histogram),
+so the figures are for time and memory only - never for accuracy. The shape defaults to
+ML-20M's: 138,493 users, 26,744 items, 20,000,263 ratings. Stages, each timed with its own
+peak RSS (`pakd.memory.stage`):
+
+  load      the CSV through pakd's table loader (`pakd.data.generic.load_table`)
+  split     the seeded user_ratio split
+  encode    IDs to indices, parts to tensors
+  epoch     one training epoch of the default student (labels only, full-softmax ranking)
+  evaluate  full-catalogue top-10 metrics of that student for every test user, in user
+            chunks sized by --max-memory-gb
+
+::
+
+    .venv/bin/python benchmarks/scale.py --out benchmarks/results/<dir>
+    .venv/bin/python benchmarks/scale.py --scale 0.05 --out /tmp/scale   # a quick look
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ML20M = {"users": 138_493, "items": 26_744, "ratings": 20_000_263}
+# share of each half star in the synthetic ratings (0.5 ... 5.0)
+STARS = np.arange(1, 11) / 2
+STAR_SHARE = np.array([1.2, 3.4, 1.4, 7.2, 4.4, 21.4, 10.9, 27.7, 7.7, 14.7])
+
+
+def synthesize(users: int, items: int, ratings: int, seed: int) -> "np.ndarray":
+    """(user, item, rating, timestamp) columns: every user at least 20 distinct items."""
+    rng = np.random.default_rng(seed)
+    act = rng.lognormal(0.0, 1.1, users)
+    extra = np.floor(act / act.sum() * max(0, ratings - 20 * users)).astype(np.int64)
+    k = np.minimum(20 + extra, items // 2)
+    pop = 1.0 / (np.arange(items) + 30.0) ** 1.05
+    pop = rng.permutation(pop / pop.sum())
+    # draw with replacement (a few more than needed), keep each user's first distinct items
+    draw = (k * 1.2 + 10).astype(np.int64)
+    user = np.repeat(np.arange(users, dtype=np.int64), draw)
+    item = rng.choice(items, size=len(user), p=pop)
+    key = user * items + item
+    _, first = np.unique(key, return_index=True)
+    first.sort()
+    user, item = user[first], item[first]
+    rank = np.arange(len(user)) - np.searchsorted(user, user)       # position within user
+    keep = rank < k[user]
+    user, item = user[keep], item[keep]
+    rating = rng.choice(STARS, size=len(user), p=STAR_SHARE / STAR_SHARE.sum())
+    ts = rng.integers(789_652_009, 1_427_784_002, size=len(user))
+    return user + 1, item + 1, rating, ts
+
+
+def write_csv(path: Path, cols) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    user, item, rating, ts = cols
+    table = pa.table({"userId": user, "movieId": item, "rating": rating, "timestamp": ts})
+    pcsv.write_csv(table, path)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=float, default=1.0,
+                    help="fraction of ML-20M's users, items and ratings")
+    ap.add_argument("--max-memory-gb", type=float, default=4.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data", type=Path, default=Path("/tmp/pakd-scale"),
+                    help="where the synthetic CSV is written (reused when present)")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+
+    import torch
+
+    from pakd.config import build_config
+    from pakd.data.encoding import encode
+    from pakd.data.generic import load_table
+    from pakd.data.splits import make_split
+    from pakd.evaluate import ranking_metrics
+    from pakd.memory import peak_mb, stage, user_chunk
+    from pakd.models import build
+    from pakd.recipes.distill import student_arch, student_tables
+    from pakd.train import fit
+
+    shape = {k: max(100, int(v * args.scale)) for k, v in ML20M.items()}
+    args.data.mkdir(parents=True, exist_ok=True)
+    csv = args.data / (f"synthetic_{shape['users']}x{shape['items']}_{shape['ratings']}"
+                       f"_seed{args.seed}.csv")
+    t0 = time.perf_counter()
+    if not csv.is_file():
+        tmp = csv.with_suffix(".tmp")
+        write_csv(tmp, synthesize(**shape, seed=args.seed))
+        tmp.replace(csv)
+    gen_seconds = time.perf_counter() - t0
+    torch.manual_seed(args.seed)
+    cfg = build_config(overrides={"seed": args.seed})
+    st: dict = {}
+    with stage(st, "load"):
+        ds = load_table(csv, columns={"user": "userId", "item": "movieId", "rating": "rating",
+                                      "timestamp": "timestamp"}, rating_scale=(0.5, 5.0))
+    with stage(st, "split"):
+        split = make_split(ds.ratings, seed=args.seed)
+    with stage(st, "encode"):
+        enc = encode(ds, split)
+    del ds, split
+    with stage(st, "epoch"):
+        arch = student_arch(cfg, enc)
+        model = build("lightweight_model", enc.schema, arch, tables=student_tables(enc, arch),
+                      rating_mean=float(enc.parts["train"].rating.mean()))
+        f = cfg.distill
+        res = fit(model, enc, epochs=1, batch_size=f.batch_size, lr=f.lr,
+                  weight_decay=f.weight_decay, l2=f.l2, negatives=f.negatives,
+                  ranking_loss="full", rating_loss_weight=1.0, ranking_loss_weight=1.0,
+                  patience=1, monitor="loss", micro_batch=0, negative_sampling="uniform",
+                  retrieval_share=0.5, retrieval_n=100, seed=args.seed, quiet=False)
+    chunk = user_chunk(enc.n_items, args.max_memory_gb, n_users=enc.n_users)
+    with stage(st, "evaluate"):
+        met = ranking_metrics(model, enc, "test", ks=[10], relevant_min_rating=None,
+                              chunk=chunk, quiet=False)
+    out = {"synthetic": True, "note": "synthetic ratings: time and memory only, no accuracy "
+           "claim", "shape": shape, "rows": {p: len(enc.parts[p]) for p in enc.parts},
+           "n_users": enc.n_users, "n_items": enc.n_items, "csv_mb": csv.stat().st_size / 2**20,
+           "generate_seconds": gen_seconds, "max_memory_gb": args.max_memory_gb,
+           "eval_user_chunk": chunk, "student_params": model.n_params(), "student_arch": arch,
+           "epoch_train_seconds": res.history[-1].get("seconds") if res.history else None,
+           "users_evaluated": met["users_evaluated"], "stages": st,
+           "peak_rss_mb_any_stage": max(s["peak_rss_mb"] for s in st.values()),
+           "process_peak_rss_mb": peak_mb(), "torch_threads": torch.get_num_threads(),
+           "cpus": os.cpu_count(), "machine": platform.machine(), "python": sys.version.split()[0],
+           "torch": torch.__version__}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "scale.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps({k: out[k] for k in ("shape", "stages", "eval_user_chunk")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
