@@ -125,3 +125,40 @@ def test_stages_that_run_in_one_process_say_so_under_torchrun(tmp_path):
     got = subprocess.run([sys.executable, "-m", "pakd", "fisher", "--run", str(tmp_path / "r")],
                          capture_output=True, text=True, env=env, timeout=60)
     assert got.returncode == 2 and "runs in one process" in got.stderr
+
+
+def test_fisher_with_nproc_2_equals_one_process(tmp_path, tiny_files):
+    """`pakd fisher --nproc 2`: each process sums the Fisher of every other batch and the
+    sums are all-reduced, so every member's layer traces and the ensemble objective's equal
+    one process's (the Monte-Carlo labels are drawn per batch, not per process)."""
+    import shutil
+
+    base = tmp_path / "base"
+    pakd = [sys.executable, "-m", "pakd"]
+    for cmd in (["train", "--run", str(base), "--dataset", str(tiny_files / "ratings.csv"),
+                 "--columns", "user=userId,item=movieId", "--models", "svd,autoint",
+                 "--profile", "quick", "-q"],
+                ["ensemble", "--run", str(base), "--algorithms", "svd,autoint", "-q"]):
+        got = subprocess.run([*pakd, *cmd], capture_output=True, text=True, timeout=300)
+        assert got.returncode == 0, got.stderr[-2000:]
+    out = {}
+    for n in (1, 2):
+        run = tmp_path / f"f{n}"
+        shutil.copytree(base, run)
+        extra = ["--nproc", "2"] if n == 2 else []
+        got = subprocess.run([sys.executable, "-m", "pakd", "fisher", "--run", str(run),
+                              "--fisher", "both", "--fisher-batch", "37", "--mc-samples", "2",
+                              "-q", *extra],
+                             capture_output=True, text=True, timeout=300)
+        assert got.returncode == 0, got.stderr[-2000:]
+        out[n] = json.loads((run / "analysis_results" /
+                             "ensemble_fisher_analysis.json").read_text())["models"]
+    assert set(out[1]) == set(out[2]) == {"svd", "autoint"}
+    for name in out[1]:
+        for obj, by_kind in out[1][name]["by_objective"].items():
+            for kind, got in by_kind.items():
+                other = out[2][name]["by_objective"][obj][kind]
+                for a, b in zip(got["layers"], other["layers"]):
+                    assert a["name"] == b["name"]
+                    assert b["fisher_trace"] == pytest.approx(a["fisher_trace"], rel=1e-9,
+                                                              abs=1e-12), (name, obj, kind)

@@ -283,14 +283,15 @@ def cmd_config_show(args) -> int:
 
 def _run_recipe(args, recipe, report=None) -> int:
     """Run one recipe on ``--run`` (split first if needed); print its Markdown report."""
+    from . import distributed
     cfg, rd = _stage(args)
     recipe.run(cfg, rd)
-    if report is not None and not cfg.quiet:
+    if report is not None and not cfg.quiet and distributed.is_main():
         print(report(rd).read_text())
     return 0
 
 
-_DISTRIBUTED = ("train", "run")     # commands that run as several processes under torchrun
+_DISTRIBUTED = ("train", "fisher", "run")     # commands that run as several processes under torchrun
 
 
 def cmd_train(args) -> int:
@@ -327,6 +328,8 @@ def cmd_ensemble(args) -> int:
 
 def cmd_fisher(args) -> int:
     from .recipes import fisher
+    if getattr(args, "nproc", None):
+        return _launch(args)
     return _run_recipe(args, fisher, lambda rd: rd.fisher_md)
 
 
@@ -526,8 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "RUN/teachers/", cmd_train))
     _stage_parser(sub, "ensemble", "combine trained teachers into the ensemble teacher; writes "
                   "RUN/teachers.json and teachers.md", cmd_ensemble)
-    _stage_parser(sub, "fisher", "Fisher information of the teachers per layer, structure and "
-                  "task, checked against measured damage", cmd_fisher)
+    _nproc_arg(_stage_parser(sub, "fisher", "Fisher information of the teachers per layer, "
+                             "structure and task, checked against measured damage", cmd_fisher))
     _seeds_arg(_stage_parser(sub, "distill", "prune while distilling the teacher into a "
                              "student, with baselines, across pruning ratios", cmd_distill))
     _stage_parser(sub, "report", "re-render the run's Markdown reports and plots, print the "
@@ -601,8 +604,8 @@ def main(argv: list[str] | None = None) -> int:
         if distributed.launched():
             if args.command not in _DISTRIBUTED:
                 raise PakdError(f"pakd {args.command} runs in one process; under torchrun pakd "
-                                f"runs {' and '.join(_DISTRIBUTED)} (the teachers train on "
-                                "every process)")
+                                f"runs {', '.join(_DISTRIBUTED)} (the teachers train and "
+                                "the Fisher is estimated on every process)")
             distributed.init()
         return int(args.func(args) or 0)
     except PakdError as e:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .. import distributed
 from ..models.base import RecModel
 
 
@@ -162,15 +163,20 @@ def diagonal_fisher(model: RecModel, user: torch.Tensor, item: torch.Tensor,
     """Fisher (summed over examples) for each (objective, kind).
 
     Examples are (user, item) pairs with a rating label (where ``has_rating``) and a
-    ranking label (1 observed, 0 sampled negative).
+    ranking label (1 observed, 0 sampled negative). Under torchrun each process takes every
+    world-th batch and the sums are all-reduced, so every process ends with the Fisher of
+    the whole sample; each batch draws its Monte-Carlo labels from its own seeded
+    generator, so the result does not depend on the number of processes (up to the order
+    of the float64 sums).
     """
     model.eval()
-    gen = torch.Generator().manual_seed(seed)
     params = dict(model.named_parameters())
     acc = {(o.name, k): {n: torch.zeros_like(p, dtype=torch.float64) for n, p in params.items()}
            for o in objectives for k in kinds}
-    for s in range(0, len(user), batch):
-        sl = slice(s, s + batch)
+    starts = range(0, len(user), batch)
+    for b in range(distributed.rank(), len(starts), distributed.world()):
+        sl = slice(starts[b], starts[b] + batch)
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + b)
         cap = _Capture(model)
         try:
             out = model(user[sl], item[sl])
@@ -195,5 +201,12 @@ def diagonal_fisher(model: RecModel, user: torch.Tensor, item: torch.Tensor,
                                     allow_unused=True)
             _accumulate(acc[key], model, cap, {n: x for n, x in zip(names, g) if x is not None}, w)
         if progress is not None:
-            progress.update(len(user[sl]))
+            progress.update(len(user[sl]) * distributed.world())
+    if distributed.world() > 1:
+        for key, per in acc.items():        # one all-reduce per (objective, kind)
+            flat = distributed.sum_(torch.cat([t.reshape(-1) for t in per.values()]))
+            pos = 0
+            for t in per.values():
+                t.copy_(flat[pos:pos + t.numel()].view_as(t))
+                pos += t.numel()
     return acc

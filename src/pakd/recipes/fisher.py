@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from .. import distributed
 from ..config import RunConfig
 from ..data.encoding import Encoded
 from ..errors import PakdError
@@ -62,6 +63,8 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     vex = Examples.of_part(enc, "valid", 0, cfg.seed + 29)
     tex = Examples.of_part(enc, "test", 0, cfg.seed + 31)
     fishers, sigma2, timings = estimate(cfg, rd, enc, members, ens, ex, focus, kinds)
+    if not distributed.is_main():     # under torchrun every rank estimates; rank 0 analyses
+        return {}
 
     results = {}
     fp = analysis_fingerprint(cfg, rd, members)
