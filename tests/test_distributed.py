@@ -162,3 +162,39 @@ def test_fisher_with_nproc_2_equals_one_process(tmp_path, tiny_files):
                     assert a["name"] == b["name"]
                     assert b["fisher_trace"] == pytest.approx(a["fisher_trace"], rel=1e-9,
                                                               abs=1e-12), (name, obj, kind)
+
+
+def test_distill_with_nproc_2_shares_the_students_and_equals_one_process(tmp_path, tiny_files):
+    """`pakd distill --nproc 2`: the students are shared out over the processes (the scratch
+    baseline, which copies fisher_kd's final architecture, in a second round), and every
+    row equals the one a single process trains (each student on one thread either way)."""
+    import shutil
+
+    base = tmp_path / "base"
+    pakd = [sys.executable, "-m", "pakd"]
+    got = subprocess.run([*pakd, "train", "--run", str(base), "--dataset",
+                          str(tiny_files / "ratings.csv"), "--columns",
+                          "user=userId,item=movieId", "--models", "svd", "--profile", "quick",
+                          "-q"], capture_output=True, text=True, timeout=300)
+    assert got.returncode == 0, got.stderr[-2000:]
+    rows = {}
+    for n in (1, 2):
+        run = tmp_path / f"d{n}"
+        shutil.copytree(base, run)
+        extra = ["--nproc", "2"] if n == 2 else ["--distill-workers", "1", "--threads", "1"]
+        got = subprocess.run([*pakd, "distill", "--run", str(run), "--distill-teacher", "svd",
+                              "--methods", "fisher_kd,magnitude_kd,scratch",
+                              "--pruning-ratios", "0.5", "--ablation", "false",
+                              "--check-units", "0", "-q", *extra],
+                             capture_output=True, text=True, timeout=300)
+        assert got.returncode == 0, got.stderr[-2000:]
+        out = json.loads((run / "analysis_results" / "pakd_experiment.json").read_text())
+        rows[n] = {(r["method"], r["pruning_ratio"]): r for r in out["rows"]}
+    assert set(rows[1]) == set(rows[2]) == {("fisher_kd", 0.5), ("magnitude_kd", 0.5),
+                                            ("scratch", 0.5)}
+    for key, a in rows[1].items():
+        b = rows[2][key]
+        assert b["params"] == a["params"] and b["arch"] == a["arch"], key
+        for k in ("rmse", "ndcg@10", "auc"):
+            assert b[k] == pytest.approx(a[k], abs=1e-6), (key, k)
+    assert rows[2][("scratch", 0.5)]["arch"] == rows[2][("fisher_kd", 0.5)]["arch"]

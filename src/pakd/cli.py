@@ -291,7 +291,7 @@ def _run_recipe(args, recipe, report=None) -> int:
     return 0
 
 
-_DISTRIBUTED = ("train", "fisher", "run")     # commands that run as several processes under torchrun
+_DISTRIBUTED = ("train", "fisher", "distill", "run")     # commands that run as several processes under torchrun
 
 
 def cmd_train(args) -> int:
@@ -335,6 +335,8 @@ def cmd_fisher(args) -> int:
 
 def cmd_distill(args) -> int:
     from .recipes import distill
+    if getattr(args, "nproc", None):
+        return _launch(args)
     if getattr(args, "seeds", None):
         return _each_seed(args, cmd_distill)
     return _run_recipe(args, distill, lambda rd: rd.pakd_md)
@@ -531,8 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
                   "RUN/teachers.json and teachers.md", cmd_ensemble)
     _nproc_arg(_stage_parser(sub, "fisher", "Fisher information of the teachers per layer, "
                              "structure and task, checked against measured damage", cmd_fisher))
-    _seeds_arg(_stage_parser(sub, "distill", "prune while distilling the teacher into a "
-                             "student, with baselines, across pruning ratios", cmd_distill))
+    _seeds_arg(_nproc_arg(_stage_parser(sub, "distill", "prune while distilling the teacher "
+                                        "into a student, with baselines, across pruning "
+                                        "ratios", cmd_distill)))
     _stage_parser(sub, "report", "re-render the run's Markdown reports and plots, print the "
                   "run summary", cmd_report)
     _seeds_arg(_nproc_arg(_stage_parser(sub, "run", "the whole pipeline: split -> teachers -> "
@@ -604,8 +607,9 @@ def main(argv: list[str] | None = None) -> int:
         if distributed.launched():
             if args.command not in _DISTRIBUTED:
                 raise PakdError(f"pakd {args.command} runs in one process; under torchrun pakd "
-                                f"runs {', '.join(_DISTRIBUTED)} (the teachers train and "
-                                "the Fisher is estimated on every process)")
+                                f"runs {', '.join(_DISTRIBUTED)} (the teachers, the Fisher "
+                                "estimate and the students are shared out over the "
+                                "processes)")
             distributed.init()
         return int(args.func(args) or 0)
     except PakdError as e:

@@ -112,6 +112,24 @@ def sum_(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def from_main(obj):
+    """Rank 0's ``obj`` on every rank (picklable objects: settings, metrics)."""
+    if world() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_all(obj) -> list:
+    """Every rank's ``obj``, in rank order, on every rank."""
+    if world() == 1:
+        return [obj]
+    out = [None] * world()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def launch(nproc: int, argv: list[str]) -> int:
     """Run ``pakd <argv>`` as ``nproc`` processes under torchrun; returns its exit code."""
     cores = os.cpu_count() or 1

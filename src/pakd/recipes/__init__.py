@@ -35,9 +35,9 @@ def run_all(cfg: RunConfig, rd: RunDir) -> str:
                 n: s["peak_rss_mb"] for n, s in stages.items()},
                 "peak_rss_per_stage": all(s["per_stage"] for s in stages.values())})
         with memory.stage(stages, name):
-            # under torchrun the teachers train and the Fisher is estimated on every rank;
-            # rank 0 alone runs the rest
-            if name in ("teachers", "fisher") or main:
+            # under torchrun the teachers train, the Fisher is estimated and the students
+            # are trained on every rank; rank 0 alone runs the rest
+            if name in ("teachers", "fisher", "distill") or main:
                 out = recipe.run(cfg, rd, enc)
             distributed.barrier()
             if name == "split":

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from .. import distributed
 from ..bench import interleaved, memory_of
 from ..config import STUDENT, TEACHERS, RunConfig, arch_of, sweep_ratios
 from ..data.encoding import Encoded
@@ -51,7 +52,11 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     dc = cfg.distill
     t_start = time.perf_counter()
     teacher, scores = _teacher(cfg, rd, enc)
-    got = evaluate_kept(cfg, rd, enc, teacher, dc.teacher, scores=scores, quiet=cfg.quiet)
+    # under torchrun every rank computes the teacher's signals and trains its share of the
+    # sweep; rank 0 alone evaluates the teacher and writes the reports
+    got = (evaluate_kept(cfg, rd, enc, teacher, dc.teacher, scores=scores, quiet=cfg.quiet)
+           if distributed.is_main() else None)
+    got = distributed.from_main(got)
     teacher_test = got["test"]
     teacher_valid = {k: got["valid"][k] for k in ("rmse", "ndcg@10")}
     log.info("teacher (%s): test RMSE %.4f NDCG@10 %.4f", dc.teacher, teacher_test["rmse"],
@@ -60,7 +65,8 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
              **_pick(teacher_test), "params": teacher.n_params(),
              "size_bytes": sum(f.stat().st_size for f in rd.teacher_files(dc.teacher)),
              "valid": teacher_valid, "origin_params": origin_params(rd)}
-    member_rows = _member_rows(cfg, rd, enc, teacher) if dc.teacher == "ensemble" else []
+    member_rows = (_member_rows(cfg, rd, enc, teacher)
+                   if dc.teacher == "ensemble" and distributed.is_main() else [])
     signals = teacher_signals(teacher, enc, scores, list_top=dc.list_top,
                               feature_dim=dc.feature_dim, quiet=cfg.quiet,
                               temperature=dc.temperature,
@@ -69,6 +75,8 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
              "items)", signals.scale)
     del teacher
     rows, curves = sweep(cfg, rd, enc, signals, teacher_valid)
+    if not distributed.is_main():
+        return {}
     check = criterion_check(cfg, enc, signals, rows)
     speed = measure_speed(cfg, rd, t_row, member_rows, rows)
     for r in member_rows + rows:
@@ -251,7 +259,8 @@ def sweep(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid: dict
     """Every (ratio, method) student. Students are trained by ``workers`` processes at once,
     each single-threaded: a student's many small steps barely use a second core, and a
     student trained on one thread equals one trained on two (checked on ml-latest-small).
-    The scratch baseline of a ratio starts once its reference method has finished."""
+    The scratch baseline of a ratio starts once its reference method has finished. Under
+    torchrun the processes share the students instead (`_sweep_over_ranks`)."""
     dc = cfg.distill
     ratios, ref = sweep_ratios(dc), _reference(dc.methods)
     after = [m for m in dc.methods if m in AFTER_REFERENCE]
@@ -278,13 +287,14 @@ def sweep(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid: dict
     jobs = [k for k in jobs if k not in done]
     waiting = [k for k in waiting if k not in done]
     workers = _workers(cfg, max(1, len(jobs) + len(waiting)))
-    with progress(total=total, initial=len(done), desc="students", quiet=cfg.quiet,
-                  unit="student") as bar:
+    with progress(total=total, initial=len(done), desc="students",
+                  quiet=cfg.quiet or not distributed.is_main(), unit="student") as bar:
         def finished(key, result):
             done[key] = result
             row = result[0]
-            write_json(rd.row_of(row["file"]), {"fingerprint": fp, "row": row,
-                                                "curve": result[1]})
+            if distributed.is_main():
+                write_json(rd.row_of(row["file"]), {"fingerprint": fp, "row": row,
+                                                    "curve": result[1]})
             log.info("%-14s ratio %.2f: params %s (%.1f%% removed), test RMSE %.4f, NDCG@10 "
                      "%.4f (%.0fs)", key[1], key[0], f"{row['params']:,}",
                      100 * row["removed_ratio"], row["rmse"], row["ndcg@10"],
@@ -294,7 +304,10 @@ def sweep(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid: dict
         def arch_for(ratio):
             return done[(ratio, ref)][0]["arch"]
 
-        if workers <= 1:
+        if distributed.world() > 1:
+            _sweep_over_ranks(cfg, rd, enc, signals, teacher_valid, jobs, waiting, finished,
+                              arch_for)
+        elif workers <= 1:
             for key in jobs + waiting:
                 ra = arch_for(key[0]) if key[1] in AFTER_REFERENCE else None
                 finished(key, student_row(cfg, rd, enc, signals, teacher_valid, *key[::-1], ra))
@@ -364,6 +377,21 @@ def _sweep_in_processes(cfg, rd, enc, signals, teacher_valid, jobs, waiting, wor
                     for w in [w for w in waiting if w[0] == key[0]]:
                         waiting.remove(w)
                         pending[ex.submit(_worker_job, w[1], w[0], arch_for(w[0]))] = w
+
+
+def _sweep_over_ranks(cfg, rd, enc, signals, teacher_valid, jobs, waiting, finished,
+                      arch_for) -> None:
+    """The sweep under torchrun: the students that need no reference, then the baselines
+    that copy one, each round shared out over the processes (every world-th student, in
+    the longest-first order) and gathered to every rank. Each rank saves and evaluates the
+    students it trains, as a worker process does; rank 0 writes the rows."""
+    for round_ in (jobs, waiting):
+        mine = [(key, student_row(cfg, rd, enc, signals, teacher_valid, key[1], key[0],
+                                  arch_for(key[0]) if key[1] in AFTER_REFERENCE else None))
+                for key in round_[distributed.rank()::distributed.world()]]
+        for key, result in sorted(sum(distributed.gather_all(mine), []),
+                                  key=lambda kr: round_.index(kr[0])):
+            finished(key, result)
 
 
 _STATE: dict = {}

@@ -212,5 +212,6 @@ def member_scores(cfg: RunConfig, rd: RunDir, name: str, model: RecModel,
         s = score_matrix(model, enc.n_users, progress=bar)
     log.info("%s: scored %d users x %d items in %.1fs", name, enc.n_users, enc.n_items,
              time.perf_counter() - t0)
-    rd.write_bytes(path, st_save({"scores": s.contiguous()}, metadata={"weights_md5": fp}))
+    if distributed.is_main():         # under torchrun every rank scores; rank 0 writes
+        rd.write_bytes(path, st_save({"scores": s.contiguous()}, metadata={"weights_md5": fp}))
     return s
