@@ -122,7 +122,7 @@ def test_train_with_nproc_2_writes_what_one_process_writes(tmp_path, tiny_files)
 
 def test_stages_that_run_in_one_process_say_so_under_torchrun(tmp_path):
     env = {**__import__("os").environ, "RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}
-    got = subprocess.run([sys.executable, "-m", "pakd", "fisher", "--run", str(tmp_path / "r")],
+    got = subprocess.run([sys.executable, "-m", "pakd", "report", "--run", str(tmp_path / "r")],
                          capture_output=True, text=True, env=env, timeout=60)
     assert got.returncode == 2 and "runs in one process" in got.stderr
 

@@ -15,7 +15,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "xdeepfm.epochs": 1, "xdeepfm.embed_dim": 4, "xdeepfm.cin_layers": [8, 8],
         "xdeepfm.dnn": [16],
         "autoint.epochs": 1, "autoint.embed_dim": 4, "autoint.layers": 1, "autoint.heads": 1,
-        "autoint.head_dim": 4,
+        "autoint.head_dim": 4, "autoint.dnn": [16],
         "ensemble.calibration_users": 32, "ensemble.rerank_n": [20],
         "ease.lambdas": [100.0],
         "als.factors": 8, "als.iterations": 3, "als.regs": [1.0, 10.0],

@@ -114,6 +114,8 @@ def _column_names(path: Path, sep: str, names: list[str] | None, quoted: bool) -
     """The file's column names as the careful reader sees them (stripped), or None."""
     if names is not None:
         return list(names)
+    if len(sep) != 1:               # a header split on '::' goes the careful way
+        return None
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             import pyarrow.parquet as pq

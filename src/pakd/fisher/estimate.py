@@ -155,6 +155,11 @@ def sample_coefficients(objective: Objective, rating: torch.Tensor, logit: torch
     return terms
 
 
+def batch_generator(seed: int, batch: int) -> torch.Generator:
+    """The generator of one batch's Monte-Carlo labels: the same whichever process runs it."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + batch)
+
+
 def diagonal_fisher(model: RecModel, user: torch.Tensor, item: torch.Tensor,
                     y_rating: torch.Tensor, y_rank: torch.Tensor, has_rating: torch.Tensor,
                     objectives: list[Objective], kinds: list[str], *, sigma2: float,
@@ -176,7 +181,7 @@ def diagonal_fisher(model: RecModel, user: torch.Tensor, item: torch.Tensor,
     starts = range(0, len(user), batch)
     for b in range(distributed.rank(), len(starts), distributed.world()):
         sl = slice(starts[b], starts[b] + batch)
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + b)
+        gen = batch_generator(seed, b)
         cap = _Capture(model)
         try:
             out = model(user[sl], item[sl])
