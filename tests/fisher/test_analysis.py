@@ -66,3 +66,16 @@ def test_sample_units_spreads_over_groups():
     got = A.sample_units(units, 6, seed=0)
     assert {u["group"] for u in got} == {"a", "b", "c"} and len(got) == 6
     assert A.sample_units(units[:4], 6, seed=0) == units[:4]
+
+
+def test_sample_units_fills_the_share_small_groups_cannot():
+    """AutoInt+: 16 embedding dims, 3 layers of 2 heads, 2 x 400 neurons -> 60 units: every
+    head and dimension, the rest spread over the neuron layers."""
+    sizes = {"embedding": 16, "att.0": 2, "att.1": 2, "att.2": 2, "dnn.0": 400, "dnn.1": 400}
+    units = [{"group": g, "unit": u} for g, n in sizes.items() for u in range(n)]
+    got = A.sample_units(units, 60, seed=0)
+    count = {g: sum(u["group"] == g for u in got) for g in sizes}
+    assert len(got) == 60 and len({(u["group"], u["unit"]) for u in got}) == 60
+    assert count["att.0"] == count["att.1"] == count["att.2"] == 2
+    # 54 left after the heads: 18 per remaining group, of which the embedding has 16
+    assert count["embedding"] == 16 and count["dnn.0"] == count["dnn.1"] == 19

@@ -156,17 +156,22 @@ def agreement(pred, meas, criterion: str, seed: int = 0) -> dict:
 
 
 def sample_units(units: list[dict], n: int, seed: int) -> list[dict]:
-    """At least ``n`` units spread across kinds and groups (all when there are fewer)."""
+    """``n`` units spread across kinds and groups (all when there are fewer): every group
+    gets an equal share, and the share a small group cannot fill (an AutoInt layer has 2
+    heads) goes to the larger ones, so small groups never leave the sample short of ``n``."""
     if len(units) <= n:
         return list(units)
     rng = np.random.default_rng(seed)
     by_group: dict[str, list[dict]] = {}
     for u in units:
         by_group.setdefault(u["group"], []).append(u)
-    per = max(1, math.ceil(n / len(by_group)))
+    take, left = {}, n
+    for k, g in enumerate(sorted(by_group, key=lambda g: len(by_group[g]))):
+        take[g] = min(len(by_group[g]), math.ceil(left / (len(by_group) - k)))
+        left -= take[g]
     out = []
     for g, us in by_group.items():
-        idx = rng.choice(len(us), size=min(per, len(us)), replace=False)
+        idx = rng.choice(len(us), size=take[g], replace=False)
         out += [us[i] for i in sorted(idx)]
     return out
 
