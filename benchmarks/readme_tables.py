@@ -126,8 +126,13 @@ def main(argv=None) -> int:
     p = read_json(rd.pakd_json)
     print("Best student:", p["best_student"].get("rule"))
     if rd.timings_json.is_file():
-        print("Seconds per stage:", ", ".join(f"{k} {v:.0f}" for k, v in
-                                              read_json(rd.timings_json).items()))
+        t = read_json(rd.timings_json)
+        print("Seconds per stage:", ", ".join(f"{k} {v:.0f}" for k, v in t.items()
+                                              if isinstance(v, (int, float))
+                                              and not isinstance(v, bool)))
+        if t.get("peak_rss_mb"):
+            print("Peak RSS per stage (MB):", ", ".join(f"{k} {v:,.0f}" for k, v in
+                                                       t["peak_rss_mb"].items()))
     return 0
 
 
