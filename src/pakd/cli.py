@@ -291,7 +291,8 @@ def _run_recipe(args, recipe, report=None) -> int:
     return 0
 
 
-_DISTRIBUTED = ("train", "fisher", "distill", "run")     # commands that run as several processes under torchrun
+# commands that run as several processes under torchrun
+_DISTRIBUTED = ("train", "fisher", "distill", "run")
 
 
 def cmd_train(args) -> int:
