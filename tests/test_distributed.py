@@ -148,6 +148,7 @@ def test_fisher_with_nproc_2_equals_one_process(tmp_path, tiny_files):
         extra = ["--nproc", "2"] if n == 2 else []
         got = subprocess.run([sys.executable, "-m", "pakd", "fisher", "--run", str(run),
                               "--fisher", "both", "--fisher-batch", "37", "--mc-samples", "2",
+                              "--validate-units", "0",
                               "-q", *extra],
                              capture_output=True, text=True, timeout=300)
         assert got.returncode == 0, got.stderr[-2000:]

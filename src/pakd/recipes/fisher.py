@@ -92,9 +92,10 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
            "timings": timings, "sigma2": sigma2,
            "summary": {n: {"pruning_friendliness": m["pruning_friendliness"],
                            "sensitivity": m["sensitivity"],
-                           "spearman_empirical": m["validation"]["spearman_empirical"],
-                           "spearman_true": m["validation"]["spearman_true"],
-                           "spearman_magnitude": m["validation"]["spearman_magnitude"]}
+                           # absent when no unit was checked (--validate-units 0)
+                           "spearman_empirical": m["validation"].get("spearman_empirical"),
+                           "spearman_true": m["validation"].get("spearman_true"),
+                           "spearman_magnitude": m["validation"].get("spearman_magnitude")}
                        for n, m in results.items()}}
     write_json(rd.fisher_experiment_json, exp)
     rd.write_text(rd.fisher_md, fisher_markdown(out, experiment=exp))
