@@ -68,7 +68,7 @@ def test_shards_cover_a_batch_once():
     assert distributed.world() == 1 and distributed.shard(37) == slice(0, 37)
 
 
-@pytest.mark.parametrize("kind", ["svd", "xdeepfm"])
+@pytest.mark.parametrize("kind", ["xdeepfm"])   # svd: the --nproc test below
 def test_two_gloo_processes_train_what_one_process_trains(kind, tmp_path, tiny_files):
     """Issue 13: torchrun with 2 processes, the same global batch and seed -> the same
     predictions and the same training and validation history as 1 process, within 1e-4
@@ -127,10 +127,13 @@ def test_stages_that_run_in_one_process_say_so_under_torchrun(tmp_path):
     assert got.returncode == 2 and "runs in one process" in got.stderr
 
 
-def test_fisher_with_nproc_2_equals_one_process(tmp_path, tiny_files):
+def test_fisher_and_distill_with_nproc_2_equal_one_process(tmp_path, tiny_files):
     """`pakd fisher --nproc 2`: each process sums the Fisher of every other batch and the
-    sums are all-reduced, so every member's layer traces and the ensemble objective's equal
-    one process's (the Monte-Carlo labels are drawn per batch, not per process)."""
+    sums are all-reduced, so every member's layer traces equal one process's (the
+    Monte-Carlo labels are drawn per batch, not per process). `pakd distill --nproc 2`: the
+    students are shared out over the processes (the scratch baseline, which copies
+    fisher_kd's final architecture, in a second round), and every row equals the one a
+    single process trains (each student on one thread either way)."""
     import shutil
 
     base = tmp_path / "base"
@@ -141,56 +144,35 @@ def test_fisher_with_nproc_2_equals_one_process(tmp_path, tiny_files):
                 ["ensemble", "--run", str(base), "--algorithms", "svd,autoint", "-q"]):
         got = subprocess.run([*pakd, *cmd], capture_output=True, text=True, timeout=300)
         assert got.returncode == 0, got.stderr[-2000:]
-    out = {}
+    fisher, rows = {}, {}
     for n in (1, 2):
-        run = tmp_path / f"f{n}"
+        run = tmp_path / f"r{n}"
         shutil.copytree(base, run)
-        extra = ["--nproc", "2"] if n == 2 else []
-        got = subprocess.run([sys.executable, "-m", "pakd", "fisher", "--run", str(run),
-                              "--fisher", "both", "--fisher-batch", "37", "--mc-samples", "2",
-                              "--validate-units", "0",
-                              "-q", *extra],
-                             capture_output=True, text=True, timeout=300)
-        assert got.returncode == 0, got.stderr[-2000:]
-        out[n] = json.loads((run / "analysis_results" /
-                             "ensemble_fisher_analysis.json").read_text())["models"]
-    assert set(out[1]) == set(out[2]) == {"svd", "autoint"}
-    for name in out[1]:
-        for obj, by_kind in out[1][name]["by_objective"].items():
+        nproc = ["--nproc", "2"] if n == 2 else []
+        for cmd in (["fisher", "--fisher", "both", "--fisher-batch", "37", "--mc-samples", "2",
+                     "--validate-units", "0", *nproc],
+                    ["distill", "--distill-teacher", "svd", "--methods",
+                     "fisher_kd,magnitude_kd,scratch", "--pruning-ratios", "0.5",
+                     "--ablation", "false", "--check-units", "0",
+                     *(nproc or ["--distill-workers", "1", "--threads", "1"])]):
+            got = subprocess.run([*pakd, cmd[0], "--run", str(run), "-q", *cmd[1:]],
+                                 capture_output=True, text=True, timeout=300)
+            # the whole stderr: a failed rank's traceback comes before torchrun's summary
+            # (one unexplained 2-process failure in ~6 runs so far)
+            assert got.returncode == 0, got.stderr[-12000:]
+        res = run / "analysis_results"
+        fisher[n] = json.loads((res / "ensemble_fisher_analysis.json").read_text())["models"]
+        out = json.loads((res / "pakd_experiment.json").read_text())
+        rows[n] = {(r["method"], r["pruning_ratio"]): r for r in out["rows"]}
+    assert set(fisher[1]) == set(fisher[2]) == {"svd", "autoint"}
+    for name in fisher[1]:
+        for obj, by_kind in fisher[1][name]["by_objective"].items():
             for kind, got in by_kind.items():
-                other = out[2][name]["by_objective"][obj][kind]
+                other = fisher[2][name]["by_objective"][obj][kind]
                 for a, b in zip(got["layers"], other["layers"]):
                     assert a["name"] == b["name"]
                     assert b["fisher_trace"] == pytest.approx(a["fisher_trace"], rel=1e-9,
                                                               abs=1e-12), (name, obj, kind)
-
-
-def test_distill_with_nproc_2_shares_the_students_and_equals_one_process(tmp_path, tiny_files):
-    """`pakd distill --nproc 2`: the students are shared out over the processes (the scratch
-    baseline, which copies fisher_kd's final architecture, in a second round), and every
-    row equals the one a single process trains (each student on one thread either way)."""
-    import shutil
-
-    base = tmp_path / "base"
-    pakd = [sys.executable, "-m", "pakd"]
-    got = subprocess.run([*pakd, "train", "--run", str(base), "--dataset",
-                          str(tiny_files / "ratings.csv"), "--columns",
-                          "user=userId,item=movieId", "--models", "svd", "--profile", "quick",
-                          "-q"], capture_output=True, text=True, timeout=300)
-    assert got.returncode == 0, got.stderr[-2000:]
-    rows = {}
-    for n in (1, 2):
-        run = tmp_path / f"d{n}"
-        shutil.copytree(base, run)
-        extra = ["--nproc", "2"] if n == 2 else ["--distill-workers", "1", "--threads", "1"]
-        got = subprocess.run([*pakd, "distill", "--run", str(run), "--distill-teacher", "svd",
-                              "--methods", "fisher_kd,magnitude_kd,scratch",
-                              "--pruning-ratios", "0.5", "--ablation", "false",
-                              "--check-units", "0", "-q", *extra],
-                             capture_output=True, text=True, timeout=300)
-        assert got.returncode == 0, got.stderr[-2000:]
-        out = json.loads((run / "analysis_results" / "pakd_experiment.json").read_text())
-        rows[n] = {(r["method"], r["pruning_ratio"]): r for r in out["rows"]}
     assert set(rows[1]) == set(rows[2]) == {("fisher_kd", 0.5), ("magnitude_kd", 0.5),
                                             ("scratch", 0.5)}
     for key, a in rows[1].items():
