@@ -3,8 +3,8 @@
 On the synthetic ML-20M-shaped table of `benchmarks/scale.py` (written there first), trains
 the default student for one epoch on the first ``--train-rows`` train ratings, then ranks
 every test user ``--reps`` times in a row, printing each pass's own peak RSS. Seen so far:
-the first pass after training peaks far above the later ones (which stay near 2 GB), by an
-amount that varies from run to run; evaluation before any training does not::
+the first pass after training peaks far above the later ones, by an amount that varies
+from run to run (``--train-rows 0``: the same passes with the student untrained)::
 
     .venv/bin/python benchmarks/eval_peak_after_training.py
 """
@@ -32,28 +32,24 @@ def main() -> int:
     from pakd.memory import peak_mb, reset_peak
     from pakd.models import build
     from pakd.recipes.distill import student_arch, student_tables
-    from pakd.train import fit
+    from scale import student_epoch      # benchmarks/ is on the path of a benchmark script
 
     ds = load_table(args.csv, columns={"user": "userId", "item": "movieId"},
                     rating_scale=(0.5, 5.0))
     enc = encode(ds, make_split(ds.ratings, seed=0))
     del ds
     cfg = build_config()
-    arch = student_arch(cfg, enc)
-    model = build("lightweight_model", enc.schema, arch, tables=student_tables(enc, arch),
-                  rating_mean=3.5)
-    full = enc.parts["train"]
     if args.train_rows:
-        n = args.train_rows
+        full, n = enc.parts["train"], args.train_rows
         enc.parts["train"] = Part(full.user[:n], full.item[:n], full.rating[:n])
-        f = cfg.distill
-        fit(model, enc, epochs=1, batch_size=f.batch_size, lr=f.lr, weight_decay=f.weight_decay,
-            l2=f.l2, negatives=f.negatives, ranking_loss="softmax", rating_loss_weight=1.0,
-            ranking_loss_weight=1.0, patience=1, monitor="loss", micro_batch=0,
-            negative_sampling="popularity", retrieval_share=0.5, retrieval_n=100, seed=0,
-            quiet=True)
+        model, _, _ = student_epoch(cfg, enc, ranking_loss="softmax", seed=0, quiet=True,
+                                    rating_mean=3.5)
         enc.parts["train"] = full
-        enc._seen.clear()
+        enc._seen.clear()        # the train-only seen matrix was built from the prefix
+    else:                        # 0: the same student, untrained
+        arch = student_arch(cfg, enc)
+        model = build("lightweight_model", enc.schema, arch,
+                      tables=student_tables(enc, arch), rating_mean=3.5)
     for rep in range(args.reps):
         reset_peak()
         t0 = time.perf_counter()

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from pakd.report import fmt, markdown_table
+from pakd.report.summary import stage_seconds
 from pakd.rundir import RunDir, read_json
 
 
@@ -127,9 +128,8 @@ def main(argv=None) -> int:
     print("Best student:", p["best_student"].get("rule"))
     if rd.timings_json.is_file():
         t = read_json(rd.timings_json)
-        print("Seconds per stage:", ", ".join(f"{k} {v:.0f}" for k, v in t.items()
-                                              if isinstance(v, (int, float))
-                                              and not isinstance(v, bool)))
+        print("Seconds per stage:", ", ".join(f"{k} {v:.0f}"
+                                              for k, v in stage_seconds(t).items()))
         if t.get("peak_rss_mb"):
             print("Peak RSS per stage (MB):", ", ".join(f"{k} {v:,.0f}" for k, v in
                                                        t["peak_rss_mb"].items()))

@@ -71,6 +71,26 @@ def write_csv(path: Path, cols) -> None:
     pcsv.write_csv(table, path)
 
 
+def student_epoch(cfg, enc, *, ranking_loss: str, seed: int, quiet: bool,
+                  rating_mean: float | None = None):
+    """(model, arch, fit result): the default student trained for one epoch on the labels,
+    its ranking by ``ranking_loss`` over popularity-drawn negatives."""
+    from pakd.models import build
+    from pakd.recipes.distill import student_arch, student_tables
+    from pakd.train import fit
+    arch = student_arch(cfg, enc)
+    mean = float(enc.parts["train"].rating.mean()) if rating_mean is None else rating_mean
+    model = build("lightweight_model", enc.schema, arch, tables=student_tables(enc, arch),
+                  rating_mean=mean)
+    f = cfg.distill
+    res = fit(model, enc, epochs=1, batch_size=f.batch_size, lr=f.lr,
+              weight_decay=f.weight_decay, l2=f.l2, negatives=f.negatives,
+              ranking_loss=ranking_loss, rating_loss_weight=1.0, ranking_loss_weight=1.0,
+              patience=1, monitor="loss", micro_batch=0, negative_sampling="popularity",
+              retrieval_share=0.5, retrieval_n=100, seed=seed, quiet=quiet)
+    return model, arch, res
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=float, default=1.0,
@@ -91,20 +111,18 @@ def main() -> int:
     from pakd.data.splits import make_split
     from pakd.evaluate import ranking_metrics
     from pakd.memory import peak_mb, stage, user_chunk
-    from pakd.models import build
-    from pakd.recipes.distill import student_arch, student_tables
-    from pakd.train import fit
 
     shape = {k: max(100, int(v * args.scale)) for k, v in ML20M.items()}
     args.data.mkdir(parents=True, exist_ok=True)
     csv = args.data / (f"synthetic_{shape['users']}x{shape['items']}_{shape['ratings']}"
                        f"_seed{args.seed}.csv")
-    t0 = time.perf_counter()
+    gen_seconds = None                      # None: the CSV of an earlier run was reused
     if not csv.is_file():
+        t0 = time.perf_counter()
         tmp = csv.with_suffix(".tmp")
         write_csv(tmp, synthesize(**shape, seed=args.seed))
         tmp.replace(csv)
-    gen_seconds = time.perf_counter() - t0
+        gen_seconds = time.perf_counter() - t0
     torch.manual_seed(args.seed)
     cfg = build_config(overrides={"seed": args.seed})
     st: dict = {}
@@ -117,16 +135,8 @@ def main() -> int:
         enc = encode(ds, split)
     del ds, split
     with stage(st, "epoch"):
-        arch = student_arch(cfg, enc)
-        model = build("lightweight_model", enc.schema, arch, tables=student_tables(enc, arch),
-                      rating_mean=float(enc.parts["train"].rating.mean()))
-        f = cfg.distill
-        res = fit(model, enc, epochs=1, batch_size=f.batch_size, lr=f.lr,
-                  weight_decay=f.weight_decay, l2=f.l2, negatives=f.negatives,
-                  ranking_loss=args.ranking_loss, rating_loss_weight=1.0,
-                  ranking_loss_weight=1.0, patience=1, monitor="loss", micro_batch=0,
-                  negative_sampling="popularity",
-                  retrieval_share=0.5, retrieval_n=100, seed=args.seed, quiet=False)
+        model, arch, res = student_epoch(cfg, enc, ranking_loss=args.ranking_loss,
+                                         seed=args.seed, quiet=False)
     chunk = user_chunk(enc.n_items, args.max_memory_gb, n_users=enc.n_users)
     with stage(st, "evaluate"):
         met = ranking_metrics(model, enc, "test", ks=[10], relevant_min_rating=None,

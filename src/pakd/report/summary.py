@@ -34,10 +34,8 @@ def summary_markdown(rd, teachers: dict | None, fisher: dict | None, pakd: dict 
             "Test part; the best student is chosen on the valid part "
             f"({pakd['best_student'].get('rule', '')})." if pakd else "Test part.", ""]
     if timings:
-        secs = {k: v for k, v in timings.items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        lines += ["Seconds per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in secs.items()),
-                  ""]
+        lines += ["Seconds per stage: " + ", ".join(
+            f"{k} {v:.0f}" for k, v in stage_seconds(timings).items()), ""]
         if timings.get("peak_rss_mb"):
             lines += ["Peak memory per stage (RSS, MB): " + ", ".join(
                 f"{k} {v:,.0f}" for k, v in timings["peak_rss_mb"].items()), ""]
@@ -46,3 +44,9 @@ def summary_markdown(rd, teachers: dict | None, fisher: dict | None, pakd: dict 
                ("deployable student", rd.best_student.with_suffix(".safetensors"))]
     lines += ["Reports: " + "; ".join(f"{k} `{p}`" for k, p in reports if p.exists()), ""]
     return "\n".join(lines)
+
+
+def stage_seconds(timings: dict) -> dict[str, float]:
+    """The seconds entries of RUN/timings.json (it also holds each stage's peak RSS)."""
+    return {k: v for k, v in timings.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
