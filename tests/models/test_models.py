@@ -81,6 +81,32 @@ def test_student_dedupes_lookups_without_changing_outputs(tiny_enc):
         assert torch.allclose(grads[n], p.grad, rtol=1e-10, atol=1e-12), n
 
 
+def test_student_inference_reads_pooled_items_and_notices_changed_weights(tiny_enc):
+    """Eval mode without autograd reads each item's pooled side fields from a catalogue
+    table: the same outputs as pooling per pair; changing a weight in place (pruning) or a
+    token table is seen at the next call."""
+    m = randomised("lightweight_model", tiny_enc).eval()
+    u, i = pairs(tiny_enc)
+
+    def both():
+        with torch.no_grad():
+            fast = m(u, i)
+        slow = m(u, i)                     # autograd on: pooled per pair
+        for a, b in zip(fast, slow):
+            assert torch.allclose(a, b.detach(), atol=1e-12)
+        return fast
+    first = both()
+    assert m.__dict__["_item_memo"] is not None
+    with torch.no_grad():
+        m.embedding.emb["genres"].weight[1:] *= -2.0
+    second = both()
+    assert not torch.allclose(first.rating, second.rating)
+    tab = m.tokens.get("genres")
+    tab[:, 0] = 0                          # in place: the buffer's version moves
+    third = both()
+    assert not torch.allclose(second.rating, third.rating)
+
+
 def _saved(tiny_enc, tmp_path):
     stem = tmp_path / "m"
     save(randomised("svd", tiny_enc).float(), stem)

@@ -31,7 +31,8 @@ def planted(tmp_path_factory):
     out = root / "run"
     assert main(["run", "--out", str(out), "--dataset", str(root / "r.csv"), "--columns",
                  "user=userId,item=movieId,rating=rating,timestamp=ts", "--profile", "quick",
-                 "--threads", "1", "-q", "--methods", "fisher_kd,random_kd",
+                 "--threads", "1", "-q", "--methods", "fisher_kd,random_kd", "--bench-memory",
+                 "false",
                  "--svd-epochs", "20", "--svd-batch-size", "128", "--svd-lr", "0.02",
                  "--xdeepfm-epochs", "2", "--xdeepfm-batch-size", "256",
                  "--autoint-epochs", "2", "--autoint-batch-size", "256",

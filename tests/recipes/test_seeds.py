@@ -25,7 +25,7 @@ def test_distill_over_seeds_pools_every_row(pipeline_run, tmp_path, capsys):
         _as_seed(pipeline_run, root / f"seed-{s}", s)
     rc = main(["distill", "--run", str(root), "--seeds", "0,1", "--methods",
                "fisher_kd,magnitude_kd", "--ablation", "false", "--distill-workers", "1",
-               "--kd-unobserved", "0", "-q"])
+               "--kd-unobserved", "0", "--bench-memory", "false", "-q"])
     assert rc == 0
     out = json.loads((root / "seeds.json").read_text())
     assert out["seeds"] == [0, 1] and (root / "seeds.md").read_text().count("|") > 20

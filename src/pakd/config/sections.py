@@ -507,6 +507,8 @@ class BenchConfig(Section):
                         "least 3 batches and 10 queries)", gt=0)
     rounds: int = _f(3, "rounds of interleaved measurement (every model once per round, in "
                      "turn), so a change of machine load hits teacher and students alike", ge=1)
+    memory: bool = _f(True, "measure each model's peak memory in a fresh process (a second or "
+                      "two each, mostly importing torch)")
 
 
 # ----------------------------------------------------------------------------- the run

@@ -242,7 +242,7 @@ class FieldEmbedding(nn.Module):
     def _side(self, fields: list[FieldSpec], idx: torch.Tensor) -> torch.Tensor:
         outs = []
         for f in fields:
-            tok = self._tokens.get(self.table_of.get(f.name, f.name))[idx]   # [B, L]
+            tok = self._tokens.get(self.table_of.get(f.name, f.name)).index_select(0, idx)  # [B, L]
             e = self.emb[f.name]
             if f.kind == "single":
                 outs.append(e(tok[:, 0]))

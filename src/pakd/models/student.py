@@ -34,6 +34,13 @@ def _pool(side: torch.Tensor) -> torch.Tensor:
     return side[:, 0] + side[:, 1:].mean(1)
 
 
+def _inference(model: nn.Module) -> bool:
+    """Eval mode, no autograd, not traced or compiled: derived tables may be reused between
+    calls. (Eval mode alone is not enough: Fisher and pruning differentiate eval models.)"""
+    return not (model.training or torch.is_grad_enabled() or torch.jit.is_tracing()
+                or torch.compiler.is_compiling())
+
+
 ITEM_ROWS = "item_rows"     # token table of the items that own factor rows
 
 
@@ -93,7 +100,9 @@ class LightweightStudent(RecModel):
 
     def _rating_side(self, user, item):
         u, i = self.embedding.sides(user, item)
-        p, q = _pool(u), _pool(i)
+        return self._rating_from(_pool(u), _pool(i))
+
+    def _rating_from(self, p, q):
         feat = torch.cat([p, q, p * q], 1)
         if self.head is None:
             return (p * q).sum(1), p * q
@@ -105,10 +114,20 @@ class LightweightStudent(RecModel):
         return _pool(u), _pool(i)
 
     def forward(self, user, item) -> Output:
-        inter, h = self._rating_side(user, item)
+        if _inference(self):
+            # the item side depends on the item alone: read it from the catalogue's pooled
+            # vectors instead of pooling every pair's side fields again (tags and genres
+            # are most of a batch's work)
+            q_all, qk_all, c_all = self._catalogue()
+            p = _pool(self.embedding.side_of(user, "user"))
+            pk = _pool(self.rank_embedding.side_of(user, "user"))
+            inter, h = self._rating_from(p, q_all.index_select(0, item))
+            qk, c = qk_all.index_select(0, item), c_all.index_select(0, item)
+        else:
+            inter, h = self._rating_side(user, item)
+            pk, qk = self._rank_vectors(user, item)
+            c = self.rank_bias(user, item)[:, 0, 0]
         b = self.bias(user, item).sum((1, 2))
-        pk, qk = self._rank_vectors(user, item)
-        c = self.rank_bias(user, item)[:, 0, 0]
         return Output(self.rating_mean + b + inter, c + (pk * qk).sum(1),
                       torch.cat([h, pk * qk], 1))
 
@@ -124,23 +143,26 @@ class LightweightStudent(RecModel):
         return pk @ qk.T + c
 
     def _item_rank_side(self, items=None):
-        """(ranking vectors, ranking biases) of ``items`` (default the catalogue). The
-        catalogue's are kept between calls in inference - eval mode, no autograd, not traced
-        - while no ranking table has changed (same storage, same in-place version): pooling the
-        side fields of every item costs far more than scoring one user against them."""
-        if items is not None:
-            return _pool(self.rank_embedding.side_of(items, "item")), \
-                self.rank_bias.side_of(items, "item")[:, 0, 0]
-        inference = not (self.training or torch.is_grad_enabled() or torch.compiler.is_compiling())
-        watched = [e.weight for e in self.rank_embedding.emb.values()] + \
-            [e.weight for e in self.rank_bias.emb.values()]
-        key = tuple((p.data_ptr(), p._version) for p in watched)
+        """(ranking vectors, ranking biases) of ``items`` (default the catalogue, memoised in
+        inference: `_catalogue`)."""
+        if items is None:
+            return self._catalogue()[1:] if _inference(self) else \
+                self._item_rank_side(torch.arange(self.schema.n_items))
+        return _pool(self.rank_embedding.side_of(items, "item")), \
+            self.rank_bias.side_of(items, "item")[:, 0, 0]
+
+    def _catalogue(self):
+        """(rating vectors, ranking vectors, ranking biases) of every item, kept between
+        inference calls while no parameter or token table has changed (same storage, same
+        in-place version): pooling the side fields of every item costs far more than
+        scoring one user, or a batch of pairs, against them."""
+        key = tuple((t.data_ptr(), t._version) for t in [*self.parameters(), *self.buffers()])
         memo = self.__dict__.get("_item_memo")
-        if inference and memo is not None and memo[0] == key:
+        if memo is not None and memo[0] == key:
             return memo[1]
-        side = self._item_rank_side(torch.arange(self.schema.n_items))
-        if inference:
-            self.__dict__["_item_memo"] = (key, side)
+        items = torch.arange(self.schema.n_items)
+        side = (_pool(self.embedding.side_of(items, "item")), *self._item_rank_side(items))
+        self.__dict__["_item_memo"] = (key, side)
         return side
 
     def catalogue_user_modules(self) -> list[str]:

@@ -7,7 +7,8 @@
    magnitude_kd, random_kd, fisher_ft (Fisher pruning, labels only) and scratch
    (fisher_kd's final architecture trained from scratch on labels only).
 3. Speed: the teacher, its members and every student measured interleaved in one process
-   (`pakd.bench.interleaved`), peak memory in a fresh process each.
+   (`pakd.bench.interleaved`), peak memory in a fresh process each (not measured with
+   ``--bench-memory false``).
 4. The best student, chosen on the valid part by `choose_best`, saved with its catalogue.
 Outputs: RUN/analysis_results/pakd_experiment.json|_summary.md, RUN/models/students/*,
 RUN/models/saved/best_student_model.*, plots in RUN/plots/.
@@ -430,10 +431,12 @@ def measure_speed(cfg: RunConfig, rd: RunDir, t_row: dict, member_rows: list[dic
                             reference="teacher", progress=bar)
     del models
     mem = memory_of(list(targets.values()), run_dir=str(rd.root),
-                    threads=torch.get_num_threads(), batch=bc.batch)
+                    threads=torch.get_num_threads(), batch=bc.batch) if bc.memory else \
+        [None] * len(targets)
     for (key, _), m, row in zip(targets.items(), mem, [t_row] + member_rows + rows):
         row.update({k: v for k, v in speed["models"][key].items() if k in SPEED_KEYS})
-        row.update(peak_rss_mb=m["peak_rss_mb"], rss_before_load_mb=m["rss_before_load_mb"])
+        if m is not None:
+            row.update(peak_rss_mb=m["peak_rss_mb"], rss_before_load_mb=m["rss_before_load_mb"])
     return {k: v for k, v in speed.items() if k != "models"}
 
 
