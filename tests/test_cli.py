@@ -89,6 +89,8 @@ def test_quiet_silences_library_warnings(capsys):
     (["--pruning-ratios", "1.5"], "[0, 1)"),        # issue 15: were run as "ratio 1.5000"
     (["--pruning-ratios", "nan"], "[0, 1)"),
     (["--pruning-ratios", "0.5,0.5"], "repeats"),
+    (["--size-budgets", "0"], "(0, 100]"),
+    (["--size-budgets", "3,3"], "repeats"),
     (["--weights", "nan,0.4,0.2,0.1"], "finite"),   # issue 15: NaN reached ensemble.json
     (["--weights", "0,0,0,0"], "positive"),
 ])

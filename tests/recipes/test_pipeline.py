@@ -213,7 +213,7 @@ def test_sweep_resume_keeps_finished_students_and_retrains_the_rest(run, tmp_pat
     def sweep(**over):
         cfg = build_config(base=load_run_config(rd.config), overrides={
             "distill.methods": ["magnitude_kd", "scratch"], "distill.ablation": False,
-            "distill.workers": 2, "quiet": True, **over})
+            "distill.workers": 1, "quiet": True, **over})   # markers: the same on workers
         enc = load_encoded(cfg, rd)
         teacher, scores = distill._teacher(cfg, rd, enc)
         signals = teacher_signals(teacher, enc, scores, list_top=cfg.distill.list_top,
@@ -271,3 +271,42 @@ def test_fisher_resume_keeps_finished_members(run, tmp_path):
     assert (r / "analysis_results" / "fisher_parts" / "svd.json").stat().st_mtime_ns == stamp
     assert "analysis kept from an earlier run" in (r / "pakd.log").read_text()
     assert figures() == before
+
+
+def test_size_budgets_become_the_ratios_that_fit_them(run, tmp_path):
+    """--size-budgets (percent of the run's svd + xdeepfm + autoint): each becomes the
+    pruning ratio whose student has at most that many parameters; the smallest budget
+    that still leaves 1% of the dense student is refused with the fix."""
+    import shutil
+
+    from pakd.config import build_config, load_run_config
+    from pakd.errors import PakdError
+    from pakd.recipes import distill
+    from pakd.recipes.split import load_encoded
+    from pakd.rundir import RunDir
+    rd = RunDir(tmp_path / "r")
+    shutil.copytree(run, rd.root)
+    origin = distill.origin_params(rd)
+
+    def cfg(budgets):
+        return build_config(base=load_run_config(rd.config), overrides={
+            "distill.size_budgets": budgets, "distill.methods": ["fisher_kd"],
+            "distill.ablation": False, "quiet": True})
+    c = cfg([30.0, 20.0])
+    enc = load_encoded(c, rd)
+    dense = distill.make_student(c, rd, enc).n_params()
+    got = distill.with_budget_ratios(c, rd, enc).distill
+    assert got.pruning_ratio is None and len(got.pruning_ratios) == 2
+    for b, r in zip((30.0, 20.0), got.pruning_ratios):
+        assert (1 - r) * dense <= b / 100 * origin < (1 - r + 2e-4) * dense
+    teacher, scores = distill._teacher(c, rd, enc)
+    from pakd.distill.signals import teacher_signals
+    signals = teacher_signals(teacher, enc, scores, list_top=c.distill.list_top,
+                              feature_dim=c.distill.feature_dim)
+    rows, _ = distill.sweep(distill.with_budget_ratios(c, rd, enc), rd, enc, signals,
+                            {"rmse": 1.0, "ndcg@10": 0.1})
+    for b, row in zip((30.0, 20.0), rows):
+        assert row["params"] <= b / 100 * origin, (b, row["params"])
+    with pytest.raises(PakdError, match="under 1% of the dense student"):
+        distill.with_budget_ratios(cfg([1e-6]), rd, enc)
+    assert distill.with_budget_ratios(cfg([]), rd, enc).distill.pruning_ratios == [0.5]

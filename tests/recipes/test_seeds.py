@@ -31,6 +31,9 @@ def test_distill_over_seeds_pools_every_row(pipeline_run, tmp_path, capsys):
     assert out["seeds"] == [0, 1] and (root / "seeds.md").read_text().count("|") > 20
     exps = {s: json.loads((root / f"seed-{s}" / "analysis_results" /
                            "pakd_experiment.json").read_text()) for s in (0, 1)}
+    # --bench-memory false: speed measured, no memory probe
+    assert all("throughput_rows_per_s" in r and "peak_rss_mb" not in r
+               for r in exps[0]["rows"])
     rows = {(r["method"], r["pruning_ratio"]): r for r in out["rows"]}
     assert {("teacher", None), ("fisher_kd", 0.5), ("magnitude_kd", 0.5)} <= set(rows)
     mk = rows[("magnitude_kd", 0.5)]
@@ -79,6 +82,8 @@ def test_fisher_checks_are_summarised_over_seeds(pipeline_run):
     for name, m in models.items():
         v = m["validation"]
         assert got[name]["units"] == 2 * v["groups_tested"] and got[name]["seeds"] == [0, 1]
+        without = v["units_without_path"][v["objective"]]
+        assert got[name]["units_with_path"] == 2 * (v["groups_tested"] - without)
         for k in ("true", "taylor", "magnitude"):
             rho = v["by_objective"][v["objective"]][f"spearman_{k}"]
             assert got[name][k]["per_seed"] == [rho, rho]

@@ -411,6 +411,16 @@ def _pruning_ratios(v: list[float]) -> list[float]:
     return v
 
 
+def _size_budgets(v: list[float]) -> list[float]:
+    bad = [b for b in v if not (0 < b <= 100)]
+    if bad:
+        raise ValueError(f"size budgets are percentages of the three origin members' "
+                         f"parameters, in (0, 100]; got {bad}")
+    if len(set(v)) != len(v):
+        raise ValueError(f"each size budget once: {v} repeats one")
+    return v
+
+
 class _DistillOwn(Section):
     teacher: TEACHER_CHOICES = _f("ensemble", "teacher to distil",
                                   aliases=["--teacher", "--teacher-type"])
@@ -423,6 +433,9 @@ class _DistillOwn(Section):
     pruning_ratios: Annotated[list[float], AfterValidator(_pruning_ratios)] = _f(
         [0.4, 0.8], "pruning ratios of the sweep",
                                      flag="--pruning-ratios")
+    size_budgets: Annotated[list[float], AfterValidator(_size_budgets)] = _f(
+        [], "student sizes, in percent of the run's svd + xdeepfm + autoint parameters "
+        "(replaces --pruning-ratios)", flag="--size-budgets")
     methods: list[Literal["fisher_kd", "magnitude_kd", "random_kd", "fisher_ft", "scratch",
                           "final_kd", "mf_labels", "dense_kd"]] = _f(
         ["fisher_kd", "magnitude_kd", "random_kd", "fisher_ft", "scratch", "final_kd",
@@ -507,8 +520,7 @@ class BenchConfig(Section):
                         "least 3 batches and 10 queries)", gt=0)
     rounds: int = _f(3, "rounds of interleaved measurement (every model once per round, in "
                      "turn), so a change of machine load hits teacher and students alike", ge=1)
-    memory: bool = _f(True, "measure each model's peak memory in a fresh process (a second or "
-                      "two each, mostly importing torch)")
+    memory: bool = _f(True, "peak memory of each model, in a fresh process each")
 
 
 # ----------------------------------------------------------------------------- the run

@@ -15,6 +15,7 @@ RUN/models/saved/best_student_model.*, plots in RUN/plots/.
 """
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -50,6 +51,7 @@ SPEED_KEYS = ("throughput_rows_per_s", "latency_ms_p50", "latency_ms_p99", "late
 
 def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     enc = enc or load_encoded(cfg, rd)
+    cfg = with_budget_ratios(cfg, rd, enc)
     dc = cfg.distill
     t_start = time.perf_counter()
     teacher, scores = _teacher(cfg, rd, enc)
@@ -100,6 +102,39 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     rd.write_text(rd.pakd_md, pakd_markdown(out))
     pakd_plots(out, rd)
     return out
+
+
+def with_budget_ratios(cfg: RunConfig, rd: RunDir, enc: Encoded) -> RunConfig:
+    """``cfg`` with ``distill.size_budgets`` (percent of the three origin members) turned into
+    pruning ratios of the dense student: a size is what a user budgets for, and the share
+    to remove depends on the student's width and the data's catalogue."""
+    dc = cfg.distill
+    if not dc.size_budgets:
+        return cfg
+    origin = origin_params(rd)
+    if origin is None:
+        raise PakdError("--size-budgets are sizes against the three origin members (" +
+                        ", ".join(TEACHERS) + "), which this run has not trained: train "
+                        "them, or give --pruning-ratios")
+    dense = make_student(cfg, rd, enc).n_params()
+    ratios = []
+    for b in dc.size_budgets:
+        keep = b / 100 * origin
+        r = math.ceil(max(0.0, 1 - keep / dense) * 1e4) / 1e4     # never above the budget
+        if r >= 0.99:
+            raise PakdError(f"--size-budgets {b:g}% is {keep:,.0f} parameters, under 1% of the "
+                            f"dense student's {dense:,}: give a larger budget or a narrower "
+                            f"student (--student-factors, --student-rank-factors)")
+        ratios.append(r)
+    if len(set(ratios)) != len(ratios):
+        raise PakdError(f"--size-budgets {dc.size_budgets} give the pruning ratios {ratios}: "
+                        "a budget at or above the dense student's size is the dense student; "
+                        "give each size once")
+    log.info("size budgets %s%% of the origin members (%s parameters) -> pruning ratios %s "
+             "of the dense student (%s)", ", ".join(f"{b:g}" for b in dc.size_budgets),
+             f"{origin:,}", ", ".join(f"{r:g}" for r in ratios), f"{dense:,}")
+    return cfg.model_copy(update={"distill": dc.model_copy(
+        update={"pruning_ratios": ratios, "pruning_ratio": None})})
 
 
 def _teacher(cfg: RunConfig, rd: RunDir, enc: Encoded):

@@ -135,15 +135,20 @@ def fisher_over_seeds(runs: dict[int, RunDir]) -> dict:
         for name, m in read_json(rd.fisher_json)["models"].items():
             v = m["validation"]
             c = v.get("by_objective", {}).get(v["objective"], {})
-            e = per.setdefault(name, {"units": 0, "seeds": [],
+            e = per.setdefault(name, {"units": 0, "with_path": 0, "seeds": [],
                                       **{k: [] for k in CRITERIA}})
             e["units"] += v["groups_tested"]
+            # a member the ensemble weighs 0 on a seed has no unit with a path to its
+            # objective: that seed's correlations are undefined and left out of the mean
+            e["with_path"] += v["groups_tested"] - v.get("units_without_path", {}).get(
+                v["objective"], 0)
             e["seeds"].append(s)
             for k in CRITERIA:
                 e[k].append(c.get(f"spearman_{k}"))
     out = {}
     for name, e in per.items():
-        out[name] = {"units": e["units"], "seeds": e["seeds"]}
+        out[name] = {"units": e["units"], "units_with_path": e["with_path"],
+                     "seeds": e["seeds"]}
         for k in CRITERIA:
             vals = [x for x in e[k] if x is not None and np.isfinite(x)]
             out[name][k] = {"per_seed": e[k], **(dict(zip(("mean", "sd"), _summary(vals)))
@@ -206,14 +211,18 @@ def seeds_markdown(out: dict) -> str:
             f"{is_.get('ndcg@10', '–')} | {vs('rmse')} | {is_.get('rmse', '–')} |")
     if out.get("fisher"):
         lines += ["", "Damage prediction of the teachers' Fisher analysis (one unit removed at a "
-                  "time, valid part, each member's objective): Spearman, mean ± sd over "
-                  "seeds (per seed in seeds.json).", "",
-                  "| member | units (all seeds) | true Fisher | Taylor | magnitude |",
+                  "time, valid part, each member's objective): Spearman over the units with "
+                  "a path to the objective, mean ± sd over the seeds that have such units (a "
+                  "member the ensemble weighs 0 on a seed has none; per seed in seeds.json).",
+                  "",
+                  "| member | units with a path / tested (all seeds) | true Fisher | Taylor | "
+                  "magnitude |",
                   "|---|---|---|---|---|"]
         for name, f in out["fisher"].items():
             cells = [f"{f[k]['mean']:.2f} ± {f[k]['sd']:.2f}" if "mean" in f[k] else "–"
                      for k in CRITERIA]
-            lines.append(f"| {name} | {f['units']} | " + " | ".join(cells) + " |")
+            lines.append(f"| {name} | {f.get('units_with_path', f['units'])} / {f['units']} | "
+                         + " | ".join(cells) + " |")
     if out["left_out"]:
         lines += ["", "Rows not present in every seed (left out): " + ", ".join(out["left_out"])]
     return "\n".join(lines) + "\n"
