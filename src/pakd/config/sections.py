@@ -401,24 +401,25 @@ class FisherConfig(Section):
 
 # ----------------------------------------------------------------------------- distillation
 
-def _pruning_ratios(v: list[float]) -> list[float]:
-    bad = [r for r in v if not (0 <= r < 1)]     # NaN fails this too
-    if bad:
-        raise ValueError(f"pruning ratios are shares of the parameters removed, in [0, 1); "
-                         f"got {bad}")
-    if len(set(v)) != len(v):
-        raise ValueError(f"each pruning ratio once: {v} repeats one")
-    return v
+def _distinct_in(ok, what: str, one: str):
+    """A validator for a list setting: every value passes ``ok`` (NaN fails any range),
+    each value once."""
+    def check(v: list[float]) -> list[float]:
+        bad = [x for x in v if not ok(x)]
+        if bad:
+            raise ValueError(f"{what}; got {bad}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"each {one} once: {v} repeats one")
+        return v
+    return check
 
 
-def _size_budgets(v: list[float]) -> list[float]:
-    bad = [b for b in v if not (0 < b <= 100)]
-    if bad:
-        raise ValueError(f"size budgets are percentages of the three origin members' "
-                         f"parameters, in (0, 100]; got {bad}")
-    if len(set(v)) != len(v):
-        raise ValueError(f"each size budget once: {v} repeats one")
-    return v
+_pruning_ratios = _distinct_in(
+    lambda r: 0 <= r < 1, "pruning ratios are shares of the parameters removed, in [0, 1)",
+    "pruning ratio")
+_size_budgets = _distinct_in(
+    lambda b: 0 < b <= 100, "size budgets are percentages of the three origin members' "
+    "parameters, in (0, 100]", "size budget")
 
 
 class _DistillOwn(Section):

@@ -221,7 +221,7 @@ def seeds_markdown(out: dict) -> str:
         for name, f in out["fisher"].items():
             cells = [f"{f[k]['mean']:.2f} ± {f[k]['sd']:.2f}" if "mean" in f[k] else "–"
                      for k in CRITERIA]
-            lines.append(f"| {name} | {f.get('units_with_path', f['units'])} / {f['units']} | "
+            lines.append(f"| {name} | {f['units_with_path']} / {f['units']} | "
                          + " | ".join(cells) + " |")
     if out["left_out"]:
         lines += ["", "Rows not present in every seed (left out): " + ", ".join(out["left_out"])]
