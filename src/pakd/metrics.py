@@ -125,8 +125,11 @@ def topk_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], relevant, exc
     all_users = np.arange(n_users) if users is None else np.asarray(list(users), dtype=np.int64)
     n_rel_all = np.diff(relevant.indptr)[all_users]
     eval_users = all_users[n_rel_all > 0]
-    parts: dict[str, list] = {f"{m}@{k}": [] for k in ks
-                              for m in ("recall", "ndcg", "hit", "precision", "mrr")}
+    # per-user values go straight into arrays of the final size: small tensors kept from
+    # every chunk would sit between the chunks' freed score blocks and fragment the heap
+    # (glibc then grew the process by ~6 MB per chunk: 14 GB over 138k users)
+    values = {f"{m}@{k}": np.zeros(len(eval_users)) for k in ks
+              for m in ("recall", "ndcg", "hit", "precision", "mrr")}
     discounts = 1.0 / torch.log2(torch.arange(2, kmax + 2, dtype=torch.float64))
     ideal = torch.cumsum(discounts, 0)
     for start in range(0, len(eval_users), chunk):
@@ -152,16 +155,16 @@ def topk_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], relevant, exc
             nh = h.sum(1)
             dcg = (h * discounts[:k]).sum(1)
             idcg = ideal[(torch.clamp(n_rel, max=k) - 1).long()]
-            parts[f"recall@{k}"].append(nh / n_rel)
-            parts[f"ndcg@{k}"].append(dcg / idcg)
-            parts[f"hit@{k}"].append((nh > 0).double())
-            parts[f"precision@{k}"].append(nh / k)
-            parts[f"mrr@{k}"].append(torch.where(first_hit <= k, 1.0 / first_hit,
-                                                 torch.zeros_like(first_hit)))
+            at = slice(start, start + len(rows))
+            values[f"recall@{k}"][at] = (nh / n_rel).numpy()
+            values[f"ndcg@{k}"][at] = (dcg / idcg).numpy()
+            values[f"hit@{k}"][at] = (nh > 0).double().numpy()
+            values[f"precision@{k}"][at] = (nh / k).numpy()
+            values[f"mrr@{k}"][at] = torch.where(first_hit <= k, 1.0 / first_hit,
+                                                 torch.zeros_like(first_hit)).numpy()
         if progress is not None:
             progress.update(len(rows))
     n = len(eval_users)
-    values = {key: torch.cat(v).numpy() if v else np.zeros(0) for key, v in parts.items()}
     out: dict = {key: (float(v.mean()) if n else float("nan")) for key, v in values.items()}
     out["users_evaluated"] = int(n)
     out["users_without_relevant"] = int(len(all_users) - n)

@@ -310,3 +310,22 @@ def test_size_budgets_become_the_ratios_that_fit_them(run, tmp_path):
     with pytest.raises(PakdError, match="under 1% of the dense student"):
         distill.with_budget_ratios(cfg([1e-6]), rd, enc)
     assert distill.with_budget_ratios(cfg([]), rd, enc).distill.pruning_ratios == [0.5]
+
+
+def test_retrieval_candidates_by_chunks_equal_those_from_the_cached_scores(run):
+    """Hard negatives from a catalogue too large to cache are found chunk by chunk into one
+    preallocated tensor: the same items as from the whole score matrix."""
+    from pakd.config import build_config, load_run_config
+    from pakd.recipes.split import load_encoded
+    import torch
+
+    from pakd.recipes.teachers import retrieval_candidates
+    from pakd.rundir import RunDir
+    rd = RunDir(run)
+    got = {}
+    for limit in (10**9, 0):
+        cfg = build_config(base=load_run_config(rd.config),
+                           overrides={"ensemble.cache_limit": limit, "quiet": True})
+        got[limit] = retrieval_candidates(cfg, rd, load_encoded(cfg, rd), "xdeepfm", 7)
+    assert got[0].shape == (got[0].shape[0], 7) and got[0].dtype == torch.long
+    assert torch.equal(got[0], got[10**9])

@@ -119,13 +119,16 @@ def retrieval_candidates(cfg: RunConfig, rd: RunDir, enc: Encoded, name: str,
     exclude = enc.seen(("train",))
     if scores is not None:
         return candidates(scores, exclude, min(n, enc.n_items))
-    out = []                                  # a catalogue too large to cache: by chunks
+    # a catalogue too large to cache: by chunks, into one preallocated result (per-chunk
+    # pieces kept alive between freed score blocks fragment the heap: `topk_metrics`)
+    n = min(n, enc.n_items)
+    out = torch.empty(enc.n_users, n, dtype=torch.long)
     for s in range(0, enc.n_users, 256):
         users = torch.arange(s, min(s + 256, enc.n_users))
         with torch.inference_mode():
             chunk = model.score_all(users)
-        out.append(candidates(chunk, exclude[s:s + len(users)], min(n, enc.n_items)))
-    return torch.cat(out)
+        out[s:s + len(users)] = candidates(chunk, exclude[s:s + len(users)], n)
+    return out
 
 
 def _train_matrix(enc: Encoded):
