@@ -37,17 +37,14 @@ def teachers(rd: RunDir) -> str:
             + "; ranking " + ", ".join(f"{n} {w:.2f}" for n, w in e["ranking_mix"].items()) + ".\n")
     rr = t.get("rerank")
     if rr:
-        names = list(next(iter(rr["by_n"].values())))
-        rows = []
-        for n, row in rr["by_n"].items():
-            cells = {"n": n}
-            for name in names:
-                d, lo, hi = row[name]["vs_retrieval"]["ndcg@10"]
-                cells[name] = f"{row[name]['ndcg@10']:.4f} ({d:+.4f}, {lo:+.4f} to {hi:+.4f})"
-            rows.append(cells)
+        from pakd.report.teachers import rerank_cells
+        ns = list(rr["by_n"])
+        rows = [{"name": name, **cells} for name, cells in rerank_cells(rr).items()]
         out += (f"\nRe-ranking {rr['retrieval']}'s top-N (retrieval alone NDCG@10 "
                 f"{rr['retrieval_alone']['ndcg@10']:.4f}; Δ and 95% paired interval vs "
-                "retrieval alone):\n\n" + markdown_table(rows, [("n", "N")] + [(k, k) for k in names]))
+                f"retrieval alone; `member + {rr['retrieval']}`: z(retrieval) + w z(member) "
+                "over each user's candidates, w chosen on valid):\n\n"
+                + markdown_table(rows, [("name", "re-ranker")] + [(n, f"N = {n}") for n in ns]))
     return out
 
 

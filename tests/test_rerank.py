@@ -5,7 +5,7 @@ import scipy.sparse as sp
 import torch
 
 from pakd.errors import PakdError
-from pakd.rerank import candidates, compose
+from pakd.rerank import candidates, compose, with_retrieval
 
 
 def test_candidates_first_in_reranker_order_then_the_retrieval_order():
@@ -33,3 +33,26 @@ def test_tiny_reranker_gaps_survive_large_retrieval_scores():
 def test_bad_candidate_counts_are_refused(n):
     with pytest.raises(PakdError, match="rerank-n"):
         candidates(torch.zeros(1, 6), sp.csr_matrix((1, 6)), n)
+
+
+def test_reranker_with_the_retrieval_score_blends_standardised_scores_per_user():
+    """z(retrieval) + w z(reranker) over each user's candidates: a small weight keeps the
+    retrieval order, a large one the re-ranker's; in between, the hand-computed blend."""
+    retrieval = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.0], [0.0, 10.0, 20.0, 30.0, 40.0]])
+    reranker = torch.tensor([[0.0, 1.0, 2.0, 9.0, 9.0], [5.0, 1.0, 3.0, 2.0, 0.0]])
+    c = candidates(retrieval, sp.csr_matrix((2, 5)), 3)            # [0,1,2] and [4,3,2]
+    assert c.tolist() == [[0, 1, 2], [4, 3, 2]]
+
+    def order(w):
+        s = compose(retrieval, with_retrieval(retrieval, reranker, c, w), c)
+        return [torch.argsort(row, descending=True).tolist() for row in s]
+    assert order(0.01) == [[0, 1, 2, 3, 4], [4, 3, 2, 1, 0]]
+    assert order(100.0) == [[2, 1, 0, 3, 4], [2, 3, 4, 1, 0]]
+    # user 0, w = 1: retrieval z = (1, 0, -1), re-ranker z = (-1, 0, 1): all tie at 0
+    b = with_retrieval(retrieval, reranker, c, 1.0)
+    assert torch.allclose(b[0, :3], torch.zeros(3, dtype=torch.float64), atol=1e-12)
+    # user 1, w = 0.5: retrieval (40, 30, 20) -> (1, 0, -1); re-ranker (0, 2, 3) -> z
+    r = torch.tensor([0.0, 2.0, 3.0], dtype=torch.float64)
+    zr = (r - r.mean()) / r.std()
+    want = torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64) + 0.5 * zr
+    assert torch.allclose(with_retrieval(retrieval, reranker, c, 0.5)[1, [4, 3, 2]], want)

@@ -177,9 +177,10 @@ def _commit(cfg, rd) -> None:
     write run.yaml: a command refused here leaves the run's settings as they were."""
     from .config import dump_yaml
     from .recipes.teachers import check_catalogue_settings
-    items = rd.split_summary().get("items")
-    if items:
-        check_catalogue_settings(cfg, int(items))
+    summary = rd.split_summary()
+    if summary.get("items"):
+        users = summary.get("users")
+        check_catalogue_settings(cfg, int(summary["items"]), int(users) if users else None)
     rd.write_text(rd.config, dump_yaml(cfg))
 
 

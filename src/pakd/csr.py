@@ -25,3 +25,32 @@ def csr_mask(matrix, n_cols: int) -> torch.Tensor:
     out = torch.zeros(n_rows, n_cols, dtype=torch.bool)
     out[row, col] = True
     return out
+
+
+class CsrRows:
+    """A users x items bool matrix kept sparse (scipy CSR) that hands out dense rows:
+    ``mask[users]`` is the [len(users), n_cols] bool block a dense matrix would give, without
+    a users x items matrix ever being held whole."""
+
+    def __init__(self, matrix):
+        self.matrix = matrix
+        self.shape = matrix.shape
+        self.indptr = torch.from_numpy(np.asarray(matrix.indptr, dtype=np.int64))
+        self.indices = torch.from_numpy(np.asarray(matrix.indices, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def pairs(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(position in ``rows``, column) of every stored entry of ``rows``."""
+        return csr_take(self.indptr, self.indices, rows)
+
+    def __getitem__(self, rows: torch.Tensor) -> torch.Tensor:
+        rows = torch.as_tensor(rows).long().reshape(-1)
+        out = torch.zeros(len(rows), self.shape[1], dtype=torch.bool)
+        r, c = self.pairs(rows)
+        out[r, c] = True
+        return out
+
+    def row_counts(self) -> torch.Tensor:
+        return self.indptr[1:] - self.indptr[:-1]

@@ -7,9 +7,10 @@ peak is measured, not the peak of everything before it. Elsewhere the lifetime p
 
 Chunk sizes: work that needs a users x items block (full-catalogue scores, their masks
 and the top-K selection) takes as many users at once as ``max_memory_gb`` allows, so
-evaluation and re-ranking never build a users x items matrix of the whole data set (a
-member's is cached only when it fits; distillation still needs the teacher's); a budget
-too small for one user is refused with the setting to raise.
+evaluation, re-ranking and distillation never build a users x items matrix of the whole
+data set (a member's is cached only when it fits; without it, distillation keeps each
+user's likeliest teacher items, `pakd.distill.signals.head_distribution`); a budget too
+small for one user is refused with the setting to raise.
 """
 from __future__ import annotations
 

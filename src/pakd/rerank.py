@@ -34,3 +34,21 @@ def compose(retrieval: torch.Tensor, reranker: torch.Tensor, cands: torch.Tensor
     r = r - r.min(1, keepdim=True).values            # >= 0
     out.scatter_(1, cands, top + 1.0 + r)
     return out
+
+
+# weights of the re-ranker's standardised score next to the retrieval's in `with_retrieval`,
+# the one with the best valid NDCG@10 kept (0 is left out: that is the retrieval alone)
+BLEND_GRID = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def with_retrieval(retrieval: torch.Tensor, reranker: torch.Tensor, cands: torch.Tensor,
+                   alpha: float) -> torch.Tensor:
+    """A re-ranker that takes the retrieval score as an input, as production re-rankers
+    do: each user's candidates scored by z(retrieval) + alpha * z(reranker), z standardising
+    over the user's N candidates - as a users x items matrix for `compose` (0 elsewhere)."""
+    def z(s):
+        v = s.gather(1, cands).double()
+        return (v - v.mean(1, keepdim=True)) / v.std(1, keepdim=True).clamp(min=1e-12)
+    out = torch.zeros(retrieval.shape, dtype=torch.float64)
+    out.scatter_(1, cands, z(retrieval) + alpha * z(reranker))
+    return out

@@ -32,7 +32,11 @@ def test_teachers_json(run):
     assert t["members"]["ease"]["params"] == 60 ** 2
     rr = t["rerank"]                  # re-rankers of svd's top-N, exact full-catalogue metrics
     assert rr["retrieval"] == "svd" and set(rr["by_n"]) == {"5", "20"}
-    assert set(rr["by_n"]["5"]) == {"xdeepfm", "autoint", "ease", "ensemble"}
+    assert set(rr["by_n"]["5"]) == {"xdeepfm", "autoint", "ease", "ensemble", "xdeepfm + svd",
+                                    "autoint + svd", "ease + svd"}
+    from pakd.rerank import BLEND_GRID
+    assert rr["by_n"]["5"]["xdeepfm + svd"]["weight"] in BLEND_GRID
+    assert "| xdeepfm + svd |" in (run / "teachers.md").read_text()
     d, lo, hi = rr["by_n"]["5"]["xdeepfm"]["vs_retrieval"]["ndcg@10"]
     assert lo <= d <= hi
     assert {"global_mean", "mostpop"} <= set(t["baselines"])
@@ -329,3 +333,23 @@ def test_retrieval_candidates_by_chunks_equal_those_from_the_cached_scores(run):
         got[limit] = retrieval_candidates(cfg, rd, load_encoded(cfg, rd), "xdeepfm", 7)
     assert got[0].shape == (got[0].shape[0], 7) and got[0].dtype == torch.long
     assert torch.equal(got[0], got[10**9])
+
+
+def test_distill_with_a_teacher_matrix_over_budget_keeps_each_users_head(run, tmp_path, capsys):
+    """A teacher whose users x items matrix is not held (--score-cache-limit 0): signals
+    come user chunk by user chunk and the catalogue KD keeps each user's likeliest items;
+    the candidate lists, which need the whole matrix, are refused with the way out."""
+    import shutil
+    rd = tmp_path / "r"
+    shutil.copytree(run, rd)
+    common = ["distill", "--run", str(rd), "-q", "--score-cache-limit", "0", "--methods",
+              "magnitude_kd", "--pruning-ratios", "0.5", "--ablation", "false",
+              "--check-units", "0", "--bench-memory", "false", "--distill-workers", "1"]
+    assert main([*common, "--kd-list", "candidates"]) == 2
+    err = capsys.readouterr().err
+    assert "--kd-list candidates needs the teacher's whole" in err and "--kd-list catalogue" in err
+    assert main([*common, "--catalogue-head", "8"]) == 0
+    out = json.loads((rd / "analysis_results" / "pakd_experiment.json").read_text())
+    assert out["teacher_distribution"].startswith("each user's 8 likeliest items")
+    row = [r for r in out["rows"] if r["method"] == "magnitude_kd"][0]
+    assert 0 < row["ndcg@10"] <= 1 and math.isfinite(row["rmse"])

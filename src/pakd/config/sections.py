@@ -470,9 +470,12 @@ class _DistillOwn(Section):
                             "temperature that best predicts the valid items)",
                             flag="--temperature", gt=0)
     kd_list: Literal["catalogue", "candidates"] = _f(
-        "catalogue", "ranking distillation over every unseen item of each user in a batch "
-        "(catalogue; dot-product students) or over candidate lists of the teacher's top items "
-        "plus random ones (candidates)", flag="--kd-list")
+        "catalogue", "ranking KD over every unseen item of each user in a batch (catalogue; "
+        "dot-product students) or over lists of the teacher's top items plus random ones "
+        "(candidates)", flag="--kd-list")
+    catalogue_head: int = _f(1024, "--kd-list catalogue with a teacher matrix over the memory "
+                             "budget: each user's N likeliest teacher items kept, the rest of "
+                             "the mass spread evenly", flag="--catalogue-head", ge=1)
     label_ranking: Literal["full", "softmax"] = _f(
         "full", "the labels' ranking loss: softmax over the whole catalogue (full; dot-product "
         "students) or over --negatives sampled items (softmax)", flag="--label-ranking")
@@ -490,8 +493,7 @@ class _DistillOwn(Section):
                           ge=1)
     fisher_balance: list[float] = _f(
         [1.0, 3.0], "Fisher pruning: weights of the rated-pair and candidate-list losses, each "
-        "normalised to a total sensitivity of one first (so losses on different scales count "
-        "by weight, not by unit); an empty list uses the raw Fisher sum",
+        "first normalised to a total sensitivity of one; empty: the raw Fisher sum",
         flag="--fisher-balance")
     workers: int = _f(0, "students trained at once, each in its own single-threaded process "
                       "(0 = one per torch thread of the run; 1 = one at a time, in this "

@@ -173,9 +173,9 @@ def step_loss(student: RecModel, proj: nn.Module | None, s: Step, signals: Teach
     if "ranking" in tasks and len(s.users):
         if losses.kd_list == "catalogue":
             rows, cols = signals.seen_pairs(s.users)
-            lse, kd_rank = L.catalogue_terms(cat, signals.probs[s.users],
-                                             signals.neg_entropy[s.users], rows, cols,
-                                             losses.temperature)
+            lse, kd_rank = L.catalogue_terms(cat, seen_rows=rows, seen_cols=cols,
+                                             temperature=losses.temperature,
+                                             **signals.catalogue_target(s.users))
         else:
             sl = lg[B * n_neg:].view(len(s.users), Lc)
             tl = signals.scores[s.users.unsqueeze(1), s.cands]

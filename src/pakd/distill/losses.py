@@ -29,33 +29,46 @@ def listwise_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float
 
 def catalogue_kl(student: torch.Tensor, teacher_probs: torch.Tensor,
                  teacher_neg_entropy: torch.Tensor, seen_rows: torch.Tensor,
-                 seen_cols: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+                 seen_cols: torch.Tensor, temperature: float = 1.0, head=None) -> torch.Tensor:
     """Mean over users of T^2 KL(teacher || student) over each user's unseen items.
 
     student: [users, items] scores; teacher_probs: the teacher's softmax at ``temperature``
     over the unseen items (0 on seen ones); teacher_neg_entropy: sum p log p per user;
-    (seen_rows, seen_cols): the seen (user row, item) pairs."""
+    (seen_rows, seen_cols): the seen (user row, item) pairs. ``head``: (items [users, M],
+    unseen [users, M], tail_each [users]) when ``teacher_probs`` holds only those items'
+    probabilities and every other unseen item has ``tail_each``
+    (`pakd.distill.signals.head_distribution`)."""
     return catalogue_terms(student, teacher_probs, teacher_neg_entropy, seen_rows, seen_cols,
-                           temperature)[1]
+                           temperature, head)[1]
 
 
 def catalogue_terms(student: torch.Tensor, teacher_probs: torch.Tensor,
                     teacher_neg_entropy: torch.Tensor, seen_rows: torch.Tensor,
-                    seen_cols: torch.Tensor, temperature: float = 1.0):
+                    seen_cols: torch.Tensor, temperature: float = 1.0, head=None):
     """(log sum exp of ``student`` over every item per user - the labels' full-softmax
     normaliser, from the same exp pass when T = 1, else None; `catalogue_kl`).
 
     With Z the student's normaliser over unseen items, KL = sum p log p - sum p z + log Z
     (z = scores / T), and log Z comes from one exp pass over the catalogue minus the few
     seen entries - several times fewer passes over the [users, items] matrix than masking
-    and two log-softmaxes."""
+    and two log-softmaxes. With ``head``, sum p z = (head's p z) + tail_each * (z summed
+    over the unseen items outside the head)."""
     z = student / temperature if temperature != 1.0 else student
     m = z.detach().max(1).values
     e = torch.exp(z - m[:, None])
     seen = torch.zeros(len(z), dtype=e.dtype).index_add(0, seen_rows, e[seen_rows, seen_cols])
     total = e.sum(1)
     log_z = m + torch.log((total - seen).clamp(min=1e-30))
-    kl = teacher_neg_entropy - (teacher_probs * z).sum(1) + log_z
+    if head is None:
+        cross = (teacher_probs * z).sum(1)
+    else:
+        items, unseen, tail_each = head
+        zh = z.gather(1, items)
+        z_seen = torch.zeros(len(z), dtype=z.dtype).index_add(0, seen_rows,
+                                                              z[seen_rows, seen_cols])
+        outside = z.sum(1) - z_seen - (zh * unseen).sum(1)
+        cross = (teacher_probs * zh).sum(1) + tail_each * outside
+    kl = teacher_neg_entropy - cross + log_z
     lse = m + torch.log(total) if temperature == 1.0 else None
     return lse, kl.mean() * temperature ** 2
 

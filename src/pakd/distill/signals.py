@@ -11,6 +11,11 @@
 - seen: which items each user rated in train (left out of the distilled distributions);
 - probs, neg_entropy: the teacher's softmax at the distillation temperature over each user's
   unseen items, and its sum p log p - fixed, so computed once, not at every step;
+- head (a catalogue whose users x items teacher matrix is not held, `head_distribution`):
+  instead of ``probs``, each user's ``head`` most probable unseen items with their
+  probabilities, the rest of the mass spread evenly over the user's other unseen items -
+  computed from the teacher's scores user chunk by user chunk, so distillation never holds
+  a users x items matrix (benchmarks/catalogue_head.py measures the loss's error);
 - top: per user, the teacher's ``list_top`` best items among those the user did not rate in
   train - the head of every candidate list in listwise distillation;
 - features: the teacher's hidden representation of every train rating, reduced by PCA to
@@ -24,18 +29,24 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..csr import csr_mask, csr_take
+from ..csr import CsrRows, csr_mask, csr_take
 from ..data.encoding import Encoded
 from ..errors import PakdError
 from ..models.base import RecModel
 from ..runtime import progress
 
 
+# users whose valid items fit the temperature when the teacher's rows are scored in chunks:
+# a seeded sample of at most this many, and of no more than CALIBRATION_CELLS user x item
+# cells (each held in float64 while the temperature is searched)
+CALIBRATION_USERS, CALIBRATION_CELLS = 4096, 2**27
+
+
 @dataclass
 class TeacherSignals:
     ratings: torch.Tensor     # [n_train]
-    scores: torch.Tensor      # [n_users, n_items], divided by ``scale``
-    seen: torch.Tensor        # [n_users, n_items] bool
+    scores: torch.Tensor | None   # [n_users, n_items], divided by ``scale`` (None: ``head``)
+    seen: torch.Tensor | CsrRows  # [n_users, n_items] bool (dense, or sparse rows)
     top: torch.Tensor         # [n_users, list_top] item indices
     features: torch.Tensor    # [n_train, feature_dim]
     explained: float          # share of hidden variance the PCA keeps
@@ -44,16 +55,27 @@ class TeacherSignals:
     neg_entropy: torch.Tensor | None = None  # [n_users]
     unobs_items: torch.Tensor | None = None   # [n_train, unobserved]
     unobs_ratings: torch.Tensor | None = None  # [n_train, unobserved]
+    head: tuple | None = None  # (items int32, unseen bool [n_users, M], tail_each [n_users])
     _csr: tuple | None = field(default=None, repr=False)
 
     def seen_pairs(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(row in ``users``, item) of every train item of ``users``."""
+        if isinstance(self.seen, CsrRows):
+            return self.seen.pairs(users)
         if self._csr is None:          # derived once from ``seen``
             rows, cols = self.seen.nonzero(as_tuple=True)
             indptr = torch.zeros(len(self.seen) + 1, dtype=torch.long)
             indptr[1:] = torch.bincount(rows, minlength=len(self.seen)).cumsum(0)
             self._csr = (indptr, cols)
         return csr_take(*self._csr, users)
+
+    def catalogue_target(self, users: torch.Tensor) -> dict:
+        """The teacher's side of `pakd.distill.losses.catalogue_terms` for ``users``."""
+        out = {"teacher_probs": self.probs[users], "teacher_neg_entropy": self.neg_entropy[users]}
+        if self.head is not None:
+            items, unseen, tail = self.head
+            out["head"] = (items[users].long(), unseen[users], tail[users])
+        return out
 
 
 def teacher_distribution(scores: torch.Tensor, seen: torch.Tensor, temperature: float):
@@ -63,18 +85,48 @@ def teacher_distribution(scores: torch.Tensor, seen: torch.Tensor, temperature: 
     return p, torch.where(seen, torch.zeros(()), p * lp).sum(1)
 
 
+def head_distribution(scores: torch.Tensor, seen: torch.Tensor, temperature: float, m: int):
+    """softmax(scores / T) over each user's unseen items, kept as its ``m`` most probable
+    items with the rest of the mass spread evenly over the user's other unseen items:
+    (items [users, m], probs [users, m], unseen [users, m] (False where a user has fewer
+    than m unseen items and the slot holds a seen one, probability 0), tail_each [users]
+    (the probability of each other unseen item), sum q log q of that distribution q)."""
+    lp = torch.log_softmax((scores / temperature).masked_fill(seen, -torch.inf), 1)
+    lv, items = torch.topk(lp, min(m, lp.shape[1]), dim=1)
+    unseen = torch.isfinite(lv)
+    p = torch.where(unseen, lv.exp(), torch.zeros(()))
+    tail = (1.0 - p.sum(1)).clamp(min=0.0)
+    n_tail = (~seen).sum(1) - unseen.sum(1)
+    tail_each = torch.where(n_tail > 0, tail / n_tail.clamp(min=1), torch.zeros(()))
+    neg_entropy = torch.where(unseen, p * lv, torch.zeros(())).sum(1) + torch.where(
+        tail_each > 0, tail * torch.log(tail_each.clamp(min=1e-45)), torch.zeros(()))
+    return items, p, unseen, tail_each, neg_entropy
+
+
 @torch.no_grad()
-def calibrate_temperature(scores: torch.Tensor, seen: torch.Tensor, enc: Encoded,
-                          part: str = "valid") -> float:
+def calibrate_temperature(scores, seen, enc: Encoded, part: str = "valid",
+                          max_users: int | None = None, seed: int = 0) -> float:
     """The temperature tau minimising the mean negative log-likelihood of ``part``'s items
     under softmax(scores / tau) over each user's unseen items (golden-section search on
-    log tau in [1e-3, 1e3]; the NLL is convex in 1/tau)."""
+    log tau in [1e-3, 1e3]; the NLL is convex in 1/tau). ``scores``: a users x items matrix
+    or a function of user indices giving their rows; ``max_users``: fit on a seeded sample
+    of that many of ``part``'s users when there are more."""
     p = enc.parts[part]
     if len(p) == 0:
         return 1.0
-    users, inv = torch.unique(p.user, return_inverse=True)
-    s = scores[users].double().masked_fill(seen[users], float("-inf"))
-    pos = s[inv, p.item]
+    users = torch.unique(p.user)
+    if max_users is not None and len(users) > max_users:
+        gen = torch.Generator().manual_seed(seed + 7919)
+        users = torch.sort(users[torch.randperm(len(users), generator=gen)[:max_users]]).values
+        keep = torch.isin(p.user, users)
+        pu, pi = p.user[keep], p.item[keep]
+    else:
+        pu, pi = p.user, p.item
+    inv = torch.searchsorted(users, pu)
+    rows = scores(users) if callable(scores) else scores[users]
+    s = rows.double().masked_fill(seen[users], float("-inf"))
+    del rows
+    pos = s[inv, pi]
     ok = torch.isfinite(pos)           # an item seen in train as well cannot be predicted
     inv, pos = inv[ok], pos[ok]
 
@@ -103,12 +155,13 @@ def teacher_signals(teacher: RecModel, enc: Encoded, scores: torch.Tensor | None
                     list_top: int, feature_dim: int, quiet: bool = True,
                     batch: int = 1024, calibrate: bool = True,
                     temperature: float = 1.0, unobserved: int = 0,
-                    seed: int = 0) -> TeacherSignals:
-    if scores is None:
-        raise PakdError("distillation needs the teacher's whole users x items score "
-                        f"matrix ({enc.n_users:,} x {enc.n_items:,}), which is not cached: "
-                        "raise --score-cache-limit above that many entries and "
-                        "--max-memory-gb above twice their float32 size")
+                    seed: int = 0, head: int = 1024, chunk: int = 256) -> TeacherSignals:
+    """The teacher's signals (module docstring). ``scores`` None: the teacher's users x
+    items matrix is not held (too large for the memory budget), so the teacher scores
+    ``chunk`` users at a time and the catalogue distribution keeps each user's ``head``
+    most probable items (`head_distribution`)."""
+    if scores is None and head < 1:
+        raise PakdError(f"--catalogue-head must be at least 1, got {head}")
     teacher.eval()
     tr = enc.parts["train"]
     ratings, hidden = [], []
@@ -129,11 +182,18 @@ def teacher_signals(teacher: RecModel, enc: Encoded, scores: torch.Tensor | None
     feats = centred @ comps
     feats = feats / feats.std(0).clamp(min=1e-8)
     explained = float(evals[order].sum() / evals.sum().clamp(min=1e-12))
-    seen = csr_mask(enc.seen(("train",)), enc.n_items)
-    top = torch.topk(scores.masked_fill(seen, -torch.inf), min(list_top, enc.n_items),
-                     dim=1).indices
-    scale = calibrate_temperature(scores, seen, enc) if calibrate else 1.0
-    probs, neg_entropy = teacher_distribution(scores / scale, seen, temperature)
+    if scores is not None:
+        seen = csr_mask(enc.seen(("train",)), enc.n_items)
+        top = torch.topk(scores.masked_fill(seen, -torch.inf), min(list_top, enc.n_items),
+                         dim=1).indices
+        scale = calibrate_temperature(scores, seen, enc) if calibrate else 1.0
+        probs, neg_entropy = teacher_distribution(scores / scale, seen, temperature)
+        scores, head_parts = scores / scale, None
+    else:
+        seen = CsrRows(enc.seen(("train",)))
+        top, probs, neg_entropy, scale, head_parts = _by_chunks(
+            teacher, enc, seen, list_top=list_top, temperature=temperature,
+            calibrate=calibrate, head=head, chunk=chunk, seed=seed, quiet=quiet)
     unobs_items = unobs_ratings = None
     if unobserved:
         from ..train import NegativeSampler
@@ -143,5 +203,47 @@ def teacher_signals(teacher: RecModel, enc: Encoded, scores: torch.Tensor | None
         unobs_ratings = torch.cat([teacher.predict(uu[s:s + 8 * batch],
                                                    unobs_items.flatten()[s:s + 8 * batch]).float()
                                    for s in range(0, len(uu), 8 * batch)]).view(len(tr), -1)
-    return TeacherSignals(torch.cat(ratings), scores / scale, seen, top, feats, explained,
-                          scale, probs, neg_entropy, unobs_items, unobs_ratings)
+    return TeacherSignals(torch.cat(ratings), scores, seen, top, feats, explained,
+                          scale, probs, neg_entropy, unobs_items, unobs_ratings, head_parts)
+
+
+def _by_chunks(teacher: RecModel, enc: Encoded, seen: CsrRows, *, list_top: int,
+               temperature: float, calibrate: bool, head: int, chunk: int, seed: int,
+               quiet: bool):
+    """(top, head probs, neg_entropy, scale, (head items, unseen, tail_each)) with the
+    teacher scoring ``chunk`` users at a time: one pass over the users for the temperature's
+    sample, one for the rest - each block freed before the next."""
+    def rows(users):
+        return teacher.score_all(users).float()
+
+    scale = (calibrate_temperature(lambda u: _in_chunks(rows, u, chunk), seen, enc,
+                                   max_users=max(64, min(CALIBRATION_USERS,
+                                                         CALIBRATION_CELLS // enc.n_items)),
+                                   seed=seed)
+             if calibrate else 1.0)
+    n, m = enc.n_users, min(head, enc.n_items)
+    top = torch.empty(n, min(list_top, enc.n_items), dtype=torch.long)
+    items = torch.empty(n, m, dtype=torch.int32)
+    probs, unseen = torch.empty(n, m), torch.empty(n, m, dtype=torch.bool)
+    tail, neg_entropy = torch.empty(n), torch.empty(n)
+    with progress(total=n, desc="teacher catalogue", quiet=quiet, unit="user") as bar:
+        for s in range(0, n, chunk):
+            users = torch.arange(s, min(s + chunk, n))
+            sc, mask = rows(users), seen[users]
+            top[users] = torch.topk(sc.masked_fill(mask, -torch.inf), top.shape[1], dim=1).indices
+            it, p, un, te, ne = head_distribution(sc / scale, mask, temperature, m)
+            items[users], probs[users], unseen[users] = it.int(), p, un
+            tail[users], neg_entropy[users] = te, ne
+            bar.update(len(users))
+    return top, probs, neg_entropy, scale, (items, unseen, tail)
+
+
+def _in_chunks(rows, users: torch.Tensor, chunk: int) -> torch.Tensor:
+    """``rows(users)`` computed ``chunk`` users at a time, into one result."""
+    out = None
+    for s in range(0, len(users), chunk):
+        block = rows(users[s:s + chunk])
+        if out is None:
+            out = torch.empty(len(users), block.shape[1])
+        out[s:s + len(block)] = block
+    return out if out is not None else torch.empty(0, 0)

@@ -30,6 +30,7 @@ from ..distill.check import check_student_criterion
 from ..distill.signals import teacher_signals
 from ..errors import PakdError
 from ..evaluate import evaluate
+from ..memory import user_chunk
 from ..models import build, load, save
 from ..models.base import RecModel
 from ..models.student import ITEM_ROWS, item_row_table
@@ -41,7 +42,7 @@ from ..runtime import log, progress, seed_everything
 from .ensemble import ensemble_scores
 from .evaluation import evaluate_kept
 from .split import load_encoded
-from .teachers import member_scores
+from .teachers import check_catalogue_settings, member_scores
 
 ROW_KEYS = ("rmse", "mae", "auc", "logloss", "recall@10", "ndcg@10")
 SPEED_KEYS = ("throughput_rows_per_s", "latency_ms_p50", "latency_ms_p99", "latency_reps",
@@ -54,6 +55,7 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     cfg = with_budget_ratios(cfg, rd, enc)
     dc = cfg.distill
     t_start = time.perf_counter()
+    check_catalogue_settings(cfg, enc.n_items, enc.n_users)
     teacher, scores = _teacher(cfg, rd, enc)
     # under torchrun every rank computes the teacher's signals and trains its share of the
     # sweep; rank 0 alone evaluates the teacher and writes the reports
@@ -73,7 +75,9 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     signals = teacher_signals(teacher, enc, scores, list_top=dc.list_top,
                               feature_dim=dc.feature_dim, quiet=cfg.quiet,
                               temperature=dc.temperature,
-                              unobserved=dc.kd_rating_unobserved, seed=cfg.seed)
+                              unobserved=dc.kd_rating_unobserved, seed=cfg.seed,
+                              head=dc.catalogue_head,
+                              chunk=min(256, user_chunk(enc.n_items, cfg.eval.max_memory_gb)))
     log.info("teacher scores divided by %.4g (the temperature that best predicts the valid "
              "items)", signals.scale)
     del teacher
@@ -96,6 +100,9 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
            "threads": torch.get_num_threads(), "teacher_valid": teacher_valid,
            "references": references(rd),
            "feature_variance_kept": signals.explained, "teacher_temperature": signals.scale,
+           "teacher_distribution": ("whole catalogue" if signals.head is None else
+                                    f"each user's {signals.probs.shape[1]} likeliest items, "
+                                    "the rest spread evenly"),
            "curves": curves, "criterion_check": check,
            "seconds": time.perf_counter() - t_start}
     write_json(rd.pakd_json, out)

@@ -127,8 +127,10 @@ def rerank_table(cfg: RunConfig, enc: Encoded, ens: Ensemble, scores: dict,
     """Each member (and the ensemble) as a re-ranker of the retrieval stage's top-N unseen
     items, for each N of ``ensemble.rerank_n``: test NDCG@10 and Recall@10 of the composed
     system (exact full-catalogue metrics, `pakd.rerank`), and its paired difference from the
-    retrieval stage alone (95% bootstrap interval over users)."""
-    from ..rerank import candidates, compose
+    retrieval stage alone (95% bootstrap interval over users). Each member also re-ranks
+    with the retrieval score as an input (``<member> + <retrieval>``, `with_retrieval`), its
+    weight chosen on the valid part for each N."""
+    from ..rerank import BLEND_GRID, candidates, compose, with_retrieval
     from ..stats import paired
     ret = cfg.ensemble.retrieval
     if ret not in ens.members or scores.get(ret) is None or not cfg.ensemble.rerank_n:
@@ -148,15 +150,32 @@ def rerank_table(cfg: RunConfig, enc: Encoded, ens: Ensemble, scores: dict,
     if full is not None:                 # the ensemble's own scores
         rerankers["ensemble"] = full
     exclude = enc.seen(exclusion_parts("test"))
+    exclude_valid = enc.seen(exclusion_parts("valid"))
     table = {}
+
+    def valid_ndcg(s) -> float:
+        return ranking_metrics(None, enc, "valid", scores=s, **{**kw, "per_user": False}
+                               )["ndcg@10"]
+
     for n_cand in cfg.ensemble.rerank_n:
         cands = candidates(scores[ret], exclude, n_cand)
+        cands_valid = candidates(scores[ret], exclude_valid, n_cand)
         row = {}
         for name, s in rerankers.items():
             m, pu = measured(compose(scores[ret], s, cands))
             d = paired(alone_pu, pu, metrics=("recall@10", "ndcg@10"), seed=cfg.seed)
             row[name] = {"ndcg@10": m["ndcg@10"], "recall@10": m["recall@10"],
                          "vs_retrieval": d}
+        for name, s in rerankers.items():
+            if name == "ensemble":        # it holds the retrieval member already
+                continue
+            alpha = max(BLEND_GRID, key=lambda a: valid_ndcg(compose(
+                scores[ret], with_retrieval(scores[ret], s, cands_valid, a), cands_valid)))
+            m, pu = measured(compose(scores[ret], with_retrieval(scores[ret], s, cands, alpha),
+                                     cands))
+            d = paired(alone_pu, pu, metrics=("recall@10", "ndcg@10"), seed=cfg.seed)
+            row[f"{name} + {ret}"] = {"ndcg@10": m["ndcg@10"], "recall@10": m["recall@10"],
+                                      "vs_retrieval": d, "weight": alpha}
         table[str(n_cand)] = row
     log.info("re-ranking %s's top-N: %s", ret, {n: {k: round(v["ndcg@10"], 4)
                                                    for k, v in row.items()}

@@ -85,13 +85,27 @@ def save_and_evaluate(cfg: RunConfig, rd: RunDir, enc: Encoded, name: str, model
 
 def check_settings(cfg: RunConfig, enc: Encoded) -> None:
     """Settings that depend on the data, checked before any training."""
-    check_catalogue_settings(cfg, enc.n_items)
+    check_catalogue_settings(cfg, enc.n_items, enc.n_users)
 
 
-def check_catalogue_settings(cfg: RunConfig, n_items: int) -> None:
+def matrix_held(cfg: RunConfig, n_users: int, n_items: int) -> bool:
+    """Whether a users x items score matrix is held whole (cached) under the settings:
+    ``ensemble.cache_limit`` entries and the memory budget (`pakd.memory.cache_entries`)."""
+    from ..memory import cache_entries
+    return n_users * n_items <= min(cfg.ensemble.cache_limit,
+                                    cache_entries(cfg.eval.max_memory_gb))
+
+
+def check_catalogue_settings(cfg: RunConfig, n_items: int, n_users: int | None = None) -> None:
     """Settings that depend on the catalogue size: the CLI checks them from the split's
     summary before it writes run.yaml, the recipe again before training."""
     from ..errors import PakdError
+    if (n_users is not None and cfg.distill.kd_list == "candidates"
+            and not matrix_held(cfg, n_users, n_items)):
+        raise PakdError(f"--kd-list candidates needs the teacher's whole {n_users:,} x "
+                        f"{n_items:,} score matrix, which is over the memory budget: use "
+                        "--kd-list catalogue (it keeps each user's --catalogue-head likeliest "
+                        "items), or raise --max-memory-gb and --score-cache-limit")
     from ..memory import user_chunk
     from ..models.ease import check_catalogue
     big = [n for n in cfg.ensemble.rerank_n if n > n_items]
@@ -199,9 +213,7 @@ def member_scores(cfg: RunConfig, rd: RunDir, name: str, model: RecModel,
     unchanged. None when the matrix is larger than ``ensemble.cache_limit`` entries or than
     the memory budget allows (`pakd.memory.cache_entries`); callers then score users in
     chunks."""
-    from ..memory import cache_entries
-    if enc.n_users * enc.n_items > min(cfg.ensemble.cache_limit,
-                                       cache_entries(cfg.eval.max_memory_gb)):
+    if not matrix_held(cfg, enc.n_users, enc.n_items):
         return None
     path = rd.member_scores(name)
     fp = rd.member_fingerprint(name)

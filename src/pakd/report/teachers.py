@@ -35,19 +35,30 @@ def rerank_markdown(rr: dict | None) -> str:
     from the retrieval stage alone."""
     if not rr:
         return ""
-    names = list(next(iter(rr["by_n"].values())))
+    ns = list(rr["by_n"])
     lines = ["", f"## Re-ranking {rr['retrieval']}'s top-N unseen items", "",
              f"Retrieval alone: NDCG@10 {rr['retrieval_alone']['ndcg@10']:.4f}. Each cell: "
              "NDCG@10 of the composed system (Δ vs retrieval alone, 95% paired interval "
-             "over test users).", "",
-             "| N | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    for n, row in rr["by_n"].items():
-        cells = []
-        for name in names:
-            d, lo, hi = row[name]["vs_retrieval"]["ndcg@10"]
-            cells.append(f"{row[name]['ndcg@10']:.4f} ({d:+.4f}, {lo:+.4f} to {hi:+.4f})")
-        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+             f"over test users). `member + {rr['retrieval']}`: the member re-ranks with the "
+             "retrieval score as an input, z(retrieval) + w z(member) over each user's "
+             "candidates, w chosen on the valid part.", "",
+             "| re-ranker | " + " | ".join(f"N = {n}" for n in ns) + " |",
+             "|---" * (len(ns) + 1) + "|"]
+    for name, cells in rerank_cells(rr).items():
+        lines.append(f"| {name} | " + " | ".join(cells[n] for n in ns) + " |")
     return "\n".join(lines) + "\n"
+
+
+def rerank_cells(rr: dict) -> dict[str, dict[str, str]]:
+    """{re-ranker: {N: "NDCG@10 (Δ, interval)[, w]"}} of a run's re-ranking table."""
+    out: dict[str, dict[str, str]] = {}
+    for n, row in rr["by_n"].items():
+        for name, got in row.items():
+            d, lo, hi = got["vs_retrieval"]["ndcg@10"]
+            w = f", w {got['weight']:g}" if "weight" in got else ""
+            out.setdefault(name, {})[n] = (f"{got['ndcg@10']:.4f} ({d:+.4f}, {lo:+.4f} to "
+                                           f"{hi:+.4f}{w})")
+    return out
 
 
 def _fmt_w(w: dict) -> str:
