@@ -38,7 +38,7 @@ def compose(retrieval: torch.Tensor, reranker: torch.Tensor, cands: torch.Tensor
 
 # weights of the re-ranker's standardised score next to the retrieval's in `with_retrieval`,
 # the one with the best valid NDCG@10 kept (0 is left out: that is the retrieval alone)
-BLEND_GRID = (0.25, 0.5, 1.0, 2.0, 4.0)
+BLEND_GRID = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 def with_retrieval(retrieval: torch.Tensor, reranker: torch.Tensor, cands: torch.Tensor,
