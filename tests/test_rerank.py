@@ -48,11 +48,13 @@ def test_reranker_with_the_retrieval_score_blends_standardised_scores_per_user()
         return [torch.argsort(row, descending=True).tolist() for row in s]
     assert order(0.01) == [[0, 1, 2, 3, 4], [4, 3, 2, 1, 0]]
     assert order(100.0) == [[2, 1, 0, 3, 4], [2, 3, 4, 1, 0]]
-    # user 0, w = 1: retrieval z = (1, 0, -1), re-ranker z = (-1, 0, 1): all tie at 0
+    # user 0, w = 1: retrieval z = -(re-ranker z): all tie at 0
     b = with_retrieval(retrieval, reranker, c, 1.0)
     assert torch.allclose(b[0, :3], torch.zeros(3, dtype=torch.float64), atol=1e-12)
-    # user 1, w = 0.5: retrieval (40, 30, 20) -> (1, 0, -1); re-ranker (0, 2, 3) -> z
+    # user 1, w = 0.5: retrieval (40, 30, 20) -> (1, 0, -1) / sqrt(2/3); re-ranker (0, 2, 3)
     r = torch.tensor([0.0, 2.0, 3.0], dtype=torch.float64)
-    zr = (r - r.mean()) / r.std()
-    want = torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64) + 0.5 * zr
+    zr = (r - r.mean()) / r.std(unbiased=False)
+    want = torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64) / (2 / 3) ** 0.5 + 0.5 * zr
     assert torch.allclose(with_retrieval(retrieval, reranker, c, 0.5)[1, [4, 3, 2]], want)
+    one = candidates(retrieval, sp.csr_matrix((2, 5)), 1)            # N = 1: no spread
+    assert torch.isfinite(with_retrieval(retrieval, reranker, one, 2.0)).all()

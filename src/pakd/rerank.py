@@ -45,10 +45,12 @@ def with_retrieval(retrieval: torch.Tensor, reranker: torch.Tensor, cands: torch
                    alpha: float) -> torch.Tensor:
     """A re-ranker that takes the retrieval score as an input, as production re-rankers
     do: each user's candidates scored by z(retrieval) + alpha * z(reranker), z standardising
-    over the user's N candidates - as a users x items matrix for `compose` (0 elsewhere)."""
+    over the user's N candidates (one candidate, or equal scores: z = 0) - as a users x
+    items matrix for `compose` (0 elsewhere)."""
     def z(s):
         v = s.gather(1, cands).double()
-        return (v - v.mean(1, keepdim=True)) / v.std(1, keepdim=True).clamp(min=1e-12)
+        sd = v.std(1, keepdim=True, unbiased=False).clamp(min=1e-12)
+        return (v - v.mean(1, keepdim=True)) / sd
     out = torch.zeros(retrieval.shape, dtype=torch.float64)
     out.scatter_(1, cands, z(retrieval) + alpha * z(reranker))
     return out

@@ -51,12 +51,12 @@ def student(enc, seed=0):
 
 
 def run(enc, signals, *, tasks=("ranking", "rating", "feature"), label=1.0, crit=None,
-        ratio=0.0, epochs=12, seed=0, kd_list="catalogue", label_ranking="full"):
+        ratio=0.0, epochs=12, seed=0, kd_list="catalogue", label_ranking="full", floor=0.0):
     losses = Losses(frozenset(tasks), 0.4, 1.0, 0.2, label, 1.0, 8, 32, label_ranking, kd_list)
     budget = Budget(epochs, 64, 0.05, 1e-5, 0.0, 4, patience=epochs)
     return distill(student(enc, seed), enc, signals, losses=losses, budget=budget,
                    criterion=crit, ratio=ratio, prune_until=0.3, prune_steps=3,
-                   teacher_valid={"rmse": 1.0, "ndcg@10": 0.5}, seed=seed)
+                   teacher_valid={"rmse": 1.0, "ndcg@10": 0.5}, seed=seed, group_floor=floor)
 
 
 def teacher_agreement(model, signals, enc):
@@ -105,6 +105,22 @@ def test_pruning_reaches_the_ratio_and_shrinks_the_model(world, crit, kd_list):
     assert sizes == sorted(sizes, reverse=True) and len(sizes) >= 2
     assert res.history[-1]["params"] == res.model.n_params()
     assert not any(m._forward_hooks for m in res.model.modules())   # criterion detached
+
+
+def test_group_floor_keeps_a_share_of_every_group_or_is_refused(world):
+    """--group-floor: the pruned student keeps at least that share of each group's units
+    (8 factors, 8 ranking factors, 8 neurons: 0.3 keeps 3 of each); a floor that leaves
+    more than the ratio allows stops before training, naming both settings."""
+    from pakd.errors import PakdError
+    enc, signals = world
+    res = run(enc, signals, crit=Magnitude(), ratio=0.5, floor=0.3, epochs=4)
+    arch = res.model.arch()
+    assert min(arch["factors"], arch["rank_factors"], arch["hidden"][0]) >= 3
+    free = run(enc, signals, crit=Magnitude(), ratio=0.5, epochs=4).model.arch()
+    assert min(free["factors"], free["rank_factors"], free["hidden"][0]) < 3    # it binds
+    assert res.model.n_params() <= 0.5 * res.start_params + 40
+    with pytest.raises(PakdError, match="--group-floor 0.9 keeps at least .* ratio 0.5"):
+        run(enc, signals, crit=Magnitude(), ratio=0.5, floor=0.9, epochs=1)
 
 
 def test_no_criterion_no_pruning_and_same_seed_same_student(world):

@@ -56,3 +56,20 @@ def test_ranked_per_parameter_and_ties_in_group_order(tiny_enc):
     names = [g.name for g in m.structure()]
     seen = [names.index(name) for _, name, _, _ in order]
     assert seen == sorted(seen)
+
+
+def test_floor_keeps_that_many_units_of_each_group_and_takes_the_rest_elsewhere(tiny_enc):
+    """``floor`` (group -> units, `--group-floor`): a group the scores would empty keeps its
+    floor, and the need is met from the other groups."""
+    m = student(tiny_enc)
+    groups = {g.name: g for g in m.structure()}
+    scores = {n: torch.full((g.units,), 100.0, dtype=torch.float64) for n, g in groups.items()}
+    scores["factors"] = torch.zeros(groups["factors"].units, dtype=torch.float64)  # cheapest
+    per_unit = unit_params(m)["factors"]
+    need = int(per_unit[1:].sum()) + 1          # every factor but one, and then some
+    free = select(m, ranked(m, scores, per_parameter=False), need=need)
+    assert int(free.keep["factors"].sum()) == groups["factors"].min_units
+    held = select(m, ranked(m, scores, per_parameter=False), need=need, floor={"factors": 3})
+    assert int(held.keep["factors"].sum()) == 3
+    assert m.n_params() - held.params_left >= need
+    assert any(not bool(k.all()) for n, k in held.keep.items() if n != "factors")

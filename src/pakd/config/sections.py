@@ -456,9 +456,8 @@ class _DistillOwn(Section):
     kd_rating_weight: float = _f(2.0, "weight of the rating distillation loss (chosen on the "
                                  "valid part, like --kd-ranking-weight)",
                                  flag="--kd-rating-weight", ge=0)
-    kd_rating_unobserved: int = _f(1, "rating distillation also on this many unobserved "
-                                   "items per rated pair (drawn once, seeded): where the "
-                                   "teacher knows more than the labels", flag="--kd-unobserved",
+    kd_rating_unobserved: int = _f(1, "rating KD also on this many unobserved items per "
+                                   "rated pair (drawn once, seeded)", flag="--kd-unobserved",
                                    ge=0)
     kd_feature_weight: float = _f(0.2, "weight of the feature distillation loss",
                                   flag="--kd-feature-weight", ge=0)
@@ -491,6 +490,9 @@ class _DistillOwn(Section):
                             "target", flag="--prune-until", gt=0, le=1)
     prune_steps: int = _f(6, "pruning steps on the way to the target", flag="--prune-steps",
                           ge=1)
+    group_floor: float = _f(0.0, "pruning keeps at least this share of each group's units "
+                            "(rating and ranking factors, neurons)", flag="--group-floor",
+                            ge=0, lt=1)
     fisher_balance: list[float] = _f(
         [1.0, 3.0], "Fisher pruning: weights of the rated-pair and candidate-list losses, each "
         "first normalised to a total sensitivity of one; empty: the raw Fisher sum",

@@ -33,7 +33,8 @@ from ..data.encoding import Encoded
 from ..evaluate import predict_ratings, ranking_metrics
 from ..metrics import rmse
 from ..models.base import RecModel
-from ..prune import Importance, find_group, prune_steps, prune_units, ranked, select
+from ..prune import (Importance, find_group, params_after, prune_steps, prune_units, ranked,
+                     select)
 from ..prune.schedule import cubic
 from ..runtime import log, progress
 from ..errors import PakdError
@@ -259,8 +260,10 @@ class Pruner:
     the criterion ranks lowest until the schedule's share of the start size is gone."""
 
     def __init__(self, criterion: Importance | None, ratio: float, start_params: int,
-                 total_steps: int, until: float, steps: int):
+                 total_steps: int, until: float, steps: int,
+                 floor: dict[str, int] | None = None):
         self.criterion = criterion
+        self.floor = floor
         self.ratio = ratio if criterion is not None else 0.0
         self.start = start_params
         self.window, planned = prune_steps(total_steps, until, steps)
@@ -282,7 +285,8 @@ class Pruner:
         if need <= 0:
             return student, proj
         c = self.criterion
-        sel = select(student, ranked(student, c.scores(student), c.per_parameter), need=need)
+        sel = select(student, ranked(student, c.scores(student), c.per_parameter), need=need,
+                     floor=self.floor)
         before = student.n_params()
         for name, k in sel.keep.items():
             if not bool(k.all()):
@@ -318,11 +322,12 @@ def distill(student: RecModel, enc: Encoded, signals: TeacherSignals, *, losses:
             budget: Budget, criterion: Importance | None, ratio: float, prune_until: float,
             prune_steps: int, teacher_valid: dict, relevant_min_rating: float | None = None,
             seed: int = 0, gen: torch.Generator | None = None, quiet: bool = True,
-            name: str = "") -> StudentResult:
+            name: str = "", group_floor: float = 0.0) -> StudentResult:
     """Train ``student`` on ``signals`` (and the labels) for ``budget``, pruning ``ratio`` of
-    its parameters by ``criterion`` (None: no pruning). ``gen`` (default: seeded by
-    ``seed``) draws the batches, negatives and candidate lists - and the random criterion's
-    scores, when it shares the generator."""
+    its parameters by ``criterion`` (None: no pruning), each group keeping at least
+    ``group_floor`` of its units. ``gen`` (default: seeded by ``seed``) draws the batches,
+    negatives and candidate lists - and the random criterion's scores, when it shares the
+    generator."""
     if losses.catalogue() and not has_product_ranking(student):
         raise PakdError(f"a {student.kind} student ranks pair by pair, so it cannot be scored "
                         "against the catalogue at every step: use --label-ranking softmax and "
@@ -331,8 +336,18 @@ def distill(student: RecModel, enc: Encoded, signals: TeacherSignals, *, losses:
     sampler = NegativeSampler(enc)
     n = len(enc.parts["train"])
     steps_per_epoch = math.ceil(n / budget.batch_size)
+    floor = None
+    if group_floor > 0 and criterion is not None and ratio > 0:
+        floor = {g.name: max(g.min_units, math.ceil(group_floor * g.units))
+                 for g in student.structure()}
+        least = params_after(student, {g.name: torch.arange(g.units) < floor[g.name]
+                                       for g in student.structure()})
+        if least > (1 - ratio) * student.n_params():
+            raise PakdError(f"--group-floor {group_floor:g} keeps at least {least:,} of the "
+                            f"student's {student.n_params():,} parameters, more than pruning "
+                            f"ratio {ratio:g} leaves: lower --group-floor or the ratio")
     pruner = Pruner(criterion, ratio, student.n_params(), budget.epochs * steps_per_epoch,
-                    prune_until, prune_steps)
+                    prune_until, prune_steps, floor)
     proj = None
     if "feature" in losses.tasks:
         proj = nn.Linear(hidden_width(student), signals.features.shape[1])

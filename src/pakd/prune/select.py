@@ -36,13 +36,13 @@ def ranked(model, scores: dict[str, torch.Tensor], per_parameter: bool) -> list[
 
 
 def select(model, order: list[tuple], *, need: float | None = None,
-           max_cost: float | None = None) -> Selection:
+           max_cost: float | None = None, floor: dict[str, int] | None = None) -> Selection:
     """Remove units in ``order`` ((key, group, unit, score) tuples, see `ranked`) until at
     least ``need`` parameters are gone (the unit that reaches it is removed), never letting
-    the summed score exceed ``max_cost``."""
+    the summed score exceed ``max_cost``, nor a group fall below its ``floor`` units."""
     groups = model.structure()
     counter = ParamCounter(model, groups)
-    mins = {g.name: g.min_units for g in groups}
+    mins = {g.name: max(g.min_units, (floor or {}).get(g.name, 0)) for g in groups}
     keep = {g.name: torch.ones(g.units, dtype=torch.bool) for g in groups}
     left = {g.name: g.units for g in groups}
     start, cost = counter.total, 0.0

@@ -223,6 +223,7 @@ def _train_one(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid:
         crit_name, gen=gen, balance=dc.fisher_balance or None)
     res = distill(student, enc, signals, losses=losses, budget=budget, criterion=crit,
                   ratio=ratio, prune_until=dc.prune_until, prune_steps=dc.prune_steps,
+                  group_floor=dc.group_floor,
                   teacher_valid=teacher_valid, relevant_min_rating=cfg.eval.relevant_min_rating,
                   seed=cfg.seed, gen=gen, quiet=cfg.quiet, name=f"{method}@{ratio:g}")
     res.start_params = start

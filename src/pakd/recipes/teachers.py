@@ -100,14 +100,14 @@ def check_catalogue_settings(cfg: RunConfig, n_items: int, n_users: int | None =
     """Settings that depend on the catalogue size: the CLI checks them from the split's
     summary before it writes run.yaml, the recipe again before training."""
     from ..errors import PakdError
+    from ..memory import user_chunk
+    from ..models.ease import check_catalogue
     if (n_users is not None and cfg.distill.kd_list == "candidates"
             and not matrix_held(cfg, n_users, n_items)):
         raise PakdError(f"--kd-list candidates needs the teacher's whole {n_users:,} x "
                         f"{n_items:,} score matrix, which is over the memory budget: use "
                         "--kd-list catalogue (it keeps each user's --catalogue-head likeliest "
                         "items), or raise --max-memory-gb and --score-cache-limit")
-    from ..memory import user_chunk
-    from ..models.ease import check_catalogue
     big = [n for n in cfg.ensemble.rerank_n if n > n_items]
     if big:
         raise PakdError(f"--rerank-n {','.join(map(str, big))}: more candidates than the "
