@@ -490,9 +490,9 @@ class _DistillOwn(Section):
                             "target", flag="--prune-until", gt=0, le=1)
     prune_steps: int = _f(6, "pruning steps on the way to the target", flag="--prune-steps",
                           ge=1)
-    group_floor: float = _f(0.0, "pruning keeps at least this share of each group's units "
-                            "(rating and ranking factors, neurons)", flag="--group-floor",
-                            ge=0, lt=1)
+    group_floor: float = _f(0.05, "pruning keeps at least this share of each group's units "
+                            "(chosen on valid: results/2026-11-26_issue10_group_floor)",
+                            flag="--group-floor", ge=0, lt=1)
     fisher_balance: list[float] = _f(
         [1.0, 3.0], "Fisher pruning: weights of the rated-pair and candidate-list losses, each "
         "first normalised to a total sensitivity of one; empty: the raw Fisher sum",
