@@ -338,10 +338,10 @@ def distill(student: RecModel, enc: Encoded, signals: TeacherSignals, *, losses:
     steps_per_epoch = math.ceil(n / budget.batch_size)
     floor = None
     if group_floor > 0 and criterion is not None and ratio > 0:
-        floor = {g.name: max(g.min_units, math.ceil(group_floor * g.units))
-                 for g in student.structure()}
+        groups = student.structure()
+        floor = {g.name: max(g.min_units, math.ceil(group_floor * g.units)) for g in groups}
         least = params_after(student, {g.name: torch.arange(g.units) < floor[g.name]
-                                       for g in student.structure()})
+                                       for g in groups})
         if least > (1 - ratio) * student.n_params():
             raise PakdError(f"--group-floor {group_floor:g} keeps at least {least:,} of the "
                             f"student's {student.n_params():,} parameters, more than pruning "

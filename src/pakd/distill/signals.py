@@ -211,12 +211,15 @@ def _by_chunks(teacher: RecModel, enc: Encoded, seen: CsrRows, *, list_top: int,
                temperature: float, calibrate: bool, head: int, chunk: int, seed: int,
                quiet: bool):
     """(top, head probs, neg_entropy, scale, (head items, unseen, tail_each)) with the
-    teacher scoring ``chunk`` users at a time: one pass over the users for the temperature's
-    sample, one for the rest - each block freed before the next."""
+    teacher scoring ``chunk`` users at a time: the temperature's sample of users first (its
+    rows held together while the temperature is searched), then every user, each block
+    freed before the next."""
+    from ..evaluate import score_matrix
+
     def rows(users):
         return teacher.score_all(users).float()
 
-    scale = (calibrate_temperature(lambda u: _in_chunks(rows, u, chunk), seen, enc,
+    scale = (calibrate_temperature(lambda u: score_matrix(teacher, u, chunk=chunk), seen, enc,
                                    max_users=max(64, min(CALIBRATION_USERS,
                                                          CALIBRATION_CELLS // enc.n_items)),
                                    seed=seed)
@@ -236,14 +239,3 @@ def _by_chunks(teacher: RecModel, enc: Encoded, seen: CsrRows, *, list_top: int,
             tail[users], neg_entropy[users] = te, ne
             bar.update(len(users))
     return top, probs, neg_entropy, scale, (items, unseen, tail)
-
-
-def _in_chunks(rows, users: torch.Tensor, chunk: int) -> torch.Tensor:
-    """``rows(users)`` computed ``chunk`` users at a time, into one result."""
-    out = None
-    for s in range(0, len(users), chunk):
-        block = rows(users[s:s + chunk])
-        if out is None:
-            out = torch.empty(len(users), block.shape[1])
-        out[s:s + len(block)] = block
-    return out if out is not None else torch.empty(0, 0)

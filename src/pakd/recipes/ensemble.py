@@ -157,25 +157,27 @@ def rerank_table(cfg: RunConfig, enc: Encoded, ens: Ensemble, scores: dict,
         return ranking_metrics(None, enc, "valid", scores=s, **{**kw, "per_user": False}
                                )["ndcg@10"]
 
+    def against_retrieval(s) -> dict:
+        """Test NDCG@10 and Recall@10 of the composed scores ``s``, with the paired
+        difference from the retrieval stage alone."""
+        m, pu = measured(s)
+        return {"ndcg@10": m["ndcg@10"], "recall@10": m["recall@10"],
+                "vs_retrieval": paired(alone_pu, pu, metrics=("recall@10", "ndcg@10"),
+                                       seed=cfg.seed)}
+
     for n_cand in cfg.ensemble.rerank_n:
         cands = candidates(scores[ret], exclude, n_cand)
         cands_valid = candidates(scores[ret], exclude_valid, n_cand)
-        row = {}
-        for name, s in rerankers.items():
-            m, pu = measured(compose(scores[ret], s, cands))
-            d = paired(alone_pu, pu, metrics=("recall@10", "ndcg@10"), seed=cfg.seed)
-            row[name] = {"ndcg@10": m["ndcg@10"], "recall@10": m["recall@10"],
-                         "vs_retrieval": d}
+        row = {name: against_retrieval(compose(scores[ret], s, cands))
+               for name, s in rerankers.items()}
         for name, s in rerankers.items():
             if name == "ensemble":        # it holds the retrieval member already
                 continue
             alpha = max(BLEND_GRID, key=lambda a: valid_ndcg(compose(
                 scores[ret], with_retrieval(scores[ret], s, cands_valid, a), cands_valid)))
-            m, pu = measured(compose(scores[ret], with_retrieval(scores[ret], s, cands, alpha),
-                                     cands))
-            d = paired(alone_pu, pu, metrics=("recall@10", "ndcg@10"), seed=cfg.seed)
-            row[f"{name} + {ret}"] = {"ndcg@10": m["ndcg@10"], "recall@10": m["recall@10"],
-                                      "vs_retrieval": d, "weight": alpha}
+            row[f"{name} + {ret}"] = {**against_retrieval(compose(
+                scores[ret], with_retrieval(scores[ret], s, cands, alpha), cands)),
+                "weight": alpha}
         table[str(n_cand)] = row
     log.info("re-ranking %s's top-N: %s", ret, {n: {k: round(v["ndcg@10"], 4)
                                                    for k, v in row.items()}
