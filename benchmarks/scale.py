@@ -39,8 +39,10 @@ STARS = np.arange(1, 11) / 2
 STAR_SHARE = np.array([1.2, 3.4, 1.4, 7.2, 4.4, 21.4, 10.9, 27.7, 7.7, 14.7])
 
 
-def synthesize(users: int, items: int, ratings: int, seed: int) -> "np.ndarray":
-    """(user, item, rating, timestamp) columns: every user at least 20 distinct items."""
+def synthesize(users: int, items: int, ratings: int, seed: int, stars=STARS,
+               star_share=STAR_SHARE) -> "np.ndarray":
+    """(user, item, rating, timestamp) columns: every user at least 20 distinct items,
+    ratings drawn from ``stars`` in the shares ``star_share``."""
     rng = np.random.default_rng(seed)
     act = rng.lognormal(0.0, 1.1, users)
     extra = np.floor(act / act.sum() * max(0, ratings - 20 * users)).astype(np.int64)
@@ -58,7 +60,7 @@ def synthesize(users: int, items: int, ratings: int, seed: int) -> "np.ndarray":
     rank = np.arange(len(user)) - np.searchsorted(user, user)       # position within user
     keep = rank < k[user]
     user, item = user[keep], item[keep]
-    rating = rng.choice(STARS, size=len(user), p=STAR_SHARE / STAR_SHARE.sum())
+    rating = rng.choice(stars, size=len(user), p=star_share / star_share.sum())
     ts = rng.integers(789_652_009, 1_427_784_002, size=len(user))
     return user + 1, item + 1, rating, ts
 

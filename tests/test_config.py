@@ -1,9 +1,10 @@
 """Settings: each declared once, per-model defaults from one table, old names still load."""
+import pandas as pd
 import pytest
 import yaml
 
 from pakd.config import (ARCH, ORIGINAL, PROFILES, RENAMED, STUDENT, TEACHERS, RunConfig,
-                         build_config, setting, settings)
+                         build_config, dump_yaml, setting, settings)
 from pakd.config.defaults import DISTILL_FIT, FIT
 from pakd.errors import ConfigError
 
@@ -75,3 +76,80 @@ def test_profile_fills_only_what_the_user_did_not_set():
     assert cfg.student.hidden == PROFILES["quick"]["student.hidden"]
     for path in PROFILES["quick"]:
         setting(path)                     # every profile key is a real setting
+
+
+# ----------------------------------------------------------------------------- data size
+
+def test_settings_keep_the_reference_steps_on_a_larger_split():
+    from pakd.config.profiles import REFERENCE_TRAIN_RATINGS, for_data
+    assert for_data("default", REFERENCE_TRAIN_RATINGS, 9000) == {}
+    assert for_data("default", 500, 30) == {}                # smaller: nothing changes
+    # ten times the reference: a tenth of each default's epochs, rounded, at least one
+    got = for_data("default", 10 * REFERENCE_TRAIN_RATINGS, 3706)
+    assert got == {"svd.epochs": 4, "xdeepfm.epochs": 1, "autoint.epochs": 2,
+                   "distill.epochs": 2}
+    assert for_data("default", 100 * REFERENCE_TRAIN_RATINGS, 3706)["svd.epochs"] == 1
+    # 2.5 times: 40/2.5 = 16, 12/2.5 = 4.8 -> 5, 20/2.5 = 8, 16/2.5 = 6.4 -> 6
+    got = for_data("default", int(2.5 * REFERENCE_TRAIN_RATINGS), 3706)
+    assert got == {"svd.epochs": 16, "xdeepfm.epochs": 5, "autoint.epochs": 8,
+                   "distill.epochs": 6}
+    # the quick profile's two epochs become one; its one-epoch members are at the floor
+    assert for_data("quick", 10 * REFERENCE_TRAIN_RATINGS, 3706) == {"svd.epochs": 1,
+                                                                     "distill.epochs": 1}
+
+
+def test_full_catalogue_softmax_and_ease_give_way_on_large_catalogues():
+    from pakd.config.profiles import FULL_SOFTMAX_CELLS, for_data
+    n = 10_000_000
+    below = for_data("default", n, int(FULL_SOFTMAX_CELLS // n))
+    assert "svd.ranking_loss" not in below and "distill.label_ranking" not in below
+    above = for_data("default", n, int(FULL_SOFTMAX_CELLS // n) + 1)
+    assert above["svd.ranking_loss"] == "softmax"
+    assert above["svd.negative_sampling"] == "popularity"
+    assert above["distill.label_ranking"] == "softmax"
+    assert "train.models" not in above
+    big = for_data("default", n, 40_000, ease_max_items=30_000)
+    assert big["train.models"] == big["ensemble.algorithms"] == ["svd", "xdeepfm", "autoint"]
+    assert "train.models" not in for_data("default", n, 40_000, ease_max_items=50_000)
+
+
+def test_fitted_settings_sit_under_the_users():
+    from pakd.config.profiles import REFERENCE_TRAIN_RATINGS
+    size = (10 * REFERENCE_TRAIN_RATINGS, 40_000)
+    cfg = build_config(size=size)
+    assert (cfg.svd.epochs, cfg.xdeepfm.epochs, cfg.distill.epochs) == (4, 1, 2)
+    assert cfg.train.models == ["svd", "xdeepfm", "autoint"]
+    mine = build_config(size=size, overrides={"xdeepfm.epochs": 7, "train.models": ["svd", "ease"],
+                                              "ease.max_items": 50_000})
+    assert mine.xdeepfm.epochs == 7 and mine.svd.epochs == 4
+    assert mine.train.models == ["svd", "ease"]
+    assert mine.ensemble.algorithms == ["svd", "xdeepfm", "autoint", "ease"]  # limit raised
+    # a run's saved settings hold every value: fitting changes none of them
+    saved = yaml.safe_load(dump_yaml(build_config()))
+    assert build_config(base=saved, size=size).model_dump() == build_config().model_dump()
+
+
+def test_a_run_fits_its_settings_to_its_split_once(tmp_path, tiny_files, monkeypatch):
+    """With the reference made tiny, the 20-user table is 'large': the run's run.yaml gets
+    the fitted epochs, a setting given on the command line stays, and a later command on
+    the run keeps what run.yaml holds."""
+    from pakd.cli import main
+    from pakd.config import profiles
+    monkeypatch.setattr(profiles, "REFERENCE_TRAIN_RATINGS", 20)
+    run = tmp_path / "r"
+    data = ["--dataset", str(tiny_files / "ratings.csv"), "--columns",
+            "user=userId,item=movieId,rating=rating,timestamp=timestamp"]
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("autoint:\n  epochs: 9\n")
+    assert main(["data", "split", "--run", str(run), *data, "--config", str(mine), "-q"]) == 0
+    saved = yaml.safe_load((run / "run.yaml").read_text())
+    train = len(pd.read_csv(run / "split.csv").query("part == 'train'"))
+    k = train / 20
+    assert saved["svd"]["epochs"] == max(1, round(40 / k)) < 40
+    assert saved["xdeepfm"]["epochs"] == max(1, round(12 / k)) < 12
+    assert saved["autoint"]["epochs"] == 9
+    monkeypatch.setattr(profiles, "REFERENCE_TRAIN_RATINGS", 10 ** 9)
+    assert main(["config", "show", "--run", str(run)]) == 0
+    assert main(["data", "split", "--run", str(run), *data, "-q"]) == 0
+    again = yaml.safe_load((run / "run.yaml").read_text())
+    assert again["svd"]["epochs"] == saved["svd"]["epochs"]

@@ -53,6 +53,22 @@ def test_weighted_auc_equals_auc_on_the_duplicated_rows():
         assert got["rmse"][r] == pytest.approx(M.rmse(p["pred"][rr], p["true"][rr]))
 
 
+def test_weighted_auc_in_blocks_of_resamples_with_many_ties(monkeypatch):
+    """Resamples taken a few at a time (the block smaller than one resample's rows, too) and
+    scores rounded into heavy ties give the AUC of the duplicated rows, ties counted half."""
+    import pakd.stats as S
+    p = payload(n_users=25, seed=5)
+    p["bin_score"] = np.round(p["bin_score"])
+    w = resample_weights(25, 7, seed=2)
+    for block in (1, 50, 10 ** 6):
+        monkeypatch.setattr(S, "AUC_BLOCK", block)
+        p.pop("_auc", None)
+        got = metrics_under(w, p, ["auc"])["auc"]
+        for r in range(7):
+            rep = np.repeat(np.arange(len(p["bin_user"])), w[r][p["bin_user"]].astype(int))
+            assert got[r] == pytest.approx(M.auc(p["bin_score"][rep], p["bin_label"][rep]))
+
+
 def test_per_user_arrays_reproduce_the_reported_metrics(tiny_enc):
     m = randomised("lightweight_model", tiny_enc).float()
     out = evaluate(m, tiny_enc, "test", **EVAL, per_user=True)

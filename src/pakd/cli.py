@@ -120,12 +120,12 @@ def _overrides(args: argparse.Namespace) -> dict:
     return out
 
 
-def _resolve(args, rd=None):
+def _resolve(args, rd=None, size=None):
     from .config import build_config, load_run_config
     base = load_run_config(rd.config) if rd is not None else None
     ov = _overrides(args)
     return build_config(base=base, yaml_file=getattr(args, "config", None), overrides=ov,
-                        profile=ov.get("profile"))
+                        profile=ov.get("profile"), size=size)
 
 
 def _run_dir_arg(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -137,18 +137,21 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="YAML", help="settings file (unknown keys are rejected)")
 
 
-def _start(args, write: bool = True):
+def _start(args, write: bool = True, split: str | None = None):
     """(config, run directory) of a stage command: settings resolved over the run's
     run.yaml and checked against the run's identity (data, split, seed), the run locked
-    for this process, logging and threads set up, and only then (``write``) the resolved
-    settings written back - a refused command changes nothing in the run."""
+    for this process, logging and threads set up, the split made (``split``: "always", or
+    "missing" when the run has none) with the settings fitted to its size, and only then
+    (``write``) the resolved settings written back - a refused command changes nothing in
+    the run."""
     from .config import build_config, dump_yaml, load_run_config
     from .rundir import RunDir, identity_differences
     from .runtime import log, seed_everything, set_threads, setup_logging
     rd = RunDir(args.run_dir)
     had_config = rd.config.is_file()
     fresh = getattr(args, "fresh", False)
-    cfg = _resolve(args, rd if had_config and not fresh else None)   # fresh: not the old settings
+    base = rd if had_config and not fresh else None   # fresh: not the old settings
+    cfg = _resolve(args, base)
     _hold(rd.lock().acquire())      # before reading the run's identity: no one changes it now
     if had_config and rd.split_csv.is_file() and not fresh:
         diff = identity_differences(build_config(base=load_run_config(rd.config)), cfg)
@@ -167,6 +170,12 @@ def _start(args, write: bool = True):
         log.info("--fresh: the previous run in %s was moved to %s", rd, moved)
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
+    if split == "always" or (split == "missing" and not rd.split_csv.is_file()):
+        from .recipes import split as split_recipe
+        s = split_recipe.run(cfg, rd).summary
+        # a run's settings follow the size of its split (only settings nobody set: a run
+        # that already has run.yaml keeps every value in it)
+        cfg = _resolve(args, base, size=(int(s["rows"]["train"]), int(s["items"])))
     if write:
         rd.write_text(rd.config, dump_yaml(cfg))
     return cfg, rd
@@ -201,13 +210,10 @@ def _stage(args):
     written once the settings that need the split are checked. Under torchrun, rank 0 does
     all that while the other ranks wait, then they read what it wrote (`_follow`)."""
     from . import distributed
-    from .recipes import split
     if not distributed.is_main():
         distributed.barrier()
         return _follow(args)
-    cfg, rd = _start(args, write=False)
-    if not rd.split_csv.is_file():
-        split.run(cfg, rd)
+    cfg, rd = _start(args, write=False, split="missing")
     _commit(cfg, rd)
     distributed.barrier()
     return cfg, rd
@@ -256,9 +262,7 @@ def cmd_data_info(args) -> int:
 
 
 def cmd_data_split(args) -> int:
-    from .recipes import split
-    cfg, rd = _start(args)
-    split.run(cfg, rd)
+    _start(args, split="always")
     return 0
 
 

@@ -16,7 +16,6 @@ probability and the label).
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from .errors import PakdError
 
@@ -42,23 +41,39 @@ def _positions(users: np.ndarray, of: np.ndarray) -> np.ndarray:
     return pos
 
 
-def _auc_parts(bin_pos: np.ndarray, score: np.ndarray, label: np.ndarray, n_users: int):
-    """AUC as a bilinear form in the users' weights: A[u, v] counts the (positive of u,
-    negative of v) pairs the positive wins (ties half), so for user weights w the AUC is
-    w A w / ((w . P)(w . N)) with P, N each user's positives and negatives. A is built
-    once; every resample then costs a [users x users] product."""
+def _auc_sorted(bin_pos: np.ndarray, score: np.ndarray, label: np.ndarray):
+    """The binary rows in score order, sorted once for every resample: each row's user
+    position, whether it is a positive, its tie group, and where each tie group starts."""
     order = np.argsort(score, kind="stable")
-    s, y, u = score[order], label[order].astype(bool), bin_pos[order]
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]]) if len(s) else np.zeros(0, int)
-    group = np.cumsum(np.r_[False, s[1:] != s[:-1]]) if len(s) else np.zeros(0, int)
-    neg = np.bincount(group[~y] * n_users + u[~y], minlength=len(starts) * n_users) \
-        .reshape(len(starts), n_users).astype(np.float64)  # negatives per tie group and user
-    below = np.cumsum(neg, axis=0) - neg
-    wins = below[group[y]] + 0.5 * neg[group[y]]             # [positives, users]
-    owner = sp.csr_matrix((np.ones(int(y.sum())), (u[y], np.arange(int(y.sum())))),
-                          shape=(n_users, int(y.sum())))
-    a = np.asarray(owner @ wins)
-    return a, np.bincount(u[y], minlength=n_users), np.bincount(u[~y], minlength=n_users)
+    s = score[order]
+    new = np.r_[True, s[1:] != s[:-1]] if len(s) else np.zeros(0, bool)
+    return bin_pos[order], label[order].astype(bool), np.cumsum(new) - 1, np.flatnonzero(new)
+
+
+# floats one block of resamples may hold in `_auc_under` (x a few copies: ~0.5 GB at most)
+AUC_BLOCK = 1 << 24
+
+
+def _auc_under(weights: np.ndarray, rows) -> np.ndarray:
+    """AUC with users weighted by each row of ``weights``: a (positive of u, negative of v)
+    pair counts w_u * w_v (a tie half), as if the resampled users' rows were pooled. One
+    pass over the sorted rows per resample, resamples taken in blocks of `AUC_BLOCK`
+    floats, so memory grows with the rows, never with users x users or groups x users."""
+    u, y, group, starts = rows
+    out = np.full(len(weights), np.nan)
+    if not y.any() or y.all():
+        return out
+    pos_group = group[y]
+    step = max(1, AUC_BLOCK // len(u))
+    for r in range(0, len(weights), step):
+        w = weights[r:r + step][:, u]                         # [b, rows] in score order
+        neg = np.add.reduceat(np.where(y, 0.0, w), starts, axis=1)   # [b, tie groups]
+        wins = np.cumsum(neg, axis=1) - 0.5 * neg             # below, plus half the ties
+        wp = w[:, y]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[r:r + step] = np.einsum("bp,bp->b", wp, wins[:, pos_group]) / (
+                wp.sum(1) * neg.sum(1))
+    return out
 
 
 def metrics_under(weights: np.ndarray, payload: dict, metrics=METRICS) -> dict[str, np.ndarray]:
@@ -80,14 +95,11 @@ def metrics_under(weights: np.ndarray, payload: dict, metrics=METRICS) -> dict[s
             cnt = np.bincount(row_pos, minlength=len(users)).astype(np.float64)
             v = (weights @ per) / (weights @ cnt)
             out[m] = np.sqrt(v) if m == "rmse" else v
-        elif m == "auc":      # the bilinear form is kept with the payload for reuse
+        elif m == "auc":      # the sorted rows are kept with the payload for reuse
             if "_auc" not in payload:
-                payload["_auc"] = _auc_parts(bin_pos, payload["bin_score"],
-                                             payload["bin_label"], len(users))
-            a, pos, neg = payload["_auc"]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out[m] = np.einsum("ru,ru->r", weights @ a, weights) / (
-                    (weights @ pos) * (weights @ neg))
+                payload["_auc"] = _auc_sorted(bin_pos, payload["bin_score"],
+                                              payload["bin_label"])
+            out[m] = _auc_under(weights, payload["_auc"])
         elif m == "logloss":
             p = np.clip(payload["bin_prob"], 1e-7, 1 - 1e-7)
             y = payload["bin_label"]

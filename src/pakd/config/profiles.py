@@ -3,10 +3,18 @@
 ``default`` is the full experiment; ``quick`` shrinks every model and budget, and keeps
 three students (fisher_kd, magnitude_kd, scratch; no ablation), so the whole pipeline runs
 in about a minute (the tests use it, asking for the other students explicitly).
+
+Either profile is then fitted to the split's size (`for_data`, applied when a run's split
+is first made): a table larger than the one the defaults were chosen on trains fewer
+epochs (about the same optimiser steps), drops full-catalogue softmax losses whose per-epoch cost would be hours, and leaves
+EASE out when its items x items weights are beyond its limit. A setting the user gave is
+never changed, and the run's run.yaml holds the values used.
 """
 from __future__ import annotations
 
 from typing import Any
+
+from .defaults import DEFAULT_MEMBERS, DISTILL_FIT, FIT
 
 PROFILES: dict[str, dict[str, Any]] = {
     "default": {},
@@ -29,3 +37,56 @@ PROFILES: dict[str, dict[str, Any]] = {
         "bench.seconds": 0.1, "bench.rounds": 1,
     },
 }
+
+
+# ----------------------------------------------------------------------------- data size
+
+# train ratings of the split the default epochs were chosen on (ml-latest-small, the
+# default user_ratio split, seed 0)
+REFERENCE_TRAIN_RATINGS = 80_650
+# a split k times larger trains 1/k of the epochs (the nearest whole number, at least one):
+# about the optimiser steps the defaults take on the reference, since each epoch holds k
+# times the steps; the best epoch is still the one chosen on valid. On the reference the
+# teachers' best valid epochs came after 118 (SVD's rating factors) to 453 steps (its
+# ranking factors), xDeepFM's after 177 (the make run kept in
+# benchmarks/results/2026-11-26_issue10_group_floor_seed0); one xDeepFM epoch on a table
+# of ML-1M's shape is 179 steps, and takes ~510 s on 2 cores - time as much as accuracy
+# sets the rule, for issue 13's hour (benchmarks/results/2026-11-26_issue13_ml1m_shape/)
+MIN_EPOCHS = 1
+EPOCHS = ("svd.epochs", "xdeepfm.epochs", "autoint.epochs", "distill.epochs")
+# train ratings x catalogue items above which a softmax over the whole catalogue (SVD's
+# ranking factors, the student's label ranking) gives way to a sampled softmax: at ~7e7
+# (rating, item) cells a second on 2 cores (benchmarks/scale.py), 2e10 is ~5 min an epoch
+FULL_SOFTMAX_CELLS = 2e10
+
+
+def _base(profile: str, key: str) -> Any:
+    """A setting's value under ``profile`` before any scaling (profile, else the per-model
+    default table; None for a setting those tables do not hold)."""
+    if key in PROFILES[profile]:
+        return PROFILES[profile][key]
+    section, name = key.split(".")
+    return (DISTILL_FIT if section == "distill" else FIT.get(section, {})).get(name)
+
+
+def for_data(profile: str, train_ratings: int, items: int,
+             ease_max_items: int = 30000) -> dict[str, Any]:
+    """The settings of ``profile`` that change for a split of ``train_ratings`` ratings
+    over ``items`` items (dotted path -> value; empty at the reference size or below).
+    They sit between the profile and the user's settings, so anything the user set wins."""
+    out: dict[str, Any] = {}
+    k = train_ratings / REFERENCE_TRAIN_RATINGS
+    if k > 1:
+        for key in EPOCHS:
+            e0 = int(_base(profile, key))
+            out[key] = max(MIN_EPOCHS, round(e0 / k))
+    if train_ratings * items > FULL_SOFTMAX_CELLS:
+        if _base(profile, "svd.ranking_loss") == "full":
+            out["svd.ranking_loss"] = "softmax"
+            out["svd.negative_sampling"] = "popularity"
+        out["distill.label_ranking"] = "softmax"
+    if items > ease_max_items:
+        members = [m for m in DEFAULT_MEMBERS if m != "ease"]
+        out["train.models"] = members
+        out["ensemble.algorithms"] = members
+    return {k: v for k, v in out.items() if v != _base(profile, k)}

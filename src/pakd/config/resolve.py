@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
 from .defaults import TEACHERS
-from .profiles import PROFILES
+from .profiles import PROFILES, for_data
 from .sections import RunConfig
 
 log = logging.getLogger("pakd")
@@ -169,6 +169,17 @@ def _pop_path(d: dict, path: str):
     return None, False
 
 
+_MISSING = object()
+
+
+def _get_path(d: dict, path: str, default=_MISSING):
+    for k in path.split("."):
+        if not isinstance(d, dict) or k not in d:
+            return default
+        d = d[k]
+    return d
+
+
 def normalise(data: dict, where: str) -> dict:
     """Map the original spellings (top-level keys) and renamed keys to today's settings."""
     data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
@@ -208,10 +219,13 @@ def _yaml_mapping(p: Path) -> dict:
 
 
 def build_config(*, base: dict | None = None, yaml_file: str | Path | None = None,
-                 overrides: dict[str, Any] | None = None, profile: str | None = None) -> RunConfig:
+                 overrides: dict[str, Any] | None = None, profile: str | None = None,
+                 size: tuple[int, int] | None = None) -> RunConfig:
     """Resolve settings: defaults < profile < base (a run's run.yaml) < YAML file < overrides.
 
-    ``overrides`` maps dotted paths (``split.method``) to values.
+    ``overrides`` maps dotted paths (``split.method``) to values. ``size`` (train ratings,
+    catalogue items of the run's split) fits the profile to the data
+    (`pakd.config.profiles.for_data`) before anything the user set is laid over it.
     """
     data: dict = {}
     if base:
@@ -228,6 +242,15 @@ def build_config(*, base: dict | None = None, yaml_file: str | Path | None = Non
     prof_over: dict = {}
     for path, v in PROFILES[prof].items():   # the profile only fills what the user did not set
         _set_path(prof_over, path, v)
+    if size is not None:
+        fitted = for_data(prof, *size, ease_max_items=int(_get_path(
+            data, "ease.max_items", setting("ease.max_items").info.default)))
+        for path, v in fitted.items():
+            _set_path(prof_over, path, v)
+        mine = {p: v for p, v in fitted.items() if _get_path(data, p) is _MISSING}
+        if mine:
+            log.info("settings fitted to %s train ratings over %s items: %s", f"{size[0]:,}",
+                     f"{size[1]:,}", ", ".join(f"{p} {v}" for p, v in mine.items()))
     data = _deep_merge(prof_over, data)
     data["profile"] = prof
     try:

@@ -383,6 +383,10 @@ class FisherConfig(Section):
     batch: int = _f(256, "examples per per-example-gradient batch", ge=1)
     validate_units: int = _f(60, "units removed one at a time per member to check predictions",
                              flag="--validate-units", ge=0)
+    # every removal is measured on these examples: all of a large valid part made the checks
+    # the Fisher stage's longest step (ML-1M's shape: 91,632 valid ratings, xDeepFM)
+    check_sample: int = _f(20000, "valid and test ratings each check measures on (a seeded "
+                           "sample; 0 = all)", flag="--check-sample", ge=0)
     check_train_sample: bool = _f(False, "also measure each removal on the train sample the "
                                   "Fisher was estimated from (what the Fisher claims to "
                                   "predict; adds half again to the checks)",

@@ -1,7 +1,7 @@
 """Recipe `fisher`: the teachers' Fisher information, aggregated and checked.
 
-1. Examples: a seeded sample of train ratings, each with one sampled negative (and the whole
-   valid part, likewise, for the checks).
+1. Examples: a seeded sample of train ratings, each with one sampled negative (and of the
+   valid and test parts, likewise, for the checks: all of them up to ``check_sample``).
 2. Per member: the diagonal Fisher of the rating and ranking objectives (empirical and/or
    true); then, through the ensemble, the ensemble objective, whose gradients reach every
    member.
@@ -60,8 +60,8 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     only = None if fc.target_layers == ["all"] else fc.target_layers
 
     ex = Examples.of_part(enc, "train", fc.sample, cfg.seed + 17)
-    vex = Examples.of_part(enc, "valid", 0, cfg.seed + 29)
-    tex = Examples.of_part(enc, "test", 0, cfg.seed + 31)
+    vex = Examples.of_part(enc, "valid", fc.check_sample, cfg.seed + 29)
+    tex = Examples.of_part(enc, "test", fc.check_sample, cfg.seed + 31)
     fishers, sigma2, timings = estimate(cfg, rd, enc, members, ens, ex, focus, kinds)
     if not distributed.is_main():     # under torchrun every rank estimates; rank 0 analyses
         return {}
