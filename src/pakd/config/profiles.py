@@ -50,7 +50,7 @@ REFERENCE_TRAIN_RATINGS = 80_650
 # teachers' best valid epochs came after 118 (SVD's rating factors) to 453 steps (its
 # ranking factors), xDeepFM's after 177 (the make run kept in
 # benchmarks/results/2026-11-26_issue10_group_floor_seed0); one xDeepFM epoch on a table
-# of ML-1M's shape is 179 steps, and takes ~510 s on 2 cores - time as much as accuracy
+# of ML-1M's shape is 179 steps, and takes 459-524 s on 2 cores - time as much as accuracy
 # sets the rule, for issue 13's hour (benchmarks/results/2026-11-26_issue13_ml1m_shape/)
 MIN_EPOCHS = 1
 EPOCHS = ("svd.epochs", "xdeepfm.epochs", "autoint.epochs", "distill.epochs")
