@@ -106,3 +106,24 @@ def test_calibration_on_a_sample_of_users(tiny_enc):
     noisy[others] = torch.randn(int(others.sum()), tiny_enc.n_items, generator=g) * 9
     assert calibrate_temperature(noisy, seen, tiny_enc, max_users=5, seed=3) == sampled
     assert sampled != everyone
+
+
+def test_streamed_pca_features_equal_the_whole_matrix_pca(tiny_enc):
+    """Features built in two passes over batches (sum and Gram, then projection) equal a PCA
+    of the whole hidden matrix, up to each component's sign; batches of 7 rows cross the
+    part's end unevenly."""
+    teacher = randomised("xdeepfm", tiny_enc).float().eval()
+    s = teacher_signals(teacher, tiny_enc, None, list_top=5, feature_dim=4, batch=7, head=8,
+                        calibrate=False)
+    tr = tiny_enc.parts["train"]
+    with torch.no_grad():
+        h = teacher(tr.user, tr.item).hidden.double()
+    c = h - h.mean(0)
+    evals, evecs = torch.linalg.eigh(c.T @ c / (len(c) - 1))
+    order = torch.argsort(evals, descending=True)[:4]
+    want = c @ evecs[:, order]
+    want = want / want.std(0)
+    for j in range(4):
+        sign = torch.sign((want[:, j] * s.features[:, j].double()).sum())
+        assert torch.allclose(s.features[:, j].double() * sign, want[:, j], atol=1e-3)
+    assert s.explained == pytest.approx(float(evals[order].sum() / evals.sum()), rel=1e-6)

@@ -164,24 +164,7 @@ def teacher_signals(teacher: RecModel, enc: Encoded, scores: torch.Tensor | None
         raise PakdError(f"--catalogue-head must be at least 1, got {head}")
     teacher.eval()
     tr = enc.parts["train"]
-    ratings, hidden = [], []
-    with progress(total=len(tr), desc="teacher signals", quiet=quiet, unit="row") as bar:
-        for s in range(0, len(tr), batch):
-            o = teacher(tr.user[s:s + batch], tr.item[s:s + batch])
-            ratings.append(o.rating.float())
-            hidden.append(o.hidden.float())
-            bar.update(len(o.rating))
-    hidden = torch.cat(hidden)
-    mean = hidden.mean(0)
-    centred = hidden - mean
-    k = min(feature_dim, centred.shape[1], centred.shape[0])
-    cov = centred.T @ centred / max(1, len(centred) - 1)
-    evals, evecs = torch.linalg.eigh(cov.double())
-    order = torch.argsort(evals, descending=True)[:k]
-    comps = evecs[:, order].float()
-    feats = centred @ comps
-    feats = feats / feats.std(0).clamp(min=1e-8)
-    explained = float(evals[order].sum() / evals.sum().clamp(min=1e-12))
+    ratings, feats, explained = _rated_features(teacher, tr, feature_dim, batch, quiet)
     if scores is not None:
         seen = csr_mask(enc.seen(("train",)), enc.n_items)
         top = torch.topk(scores.masked_fill(seen, -torch.inf), min(list_top, enc.n_items),
@@ -203,8 +186,40 @@ def teacher_signals(teacher: RecModel, enc: Encoded, scores: torch.Tensor | None
         unobs_ratings = torch.cat([teacher.predict(uu[s:s + 8 * batch],
                                                    unobs_items.flatten()[s:s + 8 * batch]).float()
                                    for s in range(0, len(uu), 8 * batch)]).view(len(tr), -1)
-    return TeacherSignals(torch.cat(ratings), scores, seen, top, feats, explained,
+    return TeacherSignals(ratings, scores, seen, top, feats, explained,
                           scale, probs, neg_entropy, unobs_items, unobs_ratings, head_parts)
+
+
+def _rated_features(teacher: RecModel, tr, feature_dim: int, batch: int, quiet: bool):
+    """(teacher ratings, PCA features, explained share) of every train rating. The hidden
+    vectors are never held for the whole part (train ratings x hidden width: 4 GB and more
+    at ML-1M's size): one pass sums them and their Gram matrix (float64), a second recomputes
+    each batch and projects it on the top ``feature_dim`` components of the covariance."""
+    n = len(tr)
+    ratings, total, gram = [], None, None
+    with progress(total=2 * n, desc="teacher signals", quiet=quiet, unit="row") as bar:
+        for s in range(0, n, batch):
+            o = teacher(tr.user[s:s + batch], tr.item[s:s + batch])
+            ratings.append(o.rating.float())
+            h = o.hidden.double()
+            total = h.sum(0) if total is None else total + h.sum(0)
+            gram = h.T @ h if gram is None else gram + h.T @ h
+            bar.update(len(h))
+        mean = total / n
+        cov = (gram - n * torch.outer(mean, mean)) / max(1, n - 1)
+        k = min(feature_dim, cov.shape[1], n)
+        evals, evecs = torch.linalg.eigh(cov)
+        order = torch.argsort(evals, descending=True)[:k]
+        comps = evecs[:, order].float()
+        m32 = mean.float()
+        feats = torch.empty(n, k)
+        for s in range(0, n, batch):
+            h = teacher(tr.user[s:s + batch], tr.item[s:s + batch]).hidden.float()
+            feats[s:s + len(h)] = (h - m32) @ comps
+            bar.update(len(h))
+    feats = feats / feats.std(0).clamp(min=1e-8)
+    explained = float(evals[order].sum() / evals.sum().clamp(min=1e-12))
+    return torch.cat(ratings), feats, explained
 
 
 def _by_chunks(teacher: RecModel, enc: Encoded, seen: CsrRows, *, list_top: int,
