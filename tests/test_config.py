@@ -81,7 +81,12 @@ def test_profile_fills_only_what_the_user_did_not_set():
 # ----------------------------------------------------------------------------- data size
 
 def test_settings_keep_the_reference_steps_on_a_larger_split():
-    from pakd.config.profiles import REFERENCE_TRAIN_RATINGS, for_data
+    from pakd.config.profiles import REFERENCE_TRAIN_RATINGS
+    from pakd.config.profiles import for_data as fitted
+
+    def for_data(*args):
+        return fitted(*args, ease_max_items=30_000)
+
     assert for_data("default", REFERENCE_TRAIN_RATINGS, 9000) == {}
     assert for_data("default", 500, 30) == {}                # smaller: nothing changes
     # ten times the reference: a tenth of each default's epochs, rounded, at least one
@@ -101,9 +106,9 @@ def test_settings_keep_the_reference_steps_on_a_larger_split():
 def test_full_catalogue_softmax_and_ease_give_way_on_large_catalogues():
     from pakd.config.profiles import FULL_SOFTMAX_CELLS, for_data
     n = 10_000_000
-    below = for_data("default", n, int(FULL_SOFTMAX_CELLS // n))
+    below = for_data("default", n, int(FULL_SOFTMAX_CELLS // n), ease_max_items=30_000)
     assert "svd.ranking_loss" not in below and "distill.label_ranking" not in below
-    above = for_data("default", n, int(FULL_SOFTMAX_CELLS // n) + 1)
+    above = for_data("default", n, int(FULL_SOFTMAX_CELLS // n) + 1, ease_max_items=30_000)
     assert above["svd.ranking_loss"] == "softmax"
     assert above["svd.negative_sampling"] == "popularity"
     assert above["distill.label_ranking"] == "softmax"

@@ -6,9 +6,10 @@ in about a minute (the tests use it, asking for the other students explicitly).
 
 Either profile is then fitted to the split's size (`for_data`, applied when a run's split
 is first made): a table larger than the one the defaults were chosen on trains fewer
-epochs (about the same optimiser steps), drops full-catalogue softmax losses whose per-epoch cost would be hours, and leaves
-EASE out when its items x items weights are beyond its limit. A setting the user gave is
-never changed, and the run's run.yaml holds the values used.
+epochs (about the same optimiser steps), drops full-catalogue softmax losses whose
+per-epoch cost would be hours, and leaves EASE out when its items x items weights are
+beyond its limit. A setting the user gave is never changed, and the run's run.yaml holds
+the values used.
 """
 from __future__ import annotations
 
@@ -69,10 +70,11 @@ def _base(profile: str, key: str) -> Any:
     return (DISTILL_FIT if section == "distill" else FIT.get(section, {})).get(name)
 
 
-def for_data(profile: str, train_ratings: int, items: int,
-             ease_max_items: int = 30000) -> dict[str, Any]:
+def for_data(profile: str, train_ratings: int, items: int, *,
+             ease_max_items: int) -> dict[str, Any]:
     """The settings of ``profile`` that change for a split of ``train_ratings`` ratings
-    over ``items`` items (dotted path -> value; empty at the reference size or below).
+    over ``items`` items, EASE's catalogue limit being ``ease_max_items`` (the run's
+    `ease.max_items`) - dotted path -> value; empty at the reference size or below.
     They sit between the profile and the user's settings, so anything the user set wins."""
     out: dict[str, Any] = {}
     k = train_ratings / REFERENCE_TRAIN_RATINGS
