@@ -65,14 +65,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", type=Path, default=Path("/tmp/pakd-ml1m-shape"),
-                    help="where the synthetic ml-1m folder is written (reused when present)")
+                    help="where the synthetic ml-1m folder is written (drawn anew each time, "
+                         "a few seconds)")
     ap.add_argument("--run", type=Path, default=Path("/tmp/pakd-ml1m-shape-run"))
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     folder = args.data / "ml-1m"
-    shape = None
-    if not (folder / "ratings.dat").is_file():
-        shape = write_ml1m_shape(folder, args.seed)
+    shape = write_ml1m_shape(folder, args.seed)
     if args.run.exists():
         shutil.rmtree(args.run)
     cmd = [sys.executable, "-m", "pakd", "run", "--dataset", "ml-1m", "--data-dir",

@@ -39,27 +39,72 @@ STARS = np.arange(1, 11) / 2
 STAR_SHARE = np.array([1.2, 3.4, 1.4, 7.2, 4.4, 21.4, 10.9, 27.7, 7.7, 14.7])
 
 
+def _counts(users: int, items: int, ratings: int, rng) -> "np.ndarray":
+    """Ratings per user summing to exactly ``ratings``: at least 20 each, the rest by a
+    log-normal activity, none above half the catalogue (a capped user's surplus goes to the
+    others in proportion to their activity)."""
+    cap = items // 2
+    if not 20 * users <= ratings <= cap * users:
+        raise ValueError(f"{ratings} ratings cannot give {users} users 20 to {cap} each")
+    act = rng.lognormal(0.0, 1.1, users)
+    k = np.full(users, 20, dtype=np.int64)
+    while (left := ratings - int(k.sum())) > 0:
+        room = k < cap
+        share = np.where(room, act, 0.0)
+        add = np.minimum(np.floor(share / share.sum() * left).astype(np.int64), cap - k)
+        if add.sum() == 0:                           # less than one per user left
+            top = np.argsort(-share, kind="stable")[:left]
+            add[top] = 1
+        k += add
+    return k
+
+
+def _distinct_items(k, items: int, pop, rng):
+    """(user, item) rows, ``k[u]`` distinct items for user u drawn by ``pop``: each round
+    draws a few more than each short user still needs and keeps the first distinct ones
+    (only the short users' rows are redone)."""
+    done_u, done_i = [], []
+    user = np.empty(0, np.int64)
+    item = np.empty(0, np.int64)
+    short = np.arange(len(k))
+    for _ in range(1000):
+        have = np.bincount(user, minlength=len(k))
+        full = have[short] >= k[short]
+        done = np.isin(user, short[full])
+        done_u.append(user[done])
+        done_i.append(item[done])
+        user, item, short = user[~done], item[~done], short[~full]
+        if not len(short):
+            break
+        need = k[short] - have[short]
+        new_u = np.repeat(short, (need * 1.2 + 10).astype(np.int64))
+        u = np.concatenate([user, new_u])
+        i = np.concatenate([item, rng.choice(items, size=len(new_u), p=pop)])
+        _, first = np.unique(u * items + i, return_index=True)
+        first.sort()                                 # kept rows first, then in draw order
+        u, i = u[first], i[first]
+        order = np.argsort(u, kind="stable")
+        u, i = u[order], i[order]
+        rank = np.arange(len(u)) - np.searchsorted(u, u)
+        keep = rank < k[u]
+        user, item = u[keep], i[keep]
+    else:
+        raise RuntimeError("could not draw enough distinct items per user")
+    user, item = np.concatenate(done_u), np.concatenate(done_i)
+    order = np.argsort(user, kind="stable")
+    return user[order], item[order]
+
+
 def synthesize(users: int, items: int, ratings: int, seed: int, stars=STARS,
                star_share=STAR_SHARE) -> "np.ndarray":
-    """(user, item, rating, timestamp) columns: every user at least 20 distinct items,
-    ratings drawn from ``stars`` in the shares ``star_share``."""
+    """(user, item, rating, timestamp) columns of exactly ``ratings`` rows: every user
+    20 to items/2 distinct items, items by a power-law popularity, ratings drawn from
+    ``stars`` in the shares ``star_share``."""
     rng = np.random.default_rng(seed)
-    act = rng.lognormal(0.0, 1.1, users)
-    extra = np.floor(act / act.sum() * max(0, ratings - 20 * users)).astype(np.int64)
-    k = np.minimum(20 + extra, items // 2)
+    k = _counts(users, items, ratings, rng)
     pop = 1.0 / (np.arange(items) + 30.0) ** 1.05
     pop = rng.permutation(pop / pop.sum())
-    # draw with replacement (a few more than needed), keep each user's first distinct items
-    draw = (k * 1.2 + 10).astype(np.int64)
-    user = np.repeat(np.arange(users, dtype=np.int64), draw)
-    item = rng.choice(items, size=len(user), p=pop)
-    key = user * items + item
-    _, first = np.unique(key, return_index=True)
-    first.sort()
-    user, item = user[first], item[first]
-    rank = np.arange(len(user)) - np.searchsorted(user, user)       # position within user
-    keep = rank < k[user]
-    user, item = user[keep], item[keep]
+    user, item = _distinct_items(k, items, pop, rng)
     rating = rng.choice(stars, size=len(user), p=star_share / star_share.sum())
     ts = rng.integers(789_652_009, 1_427_784_002, size=len(user))
     return user + 1, item + 1, rating, ts
