@@ -19,6 +19,30 @@ def test_forward_and_score_all_agree(kind, tiny_enc):
     assert torch.allclose(s[u, i], out.logit.to(s.dtype), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind, arch", [
+    # a middle layer sending all its maps on, another sending none to the output
+    ("xdeepfm", {"embed_dim": 4, "cin_next": [3, 2, 0], "cin_out": [2, 0, 3], "dnn": [5]}),
+    # a first layer sending no maps on: the later layers read nothing; no DNN
+    ("xdeepfm", {"embed_dim": 4, "cin_next": [0, 2], "cin_out": [3, 2], "dnn": []}),
+    ("xdeepfm", {"embed_dim": 3, "cin_next": [4, 0], "cin_out": [0, 5], "dnn": [6, 4]}),
+    ("autoint", {"embed_dim": 4, "layers": 1, "heads": 2, "head_dim": 3, "dnn": []}),
+])
+@pytest.mark.parametrize("pair_batch", [7, 1024])
+def test_scoring_path_equals_forward(kind, arch, pair_batch, tiny_enc):
+    """score_all folds the head into the CIN and applies the DNN's first layer per side:
+    every user x item logit equals the forward pass's, pruned shapes included, also when a
+    pass of pairs straddles users."""
+    m = randomised(kind, tiny_enc, arch=arch)
+    m.PAIR_BATCH = pair_batch
+    users = torch.arange(tiny_enc.n_users)
+    u = users.repeat_interleave(tiny_enc.n_items)
+    i = torch.arange(tiny_enc.n_items).repeat(tiny_enc.n_users)
+    want = m(u, i).logit.view(tiny_enc.n_users, -1)
+    assert want.std() > 0.1                  # the random weights give a spread to match
+    got = m.score_all(users)
+    assert torch.allclose(got.double(), want, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_save_load_roundtrip_weights_only(kind, tiny_enc, tmp_path):
     m = randomised(kind, tiny_enc).float()

@@ -74,6 +74,26 @@ class XDeepFM(FieldModel):
             pooled.append(h[:, :, nxt:].sum(1))                      # sum-pool over D
         return torch.cat(pooled, 1) if pooled else x0.new_zeros(b, 0)
 
+    def cross_logit(self, x0: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """`cross` read by the head's weights ``w`` without forming the output maps: a
+        layer's output maps enter the logit only through sum(w_out . W_out z) over D, so
+        w_out . W_out folds into one [G, m] matrix V and each layer costs sum(x V * x0)
+        instead of an [G*m, out] product (13x fewer operations for the default layers)."""
+        b, m, d = x0.shape
+        xt0 = x0.transpose(1, 2)                                     # [B, D, m]
+        x, total, off = xt0, x0.new_zeros(b), 0
+        for layer, nxt, out in zip(self.cin, self.cin_next, self.cin_out):
+            g = x.shape[2]
+            if out:
+                v = (w[off:off + out] @ layer.weight[nxt:]).view(g, m)
+                total = total + ((x @ v) * xt0).sum((1, 2))
+                off += out
+            if not nxt:      # later layers read no maps: their outputs are all zero
+                break
+            z = (x.unsqueeze(3) * xt0.unsqueeze(2)).reshape(b, d, -1)  # [B, D, G*m]
+            x = z @ layer.weight[:nxt].T
+        return total
+
     # --- structure
     def structure(self) -> list[Group]:
         m, d = self.m, self.embed_dim
