@@ -5,8 +5,9 @@ from model_zoo import randomised
 
 from pakd import metrics as M
 from pakd.evaluate import evaluate
-from pakd.stats import (holm, intervals, metrics_under, paired, pooled_paired, resample_weights,
-                        verdict)
+from pakd.errors import PakdError
+from pakd.stats import (bootstrap, holm, interval_of, intervals, metrics_under, paired,
+                        paired_of, pooled_paired, resample_weights, verdict)
 
 EVAL = dict(ks=[10], positive_above=3.0, negative_below=3.0, relevant_min_rating=None, chunk=7)
 
@@ -122,3 +123,25 @@ def test_holm_adjusts_by_hand():
     assert got["b"] == pytest.approx(0.03) and got["c"] == pytest.approx(0.04)
     assert got["a"] == pytest.approx(0.04) and np.isnan(got["d"])
     assert holm({"x": 0.6, "y": 0.5})["x"] == 1.0
+
+
+def test_one_bootstrap_per_model_gives_the_explicit_intervals_and_differences():
+    """The distill stage bootstraps each model once and reads every interval and paired
+    difference from it: equal to percentiles of metrics_under on the resample weights."""
+    a, b = payload(seed=1), payload(seed=2, mean=0.4)
+    w = resample_weights(60, 300, 5)
+    ma, mb = metrics_under(w, a), metrics_under(w, b)
+    one = metrics_under(np.ones((1, 60)), a)
+    ba, bb = bootstrap(a, resamples=300, seed=5), bootstrap(b, resamples=300, seed=5)
+    for m, (lo, hi) in interval_of(ba).items():
+        assert lo == pytest.approx(np.nanpercentile(ma[m], 2.5))
+        assert hi == pytest.approx(np.nanpercentile(ma[m], 97.5))
+    for m, (d, lo, hi) in paired_of(ba, bb).items():
+        assert d == pytest.approx(metrics_under(np.ones((1, 60)), b)[m][0] - one[m][0])
+        assert lo == pytest.approx(np.nanpercentile(mb[m] - ma[m], 2.5))
+        assert hi == pytest.approx(np.nanpercentile(mb[m] - ma[m], 97.5))
+    assert paired_of(ba, bb) == paired(a, b, resamples=300, seed=5)
+    with pytest.raises(PakdError, match="same resamples"):
+        paired_of(ba, bootstrap(b, resamples=200, seed=5))
+    with pytest.raises(PakdError, match="same users"):
+        paired_of(ba, bootstrap(payload(n_users=61), resamples=300, seed=5))

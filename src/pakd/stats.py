@@ -15,6 +15,8 @@ probability and the label).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .errors import PakdError
@@ -113,14 +115,51 @@ def metrics_under(weights: np.ndarray, payload: dict, metrics=METRICS) -> dict[s
     return out
 
 
+class Bootstrap(NamedTuple):
+    """A model's metrics under row 0 = the users as evaluated, then the bootstrap resamples
+    (`resample_weights` of ``users``, ``resamples`` and the seed): one model's share of any
+    interval or paired difference, computed once however many comparisons read it."""
+    users: np.ndarray
+    values: dict[str, np.ndarray]
+
+
+def bootstrap(payload: dict, *, resamples: int = 1000, seed: int = 0,
+              metrics=METRICS) -> Bootstrap:
+    n = len(payload["users"])
+    w = np.vstack([np.ones((1, n)), resample_weights(n, resamples, seed)])   # row 0: as is
+    return Bootstrap(np.asarray(payload["users"]), metrics_under(w, payload, metrics))
+
+
+def interval_of(b: Bootstrap, level: float = 0.95) -> dict[str, list[float]]:
+    """{metric: [low, high]}: percentile bootstrap interval over resampled users."""
+    a = (1 - level) / 2 * 100
+    return {m: [float(np.nanpercentile(v[1:], a)), float(np.nanpercentile(v[1:], 100 - a))]
+            for m, v in b.values.items()}
+
+
+def paired_of(reference: Bootstrap, other: Bootstrap,
+              level: float = 0.95) -> dict[str, list[float]]:
+    """{metric: [difference, low, high]} of ``other`` minus ``reference``: the same users
+    resampled for both (both bootstraps taken with the same resamples and seed)."""
+    if not np.array_equal(reference.users, other.users):
+        raise PakdError("paired differences need both models evaluated on the same users")
+    q = (1 - level) / 2 * 100
+    out = {}
+    for m, b in other.values.items():
+        a = reference.values[m]
+        if len(a) != len(b):
+            raise PakdError("paired differences need both bootstraps with the same resamples")
+        d = b[1:] - a[1:]
+        out[m] = [float(b[0] - a[0]), float(np.nanpercentile(d, q)),
+                  float(np.nanpercentile(d, 100 - q))]
+    return out
+
+
 def intervals(payload: dict, *, resamples: int = 1000, seed: int = 0,
               metrics=METRICS, level: float = 0.95) -> dict[str, list[float]]:
     """{metric: [low, high]}: percentile bootstrap interval over resampled users."""
-    w = resample_weights(len(payload["users"]), resamples, seed)
-    got = metrics_under(w, payload, metrics)
-    a = (1 - level) / 2 * 100
-    return {m: [float(np.nanpercentile(v, a)), float(np.nanpercentile(v, 100 - a))]
-            for m, v in got.items()}
+    return interval_of(bootstrap(payload, resamples=resamples, seed=seed, metrics=metrics),
+                       level)
 
 
 def paired(reference: dict, other: dict, *, resamples: int = 1000, seed: int = 0,
@@ -129,12 +168,8 @@ def paired(reference: dict, other: dict, *, resamples: int = 1000, seed: int = 0
     the same part: the same users resampled for both."""
     if not np.array_equal(reference["users"], other["users"]):
         raise PakdError("paired differences need both models evaluated on the same users")
-    n = len(reference["users"])
-    w = np.vstack([np.ones((1, n)), resample_weights(n, resamples, seed)])   # row 0: as is
-    a, b = metrics_under(w, reference, metrics), metrics_under(w, other, metrics)
-    q = (1 - level) / 2 * 100
-    return {m: [float(b[m][0] - a[m][0]), float(np.nanpercentile(b[m][1:] - a[m][1:], q)),
-                float(np.nanpercentile(b[m][1:] - a[m][1:], 100 - q))] for m in metrics}
+    kw = dict(resamples=resamples, seed=seed, metrics=metrics)
+    return paired_of(bootstrap(reference, **kw), bootstrap(other, **kw), level)
 
 
 def verdict(diff: list[float], lower_is_better: bool) -> str:

@@ -41,3 +41,30 @@ def test_ensemble_needs_a_member_per_output(tiny_enc):
     members = {"svd": randomised("svd", tiny_enc)}
     with pytest.raises(PakdError, match="rating"):
         Ensemble(members, {"svd": 1.0}, {"svd": "ranking"})
+
+
+def test_rated_equals_the_forward_pass_and_skips_ranking_only_members(tiny_enc, monkeypatch):
+    """Distillation reads (rating, hidden) of every train rating through `rated`: equal to
+    the forward pass's, without computing a ranking-only member's pair logits (EASE's cost
+    per pair)."""
+    import numpy as np
+
+    from pakd.models import build
+    from pakd.models.ease import EASE, ease_weights
+    X = tiny_enc.seen(("train",)).astype(np.float64)
+    X.data[:] = 1.0
+    ease = build("ease", tiny_enc.schema, {"history": X.nnz}, rating_mean=3.0)
+    ease.set_history(X.indptr, X.indices)
+    with torch.no_grad():
+        ease.weight.copy_(ease_weights(X, 10.0))
+    members = {"svd": randomised("svd", tiny_enc).float(),
+               "xdeepfm": randomised("xdeepfm", tiny_enc, seed=1).float(), "ease": ease}
+    ens = Ensemble(members, {"svd": 0.5, "xdeepfm": 0.3, "ease": 0.2},
+                   {"svd": "balance", "xdeepfm": "balance", "ease": "ranking"})
+    ens.calibrate(tiny_enc.n_users, sample=10)
+    u, i = pairs(tiny_enc)
+    out = ens(u, i)
+    monkeypatch.setattr(EASE, "pair_logits", lambda *a: pytest.fail("EASE scored pairs"))
+    rating, hidden = ens.rated(u, i)
+    assert torch.equal(rating, out.rating) and torch.equal(hidden, out.hidden)
+    assert hidden.shape[1] == members["xdeepfm"].hidden_dim + members["svd"](u, i).hidden.shape[1]

@@ -108,9 +108,9 @@ def calibrate_temperature(scores, seen, enc: Encoded, part: str = "valid",
                           max_users: int | None = None, seed: int = 0) -> float:
     """The temperature tau minimising the mean negative log-likelihood of ``part``'s items
     under softmax(scores / tau) over each user's unseen items (golden-section search on
-    log tau in [1e-3, 1e3]; the NLL is convex in 1/tau). ``scores``: a users x items matrix
-    or a function of user indices giving their rows; ``max_users``: fit on a seeded sample
-    of that many of ``part``'s users when there are more."""
+    log tau in [1e-3, 1e3], to 1e-5; the NLL is convex in 1/tau). ``scores``: a users x
+    items matrix or a function of user indices giving their rows; ``max_users``: fit on a
+    seeded sample of that many of ``part``'s users when there are more."""
     p = enc.parts[part]
     if len(p) == 0:
         return 1.0
@@ -138,7 +138,7 @@ def calibrate_temperature(scores, seen, enc: Encoded, part: str = "valid",
     g = (np.sqrt(5) - 1) / 2
     c, d = b - g * (b - a), a + g * (b - a)
     fc, fd = nll(c), nll(d)
-    for _ in range(60):
+    while b - a > 1e-5:       # tau to 1e-5 relative: 30 steps (each a pass over the rows)
         if fc < fd:
             b, d, fd = d, c, fc
             c = b - g * (b - a)
@@ -199,9 +199,9 @@ def _rated_features(teacher: RecModel, tr, feature_dim: int, batch: int, quiet: 
     ratings, total, gram = [], None, None
     with progress(total=2 * n, desc="teacher signals", quiet=quiet, unit="row") as bar:
         for s in range(0, n, batch):
-            o = teacher(tr.user[s:s + batch], tr.item[s:s + batch])
-            ratings.append(o.rating.float())
-            h = o.hidden.double()
+            r, h = teacher.rated(tr.user[s:s + batch], tr.item[s:s + batch])
+            ratings.append(r.float())
+            h = h.double()
             total = h.sum(0) if total is None else total + h.sum(0)
             gram = h.T @ h if gram is None else gram + h.T @ h
             bar.update(len(h))
@@ -214,7 +214,7 @@ def _rated_features(teacher: RecModel, tr, feature_dim: int, batch: int, quiet: 
         m32 = mean.float()
         feats = torch.empty(n, k)
         for s in range(0, n, batch):
-            h = teacher(tr.user[s:s + batch], tr.item[s:s + batch]).hidden.float()
+            h = teacher.rated(tr.user[s:s + batch], tr.item[s:s + batch])[1].float()
             feats[s:s + len(h)] = (h - m32) @ comps
             bar.update(len(h))
     feats = feats / feats.std(0).clamp(min=1e-8)

@@ -48,6 +48,12 @@ class RecModel(nn.Module):
     def arch(self) -> dict:  # pragma: no cover
         raise NotImplementedError
 
+    def rated(self, user: torch.Tensor, item: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rating, hidden) of pairs: what distillation reads from a teacher for each train
+        rating (a member that only ranks skips its ranking logit there)."""
+        o = self(user, item)
+        return o.rating, o.hidden
+
     def structure(self) -> list[Group]:
         return []
 
@@ -116,6 +122,9 @@ class RankingOnly(RecModel):
     def forward(self, user, item) -> Output:
         logit = self.pair_logits(user, item)
         return Output(self.rating_mean.expand(len(user)), logit, logit.new_zeros(len(user), 0))
+
+    def rated(self, user, item):
+        return self.rating_mean.expand(len(user)), self.rating_mean.new_zeros(len(user), 0)
 
     def catalogue_user_modules(self) -> list[str]:
         raise NotImplementedError(f"{self.kind} is fitted in closed form, not step by step")

@@ -84,6 +84,11 @@ class Ensemble(RecModel):
                       self.combine_scores({n: o.logit for n, o in outs.items()}),
                       torch.cat([o.hidden for o in outs.values()], 1))
 
+    def rated(self, user, item):
+        outs = {n: m.rated(user, item) for n, m in self.members.items()}
+        return (self.combine_ratings({n: r for n, (r, _) in outs.items()}),
+                torch.cat([h for _, h in outs.values()], 1))
+
     def predict(self, user, item):
         return self.combine_ratings({n: self.members[n].predict(user, item)
                                      for n in self.rating_mix})

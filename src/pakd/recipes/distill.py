@@ -37,7 +37,7 @@ from ..models.student import ITEM_ROWS, item_row_table
 from ..prune import criterion as make_criterion
 from ..report.pakd import pakd_markdown, pakd_plots
 from ..rundir import RunDir, fingerprint, read_json, read_marker, write_json
-from ..stats import intervals, paired, verdict
+from ..stats import Bootstrap, bootstrap, interval_of, paired_of, verdict
 from ..runtime import log, progress, seed_everything
 from .ensemble import ensemble_scores
 from .evaluation import evaluate_kept
@@ -488,18 +488,26 @@ def evidence(cfg: RunConfig, rd: RunDir, t_row: dict, member_rows: list[dict],
     """95% bootstrap intervals of every row's test metrics, and paired differences from the
     teacher and (students) from fisher_kd at the same ratio, resampling test users."""
     kw = dict(resamples=1000, seed=cfg.seed)
-    teacher = rd.load_per_user(cfg.distill.teacher, "test")
-    t_row["ci95"] = intervals(teacher, **kw)
+    boots: dict[str, Bootstrap] = {}
+
+    def boot(name) -> Bootstrap:      # each model's resampled metrics, computed once
+        if name not in boots:
+            boots[name] = bootstrap(rd.load_per_user(name, "test"), **kw)
+        return boots[name]
+
+    def name_of(r: dict):
+        return r["model"] if r["method"] == "member" else Path(r["file"]).name
+
+    teacher = boot(cfg.distill.teacher)
+    t_row["ci95"] = interval_of(teacher)
     guided = {r["pruning_ratio"]: r for r in rows if r["method"] == "fisher_kd"}
     for r in member_rows + rows:
-        mine = rd.load_per_user(r["model"] if r["method"] == "member" else
-                                Path(r["file"]).name, "test")
-        r["ci95"] = intervals(mine, **kw)
-        r["paired"] = {"teacher": paired(teacher, mine, **kw)}
+        mine = boot(name_of(r))
+        r["ci95"] = interval_of(mine)
+        r["paired"] = {"teacher": paired_of(teacher, mine)}
         g = guided.get(r.get("pruning_ratio"))
         if g is not None and g is not r:
-            r["paired"]["fisher_kd"] = paired(rd.load_per_user(Path(g["file"]).name, "test"),
-                                              mine, **kw)
+            r["paired"]["fisher_kd"] = paired_of(boot(name_of(g)), mine)
 
 
 def _pick(m: dict) -> dict:
