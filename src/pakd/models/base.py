@@ -174,8 +174,10 @@ class FieldModel(RecModel):
         return self.interact(self.embedding(user, item), self.linear(user, item).sum(1))
 
     # pairs per interaction pass when scoring: intermediates of a thousand pairs stay in
-    # cache; on 2 cores xDeepFM's default scored 186k, 214k, 215k, 128k, 104k pairs/s in
-    # passes of 512 ... 8192 pairs, AutoInt+ 68k, 73k, 64k, 38k (512 ... 4096)
+    # cache. On 2 cores, passes of 512 / 1,024 / 2,048 / 4,096 / 8,192 pairs scored 200k /
+    # 246k / 250k / 217k / 138k pairs/s (xDeepFM's default) and 72k / 71k / 67k / 59k /
+    # 55k (AutoInt+'s) - benchmarks/catalogue_scoring.py, kept in
+    # benchmarks/results/2026-11-26_issue13_ml1m_shape_full_count/
     PAIR_BATCH = 1024
 
     def score_all(self, users, items=None):
