@@ -78,7 +78,8 @@ class XDeepFM(FieldModel):
         """`cross` read by the head's weights ``w`` without forming the output maps: a
         layer's output maps enter the logit only through sum(w_out . W_out z) over D, so
         w_out . W_out folds into one [G, m] matrix V and each layer costs sum(x V * x0)
-        instead of an [G*m, out] product (13x fewer operations for the default layers)."""
+        instead of a [G*m, out] product (the default layers over 8 fields: 4,672
+        multiply-adds per embedding dimension instead of 73,728)."""
         b, m, d = x0.shape
         xt0 = x0.transpose(1, 2)                                     # [B, D, m]
         x, total, off = xt0, x0.new_zeros(b), 0
