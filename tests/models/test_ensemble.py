@@ -68,3 +68,27 @@ def test_rated_equals_the_forward_pass_and_skips_ranking_only_members(tiny_enc, 
     rating, hidden = ens.rated(u, i)
     assert torch.equal(rating, out.rating) and torch.equal(hidden, out.hidden)
     assert hidden.shape[1] == members["xdeepfm"].hidden_dim + members["svd"](u, i).hidden.shape[1]
+
+
+def test_members_weighted_zero_are_not_run_for_that_output(tiny_enc, monkeypatch):
+    """NNLS often gives a member weight 0 for an output: predict and score_all then equal
+    the weighted sum without running it (its forward would add exactly nothing)."""
+    members = {k: randomised(k, tiny_enc, seed=s)
+               for s, k in enumerate(["svd", "xdeepfm", "autoint"])}
+    ens = Ensemble(members, {"svd": 1, "xdeepfm": 1, "autoint": 1},
+                   {"svd": "balance", "xdeepfm": "balance", "autoint": "balance"},
+                   rating_mix={"svd": 0.0, "xdeepfm": 0.7, "autoint": 0.3},
+                   ranking_mix={"svd": 0.6, "xdeepfm": 0.0, "autoint": 0.4}).double()
+    ens.calibrate(tiny_enc.n_users, sample=10)
+    u, i = pairs(tiny_enc)
+    out = ens(u, i)                                   # every member, as before
+    users = torch.arange(tiny_enc.n_users)
+    want_s = (0.6 * (members["svd"].score_all(users) - ens.logit_mean[0]) / ens.logit_std[0]
+              + 0.4 * (members["autoint"].score_all(users) - ens.logit_mean[2]) / ens.logit_std[2])
+    monkeypatch.setattr(type(members["svd"]), "predict", lambda *a: pytest.fail("svd rated"))
+    monkeypatch.setattr(type(members["xdeepfm"]), "score_all",
+                        lambda *a: pytest.fail("xdeepfm scored"))
+    assert torch.equal(ens.predict(u, i), out.rating)
+    got = ens.score_all(users).double()
+    assert torch.allclose(got, want_s.double(), atol=1e-6)
+    assert torch.allclose(got[u, i], out.logit.double(), atol=1e-5)

@@ -72,11 +72,17 @@ class Ensemble(RecModel):
         k = self._pos[name]
         return (logits - self.logit_mean[k]) / self.logit_std[k]
 
+    @staticmethod
+    def weighted(mix: dict[str, float]) -> dict[str, float]:
+        """The members a mix gives a weight other than 0: the fitted weights often set some
+        to 0 (NNLS), and such a member adds nothing, so it is not run for that output."""
+        return {n: w for n, w in mix.items() if w != 0}
+
     def combine_ratings(self, ratings: dict[str, torch.Tensor]) -> torch.Tensor:
-        return sum(w * ratings[n] for n, w in self.rating_mix.items())
+        return sum(w * ratings[n] for n, w in self.weighted(self.rating_mix).items())
 
     def combine_scores(self, logits: dict[str, torch.Tensor]) -> torch.Tensor:
-        return sum(w * self._z(n, logits[n]) for n, w in self.ranking_mix.items())
+        return sum(w * self._z(n, logits[n]) for n, w in self.weighted(self.ranking_mix).items())
 
     def forward(self, user, item) -> Output:
         outs = {n: m(user, item) for n, m in self.members.items()}
@@ -91,11 +97,11 @@ class Ensemble(RecModel):
 
     def predict(self, user, item):
         return self.combine_ratings({n: self.members[n].predict(user, item)
-                                     for n in self.rating_mix})
+                                     for n in self.weighted(self.rating_mix)})
 
     def score_all(self, users, items=None):
         return self.combine_scores({n: self.members[n].score_all(users, items)
-                                    for n in self.ranking_mix})
+                                    for n in self.weighted(self.ranking_mix)})
 
     def n_params(self) -> int:
         used = set(self.rating_mix) | set(self.ranking_mix)
