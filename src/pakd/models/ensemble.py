@@ -75,8 +75,9 @@ class Ensemble(RecModel):
     @staticmethod
     def weighted(mix: dict[str, float]) -> dict[str, float]:
         """The members a mix gives a weight other than 0: the fitted weights often set some
-        to 0 (NNLS), and such a member adds nothing, so it is not run for that output."""
-        return {n: w for n, w in mix.items() if w != 0}
+        to 0 (NNLS), and such a member adds nothing, so it is not run for that output (all
+        0: the whole mix, so the output stays a tensor of zeros)."""
+        return {n: w for n, w in mix.items() if w != 0} or dict(mix)
 
     def combine_ratings(self, ratings: dict[str, torch.Tensor]) -> torch.Tensor:
         return sum(w * ratings[n] for n, w in self.weighted(self.rating_mix).items())
