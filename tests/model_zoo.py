@@ -25,3 +25,17 @@ def pairs(enc, n=40, seed=1):
     g = torch.Generator().manual_seed(seed)
     return (torch.randint(0, enc.n_users, (n,), generator=g),
             torch.randint(0, enc.n_items, (n,), generator=g))
+
+
+def fitted_ease(enc, lam=10.0):
+    """(EASE fitted in closed form on ``enc``'s train part, its binary history matrix)."""
+    import numpy as np
+
+    from pakd.models.ease import ease_weights
+    X = enc.seen(("train",)).astype(np.float64)
+    X.data[:] = 1.0
+    m = build("ease", enc.schema, {"history": X.nnz}, rating_mean=3.0)
+    m.set_history(X.indptr, X.indices)
+    with torch.no_grad():
+        m.weight.copy_(ease_weights(X, lam))
+    return m, X

@@ -165,9 +165,7 @@ def intervals(payload: dict, *, resamples: int = 1000, seed: int = 0,
 def paired(reference: dict, other: dict, *, resamples: int = 1000, seed: int = 0,
            metrics=METRICS, level: float = 0.95) -> dict[str, list[float]]:
     """{metric: [difference, low, high]} of ``other`` minus ``reference``, both evaluated on
-    the same part: the same users resampled for both."""
-    if not np.array_equal(reference["users"], other["users"]):
-        raise PakdError("paired differences need both models evaluated on the same users")
+    the same part: the same users resampled for both (`paired_of` refuses other users)."""
     kw = dict(resamples=resamples, seed=seed, metrics=metrics)
     return paired_of(bootstrap(reference, **kw), bootstrap(other, **kw), level)
 

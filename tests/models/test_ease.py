@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from model_zoo import fitted_ease
 
 from pakd.errors import PakdError
-from pakd.models import build, load, save
+from pakd.models import load, save
 from pakd.models.ease import check_catalogue, ease_weights
 
 
@@ -32,12 +33,7 @@ def test_ease_equals_its_closed_form(shape):
 
 
 def test_ease_scores_are_history_times_weights_and_survive_save_load(tiny_enc, tmp_path):
-    X = tiny_enc.seen(("train",)).astype(np.float64)
-    X.data[:] = 1.0
-    m = build("ease", tiny_enc.schema, {"history": X.nnz}, rating_mean=3.0)
-    m.set_history(X.indptr, X.indices)
-    with torch.no_grad():
-        m.weight.copy_(ease_weights(X, 10.0))
+    m, X = fitted_ease(tiny_enc)
     users = torch.arange(tiny_enc.n_users)
     want = torch.from_numpy(X.toarray()).float() @ m.weight
     assert torch.allclose(m.score_all(users), want, atol=1e-5)

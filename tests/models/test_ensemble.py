@@ -1,7 +1,7 @@
 """The ensemble teacher: per-output mixes, calibration, and its saved form."""
 import pytest
 import torch
-from model_zoo import pairs, randomised
+from model_zoo import fitted_ease, pairs, randomised
 
 from pakd.models.ensemble import Ensemble
 
@@ -47,16 +47,8 @@ def test_rated_equals_the_forward_pass_and_skips_ranking_only_members(tiny_enc, 
     """Distillation reads (rating, hidden) of every train rating through `rated`: equal to
     the forward pass's, without computing a ranking-only member's pair logits (EASE's cost
     per pair)."""
-    import numpy as np
-
-    from pakd.models import build
-    from pakd.models.ease import EASE, ease_weights
-    X = tiny_enc.seen(("train",)).astype(np.float64)
-    X.data[:] = 1.0
-    ease = build("ease", tiny_enc.schema, {"history": X.nnz}, rating_mean=3.0)
-    ease.set_history(X.indptr, X.indices)
-    with torch.no_grad():
-        ease.weight.copy_(ease_weights(X, 10.0))
+    from pakd.models.ease import EASE
+    ease = fitted_ease(tiny_enc)[0]
     members = {"svd": randomised("svd", tiny_enc).float(),
                "xdeepfm": randomised("xdeepfm", tiny_enc, seed=1).float(), "ease": ease}
     ens = Ensemble(members, {"svd": 0.5, "xdeepfm": 0.3, "ease": 0.2},
