@@ -84,3 +84,21 @@ def test_members_weighted_zero_are_not_run_for_that_output(tiny_enc, monkeypatch
     got = ens.score_all(users).double()
     assert torch.allclose(got, want_s.double(), atol=1e-6)
     assert torch.allclose(got[u, i], out.logit.double(), atol=1e-5)
+
+
+def test_size_counts_only_members_some_output_runs(tiny_enc):
+    """A member weighted 0 in one mix still computes the other output and counts; one
+    weighted 0 in both is not needed to predict and does not count (EASE on ML-1M's shape,
+    ranking weight 0: its 13.7M parameters were counted in the teacher's size)."""
+    members = {k: randomised(k, tiny_enc, seed=s)
+               for s, k in enumerate(["svd", "xdeepfm", "autoint"])}
+    size = {k: m.n_params() for k, m in members.items()}
+    tasks = {k: "balance" for k in members}
+    one_zero = Ensemble(members, {k: 1 for k in members}, tasks,
+                        rating_mix={"svd": 0.0, "xdeepfm": 0.7, "autoint": 0.3},
+                        ranking_mix={"svd": 0.6, "xdeepfm": 0.0, "autoint": 0.4})
+    assert one_zero.n_params() == sum(size.values())
+    both_zero = Ensemble(members, {k: 1 for k in members}, tasks,
+                         rating_mix={"svd": 0.0, "xdeepfm": 0.7, "autoint": 0.3},
+                         ranking_mix={"svd": 0.0, "xdeepfm": 0.5, "autoint": 0.5})
+    assert both_zero.n_params() == size["xdeepfm"] + size["autoint"]

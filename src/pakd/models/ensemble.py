@@ -105,7 +105,10 @@ class Ensemble(RecModel):
                                     for n in self.weighted(self.ranking_mix)})
 
     def n_params(self) -> int:
-        used = set(self.rating_mix) | set(self.ranking_mix)
+        """Parameters of the members some output runs: a member weighted 0 in both mixes
+        (NNLS often zeroes one) is not needed to predict, so it does not make the teacher
+        look larger than it is (and its students smaller by comparison)."""
+        used = set(self.weighted(self.rating_mix)) | set(self.weighted(self.ranking_mix))
         return sum(self.members[n].n_params() for n in used)
 
     def structure(self) -> list[Group]:
