@@ -53,6 +53,43 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# the packages a run's figures can depend on (numerics, readers, the fitted ensemble weights)
+PACKAGES = ("torch", "numpy", "scipy", "pandas", "pyarrow")
+
+
+def environment() -> dict:
+    """What a run's figures depend on besides its settings and data: Python, the packages
+    that compute them, torch's threads and build, the machine and pakd's git commit (when
+    pakd runs from a checkout). Kept with a run so that two runs that differ can be told
+    apart by their environments, not only by their settings."""
+    import platform
+    import subprocess
+    from importlib import metadata
+    from . import __version__
+    out = {"pakd": __version__, "python": platform.python_version(),
+           "machine": platform.machine(), "system": platform.system(),
+           "torch_threads": torch.get_num_threads()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    src = Path(__file__).resolve().parent
+    if "site-packages" in src.parts:      # an installed copy: a checkout around it is not its
+        return out
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True,
+                              text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "."],
+                               cwd=src, capture_output=True, text=True, timeout=5)
+        if head.returncode == 0:
+            out["git_commit"] = head.stdout.strip()
+            out["git_dirty"] = bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
 def progress(iterable=None, *, total=None, desc: str = "", quiet: bool = False, **kw):
     return tqdm(iterable, total=total, desc=desc, disable=quiet, leave=False,
                 dynamic_ncols=True, **kw)

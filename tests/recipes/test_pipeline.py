@@ -3,7 +3,9 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from pakd.cli import main
 
@@ -146,6 +148,9 @@ def test_run_summary_and_stage_timings(run):
     assert set(rss) == {"split", "teachers", "ensemble", "fisher", "distill"}
     assert all(50 < v < 24 * 1024 for v in rss.values())
     assert "Peak memory per stage (RSS, MB)" in summary
+    env = t["environment"]          # what the figures depend on besides settings and data
+    assert env["torch"] == torch.__version__ and env["numpy"] == np.__version__
+    assert env["torch_threads"] >= 1 and f"torch {torch.__version__}" in summary
 
 
 def test_stage_reruns_alone_from_run_yaml(run):
@@ -321,7 +326,6 @@ def test_retrieval_candidates_by_chunks_equal_those_from_the_cached_scores(run):
     preallocated tensor: the same items as from the whole score matrix."""
     from pakd.config import build_config, load_run_config
     from pakd.recipes.split import load_encoded
-    import torch
 
     from pakd.recipes.teachers import retrieval_candidates
     from pakd.rundir import RunDir

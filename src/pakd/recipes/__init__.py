@@ -11,7 +11,7 @@ import time
 from .. import distributed, memory
 from ..config import RunConfig
 from ..rundir import RunDir, write_json
-from ..runtime import log
+from ..runtime import environment, log
 from . import distill, ensemble, fisher, report, split, teachers
 
 # name -> recipe module, in run order
@@ -21,8 +21,9 @@ STAGES = {"split": split, "teachers": teachers, "ensemble": ensemble, "fisher": 
 
 def run_all(cfg: RunConfig, rd: RunDir) -> str:
     """Every stage in order; returns the run summary (Markdown) the report stage writes.
-    RUN/timings.json holds the seconds of each stage and, under ``peak_rss_mb``, each
-    stage's own peak resident memory (`pakd.memory.stage`)."""
+    RUN/timings.json holds the seconds of each stage, under ``peak_rss_mb`` each stage's own
+    peak resident memory (`pakd.memory.stage`), and under ``environment`` the versions and
+    commit the run ran with (`pakd.runtime.environment`)."""
     timings: dict = {}
     stages: dict[str, dict] = {}
     t_all = time.perf_counter()
@@ -33,7 +34,8 @@ def run_all(cfg: RunConfig, rd: RunDir) -> str:
             timings["total"] = time.perf_counter() - t_all
             write_json(rd.timings_json, {**timings, "peak_rss_mb": {
                 n: s["peak_rss_mb"] for n, s in stages.items()},
-                "peak_rss_per_stage": all(s["per_stage"] for s in stages.values())})
+                "peak_rss_per_stage": all(s["per_stage"] for s in stages.values()),
+                "environment": environment()})
         with memory.stage(stages, name):
             # under torchrun the teachers train, the Fisher is estimated and the students
             # are trained on every rank; rank 0 alone runs the rest

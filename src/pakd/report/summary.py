@@ -39,6 +39,9 @@ def summary_markdown(rd, teachers: dict | None, fisher: dict | None, pakd: dict 
         if timings.get("peak_rss_mb"):
             lines += ["Peak memory per stage (RSS, MB): " + ", ".join(
                 f"{k} {v:,.0f}" for k, v in timings["peak_rss_mb"].items()), ""]
+        if timings.get("environment"):
+            lines += ["Environment: " + ", ".join(
+                f"{k} {v}" for k, v in timings["environment"].items() if v is not None), ""]
     reports = [("teachers", rd.teachers_md), ("Fisher analysis", rd.fisher_md),
                ("PAKD sweep", rd.pakd_md), ("plots", rd.plots),
                ("deployable student", rd.best_student.with_suffix(".safetensors"))]
