@@ -3,11 +3,16 @@
     .venv/bin/python benchmarks/compare_runs.py runs/before runs/after
 
 Used to check that a change leaves results alone (every line "same") or to list what moved.
+``--every-file`` instead compares every JSON file of the two runs whole, timings, speed and
+memory left out (the rules of `kill_resume.py`), and exits 1 on any difference. Paths a run
+records are as it was given them: run both from the same directory, or with the same --out.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from pakd.rundir import RunDir, read_json
 
@@ -53,11 +58,35 @@ def compare(a: RunDir, b: RunDir) -> list[str]:
     return out
 
 
+def every_file(a: Path, b: Path) -> list[str]:
+    """One line per JSON file of ``a`` (stage times aside): equal, or its differences."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from kill_resume import differences, strip
+    out = []
+    for p in sorted(a.rglob("*.json")):
+        rel = p.relative_to(a)
+        if rel.name == "timings.json":
+            continue
+        if not (b / rel).is_file():
+            out.append(f"{rel}: missing in {b}")
+            continue
+        diff = differences(*(strip(json.loads((r / rel).read_text())) for r in (a, b)))
+        out += [f"{rel}: equal"] if not diff else [f"{rel}: {d}" for d in diff]
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("before")
     ap.add_argument("after")
+    ap.add_argument("--every-file", action="store_true",
+                    help="compare every JSON file whole (timings, speed, memory aside)")
     a = ap.parse_args(argv)
+    if a.every_file:
+        lines = every_file(Path(a.before), Path(a.after))
+        bad = [x for x in lines if not x.endswith(": equal")]
+        print("\n".join(lines + [f"{len(lines) - len(bad)} files equal, {len(bad)} differences"]))
+        return 1 if bad else 0
     print(f"{a.before} | {a.after}")
     print("\n".join(compare(RunDir(a.before), RunDir(a.after))))
     return 0
