@@ -326,7 +326,6 @@ def test_retrieval_candidates_by_chunks_equal_those_from_the_cached_scores(run):
     preallocated tensor: the same items as from the whole score matrix."""
     from pakd.config import build_config, load_run_config
     from pakd.recipes.split import load_encoded
-
     from pakd.recipes.teachers import retrieval_candidates
     from pakd.rundir import RunDir
     rd = RunDir(run)
