@@ -131,7 +131,7 @@ def rerank_table(cfg: RunConfig, enc: Encoded, ens: Ensemble, scores: dict,
     with the retrieval score as an input (``<member> + <retrieval>``, `with_retrieval`), its
     weight chosen on the valid part for each N."""
     from ..rerank import BLEND_GRID, candidates, compose, with_retrieval
-    from ..stats import paired
+    from ..stats import bootstrap, paired_of
     ret = cfg.ensemble.retrieval
     if ret not in ens.members or scores.get(ret) is None or not cfg.ensemble.rerank_n:
         return None
@@ -146,6 +146,8 @@ def rerank_table(cfg: RunConfig, enc: Encoded, ens: Ensemble, scores: dict,
                    **ranks}
 
     alone, alone_pu = measured(scores[ret])
+    boot = dict(metrics=("recall@10", "ndcg@10"), seed=cfg.seed)
+    alone_boot = bootstrap(alone_pu, **boot)    # resampled once, read by every comparison
     rerankers = {n: scores[n] for n in ens.members if n != ret and scores.get(n) is not None}
     if full is not None:                 # the ensemble's own scores
         rerankers["ensemble"] = full
@@ -162,8 +164,7 @@ def rerank_table(cfg: RunConfig, enc: Encoded, ens: Ensemble, scores: dict,
         difference from the retrieval stage alone."""
         m, pu = measured(s)
         return {"ndcg@10": m["ndcg@10"], "recall@10": m["recall@10"],
-                "vs_retrieval": paired(alone_pu, pu, metrics=("recall@10", "ndcg@10"),
-                                       seed=cfg.seed)}
+                "vs_retrieval": paired_of(alone_boot, bootstrap(pu, **boot))}
 
     for n_cand in cfg.ensemble.rerank_n:
         cands = candidates(scores[ret], exclude, n_cand)
