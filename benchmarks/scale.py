@@ -129,12 +129,13 @@ def student_epoch(cfg, enc, *, ranking_loss: str, seed: int, quiet: bool,
     mean = float(enc.parts["train"].rating.mean()) if rating_mean is None else rating_mean
     model = build("lightweight_model", enc.schema, arch, tables=student_tables(enc, arch),
                   rating_mean=mean)
+    from pakd.config.sections import FitSettings
     f = cfg.distill
-    res = fit(model, enc, epochs=1, batch_size=f.batch_size, lr=f.lr,
-              weight_decay=f.weight_decay, l2=f.l2, negatives=f.negatives,
-              ranking_loss=ranking_loss, rating_loss_weight=1.0, ranking_loss_weight=1.0,
-              patience=1, monitor="loss", micro_batch=0, negative_sampling="popularity",
-              retrieval_share=0.5, retrieval_n=100, seed=seed, quiet=quiet)
+    settings = FitSettings(epochs=1, batch_size=f.batch_size, lr=f.lr,
+                           weight_decay=f.weight_decay, l2=f.l2, negatives=f.negatives,
+                           ranking_loss=ranking_loss, patience=1, monitor="loss",
+                           negative_sampling="popularity")
+    res = fit(model, enc, settings, seed=seed, quiet=quiet)
     return model, arch, res
 
 

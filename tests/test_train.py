@@ -2,15 +2,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pakd.config import TEACHERS, RunConfig, fit_kwargs
+from pakd.config import TEACHERS, RunConfig
+from pakd.config.sections import FitSettings
 from pakd.errors import PakdError
 from pakd.models import build
 from pakd.train import Loss, NegativeSampler, fit, ranking_loss
 
 
 def settings(kind, **over):
-    """The member's training settings as `fit` takes them, from its config section."""
-    return {**fit_kwargs(getattr(RunConfig(), kind)), **over}
+    """The member's training settings (its config section) with ``over`` changed."""
+    return getattr(RunConfig(), kind).model_copy(update=over)
 
 
 def test_negative_sampler_knows_train_pairs(tiny_enc):
@@ -37,7 +38,7 @@ def test_ranking_losses_hand_values():
 def test_fit_lowers_validation_loss(tiny_enc):
     torch.manual_seed(0)
     m = build("svd", tiny_enc.schema, {"factors": 4, "rank_factors": 4}, rating_mean=3.0)
-    res = fit(m, tiny_enc, **settings("svd", epochs=30, lr=0.05, batch_size=64, patience=30,
+    res = fit(m, tiny_enc, settings("svd", epochs=30, lr=0.05, batch_size=64, patience=30,
                                       monitor="loss", ranking_loss="softmax"), quiet=True)
     first = res.history[0]["valid_loss"]
     assert res.best_valid["all"] < first
@@ -53,12 +54,12 @@ def test_resume_continues_exactly(tiny_enc, tmp_path):
         return build("xdeepfm", tiny_enc.schema, arch, tables=tiny_enc.tables, rating_mean=3.0)
 
     straight = fresh()
-    fit(straight, tiny_enc, **cfg, seed=5, quiet=True)
+    fit(straight, tiny_enc, cfg, seed=5, quiet=True)
     part = fresh()
-    fit(part, tiny_enc, **{**cfg, "epochs": 2}, seed=5, checkpoint=tmp_path / "x",
+    fit(part, tiny_enc, cfg.model_copy(update={"epochs": 2}), seed=5, checkpoint=tmp_path / "x",
         state=tmp_path / "x.state.pt", quiet=True)
     resumed = fresh()
-    res = fit(resumed, tiny_enc, **cfg, seed=5, checkpoint=tmp_path / "x",
+    res = fit(resumed, tiny_enc, cfg, seed=5, checkpoint=tmp_path / "x",
               state=tmp_path / "x.state.pt", resume=True, quiet=True)
     assert len(res.history) == 4
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
@@ -75,13 +76,13 @@ def test_per_task_keeper_gives_each_output_its_best_epoch(tiny_enc):
     m = build("svd", tiny_enc.schema, {"factors": 4, "rank_factors": 4}, rating_mean=3.0)
     cfg = settings("svd", epochs=25, lr=0.1, batch_size=64, patience=25, negatives=3, l2=0.0,
                    monitor="per_task")
-    res = fit(m, tiny_enc, **cfg, quiet=True)
+    res = fit(m, tiny_enc, cfg, quiet=True)
     best_rmse = min(h["valid_rmse"] for h in res.history)
     best_ndcg = max(h["valid_ndcg@10"] for h in res.history)
     assert res.best_epochs["rating"] != res.best_epochs["ranking"]
     negs = NegativeSampler(tiny_enc).sample(
         tiny_enc.parts["valid"].user, 0, torch.Generator().manual_seed(7919))
-    val = validation_loss(m, tiny_enc, Loss(cfg["ranking_loss"], 1.0, 1.0), negs, ndcg=True)
+    val = validation_loss(m, tiny_enc, Loss(cfg.ranking_loss, 1.0, 1.0), negs, ndcg=True)
     assert val["valid_rmse"] == pytest.approx(best_rmse, rel=1e-5)
     assert val["valid_ndcg@10"] == pytest.approx(best_ndcg, rel=1e-5)
 
@@ -101,15 +102,13 @@ def test_full_softmax_is_the_cross_entropy_over_the_catalogue(tiny_enc):
     x = build("xdeepfm", tiny_enc.schema, {"embed_dim": 4, "cin_layers": [4], "dnn": [4]},
               tables=tiny_enc.tables, rating_mean=3.0)
     with pytest.raises(PakdError, match="dot-product"):
-        fit(x, tiny_enc, **settings("xdeepfm", ranking_loss="full"), quiet=True)
+        fit(x, tiny_enc, settings("xdeepfm", ranking_loss="full"), quiet=True)
 
 
-def test_every_teacher_section_gives_fit_all_its_settings():
-    import inspect
-    wanted = {p.name for p in inspect.signature(fit).parameters.values()
-              if p.kind is p.KEYWORD_ONLY and p.default is inspect.Parameter.empty}
+def test_every_teacher_section_holds_every_fit_setting():
     for kind in TEACHERS:
-        assert set(fit_kwargs(getattr(RunConfig(), kind))) == wanted, kind
+        section = getattr(RunConfig(), kind)
+        assert all(hasattr(section, k) for k in FitSettings.model_fields), kind
 
 
 def test_micro_batches_give_the_step_gradient(tiny_enc):

@@ -60,6 +60,8 @@ def test_build_fills_missing_arch_from_the_defaults_table(kind, tiny_enc):
     m = build(kind, tiny_enc.schema, tables=tiny_enc.tables)
     arch = m.arch()
     for key, value in ARCH[kind].items():
+        if value == [] and kind == "tower_student":     # sizes the data gives (tower_tables)
+            continue
         if key in arch:
             assert arch[key] == value or arch[key] == [value] * len(arch[key]), key
 

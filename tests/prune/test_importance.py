@@ -31,7 +31,7 @@ def test_mask_fisher_matches_finite_differences(kind, tiny_enc):
     u, i, y = tr.user[:9], tr.item[:9], tr.rating[:9].double()
     mf = MaskFisher(model=m)
     per_example_loss(m(u, i), y).sum().backward()
-    mf.observe([torch.arange(9)], 9)
+    mf.record([torch.arange(9)], 9)
     mf.detach()
     modules = dict(m.named_modules())
     eps = 1e-6
@@ -68,7 +68,7 @@ def test_mask_fisher_groups_several_runs_into_examples(tiny_enc):
     u, i = tr.user[:6], tr.item[:6]
     one = MaskFisher(model=m)
     (m.pair_logits(torch.cat([u, u]), torch.cat([i, (i + 1) % tiny_enc.n_items])) ** 2).sum().backward()
-    one.observe([torch.cat([torch.arange(6), torch.arange(6)])], 6)
+    one.record([torch.cat([torch.arange(6), torch.arange(6)])], 6)
     one.detach()
     m.zero_grad()
     two = MaskFisher(model=m)
@@ -76,7 +76,7 @@ def test_mask_fisher_groups_several_runs_into_examples(tiny_enc):
     two.next_call()
     b = m.pair_logits(u, (i + 1) % tiny_enc.n_items)
     ((a ** 2).sum() + (b ** 2).sum()).backward()
-    two.observe([torch.arange(6), torch.arange(6)], 6)
+    two.record([torch.arange(6), torch.arange(6)], 6)
     two.detach()
     for name in one.sums:
         assert torch.allclose(one.sums[name], two.sums[name]), name
@@ -99,7 +99,7 @@ def test_mask_fisher_buckets_normalise_each_loss(tiny_enc):
         out = m(u, i)
         loss = ((out.rating[:4] - y[:4]) ** 2).sum() + scale * (out.logit[4:] ** 2).sum()
         loss.backward()
-        mf.observe([torch.arange(8)], 8, bucket if balance else None)
+        mf.record([torch.arange(8)], 8, bucket if balance else None)
         mf.detach()
         return mf
 

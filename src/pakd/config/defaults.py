@@ -36,6 +36,11 @@ ARCH: dict[str, dict] = {
     # item_rows (0 = every item) is set from student.item_coverage and the data
     STUDENT: {"factors": 64, "rank_factors": 64, "hidden": [64], "side_fields": True,
               "item_rows": 0},
+    # bucket_rows, field_dims and history come from the data (`pakd.models.tower.tower_tables`)
+    "tower_student": {"dim": 64, "rank_dims": 64, "rate_dims": 32, "bucket_rows": [],
+                      "bucket_dims": [], "field_dims": [], "history": 0, "hidden": [],
+                      "user_side": "tower", "user_rows": 0, "user_dims": 0, "alpha": 0.5,
+                      "init_std": 0.05},
 }
 
 # How each teacher is trained (`pakd.train.fit`); anything not listed takes the `FitSettings`

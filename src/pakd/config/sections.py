@@ -194,11 +194,6 @@ class FitSettings(Section):
         "outputs share no parameters)")
 
 
-def fit_kwargs(section: BaseModel) -> dict:
-    """The `FitSettings` part of a section, as the plain arguments `pakd.train.fit` takes."""
-    return {k: getattr(section, k) for k in FitSettings.model_fields if hasattr(section, k)}
-
-
 class SVDArch(Section):
     factors: int = Field(description="rating factors", ge=1)
     rank_factors: int = Field(description="ranking factors (0 = share the rating factors)", ge=0)

@@ -29,13 +29,21 @@ import torch.nn.functional as F
 from ..data.encoding import Encoded
 from ..fisher import analysis as A
 from ..models.base import RecModel
-from ..prune import Magnitude, MaskFisher, mask_units
+from ..prune import Magnitude, MaskFisher, UnitMaskFisher, mask_units
 from ..runtime import progress
 from ..train import NegativeSampler
-from .loop import Budget, Losses, observe_examples, sample_step, step_loss
+from .objective import Distillation, Losses, sample_step
 from .signals import TeacherSignals
 
 CRITERIA = ("fisher", "fisher_raw", "magnitude")
+
+
+def replace_l2(settings):
+    """The settings with no row L2: the check measures the objective's loss terms."""
+    from types import SimpleNamespace
+    return SimpleNamespace(**{k: getattr(settings, k) for k in
+                              ("batch_size", "negatives", "epochs", "lr", "weight_decay",
+                               "patience")}, l2=0.0)
 
 
 def valid_label_loss(model: RecModel, enc: Encoded, seen: torch.Tensor) -> float:
@@ -58,33 +66,42 @@ def valid_label_loss(model: RecModel, enc: Encoded, seen: torch.Tensor) -> float
 
 
 def check_student_criterion(student: RecModel, enc: Encoded, signals: TeacherSignals, *,
-                            losses: Losses, budget: Budget, balance: list[float] | None,
+                            losses: Losses, settings, balance: list[float] | None,
                             units: int, steps: int, seed: int, quiet: bool = True) -> dict:
     losses = replace(losses, tasks=frozenset(losses.tasks) - {"feature"})
     model = copy.deepcopy(student).train()
     gen = torch.Generator().manual_seed(seed + 104729)
     sampler = NegativeSampler(enc)
+    bs = settings.batch_size
     perm = torch.randperm(len(enc.parts["train"]), generator=gen)
-    batches = [sample_step(enc, perm[b * budget.batch_size:(b + 1) * budget.batch_size],
-                           sampler, signals, losses, budget.negatives, gen)
-               for b in range(min(steps, -(-len(perm) // budget.batch_size)))]
-    crit = MaskFisher(balance, model)
+    batches = [sample_step(enc, perm[b * bs:(b + 1) * bs], sampler, signals, losses,
+                           settings.negatives, gen)
+               for b in range(min(steps, -(-len(perm) // bs)))]
+    unit_masks = hasattr(model, "mask_gradients")
+    crit = UnitMaskFisher() if unit_masks else MaskFisher(balance)
+    crit.attach(model)
+    plain = replace_l2(settings)
+    obj = Distillation(model, enc, signals, losses, plain, gen=gen, teacher_valid={})
+    obj.observer = crit
     for s in batches:
         model.zero_grad(set_to_none=True)
-        loss, _, _ = step_loss(model, None, s, signals, losses, crit, 0.0)
-        loss.backward()
-        observe_examples(crit, s, crit.buckets, model)
+        obj.backward(model, s)
+        crit.observe(model, obj, s)
     crit.detach()
     model.zero_grad(set_to_none=True)
     model.eval()
-    scores = {"fisher": crit.scores(),
-              "fisher_raw": {k: 0.5 * v / max(1, crit.count) for k, v in crit.sums.items()},
+    raw = ({k: v for k, v in crit.scores().items()} if unit_masks else
+           {k: 0.5 * v / max(1, crit.count) for k, v in crit.sums.items()})
+    scores = {"fisher": crit.scores(), "fisher_raw": raw,
               "magnitude": Magnitude().scores(model)}
+    obj.observer = None
 
     def objective(m: RecModel) -> float:
         with torch.no_grad():
-            return float(sum(step_loss(m, None, s, signals, losses, None, 0.0)[0]
-                             for s in batches))
+            m.train()
+            out = float(sum(obj.loss(m, s)[0] for s in batches))
+            m.eval()
+            return out
 
     groups = model.structure()
     every = [{"group": g.name, "kind": g.kind, "unit": u} for g in groups for u in range(g.units)]

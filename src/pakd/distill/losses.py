@@ -6,6 +6,10 @@
   dot-product student), or over a per-user candidate list holding the teacher's top-ranked
   unseen items plus random items (`listwise_kl`); scaled by T^2 as in Hinton et al. (2015)
   so gradients keep their size across temperatures;
+- ranking (top list): the teacher's top-K unseen items, in the teacher's order, under a
+  Plackett-Luce model of the student's scores over the user's unseen items, each position
+  weighted by 1 / log2(rank + 1) - the head of the list counts most (relaxed ranking
+  distillation, Kang et al. 2020, with a rank discount; `top_list_distill`);
 - feature: MSE between a learned linear projection of the student's hidden representation
   and the teacher's (PCA-reduced) hidden representation.
 """
@@ -75,3 +79,24 @@ def catalogue_terms(student: torch.Tensor, teacher_probs: torch.Tensor,
 
 def feature_distill(projected: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(projected, teacher)
+
+
+def top_list_distill(student: torch.Tensor, top: torch.Tensor, seen_rows: torch.Tensor,
+                     seen_cols: torch.Tensor) -> torch.Tensor:
+    """Mean over users of the rank-discounted Plackett-Luce negative log-likelihood of the
+    teacher's ordered top list ``top`` [users, K] (unseen items, best first) under the
+    student's scores [users, items]: position k contributes
+    w_k * -(s_k - log(sum over the list from k on of e^s + sum over the unseen items outside
+    the list of e^s)), w_k = 1 / log2(k + 1), normalised to sum to one. Items outside the
+    list are not ordered among themselves, only below it (relaxed ranking distillation)."""
+    m = student.detach().max(1).values
+    e = torch.exp(student - m[:, None])
+    seen = torch.zeros(len(e), dtype=e.dtype).index_add(0, seen_rows, e[seen_rows, seen_cols])
+    et = e.gather(1, top)
+    outside = (e.sum(1) - seen - et.sum(1)).clamp(min=0)
+    suffix = torch.flip(torch.cumsum(torch.flip(et, [1]), 1), [1])       # sum from k on
+    log_den = m[:, None] + torch.log((suffix + outside[:, None]).clamp(min=1e-30))
+    nll = log_den - student.gather(1, top)
+    k = top.shape[1]
+    w = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=student.dtype))
+    return (nll * (w / w.sum())).sum(1).mean()

@@ -56,6 +56,7 @@ class TeacherSignals:
     unobs_items: torch.Tensor | None = None   # [n_train, unobserved]
     unobs_ratings: torch.Tensor | None = None  # [n_train, unobserved]
     head: tuple | None = None  # (items int32, unseen bool [n_users, M], tail_each [n_users])
+    temperature: float = 1.0   # the distillation temperature ``probs`` were computed at
     _csr: tuple | None = field(default=None, repr=False)
 
     def seen_pairs(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -187,7 +188,8 @@ def teacher_signals(teacher: RecModel, enc: Encoded, scores: torch.Tensor | None
                                                    unobs_items.flatten()[s:s + 8 * batch]).float()
                                    for s in range(0, len(uu), 8 * batch)]).view(len(tr), -1)
     return TeacherSignals(ratings, scores, seen, top, feats, explained,
-                          scale, probs, neg_entropy, unobs_items, unobs_ratings, head_parts)
+                          scale, probs, neg_entropy, unobs_items, unobs_ratings, head_parts,
+                          temperature=temperature)
 
 
 def _rated_features(teacher: RecModel, tr, feature_dim: int, batch: int, quiet: bool):

@@ -23,15 +23,16 @@ from .ease import EASE
 from .base import FieldEmbedding, Group, Output, RecModel
 from .student import LightweightStudent
 from .svd import SVD
+from .tower import TowerStudent
 from .xdeepfm import XDeepFM
 
 KINDS: dict[str, type[RecModel]] = {
     "svd": SVD, "xdeepfm": XDeepFM, "autoint": AutoInt, "ease": EASE, "als": ALS,
-    "lightweight_model": LightweightStudent,
+    "lightweight_model": LightweightStudent, "tower_student": TowerStudent,
 }
 
 __all__ = ["KINDS", "RecModel", "Output", "Group", "FieldEmbedding", "SVD", "XDeepFM",
-           "AutoInt", "EASE", "ALS", "LightweightStudent", "build", "save", "load"]
+           "AutoInt", "EASE", "ALS", "LightweightStudent", "TowerStudent", "build", "save", "load"]
 
 
 def build(kind: str, schema: Schema, arch: dict | None = None, *, tables=None,

@@ -45,6 +45,7 @@ class Group:
     acts: list[tuple[str, torch.Tensor]] = field(default_factory=list)
     arch: list[ArchEntry] = field(default_factory=list)
     hidden: torch.Tensor | None = None
+    floor: bool = True     # a group floor (`pakd.prune.select.floor_units`) applies
 
     def owned(self, unit: int):
         for pname, dim, idx in self.slices:

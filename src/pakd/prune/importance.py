@@ -33,22 +33,11 @@ from .slicing import group_scores
 
 
 class Importance:
-    """The interface: ``scores(model) -> {group name: float64 [units]}``."""
+    """The interface: ``scores(model) -> {group name: float64 [units]}``. Criteria that
+    learn from training steps also implement `pakd.prune.Observer` (attach, observe,
+    detach)."""
     name = "importance"
     per_parameter = True
-
-    def attach(self, model) -> None:
-        """Start observing ``model``'s training steps (after each pruning, the new model)."""
-
-    def detach(self) -> None:
-        """Stop observing."""
-
-    def next_call(self) -> None:
-        """The step runs the model once more (see `MaskFisher`)."""
-
-    def observe(self, examples: list, n_examples: int, bucket: torch.Tensor | None = None,
-                factors: dict[int, float] | None = None) -> None:
-        """After ``loss.backward()``: which example each scored pair belongs to."""
 
     def scores(self, model) -> dict[str, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError
@@ -166,11 +155,17 @@ class MaskFisher(Importance):
         return fn
 
     def next_call(self) -> None:
+        """The step runs the model once more (the objective says so before each further
+        call)."""
         self._call += 1
 
+    def observe(self, model, objective, batch) -> None:
+        """After ``backward``: the objective says which example each scored pair was."""
+        self.record(*objective.examples(batch, model))
+
     @torch.no_grad()
-    def observe(self, examples: list, n_examples: int, bucket: torch.Tensor | None = None,
-                factors: dict[int, float] | None = None) -> None:
+    def record(self, examples: list, n_examples: int, bucket: torch.Tensor | None = None,
+               factors: dict[int, float] | None = None) -> None:
         """examples[c][p] is the example of pair p of run c - or, for a run whose modules
         see different rows (a catalogue pass: users on one side, items on the other), a
         dict from module name to the example of each of its rows, modules left out counting
@@ -217,6 +212,54 @@ class MaskFisher(Importance):
         return {k: (w.unsqueeze(1) * v).sum(0) for k, v in self._sums.items()}
 
 
+class UnitMaskFisher(Importance):
+    """The mask Fisher of models that put per-example masks on their units themselves
+    (`pakd.models.tower.TowerStudent`: ``observing``, ``mask_gradients``): after each
+    observed step, every unit's per-example mask gradient g (one example per user of the
+    step, so a unit counts only where it is used) is squared and summed. Scores: 1/2 F
+    (Fisher), or with ``taylor`` the second-order estimate of the loss change when the unit
+    goes (mask 1 -> 0): -mean g + 1/2 F, which can also foresee that removing a unit helps.
+    """
+
+    def __init__(self, taylor: bool = False):
+        self.taylor = taylor
+        self.name = "taylor" if taylor else "fisher"
+        self.model = None
+        self._sq: dict[str, torch.Tensor] = {}
+        self._sum: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def attach(self, model) -> None:
+        self.detach()
+        self.model = model
+        model.observing = True
+        self._sq = {g.name: torch.zeros(g.units, dtype=torch.float64) for g in model.structure()}
+        self._sum = {k: v.clone() for k, v in self._sq.items()}
+        self.count = 0
+
+    def detach(self) -> None:
+        if self.model is not None:
+            self.model.observing = False
+        self.model = None
+
+    @torch.no_grad()
+    def observe(self, model, objective=None, batch=None) -> None:
+        grads = model.mask_gradients()
+        if grads is None:
+            return
+        for name, g in grads.items():
+            g = g.double()
+            self._sq[name] += (g * g).sum(0)
+            self._sum[name] += g.sum(0)
+        self.count += len(next(iter(grads.values())))
+
+    def scores(self, model=None) -> dict[str, torch.Tensor]:
+        n = max(1, self.count)
+        if self.taylor:
+            return {k: 0.5 * v / n - self._sum[k] / n for k, v in self._sq.items()}
+        return {k: 0.5 * v / n for k, v in self._sq.items()}
+
+
 def _scatter_add(out: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> None:
     """out[index[p]] += values[p]. Pairs come grouped by example (sorted indices) in the
     PAKD loop, where a segment sum is several times faster than `index_add_`."""
@@ -227,11 +270,19 @@ def _scatter_add(out: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -
         out.index_add_(0, index, values)
 
 
-def criterion(name: str, *, gen: torch.Generator | None = None,
+def criterion(name: str, *, model=None, gen: torch.Generator | None = None,
               balance: list[float] | None = None) -> Importance:
-    """The criterion a PAKD method names: fisher, magnitude or random."""
+    """The criterion a PAKD method names - fisher, taylor, magnitude or random - for
+    ``model``: models with their own per-example unit masks get `UnitMaskFisher`, others
+    the activation-hook `MaskFisher` (``balance``: its loss buckets' weights)."""
+    masks = model is not None and hasattr(model, "mask_gradients")
     if name == "fisher":
-        return MaskFisher(balance)
+        return UnitMaskFisher() if masks else MaskFisher(balance)
+    if name == "taylor":
+        if not masks:
+            raise ValueError(f"the taylor criterion needs a student with unit masks "
+                             f"(tower_student), not {model.kind if model is not None else None}")
+        return UnitMaskFisher(taylor=True)
     if name == "magnitude":
         return Magnitude()
     if name == "random":

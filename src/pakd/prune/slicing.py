@@ -56,6 +56,8 @@ class ParamCounter:
         """Remove one unit; returns what `restore` needs to undo it."""
         added, touched = [], set()
         for pname, dim, pos in self.groups[group].owned(unit):
+            if pname not in self.shapes:     # a buffer sliced with the unit: no parameters
+                continue
             s = self.removed.setdefault((pname, dim), set())
             for x in pos.tolist():
                 if x not in s:
@@ -95,6 +97,8 @@ def group_scores(group: Group, values: dict[str, torch.Tensor]) -> torch.Tensor:
     """Per-unit sum of ``values`` (e.g. F * theta^2) over the entries each unit owns."""
     score = torch.zeros(group.units, dtype=torch.float64)
     for pname, dim, idx in group.slices:
+        if pname not in values:              # a buffer sliced with the units
+            continue
         v = values[pname].double()
         other = [d for d in range(v.dim()) if d != dim]
         per_pos = v.sum(other) if other else v
@@ -116,39 +120,68 @@ def mask_units(model, group_name: str, keep: torch.Tensor):
     group = find_group(model, group_name)
     params = dict(model.named_parameters())
     for (pname, dim), pos in removed_positions(group, keep.bool()).items():
-        params[pname].index_fill_(dim, pos, 0.0)
+        if pname in params:                  # buffers (IDs, owners) stay as they are
+            params[pname].index_fill_(dim, pos, 0.0)
     return model
+
+
+def removed_hidden(model, keep: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Positions of ``model``'s hidden representation owned by the units the keep masks
+    drop (groups whose units own none contribute nothing)."""
+    groups = {g.name: g for g in model.structure()}
+    parts = [groups[n].hidden[~k.bool()].flatten() for n, k in keep.items()
+             if groups[n].hidden is not None and not bool(k.all())]
+    return torch.unique(torch.cat(parts)) if parts else torch.zeros(0, dtype=torch.long)
 
 
 @torch.no_grad()
 def prune_units(model, group_name: str, keep: torch.Tensor):
     """A new, smaller model without the units of ``group_name`` where ``keep`` is False."""
-    group = find_group(model, group_name)
-    keep = keep.bool()
-    if keep.shape != (group.units,):
-        raise PakdError(f"keep mask for {group_name} needs {group.units} entries, got "
-                        f"{tuple(keep.shape)}")
-    if int(keep.sum()) < group.min_units:
-        raise PakdError(f"cannot prune {group_name} below {group.min_units} unit(s)")
+    return prune_plan(model, {group_name: keep})
+
+
+@torch.no_grad()
+def prune_plan(model, plan: dict[str, torch.Tensor]):
+    """A new, smaller model without the units each group's keep mask drops - all groups at
+    once, every mask referring to the model's current units (groups may share entries: a
+    model dimension owns a column of every table, a table's own columns are units too)."""
+    groups = {g.name: g for g in model.structure()}
+    removed: dict[tuple[str, int], list] = {}
+    arch = model.arch()
+    changed = False
+    for name, keep in plan.items():
+        group = groups.get(name)
+        if group is None:
+            raise PakdError(f"{model.kind} has no prunable group {name!r}")
+        keep = keep.bool()
+        if keep.shape != (group.units,):
+            raise PakdError(f"keep mask for {name} needs {group.units} entries, got "
+                            f"{tuple(keep.shape)}")
+        if int(keep.sum()) < group.min_units:
+            raise PakdError(f"cannot prune {name} below {group.min_units} unit(s)")
+        if bool(keep.all()):
+            continue
+        changed = True
+        for key, pos in removed_positions(group, keep).items():
+            removed.setdefault(key, []).append(pos)
+        if not hasattr(model, "arch_from_state"):
+            arch = group.pruned_arch(arch, keep)
+    if not changed:
+        return model
     sd = {k: v.clone() for k, v in model.state_dict().items()}
-    for (pname, dim), pos in removed_positions(group, keep).items():
+    for (pname, dim), parts in removed.items():
+        pos = torch.unique(torch.cat(parts))
         mask = torch.ones(sd[pname].shape[dim], dtype=torch.bool)
         mask[pos] = False
         sd[pname] = sd[pname].index_select(dim, torch.nonzero(mask).flatten()).contiguous()
-    new = model.rebuilt(group.pruned_arch(model.arch(), keep))
+    if hasattr(model, "arch_from_state"):
+        arch = model.arch_from_state(sd)
+    new = model.rebuilt(arch)
     new = new.to(next(model.parameters()).dtype)
     for k, v in new.state_dict().items():
         if k not in sd or sd[k].shape != v.shape:
-            raise RuntimeError(f"pruning {group_name}: {k} has shape "
+            raise RuntimeError(f"pruning {', '.join(plan)}: {k} has shape "
                                f"{tuple(sd[k].shape) if k in sd else None}, expected {tuple(v.shape)}")
     new.load_state_dict(sd)
     new.train(model.training)
     return new
-
-
-def prune_plan(model, plan: dict[str, torch.Tensor]):
-    """Apply several groups' keep masks in turn (masks refer to the original units)."""
-    for name, keep in plan.items():
-        if not bool(keep.all()):
-            model = prune_units(model, name, keep)
-    return model

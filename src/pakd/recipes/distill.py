@@ -25,7 +25,8 @@ from .. import distributed
 from ..bench import interleaved, memory_of
 from ..config import STUDENT, TEACHERS, RunConfig, arch_of, sweep_ratios
 from ..data.encoding import Encoded
-from ..distill.loop import ABLATIONS, AFTER_REFERENCE, METHODS, Budget, Losses, distill
+from ..distill.loop import ABLATIONS, AFTER_REFERENCE, METHODS, distill
+from ..distill.objective import Losses
 from ..distill.check import check_student_criterion
 from ..distill.signals import teacher_signals
 from ..errors import PakdError
@@ -218,11 +219,12 @@ def _train_one(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid:
         student = mf_of_size(enc, build(student.kind, enc.schema, ref_arch,
                                         tables=student_tables(enc, ref_arch)).n_params(), mean)
     gen = torch.Generator().manual_seed(cfg.seed)
-    losses, budget = _losses(dc, tasks, use_kd), _budget(dc)
     crit = None if crit_name is None else make_criterion(
-        crit_name, gen=gen, balance=dc.fisher_balance or None)
-    res = distill(student, enc, signals, losses=losses, budget=budget, criterion=crit,
-                  ratio=ratio, prune_until=dc.prune_until, prune_steps=dc.prune_steps,
+        crit_name, model=student, gen=gen, balance=dc.fisher_balance or None)
+    target = round(student.n_params() * (1 - ratio)) if ratio > 0 else None
+    res = distill(student, enc, signals, losses=_losses(dc, tasks, use_kd), settings=dc,
+                  criterion=crit, target=target, prune_until=dc.prune_until,
+                  prune_steps=dc.prune_steps,
                   group_floor=dc.group_floor,
                   teacher_valid=teacher_valid, relevant_min_rating=cfg.eval.relevant_min_rating,
                   seed=cfg.seed, gen=gen, quiet=cfg.quiet, name=f"{method}@{ratio:g}")
@@ -232,13 +234,8 @@ def _train_one(cfg: RunConfig, rd: RunDir, enc: Encoded, signals, teacher_valid:
 
 def _losses(dc, tasks: frozenset, use_kd: bool) -> Losses:
     return Losses(tasks, dc.kd_rating_weight, dc.kd_ranking_weight, dc.kd_feature_weight,
-                  dc.label_loss_weight if use_kd else 1.0, dc.temperature, dc.list_random,
+                  dc.label_loss_weight if use_kd else 1.0, dc.list_random,
                   dc.list_users, dc.label_ranking, dc.kd_list)
-
-
-def _budget(dc) -> Budget:
-    return Budget(dc.epochs, dc.batch_size, dc.lr, dc.weight_decay, dc.l2, dc.negatives,
-                  dc.patience)
 
 
 def criterion_check(cfg: RunConfig, enc: Encoded, signals, rows: list[dict]) -> dict | None:
@@ -251,7 +248,7 @@ def criterion_check(cfg: RunConfig, enc: Encoded, signals, rows: list[dict]) -> 
     t0 = time.perf_counter()
     out = check_student_criterion(load(dense["file"])[0], enc, signals,
                                   losses=_losses(dc, frozenset(dc.distill_tasks), True),
-                                  budget=_budget(dc), balance=dc.fisher_balance or None,
+                                  settings=dc, balance=dc.fisher_balance or None,
                                   units=dc.check_units, steps=4, seed=cfg.seed,
                                   quiet=cfg.quiet)
     out["seconds"] = time.perf_counter() - t0

@@ -15,7 +15,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as st_save
 
-from ..config import CLOSED_FORM, TEACHERS, RunConfig, arch_of, fit_kwargs
+from ..config import CLOSED_FORM, TEACHERS, RunConfig, arch_of
 from ..data.encoding import Encoded
 from ..evaluate import score_matrix
 from ..models import build, save
@@ -49,7 +49,7 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict[str, dic
         t0 = time.perf_counter()
         cands = (retrieval_candidates(cfg, rd, enc, name, section.retrieval_n)
                  if section.negative_sampling == "retrieval" else None)
-        res = fit(model, enc, **fit_kwargs(section), candidates=cands, seed=cfg.seed, name=name,
+        res = fit(model, enc, section, candidates=cands, seed=cfg.seed, name=name,
                   checkpoint=rd.member(name), state=rd.member_state(name),
                   resume=cfg.resume, quiet=cfg.quiet,
                   relevant_min_rating=cfg.eval.relevant_min_rating)

@@ -1,93 +1,41 @@
-"""One training loop for every model: multi-task loss, AdamW, early stopping, checkpoints.
+"""Supervised training of the teachers: the multi-task loss, negatives, and `fit`.
 
 Loss per step = rating_loss_weight * MSE(rating, observed rating)
               + ranking_loss_weight * ranking loss (observed item vs sampled unobserved items,
                 or ``full``: softmax cross-entropy over the whole catalogue)
               + l2 * squared norm of the embedding rows the step touched.
 The full softmax needs a model whose catalogue scores are one differentiable product
-(`RecModel.pair_logits` overridden: svd, the lightweight student); each distinct user of a
-batch is scored against every item once, so a step costs one [users, items] product.
-Negatives are drawn uniformly from the catalogue with a fresh seeded generator per epoch
-(items the user rated in train are redrawn once), so a resumed run repeats the same
-epochs. Validation uses fixed sampled negatives; ``monitor`` picks the figure early stopping
-watches (the weighted loss of both tasks, the RMSE or the ranking loss; ``per_task``: the
-valid RMSE for the rating output and the full-catalogue valid NDCG@10 for the ranking one). The best weights are
-kept and written atomically with the training state after every epoch, so ``resume``
-continues an interrupted run where it stopped. Settings arrive as plain keyword arguments
-(`pakd.config.fit_kwargs` turns a config section into them).
+(`RecModel.pair_logits` overridden: svd, the students); each distinct user of a batch is
+scored against every item once, so a step costs one [users, items] product. Negatives are
+drawn with a fresh seeded generator per epoch (items the user rated in train are redrawn
+once), so a resumed run repeats the same epochs. Validation uses fixed sampled negatives;
+``monitor`` picks the figure early stopping watches (the weighted loss of both tasks, the
+RMSE or the ranking loss; ``per_task``: the valid RMSE for the rating output and the
+full-catalogue valid NDCG@10 for the ranking one).
+
+`Supervised` is this loss as an objective of the one training loop (`pakd.train.Trainer`);
+`fit` trains a teacher with it and the usual callbacks.
 """
 from __future__ import annotations
 
-import copy
-import time
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import distributed
-from .atomic import atomic_write_bytes
-from .data.encoding import Encoded
-from .errors import PakdError
-from .models import save
-from .models.base import RecModel
-from .runtime import log, progress
+from .. import distributed
+from ..data.encoding import Encoded
+from ..errors import PakdError
+from ..models.base import RecModel
+from ..runtime import log
+from .callbacks import AllReduce, BestEpoch, Checkpoint, Progress
+from .trainer import Callback, FitResult, Trainer
 
 
 _MONITOR = {"loss": "valid_loss", "rmse": "valid_rmse", "rank_loss": "valid_rank_loss"}
-
-
-class BestKeeper:
-    """Keeps the best weights seen so far (lower figures are better).
-
-    With ``per_task`` and a model whose rating and ranking outputs read disjoint parameters
-    (`RecModel.task_params`), each task keeps the weights of its own best epoch: the rating
-    side often peaks after a few epochs while the ranking side still improves, and one
-    shared stopping point would sacrifice one of them. Otherwise one state is kept.
-    """
-
-    def __init__(self, model: RecModel, per_task: bool):
-        self.split = model.task_params() if per_task else None
-        self.keys = ["rating", "ranking"] if self.split else ["all"]
-        self.best = {k: float("inf") for k in self.keys}
-        self.epoch = {k: -1 for k in self.keys}
-        self.state: dict[str, dict] = {}
-        self.stale = 0
-
-    def update(self, model: RecModel, figures: dict[str, float], epoch: int) -> bool:
-        sd = model.state_dict()
-        improved = False
-        for k in self.keys:
-            if figures[k] < self.best[k] - 1e-6:
-                self.best[k], self.epoch[k], improved = figures[k], epoch, True
-                names = self.split[k] if self.split else list(sd)
-                self.state[k] = {n: sd[n].detach().clone() for n in names}
-        self.stale = 0 if improved else self.stale + 1
-        return improved
-
-    def restore(self, model: RecModel) -> RecModel:
-        for part in self.state.values():
-            model.load_state_dict(part, strict=False)
-        return model
-
-    def to_dict(self) -> dict:
-        return {"best": self.best, "epoch": self.epoch, "state": self.state, "stale": self.stale}
-
-    def load_dict(self, d: dict) -> None:
-        self.best, self.epoch, self.state, self.stale = d["best"], d["epoch"], d["state"], d["stale"]
-
-
-@dataclass
-class FitResult:
-    best_epoch: int
-    best_valid: dict          # the monitored figure at the kept epoch, per kept state
-    train_seconds: float
-    epochs_run: int
-    history: list[dict] = field(default_factory=list)
-    epoch_seconds: float = 0.0
-    best_epochs: dict = field(default_factory=dict)
 
 
 class NegativeSampler:
@@ -288,22 +236,80 @@ def validation_loss(model: RecModel, enc: Encoded, loss: Loss, negs: torch.Tenso
     tot = loss.rating_loss_weight * mse + loss.ranking_loss_weight * rank
     out = {"valid_loss": tot, "valid_rmse": float(np.sqrt(mse)), "valid_rank_loss": rank}
     if ndcg:
-        from .evaluate import ranking_metrics
+        from ..evaluate import ranking_metrics
         out["valid_ndcg@10"] = ranking_metrics(model, enc, "valid", ks=[10],
                                                relevant_min_rating=relevant_min_rating,
                                                chunk=512)["ndcg@10"]
     return out
 
 
-def fit(model: RecModel, enc: Encoded, *, epochs: int, batch_size: int, lr: float,
-        weight_decay: float, l2: float, negatives: int, ranking_loss: str,
-        rating_loss_weight: float, ranking_loss_weight: float, patience: int, monitor: str,
-        micro_batch: int, negative_sampling: str, retrieval_share: float, retrieval_n: int,
-        candidates: torch.Tensor | None = None, seed: int = 0, name: str = "",
-        checkpoint: Path | None = None,
+class Supervised:
+    """The teachers' objective: rated pairs with sampled (or all) negatives, the weighted
+    rating and ranking losses, and the valid figures epochs are chosen by."""
+
+    def __init__(self, enc: Encoded, settings, *, sampler: NegativeSampler, seed: int,
+                 relevant_min_rating: float | None = None, per_task: bool = False):
+        self.enc, self.s, self.seed = enc, settings, seed
+        self.n_neg = 0 if settings.ranking_loss == "full" else settings.negatives
+        self.loss = Loss(settings.ranking_loss, settings.rating_loss_weight,
+                         settings.ranking_loss_weight, settings.l2, sampler)
+        self.sampler = sampler
+        self.val_negs = sampler.sample(enc.parts["valid"].user, self.n_neg,
+                                       torch.Generator().manual_seed(seed + 7919))
+        self.relevant_min_rating, self.per_task = relevant_min_rating, per_task
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.enc.parts["train"]) / self.s.batch_size)
+
+    def batches(self, enc: Encoded, epoch: int):
+        gen = torch.Generator().manual_seed(self.seed * 100003 + epoch)
+        tr = enc.parts["train"]
+        perm = torch.randperm(len(tr), generator=gen)
+        for s in range(0, len(tr), self.s.batch_size):
+            idx = perm[s:s + self.s.batch_size]
+            u = tr.user[idx]
+            yield u, tr.item[idx], tr.rating[idx], self.sampler.sample(u, self.n_neg, gen)
+
+    def backward(self, model: RecModel, batch) -> np.ndarray:
+        """This process's share of the step (all of it in one process), backpropagated in
+        micro-batches; (loss, MSE, ranking loss) times the batch size."""
+        u, i, r, neg = batch
+        mine = distributed.shard(len(u))
+        return backward_step(model, u[mine], i[mine], r[mine], neg[mine], self.loss,
+                             self.s.micro_batch, (mine.stop - mine.start) / len(u)) * len(u)
+
+    def epoch_record(self, model: RecModel, enc: Encoded, sums: np.ndarray) -> dict:
+        n = len(enc.parts["train"])
+        val = validation_loss(model, enc, self.loss, self.val_negs, ndcg=self.per_task,
+                              relevant_min_rating=self.relevant_min_rating)
+        return {"train_loss": float(sums[0] / n), "train_rmse": float(np.sqrt(sums[1] / n)),
+                "train_rank_loss": float(sums[2] / n), **val}
+
+    def figures(self, record: dict, keeper) -> dict:
+        """What the best epoch minimises: per task (RMSE, minus NDCG@10) when the model's
+        outputs share no parameters, else the monitored figure."""
+        if keeper.split:
+            return {"rating": record["valid_rmse"], "ranking": -record["valid_ndcg@10"]}
+        return {"all": record[_MONITOR.get(self.s.monitor, "valid_loss")]}
+
+
+class _LogEpoch(Callback):
+    def __init__(self, best: BestEpoch):
+        self.best = best
+
+    def on_epoch_end(self, trainer: Trainer, r: dict) -> None:
+        log.info("%s epoch %d: train loss %.4f (rmse %.4f) | valid loss %.4f rmse %.4f rank %.4f"
+                 " | %.1fs%s", trainer.name, r["epoch"], r["train_loss"], r["train_rmse"],
+                 r["valid_loss"], r["valid_rmse"], r["valid_rank_loss"], r["seconds"],
+                 " *" if self.best.improved else "")
+
+
+def fit(model: RecModel, enc: Encoded, settings, *, candidates: torch.Tensor | None = None,
+        seed: int = 0, name: str = "", checkpoint: Path | None = None,
         state: Path | None = None, resume: bool = False, quiet: bool = False,
         meta: dict | None = None, relevant_min_rating: float | None = None) -> FitResult:
-    """Train ``model`` in place; it ends holding the best validation weights.
+    """Train a teacher in place with its `FitSettings` ``settings``; it ends holding the best
+    validation weights.
 
     ``checkpoint``: stem the best weights are saved to at every improvement; ``state``: the
     resumable training state written after every epoch (read back with ``resume``).
@@ -312,93 +318,23 @@ def fit(model: RecModel, enc: Encoded, *, epochs: int, batch_size: int, lr: floa
     ``relevant_min_rating``: which valid items count as relevant for the per_task monitor's
     NDCG (as in evaluation).
     """
-    if ranking_loss == "full" and not has_product_ranking(model):
+    s = settings
+    if s.ranking_loss == "full" and not has_product_ranking(model):
         raise PakdError(f"{name or model.kind}: ranking_loss full needs a dot-product ranking "
-                        f"path (svd, lightweight_model); {model.kind} ranks pair by pair - use "
+                        f"path (svd, the students); {model.kind} ranks pair by pair - use "
                         "softmax (sampled) instead")
-    if negative_sampling == "retrieval" and (candidates is None
-                                             or candidates.shape[1] > retrieval_n):
+    if s.negative_sampling == "retrieval" and (candidates is None
+                                               or candidates.shape[1] > s.retrieval_n):
         raise PakdError(f"{name or model.kind}: negative_sampling retrieval needs the retrieval "
-                        f"stage's top-{retrieval_n} candidates per user (train the --retrieval "
+                        f"stage's top-{s.retrieval_n} candidates per user (train the --retrieval "
                         "member first)")
-    sampler = NegativeSampler(enc, popularity=negative_sampling == "popularity",
-                              candidates=candidates if negative_sampling == "retrieval" else None,
-                              share=retrieval_share)
-    loss_spec = Loss(ranking_loss, rating_loss_weight, ranking_loss_weight, l2, sampler)
-    opt = torch.optim.AdamW(model.param_groups(weight_decay), lr=lr)
-    val_gen = torch.Generator().manual_seed(seed + 7919)
-    val_negs = sampler.sample(enc.parts["valid"].user, 0 if ranking_loss == "full" else negatives,
-                              val_gen)
-    tr = enc.parts["train"]
-    keeper = BestKeeper(model, per_task=monitor == "per_task")
-    start_epoch, history, spent = 0, [], 0.0
-    state_path = state
-    if resume and state_path is not None and state_path.is_file():
-        st = torch.load(state_path, weights_only=True)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optim"])
-        keeper.load_dict(st["keeper"])
-        start_epoch = int(st["epoch"]) + 1
-        history, spent = list(st["history"]), float(st["seconds"])
-        log.info("%s: resuming after epoch %d (best valid %s)", name, start_epoch, keeper.best)
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, epochs):
-        if keeper.stale >= patience:
-            break
-        t0 = time.perf_counter()
-        model.train()
-        gen = torch.Generator().manual_seed(seed * 100003 + epoch)
-        perm = torch.randperm(len(tr), generator=gen)
-        sums, sent = np.zeros(3), 0
-        bar = progress(range(0, len(tr), batch_size), desc=f"{name} epoch {epoch + 1}",
-                       quiet=quiet or not distributed.is_main(), unit="batch")
-        for s in bar:
-            idx = perm[s:s + batch_size]
-            u, i, r = tr.user[idx], tr.item[idx], tr.rating[idx]
-            neg = sampler.sample(u, 0 if ranking_loss == "full" else negatives, gen)
-            mine = distributed.shard(len(u))       # all of it in one process
-            opt.zero_grad(set_to_none=True)
-            sums += backward_step(model, u[mine], i[mine], r[mine], neg[mine], loss_spec,
-                                  micro_batch, (mine.stop - mine.start) / len(u)) * len(u)
-            sent += distributed.sum_gradients(model)
-            opt.step()
-        sums = distributed.sum_(torch.from_numpy(sums)).numpy()
-        train_time = time.perf_counter() - t0
-        spent += train_time
-        val = validation_loss(model, enc, loss_spec, val_negs, ndcg=bool(keeper.split),
-                              relevant_min_rating=relevant_min_rating)
-        rec = {"epoch": epoch + 1, "train_loss": float(sums[0] / len(tr)),
-               "train_rmse": float(np.sqrt(sums[1] / len(tr))),
-               "train_rank_loss": float(sums[2] / len(tr)),
-               **val, "seconds": train_time}
-        if distributed.world() > 1:
-            steps = -(-len(tr) // batch_size)
-            rec.update(processes=distributed.world(), allreduce_bytes_per_step=sent / steps)
-        history.append(rec)
-        if keeper.split:
-            figures = {"rating": val["valid_rmse"], "ranking": -val["valid_ndcg@10"]}
-        else:
-            figures = {"all": val[_MONITOR.get(monitor, "valid_loss")]}
-        improved = keeper.update(model, figures, epoch)
-        if improved and checkpoint is not None and distributed.is_main():
-            best = keeper.restore(copy.deepcopy(model))
-            save(best, checkpoint, meta={**(meta or {}), "best_epoch": {k: e + 1 for k, e in keeper.epoch.items()},
-                                   "valid": val})
-        log.info("%s epoch %d: train loss %.4f (rmse %.4f) | valid loss %.4f rmse %.4f rank %.4f"
-                 " | %.1fs%s", name, epoch + 1, rec["train_loss"], rec["train_rmse"],
-                 val["valid_loss"], val["valid_rmse"], val["valid_rank_loss"], train_time,
-                 " *" if improved else "")
-        if state_path is not None and distributed.is_main():
-            st = {"model": model.state_dict(), "optim": opt.state_dict(), "epoch": epoch,
-                  "keeper": keeper.to_dict(), "history": history, "seconds": spent}
-            import io
-            buf = io.BytesIO()
-            torch.save(st, buf)
-            atomic_write_bytes(state_path, buf.getvalue())
-    keeper.restore(model)
-    model.eval()
-    n_ep = len(history)
-    # per_task: rating -> valid RMSE, ranking -> minus valid NDCG@10 (lower is better)
-    return FitResult(max(keeper.epoch.values()) + 1, dict(keeper.best), spent, n_ep,
-                     history, spent / max(1, n_ep),
-                     best_epochs={k: e + 1 for k, e in keeper.epoch.items()})
+    sampler = NegativeSampler(enc, popularity=s.negative_sampling == "popularity",
+                              candidates=candidates if s.negative_sampling == "retrieval" else None,
+                              share=s.retrieval_share)
+    objective = Supervised(enc, s, sampler=sampler, seed=seed,
+                           relevant_min_rating=relevant_min_rating,
+                           per_task=s.monitor == "per_task" and model.task_params() is not None)
+    best = BestEpoch(objective.figures, s.patience, per_task=s.monitor == "per_task")
+    callbacks = [Progress(quiet, unit="batch"), AllReduce(), best, _LogEpoch(best),
+                 Checkpoint(best, checkpoint, state, resume, meta)]
+    return Trainer(model, objective, s, callbacks, name=name).fit(enc)

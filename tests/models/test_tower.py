@@ -1,0 +1,167 @@
+"""The tower student: a user built from items, per-example unit masks, mixed-width rows."""
+import contextlib
+import copy
+
+import pytest
+import torch
+from model_zoo import tower
+
+from pakd.models import load, save
+from pakd.prune import prune_units
+
+
+def test_user_tower_equals_a_hand_computation(tiny_enc):
+    m = tower(tiny_enc, user_fields=False)
+    u = 3
+    start, stop = int(m.hist_indptr[u]), int(m.hist_indptr[u + 1])
+    items, ratings = m.hist_items[start:stop], m.hist_ratings[start:stop].double()
+    q, b_rate, _ = m._catalogue()
+    n = len(items)
+    resid = ratings - 3.0 - b_rate[items]
+    h = q[items].sum(0) / n ** 0.5
+    e = (q[items] * resid[:, None]).sum(0) / n ** 0.5
+    b_u = m.user_bias_scale * resid.sum() / (n + 10.0)
+    i = 7
+    want_logit = (m.rank_user @ h) @ (m.rank_item @ q[i]) + m._catalogue()[2][i]
+    want_rating = (3.0 + b_u + b_rate[i]
+                   + (m.rate_user @ e + m.rate_user_imp @ h) @ (m.rate_item @ q[i]))
+    out = m(torch.tensor([u]), torch.tensor([i]))
+    assert torch.allclose(out.logit[0], want_logit)
+    assert torch.allclose(out.rating[0], want_rating)
+    assert torch.allclose(m.score_all(torch.tensor([u]))[0, i], want_logit)
+
+
+def test_a_step_leaves_its_pairs_out_of_the_histories(tiny_enc):
+    m = tower(tiny_enc).train()
+    u = torch.tensor([2])
+    start = int(m.hist_indptr[2])
+    i = m.hist_items[start:start + 1]
+    free = m(u, i).rating
+    m.step(u, (u, i))
+    held = m(u, i).rating
+    assert not torch.allclose(free, held)
+    # the same as a model whose history never held that rating
+    m2 = copy.deepcopy(m)
+    m2.train()
+    keep = torch.ones(len(m2.hist_items), dtype=torch.bool)
+    keep[start] = False
+    m2.hist_items = m2.hist_items[keep]
+    m2.hist_ratings = m2.hist_ratings[keep]
+    m2.hist_indptr = m2.hist_indptr.clone()
+    m2.hist_indptr[3:] -= 1
+    assert torch.allclose(m2(u, i).rating, held)
+
+
+def _example_losses(m, users, u, i, r):
+    """Each user's loss in a step: squared rating errors of its pairs plus minus the log
+    softmax of its pairs' items over the catalogue."""
+    out = m(u, i)
+    s = m.score_all(users)
+    inv = torch.searchsorted(users, u)
+    per_pair = (out.rating - r) ** 2 - torch.log_softmax(s, 1)[inv, i]
+    return torch.zeros(len(users), dtype=per_pair.dtype).index_add(0, inv, per_pair)
+
+
+# which parameter entries a group's mask scales (its activations' owners)
+def _scaled(m, group, unit):
+    if group == "dims":
+        space_id = int(m.space[unit])
+        out = []
+        for name, t in [(f"buckets.{b}", t) for b, t in enumerate(m.buckets)] + \
+                [(f"fields.{f}", t) for f, t in m.fields.items()]:
+            hit = torch.nonzero(t.cols == space_id).flatten()
+            if len(hit):
+                out.append((f"{name}.weight", 1, hit))
+        return out
+    if group == "rank_dims":
+        return [("rank_user", 0, torch.tensor([unit]))]
+    if group == "rate_dims":
+        return [("rate_user", 0, torch.tensor([unit])), ("rate_user_imp", 0, torch.tensor([unit]))]
+    if group.startswith("rows."):
+        b = group.split(".")[1]
+        return [(f"buckets.{b}.weight", 0, torch.tensor([unit])),
+                (f"buckets.{b}.bias", 0, torch.tensor([unit]))]
+    if group.startswith("bucket_dims."):
+        return [(f"buckets.{group.split('.')[1]}.weight", 1, torch.tensor([unit]))]
+    if group.startswith("field_dims."):
+        return [(f"fields.{group.split('.', 1)[1]}.weight", 1, torch.tensor([unit]))]
+    raise KeyError(group)
+
+
+@contextlib.contextmanager
+def _replaced(model, tensors: dict):
+    """``model`` with some parameters replaced by (differentiable) tensors."""
+    saved = {}
+    for name, t in tensors.items():
+        mod, leaf = model.get_submodule(name.rpartition(".")[0]), name.rpartition(".")[2]
+        saved[name] = (mod, leaf, mod._parameters.pop(leaf))
+        setattr(mod, leaf, t)
+    try:
+        yield model
+    finally:
+        for mod, leaf, p in saved.values():
+            delattr(mod, leaf)
+            mod._parameters[leaf] = p
+
+
+def test_per_example_mask_gradients_equal_brute_force(tiny_enc):
+    """The observed step's per-example mask gradient of a unit equals d(example loss)/d(m)
+    with the unit's parameters scaled by m - computed example by example."""
+    torch.manual_seed(0)
+    m = tower(tiny_enc).train()
+    with torch.no_grad():
+        for t in m.buckets:
+            t.bias.normal_(0, 0.3)
+        m.rate_user_imp.normal_(0, 0.3)
+    tr = tiny_enc.parts["train"]
+    idx = torch.nonzero(tr.user < 3).flatten()[::3]
+    u, i, r = tr.user[idx], tr.item[idx], tr.rating[idx].double()
+    users = torch.unique(u)
+    m.observing = True
+    m.step(users, (u, i))
+    _example_losses(m, users, u, i, r).sum().backward()
+    grads = m.mask_gradients()
+    m.observing = False
+    params = dict(m.named_parameters())
+    checked = 0
+    for g in m.structure():
+        for unit in (0, g.units - 1):
+            want = []
+            for n in range(len(users)):
+                scale = torch.ones((), dtype=torch.float64, requires_grad=True)
+                sub = {}
+                for pname, dim, pos in _scaled(m, g.name, unit):
+                    p = params[pname].detach()
+                    factor = torch.ones_like(p)
+                    factor.index_fill_(dim, pos, 0.0)
+                    sub[pname] = p * factor + p * (1 - factor) * scale
+                m.step(users, (u, i))
+                with _replaced(m, sub):
+                    loss = _example_losses(m, users, u, i, r)[n]
+                want.append(torch.autograd.grad(loss, scale, allow_unused=True)[0] or 0.0)
+            got = grads[g.name][:, unit]
+            assert torch.allclose(got, torch.tensor(want, dtype=got.dtype), atol=1e-9), \
+                (g.name, unit)
+            checked += int(got.abs().sum() > 1e-6)
+    assert checked >= 20           # most checks compare non-zero gradients
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pruned_tower_round_trips_with_mixed_widths(tiny_enc, tmp_path, seed):
+    m = tower(tiny_enc).eval()
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randint(0, tiny_enc.n_users, (30,), generator=g)
+    for name in [x.name for x in m.structure()]:
+        units = next(x for x in m.structure() if x.name == name).units
+        keep = torch.rand(units, generator=g) > 0.4
+        keep[0] = True
+        m = prune_units(m, name, keep)
+    m.eval()
+    widths = [t.weight.shape[1] for t in m.buckets]
+    assert len(set(widths)) > 1 or min(widths) < m.dim       # mixed widths
+    save(m, tmp_path / "t")
+    back, _ = load(tmp_path / "t")
+    i = torch.randint(0, tiny_enc.n_items, (30,), generator=g)
+    a, b = m(u, i), back(u, i)
+    assert torch.allclose(a.rating.float(), b.rating, atol=1e-5)
+    assert torch.allclose(m.score_all(u).float(), back.score_all(u), atol=1e-5)
