@@ -25,7 +25,8 @@ PYPROJECT = "pyproject.toml"
 DIGEST_LINE = "# pyproject-deps-sha256: "
 REFRESH = "run `make lock` (then commit requirements.lock)"
 
-_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;\\]+)")
+# name[extras]==version with nothing loose after it (a wildcard 2.* is no pin)
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;\\*]+)(?=\s|;|\\|$)")
 
 
 def normalise(name: str) -> str:

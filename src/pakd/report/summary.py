@@ -40,13 +40,29 @@ def summary_markdown(rd, teachers: dict | None, fisher: dict | None, pakd: dict 
             lines += ["Peak memory per stage (RSS, MB): " + ", ".join(
                 f"{k} {v:,.0f}" for k, v in timings["peak_rss_mb"].items()), ""]
         if timings.get("environment"):
-            lines += ["Environment: " + ", ".join(
-                f"{k} {v}" for k, v in timings["environment"].items() if v is not None), ""]
+            lines += ["Environment: " + environment_line(timings["environment"]), ""]
     reports = [("teachers", rd.teachers_md), ("Fisher analysis", rd.fisher_md),
                ("PAKD sweep", rd.pakd_md), ("plots", rd.plots),
                ("deployable student", rd.best_student.with_suffix(".safetensors"))]
     lines += ["Reports: " + "; ".join(f"{k} `{p}`" for k, p in reports if p.exists()), ""]
     return "\n".join(lines)
+
+
+def environment_line(env: dict) -> str:
+    """The record's plain values, then the CPU, its kernels and the lock in a few words (the
+    full record, every package and CPU flag, stays in RUN/timings.json)."""
+    parts = [f"{k} {v}" for k, v in env.items()
+             if v is not None and not isinstance(v, (dict, list))]
+    cpu, build, lock = env.get("cpu") or {}, env.get("torch_build") or {}, env.get("lock")
+    if cpu.get("model"):
+        parts.append(f"CPU {cpu['model']} ({build.get('cpu_capability', '?')} kernels, "
+                     f"BLAS {build.get('blas_info', '?')})")
+    if lock:
+        n = len(lock.get("differs", {}))
+        parts.append(f"{lock['file']} {lock['sha256'][:12]} "
+                     + ("(installed exactly)" if not n else f"({n} packages differ)")
+                     + ("" if lock.get("up_to_date", True) else ", out of date"))
+    return ", ".join(parts)
 
 
 def stage_seconds(timings: dict) -> dict[str, float]:
