@@ -11,12 +11,12 @@ def summary_markdown(rd, teachers: dict | None, fisher: dict | None, pakd: dict 
     if pakd:
         t, b = pakd["teacher"], pakd["best_student"]
         rows.append({"what": f"teacher ({t['model']})", "params": t["params"],
-                     "rmse": t["rmse"], "ndcg": t["ndcg@10"], "auc": t.get("auc"),
-                     "lat": t.get("latency_ms_p50")})
+                     "rmse": t["rmse"], "ndcg": t["ndcg@10"], "ndcg4": t.get("ndcg@10_rel4"),
+                     "auc": t.get("auc"), "lat": t.get("latency_ms_p50")})
         if b.get("method"):
             rows.append({"what": f"best student ({b['method']} at ratio {b['pruning_ratio']:g})",
                          "params": b["params"], "rmse": b["rmse"], "ndcg": b["ndcg@10"],
-                         "auc": b.get("auc"), "lat": b.get("latency_ms_p50"),
+                         "ndcg4": b.get("ndcg@10_rel4"), "auc": b.get("auc"), "lat": b.get("latency_ms_p50"),
                          "size": f"{b.get('params_vs_teacher_pct', float('nan')):.1f}%",
                          "ret": f"RMSE {fmt(b.get('rmse_retention_pct'), 1)}%, NDCG@10 "
                                 f"{fmt(b.get('ndcg_retention_pct'), 1)}%",
@@ -25,11 +25,12 @@ def summary_markdown(rd, teachers: dict | None, fisher: dict | None, pakd: dict 
     elif teachers:
         e = teachers["ensemble"]
         rows.append({"what": "teacher (ensemble)", "params": e["params"], "rmse": e["rmse"],
-                     "ndcg": e["ndcg@10"], "auc": e.get("auc")})
+                     "ndcg": e["ndcg@10"], "ndcg4": e.get("ndcg@10_rel4"), "auc": e.get("auc")})
     if rows:
         lines += [markdown_table(rows, [
             ("what", "model"), ("params", "params"), ("size", "of teacher"), ("rmse", "RMSE"),
-            ("ndcg", "NDCG@10"), ("auc", "AUC"), ("ret", "retention"),
+            ("ndcg", "NDCG@10"), ("ndcg4", "NDCG@10 ≥ 4 stars"), ("auc", "AUC"),
+            ("ret", "retention"),
             ("lat", "top-10 ms p50", 2), ("speed", "speed-up")]), "",
             "Test part; the best student is chosen on the valid part "
             f"({pakd['best_student'].get('rule', '')})." if pakd else "Test part.", ""]
