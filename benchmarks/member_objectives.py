@@ -4,8 +4,8 @@ Trains xDeepFM or AutoInt into a copy of a finished run (same split, same SVD me
 per variant of its ranking objective, then reports for each variant on the valid part:
 RMSE, full-catalogue NDCG@10, NDCG@10 as a re-ranker of the SVD member's top-N, and the
 paired difference (95% bootstrap interval over valid users) from each variant listed
-before it. The
-test part is only read from the members' own saved metrics::
+before it. A choice table: valid figures only (the test part is reported once, by the run
+that adopts the chosen variant)::
 
     .venv/bin/python benchmarks/member_objectives.py --run runs/default --member autoint \\
         --variant "uniform:" \\
@@ -107,7 +107,6 @@ def main() -> int:
                           float(np.mean(got[name][1]["ndcg@10"])),
                       "rerank_vs_retrieval_alone": paired(alone, got[name][1],
                                                           metrics=("ndcg@10",))["ndcg@10"],
-                      "test_rmse": meta["test"]["rmse"], "test_ndcg@10": meta["test"]["ndcg@10"],
                       "best_epochs": meta["fit"]["best_epochs"],
                       "train_seconds": meta["fit"]["train_seconds"]}
     names = list(runs)

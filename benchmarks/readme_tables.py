@@ -66,14 +66,20 @@ def fisher(rd: RunDir) -> str:
                      "lower": f"{100 * v['share_lowering_valid_loss']:.0f}%",
                      **{f"{p}_{k}": cell(b, k) for p, b in (("v", valid), ("t", test))
                         for k in ("true", "taylor", "magnitude")},
+                     "beats": _beats(v.get("beats", {}).get("taylor_vs_magnitude")),
                      "friendly": m["pruning_friendliness"]})
     return markdown_table(rows, [
         ("model", "member"), ("pass", "Fisher pass s / one epoch s"), ("units", "units"),
         ("lower", "removals lowering valid loss"),
-        ("v_true", "valid: Fisher"), ("v_taylor", "valid: Taylor"),
-        ("v_magnitude", "valid: magnitude"), ("t_true", "test: Fisher"),
-        ("t_taylor", "test: Taylor"), ("t_magnitude", "test: magnitude"),
-        ("friendly", "friendliness", 2)])
+        ("t_true", "test: Fisher"), ("t_taylor", "test: Taylor"),
+        ("t_magnitude", "test: magnitude"), ("beats", "test: Taylor − magnitude (95%)"),
+        ("v_true", "valid: Fisher"), ("v_taylor", "valid: Taylor (in-sample)"),
+        ("v_magnitude", "valid: magnitude"), ("friendly", "friendliness", 2)])
+
+
+def _beats(d) -> str:
+    """Taylor's Spearman minus magnitude's, paired bootstrap interval over units."""
+    return "–" if not d else f"{d[0]:+.2f} ({d[1]:+.2f}–{d[2]:+.2f})"
 
 
 def pakd(rd: RunDir) -> str:

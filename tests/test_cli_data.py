@@ -105,3 +105,15 @@ def test_unknown_yaml_key_is_rejected(tmp_path, capsys):
     assert main(["data", "split", "--out", str(tmp_path / "r"), "--config", str(cfg)]) == 2
     assert "'sed'" in capsys.readouterr().err
     assert not (tmp_path / "r" / "split.csv").exists()
+
+
+def test_time_split_of_a_file_without_timestamps_is_refused(tmp_path, capsys):
+    f = tmp_path / "r.csv"
+    f.write_text("user,item,rating\n1,10,4\n1,11,3\n2,10,5\n2,11,2\n")
+    before = f.read_bytes()
+    rc = main(["data", "split", "--dataset", str(f), "--split", "user_temporal",
+               "--out", str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc != 0 and str(f) in err and "no timestamps" in err
+    assert "--split user_ratio" in err and "timestamp=" in err
+    assert f.read_bytes() == before and not (tmp_path / "run" / "split.csv").exists()

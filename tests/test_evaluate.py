@@ -34,3 +34,15 @@ def test_scores_and_model_paths_agree_and_user_subsets_work(tiny_enc):
     some = ranking_metrics(None, tiny_enc, "test", ks=[10], relevant_min_rating=None, chunk=3,
                            scores=s, users=[0, 1, 2])
     assert some["users_evaluated"] + some["users_without_relevant"] == 3
+
+
+def test_ndcg_rel4_equals_ndcg_with_relevant_min_rating_4(tiny_enc):
+    g = torch.Generator().manual_seed(3)
+    s = torch.randn(tiny_enc.n_users, tiny_enc.n_items, generator=g)
+    kw = dict(ks=[10], chunk=5, scores=s)
+    every = ranking_metrics(None, tiny_enc, "test", relevant_min_rating=None, **kw)
+    liked = ranking_metrics(None, tiny_enc, "test", relevant_min_rating=4.0, **kw)
+    assert every["ndcg@10_rel4"] == pytest.approx(liked["ndcg@10"])
+    assert every["users_evaluated_rel4"] == liked["users_evaluated"]
+    assert every["users_evaluated_rel4"] < every["users_evaluated"]
+    assert every["ndcg@10_rel4"] != pytest.approx(every["ndcg@10"])

@@ -102,3 +102,29 @@ def test_top_k_equals_the_first_k_of_a_stable_sort():
         s[1, :3] = -torch.inf
         want = torch.sort(s, dim=1, descending=True, stable=True).indices[:, :k]
         assert torch.equal(top_k(s, k), want), (n, k)
+
+
+def test_ndcg_rel4_scores_only_the_liked_items_by_hand():
+    n_items = 6
+    scores = torch.tensor([
+        [0.9, 0.8, 0.7, 0.1, 0.2, 0.3],   # user 0: ranking 0,1,2,5,4,3
+        [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],   # user 1: ranking 5,4,3,2,1,0
+        [0.6, 0.5, 0.4, 0.3, 0.2, 0.1],   # user 2: held out items all under 4 stars
+    ])
+    relevant = csr([(0, 0), (0, 2), (1, 1), (1, 5), (2, 3)], 3, n_items)   # every held-out
+    high = csr([(0, 2), (1, 1), (1, 5)], 3, n_items)                       # rated >= 4
+    m = topk_metrics(lambda u: scores[u], relevant, None, ks=(3, 10), relevant_high=high)
+    # all held-out: user 0 hits at ranks 1, 3 -> (1 + 0.5) / (1 + 1/log2 3); user 1 ranks 1
+    # and 5; user 2: item 3 at rank 4 -> 1/log2 5 at K = 10
+    ideal2 = 1 + 1 / math.log2(3)
+    assert m["ndcg@10"] == pytest.approx(((1 + 0.5) / ideal2 + (1 + 1 / math.log2(6)) / ideal2
+                                          + 1 / math.log2(5)) / 3)
+    # >= 4 only: user 0 has item 2 at rank 3 -> 0.5; user 1 items 5 and 1 at ranks 1 and 5;
+    # user 2 has none and is left out of this mean
+    assert m["users_evaluated_rel4"] == 2 and m["users_evaluated"] == 3
+    assert m["ndcg@10_rel4"] == pytest.approx((0.5 + (1 + 1 / math.log2(6)) / ideal2) / 2)
+    assert m["ndcg@3_rel4"] == pytest.approx((0.5 + 1 / ideal2) / 2)
+    # the same relevance for both: the same figure
+    same = topk_metrics(lambda u: scores[u], high, None, ks=(10,), relevant_high=high)
+    assert same["ndcg@10_rel4"] == pytest.approx(same["ndcg@10"])
+    assert "ndcg@10_rel4" not in topk_metrics(lambda u: scores[u], relevant, None, ks=(10,))

@@ -1,4 +1,6 @@
 """Bootstrap intervals and paired differences over users, checked as statistics."""
+import math
+
 import numpy as np
 import pytest
 from model_zoo import randomised
@@ -145,3 +147,40 @@ def test_one_bootstrap_per_model_gives_the_explicit_intervals_and_differences():
         paired_of(ba, bootstrap(b, resamples=200, seed=5))
     with pytest.raises(PakdError, match="same users"):
         paired_of(ba, bootstrap(payload(n_users=61), resamples=300, seed=5))
+
+
+def test_t_interval_matches_a_hand_computation():
+    from pakd.stats import t_interval
+    # values 1, 2, 3, 6: mean 3, sd sqrt(((-2)^2 + 1 + 0 + 9) / 3) = sqrt(14 / 3);
+    # t(0.975, 3) = 3.182446305 (tables)
+    mean, lo, hi = t_interval([1.0, 2.0, 3.0, 6.0])
+    half = 3.182446305 * math.sqrt(14 / 3) / 2
+    assert mean == pytest.approx(3.0)
+    assert lo == pytest.approx(3 - half, abs=1e-8) and hi == pytest.approx(3 + half, abs=1e-8)
+    # the issue's case: three seeds whose mean is above 0 and whose t interval is not
+    m, lo, hi = t_interval([0.0100, -0.0010, 0.0090], level=0.90)
+    assert lo < 0 < m < hi
+    assert t_interval([0.5])[0] == 0.5 and all(np.isnan(t_interval([0.5])[1:]))
+    assert all(np.isnan(t_interval([])))
+
+
+def test_pooled_paired_reports_the_t_interval_over_seed_differences():
+    from pakd.stats import POOLED_FIELDS, t_interval
+    base = payload(n_users=120, seed=2)
+    shifts = [0.02, -0.01, 0.05, 0.00, 0.03]                 # five seeds
+
+    def shifted(p, by):
+        return {**p, "ndcg@10": p["ndcg@10"] + by}
+    got = pooled_paired([(base, shifted(base, b)) for b in shifts], resamples=200,
+                        metrics=["ndcg@10"])["ndcg@10"]
+    assert len(got) == len(POOLED_FIELDS) == 6
+    assert got[0] == pytest.approx(np.mean(shifts))
+    assert got[4:] == pytest.approx(t_interval(shifts)[1:])
+
+
+def test_p_values_state_their_resolution():
+    from pakd.stats import p_text
+    assert p_text(0.0, 1000) == "< 0.002 (1,000 resamples)"
+    assert p_text(0.0, 1000, below=0.016) == "< 0.016 (1,000 resamples)"
+    assert p_text(0.032, 1000) == "0.032"
+    assert p_text(float("nan"), 1000) == "–"

@@ -15,7 +15,8 @@ def load_dataset(name: str = "ml-latest-small", **settings) -> Dataset:
 def split(ds: Dataset, method: str = "user_ratio", ratios=(0.8, 0.1, 0.1), k: int = 1,
           seed: int = 0) -> Split:
     """A seeded split of ``ds`` (see `pakd.data.splits`); ``.write(run_dir)`` saves it."""
-    return _data.make_split(ds.ratings, method=method, ratios=tuple(ratios), k=k, seed=seed)
+    return _data.make_split(ds.ratings, method=method, ratios=tuple(ratios), k=k, seed=seed,
+                            source=ds.source.get("ratings") or ds.source.get("folder"))
 
 
 def encode(ds: Dataset, sp: Split, n_buckets: int = 10, max_tokens: int = 16) -> Encoded:

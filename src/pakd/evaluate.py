@@ -140,12 +140,14 @@ def ranking_metrics(model: RecModel | None, enc: Encoded, part: str, *, ks,
                     scores=None, users=None, quiet: bool = True,
                     per_user: bool = False) -> dict:
     """Full-catalogue top-K metrics of ``model`` (or of ``scores``: a users x items matrix,
-    or a function of user indices giving their rows) on ``part``;
+    or a function of user indices giving their rows) on ``part``, ``ndcg@K_rel4`` (only
+    the held-out items rated >= 4 relevant) among them;
     ``users``: only these users (default all). At most ``chunk`` users are ranked at once,
     fewer when their users x items block would not fit ``max_memory_gb``
     (`pakd.memory.user_chunk`)."""
     chunk = min(chunk, user_chunk(enc.n_items, max_memory_gb))
     rel = relevant_matrix(enc, part, relevant_min_rating)
+    high = relevant_matrix(enc, part, M.HIGH_RATING)       # ndcg@10_rel4 beside ndcg@10
     exc = enc.seen(exclusion_parts(part))
     if callable(scores):
         fn = scores
@@ -159,4 +161,4 @@ def ranking_metrics(model: RecModel | None, enc: Encoded, part: str, *, ks,
     with progress(total=n_eval, desc=f"rank {part}", quiet=quiet, unit="user") as bar:
         return M.topk_metrics(fn, rel, exc, ks=ks, users=users,
                               chunk=chunk if scores is not None else max(1, min(chunk, 64)),
-                              progress=bar, per_user=per_user)
+                              progress=bar, per_user=per_user, relevant_high=high)

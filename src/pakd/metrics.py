@@ -10,6 +10,9 @@
   so results are deterministic. Users with no relevant item are skipped and counted.
   Recall@K = hits / |relevant| (not capped at K); NDCG@K uses binary gains with the ideal
   DCG over min(|relevant|, K) items; MRR@K is 0 when no relevant item is in the top K.
+- Beside NDCG@K, ``ndcg@K_rel4``: the same ranking scored with only the held-out items rated
+  >= 4 relevant (liked, not merely rated), over the evaluated users who have such an item
+  (``users_evaluated_rel4``); the metric the relevance setting changes, shown beside it.
 """
 from __future__ import annotations
 
@@ -20,6 +23,10 @@ import torch
 from scipy.stats import rankdata
 
 from .errors import PakdError
+
+# ndcg@K_rel4: held-out items rated at least this count as relevant (the key is stable)
+HIGH_RATING = 4.0
+HIGH_SUFFIX = "_rel4"
 
 
 def _np(x) -> np.ndarray:
@@ -107,11 +114,14 @@ def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
 
 def topk_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], relevant, exclude=None, *,
                  ks: Sequence[int] = (10, 20), users: Iterable[int] | None = None,
-                 chunk: int = 512, progress=None, per_user: bool = False) -> dict:
+                 chunk: int = 512, progress=None, per_user: bool = False,
+                 relevant_high=None) -> dict:
     """Full-ranking top-K metrics.
 
     score_fn: user indices (long [B]) -> scores [B, n_items] (higher is better).
     relevant / exclude: scipy CSR user x item matrices (held-out items / items to skip).
+    relevant_high: a CSR of the held-out items rated >= `HIGH_RATING`: adds
+    ``ndcg@K_rel4`` over the evaluated users with one (read off the same top K).
     Returns ``{"recall@10": ..., "ndcg@10": ..., "hit@10": ..., "precision@10": ...,
     "mrr@10": ..., "users_evaluated": n, "users_without_relevant": m}``; each metric is the
     mean of its per-user values, which ``per_user`` adds as ``"per_user": {"users": [n],
@@ -130,6 +140,9 @@ def topk_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], relevant, exc
     # (glibc then grew the process by ~6 MB per chunk: 14 GB over 138k users)
     values = {f"{m}@{k}": np.zeros(len(eval_users)) for k in ks
               for m in ("recall", "ndcg", "hit", "precision", "mrr")}
+    high = np.full(len(eval_users), np.nan) if relevant_high is None else \
+        np.diff(relevant_high.indptr)[eval_users].astype(np.float64)
+    values_high = {k: np.full(len(eval_users), np.nan) for k in ks}
     discounts = 1.0 / torch.log2(torch.arange(2, kmax + 2, dtype=torch.float64))
     ideal = torch.cumsum(discounts, 0)
     for start in range(0, len(eval_users), chunk):
@@ -162,11 +175,27 @@ def topk_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], relevant, exc
             values[f"precision@{k}"][at] = (nh / k).numpy()
             values[f"mrr@{k}"][at] = torch.where(first_hit <= k, 1.0 / first_hit,
                                                  torch.zeros_like(first_hit)).numpy()
+        if relevant_high is not None:
+            n_high = torch.from_numpy(high[start:start + len(rows)])
+            hh = torch.gather(_rows_dense(relevant_high, rows, n_items), 1, top).double()
+            if k_eff < kmax:
+                hh = torch.nn.functional.pad(hh, (0, kmax - k_eff))
+            for k in ks:
+                idcg = ideal[(torch.clamp(n_high, min=1, max=k) - 1).long()]
+                v = (hh[:, :k] * discounts[:k]).sum(1) / idcg
+                values_high[k][start:start + len(rows)] = torch.where(
+                    n_high > 0, v, torch.full_like(v, float("nan"))).numpy()
         if progress is not None:
             progress.update(len(rows))
     n = len(eval_users)
     out: dict = {key: (float(v.mean()) if n else float("nan")) for key, v in values.items()}
     out["users_evaluated"] = int(n)
+    if relevant_high is not None:
+        has = high > 0
+        for k in ks:
+            out[f"ndcg@{k}{HIGH_SUFFIX}"] = float(values_high[k][has].mean()) if has.any() \
+                else float("nan")
+        out[f"users_evaluated{HIGH_SUFFIX}"] = int(has.sum())
     out["users_without_relevant"] = int(len(all_users) - n)
     if per_user:
         order = np.argsort(eval_users, kind="stable")

@@ -180,15 +180,39 @@ def verdict(diff: list[float], lower_is_better: bool) -> str:
     return "tie"
 
 
+def t_interval(values, level: float = 0.95) -> list[float]:
+    """[mean, low, high]: Student's t interval of the mean of ``values`` (one per seed),
+    mean +- t(1 - (1 - level) / 2, n - 1) sd / sqrt(n). It treats each seed as one draw of
+    the whole experiment and nothing else, so with few seeds it is as wide as their spread
+    says; NaN bounds below two values."""
+    from scipy.stats import t
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=np.float64)
+    if not len(v):
+        return [float("nan")] * 3
+    mean = float(v.mean())
+    if len(v) < 2:
+        return [mean, float("nan"), float("nan")]
+    half = float(t.ppf(1 - (1 - level) / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    return [mean, mean - half, mean + half]
+
+
+# the fields of each pooled_paired entry, in order (seeds.json names them once)
+POOLED_FIELDS = ("difference", "bootstrap_low", "bootstrap_high", "bootstrap_p", "t_low",
+                 "t_high")
+
+
 def pooled_paired(pairs: list[tuple[dict, dict]], *, resamples: int = 1000, seed: int = 0,
                   metrics=METRICS, level: float = 0.95) -> dict[str, list[float]]:
-    """{metric: [difference, low, high, p]} of ``other`` minus ``reference`` pooled over
-    seeds: ``pairs`` holds one (reference, other) per seed, each pair evaluated on that
-    seed's split. The difference is the mean of the per-seed differences. Its interval is a
-    two-stage bootstrap (Davison & Hinkley 1997, sec. 3.8): each resample draws seeds with
-    replacement, then users within each drawn seed, so it carries the training variance
-    between seeds as well as the users' (with few seeds it is wide, not falsely narrow).
-    ``p``: two-sided bootstrap p-value of "no difference", 2 min(P(d <= 0), P(d >= 0))."""
+    """{metric: [difference, low, high, p, t_low, t_high]} (`POOLED_FIELDS`) of ``other``
+    minus ``reference`` pooled over seeds: ``pairs`` holds one (reference, other) per seed,
+    each pair evaluated on that seed's split. The difference is the mean of the per-seed
+    differences. Its interval is a two-stage bootstrap (Davison & Hinkley 1997, sec. 3.8):
+    each resample draws seeds with replacement, then users within each drawn seed, so it
+    carries the training variance between seeds as well as the users'. With few seeds the
+    resampled seeds repeat a handful of values and that interval can be narrower than the
+    seeds' spread: ``t_low, t_high`` is the t interval over the per-seed differences
+    (`t_interval`), reported beside it. ``p``: two-sided bootstrap p-value of "no
+    difference", 2 min(P(d <= 0), P(d >= 0)); its resolution is 2 / resamples (`p_text`)."""
     if not pairs:
         raise PakdError("pooling needs at least one seed")
     rng = np.random.default_rng(seed)
@@ -212,12 +236,25 @@ def pooled_paired(pairs: list[tuple[dict, dict]], *, resamples: int = 1000, seed
         stack = np.stack([b[m] for b in boot])                 # [seeds, resamples]
         dist = stack[draws, cols].mean(1)
         dist = dist[np.isfinite(dist)]
+        t_lo, t_hi = t_interval([p[m] for p in per_seed], level)[1:]
         if not len(dist):
-            out[m] = [point, float("nan"), float("nan"), float("nan")]
+            out[m] = [point, float("nan"), float("nan"), float("nan"), t_lo, t_hi]
             continue
         p = min(1.0, 2 * min(float(np.mean(dist <= 0)), float(np.mean(dist >= 0))))
-        out[m] = [point, float(np.percentile(dist, q)), float(np.percentile(dist, 100 - q)), p]
+        out[m] = [point, float(np.percentile(dist, q)), float(np.percentile(dist, 100 - q)), p,
+                  t_lo, t_hi]
     return out
+
+
+def p_text(p: float, resamples: int, below: float | None = None) -> str:
+    """A bootstrap p-value with its resolution: R resamples can only show a two-sided p in
+    steps of 2 / R, so a p of 0 is written "< 2/R (R resamples)" - never "0.000". ``below``:
+    the bound to state instead (a Holm-adjusted p of 0 is below its multiplier x 2/R)."""
+    if p is None or not np.isfinite(p):
+        return "–"
+    if p == 0:
+        return f"< {below if below is not None else 2 / resamples:.3g} ({resamples:,} resamples)"
+    return f"{p:.3f}"
 
 
 def holm(p_values: dict, alpha: float = 0.05) -> dict:

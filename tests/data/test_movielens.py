@@ -186,3 +186,50 @@ def test_embedded_ml_latest_small():
     assert info["time_range"] == ["1996-03-29", "2018-09-24"]
     assert [f["name"] for f in info["fields"]] == ["user_id", "item_id", "genres", "year", "tags"]
     assert not ds.ratings.duplicated(["user", "item"]).any()
+
+
+# ------------------------------------------------------------ tags under a time-ordered split
+
+def _timed_release(tmp_path):
+    """8 users rate items 1-10 in item order (rating (u, i) at time 100 i + u), and tags
+    before and after the train cuts: the global cut is 808 (80 ratings, the oldest 64
+    train); user u's own cut under user_temporal is 100 * 8 + u."""
+    d = tmp_path / "ml-latest"
+    d.mkdir()
+    rows = [(u, i, 1.0 + (u + i) % 5, 100 * i + u) for u in range(1, 9) for i in range(1, 11)]
+    (d / "ratings.csv").write_text("userId,movieId,rating,timestamp\n" + "".join(
+        f"{u},{i},{r:.1f},{t}\n" for u, i, r, t in rows))
+    (d / "movies.csv").write_text("movieId,title,genres\n" + "".join(
+        f"{i},Film {i} (1990),Drama\n" for i in range(1, 11)))
+    tags = [(1, 3, "early", 500),         # before every cut
+            (2, 3, "late", 950),          # after every cut
+            (99, 4, "stranger", 400),     # before the global cut, by a user with no rating
+            (3, 6, "mid", 805),           # global cut 808: kept; user 3's cut 803: left out
+            (5, 7, "own", 805)]           # user 5's cut 805: kept (at the cut counts)
+    (d / "tags.csv").write_text("userId,movieId,tag,timestamp\n" + "".join(
+        f"{u},{i},{t},{s}\n" for u, i, t, s in tags))
+    return load_movielens("ml-latest", data_dir=d, download=False)
+
+
+def test_tags_for_a_time_cut_contain_no_later_tag(tmp_path):
+    from pakd.data import encode, make_split
+    from pakd.data.movielens import tags_as_of
+    ds = _timed_release(tmp_path)
+    assert ds.items.loc[3, "tags"] == ["early", "late"]        # the whole file, as loaded
+    g = make_split(ds.ratings, method="temporal", seed=0)
+    assert g.train_cut() == 808 and "latest train rating" in g.summary["event_rule"]
+    it = tags_as_of(ds, g.train_cut()).items
+    assert it.loc[3, "tags"] == ["early"] and it.loc[4, "tags"] == ["stranger"]
+    assert it.loc[6, "tags"] == ["mid"] and it.loc[7, "tags"] == ["own"]
+    u = make_split(ds.ratings, method="user_temporal", seed=0)
+    assert u.train_cut()[3] == 803 and u.train_cut()[5] == 805
+    it = tags_as_of(ds, u.train_cut()).items
+    assert it.loc[3, "tags"] == ["early"] and it.loc[4, "tags"] == []
+    assert it.loc[6, "tags"] == [] and it.loc[7, "tags"] == ["own"]
+    assert ds.items.loc[3, "tags"] == ["early", "late"]        # the caller's copy unchanged
+
+    def tag_vocab(split):                   # distinct tags the encoded field knows (+ padding)
+        enc = encode(ds, split)
+        return next(f for f in enc.schema.fields if f.name == "tags").vocab_size - 1
+    assert tag_vocab(make_split(ds.ratings, method="user_ratio", seed=0)) == 5
+    assert tag_vocab(g) == 4 and tag_vocab(u) == 2             # encode applies the cut

@@ -79,3 +79,18 @@ def test_sample_units_fills_the_share_small_groups_cannot():
     assert count["att.0"] == count["att.1"] == count["att.2"] == 2
     # 54 left after the heads: 18 per remaining group, of which the embedding has 16
     assert count["embedding"] == 16 and count["dnn.0"] == count["dnn.1"] == 19
+
+
+def test_paired_spearman_by_hand():
+    import numpy as np
+    rng = np.random.default_rng(0)
+    meas = rng.normal(size=40)
+    perfect, noise = meas * 2 + 1, rng.normal(size=40)
+    d, lo, hi, p = A.paired_spearman(perfect, noise, meas, resamples=500)
+    assert d == pytest.approx(1 - A.spearman(noise, meas))
+    assert 0 < lo <= d <= hi and p < 0.01          # a beats b: the interval excludes 0
+    d2, lo2, hi2, p2 = A.paired_spearman(noise, perfect, meas, resamples=500)
+    assert d2 == pytest.approx(-d) and hi2 < 0    # swapped: the mirror image
+    same = A.paired_spearman(noise, noise, meas, resamples=200)
+    assert same == [0.0, 0.0, 0.0, 1.0]
+    assert A.paired_spearman([1, 2], [2, 1], [1, 2]) is None

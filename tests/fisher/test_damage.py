@@ -148,3 +148,44 @@ def test_taylor_is_exact_on_a_separable_quadratic_loss(tiny_enc):
             assert float(scores[g.name][u]) == pytest.approx(change, rel=1e-9, abs=1e-12)
             signs.add(change > 0)
     assert signs == {True, False}          # it foresees gains as well as losses
+
+
+def test_headline_spearman_is_measured_on_the_test_part(tiny_enc):
+    """The Taylor gradient comes from valid, so the headline agreement (and "beats
+    magnitude") is the test part's; valid's is kept as the in-sample figure."""
+    import numpy as np
+
+    from pakd.fisher import analysis as A
+    m = randomised("svd", tiny_enc)
+    vex = Examples.of_part(tiny_enc, "valid", 0, seed=1)
+    tex = Examples.of_part(tiny_enc, "test", 0, seed=2)
+    probe = LossProbe("svd", {"valid": vex, "test": tex}, {"svd": 1.0})
+    tested = [{"group": "factors", "kind": "mf_factor", "unit": u} for u in range(m.factors)]
+    g = torch.Generator().manual_seed(5)
+    tables = {("rating", "true"): {("factors", u): float(torch.rand(1, generator=g))
+                                   for u in range(m.factors)}}
+    with torch.no_grad():
+        magnitude = {("factors", u): float(m.user_factors.weight[:, u].pow(2).sum()
+                                           + m.item_factors.weight[:, u].pow(2).sum())
+                     for u in range(m.factors)}
+    res = check_units(m, probe, tested, tables, magnitude, focus=["rating"], kinds=["true"],
+                      primary="rating")
+    pts = res["points"]
+    test = np.array([p["measured_test"]["rating"] for p in pts])
+    valid = np.array([p["measured"]["rating"] for p in pts])
+    assert not np.allclose(test, valid)
+    true = np.array([p["predicted"]["rating/true"] for p in pts])
+    mag = np.array([p["predicted"]["magnitude"] for p in pts])
+    assert res["headline_part"] == "test"
+    assert res["spearman_true"] == pytest.approx(A.spearman(true, test))
+    assert res["spearman_magnitude"] == pytest.approx(A.spearman(mag, test))
+    assert res["in_sample"]["spearman_true"] == pytest.approx(A.spearman(true, valid))
+    d, lo, hi, p = res["beats"]["true_vs_magnitude"]
+    assert d == pytest.approx(A.spearman(true, test) - A.spearman(mag, test))
+    assert lo <= d <= hi and 0 <= p <= 1
+    assert res["test_part"]["by_objective"]["rating"]["beats"] == res["beats"]
+    # without a test part the headline stays on valid, and says so
+    res = check_units(m, LossProbe("svd", {"valid": vex}, {"svd": 1.0}), tested, tables,
+                      magnitude, focus=["rating"], kinds=["true"], primary="rating")
+    assert res["headline_part"] == "valid" and "test_part" not in res
+    assert res["spearman_true"] == pytest.approx(A.spearman(true, valid))

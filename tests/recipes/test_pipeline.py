@@ -64,6 +64,12 @@ def test_fisher_outputs(run):
         c = v["test_part"]["by_objective"][v["objective"]]
         assert {"spearman_true", "spearman_taylor", "spearman_magnitude", "kendall_taylor",
                 "spearman_taylor_ci95"} <= set(c)
+        # the headline is the test part's (out of sample); valid's is kept as in-sample
+        assert v["headline_part"] == "test" and v["in_sample"]["part"] == "valid"
+        assert v["spearman_taylor"] == c["spearman_taylor"] or (
+            v["spearman_taylor"] != v["spearman_taylor"])            # both NaN
+        assert set(v["beats"]) == {"empirical_vs_magnitude", "true_vs_magnitude",
+                                   "taylor_vs_magnitude"}
         assert all("measured_test" in p and f"{v['objective']}/taylor" in p["predicted"]
                    for p in v["points"])
         assert all(len(p["measured_train"]) == len(p["measured"]) for p in v["points"])
@@ -151,6 +157,13 @@ def test_run_summary_and_stage_timings(run):
     env = t["environment"]          # what the figures depend on besides settings and data
     assert env["torch"] == torch.__version__ and env["numpy"] == np.__version__
     assert env["torch_threads"] >= 1 and f"torch {torch.__version__}" in summary
+    assert env["cpu"]["model"] and env["packages"]["torch"] == torch.__version__
+    assert "requirements.lock" in summary and "{" not in summary      # one line, no dicts
+    # NDCG@10 with only the held-out items rated >= 4 relevant, beside NDCG@10
+    assert "NDCG@10 ≥ 4 stars" in summary
+    teachers = json.loads((run / "teachers.json").read_text())
+    assert all(0 <= m["ndcg@10_rel4"] <= 1 for m in teachers["members"].values())
+    assert "NDCG@10 ≥ 4 stars" in (run / "teachers.md").read_text()
 
 
 def test_stage_reruns_alone_from_run_yaml(run):

@@ -1,6 +1,7 @@
 """Several seeds pooled: `--seeds` runs each seed in RUN/seed-<s> and pools the results."""
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -47,8 +48,9 @@ def test_distill_over_seeds_pools_every_row(pipeline_run, tmp_path, capsys):
         load = lambda n: dict(np.load(pu / f"{n}.test.npz", allow_pickle=False))  # noqa: E731
         each.append(paired(load("fisher_kd_r50"), load("magnitude_kd_r50"),
                            metrics=["ndcg@10"], resamples=10)["ndcg@10"][0])
-    d, lo, hi, p = mk["pooled"]["fisher_kd"]["ndcg@10"]
+    d, lo, hi, p, t_lo, t_hi = mk["pooled"]["fisher_kd"]["ndcg@10"]
     assert d == pytest.approx(np.mean(each)) and lo <= d <= hi and 0 <= p <= 1
+    assert t_lo <= d <= t_hi and out["pooled_fields"][4:] == ["t_low", "t_high"]
     assert mk["holm_p"]["ndcg@10"] >= p                     # Holm never lowers a p-value
     assert mk["fisher_kd_is"]["ndcg@10"] in ("better", "worse", "tie")
     assert "fisher_kd" not in rows[("fisher_kd", 0.5)].get("pooled", {})
@@ -72,6 +74,8 @@ def test_pooling_names_the_seed_that_has_not_finished(tmp_path):
 
 
 def test_fisher_checks_are_summarised_over_seeds(pipeline_run):
+    """Headline Spearman from the test part, the valid part's as in-sample, and the paired
+    difference from magnitude per seed with a t interval over seeds."""
     import math
 
     from pakd.recipes.seeds import fisher_over_seeds
@@ -82,14 +86,59 @@ def test_fisher_checks_are_summarised_over_seeds(pipeline_run):
     for name, m in models.items():
         v = m["validation"]
         assert got[name]["units"] == 2 * v["groups_tested"] and got[name]["seeds"] == [0, 1]
+        assert got[name]["parts"] == ["test", "test"]
         without = v["units_without_path"][v["objective"]]
         assert got[name]["units_with_path"] == 2 * (v["groups_tested"] - without)
+        test = v["test_part"]["by_objective"][v["objective"]]
+        valid = v["by_objective"][v["objective"]]
         for k in ("true", "taylor", "magnitude"):
-            rho = v["by_objective"][v["objective"]][f"spearman_{k}"]
+            rho = test[f"spearman_{k}"]
             assert got[name][k]["per_seed"] == [rho, rho]
+            assert got[name]["in_sample"][k]["per_seed"] == [valid[f"spearman_{k}"]] * 2
             if rho is not None and math.isfinite(rho):
                 assert got[name][k]["mean"] == pytest.approx(rho) and got[name][k]["sd"] == 0
                 checked += 1
             else:
                 assert "mean" not in got[name][k]
+        b = test["beats"].get("taylor_vs_magnitude")
+        if b:
+            tm = got[name]["beats"]["taylor_vs_magnitude"]
+            assert tm["mean"] == pytest.approx(b[0])
+            assert tm["t95"] == pytest.approx([b[0], b[0]])     # two equal seeds: no spread
     assert checked > 0
+
+
+def test_five_seeds_pool_with_t_intervals_and_p_resolution(pipeline_run, tmp_path):
+    """Five seeds pooled (copies of the shared run, magnitude_kd's per-user NDCG shifted by
+    a different amount on each): the t interval is the hand one over the five per-seed
+    differences, and no p-value prints as 0.000."""
+    from pakd.recipes.seeds import pool
+    from pakd.stats import t_interval
+    shifts = [0.03, 0.01, 0.05, 0.02, 0.04]
+    root = tmp_path / "five"
+    exp = json.loads((pipeline_run / "analysis_results" / "pakd_experiment.json").read_text())
+    mk = next(r for r in exp["rows"] if r["method"] == "magnitude_kd")
+    fk = next(r for r in exp["rows"] if r["method"] == "fisher_kd"
+              and r["pruning_ratio"] == mk["pruning_ratio"])
+    stem = {r["method"]: Path(r["file"]).name for r in (mk, fk)}
+    for s, by in enumerate(shifts):
+        d = root / f"seed-{s}"
+        shutil.copytree(pipeline_run / "analysis_results", d / "analysis_results")
+        shutil.copytree(pipeline_run / "per_user", d / "per_user")
+        f = d / "per_user" / f"{stem['magnitude_kd']}.test.npz"
+        arrays = dict(np.load(f, allow_pickle=False))
+        arrays["ndcg@10"] = arrays["ndcg@10"] + by
+        np.savez(f, **arrays)
+    out = pool(root, list(range(5)), resamples=200)
+    row = next(e for e in out["rows"] if e["method"] == "magnitude_kd")
+    pu = pipeline_run / "per_user"
+    base = {n: dict(np.load(pu / f"{stem[n]}.test.npz", allow_pickle=False))["ndcg@10"].mean()
+            for n in stem}
+    each = [base["magnitude_kd"] + by - base["fisher_kd"] for by in shifts]
+    d, lo, hi, p, t_lo, t_hi = row["pooled"]["fisher_kd"]["ndcg@10"]
+    assert d == pytest.approx(np.mean(each))
+    assert [t_lo, t_hi] == pytest.approx(t_interval(each)[1:])
+    assert t_hi - t_lo > 0.02                       # the seeds' spread, not the users'
+    text = (root / "seeds.md").read_text()
+    assert "over 5 seeds" in text and "0.000)" not in text and "t " in text
+    assert "NDCG@10 ≥ 4" in text and row["mean"].get("ndcg@10_rel4") is not None

@@ -112,8 +112,10 @@ class DataConfig(Section):
 
 
 class SplitConfig(Section):
-    method: Literal["user_ratio", "global_ratio", "temporal", "user_last_k", "leave_one_out"] = _f(
+    method: Literal["user_ratio", "global_ratio", "temporal", "user_temporal", "user_last_k",
+                    "leave_one_out"] = _f(
         "user_ratio", "user_ratio (per-user random), global_ratio, temporal (global time cut), "
+        "user_temporal (each user's newest ratings to valid/test by the shares), "
         "user_last_k, leave_one_out", flag="--split")
     ratios: list[float] = _f([0.8, 0.1, 0.1], "train,valid,test shares for ratio/temporal "
                              "splits")

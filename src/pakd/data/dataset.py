@@ -31,6 +31,9 @@ class Dataset:
         (categorical, multi = list of tokens, numeric = bucketised later).
     items may carry a ``title`` column used for display only.
     tagged_items: items that received a tag but may have no rating (GroupLens counts them).
+    tag_events: the tag applications (``user, item, tag, timestamp``) the ``tags`` item field
+        is built from, with ``tags_top_n``; kept so that a time-ordered split can rebuild the
+        field from the events before its cut (`pakd.data.movielens.tags_as_of`).
     """
 
     name: str
@@ -41,6 +44,8 @@ class Dataset:
     user_features: dict[str, FeatureKind] = field(default_factory=dict)
     item_features: dict[str, FeatureKind] = field(default_factory=dict)
     tagged_items: np.ndarray | None = None
+    tag_events: pd.DataFrame | None = None
+    tags_top_n: int = 0
     source: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 

@@ -66,6 +66,12 @@ class Encoded:
 
 
 def encode(ds: Dataset, split: Split, *, n_buckets: int = 10, max_tokens: int = 16) -> Encoded:
+    """Index tensors of each part and the side fields' token tables. Under a time-ordered
+    split the fields built from events (tags) see only the events up to the train cut."""
+    cut = split.train_cut()
+    if cut is not None and ds.tag_events is not None:
+        from .movielens import tags_as_of
+        ds = tags_as_of(ds, cut)
     frame = split.frame
     user_ids = np.sort(pd.unique(frame["user"]))
     item_ids = np.sort(pd.unique(frame["item"]))

@@ -285,14 +285,50 @@ def _with_tags(release: Release, ratings, scale, items: pd.DataFrame, tags: pd.D
                tags_top_n: int) -> Dataset:
     """The dataset of a tag release: tagged items counted, the top tags as an item field."""
     feats = {"genres": "multi", "year": "numeric"}
-    tagged = None
+    tagged = events = None
     if tags is not None:
         tagged = pd.unique(tags["item"].astype(np.int64))
         if tags_top_n > 0:
             items["tags"] = _top_tags(tags, items, tags_top_n)
             feats["tags"] = "multi"
+            events = _tag_events(tags)
     return Dataset(release.name, ratings, scale, items=items, item_features=feats,
-                   tagged_items=tagged)
+                   tagged_items=tagged, tag_events=events, tags_top_n=tags_top_n)
+
+
+def _tag_events(tags: pd.DataFrame) -> pd.DataFrame:
+    """The tag applications, users read by the ratings' rule and times as integers (a row
+    whose time is not a number can never be placed before a cut: it is left out)."""
+    from .dataset import ids_from_text
+    ts = pd.to_numeric(tags["timestamp"], errors="coerce")
+    ok = ts.notna().to_numpy()
+    t = tags[ok]
+    return pd.DataFrame({"user": ids_from_text(t["user"]),
+                         "item": t["item"].astype(np.int64).to_numpy(),
+                         "tag": t["tag"].astype(str).to_numpy(),
+                         "timestamp": ts[ok].astype(np.int64).to_numpy()})
+
+
+def tags_as_of(ds: Dataset, cut) -> Dataset:
+    """``ds`` with its ``tags`` field rebuilt - vocabulary (the top N tags) included - from
+    the tag events up to ``cut`` only: an int (every event at or before that time) or a
+    Series user -> time (each author's events at or before that author's time; an author
+    the Series lacks has no cut, and none of their events is kept). The caller's dataset is
+    not changed."""
+    from dataclasses import replace
+    if ds.tag_events is None or ds.items is None or "tags" not in ds.items.columns:
+        return ds
+    ev = ds.tag_events
+    if isinstance(cut, pd.Series):
+        limit = ev["user"].map(cut)
+        keep = (limit.notna() & (ev["timestamp"] <= limit.fillna(0))).to_numpy()
+    else:
+        keep = (ev["timestamp"] <= int(cut)).to_numpy()
+    items = ds.items.copy()
+    items["tags"] = _top_tags(ev[keep], items, ds.tags_top_n)
+    return replace(ds, items=items,
+                   notes=ds.notes + [f"tags field: {int(keep.sum())} of {len(ev)} tag events "
+                                     "at or before the split's train cut"])
 
 
 def _ratings_dat(release: Release, folder: Path, duplicates):

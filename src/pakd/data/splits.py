@@ -5,12 +5,22 @@ Methods
 - ``user_ratio`` (default): each user's ratings shuffled and cut by ratio (80/10/10).
 - ``global_ratio``: all ratings shuffled and cut by ratio.
 - ``temporal``: one global time cut: the oldest ratings train, then valid, then test.
+- ``user_temporal``: per user, ratings ordered by (timestamp, item ID) - equal timestamps
+  are broken by the item ID, smaller first, so the split does not depend on the seed or
+  on row order; the last ``round(n * test share)`` go to test and the
+  ``round(n * valid share)`` before them to valid (halves round up). A user with one
+  rating is train only (the train floor below).
 - ``user_last_k``: each user's last k ratings (by time) test, the k before valid.
 - ``leave_one_out``: ``user_last_k`` with k = 1.
 
 Cold rule (one for every method): a valid or test rating whose user or item has no train
 rating is dropped - no model can score it from collaborative data - and the number dropped
 is reported. Every user keeps at least one train rating.
+
+Time-ordered methods (``TIME_ORDERED``) need real timestamps: ratings without any (a table
+without a timestamp column reads as all 0) are refused, as is a time cut at a quantile
+outside (0, 1). Under them the side features built from events (the tags of the ml-latest
+releases) only see events up to the train part's cut: `Split.train_cut`.
 """
 from __future__ import annotations
 
@@ -26,7 +36,15 @@ from ..errors import DataError, PakdError
 from .dataset import ids_from_text
 
 PARTS = ("train", "valid", "test")
-METHODS = ("user_ratio", "global_ratio", "temporal", "user_last_k", "leave_one_out")
+METHODS = ("user_ratio", "global_ratio", "temporal", "user_temporal", "user_last_k",
+           "leave_one_out")
+# methods that put each user's (or everyone's) later ratings after the train part
+TIME_ORDERED = ("temporal", "user_temporal", "user_last_k", "leave_one_out")
+# the stated rule for side-feature events (tags) under a time-ordered split
+EVENT_RULE = {"temporal": "side-feature events (tags) at or before the latest train rating's "
+                          "time only",
+              "per_user": "side-feature events (tags) at or before their author's latest train "
+                          "rating only; events by users without ratings are left out"}
 
 
 @dataclass
@@ -36,6 +54,19 @@ class Split:
 
     def part(self, name: str) -> pd.DataFrame:
         return self.frame[self.frame["part"] == name]
+
+    def train_cut(self) -> int | pd.Series | None:
+        """Up to when side-feature events may be used: None for a random split (no time
+        order to respect); the latest train rating's timestamp for the global ``temporal``
+        cut; for a per-user time split, a Series user -> that user's latest train rating's
+        timestamp (an event by a user without one is later than every cut)."""
+        method = self.summary.get("method")
+        if method not in TIME_ORDERED:
+            return None
+        train = self.part("train")
+        if method == "temporal":
+            return int(train["timestamp"].max())
+        return train.groupby("user")["timestamp"].max().astype(np.int64)
 
     def write(self, run_dir: str | Path) -> Path:
         """``RUN/split.csv`` and ``RUN/split.json``; returns the CSV's path."""
@@ -49,8 +80,9 @@ class Split:
 
 def make_split(ratings: pd.DataFrame, *, method: str = "user_ratio",
                ratios: tuple[float, float, float] = (0.8, 0.1, 0.1), k: int = 1,
-               seed: int = 0) -> Split:
-    """Assign each rating to train/valid/test by ``method`` (see module doc)."""
+               seed: int = 0, source: str | Path | None = None) -> Split:
+    """Assign each rating to train/valid/test by ``method`` (see module doc). ``source``
+    (the ratings file) is named in the errors."""
     if method not in METHODS:
         raise PakdError(f"unknown split method {method!r}; choose one of {', '.join(METHODS)}")
     r = ratings.reset_index(drop=True)
@@ -59,6 +91,8 @@ def make_split(ratings: pd.DataFrame, *, method: str = "user_ratio",
     tr, va, te = ratios
     if min(ratios) < 0 or abs(tr + va + te - 1) > 1e-6 or tr <= 0:
         raise PakdError(f"split ratios {ratios} must be non-negative, sum to 1, with train > 0")
+    if method in TIME_ORDERED:
+        _check_time_order(r, method, ratios, source)
     rng = np.random.default_rng(seed)
     n = len(r)
     part = np.zeros(n, dtype=np.int8)  # 0 train, 1 valid, 2 test
@@ -72,6 +106,21 @@ def make_split(ratings: pd.DataFrame, *, method: str = "user_ratio",
         n_tr, n_va = int(round(n * tr)), int(round(n * va))
         part[order[n_tr:n_tr + n_va]] = 1
         part[order[n_tr + n_va:]] = 2
+    elif method == "user_temporal":
+        users = pd.factorize(r["user"])[0]
+        items = pd.factorize(r["item"], sort=True)[0]
+        # each user's ratings oldest first, equal timestamps by item ID; rank from the end
+        order = np.lexsort((items, r["timestamp"].to_numpy(), users))
+        counts = np.bincount(users)
+        ends = np.cumsum(counts)
+        from_end = np.empty(n, dtype=np.int64)     # 0 = the user's newest rating
+        from_end[order] = np.repeat(ends, counts) - 1 - np.arange(n)
+        cnt = counts[users]
+        n_te = np.floor(cnt * te + 0.5).astype(np.int64)
+        n_va = np.floor(cnt * va + 0.5).astype(np.int64)
+        n_va, n_te = _train_floor(cnt, n_va, n_te)
+        part[from_end < n_te] = 2
+        part[(from_end >= n_te) & (from_end < n_te + n_va)] = 1
     else:
         users = pd.factorize(r["user"])[0]
         if method == "user_ratio":
@@ -95,14 +144,46 @@ def make_split(ratings: pd.DataFrame, *, method: str = "user_ratio",
         else:
             n_te = np.full(n, k)
             n_va = np.full(n, k if va > 0 or method == "leave_one_out" else 0)
-        # every user keeps at least one train rating: shrink valid, then test
-        over = np.maximum(n_te + n_va - (cnt - 1), 0)
-        cut_va = np.minimum(over, n_va)
-        n_va = n_va - cut_va
-        n_te = n_te - (over - cut_va)
+        n_va, n_te = _train_floor(cnt, n_va, n_te)
         part[pos < n_te] = 2
         part[(pos >= n_te) & (pos < n_te + n_va)] = 1
-    return _finish(r, part, method=method, ratios=ratios, k=k, seed=seed)
+    out = _finish(r, part, method=method, ratios=ratios, k=k, seed=seed)
+    if method == "user_temporal":
+        out.summary["tie_rule"] = ("each user's ratings ordered by timestamp, then item ID "
+                                   "(smaller first); the newest go to test, then valid")
+        out.summary["single_rating_rule"] = "a user with one rating is train only"
+    if method in TIME_ORDERED:
+        out.summary["event_rule"] = EVENT_RULE["temporal" if method == "temporal"
+                                               else "per_user"]
+    return out
+
+
+def _train_floor(cnt: np.ndarray, n_va: np.ndarray, n_te: np.ndarray):
+    """Every user keeps at least one train rating: shrink valid, then test."""
+    over = np.maximum(n_te + n_va - (cnt - 1), 0)
+    cut_va = np.minimum(over, n_va)
+    return n_va - cut_va, n_te - (over - cut_va)
+
+
+def _check_time_order(r: pd.DataFrame, method: str, ratios, source) -> None:
+    """A time-ordered split needs timestamps, and cuts strictly inside (0, 1)."""
+    ts = r["timestamp"].to_numpy()
+    if not (ts != 0).any():
+        raise DataError(
+            f"split {method!r} orders ratings by time, but the ratings have no timestamps "
+            "(every one is missing or 0)", file=source,
+            fix="give the file a timestamp column (a table's is mapped with --columns "
+                "timestamp=COLUMN), or choose a random split: --split user_ratio")
+    if method not in ("temporal", "user_temporal"):    # user_last_k cuts by count (k)
+        return
+    tr, va, te = ratios
+    cuts = {"train": tr, "train+valid": tr + va}
+    bad = {k: v for k, v in cuts.items() if not 0 < v < 1 - 1e-9}
+    if bad:
+        what = ", ".join(f"{k} at quantile {v:g}" for k, v in bad.items())
+        raise PakdError(f"split {method!r}: the time cuts must lie strictly between 0 and 1 "
+                        f"(the shares {list(ratios)} put {what}).\nFix: give a test share "
+                        "above 0, e.g. --split-ratios 0.8,0.1,0.1")
 
 
 def _finish(r: pd.DataFrame, part: np.ndarray, **meta) -> Split:

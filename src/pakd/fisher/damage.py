@@ -6,8 +6,11 @@ BCE on observed pairs against sampled negatives, and their sum (the ensemble obj
 measured on the ensemble's outputs with the member replaced by its damaged copy).
 
 - `check_units` removes sampled units one at a time and records the measured loss increase
-  beside every prediction (each Fisher kind, and magnitude), on the valid part and on the
-  train sample the Fisher was estimated from;
+  beside every prediction (each Fisher kind, Taylor and magnitude) on the valid part, the
+  test part and the train sample the Fisher was estimated from. The Taylor predictor's
+  gradient is the valid loss's, so its agreement on valid is in-sample: the headline
+  figures are measured on the test part, with a paired bootstrap over units for "this
+  predictor ranks the damage better than magnitude";
 - `check_plan` applies a whole plan physically and compares predicted with measured losses,
   RMSE and NDCG@10.
 """
@@ -201,7 +204,12 @@ def check_units(model: RecModel, probe: LossProbe, tested: list[dict], tables: d
     disagree, removal changes generalisation (an overfit unit's removal lowers the held-out
     loss, which a Fisher estimate, never negative, cannot predict; the Taylor term can).
     Each criterion gets Spearman and Kendall correlations with the measured change, and a
-    95% bootstrap interval (over units) on Spearman."""
+    95% bootstrap interval (over units) on Spearman; each criterion other than magnitude
+    gets ``beats["<c>_vs_magnitude"]`` (`pakd.fisher.analysis.paired_spearman`).
+
+    Headline (``spearman_<c>``, ``beats``, ``by_kind``): the test part when it is measured
+    (``headline_part``), else valid. ``in_sample`` keeps the valid part's figures, where
+    the Taylor gradient was taken (``by_objective`` holds them for every objective)."""
     parts = list(probe.parts)
     base = {p: probe(model, p) for p in parts}
     points = []
@@ -245,24 +253,42 @@ def check_units(model: RecModel, probe: LossProbe, tested: list[dict], tables: d
                     continue
                 pred = np.array([p["predicted"][key] for p in pts])
                 row.update(A.agreement(pred, meas, k))
+            if among is None and "magnitude" in criteria:
+                mag = np.array([p["predicted"]["magnitude"] for p in pts])
+                row["beats"] = {}
+                for k in criteria:
+                    key = f"{o}/{k}"
+                    if k != "magnitude" and key in points[0]["predicted"]:
+                        pred = np.array([p["predicted"][key] for p in pts])
+                        row["beats"][f"{k}_vs_magnitude"] = A.paired_spearman(pred, mag, meas)
             by_obj[o] = row
         return by_obj
 
     by_obj = correlations("measured")
-    top = by_obj.get(primary, {})
+    head_part = "test" if "test" in parts else "valid"
+    head_field = "measured_test" if head_part == "test" else "measured"
+    head_all = correlations(head_field) if head_part == "test" else by_obj
+    top, valid_top = head_all.get(primary, {}), by_obj.get(primary, {})
     kinds_seen = sorted({p["kind"] for p in points})
-    out = {"objective": primary,
+    out = {"objective": primary, "headline_part": head_part,
            **{f"spearman_{k}": top.get(f"spearman_{k}") for k in criteria},
+           **{f"spearman_{k}_ci95": top.get(f"spearman_{k}_ci95") for k in criteria},
+           "beats": top.get("beats", {}),
+           "in_sample": {"part": "valid",
+                         **{f"spearman_{k}": valid_top.get(f"spearman_{k}") for k in criteria},
+                         "beats": valid_top.get("beats", {})},
            "groups_tested": len(points),
            "units_without_path": {o: int(sum(v)) for o, v in no_path.items()},
-           "by_kind": {k: correlations("measured", k).get(primary) for k in kinds_seen},
+           "by_kind": {k: correlations(head_field, k).get(primary) for k in kinds_seen},
            "kinds_tested": kinds_seen,
            "share_lowering_valid_loss": (sum(p["measured"][primary] < 0 for p in points)
                                          / len(points) if points else None),
            "base_valid_loss": base["valid"], "by_objective": by_obj, "points": points}
-    for part, key in (("train", "train_sample"), ("test", "test_part")):
-        if part in parts:
-            out[key] = {"base_loss": base[part], "by_objective": correlations(f"measured_{part}")}
+    if "train" in parts:
+        out["train_sample"] = {"base_loss": base["train"],
+                               "by_objective": correlations("measured_train")}
+    if head_part == "test":
+        out["test_part"] = {"base_loss": base["test"], "by_objective": head_all}
     return out
 
 

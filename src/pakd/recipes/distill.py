@@ -45,7 +45,7 @@ from .evaluation import evaluate_kept
 from .split import load_encoded
 from .teachers import check_catalogue_settings, member_scores
 
-ROW_KEYS = ("rmse", "mae", "auc", "logloss", "recall@10", "ndcg@10")
+ROW_KEYS = ("rmse", "mae", "auc", "logloss", "recall@10", "ndcg@10", "ndcg@10_rel4")
 SPEED_KEYS = ("throughput_rows_per_s", "latency_ms_p50", "latency_ms_p99", "latency_reps",
               "threads", "bench_batch", "bench_rounds", "speedup_throughput",
               "speedup_throughput_range", "speedup_latency", "speedup_latency_range")

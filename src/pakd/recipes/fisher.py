@@ -92,10 +92,12 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
            "timings": timings, "sigma2": sigma2,
            "summary": {n: {"pruning_friendliness": m["pruning_friendliness"],
                            "sensitivity": m["sensitivity"],
+                           # out of sample: measured on the test part (headline_part);
                            # absent when no unit was checked (--validate-units 0)
-                           "spearman_empirical": m["validation"].get("spearman_empirical"),
-                           "spearman_true": m["validation"].get("spearman_true"),
-                           "spearman_magnitude": m["validation"].get("spearman_magnitude")}
+                           "damage_measured_on": m["validation"].get("headline_part"),
+                           **{f"spearman_{k}": m["validation"].get(f"spearman_{k}")
+                              for k in ("empirical", "true", "taylor", "magnitude")},
+                           "beats": m["validation"].get("beats", {})}
                        for n, m in results.items()}}
     write_json(rd.fisher_experiment_json, exp)
     rd.write_text(rd.fisher_md, fisher_markdown(out, experiment=exp))

@@ -10,10 +10,19 @@ runs back and writes ``RUN/seeds.json`` and ``RUN/seeds.md``:
   deviation over seeds;
 - pooled paired differences from the teacher and, for students, from fisher_kd at the same
   ratio: the mean of the per-seed differences with a two-stage bootstrap interval (seeds,
-  then users within each seed; `pakd.stats.pooled_paired`);
+  then users within each seed; `pakd.stats.pooled_paired`) and, beside it, Student's t
+  interval over the per-seed differences (with few seeds the bootstrap can be narrower
+  than the seeds' spread; the t interval is not);
 - a verdict for every comparison with fisher_kd on NDCG@10 and RMSE that survives Holm's
   correction over all of them (every baseline, every ratio, both metrics), so calling a
-  winner among many comparisons keeps the family-wise error at 5%.
+  winner among many comparisons keeps the family-wise error at 5%; p-values are written
+  with their resolution ("< 0.002 (1,000 resamples)", never "0.000"), and a verdict the
+  t interval does not share is marked;
+- NDCG@10 with only the held-out items rated >= 4 relevant (``ndcg@10_rel4``), mean and
+  sd over seeds beside NDCG@10;
+- the teachers' damage predictors per member: Spearman measured on the test part (out of
+  sample) over seeds, the valid part's (in-sample for Taylor) beside it, and each
+  predictor's paired difference from magnitude, with a t interval over seeds.
 """
 from __future__ import annotations
 
@@ -23,9 +32,11 @@ import numpy as np
 
 from ..errors import PakdError
 from ..rundir import RunDir, read_json, write_json
-from ..stats import holm, pooled_paired
+from ..stats import POOLED_FIELDS, holm, p_text, pooled_paired, t_interval
 
-METRICS = ("rmse", "mae", "auc", "recall@10", "ndcg@10")
+METRICS = ("rmse", "mae", "auc", "recall@10", "ndcg@10", "ndcg@10_rel4")
+# pooled paired differences need per-user results; ndcg@10_rel4 has a mean over seeds only
+PAIRED = ("rmse", "mae", "auc", "recall@10", "ndcg@10")
 LOWER_IS_BETTER = {"rmse", "mae"}
 ALPHA = 0.05
 
@@ -90,7 +101,7 @@ def pool(root: str | Path, seeds: list[int], *, resamples: int = 1000) -> dict:
             for m in ("rmse", "ndcg@10") if all(r.get(m) for r in rows.values())}
         if k[0] != "teacher":
             mine = {s: per_user(s, r) for s, r in rows.items()}
-            metrics = [m for m in METRICS if m in entry["mean"]]
+            metrics = [m for m in PAIRED if m in entry["mean"]]
             entry["pooled"] = {"teacher": pooled_paired(
                 [(teachers[s], mine[s]) for s in seeds], resamples=resamples, metrics=metrics)}
             ref = ("fisher_kd", k[1])
@@ -103,17 +114,26 @@ def pool(root: str | Path, seeds: list[int], *, resamples: int = 1000) -> dict:
               for e in out_rows if "fisher_kd" in e.get("pooled", {})
               for m in ("ndcg@10", "rmse") if m in e["pooled"]["fisher_kd"]}
     adjusted = holm(family, ALPHA)
+    # a bootstrap p of 0 only says p < 2 / resamples: Holm on those bounds bounds the
+    # adjusted p of 0 in turn (what the table states instead of "0.000")
+    bound = holm({k: max(p, 2 / resamples) if np.isfinite(p) else p
+                  for k, p in family.items()}, ALPHA)
     for e in out_rows:
         for m in ("ndcg@10", "rmse"):
             key = (e["method"], e["pruning_ratio"], m)
             if key in adjusted:
-                d = e["pooled"]["fisher_kd"][m][0]
+                d, _, _, _, t_lo, t_hi = e["pooled"]["fisher_kd"][m]
                 e.setdefault("holm_p", {})[m] = adjusted[key]
+                if adjusted[key] == 0:
+                    e.setdefault("holm_p_below", {})[m] = bound[key]
                 e.setdefault("fisher_kd_is", {})[m] = _fisher_kd_is(d, adjusted[key], m)
+                e.setdefault("t_interval_agrees", {})[m] = _t_agrees(
+                    e["fisher_kd_is"][m], t_lo, t_hi)
     out = {"seeds": seeds, "runs": {str(s): str(rd.root) for s, rd in runs.items()},
            "dataset": exps[seeds[0]].get("dataset"), "rows": out_rows,
            "fisher": fisher_over_seeds(runs),
            "left_out": missing, "resamples": resamples, "alpha": ALPHA,
+           "pooled_fields": list(POOLED_FIELDS),
            "family": "each method against fisher_kd at the same ratio, on NDCG@10 and RMSE"}
     write_json(Path(root) / "seeds.json", out)
     from ..atomic import atomic_write_text
@@ -122,38 +142,62 @@ def pool(root: str | Path, seeds: list[int], *, resamples: int = 1000) -> dict:
 
 
 CRITERIA = ("true", "taylor", "magnitude")
+BEATS = ("taylor_vs_magnitude", "true_vs_magnitude")
 
 
 def fisher_over_seeds(runs: dict[int, RunDir]) -> dict:
-    """Each member's damage-prediction check (valid part, its objective) per seed, with the
-    mean and sd of Spearman over seeds: every seed checks other units of another model, so
-    the seeds together test several times as many units as one run."""
+    """Each member's damage-prediction check per seed, over seeds: Spearman measured on the
+    test part (the headline: the Taylor gradient is taken on valid, so valid is in-sample
+    for it; runs made before the test part was measured fall back to valid and say so in
+    ``parts``), the valid part's beside it (``in_sample``), and each predictor's paired
+    difference from magnitude per seed with the mean and a t interval over seeds. Every
+    seed checks other units of another model, so the seeds together test several times as
+    many units as one run."""
     per: dict[str, dict] = {}
     for s, rd in runs.items():
         if not rd.fisher_json.is_file():
             continue
         for name, m in read_json(rd.fisher_json)["models"].items():
             v = m["validation"]
-            c = v.get("by_objective", {}).get(v["objective"], {})
-            e = per.setdefault(name, {"units": 0, "with_path": 0, "seeds": [],
-                                      **{k: [] for k in CRITERIA}})
+            obj = v["objective"]
+            valid = v.get("by_objective", {}).get(obj, {})
+            test = v.get("test_part", {}).get("by_objective", {}).get(obj)
+            head = test if test is not None else valid
+            e = per.setdefault(name, {"units": 0, "with_path": 0, "seeds": [], "parts": [],
+                                      **{k: [] for k in CRITERIA},
+                                      **{f"in_sample_{k}": [] for k in CRITERIA},
+                                      **{b: [] for b in BEATS}})
             e["units"] += v["groups_tested"]
             # a member the ensemble weighs 0 on a seed has no unit with a path to its
             # objective: that seed's correlations are undefined and left out of the mean
-            e["with_path"] += v["groups_tested"] - v.get("units_without_path", {}).get(
-                v["objective"], 0)
+            e["with_path"] += v["groups_tested"] - v.get("units_without_path", {}).get(obj, 0)
             e["seeds"].append(s)
+            e["parts"].append("test" if test is not None else "valid")
             for k in CRITERIA:
-                e[k].append(c.get(f"spearman_{k}"))
+                e[k].append(head.get(f"spearman_{k}"))
+                e[f"in_sample_{k}"].append(valid.get(f"spearman_{k}"))
+            for b in BEATS:
+                got = (head.get("beats") or {}).get(b)
+                e[b].append(got[0] if got else None)
     out = {}
     for name, e in per.items():
         out[name] = {"units": e["units"], "units_with_path": e["with_path"],
-                     "seeds": e["seeds"]}
+                     "seeds": e["seeds"], "parts": e["parts"], "in_sample": {}, "beats": {}}
         for k in CRITERIA:
-            vals = [x for x in e[k] if x is not None and np.isfinite(x)]
-            out[name][k] = {"per_seed": e[k], **(dict(zip(("mean", "sd"), _summary(vals)))
-                                                 if vals else {})}
+            out[name][k] = _over_seeds(e[k])
+            out[name]["in_sample"][k] = _over_seeds(e[f"in_sample_{k}"])
+        for b in BEATS:
+            if any(x is not None for x in e[b]):
+                got = _over_seeds(e[b])
+                if "mean" in got:
+                    got["t95"] = t_interval(got["per_seed"])[1:]
+                out[name]["beats"][b] = got
     return out
+
+
+def _over_seeds(values: list) -> dict:
+    vals = [x for x in values if x is not None and np.isfinite(x)]
+    return {"per_seed": values, **(dict(zip(("mean", "sd"), _summary(vals))) if vals else {})}
 
 
 def _fisher_kd_is(d: float, p: float, metric: str) -> str:
@@ -162,6 +206,14 @@ def _fisher_kd_is(d: float, p: float, metric: str) -> str:
         return "tie"
     other_better = d < 0 if metric in LOWER_IS_BETTER else d > 0
     return "worse" if other_better else "better"
+
+
+def _t_agrees(verdict: str, t_lo: float, t_hi: float) -> bool | None:
+    """Whether the t interval over seeds reaches the bootstrap verdict too: a difference
+    called better or worse should exclude 0 there as well; None when it cannot say."""
+    if verdict == "tie" or not (np.isfinite(t_lo) and np.isfinite(t_hi)):
+        return None
+    return bool(t_lo > 0 or t_hi < 0)
 
 
 def _ms(e: dict, m: str) -> str:
@@ -175,54 +227,85 @@ def _pct(v: float | None) -> str:
 
 
 def _diff(v: list[float] | None) -> str:
+    """A pooled difference: the bootstrap interval, then the t interval over seeds."""
     if not v:
         return "–"
-    return f"{v[0]:+.4f} ({v[1]:+.4f} to {v[2]:+.4f})"
+    t = f"; t {v[4]:+.4f} to {v[5]:+.4f}" if len(v) > 5 and np.isfinite(v[4]) else ""
+    return f"{v[0]:+.4f} ({v[1]:+.4f} to {v[2]:+.4f}{t})"
 
 
 def seeds_markdown(out: dict) -> str:
     s = out["seeds"]
+    R = out["resamples"]
     lines = [f"# PAKD over {len(s)} seeds ({', '.join(map(str, s))}) — {out.get('dataset')}", "",
              "Each seed is a whole run (split, initialisation, negatives) in its own "
-             "directory. Mean ± standard deviation over seeds (test part); Δ: the mean of the "
-             "per-seed paired differences, with a two-stage bootstrap 95% interval (seeds, "
-             "then users, "
-             f"{out['resamples']} resamples). fisher_kd is better / worse than a method only "
-             "where the difference survives Holm's correction over "
-             f"{out['family']} (family-wise α {out['alpha']}); otherwise tie.", "",
-             "| method | ratio | params | RMSE | NDCG@10 | NDCG@10 % of teacher | "
-             "RMSE % of teacher | "
-             "Δ NDCG@10 vs teacher | Δ NDCG@10 vs fisher_kd (Holm p) | fisher_kd on NDCG@10 | "
-             "Δ RMSE vs fisher_kd (Holm p) | fisher_kd on RMSE |",
-             "|" + "---|" * 12]
+             "directory. Mean ± standard deviation over seeds (test part); NDCG@10 ≥ 4: only "
+             "the held-out items rated 4 or more relevant. Δ: the mean of the per-seed "
+             "paired differences, with a two-stage bootstrap 95% interval (seeds, then "
+             f"users, {R:,} resamples) and, after 't', Student's t 95% interval over the "
+             "per-seed differences (each seed one draw; with few seeds the bootstrap can be "
+             "narrower than the seeds' spread). fisher_kd is better / worse than a method "
+             "only where the bootstrap difference survives Holm's correction over "
+             f"{out['family']} (family-wise α {out['alpha']}); otherwise tie; '(t: tie)' "
+             "marks a verdict whose t interval still includes 0.", "",
+             "| method | ratio | params | RMSE | NDCG@10 | NDCG@10 ≥ 4 | NDCG@10 % of teacher | "
+             "RMSE % of teacher | Δ NDCG@10 vs teacher | Δ NDCG@10 vs fisher_kd (Holm p) | "
+             "fisher_kd on NDCG@10 | Δ RMSE vs fisher_kd (Holm p) | fisher_kd on RMSE |",
+             "|" + "---|" * 13]
     for e in out["rows"]:
         ratio = "–" if e["pruning_ratio"] is None else f"{e['pruning_ratio']:.2f}"
         of_t = e["of_teacher"]
         fk = e.get("pooled", {}).get("fisher_kd", {})
-        hp = e.get("holm_p", {})
-        is_ = e.get("fisher_kd_is", {})
+        hp, below = e.get("holm_p", {}), e.get("holm_p_below", {})
+        is_, agrees = e.get("fisher_kd_is", {}), e.get("t_interval_agrees", {})
 
         def vs(m):
-            return f"{_diff(fk.get(m))} (p {hp[m]:.3f})" if m in hp else "–"
+            if m not in hp:
+                return "–"
+            return f"{_diff(fk.get(m))} (p {p_text(hp[m], R, below.get(m))})"
+
+        def verdict(m):
+            v = is_.get(m, "–")
+            return v + (" (t: tie)" if agrees.get(m) is False else "")
         lines.append(
             f"| {e['method']} | {ratio} | {e['params']:,.0f} | {_ms(e, 'rmse')} | "
-            f"{_ms(e, 'ndcg@10')} | {_pct(of_t.get('ndcg@10'))} | {_pct(of_t.get('rmse'))} | "
+            f"{_ms(e, 'ndcg@10')} | {_ms(e, 'ndcg@10_rel4')} | {_pct(of_t.get('ndcg@10'))} | "
+            f"{_pct(of_t.get('rmse'))} | "
             f"{_diff(e.get('pooled', {}).get('teacher', {}).get('ndcg@10'))} | {vs('ndcg@10')} | "
-            f"{is_.get('ndcg@10', '–')} | {vs('rmse')} | {is_.get('rmse', '–')} |")
+            f"{verdict('ndcg@10')} | {vs('rmse')} | {verdict('rmse')} |")
     if out.get("fisher"):
         lines += ["", "Damage prediction of the teachers' Fisher analysis (one unit removed at a "
-                  "time, valid part, each member's objective): Spearman over the units with "
-                  "a path to the objective, mean ± sd over the seeds that have such units (a "
-                  "member the ensemble weighs 0 on a seed has none; per seed in seeds.json).",
-                  "",
+                  "time, each member's objective), over the units with a path to the "
+                  "objective. Spearman measured on the test part, out of sample for every "
+                  "predictor; in-sample: on the valid part, where the Taylor gradient is "
+                  "taken. Mean ± sd over the seeds that have such units (a member the "
+                  "ensemble weighs 0 on a seed has none; per seed in seeds.json). Δ vs "
+                  "magnitude: the predictor's Spearman minus magnitude's on the test part, "
+                  "mean over seeds with its t 95% interval (per seed, a paired bootstrap over "
+                  "units in the run's Fisher report).", "",
                   "| member | units with a path / tested (all seeds) | true Fisher | Taylor | "
-                  "magnitude |",
-                  "|---|---|---|---|---|"]
+                  "magnitude | Taylor − magnitude | true − magnitude | in-sample Taylor | "
+                  "in-sample magnitude |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for name, f in out["fisher"].items():
-            cells = [f"{f[k]['mean']:.2f} ± {f[k]['sd']:.2f}" if "mean" in f[k] else "–"
-                     for k in CRITERIA]
-            lines.append(f"| {name} | {f['units_with_path']} / {f['units']} | "
-                         + " | ".join(cells) + " |")
+            cells = [_mean_sd(f[k]) for k in CRITERIA]
+            beats = [_beat(f.get("beats", {}).get(b)) for b in BEATS]
+            ins = [_mean_sd(f.get("in_sample", {}).get(k, {})) for k in ("taylor", "magnitude")]
+            old = [str(sd) for sd, p in zip(f["seeds"], f.get("parts", [])) if p != "test"]
+            note = f" (seed {', '.join(old)}: no test part, valid figures)" if old else ""
+            lines.append(f"| {name}{note} | {f['units_with_path']} / {f['units']} | "
+                         + " | ".join(cells + beats + ins) + " |")
     if out["left_out"]:
         lines += ["", "Rows not present in every seed (left out): " + ", ".join(out["left_out"])]
     return "\n".join(lines) + "\n"
+
+
+def _mean_sd(f: dict) -> str:
+    return f"{f['mean']:.2f} ± {f['sd']:.2f}" if "mean" in f else "–"
+
+
+def _beat(f: dict | None) -> str:
+    if not f or "mean" not in f:
+        return "–"
+    lo, hi = f.get("t95", [float("nan")] * 2)
+    return f"{f['mean']:+.2f}" + (f" ({lo:+.2f} to {hi:+.2f})" if np.isfinite(lo) else "")

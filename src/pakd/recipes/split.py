@@ -20,7 +20,8 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> Split:
     t0 = time.perf_counter()
     ds = data_mod.load(cfg.data, quiet=cfg.quiet)
     split = data_mod.make_split(ds.ratings, method=cfg.split.method,
-                                ratios=tuple(cfg.split.ratios), k=cfg.split.k, seed=cfg.seed)
+                                ratios=tuple(cfg.split.ratios), k=cfg.split.k, seed=cfg.seed,
+                                source=ds.source.get("ratings") or ds.source.get("folder"))
     split.summary["dataset"] = ds.name
     path = split.write(rd.root)
     s = split.summary

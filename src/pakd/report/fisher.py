@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..fisher.analysis import RESAMPLES as SPEARMAN_RESAMPLES
+from ..stats import p_text
 from .plots import save_figure
 from .tables import fmt, markdown_table
 
@@ -26,7 +28,7 @@ def fisher_markdown(res: dict, experiment: dict | None = None) -> str:
                                            experiment["settings"].items()), ""]
     lines += [f"Objectives: {', '.join(res['focus_tasks'])}; Fisher: {', '.join(res['fisher'])}.",
               f"Criterion: {res['criterion']}.", ""]
-    rows, damage, by_kind, no_path = [], [], [], []
+    rows, damage, by_kind, no_path, beats = [], [], [], [], []
     for n, m in res["models"].items():
         v = m["validation"]
         rows.append({"model": n, "params": m["params"],
@@ -34,8 +36,8 @@ def fisher_markdown(res: dict, experiment: dict | None = None) -> str:
                      "trace": m["sensitivity"]["total"], "per_param": m["sensitivity"]["normalised"],
                      "friendliness": m["pruning_friendliness"], "tested": v["groups_tested"],
                      "lowering": v.get("share_lowering_valid_loss")})
-        for part, block in (("valid", {"by_objective": v.get("by_objective", {})}),
-                            ("test", v.get("test_part", {})),
+        for part, block in (("test (out of sample)", v.get("test_part", {})),
+                            ("valid (Taylor's own)", {"by_objective": v.get("by_objective", {})}),
                             ("Fisher train sample", v.get("train_sample", {}))):
             c = block.get("by_objective", {}).get(v["objective"], {})
             if not c:
@@ -48,6 +50,13 @@ def fisher_markdown(res: dict, experiment: dict | None = None) -> str:
                                                              if ci else "")
                               + (f", τ {c[f'kendall_{k}']:.2f}" if f"kendall_{k}" in c else ""))
             damage.append(row)
+        for key, got in (v.get("beats") or {}).items():
+            if got:
+                d, lo, hi, p = got
+                beats.append({"model": n, "which": key.replace("_vs_", " − "),
+                              "d": f"{d:+.2f} ({lo:+.2f} to {hi:+.2f})",
+                              "p": p_text(p, SPEARMAN_RESAMPLES),
+                              "verdict": "better" if lo > 0 else "worse" if hi < 0 else "tie"})
         for kind, c in (v.get("by_kind") or {}).items():
             if c:
                 by_kind.append({"model": n, "kind": kind, "units": c.get("units"),
@@ -66,16 +75,25 @@ def fisher_markdown(res: dict, experiment: dict | None = None) -> str:
         "Kendall's tau between each criterion's prediction and the measured loss change. "
         "empirical / true: 1/2 F theta^2 (never negative); taylor: the valid-loss gradient "
         "term plus 1/2 F theta^2 (it can predict that a removal lowers the loss); magnitude: "
-        "sum theta^2. The valid part also gives the Taylor gradient; the test part is held "
-        "out from every prediction; the Fisher train sample is what the Fisher was "
+        "sum theta^2. The test part is held out from every prediction and gives the "
+        "headline figures; the valid part also gives the Taylor gradient, so Taylor's "
+        "figure there is in-sample; the Fisher train sample is what the Fisher was "
         "estimated on.", "",
         markdown_table(damage, [("model", "model"), ("part", "measured on"),
                                 ("empirical", "empirical"), ("true", "true"),
                                 ("taylor", "taylor"), ("magnitude", "magnitude")]), ""]
+    if beats:
+        lines += ["Does a predictor rank the measured damage better than magnitude? Δρ: its "
+                  "Spearman minus magnitude's on the headline part, with a paired 95% "
+                  "bootstrap interval over units (the same units resampled for both) and the "
+                  "bootstrap p of no difference.", "",
+                  markdown_table(beats, [("model", "model"), ("which", "predictor − baseline"),
+                                         ("d", "Δρ (95% interval)"), ("p", "p"),
+                                         ("verdict", "verdict")]), ""]
     if by_kind:
-        lines += ["Per group kind (valid part, each member's objective; Spearman with its 95% "
-                  "bootstrap interval): units of one kind have the same size, so these do not "
-                  "measure size.", "",
+        lines += ["Per group kind (headline part, each member's objective; Spearman with its "
+                  "95% bootstrap interval): units of one kind have the same size, so these do "
+                  "not measure size.", "",
                   markdown_table(by_kind, [("model", "model"), ("kind", "kind"),
                                            ("units", "units"), ("true", "true Fisher"),
                                            ("taylor", "taylor"), ("magnitude", "magnitude")]), ""]

@@ -9,6 +9,7 @@ from .tables import fmt, markdown_table
 COLS = [("method", "method"), ("model", "model"), ("pruning_ratio", "ratio"),
         ("removed_ratio", "removed"), ("rmse", "RMSE"), ("mae", "MAE"), ("auc", "AUC"),
         ("recall@10", "Recall@10"), ("ndcg@10", "NDCG@10"), ("ndcg_ci", "NDCG@10 95% CI"),
+        ("ndcg@10_rel4", "NDCG@10 ≥ 4 stars"),
         ("ndcg_vs_teacher", "Δ NDCG@10 vs teacher (95% CI)"), ("rmse_retention_pct", "RMSE ret. %"),
         ("ndcg_retention_pct", "NDCG ret. %"), ("params", "params"), ("size_bytes", "bytes"),
         ("throughput_rows_per_s", "rows/s"), ("latency_ms_p50", "top-10 ms p50"),

@@ -5,7 +5,8 @@ from .tables import markdown_table
 
 COLS = [("model", "model"), ("rmse", "RMSE"), ("rmse_ci", "RMSE 95% CI"), ("mae", "MAE"),
         ("auc", "AUC"), ("logloss", "LogLoss"), ("recall@10", "Recall@10"),
-        ("ndcg@10", "NDCG@10"), ("ndcg_ci", "NDCG@10 95% CI"), ("params", "params"),
+        ("ndcg@10", "NDCG@10"), ("ndcg_ci", "NDCG@10 95% CI"),
+        ("ndcg@10_rel4", "NDCG@10 ≥ 4 stars"), ("params", "params"),
         ("train_seconds", "train s")]
 
 
@@ -26,7 +27,9 @@ def teachers_markdown(res: dict) -> str:
             f"Ensemble members (task, weight): {w}.\nRating output mix: "
             f"{_fmt_w(mix['rating_mix'])}; ranking output mix: {_fmt_w(mix['ranking_mix'])}"
             f" (ranking logits standardised per member). Intervals: 95% bootstrap over "
-            f"test users.\n\n"
+            f"test users. NDCG@10: the held-out items --relevant-min-rating counts as "
+            f"relevant (default: all); NDCG@10 ≥ 4 stars: only those rated 4 or more "
+            f"(docs/metrics.md).\n\n"
             + markdown_table(rows, COLS) + "\n" + rerank_markdown(res.get("rerank")))
 
 
