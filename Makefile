@@ -5,8 +5,9 @@ BIN     = $(VENV)/bin
 RUN    ?= runs/default
 PROFILE ?= default
 STAMP   = $(VENV)/.installed
+DOCS_STAMP = $(VENV)/.docs-installed
 
-.PHONY: install run test clean
+.PHONY: install run test docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,7 +15,7 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: a CPU wheel of 2.13.0 is on these machines; an unpinned
 	# torch would pull several GB of CUDA packages.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,parquet,deploy]'
+	$(BIN)/pip install --quiet -e '.[test,parquet,deploy,track]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,5 +30,14 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# the documentation site into site/ (MkDocs + Material; the CLI reference, API reference and
+# results pages are generated while it builds); --strict fails on a broken link or page
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache site
