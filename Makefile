@@ -12,7 +12,7 @@ LOCK    = requirements.lock
 # LOCK_ARGS='--upgrade-package numpy'; without it the lock's pins are kept where they still fit
 LOCK_ARGS ?=
 
-.PHONY: install run test clean lock check-lock
+.PHONY: install run test docs clean lock check-lock
 
 # a lock out of date with pyproject.toml is named (with the fix), never installed
 check-lock:
@@ -51,5 +51,11 @@ lock:
 	    $(LOCK_ARGS) --output-file $(LOCK) pyproject.toml
 	$(PYTHON) src/pakd/lockfile.py stamp
 
+# the documentation site into site/ (MkDocs + Material, in the lock; the CLI reference, API
+# reference and results pages are generated while it builds); --strict fails on a broken
+# link or page
+docs: check-lock $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache site

@@ -350,6 +350,24 @@ def cmd_distill(args) -> int:
 
 def cmd_report(args) -> int:
     from .recipes import report
+    from .rundir import RunDir
+    if args.html or args.open:
+        root = Path(args.run_dir)
+        if not root.is_dir():
+            raise PakdError(f"{root} is not a run directory: give the --run of a `pakd run` "
+                            "(or of a `pakd run --seeds ...`)")
+        if (root / "seeds.json").is_file() and not RunDir.is_run(root):
+            from .report.html import write_html       # several seeds: the pooled page
+            path = write_html(root)
+        else:
+            cfg, rd = _start(args)
+            report.run(cfg, rd)
+            path = rd.report_html
+        print(path)
+        if args.open:
+            import webbrowser
+            webbrowser.open(path.resolve().as_uri())
+        return 0
     cfg, rd = _start(args)
     print(report.run(cfg, rd))
     return 0
@@ -372,8 +390,11 @@ def _each_seed(args, command) -> int:
     from . import distributed
     if distributed.is_main():           # under torchrun: rank 0 pools
         out = seeds_recipe.pool(args.run_dir, args.seeds)
+        from .report.html import write_html
+        page = write_html(args.run_dir)
         if not _overrides(args).get("quiet", False):
             print(seeds_recipe.seeds_markdown(out))
+        print(f"HTML report: {page}")
     return 0
 
 
@@ -384,10 +405,16 @@ def cmd_run(args) -> int:
         return _launch(args)
     if getattr(args, "seeds", None):
         return _each_seed(args, cmd_run)
+    track = getattr(args, "track", None)
+    if track is not None:
+        from .report import track as track_mod
+        track_mod.require()          # before any work: a missing extra is named at once
     cfg, rd = _stage(args)
-    out = run_all(cfg, rd)
+    out = run_all(cfg, rd, track=track)
     if distributed.is_main():
         print(out)
+        if rd.report_html.is_file():
+            print(f"HTML report: {rd.report_html}")
     return 0
 
 
@@ -488,6 +515,15 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
+def _track_spec(text: str) -> str:
+    """--track's value: the MLflow URI, "" for the default store."""
+    from .report.track import parse
+    try:
+        return parse(text) or ""
+    except PakdError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _epilog(command: str) -> str | None:
     shared = SECTIONS[command][1]
     if not shared or _SHOW_ALL:
@@ -542,10 +578,20 @@ def build_parser() -> argparse.ArgumentParser:
     _seeds_arg(_nproc_arg(_stage_parser(sub, "distill", "prune while distilling the teacher "
                                         "into a student, with baselines, across pruning "
                                         "ratios", cmd_distill)))
-    _stage_parser(sub, "report", "re-render the run's Markdown reports and plots, print the "
-                  "run summary", cmd_report)
-    _seeds_arg(_nproc_arg(_stage_parser(sub, "run", "the whole pipeline: split -> teachers -> "
-                                        "ensemble -> Fisher -> PAKD sweep -> report", cmd_run)))
+    rep = _stage_parser(sub, "report", "re-render the run's Markdown reports, plots and "
+                        "HTML page (RUN/report.html), print the run summary", cmd_report)
+    rep.add_argument("--html", action="store_true", help="print the path of the run's "
+                     "self-contained HTML page (RUN/report.html) instead of the summary; on an "
+                     "unfinished run it shows the finished stages and names the missing ones")
+    rep.add_argument("--open", action="store_true", help="also open the page in the browser "
+                     "(implies --html)")
+    run = _seeds_arg(_nproc_arg(_stage_parser(sub, "run", "the whole pipeline: split -> "
+                                              "teachers -> ensemble -> Fisher -> PAKD sweep -> "
+                                              "report", cmd_run)))
+    run.add_argument("--track", metavar="mlflow[=URI]", type=_track_spec,
+                     help="log the run to MLflow: one run, a nested run per stage (settings, "
+                     "metrics, reports, the best student). Default store: the file store "
+                     "mlruns/ beside RUN; needs pip install 'pakd[track]'")
 
     rec = sub.add_parser("recommend", help="a user's top-K titles from a saved model")
     rec.add_argument("--model", required=True, help="saved model (e.g. "

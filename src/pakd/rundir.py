@@ -17,6 +17,7 @@ the layout is written down once::
     RUN/models/saved/best_student_model.*  the chosen student (+ .catalog.json: IDs, titles)
     RUN/plots/*.png                      figures
     RUN/summary.md, timings.json         the run in one table; seconds per stage
+    RUN/report.html                      the run on one self-contained page
     RUN/benchmarks/peers.json            peers (benchmarks/peers.py) on the same split
     RUN/per_user/<model>.<part>.npz      per-user results (confidence intervals resample them)
     RUN/.lock                            PID and host of the command using the run (if any)
@@ -290,6 +291,10 @@ class RunDir:
     @property
     def summary_md(self) -> Path:
         return self.root / "summary.md"
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
 
     # --- per-user results (what confidence intervals resample)
     def per_user(self, name: str, part: str) -> Path:

@@ -22,11 +22,8 @@ ARCH: dict[str, dict] = {
     # the paper's architecture (Lian et al. 2018)
     "xdeepfm": {"embed_dim": 16, "cin_layers": [128, 128], "dnn": [400, 400], "dropout": 0.0},
     # AutoInt+ (Song et al. 2019): the paper's interacting layers plus a feed-forward branch,
-    # here 2 x 400 as xDeepFM's (dnn [] = plain AutoInt). Against plain AutoInt, same split,
-    # on valid: NDCG@10 +0.023 (+0.013..+0.034), RMSE -0.015 (-0.021..-0.008); in the
-    # refitted ensemble RMSE -0.005 (-0.007..-0.003), NDCG@10 a tie (+0.004, -0.001..+0.009)
-    # (benchmarks/member_objectives.py and member_in_ensemble.py, kept in
-    # benchmarks/results/2026-11-26_issue10_autoint_plus/)
+    # here 2 x 400 as xDeepFM's (dnn [] = plain AutoInt): better than plain AutoInt on valid,
+    # alone and in the ensemble (docs/decisions.md#autoint)
     "autoint": {"embed_dim": 16, "layers": 3, "heads": 2, "head_dim": 32, "dnn": [400, 400],
                 "dropout": 0.0},
     # lam is chosen on the valid part from ease.lambdas; history is the train size
@@ -52,10 +49,8 @@ ARCH: dict[str, dict] = {
 # - xdeepfm, autoint: the ranking head learns a sampled softmax over each rating's item and
 #   4 negatives drawn by train popularity, every logit corrected by its item's log
 #   probability of being drawn (logQ), so the head approximates a softmax over the whole
-#   catalogue. Against one uniform negative with BCE (the earlier default), same split, on
-#   valid: full-catalogue NDCG@10 +0.095 (xDeepFM) and +0.041 (AutoInt), both intervals
-#   above 0; valid RMSE no worse (benchmarks/member_objectives.py, kept in
-#   benchmarks/results/2026-11-26_issue10_member_objectives/). Half of the negatives from
+#   catalogue; it ranks better on valid than one uniform negative with BCE, RMSE no worse
+#   (docs/decisions.md#member-objectives). Half of the negatives from
 #   the retrieval stage's top-100 (negative_sampling retrieval) tied with popularity draws
 #   for AutoInt and is opt-in. Their best epoch is the one with the lowest valid loss of
 #   both tasks (one body feeds both heads). xDeepFM steps run in chunks of 512 ratings: the

@@ -49,10 +49,9 @@ REFERENCE_TRAIN_RATINGS = 80_650
 # about the optimiser steps the defaults take on the reference, since each epoch holds k
 # times the steps; the best epoch is still the one chosen on valid. On the reference the
 # teachers' best valid epochs came after 118 (SVD's rating factors) to 453 steps (its
-# ranking factors), xDeepFM's after 177 (the make run kept in
-# benchmarks/results/2026-11-26_issue10_group_floor_seed0); one xDeepFM epoch on a table
-# of ML-1M's shape is 179 steps, and takes 459-524 s on 2 cores - time as much as accuracy
-# sets the rule, for issue 13's hour (benchmarks/results/2026-11-26_issue13_ml1m_shape/)
+# ranking factors), xDeepFM's after 177; one xDeepFM epoch on a table of ML-1M's shape is
+# 179 steps of several minutes on 2 cores - time as much as accuracy sets the rule
+# (docs/decisions.md#epochs)
 MIN_EPOCHS = 1
 EPOCHS = ("svd.epochs", "xdeepfm.epochs", "autoint.epochs", "distill.epochs")
 # train ratings x catalogue items above which a softmax over the whole catalogue (SVD's

@@ -267,8 +267,7 @@ AutoIntConfig = _with_defaults("AutoIntConfig", [FitSettings, AutoIntArch],
                                doc="The AutoInt member: training and architecture.")
 class StudentRows(Section):
     # 0.6, with 64 + 64 factors and ratios 0.4 / 0.8, chosen on the valid part against 1000,
-    # 2000 and 3000 rows and the earlier every-item student (benchmarks/results/
-    # 2026-11-26_issue10_item_rows)
+    # 2000 and 3000 rows and the earlier every-item student (docs/decisions.md)
     item_coverage: float = Field(
         0.6, description="lightweight_model: the most rated items holding this share of "
         "train ratings own ID rows; the rest are side fields (1: all)", gt=0, le=1)
@@ -451,8 +450,7 @@ class _DistillOwn(Section):
     distill_tasks: list[Literal["ranking", "rating", "feature"]] = _f(
         ["ranking", "rating", "feature"], "distillation losses used", flag="--distill-tasks")
     kd_ranking_weight: float = _f(1.0, "weight of the listwise ranking distillation loss "
-                                  "(chosen on the valid part: benchmarks/results/"
-                                  "2026-11-25_issue10_choices)",
+                                  "(chosen on the valid part)",
                                   flag="--kd-ranking-weight", ge=0)
     kd_rating_weight: float = _f(2.0, "weight of the rating distillation loss (chosen on the "
                                  "valid part, like --kd-ranking-weight)",
@@ -492,7 +490,7 @@ class _DistillOwn(Section):
     prune_steps: int = _f(6, "pruning steps on the way to the target", flag="--prune-steps",
                           ge=1)
     group_floor: float = _f(0.05, "pruning keeps at least this share of each group's units "
-                            "(chosen on valid: results/2026-11-26_issue10_group_floor)",
+                            "(chosen on the valid part)",
                             flag="--group-floor", ge=0, lt=1)
     fisher_balance: list[float] = _f(
         [1.0, 3.0], "Fisher pruning: weights of the rated-pair and candidate-list losses, each "

@@ -174,10 +174,7 @@ class FieldModel(RecModel):
         return self.interact(self.embedding(user, item), self.linear(user, item).sum(1))
 
     # pairs per interaction pass when scoring: intermediates of a thousand pairs stay in
-    # cache. On 2 cores, passes of 512 / 1,024 / 2,048 / 4,096 / 8,192 pairs scored 200k /
-    # 246k / 250k / 217k / 138k pairs/s (xDeepFM's default) and 72k / 71k / 67k / 59k /
-    # 55k (AutoInt+'s) - benchmarks/catalogue_scoring.py, kept in
-    # benchmarks/results/2026-11-26_issue13_ml1m_shape_full_count/
+    # cache; the fastest or near it for both feature members (docs/decisions.md#pair-batch)
     PAIR_BATCH = 1024
 
     def score_all(self, users, items=None):

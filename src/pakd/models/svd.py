@@ -6,8 +6,7 @@ hidden(u, i) = [p_u * q_i, p'_u * q'_i]
 
 By default each task has its own factors (``rank_factors`` > 0): "what a user watches"
 (ranking) and "how they rate it" (rating) pull shared factors in different directions, and
-on ml-latest-small sharing them cost both tasks on the valid part (RMSE 0.9699 vs 0.8612,
-NDCG@10 0.1218 vs 0.2097; benchmarks/results/2026-11-26_issue11_svd_shared_factors).
+on ml-latest-small sharing them cost both tasks on the valid part (docs/decisions.md#svd).
 ``rank_factors=0`` gives the classic shared form, logit = c_i + p_u . q_i.
 
 Prunable structure: rating factors (column k of P and Q) and ranking factors (of P', Q').

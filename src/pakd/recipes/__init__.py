@@ -19,16 +19,33 @@ STAGES = {"split": split, "teachers": teachers, "ensemble": ensemble, "fisher": 
           "distill": distill, "report": report}
 
 
-def run_all(cfg: RunConfig, rd: RunDir) -> str:
+def run_all(cfg: RunConfig, rd: RunDir, track: str | None = None) -> str:
     """Every stage in order; returns the run summary (Markdown) the report stage writes.
     RUN/timings.json holds the seconds of each stage, under ``peak_rss_mb`` each stage's own
     peak resident memory (`pakd.memory.stage`), and under ``environment`` the versions and
-    commit the run ran with (`pakd.runtime.environment`)."""
+    commit the run ran with (`pakd.runtime.environment`). ``track``: an MLflow URI ("" for
+    the default store) that gets each stage as it finishes (`pakd.report.track`)."""
     timings: dict = {}
     stages: dict[str, dict] = {}
     t_all = time.perf_counter()
-    enc, out = None, ""
     main = distributed.is_main()
+    tracker = None
+    if track is not None and main:
+        from ..report.track import Tracker
+        tracker = Tracker(track or None, cfg, rd)
+    try:
+        out = _stages(cfg, rd, timings, stages, t_all, main, tracker)
+    except BaseException:
+        if tracker is not None:
+            tracker.finish(failed=True)
+        raise
+    if tracker is not None:
+        tracker.finish()
+    return out
+
+
+def _stages(cfg, rd, timings, stages, t_all, main, tracker) -> str:
+    enc, out = None, ""
     for name, recipe in STAGES.items():
         if name == "report" and main:   # the summary reports the time of all before it
             timings["total"] = time.perf_counter() - t_all
@@ -49,6 +66,8 @@ def run_all(cfg: RunConfig, rd: RunDir) -> str:
         timings[name] = stages[name]["seconds"]
         log.info("stage %s: %.1fs, peak RSS %.0f MB", name, timings[name],
                  stages[name]["peak_rss_mb"])
+        if tracker is not None:
+            tracker.stage(name, {k: v for k, v in stages[name].items() if k != "per_stage"})
     return out
 
 

@@ -1,9 +1,11 @@
-"""Recipe `report`: every Markdown summary and plot, re-rendered from the run's JSON, and
-the run in one table (RUN/summary.md, also printed at the end of `pakd run`)."""
+"""Recipe `report`: every Markdown summary and plot, re-rendered from the run's JSON, the
+run on one self-contained page (RUN/report.html) and in one table (RUN/summary.md, also
+printed at the end of `pakd run`)."""
 from __future__ import annotations
 
 from ..config import RunConfig
 from ..report.fisher import fisher_markdown, fisher_plots
+from ..report.html import write_html
 from ..report.pakd import pakd_markdown, pakd_plots
 from ..report.summary import summary_markdown
 from ..report.teachers import teachers_markdown
@@ -26,6 +28,7 @@ def run(cfg: RunConfig, rd: RunDir, enc=None) -> str:
         pakd["references"] = references(rd)        # peers may have run since the sweep
         rd.write_text(rd.pakd_md, pakd_markdown(pakd))
         pakd_plots(pakd, rd)
+    write_html(rd.root)
     timings = read_json(rd.timings_json) if rd.timings_json.is_file() else {}
     text = summary_markdown(rd, teachers, fisher, pakd, timings)
     rd.write_text(rd.summary_md, text)

@@ -42,7 +42,7 @@ def summary_markdown(rd, teachers: dict | None, fisher: dict | None, pakd: dict 
                 f"{k} {v:,.0f}" for k, v in timings["peak_rss_mb"].items()), ""]
         if timings.get("environment"):
             lines += ["Environment: " + environment_line(timings["environment"]), ""]
-    reports = [("teachers", rd.teachers_md), ("Fisher analysis", rd.fisher_md),
+    reports = [("page", rd.report_html), ("teachers", rd.teachers_md), ("Fisher analysis", rd.fisher_md),
                ("PAKD sweep", rd.pakd_md), ("plots", rd.plots),
                ("deployable student", rd.best_student.with_suffix(".safetensors"))]
     lines += ["Reports: " + "; ".join(f"{k} `{p}`" for k, p in reports if p.exists()), ""]

@@ -1,0 +1,486 @@
+"""One self-contained HTML page per run (RUN/report.html), read from the run's JSON files.
+
+Everything is inline - figures are matplotlib SVG, styles a <style> block, no script - so the
+page opens offline, from a mail attachment or an artefact store, exactly as written. A run
+that has not finished gets the sections of its finished stages and names the missing ones;
+a multi-seed directory (``RUN/seeds.json``) gets the pooled figures and links to each seed's
+own page.
+"""
+from __future__ import annotations
+
+import html
+import io
+import warnings
+from pathlib import Path
+
+from ..rundir import RunDir, read_json
+from .plots import style
+from .tables import fmt
+
+# (id, title): the page's sections, in order; every one is always present
+SECTIONS = [("status", "Run"), ("settings", "Settings"), ("environment", "Environment"),
+            ("teachers", "Teachers against peers"), ("students", "Students: retention against size"),
+            ("speed", "Speed"), ("fisher", "Fisher analysis per layer and group"),
+            ("damage", "Predicted against measured damage"), ("seeds", "Seeds pooled")]
+
+def stage_files(rd: RunDir) -> dict[str, Path]:
+    """Stage -> the file (teachers: the folder) whose presence marks it finished."""
+    return {"split": rd.split_json, "teachers": rd.teachers, "ensemble": rd.teachers_json,
+            "fisher": rd.fisher_json, "distill": rd.pakd_json}
+
+
+def finished_stages(rd: RunDir) -> dict[str, bool]:
+    """Which stages left their artefacts (teachers: at least one member's weights)."""
+    out = {}
+    for name, path in stage_files(rd).items():
+        out[name] = (any(path.glob("*.safetensors")) if name == "teachers" and path.is_dir()
+                     else path.is_file())
+    return out
+
+
+CSS = """
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1b1f24}
+header{background:#263238;color:#fff;padding:14px 28px}header h1{margin:0;font-size:22px}
+header p{margin:4px 0 0;color:#cfd8dc}nav{padding:8px 28px;background:#eceff1;position:sticky;
+top:0;z-index:1}nav a{margin-right:14px;color:#37474f;text-decoration:none;font-size:14px}
+main{padding:0 28px 40px;max-width:1280px}section{border-bottom:1px solid #e0e0e0;padding:8px 0 18px}
+h2{font-size:19px;margin:18px 0 8px}h3{font-size:16px;margin:14px 0 6px}
+table{border-collapse:collapse;font-size:13px;margin:6px 0 10px}td,th{border:1px solid #cfd8dc;
+padding:3px 7px;text-align:right;white-space:nowrap}th{background:#f5f7f8}td:first-child,
+th:first-child{text-align:left}.scroll{overflow-x:auto}svg{max-width:100%;height:auto}
+.missing{color:#8d2a00;background:#fff3e0;padding:6px 10px;border-left:4px solid #ef6c00}
+.note{color:#546e7a;font-size:13px}pre{background:#f5f7f8;padding:8px;font-size:12px;
+max-height:420px;overflow:auto}.ok{color:#1b5e20}.no{color:#8d2a00}
+"""
+
+
+def _e(x) -> str:
+    return html.escape(str(x))
+
+
+def _table(rows: list[dict], cols: list[tuple]) -> str:
+    """An HTML table; cols: (key, header) or (key, header, digits); cells through `fmt`."""
+    head = "".join(f"<th>{_e(c[1])}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(
+        f"<td>{_e(fmt(r.get(c[0]), c[2] if len(c) > 2 else 4))}</td>" for c in cols) + "</tr>"
+        for r in rows)
+    return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'
+
+
+def _missing(stage: str, rd: RunDir) -> str:
+    return (f'<p class="missing">Not finished: the {stage} stage has not written its results '
+            f"yet (<code>pakd {_STAGE_COMMAND.get(stage, stage)} --run {_e(rd.root)}</code>, or "
+            f"<code>pakd run --run {_e(rd.root)} --resume</code>).</p>")
+
+
+_STAGE_COMMAND = {"split": "data split", "teachers": "train"}
+
+
+class _Figures:
+    """matplotlib figures as inline SVG; each with its own id salt so that the clip paths
+    of several figures on one page never share an id."""
+
+    def __init__(self):
+        import matplotlib
+        matplotlib.use("Agg")
+        self.n = 0
+
+    def svg(self, fig) -> str:
+        import matplotlib.pyplot as plt
+        self.n += 1
+        buf = io.StringIO()
+        with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": f"pakd-fig-{self.n}"}):
+            fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight")
+        plt.close(fig)
+        text = buf.getvalue()
+        return f'<figure>{text[text.index("<svg"):]}</figure>'
+
+
+def _ci(r: dict, m: str):
+    ci = (r.get("ci95") or {}).get(m)
+    return None if not ci else f"{ci[0]:.4f}–{ci[1]:.4f}"
+
+
+def _teachers(rd: RunDir, figs: _Figures) -> str:
+    import matplotlib.pyplot as plt
+    t = read_json(rd.teachers_json)
+    rows = [{**m, "model": n} for n, m in t["members"].items()]
+    rows.append({**t["ensemble"], "model": "ensemble (teacher)"})
+    if "origin_ensemble" in t:
+        rows.append({**t["origin_ensemble"], "model": "origin ensemble 0.4/0.4/0.2"})
+    for name, b in t.get("baselines", {}).items():
+        if b.get("ndcg@10") is not None or b.get("rmse") is not None:
+            rows.append({**b, "model": f"{name} (baseline)"})
+    if rd.peers_json.is_file():
+        rows += [{**m, "model": f"{n} (peer)"}
+                 for n, m in read_json(rd.peers_json).get("peers", {}).items()]
+    for r in rows:
+        r["ndcg_ci"], r["rmse_ci"] = _ci(r, "ndcg@10"), _ci(r, "rmse")
+    out = _table(rows, [("model", "model"), ("rmse", "RMSE"), ("rmse_ci", "RMSE 95% CI"),
+                        ("ndcg@10", "NDCG@10"), ("ndcg_ci", "NDCG@10 95% CI"),
+                        ("recall@10", "Recall@10"), ("auc", "AUC"), ("params", "params"),
+                        ("train_seconds", "train s", 1)])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.42 * len(rows) + 1.2))
+    for ax, m, label in ((axes[0], "ndcg@10", "NDCG@10 (higher is better)"),
+                         (axes[1], "rmse", "RMSE (lower is better)")):
+        pts = [r for r in rows if r.get(m) is not None]
+        for y, r in enumerate(pts[::-1]):
+            ci = (r.get("ci95") or {}).get(m)
+            teacher = r["model"].startswith("ensemble")
+            color = "tab:red" if teacher else ("tab:gray" if "peer" in r["model"] or
+                                                "baseline" in r["model"] else "tab:blue")
+            if ci:
+                ax.errorbar(r[m], y, xerr=[[r[m] - ci[0]], [ci[1] - r[m]]], fmt="o",
+                            color=color, capsize=3)
+            else:
+                ax.plot(r[m], y, "D", color=color, markerfacecolor="none")
+        ax.set_yticks(range(len(pts)), [r["model"] for r in pts[::-1]], fontsize=8)
+        ax.set_xlabel(label)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("Test part; bars: 95% bootstrap intervals over test users (peers: points)",
+                 fontsize=9)
+    out += figs.svg(fig)
+    e = t["ensemble"]
+    if e.get("ranking_mix"):
+        out += ('<p class="note">Ensemble weights (fitted on the valid part): rating '
+                + _e(", ".join(f"{k} {v:.2f}" for k, v in e.get("rating_mix", {}).items()))
+                + "; ranking " + _e(", ".join(f"{k} {v:.2f}" for k, v in e["ranking_mix"].items()))
+                + ".</p>")
+    return out
+
+
+def _students(p: dict, figs: _Figures) -> str:
+    import matplotlib.pyplot as plt
+    rows = p["rows"]
+    for r in rows:
+        d = (r.get("paired") or {}).get("teacher", {}).get("ndcg@10")
+        r["dt"] = None if not d else f"{d[0]:+.4f} ({d[1]:+.4f} to {d[2]:+.4f})"
+        r["ratio"] = f"{r['pruning_ratio']:.2f}"
+    size_col = ("params_vs_origin_pct", "% of origin members", 1) \
+        if rows and "params_vs_origin_pct" in rows[0] else ("params_vs_teacher_pct", "% of teacher", 2)
+    out = _table(rows, [("method", "method"), ("ratio", "ratio"), ("params", "params"), size_col,
+                        ("size_bytes", "bytes"), ("rmse", "RMSE"),
+                        ("rmse_retention_pct", "RMSE retention %", 1), ("ndcg@10", "NDCG@10"),
+                        ("ndcg_retention_pct", "NDCG@10 retention %", 1),
+                        ("dt", "Δ NDCG@10 vs teacher (95% CI)")])
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharey="row")
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    for row, (key, label) in enumerate((("ndcg_retention_pct", "NDCG@10 % of teacher"),
+                                        ("rmse_retention_pct", "RMSE retention % (teacher/student)"))):
+        for col, (x, xlabel) in enumerate((("params", "parameters"), ("size_bytes", "bytes on disk"))):
+            ax = axes[row][col]
+            for m in methods:
+                pts = sorted((r[x], r[key]) for r in rows if r["method"] == m
+                             and r.get(x) and r.get(key) is not None)
+                if pts:
+                    st = style(m)
+                    ax.plot(*zip(*pts), label=m, **st)
+            ax.axhline(100, color="black", lw=0.6, alpha=0.5)
+            xs = [r[x] for r in rows if r.get(x)]
+            if xs and max(xs) > 5 * min(xs):
+                ax.set_xscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+    axes[0][1].legend(fontsize=7, ncol=2)
+    fig.suptitle(f"Students against the teacher ({p['teacher']['model']}), test part", fontsize=10)
+    fig.tight_layout()
+    out += figs.svg(fig)
+    b = p.get("best_student") or {}
+    if b.get("rule"):
+        out += f'<p class="note">Best student (chosen on the valid part): {_e(b["rule"])}.</p>'
+    return out
+
+
+def _speed(p: dict, figs: _Figures) -> str:
+    import matplotlib.pyplot as plt
+    t = p["teacher"]
+    rows = [{**t, "model": f"teacher {t['model']}"}] + [
+        {**m, "model": f"member {m.get('model', m.get('method'))}"} for m in p.get("members", [])] + [
+        {**r, "model": f"{r['method']} {r['pruning_ratio']:.2f}"} for r in p["rows"]]
+    out = _table(rows, [("model", "model"), ("params", "params"),
+                        ("throughput_rows_per_s", "rows/s"), ("speedup_throughput", "× rows/s", 1),
+                        ("speedup_throughput_range", "range", 1),
+                        ("latency_ms_p50", "top-10 ms p50", 3), ("latency_ms_p99", "p99", 3),
+                        ("speedup_latency", "× latency", 1), ("peak_rss_mb", "peak RSS MB", 0)])
+    sp = [r for r in rows if r.get("speedup_throughput")]
+    if sp:
+        fig, ax = plt.subplots(figsize=(9, 0.3 * len(sp) + 1.2))
+        for y, r in enumerate(sp[::-1]):
+            lo, hi = r.get("speedup_throughput_range") or (r["speedup_throughput"],) * 2
+            ax.errorbar(r["speedup_throughput"], y, xerr=[[r["speedup_throughput"] - lo],
+                                                          [hi - r["speedup_throughput"]]],
+                        fmt="o", color=style(r.get("method", "")).get("color", "tab:gray"),
+                        capsize=3)
+        ax.set_yticks(range(len(sp)), [r["model"] for r in sp[::-1]], fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel("throughput against the teacher (×; median and range over rounds)")
+        ax.grid(axis="x", alpha=0.3)
+        out += figs.svg(fig)
+    b = p.get("bench") or {}
+    out += (f'<p class="note">Measured interleaved in one process, {_e(b.get("rounds"))} rounds; '
+            f'{_e(p.get("threads"))} torch threads; throughput at batch '
+            f'{_e(t.get("bench_batch"))}; latency: one user\'s full-catalogue top-10.</p>')
+    return out
+
+
+def _fisher(f: dict, figs: _Figures) -> str:
+    import matplotlib.pyplot as plt
+    import numpy as np
+    rows = []
+    for n, m in f["models"].items():
+        v = m["validation"]
+        rows.append({"member": n, "params": m["params"], "trace": m["sensitivity"]["total"],
+                     "friendly": m["pruning_friendliness"], "units": v["groups_tested"],
+                     "seconds": (f.get("timings", {}).get(n) or {}).get("fisher_seconds")})
+    out = _table(rows, [("member", "member"), ("params", "params"), ("trace", "Fisher trace"),
+                        ("friendly", "pruning friendliness", 2), ("units", "units checked"),
+                        ("seconds", "Fisher pass s", 1)])
+    for n, m in f["models"].items():
+        cols = [(o, k) for o, block in m.get("by_objective", {}).items() for k in block]
+        layers = [x["name"] for x in m["layers"]]
+        grid = np.full((len(layers), len(cols)), np.nan)
+        for j, (o, k) in enumerate(cols):
+            imp = {x["name"]: x["importance"] for x in m["by_objective"][o][k]["layers"]}
+            for i, name in enumerate(layers):
+                if imp.get(name, 0) > 0:
+                    grid[i, j] = np.log10(imp[name])
+        groups = m.get("groups", [])
+        width = max((len(g["importance_per_unit"]) for g in groups), default=1)
+        gg = np.full((max(len(groups), 1), width), np.nan)
+        for i, g in enumerate(groups):
+            v = np.sort(np.asarray(g["importance_per_unit"], float))[::-1]
+            gg[i, :len(v)] = np.log10(np.maximum(v, 1e-18))
+        fig, axes = plt.subplots(1, 2, figsize=(12, 0.28 * max(len(layers), len(groups)) + 2),
+                                 gridspec_kw={"width_ratios": [1, 2]})
+        if cols:
+            im = axes[0].imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
+            axes[0].set_xticks(range(len(cols)), [f"{o}\n{k}" for o, k in cols], fontsize=7)
+            fig.colorbar(im, ax=axes[0], label="log10 importance")
+        axes[0].set_yticks(range(len(layers)), layers, fontsize=7)
+        axes[0].set_title(f"{n}: layers × objective/Fisher", fontsize=9)
+        im = axes[1].imshow(gg, aspect="auto", cmap="magma", interpolation="nearest")
+        axes[1].set_yticks(range(len(groups)), [f"{g['name']} ({g['kind']}, {g['units']})"
+                                                for g in groups], fontsize=7)
+        axes[1].set_xlabel("units of the group, most important first")
+        axes[1].set_title(f"{n}: unit importance per structural group "
+                          f"({m['primary']['objective']}/{m['primary']['fisher']})", fontsize=9)
+        fig.colorbar(im, ax=axes[1], label="log10 estimated loss increase")
+        fig.tight_layout()
+        out += f"<h3>{_e(n)}</h3>" + figs.svg(fig)
+    return out
+
+
+def _damage(f: dict | None, p: dict | None, figs: _Figures) -> str:
+    import matplotlib.pyplot as plt
+    from scipy.stats import rankdata
+    panels = []
+    if f:
+        for n, m in f["models"].items():
+            v = m["validation"]
+            obj = v["objective"]
+            pts = [q for q in v.get("points", []) if obj in q.get("measured", {})]
+            series = [(lab, [q["predicted"].get(key) for q in pts])
+                      for key, lab in ((f"{obj}/true", "true Fisher"),
+                                       (f"{obj}/taylor", "Taylor"), ("magnitude", "magnitude"))
+                      if pts and key in pts[0]["predicted"]]
+            panels.append((f"teacher member {n} ({obj} objective)",
+                           [q["measured"][obj] for q in pts], series))
+    c = (p or {}).get("criterion_check") or {}
+    if c.get("points"):
+        pts = c["points"]
+        series = [(lab, [q["predicted"].get(key) for q in pts])
+                  for key, lab in (("fisher", "mask Fisher (balanced)"), ("fisher_raw", "raw ½F"),
+                                   ("magnitude", "magnitude")) if key in pts[0]["predicted"]]
+        panels.append((f"student {c.get('model', '')} (its own objective)",
+                       [q["measured"]["valid"] for q in pts], series))
+    if not panels:
+        return ""
+    rows, out = [], ""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
+    from scipy.stats import spearmanr
+    for ax, (title, measured, series) in zip(axes[0], panels):
+        mr = rankdata(measured)
+        row = {"model": title, "units": len(measured)}
+        for (lab, pred), (color, marker) in zip(series, (("tab:blue", "o"), ("tab:green", "^"),
+                                                         ("tab:gray", "s"))):
+            ax.scatter(rankdata(pred), mr, s=20, marker=marker, facecolors="none",
+                       edgecolors=color, label=lab)
+            with warnings.catch_warnings():     # a constant prediction has no rank order
+                warnings.simplefilter("ignore")
+                rho = float(spearmanr(pred, measured)[0]) if len(pred) > 2 else None
+            row[lab] = None if rho is None or rho != rho else rho
+        ax.plot([1, len(mr)], [1, len(mr)], color="black", lw=0.6, alpha=0.5)
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("rank of predicted damage")
+        ax.set_ylabel("rank of measured valid loss change")
+        ax.legend(fontsize=7)
+        rows.append(row)
+    fig.tight_layout()
+    keys = list(dict.fromkeys(k for r in rows for k in r if k not in ("model", "units")))
+    out += _table(rows, [("model", "model"), ("units", "units")] + [(k, f"Spearman: {k}", 2)
+                                                                    for k in keys])
+    out += figs.svg(fig)
+    out += ('<p class="note">One unit removed at a time, valid part; Spearman over every unit '
+            "checked (the Markdown reports give intervals and leave out units with no path to "
+            "the objective).</p>")
+    return out
+
+
+def _seeds(s: dict, root: Path, figs: _Figures) -> str:
+    import matplotlib.pyplot as plt
+
+    def ms(e, m):
+        return f"{e['mean'][m]:.4f} ± {e['sd'][m]:.4f}" if m in e.get("mean", {}) else None
+
+    def diff(v):
+        return None if not v else f"{v[0]:+.4f} ({v[1]:+.4f} to {v[2]:+.4f})"
+    rows = []
+    for e in s["rows"]:
+        rows.append({"method": e["method"] if e["method"] != "member" else f"member {e['model']}",
+                     "ratio": "–" if e["pruning_ratio"] is None else f"{e['pruning_ratio']:.2f}",
+                     "params": e["params"], "rmse": ms(e, "rmse"), "ndcg": ms(e, "ndcg@10"),
+                     "nt": 100 * e["of_teacher"]["ndcg@10"] if e["of_teacher"].get("ndcg@10") else None,
+                     "rt": 100 * e["of_teacher"]["rmse"] if e["of_teacher"].get("rmse") else None,
+                     "dt": diff(e.get("pooled", {}).get("teacher", {}).get("ndcg@10")),
+                     "vn": (e.get("fisher_kd_is") or {}).get("ndcg@10"),
+                     "vr": (e.get("fisher_kd_is") or {}).get("rmse")})
+    out = (f'<p>{len(s["seeds"])} seeds ({_e(", ".join(map(str, s["seeds"])))}), each a whole run; '
+           f"mean ± sd over seeds; Δ: pooled paired difference with a two-stage bootstrap "
+           f"interval; fisher_kd better/worse only where Holm's correction over "
+           f"{_e(s.get('family', ''))} keeps it.</p>")
+    out += _table(rows, [("method", "method"), ("ratio", "ratio"), ("params", "params", 0),
+                         ("rmse", "RMSE"), ("ndcg", "NDCG@10"), ("nt", "NDCG@10 % of teacher", 1),
+                         ("rt", "RMSE % of teacher", 1), ("dt", "Δ NDCG@10 vs teacher"),
+                         ("vn", "fisher_kd on NDCG@10"), ("vr", "fisher_kd on RMSE")])
+    students = [e for e in s["rows"] if e["pruning_ratio"] is not None and e["per_seed"]]
+    if students:
+        fig, ax = plt.subplots(figsize=(9, 4))
+        for m in dict.fromkeys(e["method"] for e in students):
+            for e in (e for e in students if e["method"] == m):
+                xs = [e["per_seed"][k]["params"] for k in e["per_seed"]]
+                ys = [e["per_seed"][k]["ndcg@10"] for k in e["per_seed"]]
+                ax.plot(xs, ys, linestyle="none", **{k: v for k, v in style(m, 0.8).items()
+                                                     if k != "linestyle"})
+            ax.plot([], [], label=m, linestyle="none", **{k: v for k, v in style(m).items()
+                                                          if k != "linestyle"})
+        teacher = next((e for e in s["rows"] if e["method"] == "teacher"), None)
+        if teacher:
+            ax.axhline(teacher["mean"]["ndcg@10"], color="black", lw=0.6, label="teacher (mean)")
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters")
+        ax.set_ylabel("test NDCG@10 (one point per seed)")
+        ax.legend(fontsize=7, ncol=2)
+        ax.grid(alpha=0.3)
+        out += figs.svg(fig)
+    if s.get("fisher"):
+        frows = [{"member": n, "units": f"{f['units_with_path']} / {f['units']}",
+                  **{k: f"{f[k]['mean']:.2f} ± {f[k]['sd']:.2f}" if "mean" in f[k] else None
+                     for k in ("true", "taylor", "magnitude")}} for n, f in s["fisher"].items()]
+        out += "<h3>Damage predictors over seeds (valid part, Spearman)</h3>" + _table(
+            frows, [("member", "member"), ("units", "units with a path / tested"),
+                    ("true", "true Fisher"), ("taylor", "Taylor"), ("magnitude", "magnitude")])
+    links = [f'<a href="seed-{x}/report.html">seed {x}</a>' for x in s["seeds"]
+             if (root / f"seed-{x}" / "report.html").is_file()]
+    if links:
+        out += "<p>Each seed's own page: " + ", ".join(links) + ".</p>"
+    return out
+
+
+def _settings(rd: RunDir) -> str:
+    if not rd.config.is_file():
+        return '<p class="missing">No run.yaml: this directory has no settings of its own.</p>'
+    return ("<details open><summary>RUN/run.yaml: every setting, resolved</summary><pre>"
+            + _e(rd.config.read_text()) + "</pre></details>")
+
+
+def _environment(rd: RunDir) -> str:
+    if not rd.timings_json.is_file():
+        return ('<p class="missing">No timings.json yet: the run has not reached its report '
+                "stage, so its environment and stage times are not recorded.</p>")
+    t = read_json(rd.timings_json)
+    env = t.get("environment") or {}
+    out = _table([{"k": k, "v": v} for k, v in env.items()], [("k", "package / setting"),
+                                                             ("v", "value")])
+    from .summary import stage_seconds
+    secs = stage_seconds(t)
+    rss = t.get("peak_rss_mb") or {}
+    out += _table([{"stage": k, "s": v, "rss": rss.get(k)} for k, v in secs.items()],
+                  [("stage", "stage"), ("s", "seconds", 1), ("rss", "peak RSS MB", 0)])
+    return out
+
+
+def render(root: str | Path) -> str:
+    """The page of a run directory (or of a multi-seed directory) as one HTML string."""
+    rd = RunDir(root)
+    figs = _Figures()
+    seeds_file = rd.root / "seeds.json"
+    multi = seeds_file.is_file() and not RunDir.is_run(rd.root)
+    done = finished_stages(rd)
+    teachers = read_json(rd.teachers_json) if done["ensemble"] else None
+    fisher = read_json(rd.fisher_json) if done["fisher"] else None
+    pakd = read_json(rd.pakd_json) if done["distill"] else None
+    body: dict[str, str] = {}
+    if multi:
+        s = read_json(seeds_file)
+        seed_links = ", ".join(f'<a href="seed-{x}/report.html">seed-{x}</a>' for x in s["seeds"])
+        body["status"] = (f"<p>A directory of {len(s['seeds'])} runs, one per seed; this page "
+                          f"pools them. Each seed's own page: {seed_links}.</p>")
+        per_seed = '<p class="note">Per seed: see each seed\'s page (linked above).</p>'
+        for k in ("settings", "environment", "teachers", "students", "speed", "fisher", "damage"):
+            body[k] = per_seed
+        first = RunDir(rd.root / f"seed-{s['seeds'][0]}")
+        body["settings"] = per_seed + _settings(first)
+        body["environment"] = per_seed + _environment(first)
+        body["seeds"] = _seeds(s, rd.root, figs)
+    else:
+        missing = [k for k, v in done.items() if not v]
+        status = _table([{"stage": k, "state": "finished" if v else "missing"}
+                         for k, v in done.items()], [("stage", "stage"), ("state", "state")])
+        if missing:
+            status = (f'<p class="missing">This run is not finished: missing stage'
+                      f'{"s" if len(missing) > 1 else ""} {_e(", ".join(missing))}. The '
+                      "sections of the finished stages are shown.</p>" + status)
+        split = rd.split_summary()
+        if split:
+            rows = split.get("rows", {})
+            status = (f"<p>Dataset {_e(split.get('dataset'))}: {fmt(split.get('users'))} users, "
+                      f"{fmt(split.get('items'))} items; split {_e(split.get('method'))}, seed "
+                      f"{_e(split.get('seed'))}; rows " + _e(", ".join(
+                          f"{k} {fmt(v)}" for k, v in rows.items())) + ".</p>" + status)
+        if pakd and (pakd.get("best_student") or {}).get("method"):
+            b = pakd["best_student"]
+            status += (f"<p><b>Best student</b>: {_e(b['method'])} at ratio "
+                       f"{b['pruning_ratio']:g}, {fmt(b.get('params'))} parameters, NDCG@10 "
+                       f"{fmt(b.get('ndcg_retention_pct'), 1)}% and RMSE "
+                       f"{fmt(b.get('rmse_retention_pct'), 1)}% (retention) of the teacher's, "
+                       f"{fmt(b.get('speedup_throughput'), 0)}× its throughput.</p>")
+        body["status"] = status
+        body["settings"] = _settings(rd)
+        body["environment"] = _environment(rd)
+        body["teachers"] = _teachers(rd, figs) if teachers else _missing("ensemble", rd)
+        body["students"] = _students(pakd, figs) if pakd else _missing("distill", rd)
+        body["speed"] = _speed(pakd, figs) if pakd else _missing("distill", rd)
+        body["fisher"] = _fisher(fisher, figs) if fisher else _missing("fisher", rd)
+        body["damage"] = (_damage(fisher, pakd, figs) or _missing("fisher", rd)) \
+            if (fisher or pakd) else _missing("fisher", rd)
+        body["seeds"] = (_seeds(read_json(seeds_file), rd.root, figs) if seeds_file.is_file()
+                         else '<p class="note">One seed: <code>pakd run --seeds 0,1,2</code> '
+                              "runs several and pools them here.</p>")
+    title = f"pakd run — {rd.root.name}"
+    nav = "".join(f'<a href="#{k}">{_e(t)}</a>' for k, t in SECTIONS)
+    sections = "".join(f'<section id="{k}"><h2>{_e(t)}</h2>{body[k]}</section>'
+                       for k, t in SECTIONS)
+    dataset = (teachers or pakd or {}).get("dataset", "")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"
+            f"<header><h1>{_e(title)}</h1><p>{_e(rd.root)}{' — ' + _e(dataset) if dataset else ''}"
+            "; test part unless said otherwise</p></header>"
+            f"<nav>{nav}</nav><main>{sections}</main></body></html>\n")
+
+
+def write_html(root: str | Path) -> Path:
+    """Render and atomically write ROOT/report.html; returns its path."""
+    rd = RunDir(root)
+    return rd.write_text(rd.report_html, render(root))
