@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from pakd.config import (ARCH, ORIGINAL, PROFILES, RENAMED, STUDENT, TEACHERS, RunConfig,
-                         build_config, dump_yaml, setting, settings)
+from pakd.config import (ARCH, LIGHTWEIGHT, ORIGINAL, PROFILES, RENAMED, STUDENT, STUDENT_ARCH,
+                         TEACHERS, RunConfig, build_config, dump_yaml, setting, settings)
 from pakd.config.defaults import DISTILL_FIT, FIT
 from pakd.errors import ConfigError
 
@@ -15,9 +15,14 @@ def test_member_and_student_defaults_come_from_the_tables():
         section = getattr(cfg, kind)
         for key, value in {**ARCH[kind], **FIT[kind]}.items():
             assert getattr(section, key) == value, (kind, key)
-    for key, value in ARCH[STUDENT].items():
-        if key != "item_rows":          # set from student.item_coverage and the data
-            assert getattr(cfg.student, key) == value, key
+    for key, value in ARCH[LIGHTWEIGHT].items():
+        if key != "item_rows":          # set from lightweight.item_coverage and the data
+            assert getattr(cfg.lightweight, key) == value, key
+    for key, value in STUDENT_ARCH.items():
+        assert getattr(cfg.student, key) == value, key
+    for key in ("dim", "rank_dims", "rate_dims", "user_side", "alpha"):   # what build fills
+        assert ARCH[STUDENT][key] == STUDENT_ARCH[key], key
+    assert ARCH[STUDENT]["hidden"] == STUDENT_ARCH["mlp"]
     for key, value in DISTILL_FIT.items():
         assert getattr(cfg.distill, key) == value, key
 
@@ -28,7 +33,8 @@ def test_every_setting_has_one_flag_and_no_flag_is_shared():
     aliases = {a for s in settings() for a in s.aliases}
     assert not aliases & set(flags)
     assert setting("split.ratios").flag == "--split-ratios"
-    assert setting("distill.pruning_ratios").flag == "--pruning-ratios"
+    assert setting("distill.budgets").flag == "--budgets"
+    assert "--pruning-ratios" in setting("distill.budgets").aliases
 
 
 def test_no_setting_describes_its_own_default():
@@ -45,7 +51,7 @@ def test_original_spellings_in_yaml(tmp_path):
                                  "algorithms": ["svd", "xdeepfm", "autoint"]}))
     cfg = build_config(yaml_file=p)
     assert cfg.fisher.teacher == cfg.distill.teacher == "svd"
-    assert cfg.distill.pruning_ratio == 0.6 and cfg.fisher.target_layers == ["cin"]
+    assert cfg.distill.budgets == ["0.6"] and cfg.fisher.target_layers == ["cin"]
     assert cfg.distill.distill_tasks == ["rating"] and cfg.ensemble.weights == [0.5, 0.3, 0.2]
     assert set(ORIGINAL) >= {"teacher_type", "pruning_ratio", "target_layers", "focus_tasks",
                              "distill_tasks"}
@@ -53,11 +59,16 @@ def test_original_spellings_in_yaml(tmp_path):
 
 def test_renamed_keys_of_older_run_yaml_still_load():
     old = {"distill": {"ratios": [0.3], "rating_weight": 0.7, "student_hidden": [5],
-                       "bench_seconds": 1.5},
-           "svd": {"rating_weight": 2.0}}
+                       "bench_seconds": 1.5, "ablation": True},
+           "svd": {"rating_weight": 2.0}, "student": {"factors": 7}}
     cfg = build_config(base=old)
-    assert cfg.distill.pruning_ratios == [0.3] and cfg.distill.kd_rating_weight == 0.7
-    assert cfg.student.hidden == [5] and cfg.bench.seconds == 1.5
+    assert cfg.distill.budgets == ["0.3"] and cfg.distill.kd_rating_weight == 0.7
+    assert cfg.distill.ablation == "0.3"           # was: at the largest pruning ratio
+    assert cfg.lightweight.hidden == [5] and cfg.bench.seconds == 1.5
+    assert cfg.lightweight.factors == 7            # the lightweight student's old section
+    sizes = build_config(base={"distill": {"size_budgets": [10, 3], "pruning_ratios": [0.4],
+                                           "pruning_ratio": None}})
+    assert sizes.distill.budgets == ["10%", "3%"]
     assert cfg.svd.rating_loss_weight == 2.0
     for new in RENAMED.values():
         setting(new)                      # every new name exists
@@ -65,15 +76,16 @@ def test_renamed_keys_of_older_run_yaml_still_load():
 
 def test_unknown_keys_are_rejected_with_the_valid_ones_named(tmp_path):
     p = tmp_path / "bad.yaml"
-    p.write_text(yaml.safe_dump({"distill": {"pruning_ratoi": [0.5]}}))
-    with pytest.raises(ConfigError, match="did you mean distill.pruning_ratio"):
+    p.write_text(yaml.safe_dump({"distill": {"budgts": ["3%"]}}))
+    with pytest.raises(ConfigError, match="did you mean distill.budgets"):
         build_config(yaml_file=p)
 
 
 def test_profile_fills_only_what_the_user_did_not_set():
     cfg = build_config(profile="quick", overrides={"svd.factors": 12})
     assert cfg.svd.factors == 12 and cfg.svd.epochs == PROFILES["quick"]["svd.epochs"]
-    assert cfg.student.hidden == PROFILES["quick"]["student.hidden"]
+    assert cfg.lightweight.hidden == PROFILES["quick"]["lightweight.hidden"]
+    assert cfg.student.dim == PROFILES["quick"]["student.dim"]
     for path in PROFILES["quick"]:
         setting(path)                     # every profile key is a real setting
 

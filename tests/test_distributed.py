@@ -116,7 +116,7 @@ def test_fisher_and_distill_with_nproc_2_equal_one_process(tmp_path, tiny_files)
         res = run / "analysis_results"
         fisher[n] = json.loads((res / "ensemble_fisher_analysis.json").read_text())["models"]
         out = json.loads((res / "pakd_experiment.json").read_text())
-        rows[n] = {(r["method"], r["pruning_ratio"]): r for r in out["rows"]}
+        rows[n] = {(r["method"], r["budget"]): r for r in out["rows"]}
     assert set(fisher[1]) == set(fisher[2]) == {"svd", "autoint"}
     for name in fisher[1]:
         for obj, by_kind in fisher[1][name]["by_objective"].items():
@@ -126,11 +126,11 @@ def test_fisher_and_distill_with_nproc_2_equal_one_process(tmp_path, tiny_files)
                     assert a["name"] == b["name"]
                     assert b["fisher_trace"] == pytest.approx(a["fisher_trace"], rel=1e-9,
                                                               abs=1e-12), (name, obj, kind)
-    assert set(rows[1]) == set(rows[2]) == {("fisher_kd", 0.5), ("magnitude_kd", 0.5),
-                                            ("scratch", 0.5)}
+    assert set(rows[1]) == set(rows[2]) == {("fisher_kd", "0.5"), ("magnitude_kd", "0.5"),
+                                            ("scratch", "0.5")}
     for key, a in rows[1].items():
         b = rows[2][key]
         assert b["params"] == a["params"] and b["arch"] == a["arch"], key
         for k in ("rmse", "ndcg@10", "auc"):
             assert b[k] == pytest.approx(a[k], abs=1e-6), (key, k)
-    assert rows[2][("scratch", 0.5)]["arch"] == rows[2][("fisher_kd", 0.5)]["arch"]
+    assert rows[2][("scratch", "0.5")]["arch"] == rows[2][("fisher_kd", "0.5")]["arch"]

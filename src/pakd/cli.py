@@ -24,12 +24,12 @@ SECTIONS: dict[str, tuple[list[str], list[str]]] = {
               ["data", "split", "eval", "ensemble"]),
     "ensemble": (["ensemble"], ["data", "split", "eval"]),
     "fisher": (["fisher"], ["data", "split", "eval", "ensemble"]),
-    "distill": (["distill", "student", "bench"], ["data", "split", "eval", "ensemble"]),
+    "distill": (["distill", "student", "lightweight", "bench"], ["data", "split", "eval", "ensemble"]),
     "report": ([], []),
     "run": (["split", "train", "ensemble", "fisher", "distill"],
-            ["data", "eval", "svd", "xdeepfm", "autoint", "ease", "als", "student", "bench"]),
+            ["data", "eval", "svd", "xdeepfm", "autoint", "ease", "als", "student", "lightweight", "bench"]),
     "config show": (["data", "split", "eval", "train", "svd", "xdeepfm", "autoint", "ease", "als",
-                     "ensemble", "fisher", "student", "distill", "bench"], []),
+                     "ensemble", "fisher", "student", "lightweight", "distill", "bench"], []),
 }
 _SHOW_ALL = False   # set by --help-all
 
@@ -89,6 +89,7 @@ def add_settings(p: argparse.ArgumentParser, command: str) -> None:
             kw.update(metavar=_metavar(s.info.annotation))
         text = s.info.description + ("" if default is None else f" (default: {_show(default)})")
         flags = [s.flag] + (["-q"] if s.flag == "--quiet" else [])
+        text = text.replace("%", "%%")           # argparse formats help with %
         target.add_argument(*flags, help=text if visible else argparse.SUPPRESS, **kw)
         hidden = spellings(s.flag)[1:]
         if hidden:
@@ -185,7 +186,7 @@ def _commit(cfg, rd) -> None:
     """Check the settings that need the split (the catalogue size, from split.json), then
     write run.yaml: a command refused here leaves the run's settings as they were."""
     from .config import dump_yaml
-    from .recipes.teachers import check_catalogue_settings
+    from .scores import check_catalogue_settings
     summary = rd.split_summary()
     if summary.get("items"):
         users = summary.get("users")
@@ -576,8 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
     _nproc_arg(_stage_parser(sub, "fisher", "Fisher information of the teachers per layer, "
                              "structure and task, checked against measured damage", cmd_fisher))
     _seeds_arg(_nproc_arg(_stage_parser(sub, "distill", "prune while distilling the teacher "
-                                        "into a student, with baselines, across pruning "
-                                        "ratios", cmd_distill)))
+                                        "into a student, with baselines, at each size "
+                                        "budget", cmd_distill)))
     rep = _stage_parser(sub, "report", "re-render the run's Markdown reports, plots and "
                         "HTML page (RUN/report.html), print the run summary", cmd_report)
     rep.add_argument("--html", action="store_true", help="print the path of the run's "

@@ -162,3 +162,17 @@ def ranking_metrics(model: RecModel | None, enc: Encoded, part: str, *, ks,
         return M.topk_metrics(fn, rel, exc, ks=ks, users=users,
                               chunk=chunk if scores is not None else max(1, min(chunk, 64)),
                               progress=bar, per_user=per_user, relevant_high=high)
+
+
+def evaluate_kept(cfg, rd, enc: Encoded, model: RecModel, name: str, *,
+                  scores: torch.Tensor | None = None, parts=("test", "valid"),
+                  quiet: bool = True) -> dict[str, dict]:
+    """{part: metrics} of ``model`` under the run's evaluation settings; each part's
+    per-user arrays saved in the run directory under ``name`` (for intervals, `pakd.stats`)."""
+    out = {}
+    for part in parts:
+        m = evaluate(model, enc, part, **cfg.eval.kwargs(), scores=scores, quiet=quiet,
+                     per_user=True)
+        rd.save_per_user(name, part, m.pop("per_user"))
+        out[part] = m
+    return out

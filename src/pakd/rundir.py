@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write_bytes, atomic_write_text
+from .data.splits import SPLIT_CSV, SPLIT_JSON
 from .errors import PakdError
 
 
@@ -218,11 +219,11 @@ class RunDir:
 
     @property
     def split_csv(self) -> Path:
-        return self.root / "split.csv"
+        return self.root / SPLIT_CSV
 
     @property
     def split_json(self) -> Path:
-        return self.root / "split.json"
+        return self.root / SPLIT_JSON
 
     def split_summary(self) -> dict:
         return read_json(self.split_json) if self.split_json.is_file() else {}
@@ -336,8 +337,12 @@ class RunDir:
     def students(self) -> Path:
         return self.root / "models" / "students"
 
-    def student(self, method: str, ratio: float) -> Path:
-        return self.students / f"{method}_r{int(round(ratio * 100)):02d}"
+    def student(self, method: str, budget: str) -> Path:
+        """A sweep student's stem: its method and budget label (3% -> 3pct, 0.4 -> r0_4)."""
+        slug = budget.replace("%", "pct")
+        if "." in slug or slug.startswith("0"):
+            slug = "r" + slug.replace(".", "_")
+        return self.students / f"{method}_{slug}"
 
     @staticmethod
     def row_of(stem: str | Path) -> Path:

@@ -91,30 +91,35 @@ def test_fisher_outputs(run):
 
 def test_pakd_outputs(run, capsys):
     res = json.loads((run / "analysis_results" / "pakd_experiment.json").read_text())
-    row_keys = set(METRICS) | {"params", "size_bytes", "throughput_rows_per_s", "latency_ms_p50",
+    row_keys = set(METRICS) | {"params", "throughput_rows_per_s", "latency_ms_p50",
                                "latency_ms_p99", "peak_rss_mb"}
-    assert row_keys <= set(res["teacher"])
+    assert row_keys | {"file_bytes"} <= set(res["teacher"])
     methods = {r["method"] for r in res["rows"]}
-    assert methods == {"fisher_kd", "magnitude_kd", "random_kd", "fisher_ft", "scratch",
-                       "final_kd", "mf_labels", "dense_kd", "fisher_kd_no_ranking",
-                       "fisher_kd_no_rating", "fisher_kd_no_feature"}
+    assert methods == {"fisher_kd", "taylor_kd", "magnitude_kd", "random_kd", "fisher_ft",
+                       "scratch", "final_kd", "mf_labels", "lightweight_kd", "dense_kd",
+                       "fisher_kd_no_ranking", "fisher_kd_no_rating", "fisher_kd_no_feature"}
     by = {r["method"]: r for r in res["rows"]}
+    target = res["budgets"]["0.5"]
     for r in res["rows"]:
-        assert row_keys <= set(r)
-        assert r["pruning_ratio"] == (0.0 if r["method"] == "dense_kd" else 0.5)
+        assert row_keys | {"bytes_fp32", "bytes_int8", "file_bytes"} <= set(r)
+        assert r["budget"] == ("dense" if r["method"] == "dense_kd" else "0.5")
         assert "speedup_throughput" in r and "rmse_retention_pct" in r
         assert r["params_vs_origin_pct"] > r["params_vs_teacher_pct"]   # ease adds items^2
-    for m in ("fisher_kd", "magnitude_kd", "random_kd", "fisher_ft"):
-        # the parameter count really fell by the asked share (one unit of slack)
-        assert by[m]["removed_ratio"] >= 0.45, (m, by[m]["removed_ratio"])
+        assert r["bytes_fp32"] == 4 * r["params"]
+    for m in ("fisher_kd", "taylor_kd", "magnitude_kd", "random_kd", "fisher_ft"):
+        # the budget is met, never exceeded, and used up
+        assert 0.9 * target <= by[m]["params"] <= target, (m, by[m]["params"], target)
+        assert by[m]["model"] == "tower_student"
+    assert by["lightweight_kd"]["model"] == "lightweight_model"
+    assert by["lightweight_kd"]["params"] <= target
     assert by["scratch"]["params"] == by["fisher_kd"]["params"] == by["final_kd"]["params"]
     assert by["scratch"]["arch"] == by["final_kd"]["arch"] == by["fisher_kd"]["arch"]
-    # a plain MF of the same size: IDs only, no MLP, within one factor's parameters
+    # a plain MF of the same size: IDs only, no MLP, at most the budget
     mf = by["mf_labels"]
     assert mf["arch"]["hidden"] == [] and not mf["arch"]["side_fields"]
-    assert abs(mf["params"] - by["fisher_kd"]["params"]) < 0.2 * by["fisher_kd"]["params"]
-    assert by["dense_kd"]["removed_ratio"] == 0
-    assert by["fisher_kd_no_ranking"]["params"] <= by["dense_kd"]["params"] / 2 + 40
+    assert 0.7 * target <= mf["params"] <= target
+    assert by["dense_kd"]["pruning_ratio"] == 0
+    assert by["fisher_kd_no_ranking"]["params"] <= target
     for r in res["rows"]:            # speed-ups measured interleaved with the teacher
         lo, hi = r["speedup_latency_range"]
         assert lo <= r["speedup_latency"] <= hi and r["bench_rounds"] == 1
@@ -126,7 +131,7 @@ def test_pakd_outputs(run, capsys):
     assert "fisher_kd" in by["magnitude_kd"]["paired"] and "fisher_kd" not in by["fisher_kd"]["paired"]
     d, lo, hi = by["fisher_kd"]["paired"]["teacher"]["ndcg@10"]
     assert lo <= d <= hi
-    assert (run / "per_user" / "fisher_kd_r50.test.npz").is_file()
+    assert (run / "per_user" / "fisher_kd_r0_5.test.npz").is_file()
     assert (run / "plots" / "pakd_paired_differences.png").stat().st_size > 1000
     best = res["best_student"]
     assert best["saved"] and "valid" in best["rule"]
@@ -187,14 +192,30 @@ def test_als_member_trains_and_joins_an_ensemble(run, tmp_path):
     assert 0 <= t["members"]["als"]["ndcg@10"] <= 1
 
 
+def sweep_rows(cfg, rd):
+    """The sweep's rows for the settings ``cfg`` on the run ``rd``, as the recipe trains
+    them (the teacher's signals, the budgets' targets, the plan)."""
+    from pakd.data import load_encoded
+    from pakd.distill.signals import teacher_signals
+    from pakd.distill.sweep import Context, plan, run_sweep
+    from pakd.evaluate import evaluate
+    from pakd.recipes.distill import size_targets
+    from pakd.scores import teacher_scores
+    enc = load_encoded(cfg, rd)
+    teacher, scores = teacher_scores(cfg, rd, enc)
+    signals = teacher_signals(teacher, enc, scores, list_top=cfg.distill.list_top,
+                              feature_dim=cfg.distill.feature_dim)
+    valid = evaluate(teacher, enc, "valid", **cfg.eval.kwargs(), scores=scores)
+    budgets, sizes = size_targets(cfg, rd, enc)
+    ctx = Context(cfg, rd, enc, signals, {k: valid[k] for k in ("rmse", "ndcg@10")}, {})
+    return [r for r, _ in run_sweep(ctx, *plan(cfg, budgets, sizes))]
+
+
 def test_students_in_worker_processes_equal_students_trained_inline(run, tmp_path):
     """The sweep's process pool changes nothing but the wall time."""
     import shutil
 
     from pakd.config import build_config, load_run_config
-    from pakd.distill.signals import teacher_signals
-    from pakd.recipes import distill
-    from pakd.recipes.split import load_encoded
     from pakd.rundir import RunDir
     rows = {}
     for workers in (1, 2):
@@ -202,16 +223,9 @@ def test_students_in_worker_processes_equal_students_trained_inline(run, tmp_pat
         shutil.copytree(run, rd.root)
         cfg = build_config(base=load_run_config(rd.config), overrides={
             "distill.methods": ["magnitude_kd", "fisher_kd", "scratch"],
-            "distill.ablation": False, "distill.workers": workers, "quiet": True})
-        enc = load_encoded(cfg, rd)
-        teacher, scores = distill._teacher(cfg, rd, enc)
-        signals = teacher_signals(teacher, enc, scores, list_top=cfg.distill.list_top,
-                                  feature_dim=cfg.distill.feature_dim)
-        from pakd.evaluate import evaluate
-        valid = evaluate(teacher, enc, "valid", **cfg.eval.kwargs(), scores=scores)
-        rows[workers], _ = distill.sweep(cfg, rd, enc, signals,
-                                         {k: valid[k] for k in ("rmse", "ndcg@10")})
-    assert [r["method"] for r in rows[2]] == ["magnitude_kd", "fisher_kd", "scratch"]
+            "distill.ablation": None, "distill.workers": workers, "quiet": True})
+        rows[workers] = sweep_rows(cfg, rd)
+    assert [r["method"] for r in rows[2]] == ["fisher_kd", "magnitude_kd", "scratch"]
     for a, b in zip(rows[1], rows[2]):
         for k in ("params", "rmse", "ndcg@10", "auc", "valid", "arch", "epochs_run"):
             assert a[k] == b[k], (a["method"], k)
@@ -224,24 +238,15 @@ def test_sweep_resume_keeps_finished_students_and_retrains_the_rest(run, tmp_pat
     import shutil
 
     from pakd.config import build_config, load_run_config
-    from pakd.distill.signals import teacher_signals
-    from pakd.evaluate import evaluate
-    from pakd.recipes import distill
-    from pakd.recipes.split import load_encoded
     from pakd.rundir import RunDir
     rd = RunDir(tmp_path / "r")
     shutil.copytree(run, rd.root)
 
     def sweep(**over):
         cfg = build_config(base=load_run_config(rd.config), overrides={
-            "distill.methods": ["magnitude_kd", "scratch"], "distill.ablation": False,
-            "distill.workers": 1, "quiet": True, **over})   # markers: the same on workers
-        enc = load_encoded(cfg, rd)
-        teacher, scores = distill._teacher(cfg, rd, enc)
-        signals = teacher_signals(teacher, enc, scores, list_top=cfg.distill.list_top,
-                                  feature_dim=cfg.distill.feature_dim)
-        valid = evaluate(teacher, enc, "valid", **cfg.eval.kwargs(), scores=scores)
-        return distill.sweep(cfg, rd, enc, signals, {k: valid[k] for k in ("rmse", "ndcg@10")})[0]
+            "distill.methods": ["magnitude_kd", "fisher_kd", "scratch"],
+            "distill.ablation": None, "distill.workers": 1, "quiet": True, **over})
+        return sweep_rows(cfg, rd)
 
     first = sweep()
     stems = [Path(r["file"]) for r in first]
@@ -295,51 +300,47 @@ def test_fisher_resume_keeps_finished_members(run, tmp_path):
     assert figures() == before
 
 
-def test_size_budgets_become_the_ratios_that_fit_them(run, tmp_path):
-    """--size-budgets (percent of the run's svd + xdeepfm + autoint): each becomes the
-    pruning ratio whose student has at most that many parameters; the smallest budget
-    that still leaves 1% of the dense student is refused with the fix."""
+def test_budgets_are_met_exactly_and_refused_outside_the_student(run, tmp_path):
+    """--budgets as shares of the run's svd + xdeepfm + autoint, as parameter counts and as
+    ratios: each student keeps at most its target and uses it up to less than one unit; a
+    budget at or above the dense student, or below what it keeps with one unit per group,
+    stops before training with the fix."""
     import shutil
 
     from pakd.config import build_config, load_run_config
+    from pakd.data import load_encoded
+    from pakd.distill.students import make_student
     from pakd.errors import PakdError
-    from pakd.recipes import distill
-    from pakd.recipes.split import load_encoded
+    from pakd.recipes.distill import _origin, size_targets
     from pakd.rundir import RunDir
     rd = RunDir(tmp_path / "r")
     shutil.copytree(run, rd.root)
-    origin = distill.origin_params(rd)
+    origin = _origin(rd)
 
     def cfg(budgets):
         return build_config(base=load_run_config(rd.config), overrides={
-            "distill.size_budgets": budgets, "distill.methods": ["fisher_kd"],
-            "distill.ablation": False, "quiet": True})
-    c = cfg([30.0, 20.0])
+            "distill.budgets": budgets, "distill.methods": ["fisher_kd", "magnitude_kd"],
+            "distill.ablation": None, "distill.workers": 1, "quiet": True})
+    c = cfg(["15%", "0.6"])
     enc = load_encoded(c, rd)
-    dense = distill.make_student(c, rd, enc).n_params()
-    got = distill.with_budget_ratios(c, rd, enc).distill
-    assert got.pruning_ratio is None and len(got.pruning_ratios) == 2
-    for b, r in zip((30.0, 20.0), got.pruning_ratios):
-        assert (1 - r) * dense <= b / 100 * origin < (1 - r + 2e-4) * dense
-    teacher, scores = distill._teacher(c, rd, enc)
-    from pakd.distill.signals import teacher_signals
-    signals = teacher_signals(teacher, enc, scores, list_top=c.distill.list_top,
-                              feature_dim=c.distill.feature_dim)
-    rows, _ = distill.sweep(distill.with_budget_ratios(c, rd, enc), rd, enc, signals,
-                            {"rmse": 1.0, "ndcg@10": 0.1})
-    for b, row in zip((30.0, 20.0), rows):
-        assert row["params"] <= b / 100 * origin, (b, row["params"])
-    with pytest.raises(PakdError, match="under 1% of the dense student"):
-        distill.with_budget_ratios(cfg([1e-6]), rd, enc)
-    assert distill.with_budget_ratios(cfg([]), rd, enc).distill.pruning_ratios == [0.5]
+    dense = make_student(c, enc).n_params()
+    _, sizes = size_targets(c, rd, enc)
+    assert sizes == {"15%": int(0.15 * origin), "0.6": int(dense * 0.4)}
+    for row in sweep_rows(c, rd):
+        t = sizes[row["budget"]]
+        assert t - 70 <= row["params"] <= t, (row["method"], row["params"], t)  # one row's size
+    with pytest.raises(PakdError, match="below the"):
+        size_targets(cfg(["0.001%"]), rd, enc)
+    with pytest.raises(PakdError, match="not below the dense"):
+        size_targets(cfg([str(dense)]), rd, enc)
 
 
 def test_retrieval_candidates_by_chunks_equal_those_from_the_cached_scores(run):
     """Hard negatives from a catalogue too large to cache are found chunk by chunk into one
     preallocated tensor: the same items as from the whole score matrix."""
     from pakd.config import build_config, load_run_config
-    from pakd.recipes.split import load_encoded
-    from pakd.recipes.teachers import retrieval_candidates
+    from pakd.data import load_encoded
+    from pakd.scores import retrieval_candidates
     from pakd.rundir import RunDir
     rd = RunDir(run)
     got = {}

@@ -49,4 +49,4 @@ def test_teacher_and_student_learn_the_planted_groups(planted):
     res = json.loads((planted / "analysis_results" / "pakd_experiment.json").read_text())
     student = next(r for r in res["rows"] if r["method"] == "fisher_kd")
     assert student["ndcg@10"] >= 1.8 * pop, (student["ndcg@10"], pop)
-    assert student["removed_ratio"] >= 0.45         # at half its size (quick profile: 0.5)
+    assert student["pruning_ratio"] >= 0.45         # at half its size (quick profile: 0.5)

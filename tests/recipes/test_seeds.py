@@ -25,7 +25,7 @@ def test_distill_over_seeds_pools_every_row(pipeline_run, tmp_path, capsys):
     for s in (0, 1):
         _as_seed(pipeline_run, root / f"seed-{s}", s)
     rc = main(["distill", "--run", str(root), "--seeds", "0,1", "--methods",
-               "fisher_kd,magnitude_kd", "--ablation", "false", "--distill-workers", "1",
+               "fisher_kd,magnitude_kd", "--ablation", "none", "--distill-workers", "1",
                "--kd-unobserved", "0", "--bench-memory", "false", "-q"])
     assert rc == 0
     out = json.loads((root / "seeds.json").read_text())
@@ -35,9 +35,9 @@ def test_distill_over_seeds_pools_every_row(pipeline_run, tmp_path, capsys):
     # --bench-memory false: speed measured, no memory probe
     assert all("throughput_rows_per_s" in r and "peak_rss_mb" not in r
                for r in exps[0]["rows"])
-    rows = {(r["method"], r["pruning_ratio"]): r for r in out["rows"]}
-    assert {("teacher", None), ("fisher_kd", 0.5), ("magnitude_kd", 0.5)} <= set(rows)
-    mk = rows[("magnitude_kd", 0.5)]
+    rows = {(r["method"], r["budget"]): r for r in out["rows"]}
+    assert {("teacher", None), ("fisher_kd", "0.5"), ("magnitude_kd", "0.5")} <= set(rows)
+    mk = rows[("magnitude_kd", "0.5")]
     per = [next(r for r in exps[s]["rows"] if r["method"] == "magnitude_kd") for s in (0, 1)]
     assert mk["mean"]["ndcg@10"] == pytest.approx(np.mean([r["ndcg@10"] for r in per]))
     assert mk["sd"]["rmse"] == pytest.approx(np.std([r["rmse"] for r in per], ddof=1))
@@ -46,14 +46,14 @@ def test_distill_over_seeds_pools_every_row(pipeline_run, tmp_path, capsys):
     for s in (0, 1):
         pu = root / f"seed-{s}" / "per_user"
         load = lambda n: dict(np.load(pu / f"{n}.test.npz", allow_pickle=False))  # noqa: E731
-        each.append(paired(load("fisher_kd_r50"), load("magnitude_kd_r50"),
+        each.append(paired(load("fisher_kd_r0_5"), load("magnitude_kd_r0_5"),
                            metrics=["ndcg@10"], resamples=10)["ndcg@10"][0])
     d, lo, hi, p, t_lo, t_hi = mk["pooled"]["fisher_kd"]["ndcg@10"]
     assert d == pytest.approx(np.mean(each)) and lo <= d <= hi and 0 <= p <= 1
     assert t_lo <= d <= t_hi and out["pooled_fields"][4:] == ["t_low", "t_high"]
     assert mk["holm_p"]["ndcg@10"] >= p                     # Holm never lowers a p-value
     assert mk["fisher_kd_is"]["ndcg@10"] in ("better", "worse", "tie")
-    assert "fisher_kd" not in rows[("fisher_kd", 0.5)].get("pooled", {})
+    assert "fisher_kd" not in rows[("fisher_kd", "0.5")].get("pooled", {})
     assert "teacher" in rows[("member:svd", None)]["pooled"]
 
 
@@ -119,7 +119,7 @@ def test_five_seeds_pool_with_t_intervals_and_p_resolution(pipeline_run, tmp_pat
     exp = json.loads((pipeline_run / "analysis_results" / "pakd_experiment.json").read_text())
     mk = next(r for r in exp["rows"] if r["method"] == "magnitude_kd")
     fk = next(r for r in exp["rows"] if r["method"] == "fisher_kd"
-              and r["pruning_ratio"] == mk["pruning_ratio"])
+              and r["budget"] == mk["budget"])
     stem = {r["method"]: Path(r["file"]).name for r in (mk, fk)}
     for s, by in enumerate(shifts):
         d = root / f"seed-{s}"

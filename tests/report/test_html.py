@@ -48,7 +48,7 @@ def test_a_seeds_directory_gets_the_pooled_page(tmp_path):
     import json
     root = tmp_path / "seeds"
     root.mkdir()
-    row = {"method": "fisher_kd", "pruning_ratio": 0.5, "model": "m", "params": 10.0,
+    row = {"method": "fisher_kd", "budget": "0.5", "model": "m", "params": 10.0,
            "per_seed": {"0": {"params": 10, "ndcg@10": 0.2}, "1": {"params": 11, "ndcg@10": 0.3}},
            "mean": {"rmse": 0.9, "ndcg@10": 0.25}, "sd": {"rmse": 0.01, "ndcg@10": 0.07},
            "of_teacher": {"rmse": 1.01, "ndcg@10": 0.93}, "fisher_kd_is": {}}

@@ -64,10 +64,10 @@ def test_each_stage_is_a_nested_run_with_settings_metrics_and_files(pipeline_run
     assert set(nested.index) == set(recipes.STAGES)
     assert (df["status"] == "FINISHED").all()
     d = nested.loc["distill"]
-    assert d["params.distill.pruning_ratios"] == str(cfg.distill.pruning_ratios)
+    assert d["params.distill.budgets"] == str(cfg.distill.budgets)
     from pakd.rundir import read_json
     row = next(r for r in read_json(rd.pakd_json)["rows"] if r["method"] == "fisher_kd")
-    key = f"metrics.fisher_kd.r{row['pruning_ratio']:.2f}.ndcg_at_10"
+    key = f"metrics.fisher_kd.{row['budget'].replace('%', 'pct')}.ndcg_at_10"
     assert d[key] == pytest.approx(row["ndcg@10"])
     ens = read_json(rd.teachers_json)
     assert nested.loc["ensemble"]["metrics.member.svd.rmse"] == pytest.approx(

@@ -14,7 +14,8 @@ TEACHERS = ("svd", "xdeepfm", "autoint")
 CLOSED_FORM = ("ease", "als")              # members fitted by closed-form solves
 MEMBER_KINDS = TEACHERS + CLOSED_FORM
 DEFAULT_MEMBERS = TEACHERS + ("ease",)     # als is selectable: --models/--algorithms
-STUDENT = "lightweight_model"
+STUDENT = "tower_student"          # the default student
+LIGHTWEIGHT = "lightweight_model"  # the earlier one, kept for comparison
 
 # Architecture of each model kind.
 ARCH: dict[str, dict] = {
@@ -30,15 +31,22 @@ ARCH: dict[str, dict] = {
     "ease": {"lam": 500.0, "history": 0},
     # implicit ALS; reg is chosen on the valid part from als.regs
     "als": {"factors": 64, "reg": 1.0, "alpha": 10.0},
-    # item_rows (0 = every item) is set from student.item_coverage and the data
-    STUDENT: {"factors": 64, "rank_factors": 64, "hidden": [64], "side_fields": True,
-              "item_rows": 0},
-    # bucket_rows, field_dims and history come from the data (`pakd.models.tower.tower_tables`)
-    "tower_student": {"dim": 64, "rank_dims": 64, "rate_dims": 32, "bucket_rows": [],
-                      "bucket_dims": [], "field_dims": [], "history": 0, "hidden": [],
-                      "user_side": "tower", "user_rows": 0, "user_dims": 0, "alpha": 0.5,
-                      "init_std": 0.05},
+    # item_rows (0 = every item) is set from lightweight.item_coverage and the data
+    LIGHTWEIGHT: {"factors": 64, "rank_factors": 64, "hidden": [64], "side_fields": True,
+                  "item_rows": 0},
 }
+
+# The tower student's settings (the `student` section: its architecture, and how many
+# popularity buckets its item rows fall into)
+STUDENT_ARCH: dict = {"dim": 64, "rank_dims": 64, "rate_dims": 32, "buckets": 8, "mlp": [],
+                      "user_side": "tower", "alpha": 0.5}
+# ... and what `pakd.models.build` fills in: bucket_rows, the history and the user rows come
+# from the data (`pakd.models.tower.tower_tables`), empty widths mean the full space
+ARCH[STUDENT] = {**{k: STUDENT_ARCH[k] for k in ("dim", "rank_dims", "rate_dims", "user_side",
+                                                 "alpha")},
+                 "hidden": STUDENT_ARCH["mlp"], "bucket_rows": [], "bucket_dims": [],
+                 "field_dims": [], "history": 0, "user_rows": 0, "user_dims": 0,
+                 "init_std": 0.05}
 
 # How each teacher is trained (`pakd.train.fit`); anything not listed takes the `FitSettings`
 # default. Why these values:

@@ -31,7 +31,7 @@ ORIGINAL: dict[str, tuple[str, ...]] = {
     "teacher": ("fisher.teacher", "distill.teacher"),
     "target_layers": ("fisher.target_layers",),
     "focus_tasks": ("fisher.focus_tasks",),
-    "pruning_ratio": ("distill.pruning_ratio",),
+    "pruning_ratio": ("distill.budgets",),
     "distill_tasks": ("distill.distill_tasks",),
     "student": ("distill.student",),
     "algorithms": ("ensemble.algorithms",),
@@ -41,14 +41,17 @@ ORIGINAL: dict[str, tuple[str, ...]] = {
 
 # Old key -> new key, for YAML files and run.yaml written by earlier versions.
 RENAMED: dict[str, str] = {
-    "distill.ratios": "distill.pruning_ratios",
+    "distill.ratios": "distill.budgets",      # pruning ratios: a ratio is a budget entry
     "distill.rating_weight": "distill.kd_rating_weight",
     "distill.ranking_weight": "distill.kd_ranking_weight",
     "distill.feature_weight": "distill.kd_feature_weight",
     "distill.label_weight": "distill.label_loss_weight",
-    "distill.student_factors": "student.factors",
-    "distill.student_rank_factors": "student.rank_factors",
-    "distill.student_hidden": "student.hidden",
+    "distill.student_factors": "lightweight.factors",
+    "distill.student_rank_factors": "lightweight.rank_factors",
+    "distill.student_hidden": "lightweight.hidden",
+    # the lightweight student's section was `student` until the tower student
+    **{f"student.{k}": f"lightweight.{k}" for k in ("factors", "rank_factors", "hidden",
+                                                    "side_fields", "item_coverage")},
     "distill.bench_batch": "bench.batch",
     "distill.bench_seconds": "bench.seconds",
     "train.resume": "resume",
@@ -192,8 +195,42 @@ def normalise(data: dict, where: str) -> dict:
         if key in data and not isinstance(data[key], dict):
             value = data.pop(key)
             for p in paths:
-                _set_path(data, p, value)
+                _set_path(data, p, value if p != "distill.budgets" or isinstance(value, list)
+                          else [value])
+    _sizes(data.get("distill"))
     return data
+
+
+def _sizes(d: dict | None) -> None:
+    """Student sizes were three settings until they became ``distill.budgets``: pruning
+    ratios (0.4 stays 0.4, a ratio), one ratio, and size budgets in percent (3 -> 3%); an
+    ablation flag became the budget it runs at."""
+    if not isinstance(d, dict):
+        return
+    ratio = d.pop("pruning_ratio", None)
+    ratios = d.pop("pruning_ratios", None)
+    shares = d.pop("size_budgets", None)
+    if "budgets" not in d:
+        if shares:
+            d["budgets"] = [f"{float(b):g}%" for b in shares]
+        elif ratio is not None:
+            d["budgets"] = [str(ratio)]
+        elif ratios:
+            d["budgets"] = [str(r) for r in ratios]
+    if isinstance(d.get("ablation"), bool):
+        d["ablation"] = None if not d["ablation"] else _budget_for_ablation(d)
+
+
+def _budget_for_ablation(d: dict):
+    """An old ``ablation: true`` ran at the largest pruning ratio: the smallest budget."""
+    from ..distill.budgets import parse
+    budgets = [parse(b) for b in d.get("budgets") or []]
+    ratios = [b for b in budgets if b.kind == "ratio"]
+    if ratios:
+        return max(ratios, key=lambda b: b.value).label
+    if budgets:
+        return min(budgets, key=lambda b: b.value).label
+    return setting("distill.ablation").info.default
 
 
 def _read_yaml(path: str | Path) -> dict:

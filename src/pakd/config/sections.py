@@ -12,12 +12,12 @@ import math
 
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, create_model,
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model,
                       field_validator, model_validator)
 from pydantic.fields import FieldInfo
 
 from ..memory import DEFAULT_BUDGET_GB
-from .defaults import ARCH, DEFAULT_MEMBERS, DISTILL_FIT, FIT, STUDENT
+from .defaults import ARCH, DEFAULT_MEMBERS, DISTILL_FIT, FIT, LIGHTWEIGHT, STUDENT, STUDENT_ARCH
 
 MEMBERS = Literal["svd", "xdeepfm", "autoint", "ease", "als"]
 TEACHER_CHOICES = Literal["ensemble", "svd", "xdeepfm", "autoint", "ease", "als"]
@@ -39,7 +39,8 @@ class Section(BaseModel):
 
 
 def _with_defaults(name: str, fields_from: list[type[BaseModel]], defaults: dict,
-                   only: list[str] | None = None, doc: str = "") -> type[Section]:
+                   only: list[str] | None = None, doc: str = "",
+                   base: type[Section] = None) -> type[Section]:
     """A section holding the fields of ``fields_from`` (all, or ``only``), each declared
     there once, with defaults taken from the data table ``defaults``."""
     fields: dict[str, Any] = {}
@@ -53,7 +54,7 @@ def _with_defaults(name: str, fields_from: list[type[BaseModel]], defaults: dict
     missing = set(defaults) - set(fields)
     if missing:
         raise TypeError(f"{name}: defaults for unknown settings {sorted(missing)}")
-    return create_model(name, __base__=Section, __doc__=doc, **fields)
+    return create_model(name, __base__=base or Section, __doc__=doc, **fields)
 
 
 # ----------------------------------------------------------------------------- data
@@ -218,13 +219,26 @@ class AutoIntArch(Section):
     dropout: float = Field(description="DNN dropout", ge=0, lt=1)
 
 
+class LightweightArch(Section):
+    factors: int = Field(description="rating factors", ge=1)
+    rank_factors: int = Field(description="ranking factors", ge=1)
+    hidden: list[int] = Field(description="MLP hidden sizes of the rating side")
+    side_fields: bool = Field(description="read the side fields (genres, year, tags, "
+                              "demographics) besides the IDs")
+
+
 class StudentArch(Section):
-    factors: int = Field(description="lightweight_model: rating factors", ge=1)
-    rank_factors: int = Field(description="lightweight_model: ranking factors", ge=1)
-    hidden: list[int] = Field(description="lightweight_model: MLP hidden sizes of the rating "
-                              "side")
-    side_fields: bool = Field(description="lightweight_model: read the side fields (genres, "
-                              "year, tags, demographics) besides the IDs")
+    dim: int = Field(description="width of the item factor space", ge=1)
+    rank_dims: int = Field(description="ranking dimensions (user and item maps)", ge=1)
+    rate_dims: int = Field(description="rating dimensions (user and item maps)", ge=1)
+    buckets: int = Field(description="popularity buckets of item ID rows (each bucket's table "
+                         "width is pruned on its own)", ge=1)
+    mlp: list[int] = Field(description="MLP hidden sizes on the rating side (empty: none)")
+    user_side: Literal["tower", "table"] = Field(
+        description="tower: a user is the items they rated (no per-user parameters); table: "
+        "plus an ID row per user, prunable like the item rows")
+    alpha: float = Field(description="a user's history is summed and divided by its length "
+                         "to this power", ge=0, le=1)
 
 
 def _positive_strengths(v: list[float]) -> list[float]:
@@ -265,23 +279,28 @@ XDeepFMConfig = _with_defaults("XDeepFMConfig", [FitSettings, XDeepFMArch],
 AutoIntConfig = _with_defaults("AutoIntConfig", [FitSettings, AutoIntArch],
                                {**FIT["autoint"], **ARCH["autoint"]},
                                doc="The AutoInt member: training and architecture.")
-class StudentRows(Section):
+class LightweightRows(Section):
     # 0.6, with 64 + 64 factors and ratios 0.4 / 0.8, chosen on the valid part against 1000,
     # 2000 and 3000 rows and the earlier every-item student (docs/decisions.md)
     item_coverage: float = Field(
-        0.6, description="lightweight_model: the most rated items holding this share of "
-        "train ratings own ID rows; the rest are side fields (1: all)", gt=0, le=1)
+        0.6, description="the most rated items holding this share of train ratings own ID "
+        "rows; the rest are side fields (1: all)", gt=0, le=1)
 
 
-# item_rows is derived from item_coverage and the data (`pakd.recipes.distill.student_arch`)
-StudentConfig = _with_defaults("StudentConfig", [StudentArch, StudentRows],
-                               {k: v for k, v in ARCH[STUDENT].items() if k != "item_rows"},
-                               doc="The lightweight student's architecture.")
+# item_rows is derived from item_coverage and the data (`pakd.distill.students`)
+LightweightConfig = _with_defaults(
+    "LightweightConfig", [LightweightArch, LightweightRows],
+    {k: v for k, v in ARCH[LIGHTWEIGHT].items() if k != "item_rows"},
+    doc="The lightweight_model student's architecture (the earlier default student).")
+StudentConfig = _with_defaults(
+    "StudentConfig", [StudentArch], STUDENT_ARCH,
+    doc="The tower student's architecture (the default student; sizes the data gives - "
+        "rows per bucket, the history - come from the split).")
 
 
 def arch_of(section: BaseModel, kind: str) -> dict:
-    """The architecture entries of a member's (or the student's) section."""
-    cls = StudentArch if kind == STUDENT else ARCH_SECTIONS[kind]
+    """The architecture entries of a member's (or a student's) section."""
+    cls = {LIGHTWEIGHT: LightweightArch, STUDENT: StudentArch}.get(kind) or ARCH_SECTIONS[kind]
     return {k: getattr(section, k) for k in cls.model_fields}
 
 
@@ -414,39 +433,48 @@ def _distinct_in(ok, what: str, one: str):
     return check
 
 
-_pruning_ratios = _distinct_in(
-    lambda r: 0 <= r < 1, "pruning ratios are shares of the parameters removed, in [0, 1)",
-    "pruning ratio")
-_size_budgets = _distinct_in(
-    lambda b: 0 < b <= 100, "size budgets are percentages of the three origin members' "
-    "parameters, in (0, 100]", "size budget")
+def _budgets(v: list) -> list[str]:
+    """Each entry a share (3%), a parameter count (48000, 48k) or a ratio (0.4), once."""
+    from ..distill.budgets import parse
+    if not v:
+        raise ValueError("give at least one budget (3%, 48000 or 0.4)")
+    labels = [parse(x).label for x in v]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"each budget once: {','.join(labels)} repeats one")
+    return labels
+
+
+METHOD_NAMES = Literal["fisher_kd", "taylor_kd", "magnitude_kd", "random_kd", "fisher_ft",
+                       "scratch", "final_kd", "mf_labels", "lightweight_kd", "dense_kd"]
 
 
 class _DistillOwn(Section):
     teacher: TEACHER_CHOICES = _f("ensemble", "teacher to distil",
                                   aliases=["--teacher", "--teacher-type"])
-    student: Literal["lightweight_model", "svd", "xdeepfm", "autoint"] = _f(
-        "lightweight_model", "student: lightweight_model (two factorisations + small MLP over "
-        "the same fields) or a copy of a trained teacher member", flag="--student")
-    pruning_ratio: float | None = _f(None, "one pruning ratio (share of the student's "
-                                     "parameters removed); replaces --pruning-ratios",
-                                     flag="--pruning-ratio", ge=0, lt=1)
-    pruning_ratios: Annotated[list[float], AfterValidator(_pruning_ratios)] = _f(
-        [0.4, 0.8], "pruning ratios of the sweep",
-                                     flag="--pruning-ratios")
-    size_budgets: Annotated[list[float], AfterValidator(_size_budgets)] = _f(
-        [], "student sizes, in percent of the run's svd + xdeepfm + autoint parameters "
-        "(replaces --pruning-ratios)", flag="--size-budgets")
-    methods: list[Literal["fisher_kd", "magnitude_kd", "random_kd", "fisher_ft", "scratch",
-                          "final_kd", "mf_labels", "dense_kd"]] = _f(
-        ["fisher_kd", "magnitude_kd", "random_kd", "fisher_ft", "scratch", "final_kd",
-         "mf_labels", "dense_kd"],
-        "fisher_kd (PAKD), magnitude_kd, random_kd, fisher_ft (Fisher pruning, labels only); "
-        "baselines of fisher_kd's final architecture: scratch (labels only), final_kd (KD, "
-        "never pruned), mf_labels (a plain MF of the same size, labels only); dense_kd (the "
-        "unpruned student with KD, once)", flag="--methods")
-    ablation: bool = _f(True, "at the largest pruning ratio, also train fisher_kd without each "
-                        "distillation term in turn", flag="--ablation")
+    student: Literal["tower_student", "lightweight_model", "svd", "xdeepfm", "autoint"] = _f(
+        "tower_student", "student: tower_student (items in one factor space, users built from "
+        "their rated items), lightweight_model (the earlier two-factorisation student) or a "
+        "copy of a trained teacher member", flag="--student")
+    budgets: Annotated[list[str], BeforeValidator(lambda v: [str(x) for x in v]
+                                                  if isinstance(v, (list, tuple)) else v),
+                       AfterValidator(_budgets)] = _f(
+        ["1%", "3%", "5%", "10%"], "student sizes of the sweep: shares of the three origin "
+        "members' parameters (3%), parameter counts (48000, 48k) or pruning ratios of the "
+        "dense student (0.4)", flag="--budgets",
+        aliases=["--pruning-ratio", "--pruning-ratios"])
+    methods: list[METHOD_NAMES] = _f(
+        ["fisher_kd", "taylor_kd", "magnitude_kd", "random_kd", "scratch", "final_kd",
+         "mf_labels", "lightweight_kd", "dense_kd"],
+        "fisher_kd (PAKD: mask Fisher), taylor_kd (first + second order), magnitude_kd, "
+        "random_kd, fisher_ft (Fisher pruning, labels only); baselines of fisher_kd's final "
+        "architecture: scratch (labels only), final_kd (KD, never pruned), mf_labels (a plain "
+        "MF of the same size, labels only, tuned on valid); lightweight_kd (the earlier "
+        "lightweight_model student, fisher_kd at the same budget); dense_kd (the unpruned "
+        "student with KD, once)", flag="--methods")
+    ablation: str | None = _f("3%", "the budget at which fisher_kd is also trained without "
+                              "each distillation term in turn (none: no ablation)",
+                              flag="--ablation")
+
     distill_tasks: list[Literal["ranking", "rating", "feature"]] = _f(
         ["ranking", "rating", "feature"], "distillation losses used", flag="--distill-tasks")
     kd_ranking_weight: float = _f(1.0, "weight of the listwise ranking distillation loss "
@@ -460,6 +488,12 @@ class _DistillOwn(Section):
                                    ge=0)
     kd_feature_weight: float = _f(0.2, "weight of the feature distillation loss",
                                   flag="--kd-feature-weight", ge=0)
+    kd_ranking: Literal["kl", "top"] = _f(
+        "kl", "ranking distillation: kl (the teacher's whole distribution over unseen items) "
+        "or top (the teacher's top --kd-top items in order, rank-discounted Plackett-Luce)",
+        flag="--kd-ranking")
+    kd_top: int = _f(50, "--kd-ranking top: length of the teacher's list", flag="--kd-top",
+                     ge=1)
     label_loss_weight: float = _f(1.0, "weight of the ground-truth rating and ranking losses "
                                   "when distilling", flag="--label-loss-weight",
                                   aliases=["--label-weight"], ge=0)
@@ -507,15 +541,49 @@ class _DistillOwn(Section):
                                "teacher's", flag="--ndcg-tolerance", ge=0)
 
 
+class _DistillRules(Section):
+    """Checks across the distillation settings (the section is assembled by
+    `_with_defaults`, so they live in its base)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ablation_off(cls, data):
+        """``--ablation false``/``off``/``none`` (and an old run's False): no ablation."""
+        v = data.get("ablation") if isinstance(data, dict) else None
+        if v is False or (isinstance(v, str) and v.strip().lower() in ("false", "off", "none",
+                                                                        "no", "")):
+            data = {**data, "ablation": None}
+        return data
+
+    @model_validator(mode="after")
+    def _ablation_at_a_budget(self):
+        """The ablation runs at one of the budgets (``true``, or the default when the budgets
+        do not hold it: the smallest student)."""
+        from ..distill.budgets import parse
+        if self.ablation is None:
+            return self
+        default = type(self).model_fields["ablation"].default
+        if str(self.ablation).lower() in ("true", "on", "yes") or (
+                self.ablation == default and default not in self.budgets):
+            budgets = [parse(b) for b in self.budgets]
+            ratios = [b for b in budgets if b.kind == "ratio"]
+            small = (max(ratios, key=lambda b: b.value) if ratios
+                     else min(budgets, key=lambda b: b.value))
+            object.__setattr__(self, "ablation", small.label)
+            return self
+        label = parse(self.ablation).label
+        if label not in self.budgets:
+            raise ValueError(f"--ablation {self.ablation} is not one of --budgets "
+                             f"{','.join(self.budgets)}: give one of them, or none")
+        object.__setattr__(self, "ablation", label)
+        return self
+
+
 DistillConfig = _with_defaults(
     "DistillConfig", [_DistillOwn, FitSettings], DISTILL_FIT,
     only=list(_DistillOwn.model_fields) + list(DISTILL_FIT),
     doc="The PAKD sweep: teacher, student, methods, losses, pruning schedule and the "
-        "training budget every method shares.")
-
-
-def sweep_ratios(dc: BaseModel) -> list[float]:
-    return [dc.pruning_ratio] if dc.pruning_ratio is not None else list(dc.pruning_ratios)
+        "training budget every method shares.", base=_DistillRules)
 
 
 class BenchConfig(Section):
@@ -553,5 +621,6 @@ class RunConfig(Section):
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
     fisher: FisherConfig = Field(default_factory=FisherConfig)
     student: StudentConfig = Field(default_factory=StudentConfig)
+    lightweight: LightweightConfig = Field(default_factory=LightweightConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
     bench: BenchConfig = Field(default_factory=BenchConfig)

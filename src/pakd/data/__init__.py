@@ -9,7 +9,7 @@ import importlib
 from pathlib import Path
 
 __all__ = ["Dataset", "Encoded", "Split", "RELEASES", "load", "load_movielens", "load_table",
-           "make_split", "read_split", "encode"]
+           "make_split", "read_split", "encode", "load_encoded"]
 
 _LAZY = {"Dataset": "dataset", "Encoded": "encoding", "encode": "encoding", "Split": "splits",
          "make_split": "splits", "read_split": "splits", "RELEASES": "movielens",
@@ -20,6 +20,16 @@ def __getattr__(name):
     if name in _LAZY:
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(name)
+
+
+def load_encoded(cfg, run_dir):
+    """A run's split (``run_dir``: a run directory or its path) encoded with the dataset's
+    side fields, under the run's settings ``cfg``."""
+    from .encoding import encode
+    from .splits import read_split
+    split = read_split(getattr(run_dir, "root", run_dir))
+    ds = load(cfg.data, quiet=cfg.quiet)
+    return encode(ds, split, n_buckets=cfg.data.n_buckets, max_tokens=cfg.data.max_tokens)
 
 
 def load(cfg=None, *, quiet: bool = False):

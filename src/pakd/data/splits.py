@@ -36,6 +36,7 @@ from ..errors import DataError, PakdError
 from .dataset import ids_from_text
 
 PARTS = ("train", "valid", "test")
+SPLIT_CSV, SPLIT_JSON = "split.csv", "split.json"    # a run directory's split files
 METHODS = ("user_ratio", "global_ratio", "temporal", "user_temporal", "user_last_k",
            "leave_one_out")
 # methods that put each user's (or everyone's) later ratings after the train part
@@ -70,12 +71,11 @@ class Split:
 
     def write(self, run_dir: str | Path) -> Path:
         """``RUN/split.csv`` and ``RUN/split.json``; returns the CSV's path."""
-        from ..rundir import RunDir
-        rd = RunDir(run_dir)
-        atomic_write_text(rd.split_csv, self.frame.to_csv(index=False, float_format="%g",
-                                                          lineterminator="\n"))
-        atomic_write_text(rd.split_json, json.dumps(self.summary, indent=2) + "\n")
-        return rd.split_csv
+        csv, summary = Path(run_dir) / SPLIT_CSV, Path(run_dir) / SPLIT_JSON
+        atomic_write_text(csv, self.frame.to_csv(index=False, float_format="%g",
+                                                 lineterminator="\n"))
+        atomic_write_text(summary, json.dumps(self.summary, indent=2) + "\n")
+        return csv
 
 
 def make_split(ratings: pd.DataFrame, *, method: str = "user_ratio",
@@ -210,9 +210,7 @@ def _finish(r: pd.DataFrame, part: np.ndarray, **meta) -> Split:
 
 def read_split(run_dir: str | Path) -> Split:
     """Load ``RUN/split.csv`` (and its summary) written by `Split.write`."""
-    from ..rundir import RunDir
-    rd = RunDir(run_dir)
-    path = rd.split_csv
+    path = Path(run_dir) / SPLIT_CSV
     if not path.is_file():
         raise DataError("no split in this run directory", file=path,
                         fix=f"create one with `pakd data split --out {run_dir}` or `pakd run`")
@@ -231,4 +229,5 @@ def read_split(run_dir: str | Path) -> Split:
         raise DataError(f"part {frame['part'].iloc[i]!r} is not train/valid/test", file=path,
                         line=i + 2, fix="re-create the split with `pakd data split`")
     frame["rating"] = frame["rating"].astype(np.float32)
-    return Split(frame, rd.split_summary())
+    summary = Path(run_dir) / SPLIT_JSON
+    return Split(frame, json.loads(summary.read_text()) if summary.is_file() else {})

@@ -123,7 +123,7 @@ def _catalogue(stem: Path, rd: RunDir | None) -> tuple[list, list, list[str]]:
         raise PakdError(f"{cat_path} not found and {stem} is not inside a run directory: the "
                         "IDs and titles come from one of them (pass --run)")
     from ..config import build_config, load_run_config
-    from ..recipes.split import load_encoded
+    from ..data import load_encoded
     cfg = build_config(base=load_run_config(rd.config))
     cfg.quiet = True
     enc = load_encoded(cfg, rd)

@@ -173,7 +173,7 @@ def run_encoding(dep: Deployable):
     if dep.run is None or not dep.run.split_csv.is_file():
         return None
     from ..config import build_config, load_run_config
-    from ..recipes.split import load_encoded
+    from ..data import load_encoded
     cfg = build_config(base=load_run_config(dep.run.config))
     cfg.quiet = True
     return load_encoded(cfg, dep.run), cfg.eval.relevant_min_rating

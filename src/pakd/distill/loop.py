@@ -29,6 +29,7 @@ from .signals import TeacherSignals
 # method: (pruning criterion, distils from the teacher?)
 METHODS = {
     "fisher_kd": ("fisher", True),
+    "taylor_kd": ("taylor", True),   # first + second order, from the same observed steps
     "magnitude_kd": ("magnitude", True),
     "random_kd": ("random", True),
     "fisher_ft": ("fisher", False),
@@ -36,6 +37,7 @@ METHODS = {
     "final_kd": (None, True),        # the reference's final architecture, KD, never pruned
     "mf_labels": (None, False),      # a plain MF of the reference's size, labels only
     "dense_kd": (None, True),        # the unpruned student with KD (one per sweep)
+    "lightweight_kd": ("fisher", True),   # the earlier lightweight_model student, PAKD
 }
 # baselines that copy the final architecture (or size) of a pruning method's student
 AFTER_REFERENCE = ("scratch", "final_kd", "mf_labels")

@@ -42,13 +42,17 @@ class Pruner:
         self.log: list[dict] = []
         self.least: dict[str, int] | None = None   # units per group, from the start model
 
-    def check(self, model) -> None:
-        """Refuse, before any training, a budget the model cannot reach: every group keeps
-        its minimum units and its floor (a share of the units it starts with)."""
+    def least_params(self, model) -> int:
+        """Parameters ``model`` keeps at the least: every group its minimum units and its
+        floor (a share of the units it starts with)."""
         groups = model.structure()
         self.least = floor_units(groups, self.floor)
-        least = params_after(model, {g.name: torch.arange(g.units) < self.least[g.name]
-                                     for g in groups})
+        return params_after(model, {g.name: torch.arange(g.units) < self.least[g.name]
+                                    for g in groups})
+
+    def check(self, model) -> None:
+        """Refuse, before any training, a budget the model cannot reach."""
+        least = self.least_params(model)
         if least > self.target:
             raise PakdError(
                 f"a budget of {self.target:,} parameters is below the {least:,} the student "

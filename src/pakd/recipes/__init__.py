@@ -10,6 +10,7 @@ import time
 
 from .. import distributed, memory
 from ..config import RunConfig
+from ..data import load_encoded
 from ..rundir import RunDir, write_json
 from ..runtime import environment, log
 from . import distill, ensemble, fisher, report, split, teachers
@@ -62,7 +63,7 @@ def _stages(cfg, rd, timings, stages, t_all, main, tracker) -> str:
                 out = recipe.run(cfg, rd, enc)
             distributed.barrier()
             if name == "split":
-                enc = split.load_encoded(cfg, rd)
+                enc = load_encoded(cfg, rd)
         timings[name] = stages[name]["seconds"]
         log.info("stage %s: %.1fs, peak RSS %.0f MB", name, timings[name],
                  stages[name]["peak_rss_mb"])

@@ -23,9 +23,9 @@ from ..report.teachers import teachers_markdown
 from ..rundir import RunDir, write_json
 from ..stats import intervals
 from ..runtime import log, progress
-from .evaluation import evaluate_kept
-from .split import load_encoded
-from .teachers import member_scores
+from ..evaluate import evaluate_kept
+from ..data import load_encoded
+from ..scores import ensemble_scores, member_scores
 
 
 def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
@@ -287,14 +287,6 @@ def weight_users(enc: Encoded, cfg: RunConfig, uncached: list[str]) -> torch.Ten
     log.info("auto weights: fitted on %d of %d valid users (--max-memory-gb %g)", most,
              len(users), cfg.eval.max_memory_gb)
     return torch.sort(users[torch.randperm(len(users), generator=g)[:most]]).values
-
-
-def ensemble_scores(ens: Ensemble, scores: dict[str, torch.Tensor | None]) -> torch.Tensor | None:
-    """The ensemble's users x items ranking scores from its members' (None if one is not
-    cached)."""
-    if any(scores.get(n) is None for n in ens.ranking_mix):
-        return None
-    return ens.combine_scores({n: scores[n] for n in ens.ranking_mix})
 
 
 def baselines(enc: Encoded, cfg: RunConfig, rd: RunDir | None = None) -> dict:

@@ -31,8 +31,8 @@ from ..prune import Taylor
 from ..report.fisher import fisher_markdown, fisher_plots
 from ..rundir import RunDir, fingerprint, read_marker, write_json
 from ..runtime import log, progress
-from .split import load_encoded
-from .teachers import member_scores
+from ..data import load_encoded
+from ..scores import member_scores
 
 CRITERION = ("importance of removing parameters S = 1/2 sum_S F theta^2 (diagonal Fisher as "
              "Hessian, per-example mean loss units)")

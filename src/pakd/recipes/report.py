@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..config import RunConfig
 from ..report.fisher import fisher_markdown, fisher_plots
 from ..report.html import write_html
-from ..report.pakd import pakd_markdown, pakd_plots
+from ..report.pakd import pakd_markdown, pakd_plots, references
 from ..report.summary import summary_markdown
 from ..report.teachers import teachers_markdown
 from ..rundir import RunDir, read_json
@@ -24,7 +24,6 @@ def run(cfg: RunConfig, rd: RunDir, enc=None) -> str:
         rd.write_text(rd.fisher_md, fisher_markdown(fisher, experiment=exp))
         fisher_plots(fisher, rd)
     if pakd:
-        from .distill import references
         pakd["references"] = references(rd)        # peers may have run since the sweep
         rd.write_text(rd.pakd_md, pakd_markdown(pakd))
         pakd_plots(pakd, rd)

@@ -9,12 +9,12 @@ runs back and writes ``RUN/seeds.json`` and ``RUN/seeds.md``:
 - every row (teacher, members, each student) per seed, with the mean and the standard
   deviation over seeds;
 - pooled paired differences from the teacher and, for students, from fisher_kd at the same
-  ratio: the mean of the per-seed differences with a two-stage bootstrap interval (seeds,
+  budget: the mean of the per-seed differences with a two-stage bootstrap interval (seeds,
   then users within each seed; `pakd.stats.pooled_paired`) and, beside it, Student's t
   interval over the per-seed differences (with few seeds the bootstrap can be narrower
   than the seeds' spread; the t interval is not);
 - a verdict for every comparison with fisher_kd on NDCG@10 and RMSE that survives Holm's
-  correction over all of them (every baseline, every ratio, both metrics), so calling a
+  correction over all of them (every baseline, every budget, both metrics), so calling a
   winner among many comparisons keeps the family-wise error at 5%; p-values are written
   with their resolution ("< 0.002 (1,000 resamples)", never "0.000"), and a verdict the
   t interval does not share is marked;
@@ -54,7 +54,7 @@ def _experiment(rd: RunDir) -> dict:
 
 
 def _key(r: dict) -> tuple:
-    return r["method"] if r["method"] != "member" else "member:" + r["model"], r["pruning_ratio"]
+    return r["method"] if r["method"] != "member" else "member:" + r["model"], r.get("budget")
 
 
 def _summary(values: list[float]) -> tuple[float, float]:
@@ -85,7 +85,7 @@ def pool(root: str | Path, seeds: list[int], *, resamples: int = 1000) -> dict:
     out_rows = []
     for k in keys:
         rows = {s: rows_by_seed[s][k] for s in seeds}
-        entry = {"method": k[0], "pruning_ratio": k[1], "model": rows[seeds[0]].get("model"),
+        entry = {"method": k[0], "budget": k[1], "model": rows[seeds[0]].get("model"),
                  "params": _summary([r["params"] for r in rows.values()])[0],
                  "per_seed": {str(s): {m: r.get(m) for m in METRICS} | {"params": r["params"]}
                               for s, r in rows.items()},
@@ -110,7 +110,7 @@ def pool(root: str | Path, seeds: list[int], *, resamples: int = 1000) -> dict:
                     [(per_user(s, rows_by_seed[s][ref]), mine[s]) for s in seeds],
                     resamples=resamples, metrics=metrics)
         out_rows.append(entry)
-    family = {(e["method"], e["pruning_ratio"], m): e["pooled"]["fisher_kd"][m][3]
+    family = {(e["method"], e["budget"], m): e["pooled"]["fisher_kd"][m][3]
               for e in out_rows if "fisher_kd" in e.get("pooled", {})
               for m in ("ndcg@10", "rmse") if m in e["pooled"]["fisher_kd"]}
     adjusted = holm(family, ALPHA)
@@ -120,7 +120,7 @@ def pool(root: str | Path, seeds: list[int], *, resamples: int = 1000) -> dict:
                   for k, p in family.items()}, ALPHA)
     for e in out_rows:
         for m in ("ndcg@10", "rmse"):
-            key = (e["method"], e["pruning_ratio"], m)
+            key = (e["method"], e["budget"], m)
             if key in adjusted:
                 d, _, _, _, t_lo, t_hi = e["pooled"]["fisher_kd"][m]
                 e.setdefault("holm_p", {})[m] = adjusted[key]
@@ -134,7 +134,7 @@ def pool(root: str | Path, seeds: list[int], *, resamples: int = 1000) -> dict:
            "fisher": fisher_over_seeds(runs),
            "left_out": missing, "resamples": resamples, "alpha": ALPHA,
            "pooled_fields": list(POOLED_FIELDS),
-           "family": "each method against fisher_kd at the same ratio, on NDCG@10 and RMSE"}
+           "family": "each method against fisher_kd at the same budget, on NDCG@10 and RMSE"}
     write_json(Path(root) / "seeds.json", out)
     from ..atomic import atomic_write_text
     atomic_write_text(Path(root) / "seeds.md", seeds_markdown(out))
@@ -248,12 +248,12 @@ def seeds_markdown(out: dict) -> str:
              "only where the bootstrap difference survives Holm's correction over "
              f"{out['family']} (family-wise α {out['alpha']}); otherwise tie; '(t: tie)' "
              "marks a verdict whose t interval still includes 0.", "",
-             "| method | ratio | params | RMSE | NDCG@10 | NDCG@10 ≥ 4 | NDCG@10 % of teacher | "
+             "| method | budget | params | RMSE | NDCG@10 | NDCG@10 ≥ 4 | NDCG@10 % of teacher | "
              "RMSE % of teacher | Δ NDCG@10 vs teacher | Δ NDCG@10 vs fisher_kd (Holm p) | "
              "fisher_kd on NDCG@10 | Δ RMSE vs fisher_kd (Holm p) | fisher_kd on RMSE |",
              "|" + "---|" * 13]
     for e in out["rows"]:
-        ratio = "–" if e["pruning_ratio"] is None else f"{e['pruning_ratio']:.2f}"
+        ratio = "–" if e["budget"] is None else e["budget"]
         of_t = e["of_teacher"]
         fk = e.get("pooled", {}).get("fisher_kd", {})
         hp, below = e.get("holm_p", {}), e.get("holm_p_below", {})

@@ -1,7 +1,7 @@
 """Recipe `split`: load the dataset, write the seeded split to RUN/split.csv + split.json.
 
-`load_encoded` is how every later stage gets the run's split as index tensors with the
-dataset's side fields.
+Later stages read it back as index tensors with the dataset's side fields
+(`pakd.data.load_encoded`).
 """
 from __future__ import annotations
 
@@ -32,10 +32,3 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> Split:
              time.perf_counter() - t0)
     return split
 
-
-def load_encoded(cfg: RunConfig, rd: RunDir) -> Encoded:
-    """The run's split encoded with the dataset's side fields."""
-    split = data_mod.read_split(rd.root)
-    ds = data_mod.load(cfg.data, quiet=cfg.quiet)
-    return data_mod.encode(ds, split, n_buckets=cfg.data.n_buckets,
-                           max_tokens=cfg.data.max_tokens)

@@ -3,29 +3,26 @@
 For each model of ``train.models``: seed by name (a member trains the same alone or after
 the others), build it from its config section, `fit` it (best weights and resumable state in
 RUN/teachers/), then score the catalogue once - the scores are cached
-(`member_scores`), because full-catalogue scoring of xDeepFM and AutoInt is the most
-expensive step after training, and the ensemble, Fisher and distillation stages read the
-same matrices.
+(`pakd.scores.member_scores`): the ensemble, Fisher and distillation stages read the same
+matrices.
 """
 from __future__ import annotations
 
 import time
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save as st_save
 
+from .. import distributed
 from ..config import CLOSED_FORM, TEACHERS, RunConfig, arch_of
+from ..data import load_encoded
 from ..data.encoding import Encoded
-from ..evaluate import score_matrix
+from ..evaluate import evaluate_kept
 from ..models import build, save
 from ..models.base import RecModel
 from ..rundir import RunDir
 from ..runtime import log, progress, seed_everything
-from .. import distributed
+from ..scores import check_catalogue_settings, member_scores, retrieval_candidates
 from ..train import fit
-from .evaluation import evaluate_kept
-from .split import load_encoded
 
 
 def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict[str, dict]:
@@ -86,63 +83,6 @@ def save_and_evaluate(cfg: RunConfig, rd: RunDir, enc: Encoded, name: str, model
 def check_settings(cfg: RunConfig, enc: Encoded) -> None:
     """Settings that depend on the data, checked before any training."""
     check_catalogue_settings(cfg, enc.n_items, enc.n_users)
-
-
-def matrix_held(cfg: RunConfig, n_users: int, n_items: int) -> bool:
-    """Whether a users x items score matrix is held whole (cached) under the settings:
-    ``ensemble.cache_limit`` entries and the memory budget (`pakd.memory.cache_entries`)."""
-    from ..memory import cache_entries
-    return n_users * n_items <= min(cfg.ensemble.cache_limit,
-                                    cache_entries(cfg.eval.max_memory_gb))
-
-
-def check_catalogue_settings(cfg: RunConfig, n_items: int, n_users: int | None = None) -> None:
-    """Settings that depend on the catalogue size: the CLI checks them from the split's
-    summary before it writes run.yaml, the recipe again before training."""
-    from ..errors import PakdError
-    from ..memory import user_chunk
-    from ..models.ease import check_catalogue
-    if (n_users is not None and cfg.distill.kd_list == "candidates"
-            and not matrix_held(cfg, n_users, n_items)):
-        raise PakdError(f"--kd-list candidates needs the teacher's whole {n_users:,} x "
-                        f"{n_items:,} score matrix, which is over the memory budget: use "
-                        "--kd-list catalogue (it keeps each user's --catalogue-head likeliest "
-                        "items), or raise --max-memory-gb and --score-cache-limit")
-    big = [n for n in cfg.ensemble.rerank_n if n > n_items]
-    if big:
-        raise PakdError(f"--rerank-n {','.join(map(str, big))}: more candidates than the "
-                        f"catalogue's {n_items} items; give counts up to {n_items}")
-    if "ease" in cfg.train.models:
-        check_catalogue(n_items, cfg.ease.max_items)
-    user_chunk(n_items, cfg.eval.max_memory_gb)    # a budget too small for one user stops here
-
-
-def retrieval_candidates(cfg: RunConfig, rd: RunDir, enc: Encoded, name: str,
-                         n: int) -> torch.Tensor:
-    """[users, n]: the retrieval stage's top-n items per user among those not rated in
-    train - the hard negatives of a member trained with negative_sampling retrieval."""
-    from ..errors import PakdError
-    from ..rerank import candidates
-    ret = cfg.ensemble.retrieval
-    if ret == name or not rd.has_member(ret):
-        raise PakdError(f"{name}: negative_sampling retrieval draws from the --retrieval "
-                        f"member {ret}, which is not trained in {rd} yet: list {ret} before "
-                        f"{name} in --models, or use --{name}-negative-sampling popularity")
-    model, _ = rd.load_member(ret)
-    scores = member_scores(cfg, rd, ret, model, enc)
-    exclude = enc.seen(("train",))
-    if scores is not None:
-        return candidates(scores, exclude, min(n, enc.n_items))
-    # a catalogue too large to cache: by chunks, into one preallocated result (per-chunk
-    # pieces kept alive between freed score blocks fragment the heap: `topk_metrics`)
-    n = min(n, enc.n_items)
-    out = torch.empty(enc.n_users, n, dtype=torch.long)
-    for s in range(0, enc.n_users, 256):
-        users = torch.arange(s, min(s + 256, enc.n_users))
-        with torch.inference_mode():
-            chunk = model.score_all(users)
-        out[s:s + len(users)] = candidates(chunk, exclude[s:s + len(users)], n)
-    return out
 
 
 def _train_matrix(enc: Encoded):
@@ -207,26 +147,3 @@ def fit_als(cfg: RunConfig, rd: RunDir, enc: Encoded, mean: float) -> dict:
     return _closed_form(cfg, rd, enc, "als", model, a.regs, fit_one, "reg")
 
 
-def member_scores(cfg: RunConfig, rd: RunDir, name: str, model: RecModel,
-                  enc: Encoded) -> torch.Tensor | None:
-    """The member's users x items ranking scores, from the cache when its weights are
-    unchanged. None when the matrix is larger than ``ensemble.cache_limit`` entries or than
-    the memory budget allows (`pakd.memory.cache_entries`); callers then score users in
-    chunks."""
-    if not matrix_held(cfg, enc.n_users, enc.n_items):
-        return None
-    path = rd.member_scores(name)
-    fp = rd.member_fingerprint(name)
-    if path.is_file():
-        with safe_open(str(path), "pt") as f:
-            if (f.metadata() or {}).get("weights_md5") == fp:
-                return f.get_tensor("scores")
-    t0 = time.perf_counter()
-    with progress(total=enc.n_users, desc=f"score catalogue ({name})", quiet=cfg.quiet,
-                  unit="user") as bar, torch.inference_mode():
-        s = score_matrix(model, enc.n_users, progress=bar)
-    log.info("%s: scored %d users x %d items in %.1fs", name, enc.n_users, enc.n_items,
-             time.perf_counter() - t0)
-    if distributed.is_main():         # under torchrun every rank scores; rank 0 writes
-        rd.write_bytes(path, st_save({"scores": s.contiguous()}, metadata={"weights_md5": fp}))
-    return s

@@ -155,11 +155,12 @@ def _students(p: dict, figs: _Figures) -> str:
     for r in rows:
         d = (r.get("paired") or {}).get("teacher", {}).get("ndcg@10")
         r["dt"] = None if not d else f"{d[0]:+.4f} ({d[1]:+.4f} to {d[2]:+.4f})"
-        r["ratio"] = f"{r['pruning_ratio']:.2f}"
+        r["ratio"] = r["budget"]
     size_col = ("params_vs_origin_pct", "% of origin members", 1) \
         if rows and "params_vs_origin_pct" in rows[0] else ("params_vs_teacher_pct", "% of teacher", 2)
-    out = _table(rows, [("method", "method"), ("ratio", "ratio"), ("params", "params"), size_col,
-                        ("size_bytes", "bytes"), ("rmse", "RMSE"),
+    out = _table(rows, [("method", "method"), ("ratio", "budget"), ("params", "params"), size_col,
+                        ("bytes_fp32", "bytes fp32"), ("bytes_int8", "bytes int8"),
+                        ("rmse", "RMSE"),
                         ("rmse_retention_pct", "RMSE retention %", 1), ("ndcg@10", "NDCG@10"),
                         ("ndcg_retention_pct", "NDCG@10 retention %", 1),
                         ("dt", "Δ NDCG@10 vs teacher (95% CI)")])
@@ -167,7 +168,7 @@ def _students(p: dict, figs: _Figures) -> str:
     methods = list(dict.fromkeys(r["method"] for r in rows))
     for row, (key, label) in enumerate((("ndcg_retention_pct", "NDCG@10 % of teacher"),
                                         ("rmse_retention_pct", "RMSE retention % (teacher/student)"))):
-        for col, (x, xlabel) in enumerate((("params", "parameters"), ("size_bytes", "bytes on disk"))):
+        for col, (x, xlabel) in enumerate((("params", "parameters"), ("bytes_fp32", "bytes (float32 weights)"))):
             ax = axes[row][col]
             for m in methods:
                 pts = sorted((r[x], r[key]) for r in rows if r["method"] == m
@@ -197,7 +198,7 @@ def _speed(p: dict, figs: _Figures) -> str:
     t = p["teacher"]
     rows = [{**t, "model": f"teacher {t['model']}"}] + [
         {**m, "model": f"member {m.get('model', m.get('method'))}"} for m in p.get("members", [])] + [
-        {**r, "model": f"{r['method']} {r['pruning_ratio']:.2f}"} for r in p["rows"]]
+        {**r, "model": f"{r['method']} {r['budget']}"} for r in p["rows"]]
     out = _table(rows, [("model", "model"), ("params", "params"),
                         ("throughput_rows_per_s", "rows/s"), ("speedup_throughput", "× rows/s", 1),
                         ("speedup_throughput_range", "range", 1),
@@ -338,7 +339,7 @@ def _seeds(s: dict, root: Path, figs: _Figures) -> str:
     rows = []
     for e in s["rows"]:
         rows.append({"method": e["method"] if e["method"] != "member" else f"member {e['model']}",
-                     "ratio": "–" if e["pruning_ratio"] is None else f"{e['pruning_ratio']:.2f}",
+                     "ratio": "–" if e["budget"] is None else e["budget"],
                      "params": e["params"], "rmse": ms(e, "rmse"), "ndcg": ms(e, "ndcg@10"),
                      "nt": 100 * e["of_teacher"]["ndcg@10"] if e["of_teacher"].get("ndcg@10") else None,
                      "rt": 100 * e["of_teacher"]["rmse"] if e["of_teacher"].get("rmse") else None,
@@ -349,11 +350,11 @@ def _seeds(s: dict, root: Path, figs: _Figures) -> str:
            f"mean ± sd over seeds; Δ: pooled paired difference with a two-stage bootstrap "
            f"interval; fisher_kd better/worse only where Holm's correction over "
            f"{_e(s.get('family', ''))} keeps it.</p>")
-    out += _table(rows, [("method", "method"), ("ratio", "ratio"), ("params", "params", 0),
+    out += _table(rows, [("method", "method"), ("ratio", "budget"), ("params", "params", 0),
                          ("rmse", "RMSE"), ("ndcg", "NDCG@10"), ("nt", "NDCG@10 % of teacher", 1),
                          ("rt", "RMSE % of teacher", 1), ("dt", "Δ NDCG@10 vs teacher"),
                          ("vn", "fisher_kd on NDCG@10"), ("vr", "fisher_kd on RMSE")])
-    students = [e for e in s["rows"] if e["pruning_ratio"] is not None and e["per_seed"]]
+    students = [e for e in s["rows"] if e["budget"] is not None and e["per_seed"]]
     if students:
         fig, ax = plt.subplots(figsize=(9, 4))
         for m in dict.fromkeys(e["method"] for e in students):
@@ -450,8 +451,8 @@ def render(root: str | Path) -> str:
                           f"{k} {fmt(v)}" for k, v in rows.items())) + ".</p>" + status)
         if pakd and (pakd.get("best_student") or {}).get("method"):
             b = pakd["best_student"]
-            status += (f"<p><b>Best student</b>: {_e(b['method'])} at ratio "
-                       f"{b['pruning_ratio']:g}, {fmt(b.get('params'))} parameters, NDCG@10 "
+            status += (f"<p><b>Best student</b>: {_e(b['method'])} at budget "
+                       f"{b['budget']}, {fmt(b.get('params'))} parameters, NDCG@10 "
                        f"{fmt(b.get('ndcg_retention_pct'), 1)}% and RMSE "
                        f"{fmt(b.get('rmse_retention_pct'), 1)}% (retention) of the teacher's, "
                        f"{fmt(b.get('speedup_throughput'), 0)}× its throughput.</p>")

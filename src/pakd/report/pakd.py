@@ -6,12 +6,14 @@ from pathlib import Path
 from .plots import METHOD_STYLE, save_figure, style
 from .tables import fmt, markdown_table
 
-COLS = [("method", "method"), ("model", "model"), ("pruning_ratio", "ratio"),
-        ("removed_ratio", "removed"), ("rmse", "RMSE"), ("mae", "MAE"), ("auc", "AUC"),
+COLS = [("method", "method"), ("model", "model"), ("budget", "budget"),
+        ("pruning_ratio", "removed"), ("rmse", "RMSE"), ("mae", "MAE"), ("auc", "AUC"),
         ("recall@10", "Recall@10"), ("ndcg@10", "NDCG@10"), ("ndcg_ci", "NDCG@10 95% CI"),
         ("ndcg@10_rel4", "NDCG@10 ≥ 4 stars"),
         ("ndcg_vs_teacher", "Δ NDCG@10 vs teacher (95% CI)"), ("rmse_retention_pct", "RMSE ret. %"),
-        ("ndcg_retention_pct", "NDCG ret. %"), ("params", "params"), ("size_bytes", "bytes"),
+        ("ndcg_retention_pct", "NDCG ret. %"), ("params", "params"),
+        ("params_vs_origin_pct", "% of origin"), ("bytes_fp32", "bytes fp32"),
+        ("bytes_int8", "bytes int8"), ("file_bytes", "file bytes"),
         ("throughput_rows_per_s", "rows/s"), ("latency_ms_p50", "top-10 ms p50"),
         ("latency_ms_p99", "p99"), ("peak_rss_mb", "peak RSS MB"),
         ("speedup_throughput", "× rows/s", 1), ("speedup_throughput_range", "range", 1),
@@ -63,7 +65,7 @@ def pakd_markdown(res: dict) -> str:
                   "baseline, 95% paired bootstrap interval over users; better or worse only "
                   "when the interval excludes 0):", ""]
     for k, v in cmp.items():
-        base, ratio = k.split("@")
+        base, budget = k.split("@")
         parts = []
         for i, (m, label, lower) in enumerate((("rmse", "RMSE", True),
                                                ("ndcg@10", "NDCG@10", False))):
@@ -74,7 +76,7 @@ def pakd_markdown(res: dict) -> str:
                              f"{_signed(hi)}): {v[f'verdict_{m}']}")
             else:
                 parts.append(label + " " + compare("fisher_kd", a, base, b, lower))
-        lines.append(f"- ratio {ratio}, vs {base}: " + "; ".join(parts))
+        lines.append(f"- budget {budget}, vs {base}: " + "; ".join(parts))
     return "\n".join(lines) + "\n"
 
 
@@ -135,7 +137,11 @@ def pakd_plots(res: dict, rd) -> list[Path]:
     t = res["teacher"]
     methods = sorted({r["method"] for r in res["rows"]})
     paths = []
+    for r in [t] + res["members"]:
+        r.setdefault("bytes_fp32", 4 * r["params"])
     for xkey, xlabel, fname in (("params", "parameters", "pakd_accuracy_vs_params"),
+                                ("bytes_fp32", "bytes (float32 weights)",
+                                 "pakd_accuracy_vs_bytes"),
                                 ("latency_ms_p50", "top-10 latency p50 (ms)",
                                  "pakd_accuracy_vs_latency")):
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -169,12 +175,12 @@ def pakd_plots(res: dict, rd) -> list[Path]:
         fig.tight_layout()
         paths.append(save_figure(fig, rd.plot(fname)))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    ratios = sorted({c["pruning_ratio"] for c in res["curves"]})
+    budgets = list(dict.fromkeys(c["budget"] for c in res["curves"]))
     for c in res["curves"]:
         h = c["history"]
-        lab = f"{c['method']}@{c['pruning_ratio']:g}"
-        st = style(c["method"], alpha=1.0 - 0.6 * ratios.index(c["pruning_ratio"])
-                   / max(1, len(ratios) - 1))
+        lab = f"{c['method']}@{c['budget']}"
+        st = style(c["method"], alpha=1.0 - 0.6 * budgets.index(c["budget"])
+                   / max(1, len(budgets) - 1))
         axes[0].plot([x["epoch"] for x in h], [x["valid_ndcg@10"] for x in h], label=lab, **st)
         axes[1].plot([x["epoch"] for x in h], [x["valid_rmse"] for x in h], label=lab, **st)
     axes[0].set_ylabel("valid NDCG@10")
@@ -192,11 +198,11 @@ def pakd_plots(res: dict, rd) -> list[Path]:
 
 def forest_plot(res: dict, rd) -> Path:
     """Paired differences (95% intervals over users) of every student from the teacher and
-    from fisher_kd at its ratio, NDCG@10 and RMSE side by side."""
+    from fisher_kd at its budget, NDCG@10 and RMSE side by side."""
     import matplotlib.pyplot as plt
     rows = res["rows"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.5), sharey=True)
-    labels = [f"{r['method']}@{r['pruning_ratio']:g}" for r in rows]
+    labels = [f"{r['method']}@{r['budget']}" for r in rows]
     y = list(range(len(rows)))[::-1]
     for ax, metric, title in ((axes[0], "ndcg@10", "Δ NDCG@10"), (axes[1], "rmse", "Δ RMSE")):
         labelled = set()
@@ -218,4 +224,22 @@ def forest_plot(res: dict, rd) -> Path:
     return save_figure(fig, rd.plot("pakd_paired_differences"))
 
 
-__all__ = ["pakd_markdown", "pakd_plots", "compare", "METHOD_STYLE"]
+def references(rd) -> dict:
+    """Levels the retention plot draws as lines: MostPop and the origin ensemble (from the
+    ensemble stage) and the peers of `benchmarks/peers.py` when they ran on this split."""
+    from ..rundir import read_json
+    out = {}
+    if rd.teachers_json.is_file():
+        t = read_json(rd.teachers_json)
+        out["MostPop"] = {"ndcg@10": t["baselines"]["mostpop"]["ndcg@10"]}
+        if "origin_ensemble" in t:
+            o = t["origin_ensemble"]
+            out["origin ensemble"] = {"ndcg@10": o["ndcg@10"], "rmse": o["rmse"]}
+    if rd.peers_json.is_file():
+        for n, m in read_json(rd.peers_json)["peers"].items():
+            if n != "MostPop":
+                out[n] = {k: m[k] for k in ("ndcg@10", "rmse") if m.get(k) is not None}
+    return out
+
+
+__all__ = ["pakd_markdown", "pakd_plots", "compare", "references", "METHOD_STYLE"]

@@ -14,7 +14,7 @@ def summary_markdown(rd, teachers: dict | None, fisher: dict | None, pakd: dict 
                      "rmse": t["rmse"], "ndcg": t["ndcg@10"], "ndcg4": t.get("ndcg@10_rel4"),
                      "auc": t.get("auc"), "lat": t.get("latency_ms_p50")})
         if b.get("method"):
-            rows.append({"what": f"best student ({b['method']} at ratio {b['pruning_ratio']:g})",
+            rows.append({"what": f"best student ({b['method']} at budget {b['budget']})",
                          "params": b["params"], "rmse": b["rmse"], "ndcg": b["ndcg@10"],
                          "ndcg4": b.get("ndcg@10_rel4"), "auc": b.get("auc"), "lat": b.get("latency_ms_p50"),
                          "size": f"{b.get('params_vs_teacher_pct', float('nan')):.1f}%",

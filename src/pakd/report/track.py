@@ -28,9 +28,9 @@ EXPERIMENT = "pakd"
 STAGE_SECTIONS = {"split": ("data", "split"),
                   "teachers": ("train", "svd", "xdeepfm", "autoint", "ease", "als"),
                   "ensemble": ("ensemble", "eval"), "fisher": ("fisher",),
-                  "distill": ("distill", "student", "bench"), "report": ()}
+                  "distill": ("distill", "student", "lightweight", "bench"), "report": ()}
 METRICS = ("rmse", "mae", "auc", "logloss", "recall@10", "ndcg@10", "params")
-STUDENT_METRICS = METRICS + ("size_bytes", "rmse_retention_pct", "ndcg_retention_pct",
+STUDENT_METRICS = METRICS + ("bytes_fp32", "bytes_int8", "rmse_retention_pct", "ndcg_retention_pct",
                              "params_vs_origin_pct", "throughput_rows_per_s",
                              "speedup_throughput", "latency_ms_p50", "speedup_latency",
                              "peak_rss_mb", "train_seconds")
@@ -133,7 +133,7 @@ def stage_metrics(name: str, rd: RunDir, stats: dict | None = None) -> dict[str,
         p = read_json(rd.pakd_json)
         put("teacher", p.get("teacher"), STUDENT_METRICS)
         for r in p.get("rows", []):
-            put(f"{r['method']}.r{r['pruning_ratio']:.2f}", r, STUDENT_METRICS)
+            put(f"{r['method']}.{str(r['budget']).replace('%', 'pct')}", r, STUDENT_METRICS)
         b = p.get("best_student") or {}
         if b.get("method"):
             put("best_student", b, STUDENT_METRICS + ("pruning_ratio",))

@@ -314,7 +314,7 @@ def fit(model: RecModel, enc: Encoded, settings, *, candidates: torch.Tensor | N
     ``checkpoint``: stem the best weights are saved to at every improvement; ``state``: the
     resumable training state written after every epoch (read back with ``resume``).
     ``candidates`` ([users, <= retrieval_n]): the retrieval stage's top-N per user, the hard
-    negatives of ``negative_sampling`` retrieval (`recipes.teachers.retrieval_candidates`).
+    negatives of ``negative_sampling`` retrieval (`pakd.scores.retrieval_candidates`).
     ``relevant_min_rating``: which valid items count as relevant for the per_task monitor's
     NDCG (as in evaluation).
     """

@@ -1,0 +1,269 @@
+"""The PAKD sweep: which students to train (`plan`), training one (`train_row`), and the
+executors that train them - inline, in worker processes, or shared out over torchrun's
+processes - with finished students kept for ``--resume``.
+
+Every (budget, method) student starts from the same dense student and gets the same
+epochs and batches; only the criterion and the loss change. The baselines that copy a
+pruned architecture (scratch, final_kd, mf_labels) start once their reference (fisher_kd
+at that budget) has finished. Students are trained by ``workers`` processes at once, each
+single-threaded: a student's many small steps barely use a second core, and a student
+trained on one thread equals one trained on two.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .. import distributed
+from ..config import LIGHTWEIGHT, RunConfig
+from ..data.encoding import Encoded
+from ..errors import PakdError
+from ..evaluate import evaluate_kept
+from ..models import load, save
+from ..prune import criterion as make_criterion
+from ..rundir import RunDir, fingerprint, read_marker, write_json
+from ..runtime import log, progress, seed_everything
+from .budgets import Budget
+from .loop import ABLATIONS, AFTER_REFERENCE, METHODS, distill
+from .objective import Losses
+from .students import from_scratch, make_student, mf_of_size
+
+ROW_KEYS = ("rmse", "mae", "auc", "logloss", "recall@10", "ndcg@10", "ndcg@10_rel4")
+REFERENCE = "fisher_kd"     # whose final architecture the scratch baselines copy
+DENSE = "dense"             # the budget label of dense_kd
+
+
+@dataclass(frozen=True)
+class Job:
+    method: str
+    budget: str               # label; DENSE for dense_kd
+    target: int | None        # parameters the student may keep (None: not pruned)
+
+
+@dataclass
+class Context:
+    """What every student of a sweep shares (handed to worker processes once)."""
+    cfg: RunConfig
+    rd: RunDir
+    enc: Encoded
+    signals: object
+    teacher_valid: dict
+    member_of: dict            # member kind -> its saved stem, for member students
+
+
+def plan(cfg: RunConfig, budgets: list[Budget], targets: dict[str, int]) -> tuple[list, list]:
+    """(jobs that need no reference, jobs that copy fisher_kd's student at their budget),
+    longest first (the Fisher methods observe every step while pruning), so the workers
+    finish together."""
+    dc = cfg.distill
+    after = [m for m in dc.methods if m in AFTER_REFERENCE]
+    if after and REFERENCE not in dc.methods:
+        raise PakdError(f"the {', '.join(after)} baseline(s) copy fisher_kd's final "
+                        "architecture: list fisher_kd in --methods")
+    per_budget = [m for m in dc.methods if m not in AFTER_REFERENCE and m != "dense_kd"]
+    jobs = [Job(m, b.label, targets[b.label]) for m in per_budget for b in budgets]
+    if "dense_kd" in dc.methods:
+        jobs.append(Job("dense_kd", DENSE, None))
+    if dc.ablation is not None and REFERENCE in dc.methods:
+        if dc.ablation not in targets:
+            raise PakdError(f"--ablation {dc.ablation} is not one of --budgets "
+                            f"{','.join(targets)}: give one of them, or none")
+        jobs += [Job(m, dc.ablation, targets[dc.ablation]) for m in ABLATIONS]
+    slow = {"fisher_kd": 0, "taylor_kd": 0, "lightweight_kd": 1, "magnitude_kd": 2,
+            "random_kd": 3, "dense_kd": 4, "fisher_ft": 5}
+    jobs.sort(key=lambda j: slow.get(j.method, 1 if j.method in ABLATIONS else 9))
+    waiting = [Job(m, b.label, targets[b.label]) for b in budgets for m in after]
+    return jobs, waiting
+
+
+def losses_of(dc, tasks: frozenset, use_kd: bool) -> Losses:
+    return Losses(tasks, dc.kd_rating_weight, dc.kd_ranking_weight, dc.kd_feature_weight,
+                  dc.label_loss_weight if use_kd else 1.0, dc.list_random, dc.list_users,
+                  dc.label_ranking, dc.kd_list, dc.kd_ranking, dc.kd_top)
+
+
+def train_student(ctx: Context, job: Job, reference: str | None):
+    """(StudentResult, start size) of one student of the sweep."""
+    cfg, enc, dc = ctx.cfg, ctx.enc, ctx.cfg.distill
+    crit_name, use_kd = METHODS[job.method] if job.method not in ABLATIONS else ("fisher", True)
+    tasks = (frozenset(dc.distill_tasks) - {ABLATIONS.get(job.method)} if use_kd
+             else frozenset())
+    seed_everything(cfg.seed)
+    kind = LIGHTWEIGHT if job.method == "lightweight_kd" else dc.student
+    student = make_student(cfg, enc, kind, ctx.member_of.get(kind))
+    start = student.n_params()
+    mean = float(enc.parts["train"].rating.mean())
+    target = job.target
+    if job.method in ("scratch", "final_kd"):
+        student, target = from_scratch(load(reference)[0], enc, cfg.seed), None
+    elif job.method == "mf_labels":
+        student, target = mf_of_size(enc, job.target, mean), None
+    gen = torch.Generator().manual_seed(cfg.seed)
+    crit = None if crit_name is None else make_criterion(
+        crit_name, model=student, gen=gen, balance=dc.fisher_balance or None)
+    res = distill(student, enc, ctx.signals, losses=losses_of(dc, tasks, use_kd),
+                  settings=dc, criterion=crit, target=target if crit else None,
+                  prune_until=dc.prune_until, prune_steps=dc.prune_steps,
+                  group_floor=dc.group_floor, teacher_valid=ctx.teacher_valid,
+                  relevant_min_rating=cfg.eval.relevant_min_rating, seed=cfg.seed, gen=gen,
+                  quiet=cfg.quiet, name=f"{job.method}@{job.budget}")
+    return res, start
+
+
+def train_row(ctx: Context, job: Job, reference: str | None) -> tuple[dict, dict]:
+    """Train, save and evaluate one student: (its table row, its training curve)."""
+    cfg, rd, enc = ctx.cfg, ctx.rd, ctx.enc
+    res, start = train_student(ctx, job, reference)
+    model = res.model
+    stem = rd.student(job.method, job.budget)
+    save(model, stem, meta={"method": job.method, "budget": job.budget,
+                            "start_params": start, "prune_log": res.prune_log})
+    got = evaluate_kept(cfg, rd, enc, model, stem.name)
+    params = model.n_params()
+    row = {"method": job.method, "model": model.kind, "budget": job.budget,
+           "target_params": job.target, "pruning_ratio": 1 - params / start,
+           **{k: got["test"].get(k) for k in ROW_KEYS},
+           "valid": {k: got["valid"][k] for k in ("rmse", "ndcg@10")}, "params": params,
+           "bytes_fp32": 4 * params, "bytes_int8": params,
+           "file_bytes": rd.weights(stem).stat().st_size,
+           "train_seconds": res.train_seconds, "best_epoch": res.best_epoch,
+           "best_epochs": res.best_epochs, "epochs_run": len(res.history),
+           "arch": model.arch(), "file": str(stem)}
+    return row, {"method": job.method, "budget": job.budget, "history": res.history}
+
+
+def fingerprint_of(cfg: RunConfig, rd: RunDir) -> str:
+    """What a sweep student depends on: the seed, the distillation, student and evaluation
+    settings (not the worker count: a student is the same on any; not the criterion check,
+    which runs after the sweep), and the teacher's files. A finished row is reused by
+    --resume only under the same fingerprint."""
+    dc = cfg.distill.model_dump(mode="json")
+    for after in ("workers", "check_units"):
+        dc.pop(after, None)
+    files = rd.teacher_files(cfg.distill.teacher)
+    if cfg.distill.teacher == "ensemble":
+        files = [rd.ensemble, *files]              # its mixes and calibration
+    return fingerprint({"seed": cfg.seed, "distill": dc,
+                        "student": cfg.student.model_dump(mode="json"),
+                        "lightweight": cfg.lightweight.model_dump(mode="json"),
+                        "eval": cfg.eval.model_dump(mode="json")}, files)
+
+
+def kept_rows(rd: RunDir, jobs: list[Job], fp: str) -> dict[Job, tuple[dict, dict]]:
+    """Rows of students finished under fingerprint ``fp`` whose files are all present."""
+    out = {}
+    for job in jobs:
+        stem = rd.student(job.method, job.budget)
+        if not (rd.weights(stem).is_file() and rd.per_user(stem.name, "test").is_file()):
+            continue
+        got = read_marker(rd.row_of(stem), fp)
+        if got is not None:
+            got["row"]["file"] = str(stem)          # the run may have been moved since
+            out[job] = (got["row"], got["curve"])
+    return out
+
+
+def run_sweep(ctx: Context, jobs: list[Job], waiting: list[Job]) -> list[tuple[dict, dict]]:
+    """Every job's (row, curve), in plan order; finished students are kept with their
+    fingerprint (``--resume`` reuses them)."""
+    cfg, rd = ctx.cfg, ctx.rd
+    total = len(jobs) + len(waiting)
+    fp = fingerprint_of(cfg, rd)
+    done: dict[Job, tuple[dict, dict]] = kept_rows(rd, jobs + waiting, fp) if cfg.resume else {}
+    if done:
+        log.info("--resume: %d of %d students were finished with these settings and teacher; "
+                 "training the other %d", len(done), total, total - len(done))
+    todo = [j for j in jobs if j not in done]
+    later = [j for j in waiting if j not in done]
+    order = jobs + waiting
+
+    def reference(job: Job) -> str | None:
+        """The finished reference student's file for a baseline that copies it (None while
+        it is not finished, and for jobs that copy none)."""
+        ref = next((j for j in order if j.method == REFERENCE and j.budget == job.budget), None)
+        if job.method not in AFTER_REFERENCE or ref not in done:
+            return None
+        return done[ref][0]["file"]
+
+    with progress(total=total, initial=len(done), desc="students",
+                  quiet=cfg.quiet or not distributed.is_main(), unit="student") as bar:
+        def finished(job: Job, result) -> None:
+            done[job] = result
+            row = result[0]
+            if distributed.is_main():
+                write_json(rd.row_of(row["file"]), {"fingerprint": fp, "row": row,
+                                                    "curve": result[1]})
+            log.info("%-14s %-6s params %s (%.1f%% removed), test RMSE %.4f, NDCG@10 %.4f "
+                     "(%.0fs)", job.method, job.budget, f"{row['params']:,}",
+                     100 * row["pruning_ratio"], row["rmse"], row["ndcg@10"],
+                     row["train_seconds"])
+            bar.update(1)
+
+        workers = _workers(cfg, max(1, len(todo) + len(later)))
+        if distributed.world() > 1:
+            _over_ranks(ctx, todo, later, finished, reference)
+        elif workers <= 1:
+            for job in todo + later:
+                finished(job, train_row(ctx, job, reference(job)))
+        else:
+            _in_processes(ctx, todo, later, workers, finished, reference)
+    return [done[j] for j in order if j in done]
+
+
+def _workers(cfg: RunConfig, n_jobs: int) -> int:
+    if cfg.distill.workers:
+        return min(cfg.distill.workers, n_jobs)
+    return max(1, min(torch.get_num_threads(), n_jobs))
+
+
+def _in_processes(ctx: Context, todo: list[Job], later: list[Job], workers: int, finished,
+                  reference) -> None:
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    spawn = mp.get_context("spawn")      # fork is unsafe once torch's thread pools exist
+    state = (ctx.cfg.model_dump(mode="json"), str(ctx.rd.root), ctx.enc, ctx.signals,
+             ctx.teacher_valid, ctx.member_of)
+    with ProcessPoolExecutor(workers, mp_context=spawn, initializer=_init_worker,
+                             initargs=state) as ex:
+        ready = todo + [j for j in later if reference(j) is not None]
+        later = [j for j in later if j not in ready]
+        pending = {ex.submit(_worker_job, j, reference(j)): j for j in ready}
+        while pending:
+            finished_now, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished_now:
+                job = pending.pop(fut)
+                finished(job, fut.result())
+                for j in [j for j in later if reference(j) is not None]:
+                    later.remove(j)
+                    pending[ex.submit(_worker_job, j, reference(j))] = j
+
+
+def _over_ranks(ctx: Context, todo: list[Job], later: list[Job], finished, reference) -> None:
+    """The sweep under torchrun: the students that need no reference, then the baselines
+    that copy one, each round shared out over the processes (every world-th student, in
+    the longest-first order) and gathered to every rank. Each rank saves and evaluates the
+    students it trains, as a worker process does; rank 0 writes the rows."""
+    for round_ in (todo, later):
+        mine = [(job, train_row(ctx, job, reference(job)))
+                for job in round_[distributed.rank()::distributed.world()]]
+        for job, result in sorted(sum(distributed.gather_all(mine), []),
+                                  key=lambda jr: round_.index(jr[0])):
+            finished(job, result)
+
+
+_STATE: dict = {}
+
+
+def _init_worker(cfg_data: dict, root: str, enc, signals, teacher_valid, member_of) -> None:
+    """A sweep worker: one torch thread, logs into the run's log file only."""
+    from ..runtime import setup_logging
+    torch.set_num_threads(1)
+    cfg = RunConfig.model_validate({**cfg_data, "quiet": True})
+    rd = RunDir(root)
+    setup_logging(True, rd.log)
+    _STATE["ctx"] = Context(cfg, rd, enc, signals, teacher_valid, member_of)
+
+
+def _worker_job(job: Job, reference: str | None):
+    return train_row(_STATE["ctx"], job, reference)
