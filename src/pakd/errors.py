@@ -39,6 +39,12 @@ class DataError(PakdError):
         super().__init__(msg)
 
 
+class LimitError(DataError):
+    """An input past one of pakd's resource limits (`pakd.limits`): refused before the
+    work that would exhaust memory or time (a decompression bomb, a YAML alias bomb, a
+    10 MB field, a model config larger than its weights)."""
+
+
 # errno values that mean "this place cannot be written", not a pakd bug
 _WRITE_ERRNOS = {"ENOSPC": "no space is left on the device", "EDQUOT": "the disk quota is used up",
                  "EACCES": "permission denied", "EPERM": "permission denied",

@@ -70,6 +70,12 @@ class DataConfig(Section):
                         flag="--download")
     base_url: str = _f("https://files.grouplens.org/datasets/movielens",
                        "where MovieLens zips are downloaded from", flag="--base-url")
+    allow_insecure: bool = _f(False, "download from a plain http:// --base-url (a mirror on "
+                              "a network you trust); https only otherwise",
+                              flag="--allow-insecure")
+    allow_unverified: bool = _f(False, "download a release pakd has no checksum of record "
+                                "for (ml-latest, ml-latest-small) without verifying it",
+                                flag="--allow-unverified")
     columns: dict[str, str] = _f({}, "generic tables: column mapping, e.g. "
                                  "user=userId,item=movieId,rating=rating,timestamp=ts",
                                  flag="--columns")
@@ -530,8 +536,8 @@ class BenchConfig(Section):
 # ----------------------------------------------------------------------------- the run
 
 class RunConfig(Section):
-    seed: int = _f(0, "seed for every random choice (split, init, negatives, sampling)",
-                   flag="--seed")
+    seed: int = _f(0, "seed for every random choice (split, init, negatives, sampling): 0 .. "
+                   "2^32-1 (numpy's range)", flag="--seed", ge=0, le=2**32 - 1)
     threads: int = _f(0, "torch threads (0 = all cores); recorded with every timing",
                       flag="--threads", ge=0)
     quiet: bool = _f(False, "no progress bars and no library warnings; errors only",

@@ -113,7 +113,8 @@ def _optimise(src: Path, dst: Path, big: bool) -> None:
     """onnxruntime's basic (portable, standard-operator) optimisations - above all constant
     folding, which turns the item side of a dot-product model (side-field pooling over the
     whole catalogue) into one stored matrix - written to ``dst`` via a temp file."""
-    import onnxruntime as ort
+    from .graphs import onnxruntime
+    ort = onnxruntime()
     tmp = dst.with_name(dst.name + ".opt.tmp")
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
@@ -148,6 +149,9 @@ def quantise(out: Path) -> tuple[Path, Path]:
     each MatMul quantised per call), made from the constant-folded fp32 graphs so that the
     folded item matrix is what gets quantised."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from .graphs import onnxruntime
+    onnxruntime()                       # telemetry off before quantisation opens sessions
     done = []
     for src, dst in zip(graph_files(out), graph_files(out, int8=True)):
         tmp = dst.with_name(dst.name + ".tmp")
@@ -324,7 +328,7 @@ def export(dep: Deployable, out: str | Path, *, k: int = 100, int8: bool = False
     for name, graphs in variants.items():
         measured[name] = {"metrics": accuracy_on_test(dep, graphs, run, batch=batch),
                           "speed": speed(dep, graphs, seconds=bench_seconds, batch=batch)}
-        log.info("%s: %s", name, measured[name])
+        log.debug("%s: %s", name, measured[name])   # `pakd export` prints the summary
     files = {name: p.name for name, p in zip(("topk", "rating"), graph_files(out))}
     if int8:
         files.update({f"{name}_int8": p.name for name, p in
