@@ -112,7 +112,7 @@ def mirror(folder: Path):
     return server
 
 
-def cases(run: Path, s: Path) -> list[dict]:
+def cases(run: Path, s: Path) -> tuple[list[dict], Path]:
     """name, what it is, the pakd arguments, files that must stay unchanged, a run folder
     that must not appear."""
     model = lambda name, edit: str(model_copy(run, s, name, edit))   # noqa: E731
@@ -310,7 +310,7 @@ def http_cases(run: Path, scratch: Path, env: dict) -> list[dict]:
     tfile.chmod(0o600)
     servers = {}
     try:
-        for name, extra in (("named", ["--host", "localhost", "--teacher", str(run)]),
+        for name, extra in (("named", ["--host", "localhost"]),
                             ("token", ["--token-file", str(tfile)])):
             proc = subprocess.Popen([sys.executable, "-m", "pakd.cli", "serve", "--model",
                                      str(run), "--port", "0", "-q", *extra],

@@ -105,7 +105,11 @@ def add_settings(p: argparse.ArgumentParser, command: str) -> None:
             kw.update(nargs="?", const="true", metavar="bool")
         else:
             kw.update(metavar=_metavar(s.info.annotation))
-        text = s.info.description + ("" if default is None else f" (default: {_show(default)})")
+        if default is not None:
+            text = f"{s.info.description} (default: {_show(default)})"
+        else:               # None: the description says what "unset" means, or it is none
+            text = s.info.description + ("" if "unset" in s.info.description
+                                         else " (default: none)")
         flags = (["-q"] if s.flag == "--quiet" else []) + [s.flag]
         target.add_argument(*flags, help=text if visible else argparse.SUPPRESS, **kw)
         hidden = spellings(s.flag)[1:]
@@ -797,7 +801,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "the default one (exported now if missing) (default: PyTorch)")
     sv.add_argument("--int8", action="store_true", help="with --onnx: the int8 graphs")
     sv.add_argument("--teacher", metavar="run", help="also load a teacher (a run directory: "
-                    "its ensemble; or a model path) for model=teacher and the page")
+                    "its ensemble; or a model path) for model=teacher and the page "
+                    "(default: none)")
     sv.add_argument("--host", default="127.0.0.1", metavar="addr",
                     help="interface to listen on; any but loopback needs --token-file or "
                     "--insecure (default: 127.0.0.1)")

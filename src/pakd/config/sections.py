@@ -535,9 +535,17 @@ class BenchConfig(Section):
 
 # ----------------------------------------------------------------------------- the run
 
+def _seed_range(v: int) -> int:
+    if not 0 <= v <= 2**32 - 1:
+        raise ValueError("a seed is an integer from 0 to 4294967295 (2^32-1, the range numpy "
+                         "and torch accept)")
+    return v
+
+
 class RunConfig(Section):
-    seed: int = _f(0, "seed for every random choice (split, init, negatives, sampling): 0 .. "
-                   "2^32-1 (numpy's range)", flag="--seed", ge=0, le=2**32 - 1)
+    seed: Annotated[int, AfterValidator(_seed_range)] = _f(
+        0, "seed for every random choice (split, init, negatives, sampling): 0 .. 2^32-1",
+        flag="--seed")
     threads: int = _f(0, "torch threads (0 = all cores); recorded with every timing",
                       flag="--threads", ge=0)
     quiet: bool = _f(False, "no progress bars and no library warnings; errors only",

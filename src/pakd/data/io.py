@@ -51,10 +51,10 @@ def read_input_text_bytes(path: Path) -> bytes:
 
 
 def read_parquet(path: Path, columns: list[str] | None = None):
-    """A Parquet file as a pyarrow Table, read a batch at a time and refused
-    (`LimitError`) once the decoded columns outgrow `pakd.limits.inflate_cap` of the file
-    (a few KB of run-length encoded values can decode to gigabytes); a file pyarrow cannot
-    read is a `DataError`."""
+    """A Parquet file as a pyarrow Table (dictionary columns decoded), read a batch at a
+    time and refused (`LimitError`) once the decoded columns outgrow
+    `pakd.limits.inflate_cap` of the file (a few KB of run-length encoded values can decode
+    to gigabytes); a file pyarrow cannot read is a `DataError`."""
     path = require_input(path)
     try:
         import pyarrow as pa
@@ -72,7 +72,12 @@ def read_parquet(path: Path, columns: list[str] | None = None):
                              f"{size_text(path.stat().st_size)}: refused as a possible "
                              "decompression bomb", file=path, fix=_PARQUET_FIX)
         batches, total = [], 0
-        for b in pf.iter_batches(batch_size=65536, columns=columns):
+        for b in pf.iter_batches(batch_size=8192, columns=columns):
+            # dictionary columns decoded: one short index per row may stand for a long value
+            # (2 MB of indices to one 1 KB title is 2 GB once every row holds its own copy)
+            b = pa.RecordBatch.from_arrays(
+                [c.dictionary_decode() if pa.types.is_dictionary(c.type) else c
+                 for c in b.columns], names=b.schema.names)
             total += b.nbytes
             if total > cap:
                 raise LimitError(f"the Parquet file decodes to more than {size_text(cap)} "

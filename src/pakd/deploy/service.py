@@ -252,14 +252,21 @@ def bind(host: str, port: int) -> socket.socket:
         raise PakdError(f"--port {port} is not a TCP port: give 1-65535, or 0 for a free one")
     try:
         infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_PASSIVE)
+                                   proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError) as e:
         raise PakdError(f"--host {host[:80]!r}: not an address or a name this machine can "
                         f"resolve ({e}); give e.g. 127.0.0.1, 0.0.0.0 or localhost") from None
-    family, _, _, _, addr = infos[0]
+    family, kind, proto, _, addr = infos[0]
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are
+    # TCP; without it every response waited ~40 ms for the client's delayed ACK
+    sock = socket.socket(family, kind, proto)
     try:
-        return socket.create_server(addr, family=family, backlog=2048)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(2048)
+        return sock
     except OSError as e:
+        sock.close()
         if e.errno == errno.EADDRINUSE:
             raise PakdError(f"port {port} on {host} is in use (another server?): stop it, "
                             "choose another --port, or give --port 0 for a free one") from None
