@@ -429,3 +429,12 @@ def test_generic_only_settings_are_refused_for_a_release(setting):
     with pytest.raises(DataError, match=f"{flag} only applies to a ratings file") as ei:
         load(DataConfig(**setting))
     assert f"drop {flag}" in str(ei.value)
+
+
+def test_dates_outside_the_nanosecond_range_become_seconds(tmp_path):
+    """Found by the fuzz benchmark: a date in year 1 overflowed pandas' nanoseconds
+    (OutOfBoundsDatetime, a traceback); seconds hold any date."""
+    p = csv(tmp_path, "user,item,rating,timestamp\n1,1,4,0001-01-01\n1,2,3,9999-12-31\n"
+                      "2,1,5,2018-09-24\n")
+    ts = load_table(p).ratings["timestamp"].tolist()
+    assert ts == [-62135596800, 253402214400, 1537747200]

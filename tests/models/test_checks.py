@@ -105,3 +105,12 @@ def test_weights_header_is_read_alone_and_checked(saved, tmp_path):
     w.write_bytes(len(new).to_bytes(8, "little") + new + raw[8 + n:])
     with pytest.raises(PakdError, match="does not describe bytes"):
         weight_shapes(w)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), [1e400]])
+def test_non_finite_numbers_in_a_config_are_refused(saved, value):
+    """Found by the fuzz benchmark: item_rows = inf passed the checks and crashed the index
+    check with an OverflowError."""
+    _edit(saved, lambda c: c["arch"].__setitem__("item_rows", value))
+    with pytest.raises(PakdError, match="not a finite number"):
+        load(saved)

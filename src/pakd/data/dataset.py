@@ -275,9 +275,12 @@ def _parse_timestamps(col: pd.Series, *, file, lines) -> np.ndarray:
         raise DataError(what, file=file, line=int(lines[i]),
                         fix="write Unix seconds or an ISO date such as 2018-09-24, "
                             "or drop the timestamp column mapping")
-    # the unit of dt depends on the pandas version and the strings (ns, us, s): ask for seconds
+    # the unit of dt depends on the pandas version and the strings (ns, us, s): seconds, in
+    # which any parsed date fits (year 1 overflowed nanoseconds)
     out = num.fillna(0).astype(np.int64).to_numpy().copy()
-    out[other] = ((dt - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
+    secs = dt.dt.as_unit("s")
+    out[other] = ((secs - pd.Timestamp(0, tz="UTC").as_unit("s")) // pd.Timedelta(seconds=1)
+                  ).to_numpy(np.int64)
     return out
 
 

@@ -20,7 +20,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from ..errors import PakdError
-from ..limits import (MAX_MODEL_CONFIG_BYTES, MAX_SAFETENSORS_HEADER, quote, read_input,
+from ..limits import (MAX_MODEL_CONFIG_BYTES, MAX_SAFETENSORS_HEADER, quote, read_input, short,
                       size_text)
 
 AGAIN = "train or distill it again"
@@ -107,6 +107,18 @@ def _ints(value, where: str):
             yield from _ints(v, f"{where}.{k}")
 
 
+def _numbers(value, where: str):
+    """(path, float) of every floating-point number inside a config value."""
+    if isinstance(value, float):
+        yield where, value
+    elif isinstance(value, list):
+        for k, v in enumerate(value):
+            yield from _numbers(v, f"{where}[{k}]")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _numbers(v, f"{where}.{k}")
+
+
 def _lists(value, where: str):
     if isinstance(value, list):
         yield where, len(value)
@@ -152,10 +164,14 @@ def check_against_weights(cfg: dict, cfg_path: Path, w_path: Path, build) -> Non
     largest = max((d for _, s in shapes.values() for d in s), default=0)
     tensors = len(shapes)
     for section in ("arch", "schema"):
+        for where, v in _numbers(cfg[section], section):
+            if not math.isfinite(v):
+                raise PakdError(f"{cfg_path}: {where} = {v} is not a finite number: the "
+                                f"configuration is damaged or was edited; {AGAIN}")
         for where, v in _ints(cfg[section], section):
             if v > largest + 1:
                 raise PakdError(
-                    f"{cfg_path}: {where} = {quote(v, 30)} is larger than any tensor in "
+                    f"{cfg_path}: {where} = {short(v, 30)} is larger than any tensor in "
                     f"{w_path} (largest dimension {largest:,}): the configuration does not "
                     f"describe these weights (edited?); restore it from the run, or {AGAIN}")
         for where, n in _lists(cfg[section], section):
