@@ -45,11 +45,14 @@ QUOTE_CHARS = 40                      # the most of a value an error message rep
 
 def quote(value, n: int = QUOTE_CHARS) -> str:
     """``repr`` of a value for an error message: at most its first ``n`` characters, with
-    its length when it is longer (a 10 MB field is never repeated whole)."""
-    text = str(value)
-    if len(text) <= n:
-        return repr(text)
-    return f"{text[:n]!r}... ({len(text):,} characters)"
+    its length when it is longer (a 10 MB field is never repeated whole). Other values are
+    shown by their ``repr``, cut the same way."""
+    if not isinstance(value, str):
+        text = repr(value)
+        return text if len(text) <= n else f"{text[:n]}... ({len(text):,} characters)"
+    if len(value) <= n:
+        return repr(value)
+    return f"{value[:n]!r}... ({len(value):,} characters)"
 
 
 def short(value, n: int = QUOTE_CHARS) -> str:

@@ -136,8 +136,25 @@ class SplitConfig(Section):
         return v
 
 
+def _non_empty(what: str):
+    """A validator for a list setting that means nothing empty (issue 34: an empty list was
+    accepted, written into run.yaml, and the stage then did nothing)."""
+    def check(v: list) -> list:
+        if not v:
+            raise ValueError(f"give at least one {what}")
+        return v
+    return check
+
+
+def _cutoffs(v: list[int]) -> list[int]:
+    if not v or min(v) < 1 or len(set(v)) != len(v):
+        raise ValueError("cut-offs are distinct positive integers, e.g. 10,20")
+    return v
+
+
 class EvalConfig(Section):
-    ks: list[int] = _f([10, 20], "cut-offs K for top-K metrics", flag="--ks")
+    ks: Annotated[list[int], AfterValidator(_cutoffs)] = _f(
+        [10, 20], "cut-offs K for top-K metrics", flag="--ks")
     positive_above: float = _f(3.0, "binary protocol: rating > this is positive",
                                flag="--positive-above")
     negative_below: float = _f(3.0, "binary protocol: rating < this is negative",
@@ -292,8 +309,9 @@ def arch_of(section: BaseModel, kind: str) -> dict:
 
 
 class TrainConfig(Section):
-    models: list[MEMBERS] = _f(list(DEFAULT_MEMBERS), "teachers to train (svd, xdeepfm, "
-                                 "autoint, ease, als)", flag="--models")
+    models: Annotated[list[MEMBERS], AfterValidator(_non_empty("teacher"))] = _f(
+        list(DEFAULT_MEMBERS), "teachers to train (svd, xdeepfm, autoint, ease, als)",
+        flag="--models")
 
 
 class EnsembleConfig(Section):
@@ -371,9 +389,11 @@ class FisherConfig(Section):
     teacher: TEACHER_CHOICES = _f(
         "ensemble", "which teacher to analyse (ensemble = every member)",
         aliases=["--teacher", "--teacher-type"])
-    target_layers: list[str] = _f(["all"], "layers to report: all, or names/prefixes such as "
-                                  "cin,dnn.0,embedding", flag="--target-layers")
-    focus_tasks: list[Literal["ranking", "rating", "ensemble"]] = _f(
+    target_layers: Annotated[list[str], AfterValidator(_non_empty("layer (or all)"))] = _f(
+        ["all"], "layers to report: all, or names/prefixes such as cin,dnn.0,embedding",
+        flag="--target-layers")
+    focus_tasks: Annotated[list[Literal["ranking", "rating", "ensemble"]],
+                           AfterValidator(_non_empty("objective"))] = _f(
         ["ranking", "rating", "ensemble"], "objectives: rating (Gaussian), ranking (Bernoulli), "
         "ensemble (the ensemble's combined loss)", flag="--focus-tasks")
     fisher: Literal["empirical", "true", "both"] = _f(
