@@ -144,11 +144,6 @@ class _NoFill(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-_TORCH_DTYPES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
-                 "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8",
-                 "bool": "BOOL"}
-
-
 def check_against_weights(cfg: dict, cfg_path: Path, w_path: Path, build) -> None:
     """Refuse (`PakdError`) a config whose model would differ from the weights file in any
     tensor, before a real tensor is made. ``build(kind, schema_dict, arch)`` builds the
@@ -189,8 +184,7 @@ def check_against_weights(cfg: dict, cfg_path: Path, w_path: Path, build) -> Non
             OverflowError, ZeroDivisionError, NotImplementedError) as e:
         raise PakdError(f"{cfg_path} is not a model configuration pakd can read "
                         f"({type(e).__name__}: {quote(str(e), 160)}); {AGAIN}") from None
-    want = {k: (_TORCH_DTYPES.get(str(v.dtype).removeprefix("torch."), "?"), tuple(v.shape))
-            for k, v in model.state_dict().items()}
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = sorted(set(want) - set(shapes))
     extra = sorted(set(shapes) - set(want))
     if missing or extra:
@@ -198,9 +192,9 @@ def check_against_weights(cfg: dict, cfg_path: Path, w_path: Path, build) -> Non
                 ([f"not in the configuration: {', '.join(map(quote, extra[:4]))}"] if extra else [])
         raise PakdError(f"{w_path} does not hold the tensors its configuration {cfg_path} "
                         f"describes ({'; '.join(parts)}); {AGAIN}")
-    for k, (dtype, shape) in want.items():
-        if shapes[k] != (dtype, shape):
+    for k, shape in want.items():       # shapes only: a dtype is converted when loading
+        if shapes[k][1] != shape:
             raise PakdError(
-                f"{cfg_path} describes {k} as {dtype} {list(shape)}, but {w_path} stores "
-                f"{shapes[k][0]} {list(shapes[k][1])}: the configuration does not describe "
-                f"these weights (edited?); restore it from the run, or {AGAIN}")
+                f"{cfg_path} describes {k} as {list(shape)}, but {w_path} stores "
+                f"{list(shapes[k][1])}: the configuration does not describe these weights "
+                f"(edited?); restore it from the run, or {AGAIN}")
