@@ -20,7 +20,6 @@ import argparse
 import gzip
 import hashlib
 import http.server
-import io
 import json
 import os
 import shutil
@@ -240,7 +239,8 @@ def cases(run: Path, s: Path) -> tuple[list[dict], Path]:
           "--allow-unverified", "--cache-dir", str(s / "cache_zip")])
 
     # serve
-    case("serve_port_99999", "serve --port 99999", ["serve", "--model", str(run), "--port", "99999"])
+    case("serve_port_99999", "serve --port 99999",
+         ["serve", "--model", str(run), "--port", "99999"])
     case("serve_port_in_use", "serve on a port in use",
          ["serve", "--model", str(run), "--port", "{busy_port}"])
     case("serve_public_no_token", "serve --host 0.0.0.0 without a token",

@@ -106,7 +106,7 @@ def input_problem(path: Path, what: str = "file") -> DataError | None:
         return DataError(f"this is a folder, not a {what}", file=path,
                          fix="point pakd at the file inside it")
     if not stat.S_ISREG(st.st_mode):
-        return DataError(f"this is not a regular file (a device, pipe or socket)", file=path,
+        return DataError("this is not a regular file (a device, pipe or socket)", file=path,
                          fix=f"point pakd at a {what} on disk")
     if not os.access(path, os.R_OK):
         return DataError(f"cannot read the {what}: permission denied", file=path,
