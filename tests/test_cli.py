@@ -139,7 +139,8 @@ def test_one_help_style_everywhere(capsys, command):
     text = help_of(capsys, *command.split())
     lines = text.splitlines()
     assert lines[0].startswith(f"usage: pakd {command}")
-    assert lines[2] and lines[2][0].isupper() and lines[2].endswith(".")   # one-line description
+    about = " ".join(lines[2:lines.index("", 2)])                # the one-line description
+    assert about[0].isupper() and about.endswith(".") and about.count(". ") == 0
     assert "-q [bool], --quiet [bool]" in text
     assert not re.search(r"(-\w|--[\w-]+) \[?[A-Z][A-Z_]+\b", text), \
         re.search(r"(-\w|--[\w-]+) \[?[A-Z][A-Z_]+\b", text)               # lower-case metavars

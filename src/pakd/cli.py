@@ -736,9 +736,8 @@ def build_parser() -> argparse.ArgumentParser:
     _seeds_arg(_nproc_arg(_stage_parser(sub, "distill", "prune while distilling the teacher "
                                         "into a student, with baselines, across pruning "
                                         "ratios", cmd_distill, existing=True)))
-    rep = _stage_parser(sub, "report", "re-render the run's Markdown reports, plots and HTML "
-                        "page (<dir>/report.html), print the run summary", cmd_report,
-                        existing=True, fresh=False)
+    rep = _stage_parser(sub, "report", "re-render the run's reports, plots and HTML page; "
+                        "print the run summary", cmd_report, existing=True, fresh=False)
     rep.add_argument("--html", action="store_true", help="print the path of the run's "
                      "self-contained HTML page (<dir>/report.html) instead of the summary; on "
                      "an unfinished run it shows the finished stages and names the missing ones")
