@@ -120,3 +120,61 @@ def test_python_dash_m_runs_the_cli():
     out = subprocess.run([sys.executable, "-m", "pakd", "--version"], capture_output=True,
                          text=True, check=True)
     assert out.stdout.startswith("pakd ")
+
+
+# ----------------------------------------------------------------------------- issue 34
+
+COMMANDS = ["data info", "data split", "data download", "config show", "train", "ensemble",
+            "fisher", "distill", "report", "run", "recommend", "export", "serve"]
+
+
+def test_plain_pakd_prints_the_help(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: pakd") and "recommend" in out and "serve" in out
+    assert main(["data"]) == 0 and "download" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_one_help_style_everywhere(capsys, command):
+    import re
+    text = help_of(capsys, *command.split())
+    lines = text.splitlines()
+    assert lines[0].startswith(f"usage: pakd {command}")
+    about = " ".join(lines[2:lines.index("", 2)])                # the one-line description
+    assert about[0].isupper() and about.endswith(".") and about.count(". ") == 0
+    assert "-q [bool], --quiet [bool]" in text
+    assert not re.search(r"(-\w|--[\w-]+) \[?[A-Z][A-Z_]+\b", text), \
+        re.search(r"(-\w|--[\w-]+) \[?[A-Z][A-Z_]+\b", text)               # lower-case metavars
+    entries, cur = [], None             # each option with its wrapped help text
+    for line in lines:
+        if re.match(r"  -", line):
+            cur = [line]
+            entries.append(cur)
+        elif cur is not None and line.startswith("    "):
+            cur.append(line)
+        else:
+            cur = None
+    for entry in entries:               # every option taking a value shows its default
+        m = re.match(r"\s+(--[\w-]+) [a-z]", entry[0])
+        block = " ".join(entry)
+        if m and m.group(1) not in ("--run", "--config", "--model", "--user", "--seeds",
+                                    "--nproc") and " sets " not in block:
+            assert "default" in block or "unset" in block, (command, block)
+
+
+@pytest.mark.parametrize("command", ["report", "data info"])
+def test_commands_offer_only_the_settings_they_use(capsys, command):
+    text = help_of(capsys, *command.split())
+    for flag in ("--fresh", "--resume", "--profile", "--seed ", "--threads"):
+        assert flag not in text, (command, flag)
+    args = ["report", "--run", "x", "--seed", "3"] if command == "report" else \
+        ["data", "info", "--resume"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(args)
+
+
+def test_train_help_names_the_default_members(capsys):
+    from pakd.config import DEFAULT_MEMBERS
+    text = help_of(capsys, "train")
+    assert all(m in text.split("\n\n")[1] for m in DEFAULT_MEMBERS)

@@ -30,6 +30,19 @@ SECTIONS: dict[str, tuple[list[str], list[str]]] = {
             ["data", "eval", "svd", "xdeepfm", "autoint", "ease", "als", "student", "lightweight", "bench"]),
     "config show": (["data", "split", "eval", "train", "svd", "xdeepfm", "autoint", "ease", "als",
                      "ensemble", "fisher", "student", "lightweight", "distill", "bench"], []),
+    "recommend": ([], []),
+    "export": ([], []),
+    "serve": ([], []),
+    "data download": ([], []),
+}
+# the general settings each command uses (a command offers no setting it would ignore)
+_EVERY = ("seed", "threads", "quiet", "resume", "profile")
+GENERAL: dict[str, tuple[str, ...]] = {
+    "data info": ("quiet",), "data split": ("seed", "quiet", "profile"),
+    "train": _EVERY, "ensemble": ("seed", "threads", "quiet", "profile"), "fisher": _EVERY,
+    "distill": _EVERY, "report": ("quiet",), "run": _EVERY, "config show": _EVERY,
+    "recommend": ("quiet",), "export": ("quiet",), "serve": ("quiet",),
+    "data download": ("quiet",),
 }
 _SHOW_ALL = False   # set by --help-all
 
@@ -49,16 +62,16 @@ def _metavar(ann) -> str:
     if origin is Literal and len("|".join(map(str, args))) <= 28:
         return "|".join(map(str, args))
     if origin is list or ann is list:
-        return "A,B,..."
+        return "a,b,..."
     if origin is dict:
-        return "K=V,..."
+        return "k=v,..."
     if args and origin is not Literal:
         return _metavar(args[0])
-    return {int: "N", float: "X", str: "TEXT"}.get(ann, "VALUE")
+    return {int: "n", float: "x", str: "text", bool: "bool"}.get(ann, "value")
 
 
 def _formatter(prog):
-    return argparse.HelpFormatter(prog, max_help_position=34, width=100)
+    return argparse.HelpFormatter(prog, max_help_position=36, width=100)
 
 
 def add_settings(p: argparse.ArgumentParser, command: str) -> None:
@@ -67,15 +80,20 @@ def add_settings(p: argparse.ArgumentParser, command: str) -> None:
     own, shared = SECTIONS[command]
     defaults = RunConfig().model_dump()
     sections = own + [""] + shared
+    general = GENERAL[command]
+
+    def offered(s) -> bool:
+        return s.section in sections and (s.section != "" or s.path in general)
+
     groups = {}
     for sec in sections:
         title = {"": "general settings"}.get(sec, f"{sec} settings")
         if sec in shared and not _SHOW_ALL:
             continue
         groups[sec] = p.add_argument_group(title)
-    taken = {s.path for s in settings() if s.section in sections}
+    taken = {s.path for s in settings() if offered(s)}
     for s in settings():
-        if s.section not in sections:
+        if not offered(s):
             continue
         default = defaults
         for part in s.path.split("."):
@@ -84,11 +102,15 @@ def add_settings(p: argparse.ArgumentParser, command: str) -> None:
         target = groups.get(s.section, p)
         kw = dict(dest="set__" + s.path.replace(".", "__"), default=argparse.SUPPRESS)
         if s.info.annotation is bool:
-            kw.update(nargs="?", const="true", metavar="BOOL")
+            kw.update(nargs="?", const="true", metavar="bool")
         else:
             kw.update(metavar=_metavar(s.info.annotation))
-        text = s.info.description + ("" if default is None else f" (default: {_show(default)})")
-        flags = [s.flag] + (["-q"] if s.flag == "--quiet" else [])
+        if default is not None:
+            text = f"{s.info.description} (default: {_show(default)})"
+        else:               # None: the description says what "unset" means, or it is none
+            text = s.info.description + ("" if "unset" in s.info.description
+                                         else " (default: none)")
+        flags = (["-q"] if s.flag == "--quiet" else []) + [s.flag]
         text = text.replace("%", "%%")           # argparse formats help with %
         target.add_argument(*flags, help=text if visible else argparse.SUPPRESS, **kw)
         hidden = spellings(s.flag)[1:]
@@ -100,7 +122,7 @@ def add_settings(p: argparse.ArgumentParser, command: str) -> None:
     for alias in aliases:
         paths = [s.path for s in settings() if alias in s.aliases and s.path in taken]
         dest = "alias__" + "|".join(paths)
-        group.add_argument(alias, dest=dest, default=argparse.SUPPRESS, metavar="VALUE",
+        group.add_argument(alias, dest=dest, default=argparse.SUPPRESS, metavar="value",
                            help=f"sets {' and '.join(paths)}")
         if spellings(alias)[1:]:
             group.add_argument(*spellings(alias)[1:], dest=dest, default=argparse.SUPPRESS,
@@ -129,30 +151,52 @@ def _resolve(args, rd=None, size=None):
                         profile=ov.get("profile"), size=size)
 
 
-def _run_dir_arg(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--run", "--out", dest="run_dir", required=required, metavar="RUN",
-                   help="run directory (created if missing); stages read and write artefacts here")
+def _run_dir_arg(p: argparse.ArgumentParser, required: bool = True,
+                 existing: bool = False) -> None:
+    p.add_argument("--run", "--out", dest="run_dir", required=required, metavar="dir",
+                   help="run directory (" + ("an existing run" if existing else
+                                             "created if missing") + ")")
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="YAML", help="settings file (unknown keys are rejected)")
+    p.add_argument("--config", metavar="yaml", help="settings file (unknown keys are refused)")
 
 
-def _start(args, write: bool = True, split: str | None = None):
+def _quiet(args) -> bool:
+    """The -q/--quiet setting of a command that takes no other settings."""
+    return bool(_resolve(args).quiet)
+
+
+# run directories this command created: if it fails before writing their run.yaml, they
+# are removed again (`_remove_half_made`), so a refused command leaves no folder behind
+_CREATED: list = []
+
+
+def _start(args, write: bool = True, split: str | None = None, existing: bool = False):
     """(config, run directory) of a stage command: settings resolved over the run's
     run.yaml and checked against the run's identity (data, split, seed), the run locked
     for this process, logging and threads set up, the split made (``split``: "always", or
     "missing" when the run has none) with the settings fitted to its size, and only then
     (``write``) the resolved settings written back - a refused command changes nothing in
-    the run."""
+    the run. ``existing``: the command reads a run's artefacts, so a folder that holds no
+    run is refused (and never created)."""
     from .config import build_config, dump_yaml, load_run_config
     from .rundir import RunDir, identity_differences
     from .runtime import log, seed_everything, set_threads, setup_logging
     rd = RunDir(args.run_dir)
+    if rd.root.exists() and not rd.root.is_dir():
+        raise PakdError(f"--run {rd}: this is a file, not a run directory; give a folder")
+    if existing and not RunDir.is_run(rd.root):
+        what = "does not exist" if not rd.root.exists() else \
+            f"holds no run (no {rd.split_csv.name})"
+        raise PakdError(f"--run {rd}: the folder {what}; check the path, or make the run "
+                        f"first with pakd run --out {rd} (or pakd train --run {rd})")
     had_config = rd.config.is_file()
     fresh = getattr(args, "fresh", False)
     base = rd if had_config and not fresh else None   # fresh: not the old settings
     cfg = _resolve(args, base)
+    if not rd.root.exists():
+        _CREATED.append(rd.root)
     _hold(rd.lock().acquire())      # before reading the run's identity: no one changes it now
     if had_config and rd.split_csv.is_file() and not fresh:
         diff = identity_differences(build_config(base=load_run_config(rd.config)), cfg)
@@ -165,6 +209,7 @@ def _start(args, write: bool = True, split: str | None = None):
     if fresh and rd.root.exists() and any(p.name != ".lock" for p in rd.root.iterdir()):
         _release_lock()
         moved = rd.set_aside()
+        _CREATED.append(rd.root)
         _hold(rd.lock().acquire())
     setup_logging(cfg.quiet, rd.log)
     if moved is not None:
@@ -206,7 +251,25 @@ def _release_lock() -> None:
         _LOCKS.pop().release()
 
 
-def _stage(args):
+def _remove_half_made() -> None:
+    """After a failed command: remove each run directory it created that has no run.yaml
+    yet (only a log, a lock, maybe a split it could not finish the settings for)."""
+    import logging
+    import shutil
+    from .rundir import RunDir
+    while _CREATED:
+        root = _CREATED.pop()
+        if not root.is_dir() or RunDir(root).config.is_file():
+            continue
+        for h in list(logging.getLogger("pakd").handlers):     # let go of RUN/pakd.log
+            if isinstance(h, logging.FileHandler) and Path(h.baseFilename).is_relative_to(
+                    root.resolve()):
+                logging.getLogger("pakd").removeHandler(h)
+                h.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _stage(args, existing: bool = False):
     """Like `_start`, and writes the split first when the run has none; run.yaml is
     written once the settings that need the split are checked. Under torchrun, rank 0 does
     all that while the other ranks wait, then they read what it wrote (`_follow`)."""
@@ -214,7 +277,7 @@ def _stage(args):
     if not distributed.is_main():
         distributed.barrier()
         return _follow(args)
-    cfg, rd = _start(args, write=False, split="missing")
+    cfg, rd = _start(args, write=False, split="missing", existing=existing)
     _commit(cfg, rd)
     distributed.barrier()
     return cfg, rd
@@ -271,10 +334,14 @@ def cmd_data_download(args) -> int:
     from .data.movielens import RELEASES, default_cache_dir, download_release
     from .runtime import setup_logging
     if args.name not in RELEASES:
-        raise PakdError(f"unknown release {args.name!r}; choose one of {', '.join(RELEASES)}")
-    setup_logging(False)
+        raise PakdError(f"unknown release {args.name[:60]!r}; choose one of "
+                        f"{', '.join(RELEASES)}")
+    quiet = _quiet(args)
+    setup_logging(quiet)
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    print(download_release(RELEASES[args.name], cache, base_url=args.base_url))
+    print(download_release(RELEASES[args.name], cache, base_url=args.base_url, quiet=quiet,
+                           allow_insecure=args.allow_insecure,
+                           allow_unverified=args.allow_unverified))
     return 0
 
 
@@ -287,10 +354,11 @@ def cmd_config_show(args) -> int:
     return 0
 
 
-def _run_recipe(args, recipe, report=None) -> int:
-    """Run one recipe on ``--run`` (split first if needed); print its Markdown report."""
+def _run_recipe(args, recipe, report=None, existing: bool = False) -> int:
+    """Run one recipe on ``--run`` (split first if needed; ``existing``: the run must be
+    there already); print its Markdown report."""
     from . import distributed
-    cfg, rd = _stage(args)
+    cfg, rd = _stage(args, existing=existing)
     recipe.run(cfg, rd)
     if report is not None and not cfg.quiet and distributed.is_main():
         print(report(rd).read_text())
@@ -330,14 +398,14 @@ def _launch(args) -> int:
 
 def cmd_ensemble(args) -> int:
     from .recipes import ensemble
-    return _run_recipe(args, ensemble, lambda rd: rd.teachers_md)
+    return _run_recipe(args, ensemble, lambda rd: rd.teachers_md, existing=True)
 
 
 def cmd_fisher(args) -> int:
     from .recipes import fisher
     if getattr(args, "nproc", None):
         return _launch(args)
-    return _run_recipe(args, fisher, lambda rd: rd.fisher_md)
+    return _run_recipe(args, fisher, lambda rd: rd.fisher_md, existing=True)
 
 
 def cmd_distill(args) -> int:
@@ -346,7 +414,7 @@ def cmd_distill(args) -> int:
         return _launch(args)
     if getattr(args, "seeds", None):
         return _each_seed(args, cmd_distill)
-    return _run_recipe(args, distill, lambda rd: rd.pakd_md)
+    return _run_recipe(args, distill, lambda rd: rd.pakd_md, existing=True)
 
 
 def cmd_report(args) -> int:
@@ -361,7 +429,7 @@ def cmd_report(args) -> int:
             from .report.html import write_html       # several seeds: the pooled page
             path = write_html(root)
         else:
-            cfg, rd = _start(args)
+            cfg, rd = _start(args, write=False, existing=True)
             report.run(cfg, rd)
             path = rd.report_html
         print(path)
@@ -369,7 +437,7 @@ def cmd_report(args) -> int:
             import webbrowser
             webbrowser.open(path.resolve().as_uri())
         return 0
-    cfg, rd = _start(args)
+    cfg, rd = _start(args, write=False, existing=True)
     print(report.run(cfg, rd))
     return 0
 
@@ -420,12 +488,13 @@ def cmd_run(args) -> int:
 
 
 def cmd_recommend(args) -> int:
-    from .recommend import recommend
+    from .recommend import render, top_items
     from .runtime import setup_logging
     setup_logging(True)
-    for line in recommend(args.model, args.user, k=args.k, run_dir=args.run,
-                          include_seen=args.include_seen):
-        print(line)
+    _quiet(args)                        # checked: a bad -q value is refused like elsewhere
+    result = top_items(args.model, args.user, k=args.k, run_dir=args.run,
+                       include_seen=args.include_seen)
+    sys.stdout.write(render(result, args.format))
     return 0
 
 
@@ -434,11 +503,12 @@ def cmd_export(args) -> int:
     from .deploy.onnx_export import export
     from .deploy.service import default_onnx_dir
     from .runtime import setup_logging
-    setup_logging(args.quiet)
+    quiet = _quiet(args)
+    setup_logging(quiet)
     dep = load_deployable(args.model, run_dir=args.run)
     out = Path(args.out) if args.out else default_onnx_dir(dep.path)
     meta = export(dep, out, k=args.k, int8=args.int8, threads=args.threads,
-                  bench_seconds=args.bench_seconds, quiet=args.quiet)
+                  bench_seconds=args.bench_seconds, quiet=quiet)
     p = meta["parity"]
     print(f"exported {dep.name} ({dep.kind}, {dep.model.n_params():,} parameters) to {out}")
     print(f"parity over {p['users']} users: max |score diff| {p['max_abs_score_diff']:.2e}, "
@@ -455,52 +525,82 @@ def cmd_export(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    """Check the exposure first (a public address needs a token or --insecure), then bind
+    the port (in use: refused before anything is printed), load the models, and only then
+    say where the service listens - with the port the system gave for --port 0."""
     from .deploy.onnx_export import require_deploy_extra
     require_deploy_extra()
-    from .deploy.service import create_app, load_served, serve
+    from .deploy.auth import allowed_hosts, is_loopback, read_token_file
+    from .deploy.service import bind, create_app, load_served, serve
     from .rundir import RunDir
-    from .runtime import set_threads, setup_logging
-    setup_logging(args.quiet)
-    set_threads(args.threads)
-    student = load_served(args.model, onnx=args.onnx, int8=args.int8, k=args.k,
-                          threads=args.threads, run_dir=args.run, quiet=args.quiet)
-    teacher = None
-    if args.teacher:
-        t = RunDir(args.teacher).ensemble if RunDir.is_run(args.teacher) else args.teacher
-        teacher = load_served(t, k=args.k, threads=args.threads, label="teacher")
-    app = create_app(student, teacher, fallback=args.fallback, max_batch=args.max_batch)
-    print(f"serving {student.dep.name} ({student.graphs.backend}) on "
-          f"http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
-    serve(app, args.host, args.port, log_level="warning" if args.quiet else "info")
+    from .runtime import log, set_threads, setup_logging
+    quiet = _quiet(args)
+    setup_logging(quiet)
+    if not is_loopback(args.host) and not args.token_file and not args.insecure:
+        raise PakdError(f"--host {args.host[:80]} serves other machines, and the service would "
+                        "answer anyone: pass --token-file FILE (clients then send "
+                        "'Authorization: Bearer <token>'), or --insecure to serve without "
+                        "authentication on a network you trust; or bind 127.0.0.1")
+    token = read_token_file(args.token_file) if args.token_file else None
+    if args.insecure and token is None and not is_loopback(args.host):
+        log.warning("--insecure: serving %s without authentication", args.host)
+    sock = bind(args.host, args.port)
+    try:
+        set_threads(args.threads)
+        student = load_served(args.model, onnx=args.onnx, int8=args.int8, k=args.k,
+                              threads=args.threads, run_dir=args.run, quiet=quiet)
+        teacher = None
+        if args.teacher:
+            t = RunDir(args.teacher).ensemble if RunDir.is_run(args.teacher) else args.teacher
+            teacher = load_served(t, k=args.k, threads=args.threads, label="teacher")
+        app = create_app(student, teacher, fallback=args.fallback, max_batch=args.max_batch,
+                         token=token, allowed_hosts=allowed_hosts(args.host),
+                         rate_limit=args.rate_limit, docs=args.docs)
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        print(f"serving {student.dep.name} ({student.graphs.backend}) on "
+              f"http://{shown}:{port}/ (Ctrl-C stops)", flush=True)
+        serve(app, sock, log_level="warning" if quiet else "info")
+    finally:
+        sock.close()
     return 0
 
 
 # ----------------------------------------------------------------------------- parser
 
-def _stage_parser(sub, name: str, help: str, func, command: str | None = None):
-    p = sub.add_parser(name, help=help, description=help, allow_abbrev=False,
-                       epilog=_epilog(command or name), formatter_class=_formatter,
-                       usage=f"pakd {command or name} --run RUN [--config YAML] [settings]")
-    _run_dir_arg(p)
+def _command(sub, name: str, help: str, *, usage: str | None = None, epilog: str | None = None):
+    """A sub-command's parser: its one-line description, the same layout everywhere."""
+    return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
+                          allow_abbrev=False, formatter_class=_formatter, usage=usage,
+                          epilog=epilog)
+
+
+def _stage_parser(sub, name: str, help: str, func, command: str | None = None,
+                  existing: bool = False, fresh: bool = True):
+    p = _command(sub, name, help, epilog=_epilog(command or name),
+                 usage=f"pakd {command or name} --run dir [--config yaml] [settings]")
+    _run_dir_arg(p, existing=existing)
     _config_arg(p)
-    p.add_argument("--fresh", action="store_true",
-                   help="start a new run in RUN even if it holds one made with other data, "
-                   "split or seed (the old one is moved to RUN.replaced-<time>)")
+    if fresh:
+        p.add_argument("--fresh", action="store_true",
+                       help="start a new run in the folder even if it holds one made with "
+                       "other data, split or seed (the old one is moved to "
+                       "<dir>.replaced-<time>)")
     add_settings(p, command or name)
     p.set_defaults(func=func)
     return p
 
 
 def _nproc_arg(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--nproc", type=int, metavar="N",
-                   help="train the teachers as N data-parallel processes (torchrun, gloo); "
-                   "the same result as one process up to float rounding")
+    p.add_argument("--nproc", type=_bounded_int(1, 1024, "--nproc"), metavar="n",
+                   help="train as n data-parallel processes (torchrun, gloo); the same result "
+                   "as one process up to float rounding")
     return p
 
 
 def _seeds_arg(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--seeds", metavar="A,B,...", type=_seed_list,
-                   help="one run per seed in RUN/seed-<s>, pooled into RUN/seeds.md")
+    p.add_argument("--seeds", metavar="a,b,...", type=_seed_list,
+                   help="one run per seed in <dir>/seed-<s>, pooled into <dir>/seeds.md")
     return p
 
 
@@ -509,10 +609,10 @@ def _seed_list(text: str) -> list[int]:
         seeds = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"--seeds takes integers separated by commas, e.g. "
-                                         f"0,1,2; got {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise argparse.ArgumentTypeError(f"--seeds needs distinct non-negative integers, e.g. "
-                                         f"0,1,2; got {text!r}")
+                                         f"0,1,2; got {text[:60]!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0 or max(seeds) >= 2**32:
+        raise argparse.ArgumentTypeError(f"--seeds needs distinct integers in 0 .. 2^32-1, "
+                                         f"e.g. 0,1,2; got {text[:60]!r}")
     return seeds
 
 
@@ -525,123 +625,212 @@ def _track_spec(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _bounded_int(lo: int, hi: int | None, what: str):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} takes an integer, got {text[:40]!r}") \
+                from None
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(
+                f"{what} must be {lo} .. {hi}, got {text[:40]}" if hi is not None else
+                f"{what} must be at least {lo}, got {text[:40]}")
+        return v
+    return parse
+
+
+def _positive_float(what: str):
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} takes a number, got {text[:40]!r}") \
+                from None
+        if not v >= 0 or v == float("inf"):
+            raise argparse.ArgumentTypeError(f"{what} must be a finite number >= 0, got "
+                                             f"{text[:40]}")
+        return v
+    return parse
+
+
 def _epilog(command: str) -> str | None:
     shared = SECTIONS[command][1]
     if not shared or _SHOW_ALL:
         return None
     return (f"Also accepts the settings of the {', '.join(shared)} sections (--help-all lists "
-            "them). Settings come from, later ones winning: the profile, RUN/run.yaml, "
-            "--config YAML, these flags.")
+            "them). Settings come from, later ones winning: the profile, <dir>/run.yaml, "
+            "--config, these flags.")
+
+
+def _help_of(p: argparse.ArgumentParser):
+    """A command that only groups others (``pakd data``): print its help."""
+    def show(args) -> int:
+        p.print_help()
+        return 0
+    return show
+
+
+MODEL_HELP = ("saved model: <run>/models/saved/best_student_model (or its .safetensors), a "
+              "member <run>/teachers/svd, the ensemble <run>/teachers/ensemble, or a run "
+              "directory (its best student)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .config.defaults import DEFAULT_MEMBERS
+    from .data.movielens import BASE_URL, RELEASES
     p = argparse.ArgumentParser(
-        prog="pakd", allow_abbrev=False,
+        prog="pakd", allow_abbrev=False, formatter_class=_formatter,
         description="Compress recommender ensembles into small, fast students: teachers, "
-        "Fisher analysis, pruning-aware distillation, honest reports.")
+        "Fisher analysis, pruning-aware distillation, honest reports.",
+        epilog="Each command's --help lists its settings; docs/ has the details "
+        "(docs/hardening.md: the service's security options and the input limits).")
     p.add_argument("--version", action="version", version=f"pakd {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p.set_defaults(func=_help_of(p))
+    sub = p.add_subparsers(dest="command", metavar="command")
 
-    data = sub.add_parser("data", help="inspect, download and split datasets")
-    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    info = dsub.add_parser("info", help="counts, rating histogram and fields of a dataset",
-                           allow_abbrev=False, formatter_class=_formatter,
-                           usage="pakd data info [--json] [--config YAML] [settings]")
+    data = _command(sub, "data", "inspect, download and split datasets",
+                    usage="pakd data action ...")
+    data.set_defaults(func=_help_of(data))
+    dsub = data.add_subparsers(dest="data_command", metavar="action")
+    info = _command(dsub, "info", "counts, rating histogram and fields of a dataset",
+                    usage="pakd data info [--json] [--config yaml] [settings]")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     _config_arg(info)
     add_settings(info, "data info")
     info.set_defaults(func=cmd_data_info)
-    _stage_parser(dsub, "split", "write a seeded train/valid/test split to RUN/split.csv",
+    _stage_parser(dsub, "split", "write a seeded train/valid/test split to <dir>/split.csv",
                   cmd_data_split, "data split")
-    dl = dsub.add_parser("download", help="download a MovieLens release (MD5-checked)")
-    dl.add_argument("name", help="release name, e.g. ml-1m")
-    dl.add_argument("--cache-dir", help="target folder (default $PAKD_CACHE or ~/.cache/pakd)")
-    dl.add_argument("--base-url", default="https://files.grouplens.org/datasets/movielens",
-                    help="mirror to download from")
+    dl = _command(dsub, "download", "download a MovieLens release over https, checked "
+                  "against pakd's own MD5 table", usage="pakd data download release [options]")
+    dl.add_argument("name", metavar="release", help=f"one of {', '.join(RELEASES)}")
+    dl.add_argument("--cache-dir", metavar="dir",
+                    help="target folder (default: $PAKD_CACHE or ~/.cache/pakd)")
+    dl.add_argument("--base-url", default=BASE_URL, metavar="url",
+                    help=f"mirror to download from (default: {BASE_URL})")
+    dl.add_argument("--allow-insecure", action="store_true",
+                    help="accept a plain http:// mirror (default: https only)")
+    dl.add_argument("--allow-unverified", action="store_true",
+                    help="download a release pakd has no checksum of record for (ml-latest, "
+                    "ml-latest-small) unchecked (default: refused)")
+    add_settings(dl, "data download")
     dl.set_defaults(func=cmd_data_download)
 
-    conf = sub.add_parser("config", help="show the resolved settings")
-    csub = conf.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    show = csub.add_parser("show", help="print the resolved settings as YAML", allow_abbrev=False,
-                           formatter_class=_formatter,
-                           usage="pakd config show [--run RUN] [--config YAML] [settings]")
+    conf = _command(sub, "config", "show the resolved settings", usage="pakd config action ...")
+    conf.set_defaults(func=_help_of(conf))
+    csub = conf.add_subparsers(dest="config_command", metavar="action")
+    show = _command(csub, "show", "print the resolved settings as YAML",
+                    usage="pakd config show [--run dir] [--config yaml] [settings]")
     _run_dir_arg(show, required=False)
     _config_arg(show)
     add_settings(show, "config show")
     show.set_defaults(func=cmd_config_show)
 
-    _nproc_arg(_stage_parser(sub, "train", "train teacher models (SVD, xDeepFM, AutoInt) into "
-                             "RUN/teachers/", cmd_train))
+    _nproc_arg(_stage_parser(sub, "train", f"train the teachers (by default "
+                             f"{', '.join(DEFAULT_MEMBERS)}; --models picks) into "
+                             "<dir>/teachers/", cmd_train))
     _stage_parser(sub, "ensemble", "combine trained teachers into the ensemble teacher; writes "
-                  "RUN/teachers.json and teachers.md", cmd_ensemble)
+                  "<dir>/teachers.json and teachers.md", cmd_ensemble, existing=True)
     _nproc_arg(_stage_parser(sub, "fisher", "Fisher information of the teachers per layer, "
-                             "structure and task, checked against measured damage", cmd_fisher))
+                             "structure and task, checked against measured damage", cmd_fisher,
+                             existing=True))
     _seeds_arg(_nproc_arg(_stage_parser(sub, "distill", "prune while distilling the teacher "
                                         "into a student, with baselines, at each size "
-                                        "budget", cmd_distill)))
-    rep = _stage_parser(sub, "report", "re-render the run's Markdown reports, plots and "
-                        "HTML page (RUN/report.html), print the run summary", cmd_report)
+                                        "budget", cmd_distill, existing=True)))
+    rep = _stage_parser(sub, "report", "re-render the run's reports, plots and HTML page; "
+                        "print the run summary", cmd_report, existing=True, fresh=False)
     rep.add_argument("--html", action="store_true", help="print the path of the run's "
-                     "self-contained HTML page (RUN/report.html) instead of the summary; on an "
-                     "unfinished run it shows the finished stages and names the missing ones")
+                     "self-contained HTML page (<dir>/report.html) instead of the summary; on "
+                     "an unfinished run it shows the finished stages and names the missing ones")
     rep.add_argument("--open", action="store_true", help="also open the page in the browser "
                      "(implies --html)")
-    run = _seeds_arg(_nproc_arg(_stage_parser(sub, "run", "the whole pipeline: split -> "
-                                              "teachers -> ensemble -> Fisher -> PAKD sweep -> "
-                                              "report", cmd_run)))
-    run.add_argument("--track", metavar="mlflow[=URI]", type=_track_spec,
+    run = _seeds_arg(_nproc_arg(_stage_parser(sub, "run", "the whole pipeline: split, "
+                                              "teachers, ensemble, Fisher, PAKD sweep, report",
+                                              cmd_run)))
+    run.add_argument("--track", metavar="mlflow[=uri]", type=_track_spec,
                      help="log the run to MLflow: one run, a nested run per stage (settings, "
-                     "metrics, reports, the best student). Default store: the file store "
-                     "mlruns/ beside RUN; needs pip install 'pakd[track]'")
+                     "metrics, reports, the best student); the default store is the file store "
+                     "mlruns/ beside the run; needs pip install 'pakd[track]' (default: off)")
 
-    rec = sub.add_parser("recommend", help="a user's top-K titles from a saved model")
-    rec.add_argument("--model", required=True, help="saved model (e.g. "
-                     "RUN/models/saved/best_student_model.safetensors)")
-    rec.add_argument("--user", required=True, help="original user ID")
-    rec.add_argument("-k", type=int, default=10, help="how many items (default 10)")
-    rec.add_argument("--run", help="run directory whose split marks items the user has seen "
-                     "(default: found from the model path)")
-    rec.add_argument("--include-seen", action="store_true", help="do not skip seen items")
+    rec = _command(sub, "recommend", "a user's top-K titles from a saved model",
+                   usage="pakd recommend --model path --user id [options]")
+    rec.add_argument("--model", required=True, metavar="path", help=MODEL_HELP)
+    rec.add_argument("--user", required=True, metavar="id", help="the user's original ID")
+    rec.add_argument("-k", type=_bounded_int(1, None, "-k"), default=10, metavar="n",
+                     help="how many items, at most the catalogue's size (default: 10)")
+    rec.add_argument("--format", choices=["text", "json", "csv"], default="text",
+                     metavar="text|json|csv",
+                     help="text for people; json (one object) or csv (rank,item,title,score) "
+                     "for scripts (default: text)")
+    rec.add_argument("--run", metavar="dir", help="run directory whose split marks the items "
+                     "the user has seen (default: found from the model path)")
+    rec.add_argument("--include-seen", action="store_true",
+                     help="do not skip seen items (default: skipped)")
+    add_settings(rec, "recommend")
     rec.set_defaults(func=cmd_recommend)
 
-    model_help = ("saved model: RUN/models/saved/best_student_model (or its .safetensors), a "
-                  "member RUN/teachers/svd, the ensemble RUN/teachers/ensemble, or a run "
-                  "directory (its best student)")
-    ex = sub.add_parser("export", help="export a model to ONNX (top-K and rating graphs), "
-                        "check parity with PyTorch, optionally int8", allow_abbrev=False)
-    ex.add_argument("--model", required=True, help=model_help)
-    ex.add_argument("--format", choices=["onnx"], default="onnx", help="export format")
-    ex.add_argument("--out", help="output directory (default: beside the model, <stem>_onnx)")
+    ex = _command(sub, "export", "export a model to ONNX (top-K and rating graphs), check "
+                  "parity with PyTorch, optionally int8",
+                  usage="pakd export --model path [--out dir] [options]")
+    ex.add_argument("--model", required=True, metavar="path", help=MODEL_HELP)
+    ex.add_argument("--format", choices=["onnx"], default="onnx", metavar="onnx",
+                    help="export format (default: onnx)")
+    ex.add_argument("--out", metavar="dir", help="output directory (default: beside the "
+                    "model, <stem>_onnx)")
     ex.add_argument("--int8", action="store_true", help="also write int8 graphs "
                     "(onnxruntime dynamic quantisation) and measure their accuracy and speed")
-    ex.add_argument("-k", type=int, default=100, help="top-K length inside the graph (default "
-                    "100; requests may ask for fewer)")
-    ex.add_argument("--run", help="run directory (default: found from the model path)")
-    ex.add_argument("--threads", type=int, default=1, help="intra-op threads when measuring")
-    ex.add_argument("--bench-seconds", type=float, default=1.0,
-                    help="seconds per speed measurement")
-    ex.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    ex.add_argument("-k", type=_bounded_int(1, None, "-k"), default=100, metavar="n",
+                    help="top-K length inside the graph; requests may ask for fewer "
+                    "(default: 100, or the catalogue's size if smaller)")
+    ex.add_argument("--run", metavar="dir", help="run directory (default: found from the "
+                    "model path)")
+    ex.add_argument("--threads", type=_bounded_int(1, 1024, "--threads"), default=1,
+                    metavar="n", help="intra-op threads when measuring (default: 1)")
+    ex.add_argument("--bench-seconds", type=_positive_float("--bench-seconds"), default=1.0,
+                    metavar="x", help="seconds per speed measurement (default: 1.0)")
+    add_settings(ex, "export")
     ex.set_defaults(func=cmd_export)
 
-    sv = sub.add_parser("serve", help="serve recommendations over HTTP (FastAPI/uvicorn)",
-                        allow_abbrev=False)
-    sv.add_argument("--model", required=True, help=model_help)
-    sv.add_argument("--onnx", nargs="?", const="auto", metavar="DIR",
-                    help="answer from ONNX graphs: a `pakd export` directory, or without DIR "
-                    "the default one (exported now if missing)")
+    sv = _command(sub, "serve", "serve recommendations over HTTP (FastAPI/uvicorn)",
+                  usage="pakd serve --model path [options]",
+                  epilog="A --host other than loopback needs --token-file (or --insecure). "
+                  "docs/hardening.md describes every security option.")
+    sv.add_argument("--model", required=True, metavar="path", help=MODEL_HELP)
+    sv.add_argument("--onnx", nargs="?", const="auto", metavar="dir",
+                    help="answer from ONNX graphs: a `pakd export` directory, or without dir "
+                    "the default one (exported now if missing) (default: PyTorch)")
     sv.add_argument("--int8", action="store_true", help="with --onnx: the int8 graphs")
-    sv.add_argument("--teacher", metavar="RUN", help="also load a teacher (a run directory: "
-                    "its ensemble; or a model path) for model=teacher and the page")
-    sv.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
-    sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    sv.add_argument("--fallback", choices=["popular"], help="answer unknown users with the "
-                    "most rated items instead of 404")
-    sv.add_argument("--max-batch", type=int, default=1000, help="most pairs per /score "
-                    "request (default 1000); more answer 413")
-    sv.add_argument("-k", type=int, default=100, help="largest k a request may ask for")
-    sv.add_argument("--run", help="run directory (default: found from the model path)")
-    sv.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
-    sv.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    sv.add_argument("--teacher", metavar="run", help="also load a teacher (a run directory: "
+                    "its ensemble; or a model path) for model=teacher and the page "
+                    "(default: none)")
+    sv.add_argument("--host", default="127.0.0.1", metavar="addr",
+                    help="interface to listen on; any but loopback needs --token-file or "
+                    "--insecure (default: 127.0.0.1)")
+    sv.add_argument("--port", type=_bounded_int(0, 65535, "--port"), default=8000,
+                    metavar="n", help="TCP port, 0 for a free one (default: 8000)")
+    sv.add_argument("--token-file", metavar="file", help="file holding a bearer token: every "
+                    "endpoint but /healthz and the page then needs 'Authorization: Bearer "
+                    "<token>' (default: no token)")
+    sv.add_argument("--insecure", action="store_true", help="allow a non-loopback --host "
+                    "without --token-file (default: refused)")
+    sv.add_argument("--rate-limit", type=_positive_float("--rate-limit"), default=100.0,
+                    metavar="x", help="requests a second per client address, bursts of "
+                    "twice that; 0 = no limit (default: 100)")
+    sv.add_argument("--docs", action="store_true", help="serve /docs (plain HTML, no CDN) and "
+                    "/openapi.json (default: off)")
+    sv.add_argument("--fallback", choices=["popular"], metavar="popular",
+                    help="answer unknown users with the most rated items (default: 404)")
+    sv.add_argument("--max-batch", type=_bounded_int(1, 100000, "--max-batch"), default=1000,
+                    metavar="n", help="most pairs per /score request; more answer 413 "
+                    "(default: 1000)")
+    sv.add_argument("-k", type=_bounded_int(1, None, "-k"), default=100, metavar="n",
+                    help="largest k a request may ask for (default: 100, or the catalogue's "
+                    "size if smaller)")
+    sv.add_argument("--run", metavar="dir", help="run directory (default: found from the "
+                    "model path)")
+    sv.add_argument("--threads", type=_bounded_int(1, 1024, "--threads"), default=1,
+                    metavar="n", help="intra-op threads (default: 1)")
+    add_settings(sv, "serve")
     sv.set_defaults(func=cmd_serve)
     return p
 
@@ -656,6 +845,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv                   # as given: --nproc relaunches the same command
     from . import distributed
+    ok = False
     try:
         if distributed.launched():
             if args.command not in _DISTRIBUTED:
@@ -664,7 +854,9 @@ def main(argv: list[str] | None = None) -> int:
                                 "estimate and the students are shared out over the "
                                 "processes)")
             distributed.init()
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        ok = code == 0
+        return code
     except PakdError as e:
         from .runtime import log
         log.debug("error", exc_info=True)
@@ -673,6 +865,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pakd: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:   # `pakd ... | head`: the reader left; nothing to report
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as e:      # a write anywhere (log, plots, a library's file) that cannot be
         from .errors import write_error        # done: say where and why, not a traceback
         err = write_error(e)
@@ -682,6 +878,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         _release_lock()
+        if not ok:
+            _remove_half_made()
         distributed.close()
 
 

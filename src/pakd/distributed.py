@@ -22,10 +22,23 @@ from datetime import timedelta
 import subprocess
 import sys
 
-import torch
-import torch.distributed as dist
-
 from .errors import PakdError
+
+
+class _OnFirstUse:
+    """A module imported when first used: commands that never train (``data info``,
+    ``config show``) then never load torch (~200 MB and a second or two)."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr):
+        import importlib
+        return getattr(importlib.import_module(self._name), attr)
+
+
+torch = _OnFirstUse("torch")
+dist = _OnFirstUse("torch.distributed")
 
 # how long a rank waits for the others (rank 0 alone evaluates, or runs a whole stage under
 # `pakd run`, while the others wait at a barrier)
@@ -55,7 +68,7 @@ def init(device: str = "cpu") -> None:
 
 
 def close() -> None:
-    if dist.is_initialized():
+    if "torch.distributed" in sys.modules and dist.is_initialized():
         dist.destroy_process_group()
 
 

@@ -39,6 +39,12 @@ class DataError(PakdError):
         super().__init__(msg)
 
 
+class LimitError(DataError):
+    """An input past one of pakd's resource limits (`pakd.limits`): refused before the
+    work that would exhaust memory or time (a decompression bomb, a YAML alias bomb, a
+    10 MB field, a model config larger than its weights)."""
+
+
 # errno values that mean "this place cannot be written", not a pakd bug
 _WRITE_ERRNOS = {"ENOSPC": "no space is left on the device", "EDQUOT": "the disk quota is used up",
                  "EACCES": "permission denied", "EPERM": "permission denied",
@@ -49,10 +55,15 @@ def write_error(e: OSError, path: str | Path | None = None) -> PakdError | None:
     """A `PakdError` naming the path and the fix for an OSError that means the output
     location cannot be written (out of space, read-only, no permission); None for others."""
     import errno
+    import os
     name = errno.errorcode.get(e.errno or 0, "")
     if name not in _WRITE_ERRNOS:
         return None
     where = path or e.filename or "the output"
+    if name in ("EACCES", "EPERM") and os.path.isfile(where) and not os.access(where, os.R_OK):
+        return DataError("cannot read: permission denied", file=where,     # a read, not a write
+                         fix="give yourself read access (chmod u+r) or copy the file somewhere "
+                             "readable")
     fix = ("free some space or point --run at another disk" if name in ("ENOSPC", "EDQUOT")
            else "point --run at a folder you can write to")
     return DataError(f"cannot write: {_WRITE_ERRNOS[name]}", file=where,

@@ -55,7 +55,12 @@ def write_json(path: Path, obj) -> Path:
 
 
 def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
+    """A JSON file of the run; a damaged one (cut short, edited) is a `PakdError` naming it."""
+    try:
+        return json.loads(Path(path).read_bytes())
+    except (ValueError, RecursionError) as e:
+        raise PakdError(f"{path} is not valid JSON ({str(e)[:80]}): it was cut short or "
+                        "edited; run the stage that writes it again (or restore it)") from None
 
 
 def fingerprint(spec: dict, files: list[Path]) -> str:
@@ -73,7 +78,7 @@ def read_marker(path: Path, fp: str) -> dict | None:
     (missing, unreadable, or made from other settings or teachers)."""
     try:
         got = read_json(path) if Path(path).is_file() else None
-    except ValueError:
+    except PakdError:
         return None
     return got if got is not None and got.get("fingerprint") == fp else None
 
@@ -82,7 +87,7 @@ def read_marker(path: Path, fp: str) -> dict | None:
 # run with a split would mix two experiments in one directory (where the data lives, the
 # download cache and mirror do not change the data, so they may differ)
 IDENTITY = ("seed", "data", "split")
-_SAME_DATA = ("dir", "cache", "download", "base_url")
+_SAME_DATA = ("dir", "cache", "download", "base_url", "allow_insecure", "allow_unverified")
 
 
 def identity_differences(old, new) -> list[str]:

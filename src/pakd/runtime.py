@@ -8,7 +8,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 log = logging.getLogger("pakd")
@@ -41,6 +40,7 @@ def setup_logging(quiet: bool, log_file: Path | None = None) -> None:
 
 def set_threads(n: int) -> int:
     """Torch threads (0 = leave torch's choice: all cores); returns the number in use."""
+    import torch      # here, not at the top: commands that never compute skip loading torch
     n = n or torch.get_num_threads()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
@@ -50,6 +50,7 @@ def set_threads(n: int) -> int:
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
+    import torch
     torch.manual_seed(seed)
 
 
@@ -86,6 +87,7 @@ def cpu_info(path: str = "/proc/cpuinfo") -> dict:
 def torch_build() -> dict:
     """torch's BLAS, LAPACK, oneDNN and OpenMP builds and the CPU kernels it chose, from
     ``torch.__config__.show()`` (the long compiler-flag lines are left out)."""
+    import torch
     text = torch.__config__.show()
     out: dict = {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
                  "mkldnn": torch.backends.mkldnn.is_available(), "libraries": []}
@@ -160,6 +162,9 @@ def environment() -> dict:
     import os
     import platform
     import subprocess
+
+    import torch
+
     from . import __version__
     installed = packages()
     out = {"pakd": __version__, "python": platform.python_version(),

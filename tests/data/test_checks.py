@@ -248,7 +248,20 @@ def test_missing_mapped_column(tmp_path):
     expect(lambda: load_table(p, columns={"user": "userId", "item": "movieId",
                                           "timestamp": "ts"}), p, 1,
            "timestamp column 'ts' not found")
-    expect(lambda: load(DataConfig(dataset=str(p))), p, 1, "column(s) user, item not found")
+    other = csv(tmp_path, "uid,mid,rating\n1,2,3\n", name="other.csv")
+    expect(lambda: load(DataConfig(dataset=str(other))), other, 1,
+           "column(s) user, item not found")
+
+
+def test_movielens_own_header_needs_no_columns(tmp_path):
+    """Issue 34: userId,movieId,rating,timestamp (MovieLens' ratings.csv) is recognised
+    without --columns; a file that also has plain user/item columns keeps the plain ones."""
+    p = csv(tmp_path, "userId,movieId,rating,timestamp\n1,2,3,100\n1,3,4,200\n2,2,5,300\n")
+    ds = load(DataConfig(dataset=str(p)))
+    assert ds.ratings[["user", "item"]].values.tolist() == [[1, 2], [1, 3], [2, 2]]
+    assert ds.ratings["timestamp"].tolist() == [100, 200, 300]
+    both = csv(tmp_path, "user,item,userId,movieId,rating\n7,8,1,2,3\n", name="both.csv")
+    assert load_table(both).ratings[["user", "item"]].values.tolist() == [[7, 8]]
 
 
 def test_csv_release_with_a_wrong_header(tmp_path):
@@ -416,3 +429,12 @@ def test_generic_only_settings_are_refused_for_a_release(setting):
     with pytest.raises(DataError, match=f"{flag} only applies to a ratings file") as ei:
         load(DataConfig(**setting))
     assert f"drop {flag}" in str(ei.value)
+
+
+def test_dates_outside_the_nanosecond_range_become_seconds(tmp_path):
+    """Found by the fuzz benchmark: a date in year 1 overflowed pandas' nanoseconds
+    (OutOfBoundsDatetime, a traceback); seconds hold any date."""
+    p = csv(tmp_path, "user,item,rating,timestamp\n1,1,4,0001-01-01\n1,2,3,9999-12-31\n"
+                      "2,1,5,2018-09-24\n")
+    ts = load_table(p).ratings["timestamp"].tolist()
+    assert ts == [-62135596800, 253402214400, 1537747200]

@@ -1,5 +1,8 @@
-"""The HTTP service: every endpoint answers, bad requests get 404/413/422 and never 500,
-and a real uvicorn server starts on an ephemeral port and stops cleanly."""
+"""The HTTP service: every endpoint answers, bad requests get 404/413/415/422 and never
+500, every error has one shape, the service is safe by default (issue 34: depth limit,
+token, Host check, rate limit, headers, no paths in /metadata, no /docs unless asked, the
+teacher off the event loop), and a real uvicorn server starts on an ephemeral port and
+stops cleanly."""
 import json
 import socket
 import threading
@@ -14,8 +17,12 @@ httpx = pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
+from pakd.deploy.auth import BearerToken  # noqa: E402
+from pakd.deploy.guard import CODES  # noqa: E402
 from pakd.deploy.service import create_app, load_served  # noqa: E402
 from pakd.errors import PakdError  # noqa: E402
+
+JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +88,15 @@ def test_score_rates_pairs_like_the_model(client, served):
     ("get", "/recommend", {"params": {"user": 1, "k": 21}}, 422, "k"),
     ("get", "/recommend", {"params": {"user": 1, "model": "oracle"}}, 422, "model"),
     ("post", "/score", {"json": {"pairs": [[1, 3]] * 51}}, 413, "limit"),
-    ("post", "/score", {"content": b"x" * 10_000}, 413, "limit"),
-    ("post", "/score", {"content": b"{not json"}, 422, "JSON"),
+    ("post", "/score", {"content": b"x" * 10_000, "headers": JSON}, 413, "limit"),
+    ("post", "/score", {"content": b"{not json", "headers": JSON}, 422, "JSON"),
+    ("post", "/score", {"content": b'{"pairs": []}'}, 415, "application/json"),
+    ("post", "/score", {"content": b'{"pairs": []}', "headers": {"content-type": "text/plain"}},
+     415, "text/plain"),
+    ("get", "/nowhere", {}, 404, "no such endpoint"),
+    ("put", "/score", {}, 405, "PUT is not allowed"),
+    ("get", "/docs", {}, 404, "no such endpoint"),
+    ("get", "/openapi.json", {}, 404, "no such endpoint"),
     ("post", "/score", {"json": {"pairs": [[1, 2, 3]]}}, 422, "pairs"),
     ("post", "/score", {"json": {"pairs": [[1, None]]}}, 422, "pairs"),
     ("post", "/score", {"json": {"pairs": [[True, 1]]}}, 422, "pairs"),
@@ -93,15 +107,18 @@ def test_score_rates_pairs_like_the_model(client, served):
 def test_bad_requests_get_clear_4xx(client, method, url, kw, status, words):
     r = getattr(client, method)(url, **kw)
     assert r.status_code == status, r.text
-    assert words in r.json()["error"]
+    assert set(r.json()) == {"error"} and set(r.json()["error"]) == {"code", "message"}
+    assert words in r.json()["error"]["message"]
+    assert r.json()["error"]["code"] == CODES[status]
 
 
 def test_odd_input_never_answers_500(client):
     for user in ["", " ", "%00", "1" * 300, "-1", "1.0", "😀", "../etc/passwd", "1e9"]:
         assert client.get("/recommend", params={"user": user}).status_code in (404, 422)
     for body in [b"", b"null", b"[]", b'{"pairs": null}', b'{"pairs": "1,2"}',
-                 b'{"pairs": [[1e400, 2]]}', b'{"pairs": [{"u": 1}]}', b"\xff\xfe"]:
-        assert client.post("/score", content=body).status_code in (404, 413, 422)
+                 b'{"pairs": [[1e400, 2]]}', b'{"pairs": [{"u": 1}]}', b"\xff\xfe",
+                 b'{"pairs": [["\\ud800", 1]]}', b'"' * 500, b'["\\' * 200]:
+        assert client.post("/score", content=body, headers=JSON).status_code in (404, 413, 422)
     assert client.get("/nowhere").status_code == 404
     assert client.put("/score").status_code == 405
 
@@ -150,8 +167,114 @@ def test_real_server_starts_answers_and_stops(served):
         assert httpx.get(f"{base}/healthz").status_code == 200
         r = httpx.get(f"{base}/recommend", params={"user": 3, "k": 5})
         assert r.status_code == 200 and len(r.json()["items"]) == 5
-        assert httpx.post(f"{base}/score", content=json.dumps({"pairs": [[3, 1]]})).status_code == 200
+        assert httpx.post(f"{base}/score", content=json.dumps({"pairs": [[3, 1]]}),
+                          headers=JSON).status_code == 200
     finally:
         server.should_exit = True
         th.join(10)
     assert not th.is_alive()
+
+
+# ----------------------------------------------------------------------------- issue 34
+
+def test_deeply_nested_json_answers_422_not_500(served):
+    """33,000 brackets under the body limit raised RecursionError (500, a traceback logged
+    per request); the depth is checked before parsing."""
+    c = TestClient(create_app(served[0]))          # default batch: a 68 KB body limit
+    body = b"[" * 33000 + b"]" * 33000
+    r = c.post("/score", content=body, headers=JSON)
+    assert r.status_code == 422 and "nested deeper" in r.json()["error"]["message"]
+    r = c.post("/score", content=b'{"pairs": ' + b"[" * 40 + b"]" * 40 + b"}", headers=JSON)
+    assert r.status_code == 422
+
+
+def test_metadata_has_no_paths_and_no_pid(client, pipeline_run):
+    meta = client.get("/metadata").json()
+    text = json.dumps(meta)
+    assert str(pipeline_run) not in text and "pid" not in meta
+    for part in meta["student"], meta["teacher"]:
+        assert "path" not in part and "run" not in part
+        assert not any(isinstance(v, str) and v.startswith("/") for v in part.values())
+
+
+def test_security_headers_on_every_answer(client):
+    for r in (client.get("/"), client.get("/healthz"), client.get("/nowhere"),
+              client.post("/score", content=b"{}")):
+        h = r.headers
+        assert h["x-frame-options"] == "DENY" and h["x-content-type-options"] == "nosniff"
+        assert "frame-ancestors 'none'" in h["content-security-policy"]
+        assert "default-src 'none'" in h["content-security-policy"]
+    # the page's own inline script and style are allowed by their hashes, nothing else
+    csp = client.get("/").headers["content-security-policy"]
+    assert "unsafe-inline" not in csp and csp.count("'sha256-") == 2
+
+
+def test_docs_only_when_asked_and_without_a_cdn(served):
+    c = TestClient(create_app(served[0], docs=True))
+    page = c.get("/docs")
+    assert page.status_code == 200 and "/recommend" in page.text
+    assert "cdn" not in page.text.lower() and "<script" not in page.text.lower()
+    assert "https://" not in page.text and "http://" not in page.text
+    assert "/score" in c.get("/openapi.json").json()["paths"]
+
+
+def test_bearer_token_guards_everything_but_health_and_page(served):
+    token = "s3cret-token-0123456789"
+    c = TestClient(create_app(served[0], token=BearerToken(token)))
+    r = c.get("/recommend", params={"user": 5})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    assert c.get("/metadata", headers={"authorization": "Bearer wrong-token-0123456789"}
+                 ).status_code == 401
+    assert c.get("/metadata", headers={"authorization": token}).status_code == 401
+    ok = {"authorization": f"Bearer {token}"}
+    assert c.get("/recommend", params={"user": 5}, headers=ok).status_code == 200
+    assert c.post("/score", json={"pairs": [[1, 3]]}, headers=ok).status_code == 200
+    assert c.get("/healthz").status_code == 200 and c.get("/").status_code == 200
+
+
+def test_host_header_is_checked_when_bound_to_a_name(served):
+    c = TestClient(create_app(served[0], allowed_hosts={"recs.example"}))
+    assert c.get("/healthz", headers={"host": "recs.example:8000"}).status_code == 200
+    r = c.get("/healthz", headers={"host": "evil.example"})
+    assert r.status_code == 400 and "Host" in r.json()["error"]["message"]
+
+
+def test_each_client_is_rate_limited(served):
+    c = TestClient(create_app(served[0], rate_limit=1))      # bursts of 2
+    codes = [c.get("/users", params={"limit": 1}).status_code for _ in range(14)]
+    # two at once, then one a second (a slow machine may earn one more while it asks)
+    assert codes[:2] == [200, 200] and codes.count(429) >= 11 and codes[-1] == 429
+    r = c.get("/users")
+    assert r.json()["error"]["code"] == "rate_limited" and int(r.headers["retry-after"]) >= 1
+    assert c.get("/healthz").status_code == 200               # probes are never limited
+
+
+def test_the_teacher_computes_off_the_event_loop(served):
+    """A slow teacher request no longer holds /healthz (it took ~530 ms behind one)."""
+    import asyncio
+
+    student, teacher = served
+    app = create_app(student, teacher)
+    slow = teacher.graphs.top
+
+    def top(*a, **kw):
+        time.sleep(0.4)
+        return slow(*a, **kw)
+
+    async def both():
+        done = []
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+            async def get(path):
+                r = await c.get(path)
+                done.append((path, r.status_code))
+            await asyncio.gather(get("/recommend?user=5&model=teacher"), get("/healthz"))
+        return done
+
+    teacher.graphs.top = top
+    try:
+        done = asyncio.run(both())
+    finally:
+        teacher.graphs.top = slow
+    assert done == [("/healthz", 200), ("/recommend?user=5&model=teacher", 200)]

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError
+from ..limits import MAX_NESTING, MAX_SETTINGS_BYTES, quote
 from .defaults import TEACHERS
 from .profiles import PROFILES, for_data
 from .sections import RunConfig
@@ -133,7 +134,9 @@ def _format_errors(err: ValidationError, where: str) -> str:
             hint = f" (did you mean {'.'.join(map(str, parent + (close[0],)))}?)" if close else ""
             lines.append(f"unknown setting '{loc}'{hint}; valid keys here: {', '.join(valid)}")
         else:
-            lines.append(f"setting '{loc}': {e['msg']} (got {e.get('input')!r})")
+            flag = next((s.flag for s in settings() if s.path == loc), None)
+            lines.append(f"setting '{loc}'{f' ({flag})' if flag else ''}: {e['msg']} "
+                         f"(got {quote(e.get('input'), 60)})")
     return f"invalid settings in {where}:\n  " + "\n  ".join(lines)
 
 
@@ -235,21 +238,62 @@ def _budget_for_ablation(d: dict):
 
 def _read_yaml(path: str | Path) -> dict:
     p = Path(path)
-    if not p.is_file():
+    if not p.exists() and not p.is_symlink():
         raise ConfigError(f"config file {p} not found")
     loaded = _yaml_mapping(p)
     return normalise(loaded, str(p))
 
 
+class _SettingsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases and with bounded nesting. An alias repeats a
+    node by reference: nine levels of ten aliases each (a 1 KB "billion laughs" file)
+    expand to 10^9 values when the settings are walked. Settings never need one, so any
+    alias is refused; nesting deeper than MAX_NESTING (the composer recurses per level)
+    too."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise ConfigError(f"{self.name}, line {mark.line + 1}: YAML aliases (*name) are "
+                              "not accepted in settings files (a file of aliases can expand "
+                              "to billions of values); write each value out")
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            mark = self.peek_event().start_mark
+            raise ConfigError(f"{self.name}, line {mark.line + 1}: settings nested deeper "
+                              f"than {MAX_NESTING} levels; pakd's settings are at most three "
+                              "levels deep")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def load_settings_yaml(text: str, name: str = "<settings>"):
+    """``yaml.safe_load`` with `_SettingsLoader` (no aliases, bounded nesting)."""
+    loader = _SettingsLoader(text)
+    loader.name = name
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def _yaml_mapping(p: Path) -> dict:
     """A YAML file's mapping, or a ConfigError that says what is wrong with the file."""
+    from ..limits import read_input
+    raw = read_input(p, limit=MAX_SETTINGS_BYTES, what="settings file",
+                     fix="a settings file holds a few dozen settings: check that this is "
+                         "the right file")
     try:
-        loaded = yaml.safe_load(p.read_bytes().decode("utf-8")) or {}
+        loaded = load_settings_yaml(raw.decode("utf-8"), str(p)) or {}
     except UnicodeDecodeError as e:
         raise ConfigError(f"{p} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
                           f"{e.start}); save the settings file as UTF-8") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{p} is not valid YAML: {e}") from None
+        raise ConfigError(f"{p} is not valid YAML: {quote(str(e), 300)}") from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"{p} must hold a mapping of settings")
     return loaded
@@ -297,8 +341,15 @@ def build_config(*, base: dict | None = None, yaml_file: str | Path | None = Non
         raise ConfigError(_format_errors(e, str(where))) from None
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Never writes an anchor or alias (run.yaml is read back by `_SettingsLoader`)."""
+
+    def ignore_aliases(self, data):
+        return True
+
+
 def dump_yaml(cfg: RunConfig) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    return yaml.dump(cfg.model_dump(mode="json"), Dumper=_PlainDumper, sort_keys=False)
 
 
 def load_run_config(path: str | Path) -> dict | None:

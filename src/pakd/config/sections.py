@@ -71,6 +71,12 @@ class DataConfig(Section):
                         flag="--download")
     base_url: str = _f("https://files.grouplens.org/datasets/movielens",
                        "where MovieLens zips are downloaded from", flag="--base-url")
+    allow_insecure: bool = _f(False, "download from a plain http:// --base-url (a mirror on "
+                              "a network you trust); https only otherwise",
+                              flag="--allow-insecure")
+    allow_unverified: bool = _f(False, "download a release pakd has no checksum of record "
+                                "for (ml-latest, ml-latest-small) without verifying it",
+                                flag="--allow-unverified")
     columns: dict[str, str] = _f({}, "generic tables: column mapping, e.g. "
                                  "user=userId,item=movieId,rating=rating,timestamp=ts",
                                  flag="--columns")
@@ -131,8 +137,25 @@ class SplitConfig(Section):
         return v
 
 
+def _non_empty(what: str):
+    """A validator for a list setting that means nothing empty (issue 34: an empty list was
+    accepted, written into run.yaml, and the stage then did nothing)."""
+    def check(v: list) -> list:
+        if not v:
+            raise ValueError(f"give at least one {what}")
+        return v
+    return check
+
+
+def _cutoffs(v: list[int]) -> list[int]:
+    if not v or min(v) < 1 or len(set(v)) != len(v):
+        raise ValueError("cut-offs are distinct positive integers, e.g. 10,20")
+    return v
+
+
 class EvalConfig(Section):
-    ks: list[int] = _f([10, 20], "cut-offs K for top-K metrics", flag="--ks")
+    ks: Annotated[list[int], AfterValidator(_cutoffs)] = _f(
+        [10, 20], "cut-offs K for top-K metrics", flag="--ks")
     positive_above: float = _f(3.0, "binary protocol: rating > this is positive",
                                flag="--positive-above")
     negative_below: float = _f(3.0, "binary protocol: rating < this is negative",
@@ -305,8 +328,9 @@ def arch_of(section: BaseModel, kind: str) -> dict:
 
 
 class TrainConfig(Section):
-    models: list[MEMBERS] = _f(list(DEFAULT_MEMBERS), "teachers to train (svd, xdeepfm, "
-                                 "autoint, ease, als)", flag="--models")
+    models: Annotated[list[MEMBERS], AfterValidator(_non_empty("teacher"))] = _f(
+        list(DEFAULT_MEMBERS), "teachers to train (svd, xdeepfm, autoint, ease, als)",
+        flag="--models")
 
 
 class EnsembleConfig(Section):
@@ -384,9 +408,11 @@ class FisherConfig(Section):
     teacher: TEACHER_CHOICES = _f(
         "ensemble", "which teacher to analyse (ensemble = every member)",
         aliases=["--teacher", "--teacher-type"])
-    target_layers: list[str] = _f(["all"], "layers to report: all, or names/prefixes such as "
-                                  "cin,dnn.0,embedding", flag="--target-layers")
-    focus_tasks: list[Literal["ranking", "rating", "ensemble"]] = _f(
+    target_layers: Annotated[list[str], AfterValidator(_non_empty("layer (or all)"))] = _f(
+        ["all"], "layers to report: all, or names/prefixes such as cin,dnn.0,embedding",
+        flag="--target-layers")
+    focus_tasks: Annotated[list[Literal["ranking", "rating", "ensemble"]],
+                           AfterValidator(_non_empty("objective"))] = _f(
         ["ranking", "rating", "ensemble"], "objectives: rating (Gaussian), ranking (Bernoulli), "
         "ensemble (the ensemble's combined loss)", flag="--focus-tasks")
     fisher: Literal["empirical", "true", "both"] = _f(
@@ -597,9 +623,17 @@ class BenchConfig(Section):
 
 # ----------------------------------------------------------------------------- the run
 
+def _seed_range(v: int) -> int:
+    if not 0 <= v <= 2**32 - 1:
+        raise ValueError("a seed is an integer from 0 to 4294967295 (2^32-1, the range numpy "
+                         "and torch accept)")
+    return v
+
+
 class RunConfig(Section):
-    seed: int = _f(0, "seed for every random choice (split, init, negatives, sampling)",
-                   flag="--seed")
+    seed: Annotated[int, AfterValidator(_seed_range)] = _f(
+        0, "seed for every random choice (split, init, negatives, sampling): 0 .. 2^32-1",
+        flag="--seed")
     threads: int = _f(0, "torch threads (0 = all cores); recorded with every timing",
                       flag="--threads", ge=0)
     quiet: bool = _f(False, "no progress bars and no library warnings; errors only",

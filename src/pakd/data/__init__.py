@@ -46,6 +46,8 @@ def load(cfg=None, *, quiet: bool = False):
         ds = load_movielens(name, data_dir=Path(cfg.dir) if cfg.dir else None,
                             cache_dir=Path(cfg.cache) if cfg.cache else None,
                             download=cfg.download, base_url=cfg.base_url,
+                            allow_insecure=cfg.allow_insecure,
+                            allow_unverified=cfg.allow_unverified,
                             tags_top_n=cfg.tags_top_n, duplicates=cfg.duplicates,
                             zip_prefix_len=cfg.zip_prefix_len, quiet=quiet)
     else:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from ..limits import MAX_TIMESTAMP_CHARS, quote, short
 
 FeatureKind = Literal["categorical", "multi", "numeric"]
 DuplicatePolicy = Literal["error", "first", "last", "mean"]
@@ -153,13 +154,13 @@ def clean_ratings(raw: pd.DataFrame, *, file: str | Path, first_line: int,
         i = int(np.flatnonzero(bad)[0])
         val = rating_str.iloc[i]
         what = ("missing rating" if (pd.isna(val) or str(val).strip() == "")
-                else f"rating {str(val)!r} is not a number")
+                else f"rating {quote(val)} is not a number")
         raise DataError(what, file=file, line=int(lines[i]),
                         fix="correct the rating or delete the row (pakd never edits your files)")
     huge = (rating.abs() > np.finfo(np.float32).max).to_numpy()   # would become inf
     if huge.any():
         i = int(np.flatnonzero(huge)[0])
-        raise DataError(f"rating {str(rating_str.iloc[i])!r} is too large to be a rating",
+        raise DataError(f"rating {quote(rating_str.iloc[i])} is too large to be a rating",
                         file=file, line=int(lines[i]),
                         fix="correct the rating or delete the row (pakd never edits your files)")
     rating = rating.astype(np.float32)
@@ -245,11 +246,20 @@ def _parse_timestamps(col: pd.Series, *, file, lines) -> np.ndarray:
         text, num = col, col
     else:
         text = col.astype(str).str.strip()
+        # no date or clock reading is long; a long digit run would cost the date parser
+        # (dateutil, under pandas' mixed formats) time quadratic in its length
+        long = (text.str.len() > MAX_TIMESTAMP_CHARS).to_numpy()
+        if long.any():
+            i = int(np.flatnonzero(long)[0])
+            raise DataError(f"timestamp {quote(text.iloc[i])} is longer than any date or Unix "
+                            f"time (over {MAX_TIMESTAMP_CHARS} characters)", file=file,
+                            line=int(lines[i]), fix="write Unix seconds or an ISO date such as "
+                            "2018-09-24, or check the delimiter")
         num = pd.to_numeric(text, errors="coerce")
     wild = (num.notna() & ~(num.abs() <= 1e15)).to_numpy()   # inf, or past any clock
     if wild.any():
         i = int(np.flatnonzero(wild)[0])
-        raise DataError(f"timestamp {text.iloc[i]!r} is out of range for Unix seconds",
+        raise DataError(f"timestamp {quote(text.iloc[i])} is out of range for Unix seconds",
                         file=file, line=int(lines[i]),
                         fix="write Unix seconds or an ISO date such as 2018-09-24")
     if num.notna().all():
@@ -261,13 +271,16 @@ def _parse_timestamps(col: pd.Series, *, file, lines) -> np.ndarray:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         what = ("missing timestamp" if text.iloc[i] == ""
-                else f"timestamp {text.iloc[i]!r} is neither Unix seconds nor a date")
+                else f"timestamp {quote(text.iloc[i])} is neither Unix seconds nor a date")
         raise DataError(what, file=file, line=int(lines[i]),
                         fix="write Unix seconds or an ISO date such as 2018-09-24, "
                             "or drop the timestamp column mapping")
-    # the unit of dt depends on the pandas version and the strings (ns, us, s): ask for seconds
+    # the unit of dt depends on the pandas version and the strings (ns, us, s): seconds, in
+    # which any parsed date fits (year 1 overflowed nanoseconds)
     out = num.fillna(0).astype(np.int64).to_numpy().copy()
-    out[other] = ((dt - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
+    secs = dt.dt.as_unit("s")
+    out[other] = ((secs - pd.Timestamp(0, tz="UTC").as_unit("s")) // pd.Timedelta(seconds=1)
+                  ).to_numpy(np.int64)
     return out
 
 
@@ -287,7 +300,7 @@ def _resolve_duplicates(df: pd.DataFrame, lines: np.ndarray, *, file, policy: st
         u, it = df.at[j, "user"], df.at[j, "item"]
         same = np.flatnonzero(((df["user"] == u) & (df["item"] == it)).to_numpy())
         raise DataError(
-            f"user {u} rated item {it} more than once (also on line {int(lines[same[0]])})",
+            f"user {short(u)} rated item {short(it)} more than once (also on line {int(lines[same[0]])})",
             file=file, line=int(lines[j]),
             fix="remove the repeated rows, or choose a rule with --duplicates first|last|mean")
     df = df.assign(_order=np.arange(len(df)))

@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from ..limits import MAX_LINE_BYTES
 from .dataset import _PLAIN_INT, clean_ratings
+from .io import read_input_text_bytes, read_parquet
 
 ROLES = ("user", "item", "rating", "timestamp")
 
@@ -47,8 +49,7 @@ def typed_ratings(path: Path, *, columns: dict[str, str], sep: str = ",",
         return None
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
-            import pyarrow.parquet as pq
-            table = pq.read_table(path, columns=list(want.values()))
+            table = read_parquet(path, columns=list(want.values()))   # bounded
         else:
             if not encoding.lower().replace("-", "").replace("_", "") == "utf8":
                 return None
@@ -61,8 +62,11 @@ def typed_ratings(path: Path, *, columns: dict[str, str], sep: str = ",",
                      want["rating"]: pa.float64()}
             if "timestamp" in want:
                 types[want["timestamp"]] = pa.int64()
+            source = path
+            if path.suffix == ".gz":          # inflated here, bounded (pakd.limits.gunzip)
+                source = pa.BufferReader(read_input_text_bytes(path))
             table = pcsv.read_csv(
-                path,
+                source,
                 read_options=pcsv.ReadOptions(column_names=names, block_size=1 << 25),
                 parse_options=pcsv.ParseOptions(delimiter=sep, quote_char='"' if quoted else False),
                 convert_options=pcsv.ConvertOptions(column_types=types,
@@ -116,16 +120,19 @@ def _column_names(path: Path, sep: str, names: list[str] | None, quoted: bool) -
         return list(names)
     if len(sep) != 1:               # a header split on '::' goes the careful way
         return None
+    import csv
+    import gzip
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             import pyarrow.parquet as pq
             return list(pq.read_schema(path).names)
-        import csv
-        import gzip
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
-            line = f.readline().rstrip("\r\n")
-    except (OSError, UnicodeDecodeError, EOFError):
+            line = f.readline(MAX_LINE_BYTES + 1)     # never more: a bomb may have no newline
+        if len(line) > MAX_LINE_BYTES:
+            return None
+        line = line.rstrip("\r\n")
+    except Exception:  # noqa: BLE001 - damaged, not text, not Parquet: the careful path says
         return None
     if not quoted:
         return line.split(sep)

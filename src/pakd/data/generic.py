@@ -15,10 +15,25 @@ import pandas as pd
 
 from ..errors import DataError
 from .dataset import Dataset, DuplicatePolicy, FeatureKind, clean_ratings, plain_integers
-from .fast import clean_fast
-from .io import read_table
+from .fast import _column_names, clean_fast
+from ..limits import names_text, quote, require_input, short
+from .io import check_fields, read_parquet, read_table
 
 DEFAULT_COLUMNS = {"user": "user", "item": "item", "rating": "rating", "timestamp": "timestamp"}
+# MovieLens' own header (ratings.csv of every csv release): the most common one in the field
+MOVIELENS_COLUMNS = {"user": "userId", "item": "movieId", "rating": "rating",
+                     "timestamp": "timestamp"}
+
+
+def default_columns(path: Path, sep: str) -> dict[str, str]:
+    """The column mapping of a file given without ``--columns``: ``user,item,rating
+    [,timestamp]``, or MovieLens' ``userId,movieId,rating[,timestamp]`` when the header has
+    those and not the plain names."""
+    have = _column_names(path, sep, None, True) or []
+    if "user" not in have and "item" not in have and \
+            all(MOVIELENS_COLUMNS[r] in have for r in ("user", "item", "rating")):
+        return dict(MOVIELENS_COLUMNS)
+    return dict(DEFAULT_COLUMNS)
 
 
 def _sep_for(path: Path, sep: str | None) -> str:
@@ -30,18 +45,13 @@ def _sep_for(path: Path, sep: str | None) -> str:
 
 def _read_any(path: Path, *, sep: str | None, encoding: str, min_columns: int) -> tuple[pd.DataFrame, int]:
     """Raw string frame and the line number of its first data row."""
-    if not path.is_file():
-        raise DataError("file not found", file=path, fix="check the path and the file name")
+    require_input(path)
     if path.suffix.lower() in (".parquet", ".pq"):
-        try:
-            df = pd.read_parquet(path)
-        except ImportError:
-            raise DataError("reading Parquet needs pyarrow", file=path,
-                            fix="pip install 'pakd[parquet]' (or pyarrow)") from None
-        except Exception as e:  # noqa: BLE001 - any reader failure is a file problem here
-            raise DataError(f"cannot read Parquet: {e}", file=path,
-                            fix="check that the file is a Parquet table") from None
-        return df.reset_index(drop=True).apply(lambda c: c.map(_as_text)), 1
+        df = read_parquet(path).to_pandas()
+        df = df.reset_index(drop=True).apply(lambda c: c.map(_as_text))
+        if len(df.columns):
+            check_fields(df, path=path, first_line=1)
+        return df, 1
     df = read_table(path, sep=_sep_for(path, sep), encoding=encoding, min_columns=min_columns,
                     quoted=True)
     return df, 2
@@ -62,7 +72,8 @@ def load_table(path: str | Path, *, columns: dict[str, str] | None = None, sep: 
                title_column: str | None = None, name: str | None = None) -> Dataset:
     """Load a ratings table (and optional feature tables) into a `Dataset`."""
     path = Path(path)
-    cols = {**DEFAULT_COLUMNS, **(columns or {})}
+    base = DEFAULT_COLUMNS if columns else default_columns(path, _sep_for(path, sep))
+    cols = {**base, **(columns or {})}
     fast = clean_fast(path, columns=cols, sep=_sep_for(path, sep), encoding=encoding,
                       scale=rating_scale, duplicates=duplicates,
                       optional=() if columns and "timestamp" in columns else ("timestamp",))
@@ -92,15 +103,16 @@ def _careful_ratings(path: Path, cols: dict, columns: dict | None, *, sep, encod
     missing = [f"{k}={v}" for k, v in need.items() if v not in raw.columns]
     if missing:
         raise DataError(
-            f"column(s) {', '.join(v for v in need.values() if v not in raw.columns)} not found; "
-            f"the file has {list(raw.columns)}", file=path, line=1 if first_line == 2 else None,
+            f"column(s) {', '.join(short(v) for v in need.values() if v not in raw.columns)} "
+            f"not found; the file has {names_text(raw.columns)}", file=path, line=1 if first_line == 2 else None,
             fix="map your column names, e.g. --columns user=userId,item=movieId,rating=rating")
     take = {k: raw[v] for k, v in need.items()}
     ts_col = cols.get("timestamp")
     if ts_col and ts_col in raw.columns:
         take["timestamp"] = raw[ts_col]
     elif columns and "timestamp" in columns:
-        raise DataError(f"timestamp column {ts_col!r} not found; the file has {list(raw.columns)}",
+        raise DataError(f"timestamp column {quote(ts_col)} not found; the file has "
+                        f"{names_text(raw.columns)}",
                         file=path, line=1, fix="fix --columns timestamp=... or leave it out")
     return clean_ratings(pd.DataFrame(take), file=path, first_line=first_line,
                          scale=rating_scale, duplicates=duplicates)
@@ -110,20 +122,21 @@ def _load_features(path: Path, *, key: str, ids: pd.Series, encoding: str, sep: 
                    kinds: dict[str, FeatureKind], multi_sep: str, title: str | None):
     raw, first_line = _read_any(path, sep=sep, encoding=encoding, min_columns=2)
     if key not in raw.columns:
-        raise DataError(f"key column {key!r} not found; the file has {list(raw.columns)}",
+        raise DataError(f"key column {quote(key)} not found; the file has "
+                        f"{names_text(raw.columns)}",
                         file=path, line=1, fix="name the ID column with --user-key / --item-key")
     keys = raw[key].astype(str).str.strip()
     dup = keys.duplicated().to_numpy()
     if dup.any():
         i = int(np.flatnonzero(dup)[0])
-        raise DataError(f"ID {keys.iloc[i]} appears twice in the feature table", file=path,
+        raise DataError(f"ID {short(keys.iloc[i])} appears twice in the feature table", file=path,
                         line=int(keys.index[i]) + first_line, fix="keep one row per ID")
     # Match the ID type the ratings use (the same rule: plain integers, else the text).
     if np.issubdtype(np.asarray(ids).dtype, np.integer):
         plain = plain_integers(keys)
         if not plain.all():
             i = int(np.flatnonzero(~plain.to_numpy())[0])
-            raise DataError(f"ID {keys.iloc[i]!r} is not written as an integer like the "
+            raise DataError(f"ID {quote(keys.iloc[i])} is not written as an integer like the "
                             "ratings' IDs", file=path, line=int(keys.index[i]) + first_line,
                             fix="write it as the ratings file does, or delete the row")
         index = pd.Index(keys.astype(np.int64).to_numpy())

@@ -14,16 +14,94 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import DataError, LimitError, PakdError
+from ..limits import (INFLATE_FLOOR, INFLATE_RATIO, MAX_FIELD_CHARS, check_lines, gunzip, inflate_cap, input_problem, quote,
+                      read_input, require_input, size_text)
 
 _CANDIDATE_SEPS = [",", "\t", ";", "|", "::"]
 _SEP_NAMES = {",": "','", "\t": "'\\t' (tab)", ";": "';'", "|": "'|'", "::": "'::'"}
 
 
 def require_file(path: Path, *, hint: str) -> Path:
-    if not path.is_file():
-        raise DataError("file not found", file=path, fix=hint)
+    problem = input_problem(path)
+    if problem is not None:
+        if problem.problem == "file not found":
+            raise DataError("file not found", file=path, fix=hint)
+        raise problem
     return path
+
+
+def read_input_text_bytes(path: Path) -> bytes:
+    """The bytes of a delimited file, inflated (bounded: `pakd.limits.gunzip`) when it is
+    gzip-compressed, without a UTF-8 byte-order mark; an empty file is refused here."""
+    raw = read_input(path)
+    if path.suffix == ".gz":
+        if not raw:
+            raise DataError("the file is empty (0 bytes; not even a gzip header)", file=path,
+                            fix="download or gzip it again, or use the uncompressed file")
+        raw = gunzip(raw, path)
+        if _blank(raw):
+            raise DataError("the file is empty once decompressed", file=path,
+                            fix="point pakd at a file with data")
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    if _blank(raw):
+        raise DataError("the file is empty", file=path, fix="point pakd at a file with data")
+    return raw
+
+
+def read_parquet(path: Path, columns: list[str] | None = None):
+    """A Parquet file as a pyarrow Table (dictionary columns decoded), read a batch at a
+    time and refused (`LimitError`) once the decoded columns outgrow
+    `pakd.limits.inflate_cap` of the file (a few KB of run-length encoded values can decode
+    to gigabytes); a file pyarrow cannot read is a `DataError`."""
+    path = require_input(path)
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError("reading Parquet needs pyarrow", file=path,
+                        fix="pip install 'pakd[parquet]' (or pyarrow)") from None
+    cap = inflate_cap(path.stat().st_size)
+    try:
+        pf = pq.ParquetFile(path)
+        declared = sum(pf.metadata.row_group(i).total_byte_size
+                       for i in range(pf.metadata.num_row_groups))
+        if declared > cap:
+            raise LimitError(f"the Parquet file declares {size_text(declared)} of data in "
+                             f"{size_text(path.stat().st_size)}: refused as a possible "
+                             "decompression bomb", file=path, fix=_PARQUET_FIX)
+        batches, total = [], 0
+        for b in pf.iter_batches(batch_size=8192, columns=columns):
+            # dictionary columns decoded: one short index per row may stand for a long value
+            # (2 MB of indices to one 1 KB title is 2 GB once every row holds its own copy)
+            b = pa.RecordBatch.from_arrays(
+                [c.dictionary_decode() if pa.types.is_dictionary(c.type) else c
+                 for c in b.columns], names=b.schema.names)
+            total += b.nbytes
+            if total > cap:
+                raise LimitError(f"the Parquet file decodes to more than {size_text(cap)} "
+                                 f"from {size_text(path.stat().st_size)}: refused as a "
+                                 "possible decompression bomb", file=path, fix=_PARQUET_FIX)
+            batches.append(b)
+        if batches:
+            return pa.Table.from_batches(batches)
+        empty = pf.schema_arrow.empty_table()
+        return empty if columns is None else empty.select(columns)
+    except PakdError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any reader failure is a file problem here
+        raise DataError(f"cannot read Parquet: {quote(str(e), 200)}", file=path,
+                        fix="check that the file is a Parquet table") from None
+
+
+_PARQUET_FIX = ("write it without the extreme compression, or as CSV, if it is genuine "
+                f"(pakd's limit: {INFLATE_RATIO} times the file's size, at least "
+                f"{size_text(INFLATE_FLOOR)})")
+
+
+def _blank(raw: bytes) -> bool:
+    return re.search(rb"[^\s\x00]", raw) is None     # stops at the first character
 
 
 def read_table(path: Path, *, sep: str, names: list[str] | None = None, header: bool = True,
@@ -40,20 +118,11 @@ def read_table(path: Path, *, sep: str, names: list[str] | None = None, header: 
     of a row is ``index + first data line`` even when blank lines were skipped.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError("file not found", file=path, fix="check the path and the file name")
-    raw = path.read_bytes()
-    if path.suffix == ".gz":
-        import gzip
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
-            raise DataError(f"cannot decompress the file ({e})", file=path,
-                            fix="download or gzip it again, or use the uncompressed file") from None
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
+    raw = read_input_text_bytes(path)
+    longest = check_lines(raw, path)
     text = _decode(raw, encoding, path)
-    first = text.split("\n", 1)[0].rstrip("\r")
+    nl = text.find("\n")
+    first = (text if nl < 0 else text[:nl]).rstrip("\r")
     if sep == "::":  # pandas' C parser takes one character only
         text = text.replace("::", "\x1f")
         csep = "\x1f"
@@ -96,7 +165,7 @@ def read_table(path: Path, *, sep: str, names: list[str] | None = None, header: 
         seen = set()
         for h in heads:
             if h in seen:
-                raise DataError(f"column {h!r} appears twice in the header", file=path, line=1,
+                raise DataError(f"column {quote(h)} appears twice in the header", file=path, line=1,
                                 fix="rename or delete one of them")
             seen.add(h)
         df.columns = [str(c).strip() for c in df.columns]
@@ -113,7 +182,27 @@ def read_table(path: Path, *, sep: str, names: list[str] | None = None, header: 
                         fix="fix the row (an unquoted delimiter inside a value?) or delete it")
     _fix_index(df, text, start, csep)
     _check_short_rows(df, text, start, csep, quoted=sep == "," or quoted, path=path)
+    if longest > MAX_FIELD_CHARS:           # only then can a field be longer than the cap
+        check_fields(df, path=path, first_line=start + 1)
     return df
+
+
+def check_fields(df: pd.DataFrame, *, path: Path, first_line: int) -> None:
+    """A `LimitError` for the first value longer than MAX_FIELD_CHARS (a rating table's
+    values are IDs, numbers, dates, titles and tag lists: far shorter)."""
+    for col in df.columns:
+        if df[col].dtype != object and not pd.api.types.is_string_dtype(df[col]):
+            continue
+        lens = df[col].astype(str).str.len().to_numpy()
+        if len(lens) and lens.max() > MAX_FIELD_CHARS:
+            i = int(np.argmax(lens > MAX_FIELD_CHARS))
+            line = int(df.index[i]) + first_line if isinstance(df.index, pd.RangeIndex) \
+                or np.issubdtype(df.index.dtype, np.integer) else None
+            raise LimitError(f"column {quote(col)}: value {quote(df[col].iloc[i])} is over "
+                             f"pakd's limit of {MAX_FIELD_CHARS:,} characters per value",
+                             file=path, line=line,
+                             fix="check the delimiter and quoting (an unclosed quote joins "
+                                 "many lines into one value), or shorten the value")
 
 
 def _check_short_rows(df: pd.DataFrame, text: str, start: int, csep: str, *, quoted: bool,

@@ -11,13 +11,15 @@ Formats follow the READMEs that ship with each release (Harper & Konstan, 2015):
 - ml-20m / 25m / 32m / latest / latest-small: ``ratings.csv``, ``movies.csv``, ``tags.csv``.
 
 ml-latest-small ships inside pakd (GroupLens licence: redistribution under the same terms).
-The others are read from ``--data-dir`` or downloaded from GroupLens into the cache and
-checked against a known MD5 (or the ``.md5`` file GroupLens publishes beside each zip).
+The others are read from ``--data-dir`` or downloaded from GroupLens (https) into the cache
+and checked against the MD5 recorded here; ml-latest has none (GroupLens updates it in
+place), so its download needs ``--allow-unverified``.
 """
 from __future__ import annotations
 
 import hashlib
 import http.client
+import logging
 import os
 import re
 import shutil
@@ -25,6 +27,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -36,9 +39,12 @@ from tqdm.auto import tqdm
 from ..errors import DataError
 from .dataset import Dataset, DuplicatePolicy, clean_ratings
 from .fast import ROLES, clean_fast
+from ..errors import LimitError
+from ..limits import MAX_EXTRACT_BYTES, inflate_cap, names_text, quote, size_text
 from .io import read_table
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
+log = logging.getLogger("pakd")
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,7 @@ class Release:
     fmt: str               # "100k" | "1m" | "10m" | "csv"
     files: tuple[str, ...]  # files that must be present
     scale: tuple[float, float]
-    md5: str | None        # None: verify against GroupLens's published <zip>.md5
+    md5: str | None        # None: no checksum of record (GroupLens updates it in place)
 
     @property
     def zip_name(self) -> str:
@@ -66,7 +72,10 @@ RELEASES: dict[str, Release] = {r.name: r for r in [
             "cd245b17a1ae2cc31bb14903e1204af3"),
     Release("ml-25m", "ml-25m", "csv", ("ratings.csv", "movies.csv"), (0.5, 5),
             "6b51fb2759a8657d3bfcbfc42b592ada"),
-    Release("ml-32m", "ml-32m", "csv", ("ratings.csv", "movies.csv"), (0.5, 5), None),
+    # GroupLens's published ml-32m.zip.md5 (238,950,008 bytes), as recorded independently by
+    # several projects that verify this download; pakd had no network to fetch it itself
+    Release("ml-32m", "ml-32m", "csv", ("ratings.csv", "movies.csv"), (0.5, 5),
+            "d472be332d4daa821edc399621853b57"),
     Release("ml-latest", "ml-latest", "csv", ("ratings.csv", "movies.csv"), (0.5, 5), None),
     Release("ml-latest-small", "ml-latest-small", "csv", ("ratings.csv", "movies.csv"),
             (0.5, 5), None),
@@ -101,7 +110,8 @@ def embedded_dir() -> Path:
 # ----------------------------------------------------------------------------- locating
 
 def locate(release: Release, data_dir: Path | None, cache_dir: Path | None, *,
-           download: bool, base_url: str = BASE_URL, quiet: bool = False) -> Path:
+           download: bool, base_url: str = BASE_URL, quiet: bool = False,
+           allow_insecure: bool = False, allow_unverified: bool = False) -> Path:
     """The folder holding the release's files.
 
     data_dir may be that folder itself or its parent. Without data_dir: the embedded copy
@@ -127,32 +137,67 @@ def locate(release: Release, data_dir: Path | None, cache_dir: Path | None, *,
         raise DataError(f"{release.name} is not in the cache", file=target,
                         fix=f"run with --download, or unzip {release.zip_name} so that "
                             f"{target}/{release.files[0]} exists, or pass --data-dir")
-    return download_release(release, cache, base_url=base_url, quiet=quiet)
+    return download_release(release, cache, base_url=base_url, quiet=quiet,
+                            allow_insecure=allow_insecure, allow_unverified=allow_unverified)
 
 
 def _has_files(folder: Path, release: Release) -> bool:
     return all((folder / f).is_file() or (folder / (f + ".gz")).is_file() for f in release.files)
 
 
-def download_release(release: Release, cache: Path, *, base_url: str = BASE_URL,
-                     quiet: bool = False) -> Path:
-    """Download ``<base_url>/<name>.zip``, verify its MD5, unzip into ``cache``.
+def check_url(url: str, *, allow_insecure: bool = False) -> None:
+    """https only; plain http with ``allow_insecure`` (a mirror on a trusted network); any
+    other scheme (file:, ftp:) never."""
+    import urllib.parse
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme == "https" or (scheme == "http" and allow_insecure):
+        return
+    if scheme == "http":
+        raise DataError(f"refusing to download over plain http: {quote(url, 120)}",
+                        fix="use an https:// mirror; for a mirror on a network you trust, "
+                            "add --allow-insecure (the checksum is still checked against "
+                            "pakd's own table)")
+    raise DataError(f"refusing to download from {quote(url, 120)}: pakd downloads over "
+                    "https only", fix="give an https:// --base-url, or unzip the release "
+                    "yourself and pass --data-dir")
 
-    The zip is streamed to a temporary file and only moved into place once the checksum
-    matches; a mismatch deletes it. Extraction goes to a temporary folder renamed at the end,
-    so an interrupted run never leaves a half-written dataset behind.
+
+def download_release(release: Release, cache: Path, *, base_url: str = BASE_URL,
+                     quiet: bool = False, allow_insecure: bool = False,
+                     allow_unverified: bool = False) -> Path:
+    """Download ``<base_url>/<name>.zip`` (https; http with ``allow_insecure``), verify its
+    MD5 against pakd's own table (`RELEASES`), unzip into ``cache`` within the extraction
+    caps.
+
+    A checksum fetched from the same mirror as the zip proves nothing (whoever can change
+    the zip can change its .md5), so only the table counts: a release without a recorded
+    checksum (ml-latest and ml-latest-small, which GroupLens updates in place) is refused
+    unless ``allow_unverified``. The zip is streamed to a temporary file and only moved into
+    place once the checksum matches; a mismatch deletes it. Extraction goes to a temporary
+    folder renamed at the end, so an interrupted run never leaves a half-written dataset
+    behind.
     """
-    cache.mkdir(parents=True, exist_ok=True)
     url = f"{base_url.rstrip('/')}/{release.zip_name}"
+    check_url(url, allow_insecure=allow_insecure)
+    expected = release.md5
+    if expected is None and not allow_unverified:
+        raise DataError(f"pakd has no checksum of record for {release.name} (GroupLens "
+                        "updates it in place), so its download cannot be verified; a .md5 "
+                        "from the same mirror would prove nothing", file=cache / release.folder,
+                        fix=f"download {release.zip_name} yourself, unzip it and pass "
+                            "--data-dir, or add --allow-unverified to accept it unchecked")
+    cache.mkdir(parents=True, exist_ok=True)
     zip_path = cache / release.zip_name
     tmp = None
     try:
-        expected = release.md5 or _published_md5(url)
-        if not (zip_path.is_file() and _md5(zip_path) == expected):
+        if expected is None:
+            log.warning("%s: no checksum of record; the download is used unverified "
+                        "(--allow-unverified)", release.name)
+        if not (zip_path.is_file() and expected is not None and _md5(zip_path) == expected):
             fd, tmp = tempfile.mkstemp(dir=cache, suffix=".part")
             os.close(fd)
             got = _fetch(url, Path(tmp), quiet=quiet)
-            if got != expected:
+            if expected is not None and got != expected:
                 raise DataError(f"checksum mismatch for {url}: md5 {got}, expected {expected}",
                                 file=zip_path,
                                 fix="retry the download; if it persists the mirror is corrupt "
@@ -170,12 +215,7 @@ def download_release(release: Release, cache: Path, *, base_url: str = BASE_URL,
             os.unlink(tmp)
     tmp_dir = Path(tempfile.mkdtemp(dir=cache, suffix=".unzip"))
     try:
-        with zipfile.ZipFile(zip_path) as zf:
-            for member in zf.namelist():
-                dest = (tmp_dir / member).resolve()
-                if not dest.is_relative_to(tmp_dir.resolve()):   # by path parts, not text
-                    raise DataError(f"unsafe path {member!r} in the archive", file=zip_path)
-            zf.extractall(tmp_dir)
+        extract_zip(zip_path, tmp_dir)
         src = tmp_dir / release.folder
         if not _has_files(src, release):
             raise DataError(f"the archive has no {release.folder}/{release.files[0]}",
@@ -189,16 +229,53 @@ def download_release(release: Release, cache: Path, *, base_url: str = BASE_URL,
     return cache / release.folder
 
 
-def _published_md5(url: str) -> str:
+def extract_zip(zip_path: Path, dest: Path) -> None:
+    """Unzip into ``dest``, refusing before anything is written: a member whose path leaves
+    ``dest`` (zip-slip), a member that would inflate past `pakd.limits.inflate_cap` of its
+    compressed size, a total past MAX_EXTRACT_BYTES. Members are then copied a chunk at a
+    time and counted, so a size the archive misstates cannot get past the caps either."""
+    fix = "delete it and download again from a mirror you trust"
     try:
-        with urllib.request.urlopen(url + ".md5", timeout=30) as resp:
-            text = resp.read().decode("ascii", "replace")
-    except urllib.error.URLError as e:
-        raise e
-    m = re.search(r"\b([0-9a-fA-F]{32})\b", text)
-    if not m:
-        raise DataError(f"{url}.md5 holds no MD5 checksum", fix="retry later or fetch the zip by hand")
-    return m.group(1).lower()
+        zf = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise DataError(f"not a readable zip archive ({e})", file=zip_path, fix=fix) from None
+    with zf:
+        infos = zf.infolist()
+        root = dest.resolve()
+        total = 0
+        for info in infos:
+            target = (dest / info.filename).resolve()
+            if not target.is_relative_to(root):      # by path parts, not text
+                raise DataError(f"unsafe path {quote(info.filename)} in the archive",
+                                file=zip_path, fix=fix)
+            if info.file_size > inflate_cap(info.compress_size):
+                raise LimitError(f"member {quote(info.filename)} inflates from "
+                                 f"{size_text(info.compress_size)} to "
+                                 f"{size_text(info.file_size)}: refused as a possible "
+                                 "decompression bomb", file=zip_path, fix=fix)
+            total += info.file_size
+        if total > MAX_EXTRACT_BYTES:
+            raise LimitError(f"the archive unpacks to {size_text(total)}, over pakd's limit "
+                             f"of {size_text(MAX_EXTRACT_BYTES)}", file=zip_path, fix=fix)
+        for info in infos:
+            target = dest / info.filename
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            written = 0
+            try:
+                with zf.open(info) as src, open(target, "wb") as out:
+                    while chunk := src.read(1 << 20):
+                        written += len(chunk)
+                        if written > info.file_size:
+                            raise LimitError(f"member {quote(info.filename)} holds more than "
+                                             "the size the archive states", file=zip_path,
+                                             fix=fix)
+                        out.write(chunk)
+            except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+                raise DataError(f"member {quote(info.filename)} is damaged ({e})",
+                                file=zip_path, fix=fix) from None
 
 
 def _fetch(url: str, dest: Path, *, quiet: bool) -> str:
@@ -226,10 +303,12 @@ def _md5(path: Path) -> str:
 
 def load_movielens(name: str, *, data_dir: Path | None = None, cache_dir: Path | None = None,
                    download: bool = True, base_url: str = BASE_URL, tags_top_n: int = 50,
+                   allow_insecure: bool = False, allow_unverified: bool = False,
                    duplicates: DuplicatePolicy = "error", zip_prefix_len: int = 2,
                    quiet: bool = False) -> Dataset:
     release = RELEASES[name]
     folder = locate(release, data_dir, cache_dir, download=download, base_url=base_url,
+                    allow_insecure=allow_insecure, allow_unverified=allow_unverified,
                     quiet=quiet)
     parse = {"100k": _parse_100k, "1m": _parse_1m, "10m": _parse_10m, "csv": _parse_csv}[release.fmt]
     ds = parse(release, folder, duplicates=duplicates, tags_top_n=tags_top_n,
@@ -455,7 +534,7 @@ def _age_bucket(age: pd.Series) -> pd.Series:
 def _expect_columns(df: pd.DataFrame, cols: list[str], path: Path) -> pd.DataFrame:
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise DataError(f"missing column(s) {missing}; the header has {list(df.columns)}",
+        raise DataError(f"missing column(s) {missing}; the header has {names_text(df.columns)}",
                         file=path, line=1, fix=f"the file needs the header {','.join(cols)}")
     return df[cols].copy()
 
@@ -465,7 +544,7 @@ def _int_col(df: pd.DataFrame, col: str, path: Path, first_line: int = 1) -> pd.
     bad = vals.isna().to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{col} {df[col].iloc[i]!r} is not an integer ID", file=path,
+        raise DataError(f"{col} {quote(df[col].iloc[i])} is not an integer ID", file=path,
                         line=int(df.index[i]) + first_line, fix="correct or delete the row")
     df = df.copy()
     df[col] = vals.astype(np.int64)

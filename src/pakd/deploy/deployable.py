@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import PakdError
+from ..limits import MAX_CATALOG_BYTES, read_input
 from ..models import RecModel, load
+from ..models.checks import read_config
 from ..rundir import RunDir, read_json
 
 
@@ -89,7 +91,7 @@ def load_deployable(path: str | Path, *, run_dir: str | Path | None = None) -> D
                         "(RUN/models/saved/best_student_model), a member (RUN/teachers/svd), "
                         "the ensemble (RUN/teachers/ensemble) or a run directory")
     rd = RunDir(run_dir) if run_dir else RunDir.of_model(stem)
-    is_ensemble = read_json(cfg_path).get("kind") == "ensemble"
+    is_ensemble = read_config(cfg_path).get("kind") == "ensemble"
     if is_ensemble:
         if rd is None:
             raise PakdError(f"{cfg_path} is an ensemble: its members are found through its run "
@@ -116,9 +118,7 @@ def _catalogue(stem: Path, rd: RunDir | None) -> tuple[list, list, list[str]]:
     (teachers are saved without one)."""
     cat_path = RunDir.catalog_of(stem)
     if cat_path.is_file():
-        cat = json.loads(cat_path.read_text())
-        titles = cat.get("titles") or [str(i) for i in cat["item_ids"]]
-        return cat["user_ids"], cat["item_ids"], titles
+        return _read_catalog(cat_path)
     if rd is None:
         raise PakdError(f"{cat_path} not found and {stem} is not inside a run directory: the "
                         "IDs and titles come from one of them (pass --run)")
@@ -131,14 +131,42 @@ def _catalogue(stem: Path, rd: RunDir | None) -> tuple[list, list, list[str]]:
     return enc.user_ids.tolist(), enc.item_ids.tolist(), list(titles)
 
 
+def _read_catalog(path: Path) -> tuple[list, list, list[str]]:
+    """(user IDs, item IDs, titles) of a catalogue file, checked: lists of IDs (strings or
+    integers) and, when present, one title string per item."""
+    raw = read_input(path, limit=MAX_CATALOG_BYTES, what="catalogue file",
+                     fix="restore the catalogue saved with the model, or distill it again")
+    try:
+        cat = json.loads(raw)
+    except (ValueError, RecursionError):
+        cat = None
+    ok = isinstance(cat, dict) and all(
+        isinstance(cat.get(k), list) and all(isinstance(x, (str, int)) and not isinstance(x, bool)
+                                             for x in cat[k]) for k in ("user_ids", "item_ids"))
+    titles = cat.get("titles") if ok else None
+    if ok and titles is not None and not (isinstance(titles, list) and len(titles) == len(
+            cat["item_ids"]) and all(isinstance(t, str) for t in titles)):
+        ok = False
+    if not ok:
+        raise PakdError(f"{path} is not a catalogue pakd can read (a JSON object with lists "
+                        "user_ids, item_ids and one title per item); restore the file saved "
+                        "with the model, or distill it again")
+    return cat["user_ids"], cat["item_ids"], titles or [str(i) for i in cat["item_ids"]]
+
+
 def _history(rd: RunDir | None, user_ids: list, item_ids: list):
     """(indptr, items) of every user's train+valid items and items by train popularity;
     empty without a run (nothing is excluded then)."""
     n_users, n_items = len(user_ids), len(item_ids)
     if rd is None or not rd.split_csv.is_file():
         return np.zeros(n_users + 1, np.int64), np.zeros(0, np.int64), np.arange(n_items)
-    df = pd.read_csv(rd.split_csv, usecols=["user", "item", "part"], dtype={"user": str,
-                                                                             "item": str})
+    try:
+        df = pd.read_csv(rd.split_csv, usecols=["user", "item", "part"],
+                         dtype={"user": str, "item": str, "part": str}, engine="c")
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        raise PakdError(f"{rd.split_csv} is not a split pakd can read (columns user, item, "
+                        "part); it was damaged or edited: make the split again with pakd data "
+                        "split, or pass the --run the model was trained in") from None
     u = pd.Index([str(x) for x in user_ids]).get_indexer(df["user"])
     i = pd.Index([str(x) for x in item_ids]).get_indexer(df["item"])
     unknown = (u < 0) | (i < 0)

@@ -106,11 +106,19 @@ class TorchGraphs(Graphs):
                                torch.as_tensor(items, dtype=torch.long)).numpy()
 
 
+def onnxruntime():
+    """onnxruntime with its telemetry events switched off: pakd reports nothing anywhere
+    (on Windows onnxruntime would otherwise log usage events to the system)."""
+    import onnxruntime as ort
+    ort.disable_telemetry_events()
+    return ort
+
+
 class OnnxGraphs(Graphs):
     backend = "onnxruntime"
 
     def __init__(self, topk_path: Path, rating_path: Path, threads: int = 1):
-        import onnxruntime as ort
+        ort = onnxruntime()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, int(threads))
         opts.inter_op_num_threads = 1

@@ -40,15 +40,14 @@ TIE_TOL = 1e-5
 
 def require_deploy_extra() -> None:
     """Stop with the install command when the ``deploy`` extra is missing."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-        import onnxscript  # noqa: F401
-        import fastapi  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError as e:
-        raise PakdError(f"{e.name} is not installed; `pip install 'pakd[deploy]'` (make run "
-                        "and make test install it)") from None
+    import importlib.util
+    # found, not imported: importing onnxscript alone costs seconds and ~100 MB that
+    # `pakd serve` of a PyTorch model never needs
+    missing = [m for m in ("onnx", "onnxruntime", "onnxscript", "fastapi", "uvicorn")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        raise PakdError(f"{missing[0]} is not installed; `pip install 'pakd[deploy]'` (make run "
+                        "and make test install it)")
 
 
 def graph_files(out: Path, int8: bool = False) -> tuple[Path, Path]:
@@ -113,7 +112,8 @@ def _optimise(src: Path, dst: Path, big: bool) -> None:
     """onnxruntime's basic (portable, standard-operator) optimisations - above all constant
     folding, which turns the item side of a dot-product model (side-field pooling over the
     whole catalogue) into one stored matrix - written to ``dst`` via a temp file."""
-    import onnxruntime as ort
+    from .graphs import onnxruntime
+    ort = onnxruntime()
     tmp = dst.with_name(dst.name + ".opt.tmp")
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
@@ -148,6 +148,9 @@ def quantise(out: Path) -> tuple[Path, Path]:
     each MatMul quantised per call), made from the constant-folded fp32 graphs so that the
     folded item matrix is what gets quantised."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from .graphs import onnxruntime
+    onnxruntime()                       # telemetry off before quantisation opens sessions
     done = []
     for src, dst in zip(graph_files(out), graph_files(out, int8=True)):
         tmp = dst.with_name(dst.name + ".tmp")
@@ -324,7 +327,7 @@ def export(dep: Deployable, out: str | Path, *, k: int = 100, int8: bool = False
     for name, graphs in variants.items():
         measured[name] = {"metrics": accuracy_on_test(dep, graphs, run, batch=batch),
                           "speed": speed(dep, graphs, seconds=bench_seconds, batch=batch)}
-        log.info("%s: %s", name, measured[name])
+        log.debug("%s: %s", name, measured[name])   # `pakd export` prints the summary
     files = {name: p.name for name, p in zip(("topk", "rating"), graph_files(out))}
     if int8:
         files.update({f"{name}_int8": p.name for name, p in

@@ -4,30 +4,40 @@ GET  /recommend?user=ID&k=10[&model=teacher][&include_seen=true]  top-K with tit
 POST /score {"pairs": [[user, item], ...]}                          ratings (bounded batch)
 GET  /healthz, /metadata, /users                                    liveness, model, user IDs
 GET  /                                                              a page comparing models
+GET  /docs, /openapi.json                                           only with docs=True
 
-Every request is checked before it reaches the model: unknown users and items answer 404
-(or, with ``fallback="popular"``, unknown users get the most rated items), malformed
-parameters 422, batches over the limit 413. Handlers are plain ``async`` functions that
-compute inline: one top-K is well under a millisecond for a student, and a thread hop per
-request would cost more than it saves.
+Every request passes `guard.Guard` first (Host, rate limit, bearer token, JSON content
+type, security headers), then is checked before it reaches the model: unknown users and
+items answer 404 (or, with ``fallback="popular"``, unknown users get the most rated
+items), malformed parameters 422, batches over the limit 413. Every error has the body
+``{"error": {"code", "message"}}``. The student computes inline: one top-K is well under a
+millisecond, and a thread hop per request would cost more than it saves. The teacher (an
+ensemble: tens of milliseconds a user) computes in a worker thread, so the event loop -
+and ``/healthz`` - keeps answering while it works.
 """
 from __future__ import annotations
 
+import asyncio
 import json
-import os
+import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import PakdError
+from ..limits import MAX_NESTING, short
+from .auth import BearerToken
 from .deployable import Deployable
 from .graphs import Graphs
+from .guard import Guard, RateLimiter, error_body, json_depth_ok, security_headers
 
 PAGE = Path(__file__).with_name("page.html")
 
@@ -40,14 +50,25 @@ class Served:
     label: str
 
     def describe(self) -> dict:
-        return {**self.dep.describe(), "backend": self.graphs.backend, "label": self.label,
-                "max_k": self.graphs.k}
+        """What /metadata tells a client: no file system path, no process ID."""
+        d = self.dep
+        return {"name": d.name, "kind": d.kind, "params": int(d.model.n_params()),
+                "size_bytes": int(d.size_bytes), "users": len(d.user_ids),
+                "items": len(d.item_ids), "metrics": d.metrics,
+                "backend": self.graphs.backend, "label": self.label, "max_k": self.graphs.k}
 
 
 def _json(body: dict) -> Response:
     """A JSON response from plain Python values, serialised once by ``json`` (FastAPI's own
     encoder walks the values again and costs more than the top-K itself)."""
     return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
+
+
+def error(status: int, message: str, code: str | None = None,
+          headers: dict | None = None) -> Response:
+    """The one error body of the service: ``{"error": {"code", "message"}}``."""
+    return Response(error_body(status, message, code), status_code=status,
+                    media_type="application/json", headers=headers)
 
 
 def _items(served: Served, idx: np.ndarray, scores: np.ndarray) -> list[dict]:
@@ -57,20 +78,30 @@ def _items(served: Served, idx: np.ndarray, scores: np.ndarray) -> list[dict]:
 
 
 def create_app(student: Served, teacher: Served | None = None, *, fallback: str | None = None,
-               max_batch: int = 1000):
+               max_batch: int = 1000, token: BearerToken | None = None,
+               allowed_hosts: set[str] | None = None, rate_limit: float = 0,
+               docs: bool = False, workers: int = 1):
     """The FastAPI app; ``teacher`` (optional) answers ``model=teacher`` and the page's
-    second column."""
+    second column. ``token``: required on every endpoint but /healthz and the page;
+    ``allowed_hosts``: Host header values accepted (None: any); ``rate_limit``: requests a
+    second per client address (0: none); ``docs``: serve /docs and /openapi.json;
+    ``workers``: threads that compute the teacher's answers."""
     if fallback not in (None, "popular"):
         raise PakdError(f"fallback must be 'popular' or none, got {fallback!r}")
     if max_batch < 1:
         raise PakdError(f"max batch must be at least 1, got {max_batch}")
-    app = FastAPI(title="pakd recommender", version=__version__,
-                  docs_url="/docs", redoc_url=None)
+    if rate_limit < 0:
+        raise PakdError(f"the rate limit must be 0 (none) or positive, got {rate_limit}")
+    app = FastAPI(title="pakd recommender", version=__version__, docs_url=None,
+                  redoc_url=None, openapi_url="/openapi.json" if docs else None)
+    page_html = PAGE.read_text()
+    app.add_middleware(Guard, token=token, allowed_hosts=allowed_hosts,
+                       limiter=RateLimiter(rate_limit) if rate_limit else None,
+                       headers=security_headers(page_html))
     models = {"student": student, **({"teacher": teacher} if teacher else {})}
     started = time.time()
-
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse(status_code=status, content={"error": message})
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="pakd-teacher")
+    app.router.on_shutdown.append(lambda: pool.shutdown(wait=False))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -78,24 +109,34 @@ def create_app(student: Served, teacher: Served | None = None, *, fallback: str 
                           for e in exc.errors()[:5])
         return error(422, f"bad request: {where}")
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        message = {404: f"no such endpoint: {request.url.path[:100]}",
+                   405: f"{request.method} is not allowed on {request.url.path[:100]}"}.get(
+            exc.status_code, str(exc.detail))
+        return error(exc.status_code, message, headers=getattr(exc, "headers", None))
+
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception):   # pragma: no cover - a bug, logged
         from ..runtime import log
-        log.exception("unhandled error on %s", request.url.path)
+        log.error("unhandled error on %s: %s: %s", request.url.path, type(exc).__name__,
+                  str(exc)[:200])
+        log.debug("traceback", exc_info=exc)
         return error(500, f"internal error: {type(exc).__name__}")
 
     @app.get("/healthz")
     async def healthz():
-        return {"status": "ok", "uptime_s": round(time.time() - started, 1)}
+        return _json({"status": "ok", "uptime_s": round(time.time() - started, 1)})
 
     @app.get("/metadata")
     async def metadata():
-        return {name: s.describe() for name, s in models.items()} | {
-            "max_batch": max_batch, "fallback": fallback, "pid": os.getpid()}
+        return _json({name: s.describe() for name, s in models.items()} | {
+            "max_batch": max_batch, "fallback": fallback, "version": __version__})
 
     @app.get("/users")
     async def users(limit: int = Query(1000, ge=1, le=100000)):
-        return {"users": student.dep.user_ids[:limit], "total": len(student.dep.user_ids)}
+        return _json({"users": student.dep.user_ids[:limit],
+                      "total": len(student.dep.user_ids)})
 
     @app.get("/recommend")
     async def recommend(user: str = Query(..., min_length=1, max_length=200),
@@ -112,15 +153,20 @@ def create_app(student: Served, teacher: Served | None = None, *, fallback: str 
         if u is None:
             if fallback == "popular":
                 top = dep.popular[:k]
-                return {"user": user, "model": model, "fallback": "popular",
-                        "items": [{"item": dep.item_ids[int(i)], "title": dep.titles[int(i)],
-                                   "score": None} for i in top]}
-            return error(404, f"user {user!r} is not among the model's {len(dep.user_ids)} "
-                              "users (start with --fallback popular to answer them with "
-                              "popular items)")
+                return _json({"user": user, "model": model, "fallback": "popular",
+                              "items": [{"item": dep.item_ids[int(i)],
+                                         "title": dep.titles[int(i)], "score": None}
+                                        for i in top]})
+            return error(404, f"user {short(user)} is not among the model's "
+                              f"{len(dep.user_ids)} users (start with --fallback popular to "
+                              "answer them with popular items)")
         users_ = np.array([u], dtype=np.int64)
         seen = (np.full((1, 1), -1, np.int64) if include_seen else dep.seen_padded(users_))
-        scores, idx = served.graphs.top(users_, seen, k)
+        if served is student:
+            scores, idx = served.graphs.top(users_, seen, k)
+        else:             # slow: off the event loop, so /healthz and the student keep going
+            scores, idx = await asyncio.get_running_loop().run_in_executor(
+                pool, served.graphs.top, users_, seen, k)
         return _json({"user": dep.user_ids[u], "model": model,
                       "items": _items(served, idx[0][:k], scores[0][:k])})
 
@@ -136,9 +182,12 @@ def create_app(student: Served, teacher: Served | None = None, *, fallback: str 
             if len(body) > body_limit:
                 return error(413, f"request body over {body_limit} bytes (the limit for "
                                   f"{max_batch} pairs); split the batch")
+        if not json_depth_ok(body):
+            return error(422, f"bad request: JSON nested deeper than {MAX_NESTING} levels; "
+                              'expected {"pairs": [[user, item], ...]}')
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return error(422, 'bad request: the body must be JSON: {"pairs": [[user, item], ...]}')
         pairs = data.get("pairs") if isinstance(data, dict) else None
         if not isinstance(pairs, list) or not all(
@@ -155,23 +204,86 @@ def create_app(student: Served, teacher: Served | None = None, *, fallback: str 
         i = [dep.item_index(p[1]) for p in pairs]
         for n, (a, b) in enumerate(zip(u, i)):
             if a is None or b is None:
-                what = f"user {pairs[n][0]!r}" if a is None else f"item {pairs[n][1]!r}"
+                what = (f"user {short(pairs[n][0])}" if a is None
+                        else f"item {short(pairs[n][1])}")
                 return error(404, f"pair {n}: {what} is not known to the model")
         if not pairs:
-            return {"ratings": []}
+            return _json({"ratings": []})
         r = student.graphs.rate(np.array(u, np.int64), np.array(i, np.int64))
         return _json({"ratings": [float(x) for x in r]})
 
     @app.get("/", response_class=HTMLResponse)
     async def page():
-        return PAGE.read_text()
+        return HTMLResponse(page_html)
+
+    if docs:
+        @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+        async def api_docs():
+            return HTMLResponse(docs_page(app.openapi()))
 
     return app
 
 
-def serve(app, host: str, port: int, *, log_level: str = "warning") -> None:
+def docs_page(spec: dict) -> str:
+    """The API described in plain HTML from the OpenAPI document: no script, no style
+    sheet from a CDN (FastAPI's own /docs loads Swagger UI from one)."""
+    from html import escape
+    rows = []
+    for path, ops in spec.get("paths", {}).items():
+        for method, op in ops.items():
+            params = ", ".join(f"{p['name']}{'' if p.get('required') else '?'}"
+                               for p in op.get("parameters", []))
+            rows.append(f"<tr><td>{escape(method.upper())}</td><td><code>{escape(path)}"
+                        f"</code></td><td>{escape(params)}</td><td>"
+                        f"{escape(op.get('summary') or op.get('description') or '')}</td></tr>")
+    return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>pakd API"
+            "</title></head><body><h1>pakd recommender API</h1><p>The OpenAPI document is at "
+            "<a href=\"/openapi.json\">/openapi.json</a>. Errors answer "
+            "<code>{\"error\": {\"code\", \"message\"}}</code>.</p><table><tr><th>method"
+            "</th><th>path</th><th>parameters</th><th>what</th></tr>" + "".join(rows) +
+            "</table></body></html>")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (port 0: a free one), or a `PakdError` saying why
+    not - before anything is printed or loaded."""
+    import errno
+    if not 0 <= port <= 65535:
+        raise PakdError(f"--port {port} is not a TCP port: give 1-65535, or 0 for a free one")
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM,
+                                   proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as e:
+        raise PakdError(f"--host {host[:80]!r}: not an address or a name this machine can "
+                        f"resolve ({e}); give e.g. 127.0.0.1, 0.0.0.0 or localhost") from None
+    family, kind, proto, _, addr = infos[0]
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are
+    # TCP; without it every response waited ~40 ms for the client's delayed ACK
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(2048)
+        return sock
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise PakdError(f"port {port} on {host} is in use (another server?): stop it, "
+                            "choose another --port, or give --port 0 for a free one") from None
+        if e.errno in (errno.EACCES, errno.EPERM):
+            raise PakdError(f"no permission to listen on port {port} (ports below 1024 need "
+                            "privileges): choose a --port from 1024 up") from None
+        if e.errno == errno.EADDRNOTAVAIL:
+            raise PakdError(f"--host {host}: no interface of this machine has that address; "
+                            "give 127.0.0.1, 0.0.0.0 or one of its own addresses") from None
+        raise PakdError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+
+
+def serve(app, sock: socket.socket, *, log_level: str = "warning") -> None:
+    """Run uvicorn on an already bound socket (`bind`), without its Server header."""
     import uvicorn
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, server_header=False)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def default_onnx_dir(stem: Path) -> Path:

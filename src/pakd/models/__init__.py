@@ -17,6 +17,8 @@ from ..atomic import atomic_write_bytes, atomic_write_text
 from ..config.defaults import ARCH
 from ..data.schema import Schema
 from ..errors import PakdError
+from ..limits import input_problem
+from .checks import check_against_weights, read_config
 from .als import ALS
 from .autoint import AutoInt
 from .ease import EASE
@@ -62,10 +64,17 @@ def load(stem: str | Path) -> tuple[RecModel, dict]:
     cfg_path, w_path = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
     for p in (cfg_path, w_path):
         if not p.is_file():
+            problem = input_problem(p, "model file")
+            if problem is not None and "not found" not in problem.problem:
+                raise problem
             raise PakdError(f"{p} not found; train or distill the model first")
     again = "train or distill it again"
+    cfg = read_config(cfg_path)
+    # every tensor the config implies is compared with the weights file's header first:
+    # a config edited to ask for a huge layer is refused before anything is allocated
+    check_against_weights(cfg, cfg_path, w_path,
+                          lambda kind, schema, arch: build(kind, Schema.from_dict(schema), arch))
     try:
-        cfg = json.loads(cfg_path.read_text())
         schema = Schema.from_dict(cfg["schema"])
         model = build(cfg["kind"], schema, cfg["arch"])
     except PakdError:
