@@ -130,6 +130,8 @@ def export_graphs(dep: Deployable, out: Path, k: int) -> tuple[Path, Path]:
     """The fp32 top-K and rating graphs of ``dep`` in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     model = dep.model.eval()
+    if hasattr(model, "frozen"):          # users built from histories: their vectors, once
+        model = model.frozen()
     b = torch.export.Dim("batch", min=1)
     s = torch.export.Dim("seen", min=1)
     topk_path, rating_path = graph_files(out)

@@ -61,12 +61,14 @@ def distill(student: RecModel, enc: Encoded, signals: TeacherSignals, *, losses:
             settings, criterion: Importance | None, target: int | None, prune_until: float,
             prune_steps: int, teacher_valid: dict, relevant_min_rating: float | None = None,
             seed: int = 0, gen: torch.Generator | None = None, quiet: bool = True,
-            name: str = "", group_floor: float = 0.0) -> StudentResult:
+            name: str = "", group_floor: float = 0.0, callbacks=()) -> StudentResult:
     """Train ``student`` on ``signals`` (and the labels) with ``settings`` (epochs, batch
     size, lr, weight decay, l2, negatives, patience), pruning it by ``criterion`` down to
     ``target`` parameters (None: no pruning), each group keeping at least ``group_floor``
     of its units. ``gen`` (default: seeded by ``seed``) draws the batches, negatives and
-    candidate lists - and the random criterion's scores, when it shares the generator."""
+    candidate lists - and the random criterion's scores, when it shares the generator.
+    ``callbacks``: more `pakd.train.Callback`s for the loop (after the built-in ones: they
+    see each epoch's record with its valid figures - a tuner's early stopping, say)."""
     if losses.catalogue() and not has_product_ranking(student):
         raise PakdError(f"a {student.kind} student ranks pair by pair, so it cannot be scored "
                         "against the catalogue at every step: use --label-ranking softmax and "
@@ -83,8 +85,8 @@ def distill(student: RecModel, enc: Encoded, signals: TeacherSignals, *, losses:
     if pruning:
         pruner.check(student)
     best = BestEpoch(objective.figures, settings.patience, per_task=True)
-    callbacks = [Progress(quiet), Pruning(pruner, [objective]), best]
-    trainer = Trainer(student, objective, settings, callbacks, name=name)
+    trainer = Trainer(student, objective, settings,
+                      [Progress(quiet), Pruning(pruner, [objective]), best, *callbacks], name=name)
     fit = trainer.fit(enc)
     return StudentResult(trainer.model.eval(), fit.history, fit.train_seconds, fit.best_epoch,
                          start, pruner.log, fit.best_epochs)

@@ -83,8 +83,9 @@ def losses_of(dc, tasks: frozenset, use_kd: bool) -> Losses:
                   dc.label_ranking, dc.kd_list, dc.kd_ranking, dc.kd_top)
 
 
-def train_student(ctx: Context, job: Job, reference: str | None):
-    """(StudentResult, start size) of one student of the sweep."""
+def train_student(ctx: Context, job: Job, reference: str | None, callbacks=()):
+    """(StudentResult, start size) of one student of the sweep (``callbacks``: more
+    training-loop callbacks, `pakd.distill.loop.distill`)."""
     cfg, enc, dc = ctx.cfg, ctx.enc, ctx.cfg.distill
     crit_name, use_kd = METHODS[job.method] if job.method not in ABLATIONS else ("fisher", True)
     tasks = (frozenset(dc.distill_tasks) - {ABLATIONS.get(job.method)} if use_kd
@@ -107,7 +108,7 @@ def train_student(ctx: Context, job: Job, reference: str | None):
                   prune_until=dc.prune_until, prune_steps=dc.prune_steps,
                   group_floor=dc.group_floor, teacher_valid=ctx.teacher_valid,
                   relevant_min_rating=cfg.eval.relevant_min_rating, seed=cfg.seed, gen=gen,
-                  quiet=cfg.quiet, name=f"{job.method}@{job.budget}")
+                  quiet=cfg.quiet, name=f"{job.method}@{job.budget}", callbacks=callbacks)
     return res, start
 
 

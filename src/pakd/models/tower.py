@@ -459,6 +459,16 @@ class TowerStudent(RecModel):
     def predict(self, user, item):
         return self.forward(user, item).rating
 
+    @torch.no_grad()
+    def frozen(self) -> "FrozenTower":
+        """The student with every known user's and item's vectors computed once: what an
+        exported graph holds (two products and a few gathers, no history to walk)."""
+        self.eval()
+        users = torch.arange(self.schema.n_users)
+        p, pr, b_u = self._user_vectors(users)
+        q, b_i, c = self._catalogue()
+        return FrozenTower(self, p, pr, b_u, q @ self.rank_item.T, q @ self.rate_item.T, b_i, c)
+
     # ------------------------------------------------------------------ training helpers
     def task_params(self):
         return None           # both outputs read the shared item space
@@ -544,6 +554,35 @@ class TowerStudent(RecModel):
             groups += neuron_groups("mlp", self.mlp, [("head.weight", 1, 0)], arch_key="hidden",
                                     hidden_offset=0)
         return groups
+
+
+class FrozenTower(RecModel):
+    """A `TowerStudent`'s outputs as fixed user and item vectors (`TowerStudent.frozen`):
+    scores and ratings of the known users and items, in plain tensor expressions that trace
+    into an ONNX graph."""
+    kind = "tower_student"
+    one_pass_score_all = True
+
+    def __init__(self, tower: TowerStudent, p, pr, b_u, k, kr, b_i, c):
+        super().__init__(tower.schema, float(tower.rating_mean))
+        for name, t in (("user_rank", p), ("user_rate", pr), ("user_bias", b_u),
+                        ("item_rank", k), ("item_rate", kr), ("item_bias", b_i),
+                        ("item_rank_bias", c)):
+            self.register_buffer(name, t.detach().clone().contiguous())
+        self.mlp, self.head = tower.mlp, tower.head
+
+    def forward(self, user, item) -> Output:
+        p, pr = self.user_rank[user], self.user_rate[user]
+        k, kr = self.item_rank[item], self.item_rate[item]
+        inter = pr * kr
+        rating = self.rating_mean + self.user_bias[user] + self.item_bias[item] + inter.sum(1)
+        if self.mlp is not None:
+            rating = rating + self.head(self.mlp(torch.cat([pr, kr, inter], 1)))[:, 0]
+        return Output(rating, self.item_rank_bias[item] + (p * k).sum(1), inter)
+
+    def score_all(self, users, items=None):
+        out = self.user_rank[users] @ self.item_rank.T + self.item_rank_bias
+        return out if items is None else out[:, items]
 
 
 def popularity_buckets(counts: torch.Tensor, buckets: int) -> list[torch.Tensor]:
