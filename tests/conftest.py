@@ -80,6 +80,8 @@ def pipeline_run(tmp_path_factory):
                "--item-features", str(root / "items.csv"), "--title-column", "title",
                "--out", str(out), "--profile", "quick", "--threads", "1", "-q",
                "--check-train-sample", "--rerank-n", "5,20", "--ease-lambdas", "10,100",
+               "--models", "svd,xdeepfm,autoint,ease",
+               "--algorithms", "svd,xdeepfm,autoint,ease",
                "--methods", "fisher_kd,taylor_kd,magnitude_kd,random_kd,fisher_ft,scratch,"
                "final_kd,mf_labels,lightweight_kd,dense_kd", "--ablation", "0.5"])
     assert rc == 0

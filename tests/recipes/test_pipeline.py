@@ -311,11 +311,11 @@ def test_budgets_are_met_exactly_and_refused_outside_the_student(run, tmp_path):
     from pakd.data import load_encoded
     from pakd.distill.students import make_student
     from pakd.errors import PakdError
-    from pakd.recipes.distill import _origin, size_targets
+    from pakd.distill.students import origin_params
+    from pakd.recipes.distill import size_targets
     from pakd.rundir import RunDir
     rd = RunDir(tmp_path / "r")
     shutil.copytree(run, rd.root)
-    origin = _origin(rd)
 
     def cfg(budgets):
         return build_config(base=load_run_config(rd.config), overrides={
@@ -323,6 +323,10 @@ def test_budgets_are_met_exactly_and_refused_outside_the_student(run, tmp_path):
             "distill.ablation": None, "distill.workers": 1, "quiet": True})
     c = cfg(["15%", "0.6"])
     enc = load_encoded(c, rd)
+    origin = origin_params(c, enc.schema)
+    trained = sum(json.loads((rd.root / "teachers" / f"{n}.json").read_text())["params"]
+                  for n in ("svd", "xdeepfm", "autoint"))
+    assert origin == trained                  # counted from the architectures
     dense = make_student(c, enc).n_params()
     _, sizes = size_targets(c, rd, enc)
     assert sizes == {"15%": int(0.15 * origin), "0.6": int(dense * 0.4)}

@@ -493,8 +493,8 @@ class _DistillOwn(Section):
          "mf_labels", "lightweight_kd", "dense_kd"],
         "fisher_kd (PAKD: mask Fisher), taylor_kd (first + second order), magnitude_kd, "
         "random_kd, fisher_ft (Fisher pruning, labels only); baselines of fisher_kd's final "
-        "architecture: scratch (labels only), final_kd (KD, never pruned), mf_labels (a plain "
-        "MF of the same size, labels only, tuned on valid); lightweight_kd (the earlier "
+        "architecture: scratch (labels only), final_kd (KD, never pruned); mf_labels (a plain "
+        "MF of the budget's size, labels only, its L2 chosen on valid); lightweight_kd (the earlier "
         "lightweight_model student, fisher_kd at the same budget); dense_kd (the unpruned "
         "student with KD, once)", flag="--methods")
     ablation: str | None = _f("3%", "the budget at which fisher_kd is also trained without "

@@ -36,8 +36,8 @@ class Budget:
             return int(self.value)
         if origin is None:
             raise PakdError(f"budget {self.label} is a share of the three origin members "
-                            "(svd, xdeepfm, autoint), which this run has not trained: train "
-                            "them, or give budgets as parameters (48000) or ratios (0.4)")
+                            "(svd, xdeepfm, autoint), whose size is not known here: give "
+                            "budgets as parameters (48000) or ratios (0.4)")
         return int(math.floor(origin * self.value / 100))
 
 

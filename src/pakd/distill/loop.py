@@ -35,12 +35,13 @@ METHODS = {
     "fisher_ft": ("fisher", False),
     "scratch": (None, False),        # the reference's final architecture, labels only
     "final_kd": (None, True),        # the reference's final architecture, KD, never pruned
-    "mf_labels": (None, False),      # a plain MF of the reference's size, labels only
+    "mf_labels": (None, False),      # a plain MF of the budget's size, labels only
     "dense_kd": (None, True),        # the unpruned student with KD (one per sweep)
     "lightweight_kd": ("fisher", True),   # the earlier lightweight_model student, PAKD
 }
-# baselines that copy the final architecture (or size) of a pruning method's student
-AFTER_REFERENCE = ("scratch", "final_kd", "mf_labels")
+# baselines that copy the final architecture of a pruning method's student (mf_labels is
+# sized by the budget itself)
+AFTER_REFERENCE = ("scratch", "final_kd")
 # the ablation: fisher_kd with one distillation term left out
 ABLATIONS = {f"fisher_kd_no_{t}": t for t in ("ranking", "rating", "feature")}
 

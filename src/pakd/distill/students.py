@@ -10,7 +10,6 @@ Sizes are measured against the origin report's three members (`origin_params`).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -107,14 +106,8 @@ def mf_of_size(enc: Encoded, params: int, rating_mean: float) -> RecModel:
     return make(k)
 
 
-def origin_params(member_json) -> int | None:
-    """Parameters of the origin report's three members (svd + xdeepfm + autoint): the
-    yardstick of the size budgets, however large the actual teacher is. ``member_json``
-    gives a member's saved config path, or None when it is not trained."""
-    total = 0
-    for n in TEACHERS:
-        path = member_json(n)
-        if path is None or not Path(path).is_file():
-            return None
-        total += int(json.loads(Path(path).read_text())["params"])
-    return total
+def origin_params(cfg, schema) -> int:
+    """Parameters of the origin report's three members (svd + xdeepfm + autoint) in the
+    run's architectures, trained or not: the yardstick of the size budgets, however large
+    the actual teacher is (EASE alone holds items^2 weights)."""
+    return sum(build(n, schema, arch_of(getattr(cfg, n), n)).n_params() for n in TEACHERS)

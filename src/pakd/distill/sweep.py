@@ -4,7 +4,7 @@ processes - with finished students kept for ``--resume``.
 
 Every (budget, method) student starts from the same dense student and gets the same
 epochs and batches; only the criterion and the loss change. The baselines that copy a
-pruned architecture (scratch, final_kd, mf_labels) start once their reference (fisher_kd
+pruned architecture (scratch, final_kd) start once their reference (fisher_kd
 at that budget) has finished. Students are trained by ``workers`` processes at once, each
 single-threaded: a student's many small steps barely use a second core, and a student
 trained on one thread equals one trained on two.
@@ -99,7 +99,7 @@ def train_student(ctx: Context, job: Job, reference: str | None, callbacks=()):
     if job.method in ("scratch", "final_kd"):
         student, target = from_scratch(load(reference)[0], enc, cfg.seed), None
     elif job.method == "mf_labels":
-        student, target = mf_of_size(enc, job.target, mean), None
+        return tuned_mf(ctx, job, callbacks), start
     gen = torch.Generator().manual_seed(cfg.seed)
     crit = None if crit_name is None else make_criterion(
         crit_name, model=student, gen=gen, balance=dc.fisher_balance or None)
@@ -110,6 +110,35 @@ def train_student(ctx: Context, job: Job, reference: str | None, callbacks=()):
                   relevant_min_rating=cfg.eval.relevant_min_rating, seed=cfg.seed, gen=gen,
                   quiet=cfg.quiet, name=f"{job.method}@{job.budget}", callbacks=callbacks)
     return res, start
+
+
+MF_L2 = (0.01, 0.05, 0.2)     # the labels-only MF's row L2, chosen on valid per budget
+
+
+def tuned_mf(ctx: Context, job: Job, callbacks=()):
+    """The labels-only plain MF of the budget's size, its row L2 chosen on the valid part
+    (by the balance of NDCG@10 and RMSE against the teacher's) from `MF_L2`: a peer of
+    equal size as well tuned as the sweep's budget allows."""
+    cfg, enc, dc = ctx.cfg, ctx.enc, ctx.cfg.distill
+    mean = float(enc.parts["train"].rating.mean())
+    tv = ctx.teacher_valid
+    best = None
+    for l2 in MF_L2:
+        seed_everything(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        res = distill(mf_of_size(enc, job.target, mean), enc, ctx.signals,
+                      losses=losses_of(dc, frozenset(), False),
+                      settings=dc.model_copy(update={"l2": l2}), criterion=None, target=None,
+                      prune_until=dc.prune_until, prune_steps=dc.prune_steps,
+                      teacher_valid=tv, relevant_min_rating=cfg.eval.relevant_min_rating,
+                      seed=cfg.seed, gen=gen, quiet=cfg.quiet,
+                      name=f"{job.method}@{job.budget} l2 {l2:g}", callbacks=callbacks)
+        v = res.history[res.best_epoch - 1] if res.best_epoch else res.history[-1]
+        balance = v["valid_ndcg@10"] / max(tv["ndcg@10"], 1e-12) - v["valid_rmse"] / tv["rmse"]
+        if best is None or balance > best[0]:
+            best = (balance, l2, res)
+    best[2].prune_log = [{"chosen_l2": best[1], "l2_grid": list(MF_L2)}]
+    return best[2]
 
 
 def train_row(ctx: Context, job: Job, reference: str | None) -> tuple[dict, dict]:

@@ -61,7 +61,7 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     t_row = {"method": "teacher", "model": dc.teacher, "budget": None,
              **{k: got["test"].get(k) for k in ROW_KEYS}, "params": teacher.n_params(),
              "file_bytes": sum(f.stat().st_size for f in rd.teacher_files(dc.teacher)),
-             "valid": teacher_valid, "origin_params": _origin(rd)}
+             "valid": teacher_valid, "origin_params": origin_params(cfg, enc.schema)}
     member_rows = (_member_rows(cfg, rd, enc, teacher)
                    if dc.teacher == "ensemble" and distributed.is_main() else [])
     signals = teacher_signals(teacher, enc, scores, list_top=max(dc.list_top, dc.kd_top),
@@ -113,16 +113,12 @@ def size_targets(cfg: RunConfig, rd: RunDir, enc: Encoded) -> tuple[list, dict[s
     dense = make_student(cfg, enc)
     probe = Pruner(None, start=dense.n_params(), target=dense.n_params(), total_steps=1,
                    until=1.0, steps=1, floor=cfg.distill.group_floor)
-    sizes = B.targets(budgets, dense.n_params(), _origin(rd), probe.least_params(dense))
+    origin = origin_params(cfg, enc.schema)
+    sizes = B.targets(budgets, dense.n_params(), origin, probe.least_params(dense))
     log.info("budgets %s of a dense student of %s parameters (the origin members hold %s)",
              ", ".join(f"{k} = {v:,}" for k, v in sizes.items()), f"{dense.n_params():,}",
-             f"{_origin(rd):,}" if _origin(rd) else "?")
+             f"{origin:,}")
     return budgets, sizes
-
-
-def _origin(rd: RunDir) -> int | None:
-    return origin_params(lambda n: rd.member(n).with_suffix(".json") if rd.has_member(n)
-                         else None)
 
 
 def _member_rows(cfg: RunConfig, rd: RunDir, enc: Encoded, ens) -> list[dict]:
