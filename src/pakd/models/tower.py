@@ -222,6 +222,8 @@ class TowerStudent(RecModel):
             rows[mine, pos[mine]] = g("user_rows")[mine, 0]
             out["user_rows"] = rows
             out["user_dims"] = g("user_dims")
+        out = {k: v.clone() for k, v in out.items()}
+        self._catalogue_mask_gradients(out)
         return out
 
     def _mask(self, name: str) -> torch.Tensor | None:
@@ -263,7 +265,23 @@ class TowerStudent(RecModel):
 
     def _pooled(self, name: str, idx: torch.Tensor | None = None):
         """(vectors [n, width], biases [n, 2]) of a side field for ``idx`` (default every
-        item or user), mean-pooled over its tokens."""
+        item or user), mean-pooled over its tokens; within a step each field is pooled once
+        for the whole catalogue and its rows are read from there."""
+        s = self._step
+        if s is not None and idx is not None:
+            key = ("pooled", name)
+            if key not in s.memo:
+                s.memo[key] = self._pooled_all(name)
+            v, b = s.memo[key]
+            return v[idx], b[idx]
+        if s is not None:
+            key = ("pooled", name)
+            if key not in s.memo:
+                s.memo[key] = self._pooled_all(name)
+            return s.memo[key]
+        return self._pooled_all(name, idx)
+
+    def _pooled_all(self, name: str, idx: torch.Tensor | None = None):
         tok = self.tokens.get(name)
         tok = tok if idx is None else tok.index_select(0, idx)
         t = self.fields[name]
@@ -439,22 +457,39 @@ class TowerStudent(RecModel):
             q, _, c = self._catalogue()
             out = p @ (q @ self.rank_item.T).T + c
             return out if items is None else out[:, items]
+        # an observed step: the item side stays one product; the per-example gradients of
+        # its units' masks follow from this product's gradient after backward
+        # (`_catalogue_mask_gradients`). Masking the users' vectors in item space, z, on a
+        # dimension is masking that dimension of every item for those users.
         z = (p @ self.rank_item) * self._mask("dims_item")[ex]       # [U, dim]
-        m_items = self._mask("items")[ex]
-        out = (self.pop_weight * self.log_pop).expand(len(users), -1)
-        for bi, t in enumerate(self.buckets):
-            if not len(t.owner):
+        q, _, c = self._catalogue()
+        out = z @ q.T + c
+        if out.requires_grad:
+            out.retain_grad()
+            self._step.memo.setdefault("scored", []).append((out, z.detach(), ex))
+        return out if items is None else out[:, items]
+
+    @torch.no_grad()
+    def _catalogue_mask_gradients(self, out: dict[str, torch.Tensor]) -> None:
+        """Add the catalogue products' share to the per-example mask gradients ``out``:
+        with G the gradient of a product's scores [U, items] and z its users' vectors, an
+        item row's mask gets G[n, i] (z_n . row_i + its ranking bias), a table column c at
+        space position k gets z_n[k] sum_i G[n, i] table_i[c]."""
+        for scores, z, ex in self._step.memo.get("scored", []):
+            g = scores.grad
+            if g is None:
                 continue
-            zb = z[:, self._pos(t.cols)] * self._mask(f"bucket.{bi}")[ex]
-            part = (zb @ t.weight.T + t.bias[:, 1]) * m_items[:, t.owner]
-            out = out.index_add(1, t.owner, part)
-        if self.item_fields:
+            for b, t in enumerate(self.buckets):
+                if not len(t.owner):
+                    continue
+                zb, gb = z[:, self._pos(t.cols)], g[:, t.owner]
+                out[f"rows.{b}"].index_add_(0, ex, gb * (zb @ t.weight.T + t.bias[:, 1]))
+                out[f"bucket_dims.{b}"].index_add_(0, ex, zb * (gb @ t.weight))
             k = len(self.item_fields)
             for f in self.item_fields:
-                v, b = self._pooled(f.name)
-                zf = z[:, self._pos(self.fields[f.name].cols)] * self._mask(f"field.{f.name}")[ex]
-                out = out + (zf @ v.T + b[:, 1]) / k
-        return out if items is None else out[:, items]
+                v, _ = self._pooled(f.name)
+                zf = z[:, self._pos(self.fields[f.name].cols)]
+                out[f"field_dims.{f.name}"].index_add_(0, ex, zf * (g @ v) / k)
 
     def predict(self, user, item):
         return self.forward(user, item).rating
