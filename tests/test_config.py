@@ -126,7 +126,7 @@ def test_full_catalogue_softmax_and_ease_give_way_on_large_catalogues():
     assert above["distill.label_ranking"] == "softmax"
     assert "train.models" not in above
     big = for_data("default", n, 40_000, ease_max_items=30_000)
-    assert big["train.models"] == big["ensemble.algorithms"] == ["svd", "xdeepfm", "autoint"]
+    assert big["train.models"] == big["ensemble.algorithms"] == ["svd", "autoint"]
     assert "train.models" not in for_data("default", n, 40_000, ease_max_items=50_000)
 
 

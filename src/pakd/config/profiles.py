@@ -19,6 +19,14 @@ from .defaults import DEFAULT_MEMBERS, DISTILL_FIT, FIT
 
 PROFILES: dict[str, dict[str, Any]] = {
     "default": {},
+    # every control at every budget and the ablation: the evidence run (`pakd run --seeds
+    # 0,1,2 --profile full`); the default sweep trains PAKD, the labels-only MF of each
+    # budget and the dense student only, so that `make run` stays short
+    "full": {
+        "distill.methods": ["fisher_kd", "taylor_kd", "magnitude_kd", "random_kd", "scratch",
+                            "final_kd", "mf_labels", "lightweight_kd", "dense_kd"],
+        "distill.ablation": "true",          # at the smallest budget
+    },
     "quick": {
         "svd.epochs": 2, "svd.factors": 8, "svd.rank_factors": 8, "svd.negatives": 4,
         "xdeepfm.epochs": 1, "xdeepfm.embed_dim": 4, "xdeepfm.cin_layers": [8, 8],

@@ -489,15 +489,14 @@ class _DistillOwn(Section):
         "dense student (0.4)", flag="--budgets",
         aliases=["--pruning-ratio", "--pruning-ratios"])
     methods: list[METHOD_NAMES] = _f(
-        ["fisher_kd", "taylor_kd", "magnitude_kd", "random_kd", "scratch", "final_kd",
-         "mf_labels", "lightweight_kd", "dense_kd"],
+        ["fisher_kd", "mf_labels", "dense_kd"],
         "fisher_kd (PAKD: mask Fisher), taylor_kd (first + second order), magnitude_kd, "
         "random_kd, fisher_ft (Fisher pruning, labels only); baselines of fisher_kd's final "
         "architecture: scratch (labels only), final_kd (KD, never pruned); mf_labels (a plain "
         "MF of the budget's size, labels only, its L2 chosen on valid); lightweight_kd (the earlier "
         "lightweight_model student, fisher_kd at the same budget); dense_kd (the unpruned "
         "student with KD, once)", flag="--methods")
-    ablation: str | None = _f("3%", "the budget at which fisher_kd is also trained without "
+    ablation: str | None = _f(None, "the budget at which fisher_kd is also trained without "
                               "each distillation term in turn (none: no ablation)",
                               flag="--ablation")
 
@@ -583,14 +582,11 @@ class _DistillRules(Section):
 
     @model_validator(mode="after")
     def _ablation_at_a_budget(self):
-        """The ablation runs at one of the budgets (``true``, or the default when the budgets
-        do not hold it: the smallest student)."""
+        """The ablation runs at one of the budgets (``true``: the smallest student)."""
         from ..distill.budgets import parse
         if self.ablation is None:
             return self
-        default = type(self).model_fields["ablation"].default
-        if str(self.ablation).lower() in ("true", "on", "yes") or (
-                self.ablation == default and default not in self.budgets):
+        if str(self.ablation).lower() in ("true", "on", "yes"):
             budgets = [parse(b) for b in self.budgets]
             ratios = [b for b in budgets if b.kind == "ratio"]
             small = (max(ratios, key=lambda b: b.value) if ratios
@@ -641,8 +637,10 @@ class RunConfig(Section):
     resume: bool = _f(False, "continue where an interrupted command stopped: teacher epochs "
                       "from their last checkpoint, sweep students already finished with the "
                       "same settings and teacher are kept", flag="--resume")
-    profile: Literal["quick", "default"] = _f("default", "quick: tiny budgets for smoke tests; "
-                                              "default: the full experiment", flag="--profile")
+    profile: Literal["quick", "default", "full"] = _f(
+        "default", "quick: tiny budgets for smoke tests; default: teachers, PAKD and its "
+        "main baselines at every budget; full: every control and the ablation (the evidence "
+        "run)", flag="--profile")
     data: DataConfig = Field(default_factory=DataConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
