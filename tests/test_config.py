@@ -135,7 +135,7 @@ def test_fitted_settings_sit_under_the_users():
     size = (10 * REFERENCE_TRAIN_RATINGS, 40_000)
     cfg = build_config(size=size)
     assert (cfg.svd.epochs, cfg.xdeepfm.epochs, cfg.distill.epochs) == (4, 1, 2)
-    assert cfg.train.models == ["svd", "xdeepfm", "autoint"]
+    assert cfg.train.models == ["svd", "autoint"]
     mine = build_config(size=size, overrides={"xdeepfm.epochs": 7, "train.models": ["svd", "ease"],
                                               "ease.max_items": 50_000})
     assert mine.xdeepfm.epochs == 7 and mine.svd.epochs == 4
