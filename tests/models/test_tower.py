@@ -165,3 +165,31 @@ def test_pruned_tower_round_trips_with_mixed_widths(tiny_enc, tmp_path, seed):
     a, b = m(u, i), back(u, i)
     assert torch.allclose(a.rating.float(), b.rating, atol=1e-5)
     assert torch.allclose(m.score_all(u).float(), back.score_all(u), atol=1e-5)
+
+
+def test_a_new_user_folds_in_from_their_ratings_without_training(tiny_enc):
+    """A user the student never saw, given the ratings of a known user, is that known user
+    (the same vectors, the same top list); a rating of a known pair again keeps the latest;
+    a new item without ratings is its side fields and can be scored at once."""
+    m = tower(tiny_enc, user_fields=False)
+    u, i, r = m.history_of()
+    mine = u == 4
+    n_users, n_items = m.schema.n_users, m.schema.n_items
+    new_item_tokens = {f.name: m.tokens.get(f.name)[:1].clone() for f in m.item_fields}
+    grown = m.with_ratings(torch.full((int(mine.sum()),), n_users), i[mine], r[mine],
+                           n_users=n_users + 1, n_items=n_items + 1,
+                           item_tokens=new_item_tokens)
+    assert grown.schema.n_users == n_users + 1 and grown.schema.n_items == n_items + 1
+    a = grown.score_all(torch.tensor([4, n_users]))
+    assert torch.allclose(a[0], a[1])
+    other = torch.ones(n_items, dtype=torch.bool)
+    other[i[mine]] = False                # the items the new user rated grew more popular
+    assert torch.allclose(a[0, :n_items][other], m.score_all(torch.tensor([4]))[0][other])
+    both = grown(torch.tensor([4, n_users]), torch.tensor([n_items, n_items]))
+    assert torch.allclose(both.rating[0], both.rating[1]) and torch.isfinite(both.logit).all()
+    again = grown.with_ratings(torch.tensor([4]), i[mine][:1], torch.tensor([5.0]))
+    _, _, rr = again.history_of()
+    assert len(rr) == len(grown.history_of()[2])            # replaced, not appended
+    start = int(again.hist_indptr[4])
+    row = again.hist_items[start:int(again.hist_indptr[5])]
+    assert float(again.hist_ratings[start + int((row == i[mine][0]).nonzero()[0])]) == 5.0

@@ -32,6 +32,7 @@ unit, summed over the examples that actually use it (`mask_gradients`).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -493,6 +494,64 @@ class TowerStudent(RecModel):
 
     def predict(self, user, item):
         return self.forward(user, item).rating
+
+    @torch.no_grad()
+    def history_of(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(user, item, rating) of every rating the student builds its users from."""
+        lens = self.hist_indptr[1:] - self.hist_indptr[:-1]
+        return (torch.repeat_interleave(torch.arange(len(lens)), lens), self.hist_items.clone(),
+                self.hist_ratings.clone())
+
+    @torch.no_grad()
+    def with_ratings(self, user: torch.Tensor, item: torch.Tensor, rating: torch.Tensor, *,
+                     n_users: int | None = None, n_items: int | None = None,
+                     item_tokens: dict[str, torch.Tensor] | None = None) -> "TowerStudent":
+        """A copy that knows more (fold-in, without training): ratings of new or known users
+        join the history the users are built from - a (user, item) pair rated again keeps
+        the latest rating - and the catalogue may grow to ``n_items`` (the new items'
+        side-field tokens in ``item_tokens``, field -> [new items, max_len]; a new item has
+        no ID row: it is its side fields, its popularity its ratings so far). The weights
+        are unchanged: a new user's vector is their ratings through the trained maps."""
+        old_u, old_i, old_r = self.history_of()
+        n_users = max(n_users or 0, self.schema.n_users)
+        n_items = max(n_items or 0, self.schema.n_items)
+        u = torch.cat([old_u, user.long()])
+        i = torch.cat([old_i, item.long()])
+        r = torch.cat([old_r, rating.float()])
+        if len(u) and (int(u.max()) >= n_users or int(i.max()) >= n_items):
+            raise ValueError("a rating names a user or item beyond n_users / n_items")
+        key = u * n_items + i
+        order = torch.sort(key, stable=True).indices           # the latest of a pair last
+        key, u, i, r = key[order], u[order], i[order], r[order]
+        last = torch.ones(len(key), dtype=torch.bool)
+        last[:-1] = key[1:] != key[:-1]
+        u, i, r = u[last], i[last], r[last]
+        schema = dataclasses.replace(self.schema, n_users=n_users, n_items=n_items)
+        new = type(self)(schema, rating_mean=float(self.rating_mean), tables=None,
+                         **{**self.arch(), "history": len(i)})
+        sd = self.state_dict()
+        for name in list(sd):
+            if name.startswith("tokens.tab_"):
+                field = name[len("tokens.tab_"):]
+                spec = next(f for f in self.schema.fields if f.name == field)
+                rows = n_users if spec.side == "user" else n_items
+                grown = torch.zeros(rows, sd[name].shape[1], dtype=sd[name].dtype)
+                grown[:len(sd[name])] = sd[name]
+                extra = (item_tokens or {}).get(field)
+                if extra is not None and spec.side == "item":
+                    grown[self.schema.n_items:self.schema.n_items + len(extra),
+                          :extra.shape[1]] = extra.to(grown.dtype)
+                sd[name] = grown
+        indptr = torch.zeros(n_users + 1, dtype=torch.long)
+        indptr[1:] = torch.bincount(u, minlength=n_users).cumsum(0)
+        sd.update(hist_indptr=indptr, hist_items=i, hist_ratings=r)
+        counts = torch.expm1(sd["log_pop"].double()).round()
+        grown = torch.zeros(n_items, dtype=torch.float64)
+        grown[:len(counts)] = counts
+        added = torch.bincount(item.long(), minlength=n_items).double()
+        sd["log_pop"] = torch.log1p(grown + added).float()
+        new.load_state_dict(sd)
+        return new.to(self._dtype).eval()
 
     @torch.no_grad()
     def frozen(self) -> "FrozenTower":
