@@ -34,6 +34,7 @@ SECTIONS: dict[str, tuple[list[str], list[str]]] = {
     "export": ([], []),
     "serve": ([], []),
     "data download": ([], []),
+    "tune": (["tune"], []),
 }
 # the general settings each command uses (a command offers no setting it would ignore)
 _EVERY = ("seed", "threads", "quiet", "resume", "profile")
@@ -42,7 +43,7 @@ GENERAL: dict[str, tuple[str, ...]] = {
     "train": _EVERY, "ensemble": ("seed", "threads", "quiet", "profile"), "fisher": _EVERY,
     "distill": _EVERY, "report": ("quiet",), "run": _EVERY, "config show": _EVERY,
     "recommend": ("quiet",), "export": ("quiet",), "serve": ("quiet",),
-    "data download": ("quiet",),
+    "data download": ("quiet",), "tune": ("threads", "quiet", "resume"),
 }
 _SHOW_ALL = False   # set by --help-all
 
@@ -417,6 +418,32 @@ def cmd_distill(args) -> int:
     return _run_recipe(args, distill, lambda rd: rd.pakd_md, existing=True)
 
 
+_CAPS = ("tune.max_params", "tune.max_bytes", "tune.max_latency_ms")
+
+
+def cmd_tune(args) -> int:
+    """A cap flag replaces the cap run.yaml remembers (one cap per study); --resume and
+    --final without a cap flag take the study's own."""
+    from .config import RunConfig
+    from .recipes import tune
+    from .tune.study import require
+    require()
+    ov = _overrides(args)
+    given = [p for p in _CAPS if p in ov]
+    for p in _CAPS:
+        if given and p not in given:
+            setattr(args, "set__" + p.replace(".", "__"), "none")
+    resume = "resume" in ov and RunConfig.model_validate({"resume": ov["resume"]}).resume
+    cfg, rd = _start(args, write=False, existing=True)
+    out = tune.run(cfg, rd, storage=args.storage, resume=resume, caps_given=bool(given),
+                   final=args.final, commit=lambda: _commit(cfg, rd))
+    if not cfg.quiet:
+        print((rd.tune_final_md if args.final else rd.tune_front_md).read_text())
+    if out.get("chosen_yaml"):
+        print(f"chosen settings: {out['chosen_yaml']}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from .recipes import report
     from .rundir import RunDir
@@ -737,6 +764,15 @@ def build_parser() -> argparse.ArgumentParser:
     _seeds_arg(_nproc_arg(_stage_parser(sub, "distill", "prune while distilling the teacher "
                                         "into a student, with baselines, at each size "
                                         "budget", cmd_distill, existing=True)))
+    tn = _stage_parser(sub, "tune", "search student settings for the best valid NDCG@10 and "
+                       "RMSE under a size or latency cap (Optuna, multi-objective, resumable)",
+                       cmd_tune, existing=True, fresh=False)
+    tn.add_argument("--storage", metavar="url", help="Optuna storage URL the study lives in, "
+                    "shared by workers and machines, e.g. postgresql://user@host/db; not "
+                    "written to run.yaml (default: sqlite in <dir>/tune.db)")
+    tn.add_argument("--final", action="store_true", help="run no trials: train the chosen "
+                    "trial's student once and the run's own settings at the same budget, report "
+                    "both on the test part, save the tuned student to <dir>/models/tuned/")
     rep = _stage_parser(sub, "report", "re-render the run's reports, plots and HTML page; "
                         "print the run summary", cmd_report, existing=True, fresh=False)
     rep.add_argument("--html", action="store_true", help="print the path of the run's "

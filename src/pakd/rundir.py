@@ -20,6 +20,10 @@ the layout is written down once::
     RUN/report.html                      the run on one self-contained page
     RUN/benchmarks/peers.json            peers (benchmarks/peers.py) on the same split
     RUN/per_user/<model>.<part>.npz      per-user results (confidence intervals resample them)
+    RUN/tune.db                          `pakd tune`'s Optuna study (SQLite, the default storage)
+    RUN/analysis_results/tune_*          its Pareto front (JSON, Markdown, PNG), the chosen
+                                         settings (tune_chosen.yaml) and --final's test report
+    RUN/models/tuned/*                   --final's tuned student and the default-settings one
     RUN/.lock                            PID and host of the command using the run (if any)
 """
 from __future__ import annotations
@@ -371,6 +375,40 @@ class RunDir:
         if stem.suffix in (".safetensors", ".json"):
             stem = stem.with_suffix("")
         return stem.with_suffix(".catalog.json")
+
+    # --- tuning (`pakd tune`)
+    @property
+    def tune_db(self) -> Path:
+        return self.root / "tune.db"
+
+    @property
+    def tune_front_json(self) -> Path:
+        return self.analysis / "tune_front.json"
+
+    @property
+    def tune_front_md(self) -> Path:
+        return self.analysis / "tune_front.md"
+
+    @property
+    def tune_front_png(self) -> Path:
+        return self.analysis / "tune_front.png"
+
+    @property
+    def tune_chosen(self) -> Path:
+        """The chosen trial's settings, a YAML file `pakd distill --config` takes."""
+        return self.analysis / "tune_chosen.yaml"
+
+    @property
+    def tune_final_json(self) -> Path:
+        return self.analysis / "tune_final.json"
+
+    @property
+    def tune_final_md(self) -> Path:
+        return self.analysis / "tune_final.md"
+
+    def tuned(self, name: str) -> Path:
+        """Stem of a student `pakd tune --final` trains (tuned_student, default_student)."""
+        return self.root / "models" / "tuned" / name
 
     # --- models
     def has_member(self, name: str) -> bool:

@@ -7,12 +7,13 @@ from .resolve import (ORIGINAL, RENAMED, Setting, build_config, dump_yaml, load_
                       parse_cli_value, setting, settings, spellings)
 from .sections import (ALSConfig, BenchConfig, DataConfig, DistillConfig, EASEConfig,
                        EnsembleConfig, EvalConfig, FisherConfig, FitSettings, LightweightConfig,
-                       RunConfig, SplitConfig, StudentConfig, TrainConfig, arch_of)
+                       RunConfig, SplitConfig, StudentConfig, TrainConfig, TuneConfig,
+                       arch_of)
 
 __all__ = ["ARCH", "CLOSED_FORM", "DEFAULT_MEMBERS", "LIGHTWEIGHT", "MEMBER_KINDS", "STUDENT",
            "STUDENT_ARCH", "TEACHERS", "PROFILES", "ORIGINAL", "RENAMED", "Setting",
            "build_config", "dump_yaml", "load_run_config", "parse_cli_value", "setting",
            "settings", "spellings", "ALSConfig", "BenchConfig", "DataConfig", "DistillConfig",
            "EASEConfig", "EnsembleConfig", "EvalConfig", "FisherConfig", "FitSettings",
-           "LightweightConfig", "RunConfig", "SplitConfig", "StudentConfig", "TrainConfig",
+           "LightweightConfig", "RunConfig", "SplitConfig", "StudentConfig", "TrainConfig", "TuneConfig",
            "arch_of"]

@@ -2,7 +2,8 @@
 
 ``default`` is the full experiment; ``quick`` shrinks every model and budget, and keeps
 three students (fisher_kd, magnitude_kd, scratch; no ablation), so the whole pipeline runs
-in about a minute (the tests use it, asking for the other students explicitly).
+in about a minute (the tests use it, asking for the other students explicitly); `pakd tune`
+searches small students for few epochs.
 
 Either profile is then fitted to the split's size (`for_data`, applied when a run's split
 is first made): a table larger than the one the defaults were chosen on trains fewer
@@ -45,6 +46,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         "distill.prune_steps": 2, "distill.list_top": 10, "distill.list_random": 10,
         "distill.feature_dim": 8, "distill.check_units": 12,
         "bench.seconds": 0.1, "bench.rounds": 1,
+        "tune.dim": [4, 16], "tune.rank_dims": [4, 16], "tune.rate_dims": [2, 8],
+        "tune.buckets": [2, 4], "tune.mlp": ["none", "8"], "tune.factors": [4, 16],
+        "tune.hidden": ["none", "8"], "tune.epochs": [1, 3], "tune.startup": 2,
+        "tune.prune_startup": 2, "tune.latency_seconds": 0.05, "tune.timeout": 600.0,
     },
 }
 

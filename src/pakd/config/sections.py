@@ -617,6 +617,144 @@ class BenchConfig(Section):
     memory: bool = _f(True, "peak memory of each model, in a fresh process each")
 
 
+# ----------------------------------------------------------------------------- tuning
+
+def _range(what: str, positive: bool = False):
+    """A validator for a [low, high] setting of the search space (low == high: fixed)."""
+    def check(v: list[float]) -> list[float]:
+        if len(v) != 2 or not all(math.isfinite(x) for x in v) or v[0] > v[1] or v[0] < 0 \
+                or (positive and v[0] <= 0):
+            raise ValueError(f"{what}: give low,high with 0 {'<' if positive else '<='} low "
+                             f"<= high; got {v}")
+        return v
+    return check
+
+
+def _widths(v: list[str]) -> list[str]:
+    """MLP choices: "none" or hidden sizes joined by "-" (64-32)."""
+    out = []
+    for x in v:
+        x = str(x).strip().lower()
+        if x not in ("none", "") and not all(p.isdigit() and int(p) > 0 for p in x.split("-")):
+            raise ValueError(f"an MLP choice is none or hidden sizes joined by '-' (64-32); "
+                             f"got {x!r}")
+        out.append(x or "none")
+    if not out:
+        raise ValueError("give at least one MLP choice (none, 32, 64-32)")
+    return out
+
+
+IntRange = Annotated[list[int], AfterValidator(_range("an integer range", positive=True))]
+
+
+class TuneConfig(Section):
+    """`pakd tune`: the caps a student must meet, how long the study runs, and the space it
+    searches. Every range is widened to hold the run's own setting, so the run's student is
+    a point of the space (the study's first trial)."""
+    max_params: int | None = _f(None, "cap: most parameters a student may keep (each trial's "
+                                "budget is drawn within it)", flag="--max-params", ge=1)
+    max_bytes: int | None = _f(None, "cap: largest saved weights file in bytes - parameters "
+                               "plus the tables a student carries (its users' train histories, "
+                               "token tables) (each trial's budget is drawn within it)",
+                               flag="--max-bytes", ge=1)
+    max_latency_ms: float | None = _f(None, "cap: median milliseconds to rank one user's whole "
+                                      "catalogue on one thread, measured after each trial; "
+                                      "trials over it stay in the study as infeasible",
+                                      flag="--max-latency-ms", gt=0)
+    trials: int = _f(0, "trials the study holds when this command ends (--resume runs the "
+                     "missing ones); 0: only --timeout ends it", flag="--trials", ge=0)
+    timeout: float = _f(1800.0, "seconds this command starts trials for (a running trial "
+                        "finishes); 0: only --trials ends it", flag="--timeout", ge=0)
+    jobs: int = _f(0, "trials run at once, each in its own single-threaded process sharing "
+                   "the study (0: one per core, at most 2)", flag="--jobs", ge=0)
+    study: str = _f("pakd-tune", "the study's name in the storage", flag="--study",
+                    min_length=1, max_length=200)
+    kinds: Annotated[list[Literal["tower_student", "lightweight_model"]],
+                     AfterValidator(_non_empty("student kind"))] = _f(
+        ["tower_student", "lightweight_model"], "student kinds searched",
+        flag="--tune-kinds")
+    criteria: Annotated[list[Literal["fisher", "taylor", "magnitude"]],
+                        AfterValidator(_non_empty("criterion"))] = _f(
+        ["fisher", "taylor", "magnitude"], "pruning criteria searched (fisher_kd, taylor_kd, "
+        "magnitude_kd)", flag="--tune-criteria")
+    dim: IntRange = _f([16, 128], "tower student: width of the item factor space (log scale)",
+                       flag="--tune-dim")
+    rank_dims: IntRange = _f([16, 128], "tower student: ranking dimensions (log scale)",
+                             flag="--tune-rank-dims")
+    rate_dims: IntRange = _f([8, 64], "tower student: rating dimensions (log scale)",
+                             flag="--tune-rate-dims")
+    buckets: IntRange = _f([2, 12], "tower student: popularity buckets of item rows",
+                           flag="--tune-buckets")
+    mlp: Annotated[list[str], BeforeValidator(lambda v: v if isinstance(v, list) else [v]),
+                   AfterValidator(_widths)] = _f(
+        ["none", "32"], "tower student: MLP choices on the rating side (none, or sizes "
+        "joined by '-': 64-32)", flag="--tune-mlp")
+    alpha: Annotated[list[float], AfterValidator(_range("alpha"))] = _f(
+        [0.3, 1.0], "tower student: history normalisation exponent", flag="--tune-alpha")
+    factors: IntRange = _f([16, 128], "lightweight student: rating and ranking factors, each "
+                           "(log scale)", flag="--tune-factors")
+    hidden: Annotated[list[str], BeforeValidator(lambda v: v if isinstance(v, list) else [v]),
+                      AfterValidator(_widths)] = _f(
+        ["none", "32", "64"], "lightweight student: MLP choices", flag="--tune-hidden")
+    item_coverage: Annotated[list[float], AfterValidator(_range("item coverage", True))] = _f(
+        [0.3, 1.0], "lightweight student: share of train ratings whose items own ID rows",
+        flag="--tune-item-coverage")
+    lr: Annotated[list[float], AfterValidator(_range("lr", positive=True))] = _f(
+        [0.002, 0.03], "learning rate (log scale)", flag="--tune-lr")
+    epochs: IntRange = _f([6, 24], "epochs", flag="--tune-epochs")
+    kd_ranking_weight: Annotated[list[float], AfterValidator(_range("kd ranking weight"))] = _f(
+        [0.0, 4.0], "weight of the ranking distillation loss", flag="--tune-kd-ranking-weight")
+    kd_rating_weight: Annotated[list[float], AfterValidator(_range("kd rating weight"))] = _f(
+        [0.0, 4.0], "weight of the rating distillation loss", flag="--tune-kd-rating-weight")
+    kd_feature_weight: Annotated[list[float], AfterValidator(_range("kd feature weight"))] = _f(
+        [0.0, 1.0], "weight of the feature distillation loss", flag="--tune-kd-feature-weight")
+    label_loss_weight: Annotated[list[float], AfterValidator(_range("label weight", True))] = _f(
+        [0.25, 2.0], "weight of the ground-truth losses (log scale)",
+        flag="--tune-label-loss-weight")
+    temperature: Annotated[list[float], AfterValidator(_range("temperature", True))] = _f(
+        [0.5, 3.0], "listwise distillation temperature (log scale; fixed at the run's when the "
+        "teacher's score matrix is over the memory budget)", flag="--tune-temperature")
+    group_floor: Annotated[list[float], AfterValidator(_range("group floor"))] = _f(
+        [0.0, 0.3], "share of each group's units pruning keeps", flag="--tune-group-floor")
+    startup: int = _f(8, "trials drawn at random before the TPE sampler models the results",
+                      flag="--tune-startup", ge=1)
+    pruner: Literal["median", "none"] = _f(
+        "median", "early stopping of bad trials: median (a trial whose best valid NDCG@10 so far "
+        "is below the median of finished trials' at the same epoch stops) or none",
+        flag="--tune-pruner")
+    prune_startup: int = _f(4, "finished trials before the pruner stops any",
+                            flag="--tune-prune-startup", ge=0)
+    prune_warmup: int = _f(1, "epochs at the final size a trial trains before the pruner may "
+                           "stop it", flag="--tune-prune-warmup", ge=0)
+    latency_seconds: float = _f(0.3, "seconds each trial's latency is measured for",
+                                flag="--tune-latency-seconds", gt=0)
+    rmse_tolerance: float = _f(0.0, "the chosen trial: the best valid NDCG@10 among feasible "
+                               "trials whose valid RMSE is at most (1 + this) x the first "
+                               "trial's (the run's own settings)",
+                               flag="--tune-rmse-tolerance", ge=0)
+
+    @field_validator("max_latency_ms")
+    @classmethod
+    def _finite(cls, v):
+        if v is not None and not math.isfinite(v):
+            raise ValueError("give a finite number of milliseconds")
+        return v
+
+    @model_validator(mode="after")
+    def _one_cap(self):
+        caps = [k for k in ("max_params", "max_bytes", "max_latency_ms")
+                if getattr(self, k) is not None]
+        if len(caps) > 1:
+            raise ValueError(f"give one cap, not {' and '.join(caps)}: the study minimises "
+                             "the size or the latency it caps")
+        return self
+
+    def caps(self) -> dict:
+        """The caps given (name -> value)."""
+        return {k: getattr(self, k) for k in ("max_params", "max_bytes", "max_latency_ms")
+                if getattr(self, k) is not None}
+
+
 # ----------------------------------------------------------------------------- the run
 
 def _seed_range(v: int) -> int:
@@ -656,3 +794,4 @@ class RunConfig(Section):
     lightweight: LightweightConfig = Field(default_factory=LightweightConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
     bench: BenchConfig = Field(default_factory=BenchConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)

@@ -64,11 +64,7 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
              "valid": teacher_valid, "origin_params": origin_params(cfg, enc.schema)}
     member_rows = (_member_rows(cfg, rd, enc, teacher)
                    if dc.teacher == "ensemble" and distributed.is_main() else [])
-    signals = teacher_signals(teacher, enc, scores, list_top=max(dc.list_top, dc.kd_top),
-                              feature_dim=dc.feature_dim, quiet=cfg.quiet,
-                              temperature=dc.temperature, unobserved=dc.kd_rating_unobserved,
-                              seed=cfg.seed, head=dc.catalogue_head,
-                              chunk=min(256, user_chunk(enc.n_items, cfg.eval.max_memory_gb)))
+    signals = signals_for(cfg, teacher, enc, scores)
     log.info("teacher scores divided by %.4g (the temperature that best predicts the valid "
              "items)", signals.scale)
     del teacher
@@ -103,6 +99,17 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     if best is None:
         raise PakdError("no student was trained: give --methods and --budgets that train one")
     return out
+
+
+def signals_for(cfg: RunConfig, teacher, enc: Encoded, scores):
+    """The teacher's signals under the run's distillation settings (`pakd tune` computes
+    them the same way, so a tuned trial reproduces under `pakd distill`)."""
+    dc = cfg.distill
+    return teacher_signals(teacher, enc, scores, list_top=max(dc.list_top, dc.kd_top),
+                           feature_dim=dc.feature_dim, quiet=cfg.quiet,
+                           temperature=dc.temperature, unobserved=dc.kd_rating_unobserved,
+                           seed=cfg.seed, head=dc.catalogue_head,
+                           chunk=min(256, user_chunk(enc.n_items, cfg.eval.max_memory_gb)))
 
 
 def size_targets(cfg: RunConfig, rd: RunDir, enc: Encoded) -> tuple[list, dict[str, int]]:

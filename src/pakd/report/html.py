@@ -21,7 +21,8 @@ from .tables import fmt
 SECTIONS = [("status", "Run"), ("settings", "Settings"), ("environment", "Environment"),
             ("teachers", "Teachers against peers"), ("students", "Students: retention against size"),
             ("speed", "Speed"), ("fisher", "Fisher analysis per layer and group"),
-            ("damage", "Predicted against measured damage"), ("seeds", "Seeds pooled")]
+            ("damage", "Predicted against measured damage"), ("seeds", "Seeds pooled"),
+            ("tune", "Tuning: the Pareto front")]
 
 def stage_files(rd: RunDir) -> dict[str, Path]:
     """Stage -> the file (teachers: the folder) whose presence marks it finished."""
@@ -388,6 +389,41 @@ def _seeds(s: dict, root: Path, figs: _Figures) -> str:
     return out
 
 
+def _tune(rd: RunDir, figs: _Figures) -> str:
+    """`pakd tune`'s study: the Pareto front on the valid part, the chosen trial, and
+    --final's test comparison when it ran."""
+    if not rd.tune_front_json.is_file():
+        return (f'<p class="note">No tuning study: <code>pakd tune --run {_e(rd.root)} '
+                "--max-params N</code> searches student settings under a size or latency cap "
+                "on the valid part.</p>")
+    from .tune import front_figure
+    t = read_json(rd.tune_front_json)
+    c = t["counts"]
+    out = (f"<p>Study {_e(t['study'])} ({_e(t['storage'])}), caps "
+           f"{_e(', '.join(f'{k} {v:g}' for k, v in t['caps'].items()) or 'none')}: "
+           f"{c['complete']} complete trials ({c['infeasible']} over a cap), {c['pruned']} "
+           f"pruned, {c['failed']} failed. Valid part only.</p>")
+    rows = {r["trial"]: r for r in t["trials"]}
+    front = [rows[n] for n in t["front"]]
+    out += _table(front, [("trial", "trial"), ("kind", "kind"), ("method", "method"),
+                          ("params", "params"), ("bytes", "bytes"), ("latency_ms", "latency ms", 3),
+                          ("valid_ndcg@10", "valid NDCG@10"), ("valid_rmse", "valid RMSE")])
+    out += figs.svg(front_figure(t))
+    out += f'<p class="note">Chosen: {_e(t["rule"])}.</p>'
+    if rd.tune_final_json.is_file():
+        f = read_json(rd.tune_final_json)
+        rows = [{"student": name, **{k: v for k, v in f[key].items() if k != "test"},
+                 "ndcg": f[key]["test"]["ndcg@10"], "rmse": f[key]["test"]["rmse"]}
+                for name, key in (("tuned", "tuned"), ("default settings", "default"))]
+        out += "<h3>--final: on the test part</h3>" + _table(
+            rows, [("student", "student"), ("kind", "kind"), ("method", "method"),
+                   ("params", "params"), ("ndcg", "test NDCG@10"), ("rmse", "test RMSE")])
+        out += "<p>" + "; ".join(
+            f"{_e(m)} tuned − default {v['diff']:+.4f} ({v['low']:+.4f} to {v['high']:+.4f}): "
+            f"{_e(v['verdict'])}" for m, v in f["paired"].items()) + ".</p>"
+    return out
+
+
 def _settings(rd: RunDir) -> str:
     if not rd.config.is_file():
         return '<p class="missing">No run.yaml: this directory has no settings of its own.</p>'
@@ -428,7 +464,8 @@ def render(root: str | Path) -> str:
         body["status"] = (f"<p>A directory of {len(s['seeds'])} runs, one per seed; this page "
                           f"pools them. Each seed's own page: {seed_links}.</p>")
         per_seed = '<p class="note">Per seed: see each seed\'s page (linked above).</p>'
-        for k in ("settings", "environment", "teachers", "students", "speed", "fisher", "damage"):
+        for k in ("settings", "environment", "teachers", "students", "speed", "fisher", "damage",
+                  "tune"):
             body[k] = per_seed
         first = RunDir(rd.root / f"seed-{s['seeds'][0]}")
         body["settings"] = per_seed + _settings(first)
@@ -465,6 +502,7 @@ def render(root: str | Path) -> str:
         body["fisher"] = _fisher(fisher, figs) if fisher else _missing("fisher", rd)
         body["damage"] = (_damage(fisher, pakd, figs) or _missing("fisher", rd)) \
             if (fisher or pakd) else _missing("fisher", rd)
+        body["tune"] = _tune(rd, figs)
         body["seeds"] = (_seeds(read_json(seeds_file), rd.root, figs) if seeds_file.is_file()
                          else '<p class="note">One seed: <code>pakd run --seeds 0,1,2</code> '
                               "runs several and pools them here.</p>")

@@ -1,0 +1,275 @@
+"""The search space: what a trial draws and the settings it becomes; a student's sizes.
+
+A trial's parameters are named by the settings they set (``distill.lr``, ``student.dim``),
+so the chosen trial becomes a settings file without translation. Two are not settings:
+``criterion`` (fisher, taylor or magnitude: the sweep methods fisher_kd, taylor_kd and
+magnitude_kd; ``lightweight.criterion`` for the lightweight student, which taylor cannot
+prune) and ``budget``, the size the student is pruned to in the unit of the cap -
+parameters, or bytes of the saved weights file under ``--max-bytes``. The budget is drawn
+within the cap and then fitted to the drawn architecture: at least what it keeps with one
+unit per group and the group floor, less than its dense size. An architecture whose
+smallest student is over the cap cannot meet it and is not trained.
+
+Every range holds the run's own setting (`Space.around` widens it), so the run's student
+is a point of the space: the study's first trial (`Space.reference`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..config import LIGHTWEIGHT, STUDENT, RunConfig
+from ..errors import PakdError
+from ..models.base import RecModel
+from ..prune import Pruner
+from ..prune.select import floor_units
+from ..prune.slicing import prune_plan
+
+CRITERIA = {"fisher": "fisher_kd", "taylor": "taylor_kd", "magnitude": "magnitude_kd"}
+MASKED = ("taylor",)     # criteria that need the tower student's per-example unit masks
+TOWER, LIGHT = STUDENT, LIGHTWEIGHT
+# (parameter, log scale) of each range, by the kind it belongs to (None: every kind)
+INT_RANGES = {TOWER: [("student.dim", True), ("student.rank_dims", True),
+                      ("student.rate_dims", True), ("student.buckets", False)],
+              LIGHT: [("lightweight.factors", True), ("lightweight.rank_factors", True)],
+              None: [("distill.epochs", False)]}
+FLOAT_RANGES = {TOWER: [("student.alpha", False)], LIGHT: [("lightweight.item_coverage", False)],
+                None: [("distill.lr", True), ("distill.kd_ranking_weight", False),
+                       ("distill.kd_rating_weight", False), ("distill.kd_feature_weight", False),
+                       ("distill.label_loss_weight", True), ("distill.temperature", True),
+                       ("distill.group_floor", False)]}
+CHOICES = {TOWER: [("student.mlp", "mlp")], LIGHT: [("lightweight.hidden", "hidden")]}
+NOT_SETTINGS = ("criterion", "lightweight.criterion", "budget")
+
+
+def widths(choice: str) -> list[int]:
+    """An MLP choice ("none", "64-32") as hidden sizes."""
+    return [] if choice == "none" else [int(x) for x in choice.split("-")]
+
+
+def choice_of(sizes: list[int]) -> str:
+    return "-".join(map(str, sizes)) or "none"
+
+
+@dataclass(frozen=True)
+class Space:
+    kinds: tuple[str, ...]
+    criteria: tuple[str, ...]
+    ranges: dict          # parameter -> (low, high)
+    choices: dict         # parameter -> tuple of choices
+    tune_temperature: bool = True
+
+    @classmethod
+    def around(cls, tune, cfg: RunConfig, tune_temperature: bool = True) -> "Space":
+        """The space of the ``tune`` section, each range and choice list widened to hold
+        the run's own setting (``cfg``)."""
+        own = own_settings(cfg)
+        section = {"student.dim": tune.dim, "student.rank_dims": tune.rank_dims,
+                   "student.rate_dims": tune.rate_dims, "student.buckets": tune.buckets,
+                   "student.alpha": tune.alpha, "lightweight.factors": tune.factors,
+                   "lightweight.rank_factors": tune.factors,
+                   "lightweight.item_coverage": tune.item_coverage, "distill.lr": tune.lr,
+                   "distill.epochs": tune.epochs,
+                   "distill.kd_ranking_weight": tune.kd_ranking_weight,
+                   "distill.kd_rating_weight": tune.kd_rating_weight,
+                   "distill.kd_feature_weight": tune.kd_feature_weight,
+                   "distill.label_loss_weight": tune.label_loss_weight,
+                   "distill.temperature": tune.temperature,
+                   "distill.group_floor": tune.group_floor}
+        ranges = {k: (min(lo, own[k]), max(hi, own[k])) for k, (lo, hi) in section.items()}
+        choices = {"student.mlp": _with(tune.mlp, own["student.mlp"]),
+                   "lightweight.hidden": _with(tune.hidden, own["lightweight.hidden"])}
+        kinds = tuple(tune.kinds)
+        if LIGHT in kinds and not [c for c in tune.criteria if c not in MASKED]:
+            raise PakdError(f"--tune-criteria {','.join(tune.criteria)} cannot prune the "
+                            f"{LIGHT} (taylor needs the tower student's unit masks): add "
+                            "fisher or magnitude, or leave it out of --tune-kinds")
+        return cls(kinds, tuple(tune.criteria), ranges, choices, tune_temperature)
+
+    def criteria_of(self, kind: str) -> tuple[str, tuple[str, ...]]:
+        """(parameter name, choices) of a kind's pruning criterion."""
+        if kind == LIGHT:
+            return "lightweight.criterion", tuple(c for c in self.criteria if c not in MASKED)
+        return "criterion", self.criteria
+
+    def smallest(self) -> dict[str, dict]:
+        """kind -> the settings of its smallest student in the space (narrowest dimensions,
+        fewest buckets, no MLP, the lowest group floor)."""
+        out = {}
+        for kind in self.kinds:
+            s = {"distill.student": kind,
+                 "distill.group_floor": self.ranges["distill.group_floor"][0]}
+            for name, _ in INT_RANGES[kind]:
+                s[name] = self.ranges[name][0]
+            if kind == LIGHT:
+                s["lightweight.item_coverage"] = self.ranges["lightweight.item_coverage"][0]
+            for name, _ in CHOICES[kind]:
+                s[name] = min(self.choices[name], key=lambda c: sum(widths(c)))
+            out[kind] = s
+        return out
+
+    def largest(self) -> dict[str, dict]:
+        """kind -> the settings of its largest dense student in the space."""
+        out = {}
+        for kind in self.kinds:
+            s = {"distill.student": kind}
+            for name, _ in INT_RANGES[kind]:
+                s[name] = self.ranges[name][1]
+            if kind == LIGHT:
+                s["lightweight.item_coverage"] = self.ranges["lightweight.item_coverage"][1]
+            for name, _ in CHOICES[kind]:
+                s[name] = max(self.choices[name], key=lambda c: sum(widths(c)))
+            out[kind] = s
+        return out
+
+    def sample(self, trial, budget: tuple[int, int]) -> dict:
+        """Draw a trial's parameters (Optuna ``trial``); ``budget``: (low, high) in the cap's
+        unit. Parameters of the other kind are not drawn (a conditional space)."""
+        kind = trial.suggest_categorical("distill.student", list(self.kinds))
+        crit, choices = self.criteria_of(kind)
+        p = {"distill.student": kind, crit: trial.suggest_categorical(crit, list(choices)),
+             "budget": trial.suggest_int("budget", budget[0], budget[1], log=budget[0] > 0)}
+        for part in (kind, None):
+            for name, log in INT_RANGES[part]:
+                lo, hi = self.ranges[name]
+                p[name] = trial.suggest_int(name, int(lo), int(hi), log=log and lo > 0)
+            for name, log in FLOAT_RANGES[part]:
+                if name == "distill.temperature" and not self.tune_temperature:
+                    continue
+                lo, hi = self.ranges[name]
+                p[name] = trial.suggest_float(name, lo, hi, log=log and lo > 0)
+        for name, _ in CHOICES.get(kind, []):
+            p[name] = trial.suggest_categorical(name, list(self.choices[name]))
+        return p
+
+    def reference(self, cfg: RunConfig, budget: int) -> dict:
+        """The run's own settings as the parameters of a trial (its student kind if the
+        space has it, fisher pruning), at ``budget``."""
+        own = own_settings(cfg)
+        kind = own["distill.student"] if own["distill.student"] in self.kinds else self.kinds[0]
+        crit, choices = self.criteria_of(kind)
+        p = {"distill.student": kind, crit: "fisher" if "fisher" in choices else choices[0],
+             "budget": int(budget)}
+        for part in (kind, None):
+            for name, _ in INT_RANGES[part] + FLOAT_RANGES[part]:
+                if name == "distill.temperature" and not self.tune_temperature:
+                    continue
+                p[name] = own[name]
+        for name, _ in CHOICES.get(kind, []):
+            p[name] = own[name]
+        return p
+
+
+def _with(choices, own: str) -> tuple[str, ...]:
+    return tuple(choices) if own in choices else (*choices, own)
+
+
+def own_settings(cfg: RunConfig) -> dict:
+    """The run's values of every setting the space draws (MLPs as choices)."""
+    s, lw, dc = cfg.student, cfg.lightweight, cfg.distill
+    return {"distill.student": dc.student, "student.dim": s.dim,
+            "student.rank_dims": s.rank_dims, "student.rate_dims": s.rate_dims,
+            "student.buckets": s.buckets, "student.alpha": s.alpha,
+            "student.mlp": choice_of(s.mlp), "lightweight.factors": lw.factors,
+            "lightweight.rank_factors": lw.rank_factors,
+            "lightweight.item_coverage": lw.item_coverage,
+            "lightweight.hidden": choice_of(lw.hidden), "distill.lr": dc.lr,
+            "distill.epochs": dc.epochs, "distill.kd_ranking_weight": dc.kd_ranking_weight,
+            "distill.kd_rating_weight": dc.kd_rating_weight,
+            "distill.kd_feature_weight": dc.kd_feature_weight,
+            "distill.label_loss_weight": dc.label_loss_weight,
+            "distill.temperature": dc.temperature, "distill.group_floor": dc.group_floor}
+
+
+def as_settings(params: dict) -> dict:
+    """The settings (dotted path -> value) among a trial's parameters, MLP choices as
+    hidden sizes."""
+    return {name: widths(v) if name in ("student.mlp", "lightweight.hidden") else v
+            for name, v in params.items() if name not in NOT_SETTINGS}
+
+
+def criterion_of(params: dict) -> str:
+    return params.get("criterion") or params["lightweight.criterion"]
+
+
+def settings_of(params: dict, target: int) -> dict:
+    """The settings a trial's parameters set, with the student pruned to ``target``
+    parameters: one budget, its criterion's method, no ablation."""
+    return {**as_settings(params), "distill.budgets": [str(int(target))],
+            "distill.methods": [CRITERIA[criterion_of(params)]], "distill.ablation": None}
+
+
+def apply(cfg: RunConfig, settings: dict) -> RunConfig:
+    """``cfg`` with ``settings`` (dotted path -> value) laid over it, validated."""
+    data = cfg.model_dump(mode="json")
+    for path, v in settings.items():
+        d = data
+        *parents, last = path.split(".")
+        for k in parents:
+            d = d[k]
+        d[last] = v
+    return RunConfig.model_validate(data)
+
+
+# ----------------------------------------------------------------------------- sizes
+
+def saved_bytes(model: RecModel) -> int:
+    """Bytes of the model's saved weights file (`pakd.models.save` writes the same)."""
+    from safetensors.torch import save as st_save
+    return len(st_save({k: v.detach().contiguous() for k, v in model.state_dict().items()}))
+
+
+def param_bytes(model: RecModel) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def least_params(model: RecModel, floor: float) -> int:
+    """Parameters ``model`` keeps at the least: one unit per group and the floor."""
+    n = model.n_params()
+    return Pruner(None, start=n, target=n, total_steps=1, until=1.0, steps=1,
+                  floor=floor).least_params(model)
+
+
+def least_model(model: RecModel, floor: float) -> RecModel:
+    """``model`` pruned physically to its least (`least_params`): the smallest student its
+    architecture can become, measured as it would be saved."""
+    groups = model.structure()
+    least = floor_units(groups, floor)
+    return prune_plan(model, {g.name: torch.arange(g.units) < least[g.name] for g in groups})
+
+
+@dataclass(frozen=True)
+class Fit:
+    """How a drawn budget fits an architecture: the parameter target, or why it cannot."""
+    target: int | None
+    dense: int
+    least: int
+    cap_target: float
+    reason: str = ""
+
+
+def fit_budget(model: RecModel, floor: float, budget: int, unit: str,
+               cap: float | None) -> Fit:
+    """The parameter target of a dense ``model`` for a ``budget`` in ``unit`` ("params" or
+    "bytes") under ``cap`` (same unit; None: no size cap): at least the model's least, below
+    its dense size, never over the cap. Bytes become parameters by the model's bytes beside
+    its parameters (tables, histories), which pruning never grows."""
+    dense, least = model.n_params(), least_params(model, floor)
+    if unit == "bytes":
+        per = param_bytes(model) / dense
+        other = saved_bytes(model) - param_bytes(model)
+        to_params = lambda b: math.floor((b - other) / per)    # noqa: E731
+    else:
+        to_params = lambda b: int(b)                            # noqa: E731
+    cap_target = math.inf if cap is None else to_params(cap)
+    if least > cap_target:
+        return Fit(None, dense, least, cap_target,
+                   f"its smallest student keeps {least:,} parameters, over the cap "
+                   f"({cap_target:,} parameters)")
+    if least >= dense:
+        return Fit(None, dense, least, cap_target, "it cannot be pruned below its dense size")
+    target = min(max(to_params(budget), least), dense - 1, cap_target)
+    return Fit(int(target), dense, least, cap_target)
+
