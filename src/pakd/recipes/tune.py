@@ -38,8 +38,8 @@ from ..runtime import log
 from ..scores import check_catalogue_settings, matrix_held, teacher_scores
 from ..stats import paired, verdict
 from ..tune import study as S
-from ..tune.space import (Space, apply, as_settings, fit_budget, least_model, saved_bytes,
-                          settings_of)
+from ..tune.space import (Space, apply, as_settings, bytes_bound, fit_budget, least_model,
+                          saved_bytes, settings_of)
 from ..tune.trial import Setup, latency_ms, with_temperature, without_test
 from .distill import signals_for
 
@@ -110,7 +110,7 @@ def run(cfg: RunConfig, rd: RunDir, *, storage: str | None = None, resume: bool 
                   teacher_valid, space, budget, unit, cap, caps, S.objective_of(caps),
                   tune.latency_seconds)
     if not final:
-        search(cfg, setup, st, url, study)
+        search(cfg, setup, url, study)
     out = results(cfg, rd, study, caps, teacher_valid, where)
     if final:
         if out.get("chosen") is None:
@@ -144,13 +144,15 @@ def _identity(cfg: RunConfig, rd: RunDir) -> dict:
 
 def smallest_students(cfg: RunConfig, enc: Encoded, space: Space, latency: bool) -> dict:
     """kind -> the smallest student the space can make of it (narrowest settings, pruned
-    to one unit per group and the lowest floor): its parameters, saved bytes and (when a
-    latency cap needs it) latency, and the settings that make it."""
+    to one unit per group and the lowest floor): its parameters, the bytes a cap must allow
+    for it (`bytes_bound`: what pruning guarantees; ``saved_bytes`` is what it measures),
+    its latency (when a latency cap needs it), and the settings that make it."""
     out = {}
     for kind, s in space.smallest().items():
-        small = least_model(make_student(apply(cfg, as_settings(s)), enc),
-                            s["distill.group_floor"])
-        out[kind] = {"params": small.n_params(), "bytes": saved_bytes(small), "settings": s,
+        dense = make_student(apply(cfg, as_settings(s)), enc)
+        small = least_model(dense, s["distill.group_floor"])
+        out[kind] = {"params": small.n_params(), "bytes": bytes_bound(dense, small.n_params()),
+                     "saved_bytes": saved_bytes(small), "settings": s,
                      "latency_ms": (latency_ms(small, enc.n_users, cfg.tune.latency_seconds)
                                     if latency else None)}
     return out
@@ -170,7 +172,8 @@ def check_caps(caps: dict, smallest: dict) -> None:
             raise PakdError(
                 f"{S.CAP_FLAG[name]} {value:g} is below the smallest student this search can "
                 f"make: a {kind} ({desc}) pruned to one unit per group keeps "
-                f"{least['params']:,} parameters in {least['bytes']:,} saved bytes"
+                f"{least['params']:,} parameters (a cap must allow {least['bytes']:,} bytes "
+                f"for it; it saves to {least['saved_bytes']:,})"
                 + (f" and ranks a user's catalogue in {least['latency_ms']:.3f} ms"
                    if least["latency_ms"] is not None else "")
                 + f". Give {S.CAP_FLAG[name]} {least[attr]:g} {unit} or more, or narrow the "
@@ -207,7 +210,7 @@ def reference_budget(cfg: RunConfig, rd: RunDir, enc: Encoded, budget: tuple[int
 
 # ----------------------------------------------------------------------------- search
 
-def search(cfg: RunConfig, setup: Setup, storage, url: str, study) -> None:
+def search(cfg: RunConfig, setup: Setup, url: str, study) -> None:
     """Trials until the study holds ``--trials`` finished ones or ``--timeout`` passes."""
     tune = cfg.tune
     done = len(S.finished(study))
@@ -228,7 +231,7 @@ def search(cfg: RunConfig, setup: Setup, storage, url: str, study) -> None:
                     len(counts), tune.rmse_tolerance, cfg.quiet)
     try:
         if len(counts) == 1:
-            S.optimize(setup, storage, tune.study, n_trials=counts[0], timeout=timeout,
+            S.optimize(setup, url, tune.study, n_trials=counts[0], timeout=timeout,
                        seed=seed, callbacks=[watch])
         else:
             S.in_processes(setup, url, tune.study, counts, timeout, seed, watch)

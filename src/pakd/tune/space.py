@@ -250,19 +250,28 @@ class Fit:
     reason: str = ""
 
 
+def bytes_bound(model: RecModel, params: int) -> int:
+    """Most bytes a student pruned from the dense ``model`` to ``params`` parameters can
+    save to: its parameters' bytes plus every byte the dense model holds beside them
+    (histories, token tables, row owners), which pruning never grows - it frees a few
+    (a removed item row's owner index), so a student comes out a little under it."""
+    per = param_bytes(model) / model.n_params()
+    return int(math.ceil(saved_bytes(model) - param_bytes(model) + per * params))
+
+
 def fit_budget(model: RecModel, floor: float, budget: int, unit: str,
                cap: float | None) -> Fit:
     """The parameter target of a dense ``model`` for a ``budget`` in ``unit`` ("params" or
     "bytes") under ``cap`` (same unit; None: no size cap): at least the model's least, below
-    its dense size, never over the cap. Bytes become parameters by the model's bytes beside
-    its parameters (tables, histories), which pruning never grows."""
+    its dense size, never over the cap. Bytes become parameters through `bytes_bound`, so a
+    student never saves to more than the cap."""
     dense, least = model.n_params(), least_params(model, floor)
     if unit == "bytes":
         per = param_bytes(model) / dense
         other = saved_bytes(model) - param_bytes(model)
-        to_params = lambda b: math.floor((b - other) / per)    # noqa: E731
+        to_params = lambda b: math.floor((b - other) / per + 1e-9)    # noqa: E731
     else:
-        to_params = lambda b: int(b)                            # noqa: E731
+        to_params = lambda b: int(b)                                   # noqa: E731
     cap_target = math.inf if cap is None else to_params(cap)
     if least > cap_target:
         return Fit(None, dense, least, cap_target,

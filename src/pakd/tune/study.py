@@ -59,14 +59,18 @@ def shown(url: str) -> str:
         return url[:120]
 
 
-def open_storage(url: str):
-    """Optuna's RDB storage at ``url`` (SQLite waits for a busy file instead of failing; a
-    trial whose process stopped sending heartbeats for 3 minutes is marked failed)."""
+def open_storage(url: str, heartbeat: bool = True):
+    """Optuna's RDB storage at ``url`` (SQLite waits for a busy file instead of failing;
+    with ``heartbeat``, a trial whose process stopped sending heartbeats for 3 minutes is
+    marked failed when the next trial starts)."""
     optuna = require()
     kw = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    beat = {"heartbeat_interval": 60, "grace_period": 180} if heartbeat else {}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kw, heartbeat_interval=60,
-                                          grace_period=180)
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=kw, **beat)
+        if url.startswith("sqlite"):
+            _sqlite_wal(storage.engine)
+        return storage
     except ImportError as e:
         raise PakdError(f"--storage {shown(url)}: its database driver is not installed "
                         f"({str(e).splitlines()[0][:120]}); install it (postgresql: pip install "
@@ -77,6 +81,21 @@ def open_storage(url: str):
                         f"{str(e).splitlines()[0][:200]}); give an Optuna storage URL that "
                         "exists and is reachable, e.g. sqlite:///path/to/tune.db or "
                         "postgresql://user@host/database") from None
+
+
+def _sqlite_wal(engine) -> None:
+    """SQLite in write-ahead-log mode, synced at checkpoints: a commit no longer waits for
+    the disk (about 12 ms each, over a hundred per trial), and a killed process still loses
+    no committed trial (only a power cut could lose the last ones)."""
+    from sqlalchemy import event
+
+    def pragmas(conn, _record):
+        cur = conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+    event.listen(engine, "connect", pragmas)
+    engine.dispose()                  # connections opened before the listener: closed
 
 
 def find(storage, name: str):
@@ -239,15 +258,15 @@ def objective(setup, curves, pruning: bool):
     return fn
 
 
-def optimize(setup, storage, name: str, *, n_trials: int | None, timeout: float | None,
+def optimize(setup, url: str, name: str, *, n_trials: int | None, timeout: float | None,
              seed: int, callbacks=()) -> None:
-    """Run trials of study ``name`` in this process until ``n_trials`` or ``timeout``
-    (``storage``: an opened storage or its URL)."""
+    """Run trials of study ``name`` (in the storage at ``url``) in this process until
+    ``n_trials`` or ``timeout``."""
     tune = setup.cfg.tune
-    storage = open_storage(storage) if isinstance(storage, str) else storage
-    study = require().load_study(study_name=name, storage=storage,
+    study = require().load_study(study_name=name, storage=open_storage(url),
                                  sampler=sampler(setup.caps, tune.startup, seed))
-    curves = curves_study(storage, name, tune.prune_startup, tune.prune_warmup)
+    curves = curves_study(open_storage(url, heartbeat=False), name, tune.prune_startup,
+                          tune.prune_warmup)
     study.optimize(objective(setup, curves, tune.pruner != "none"), n_trials=n_trials,
                    timeout=timeout, callbacks=list(callbacks))
 
