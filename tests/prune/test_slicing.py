@@ -113,3 +113,36 @@ def test_xdeepfm_split_half_maps_set_both_arch_entries(tiny_enc):
     keep = torch.tensor([True, False, False, True, True, False])
     p = prune_units(m, "cin.0", keep)
     assert p.arch()["cin_next"] == [1, 0] and p.arch()["cin_out"] == [2, 4]
+
+
+
+def test_scores_of_a_group_whose_table_lost_every_column(tiny_enc, tmp_path):
+    """A tower bucket left with one column whose space dimension then goes has no columns
+    (a magnitude-pruned student did this on ml-latest-small): it is scored like any other
+    table, its entries counting for nothing."""
+    from model_zoo import tower
+
+    from pakd.prune import Magnitude
+    from pakd.prune.slicing import group_scores, prune_plan
+
+    def group(m, name):
+        return next(g for g in m.structure() if g.name == name)
+    model = tower(tiny_enc)
+    one = torch.zeros(group(model, "bucket_dims.0").units, dtype=torch.bool)
+    one[0] = True
+    model = prune_plan(model, {"bucket_dims.0": one})
+    gone = torch.ones(group(model, "dims").units, dtype=torch.bool)
+    gone[int(model.buckets[0].cols[0])] = False
+    model = prune_plan(model, {"dims": gone})
+    assert model.buckets[0].weight.shape[1] == 0
+    scores = Magnitude().scores(model)
+    assert all(torch.isfinite(v).all() for v in scores.values())
+    ones = {n: torch.ones_like(p) for n, p in model.named_parameters()}
+    assert (group_scores(group(model, "dims"), ones) > 0).all()
+    # the emptied bucket's own column group (no units) does not stop the next pruning step
+    plan = {g.name: torch.ones(g.units, dtype=torch.bool) for g in model.structure()}
+    plan["rows.1"][0] = False
+    smaller = prune_plan(model, plan)
+    assert smaller.n_params() < model.n_params()
+    save(smaller, tmp_path / "s")
+    assert load(tmp_path / "s")[0].buckets[0].weight.shape == (len(smaller.buckets[0].owner), 0)

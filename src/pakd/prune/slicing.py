@@ -102,6 +102,8 @@ def group_scores(group: Group, values: dict[str, torch.Tensor]) -> torch.Tensor:
         v = values[pname].double()
         other = [d for d in range(v.dim()) if d != dim]
         per_pos = v.sum(other) if other else v
+        if per_pos.numel() == 0:             # pruned to nothing along ``dim``: no unit owns
+            continue                         # an entry here (indexing it would fail)
         safe = idx.clamp(min=0)
         score += torch.where(idx >= 0, per_pos[safe], torch.zeros((), dtype=torch.float64)).sum(1)
     return score
@@ -157,10 +159,10 @@ def prune_plan(model, plan: dict[str, torch.Tensor]):
         if keep.shape != (group.units,):
             raise PakdError(f"keep mask for {name} needs {group.units} entries, got "
                             f"{tuple(keep.shape)}")
+        if bool(keep.all()):        # nothing goes (a group another one emptied: a tower
+            continue                # bucket whose last column's dimension went)
         if int(keep.sum()) < group.min_units:
             raise PakdError(f"cannot prune {name} below {group.min_units} unit(s)")
-        if bool(keep.all()):
-            continue
         changed = True
         for key, pos in removed_positions(group, keep).items():
             removed.setdefault(key, []).append(pos)
