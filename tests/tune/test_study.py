@@ -60,8 +60,9 @@ def _t(number, values, **attrs):
 def test_caps_are_constraints_and_the_choice_keeps_the_runs_rmse():
     caps = {"max_params": 100}
     over = _t(0, (0.9, 1.0, 150), params=150)
-    assert S.Constraints(caps)(over) == [50.0] and not S.feasible(over, caps)
-    assert S.Constraints(caps)(create_trial(values=[0, 0, 0])) == [1.0]   # never measured
+    assert S.constraints(over.user_attrs, caps) == {"max_params": 50.0}
+    assert not S.feasible(over, caps)
+    assert S.constraints({}, caps) == {"max_params": 1.0}               # never measured
     ref = _t(1, (0.30, 1.00, 90), params=90, reference=True)
     better = _t(2, (0.35, 0.99, 80), params=80)
     sharper = _t(3, (0.40, 1.05, 70), params=70)      # best NDCG, worse RMSE than the run's
@@ -112,7 +113,7 @@ def test_a_stopped_or_unfit_trial_ends_pruned_with_its_record(monkeypatch):
     study = optuna.create_study(storage=storage, study_name="m", directions=list(S.DIRECTIONS))
     curves = S.curves_study(storage, "m", 0, 0)
     setup = SimpleNamespace(space=SimpleNamespace(sample=lambda trial, b: {"budget": 1}),
-                            budget=(1, 2), objective="params")
+                            budget=(1, 2), objective="params", caps={"max_params": 4})
     outcomes = iter([
         T.Infeasible("its smallest student keeps 9 parameters, over the cap", {"reason": "x"}),
         {"pruned": True, "epochs_run": 2, "params": 5},
@@ -130,4 +131,6 @@ def test_a_stopped_or_unfit_trial_ends_pruned_with_its_record(monkeypatch):
     assert a.state == b.state == TrialState.PRUNED and c.state == TrialState.COMPLETE
     assert a.user_attrs["reason"] == "x" and b.user_attrs["params"] == 5
     assert c.values == [0.3, 0.9, 5.0]
+    assert [t.constraints for t in (a, b, c)] == [{"max_params": 1.0}, {"max_params": 1.0},
+                                                  {"max_params": 1.0}]
     assert [t.state for t in curves.get_trials()] == [TrialState.PRUNED, TrialState.COMPLETE]

@@ -3,8 +3,8 @@ progress, the Pareto front and the chosen trial.
 
 - Objectives, all on the valid part: NDCG@10 (maximise), RMSE (minimise), and the size
   or latency the user caps (minimise: parameters, saved bytes or milliseconds).
-- The caps are the sampler's constraints (`Constraints`, from each trial's user attributes
-  ``params``, ``bytes``, ``latency_ms``); size caps are never exceeded (the budget is drawn
+- The caps are the trials' constraints (`constraints`, from each trial's user attributes
+  ``params``, ``bytes``, ``latency_ms``), which the TPE sampler reads; size caps are never exceeded (the budget is drawn
   within them), a latency cap is measured and a slower trial stays in the study as
   infeasible. A study remembers its caps and what its trials depend on (seed, teacher and
   its files); resuming it with other ones is refused, the difference named.
@@ -205,27 +205,22 @@ def curves_study(storage, name: str, startup: int, warmup: int):
 
 # ----------------------------------------------------------------------------- trials
 
-class Constraints:
-    """The caps as Optuna constraints (<= 0: within): a trial's measured value minus the
-    cap; a trial never trained (its architecture could not meet the cap) violates them."""
-
-    def __init__(self, caps: dict):
-        self.caps = dict(caps)
-
-    def __call__(self, trial) -> list[float]:
-        return [float(trial.user_attrs[CAP_ATTR[k]]) - v if CAP_ATTR[k] in trial.user_attrs
-                else 1.0 for k, v in self.caps.items()]
+def constraints(attrs: dict, caps: dict) -> dict[str, float]:
+    """The caps as constraints (<= 0: within): a trial's measured value (its user
+    attributes ``attrs``) minus the cap; a trial never trained (its architecture could not
+    meet the cap) violates them."""
+    return {k: float(attrs[CAP_ATTR[k]]) - v if CAP_ATTR[k] in attrs else 1.0
+            for k, v in caps.items()}
 
 
 def feasible(trial, caps: dict) -> bool:
-    return all(c <= 0 for c in Constraints(caps)(trial))
+    return all(c <= 0 for c in constraints(trial.user_attrs, caps).values())
 
 
-def sampler(caps: dict, startup: int, seed: int):
-    """Multivariate TPE over the conditional space, with the caps as constraints."""
+def sampler(startup: int, seed: int):
+    """Multivariate TPE over the conditional space; it reads each trial's constraints."""
     optuna = require()
     return optuna.samplers.TPESampler(n_startup_trials=startup, multivariate=True, group=True,
-                                      constraints_func=Constraints(caps) if caps else None,
                                       seed=seed)
 
 
@@ -235,20 +230,24 @@ def objective(setup, curves, pruning: bool):
     optuna = require()
     from .trial import Infeasible, run
 
+    def keep(trial, rec: dict) -> None:
+        for k, v in rec.items():
+            trial.set_user_attr(k, v)
+        for k, v in constraints(rec, setup.caps).items():
+            trial.set_constraint(k, v)
+
     def fn(trial):
         params = setup.space.sample(trial, setup.budget)
         c = Curves(curves, pruning)
         try:
             rec = run(setup, params, report=c.report, should_stop=c.should_stop)
         except Infeasible as e:
-            for k, v in e.args[1].items():
-                trial.set_user_attr(k, v)
+            keep(trial, e.args[1])
             raise optuna.TrialPruned(f"not trained: {e.args[0]}") from None
         except BaseException:
             c.end(None, "FAIL")
             raise
-        for k, v in rec.items():
-            trial.set_user_attr(k, v)
+        keep(trial, rec)
         if rec["pruned"]:
             c.end(None, "PRUNED")
             raise optuna.TrialPruned(f"stopped after {rec['epochs_run']} epochs: valid "
@@ -264,7 +263,7 @@ def optimize(setup, url: str, name: str, *, n_trials: int | None, timeout: float
     ``n_trials`` or ``timeout``."""
     tune = setup.cfg.tune
     study = require().load_study(study_name=name, storage=open_storage(url),
-                                 sampler=sampler(setup.caps, tune.startup, seed))
+                                 sampler=sampler(tune.startup, seed))
     curves = curves_study(open_storage(url, heartbeat=False), name, tune.prune_startup,
                           tune.prune_warmup)
     study.optimize(objective(setup, curves, tune.pruner != "none"), n_trials=n_trials,
