@@ -117,6 +117,8 @@ def run(cfg: RunConfig, rd: RunDir, *, storage: str | None = None, resume: bool 
             raise PakdError(f"study {tune.study!r} has no finished trial within its caps: "
                             "run more trials (pakd tune --resume --trials N) before --final")
         out["final"] = train_final(cfg, rd, enc_full, setup, study, out)
+    if rd.report_html.is_file():          # the run's page gets its tuning section
+        write_html(rd.root)
     return out
 
 
@@ -279,8 +281,6 @@ def results(cfg: RunConfig, rd: RunDir, study, caps: dict, teacher_valid: dict,
     plt.close(fig)
     if chosen is not None:
         log.info("chosen: trial %d, %s", chosen.number, rule)
-    if rd.report_html.is_file():          # the run's page gets its tuning section
-        write_html(rd.root)
     return out
 
 
@@ -344,8 +344,6 @@ def train_final(cfg: RunConfig, rd: RunDir, enc: Encoded, setup: Setup, study,
                           "difference": abs(chosen.values[0] - tuned["valid"]["ndcg@10"])}}
     write_json(rd.tune_final_json, fin)
     rd.write_text(rd.tune_final_md, final_markdown(fin))
-    if rd.report_html.is_file():
-        write_html(rd.root)
     return fin
 
 
