@@ -88,7 +88,7 @@ def run(cfg: RunConfig, rd: RunDir, *, storage: str | None = None, resume: bool 
     unit = "bytes" if "max_bytes" in caps else "params"
     cap = caps.get("max_bytes", caps.get("max_params"))
     budget = budget_range(cfg, enc, space, smallest, unit, cap)
-    reference = space.reference(cfg, reference_budget(cfg, rd, enc, budget, cap))
+    reference = space.reference(cfg, reference_budget(cfg, enc, budget, cap))
     commit()
     if study is None:
         study = S.create(st, tune.study, caps, identity, reference)
@@ -194,19 +194,15 @@ def budget_range(cfg: RunConfig, enc: Encoded, space: Space, smallest: dict, uni
     return int(lo), int(max(lo, hi))
 
 
-def reference_budget(cfg: RunConfig, rd: RunDir, enc: Encoded, budget: tuple[int, int],
+def reference_budget(cfg: RunConfig, enc: Encoded, budget: tuple[int, int],
                      cap: float | None) -> int:
     """The first trial's budget: the cap, or without a size cap the run's smallest budget
     (`distill.budgets`) for its own student."""
     if cap is not None:
         return int(cap)
-    try:
-        dense = make_student(cfg, enc)
-        origin = origin_params(lambda n: rd.member(n).with_suffix(".json")
-                               if rd.has_member(n) else None)
-        t = min(B.parse(b).target(dense.n_params(), origin) for b in cfg.distill.budgets)
-    except PakdError:
-        t = budget[1]
+    dense = make_student(cfg, enc)
+    origin = origin_params(cfg, enc.schema)
+    t = min(B.parse(b).target(dense.n_params(), origin) for b in cfg.distill.budgets)
     return int(min(max(t, budget[0]), budget[1]))
 
 
