@@ -134,3 +134,17 @@ def test_a_stopped_or_unfit_trial_ends_pruned_with_its_record(monkeypatch):
     assert [t.constraints for t in (a, b, c)] == [{"max_params": 1.0}, {"max_params": 1.0},
                                                   {"max_params": 1.0}]
     assert [t.state for t in curves.get_trials()] == [TrialState.PRUNED, TrialState.COMPLETE]
+
+
+def test_resuming_fails_what_a_killed_command_left_running_and_requeues_the_first_trial():
+    storage = optuna.storages.InMemoryStorage()
+    study = S.create(storage, "s", {}, {}, {"budget": 10})
+    first = study.ask()                     # the queued run's settings, then the kill
+    assert first.user_attrs == {"reference": True}
+    assert S.recover(storage, study, {"budget": 10}, local=False) == 0   # the heartbeat's job
+    assert S.recover(storage, study, {"budget": 10}, local=True) == 1
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].user_attrs == {"reference": True}
+    S.recover(storage, study, {"budget": 10}, local=True)           # queued once only
+    assert len(study.get_trials()) == 2

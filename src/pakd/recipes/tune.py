@@ -95,7 +95,7 @@ def run(cfg: RunConfig, rd: RunDir, *, storage: str | None = None, resume: bool 
         log.info("study %r in %s: %s; objectives valid NDCG@10, valid RMSE, %s", tune.study,
                  where, S.caps_text(caps), S.objective_of(caps))
     elif not final:
-        left = S.recover(study, reference, local)
+        left = S.recover(st, study, reference, local)
         if left:
             log.info("--resume: %d trial(s) left running by a stopped command marked failed "
                      "(they run again)", left)

@@ -147,7 +147,7 @@ def create(storage, name: str, caps: dict, identity: dict, reference: dict):
     return study
 
 
-def recover(study, reference: dict, local: bool) -> int:
+def recover(storage, study, reference: dict, local: bool) -> int:
     """Before resuming: trials left running by a command that was stopped are marked failed
     when the storage is the run's own (the run lock says nobody else runs them; elsewhere
     the heartbeat does it), and the first trial is queued again if it never finished."""
@@ -156,7 +156,7 @@ def recover(study, reference: dict, local: bool) -> int:
     n = 0
     for t in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
         if local:
-            study._storage.set_trial_state_values(t._trial_id, state.FAIL)
+            storage.set_trial_state_values(t._trial_id, state.FAIL)
             n += 1
     refs = [t for t in study.get_trials(deepcopy=False)
             if t.user_attrs.get("reference") and t.state != state.FAIL]
