@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from pakd.distill.budgets import budget_of  # noqa: E402
 from pakd.report import fmt, markdown_table  # noqa: E402
 from pakd.rundir import RunDir  # noqa: E402
 
@@ -71,13 +72,13 @@ def headline(folder: str) -> str:
         s = _json(root / "seeds.json")
         seeds = [Kept(root / f"seed-{x}") for x in s["seeds"]]
         exps = [_json(k.pakd_json) for k in seeds]
-        rows = {(r["method"], r["pruning_ratio"]): r for r in s["rows"]}
+        rows = {(r["method"], budget_of(r)): r for r in s["rows"]}
         mean = lambda r, m: r["mean"].get(m)  # noqa: E731
         note = f"mean over {len(s['seeds'])} seeds ({', '.join(map(str, s['seeds']))})"
     else:
         k = Kept(root)
         exps = [_json(k.pakd_json)]
-        rows = {(r["method"], r["pruning_ratio"]): {**r, "mean": r} for r in exps[0]["rows"]}
+        rows = {(r["method"], budget_of(r)): {**r, "mean": r} for r in exps[0]["rows"]}
         rows[("teacher", None)] = {**exps[0]["teacher"], "mean": exps[0]["teacher"]}
         for m in exps[0].get("members", []):
             rows[("member:" + m["model"], None)] = {**m, "mean": m}
@@ -91,7 +92,7 @@ def headline(folder: str) -> str:
             pool = e["rows"] if ratio is not None else e.get("members", [])
             for r in pool:
                 name = r["method"] if ratio is not None else "member:" + r["model"]
-                if name == method and (ratio is None or abs(r["pruning_ratio"] - ratio) < 1e-9):
+                if name == method and (ratio is None or budget_of(r) == ratio):
                     vals.append(r.get("speedup_throughput"))
         vals = [v for v in vals if v]
         return statistics.median(vals) if vals else None
@@ -110,10 +111,12 @@ def headline(folder: str) -> str:
                         "rmse": mean(r, "rmse"), "params": r["params"],
                         "size": 100 * r["params"] / origin if origin else None,
                         "speed": speed(name, None)})
-    ratios = sorted({k[1] for k in rows if k[0] == "fisher_kd"})
+    ratios = sorted({k[1] for k in rows if k[0] == "fisher_kd"},
+                    key=lambda b: -rows[("fisher_kd", b)]["params"])
     for ratio in ratios:
         r = rows[("fisher_kd", ratio)]
-        out.append({"model": f"student: fisher_kd, pruning ratio {ratio:.2f}",
+        what = f"budget {ratio}" if "%" in ratio or float(ratio) >= 1 else f"pruning ratio {ratio}"
+        out.append({"model": f"student: fisher_kd, {what}",
                     "ndcg": mean(r, "ndcg@10"), "rmse": mean(r, "rmse"), "params": r["params"],
                     "size": 100 * r["params"] / origin if origin else None,
                     "speed": speed("fisher_kd", ratio)})
@@ -212,7 +215,7 @@ def pakd(folder: str) -> str:
     for r in p["rows"]:
         d = r.get("paired", {}).get("teacher", {}).get("ndcg@10")
         rows.append({
-            "method": r["method"], "ratio": f"{r['pruning_ratio']:.2f}",
+            "method": r["method"], "ratio": budget_of(r),
             "params": f"{r['params']:,} ({r['params_vs_origin_pct']:.1f}%)"
                       if "params_vs_origin_pct" in r else
                       f"{r['params']:,} ({r['params_vs_teacher_pct']:.1f}% of teacher)",

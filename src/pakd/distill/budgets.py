@@ -83,3 +83,14 @@ def targets(budgets: list[Budget], dense: int, origin: int | None,
         raise PakdError(f"budgets {', '.join(b.label for b in budgets)} give the same size "
                         "twice; give each size once")
     return out
+
+
+def budget_of(row: dict) -> str | None:
+    """A result row's budget label: its ``budget``, or for rows kept before budgets (a
+    pruning ratio per row) that ratio; None for the teacher and its members."""
+    if "budget" in row:
+        return row["budget"]
+    if row.get("method") == "dense_kd":
+        return "dense"
+    r = row.get("pruning_ratio")
+    return None if r is None else f"{r:g}"

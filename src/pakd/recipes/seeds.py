@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..distill.budgets import budget_of
 from ..errors import PakdError
 from ..rundir import RunDir, read_json, write_json
 from ..stats import POOLED_FIELDS, holm, p_text, pooled_paired, t_interval
@@ -54,7 +55,7 @@ def _experiment(rd: RunDir) -> dict:
 
 
 def _key(r: dict) -> tuple:
-    return r["method"] if r["method"] != "member" else "member:" + r["model"], r.get("budget")
+    return r["method"] if r["method"] != "member" else "member:" + r["model"], budget_of(r)
 
 
 def _summary(values: list[float]) -> tuple[float, float]:
@@ -110,7 +111,7 @@ def pool(root: str | Path, seeds: list[int], *, resamples: int = 1000) -> dict:
                     [(per_user(s, rows_by_seed[s][ref]), mine[s]) for s in seeds],
                     resamples=resamples, metrics=metrics)
         out_rows.append(entry)
-    family = {(e["method"], e["budget"], m): e["pooled"]["fisher_kd"][m][3]
+    family = {(e["method"], budget_of(e), m): e["pooled"]["fisher_kd"][m][3]
               for e in out_rows if "fisher_kd" in e.get("pooled", {})
               for m in ("ndcg@10", "rmse") if m in e["pooled"]["fisher_kd"]}
     adjusted = holm(family, ALPHA)
@@ -120,7 +121,7 @@ def pool(root: str | Path, seeds: list[int], *, resamples: int = 1000) -> dict:
                   for k, p in family.items()}, ALPHA)
     for e in out_rows:
         for m in ("ndcg@10", "rmse"):
-            key = (e["method"], e["budget"], m)
+            key = (e["method"], budget_of(e), m)
             if key in adjusted:
                 d, _, _, _, t_lo, t_hi = e["pooled"]["fisher_kd"][m]
                 e.setdefault("holm_p", {})[m] = adjusted[key]
@@ -253,7 +254,7 @@ def seeds_markdown(out: dict) -> str:
              "fisher_kd on NDCG@10 | Δ RMSE vs fisher_kd (Holm p) | fisher_kd on RMSE |",
              "|" + "---|" * 13]
     for e in out["rows"]:
-        ratio = "–" if e["budget"] is None else e["budget"]
+        ratio = "–" if budget_of(e) is None else budget_of(e)
         of_t = e["of_teacher"]
         fk = e.get("pooled", {}).get("fisher_kd", {})
         hp, below = e.get("holm_p", {}), e.get("holm_p_below", {})
