@@ -82,3 +82,27 @@ def test_the_stage_list_is_in_one_place():
     for p in SRC.rglob("*.py"):
         text = p.read_text()
         assert "getattr(pipeline" not in text and "stage_{" not in text, p
+
+
+def test_no_recipe_imports_a_recipe_and_libraries_import_none():
+    """Recipes tell a stage's story over library modules: none imports another recipe
+    (the package's stage list aside), and data, models, deploy, train, prune and distill
+    import no recipe at all."""
+    libraries = ("pakd.data", "pakd.models", "pakd.deploy", "pakd.train", "pakd.prune",
+                 "pakd.distill", "pakd.fisher", "pakd.report")
+    for p in SRC.rglob("*.py"):
+        mod = _module(p)
+        recipes = {t for t in _imports(p) if t.startswith("pakd.recipes.")}
+        if mod.startswith("pakd.recipes.") and mod != "pakd.recipes":
+            assert not recipes, (mod, recipes)
+        if mod.startswith(libraries):
+            assert not {t for t in _imports(p) if t.startswith("pakd.recipes")}, mod
+
+
+def test_run_all_asks_for_no_stage_by_name():
+    import inspect
+
+    from pakd import recipes
+    source = inspect.getsource(recipes._stages)
+    for name in recipes.STAGES:
+        assert f'"{name}"' not in source, name

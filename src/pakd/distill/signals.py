@@ -32,6 +32,7 @@ import torch
 from ..csr import CsrRows, csr_mask, csr_take
 from ..data.encoding import Encoded
 from ..errors import PakdError
+from ..memory import user_chunk
 from ..models.base import RecModel
 from ..runtime import progress
 
@@ -256,3 +257,14 @@ def _by_chunks(teacher: RecModel, enc: Encoded, seen: CsrRows, *, list_top: int,
             tail[users], neg_entropy[users] = te, ne
             bar.update(len(users))
     return top, probs, neg_entropy, scale, (items, unseen, tail)
+
+
+def signals_for(cfg, teacher: RecModel, enc: Encoded, scores: torch.Tensor | None) -> TeacherSignals:
+    """The teacher's signals under the run's distillation settings (`pakd tune` computes
+    them the same way, so a tuned trial reproduces under `pakd distill`)."""
+    dc = cfg.distill
+    return teacher_signals(teacher, enc, scores, list_top=max(dc.list_top, dc.kd_top),
+                           feature_dim=dc.feature_dim, quiet=cfg.quiet,
+                           temperature=dc.temperature, unobserved=dc.kd_rating_unobserved,
+                           seed=cfg.seed, head=dc.catalogue_head,
+                           chunk=min(256, user_chunk(enc.n_items, cfg.eval.max_memory_gb)))

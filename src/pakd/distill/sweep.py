@@ -94,7 +94,6 @@ def train_student(ctx: Context, job: Job, reference: str | None, callbacks=()):
     kind = LIGHTWEIGHT if job.method == "lightweight_kd" else dc.student
     student = make_student(cfg, enc, kind, ctx.member_of.get(kind))
     start = student.n_params()
-    mean = float(enc.parts["train"].rating.mean())
     target = job.target
     if job.method in ("scratch", "final_kd"):
         student, target = from_scratch(load(reference)[0], enc, cfg.seed), None

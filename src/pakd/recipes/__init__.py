@@ -3,10 +3,17 @@
 Each recipe's ``run(cfg, rd, enc=None)`` reads the previous stages' artefacts from the run
 directory (`pakd.rundir.RunDir`) and writes its own, so any stage can be re-run alone
 (`pakd fisher --run DIR`); `run_all` is every stage in order. `STAGES` is the one list.
+
+A recipe module is a `Stage`: besides ``run`` it may say that it runs on every torchrun
+process (``EVERY_RANK``: the training stages), that it reports the run's timings
+(``READS_TIMINGS``: they are written before it), and when its work is already there
+(``done(rd)``: the split, which the CLI makes before run.yaml) - so `run_all` never asks
+for a stage by name.
 """
 from __future__ import annotations
 
 import time
+from typing import Protocol
 
 from .. import distributed, memory
 from ..config import RunConfig
@@ -15,8 +22,18 @@ from ..rundir import RunDir, write_json
 from ..runtime import environment, log
 from . import distill, ensemble, fisher, report, split, teachers
 
+class Stage(Protocol):
+    """What `run_all` needs of a recipe module (the optional flags default to False)."""
+
+    def run(self, cfg: RunConfig, rd: RunDir, enc=None): ...
+
+
+def _flag(recipe, name: str) -> bool:
+    return bool(getattr(recipe, name, False))
+
+
 # name -> recipe module, in run order
-STAGES = {"split": split, "teachers": teachers, "ensemble": ensemble, "fisher": fisher,
+STAGES: dict[str, Stage] = {"split": split, "teachers": teachers, "ensemble": ensemble, "fisher": fisher,
           "distill": distill, "report": report}
 
 
@@ -48,21 +65,19 @@ def run_all(cfg: RunConfig, rd: RunDir, track: str | None = None) -> str:
 def _stages(cfg, rd, timings, stages, t_all, main, tracker) -> str:
     enc, out = None, ""
     for name, recipe in STAGES.items():
-        if name == "report" and main:   # the summary reports the time of all before it
+        if _flag(recipe, "READS_TIMINGS") and main:   # the time of all stages before it
             timings["total"] = time.perf_counter() - t_all
             write_json(rd.timings_json, {**timings, "peak_rss_mb": {
                 n: s["peak_rss_mb"] for n, s in stages.items()},
                 "peak_rss_per_stage": all(s["per_stage"] for s in stages.values()),
                 "environment": environment()})
         with memory.stage(stages, name):
-            # under torchrun the teachers train, the Fisher is estimated and the students
-            # are trained on every rank; rank 0 alone runs the rest
-            if name == "split" and rd.split_csv.is_file():
-                pass            # made before run.yaml (the CLI fits settings to its size)
-            elif name in ("teachers", "fisher", "distill") or main:
+            # under torchrun the training stages run on every rank; rank 0 alone the rest
+            done = getattr(recipe, "done", None)
+            if not (done is not None and done(rd)) and (_flag(recipe, "EVERY_RANK") or main):
                 out = recipe.run(cfg, rd, enc)
             distributed.barrier()
-            if name == "split":
+            if enc is None and rd.split_csv.is_file():
                 enc = load_encoded(cfg, rd)
         timings[name] = stages[name]["seconds"]
         log.info("stage %s: %.1fs, peak RSS %.0f MB", name, timings[name],

@@ -26,18 +26,20 @@ from ..data.encoding import Encoded
 from ..distill import budgets as B
 from ..distill.check import check_student_criterion
 from ..distill.outcome import (choose_best, evidence, measure_speed, relative, targets)
-from ..distill.signals import teacher_signals
+from ..distill.signals import signals_for
 from ..distill.students import make_student, origin_params
 from ..distill.sweep import ROW_KEYS, Context, losses_of, plan, run_sweep
 from ..errors import PakdError
 from ..evaluate import evaluate, evaluate_kept
-from ..memory import user_chunk
 from ..models import load, save
 from ..prune import Pruner
 from ..report.pakd import pakd_markdown, pakd_plots, references
 from ..rundir import RunDir, read_json, write_json
 from ..runtime import log
 from ..scores import check_catalogue_settings, member_scores, teacher_scores
+
+
+EVERY_RANK = True     # under torchrun every process trains (`pakd.recipes.Stage`)
 
 
 def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
@@ -99,17 +101,6 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     if best is None:
         raise PakdError("no student was trained: give --methods and --budgets that train one")
     return out
-
-
-def signals_for(cfg: RunConfig, teacher, enc: Encoded, scores):
-    """The teacher's signals under the run's distillation settings (`pakd tune` computes
-    them the same way, so a tuned trial reproduces under `pakd distill`)."""
-    dc = cfg.distill
-    return teacher_signals(teacher, enc, scores, list_top=max(dc.list_top, dc.kd_top),
-                           feature_dim=dc.feature_dim, quiet=cfg.quiet,
-                           temperature=dc.temperature, unobserved=dc.kd_rating_unobserved,
-                           seed=cfg.seed, head=dc.catalogue_head,
-                           chunk=min(256, user_chunk(enc.n_items, cfg.eval.max_memory_gb)))
 
 
 def size_targets(cfg: RunConfig, rd: RunDir, enc: Encoded) -> tuple[list, dict[str, int]]:

@@ -38,6 +38,9 @@ CRITERION = ("importance of removing parameters S = 1/2 sum_S F theta^2 (diagona
              "Hessian, per-example mean loss units)")
 
 
+EVERY_RANK = True     # under torchrun every process trains (`pakd.recipes.Stage`)
+
+
 def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     enc = enc or load_encoded(cfg, rd)
     fc = cfg.fisher

@@ -12,6 +12,9 @@ from ..report.teachers import teachers_markdown
 from ..rundir import RunDir, read_json
 
 
+READS_TIMINGS = True  # the run's timings are written before it (`pakd.recipes.Stage`)
+
+
 def run(cfg: RunConfig, rd: RunDir, enc=None) -> str:
     """Re-render what the stages wrote; returns the run summary (Markdown)."""
     teachers = read_json(rd.teachers_json) if rd.teachers_json.is_file() else None

@@ -32,3 +32,7 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> Split:
              time.perf_counter() - t0)
     return split
 
+
+def done(rd: RunDir) -> bool:
+    """The split is made before run.yaml (the CLI fits settings to its size)."""
+    return rd.split_csv.is_file()

@@ -25,6 +25,9 @@ from ..scores import check_catalogue_settings, member_scores, retrieval_candidat
 from ..train import fit
 
 
+EVERY_RANK = True     # under torchrun every process trains (`pakd.recipes.Stage`)
+
+
 def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict[str, dict]:
     """Train every model in ``cfg.train.models``; returns their saved metadata."""
     enc = enc or load_encoded(cfg, rd)

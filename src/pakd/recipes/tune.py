@@ -27,6 +27,7 @@ from ..data import load_encoded
 from ..data.encoding import Encoded
 from ..distill import budgets as B
 from ..distill.students import make_student, origin_params
+from ..distill.signals import signals_for
 from ..distill.sweep import Job, train_student
 from ..errors import PakdError
 from ..evaluate import evaluate, evaluate_kept
@@ -41,7 +42,6 @@ from ..tune import study as S
 from ..tune.space import (Space, apply, as_settings, bytes_bound, fit_budget, least_model,
                           saved_bytes, settings_of)
 from ..tune.trial import Setup, latency_ms, with_temperature, without_test
-from .distill import signals_for
 
 
 def run(cfg: RunConfig, rd: RunDir, *, storage: str | None = None, resume: bool = False,
