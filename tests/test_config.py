@@ -104,15 +104,15 @@ def test_settings_keep_the_reference_steps_on_a_larger_split():
     # ten times the reference: a tenth of each default's epochs, rounded, at least one
     got = for_data("default", 10 * REFERENCE_TRAIN_RATINGS, 3706)
     assert got == {"svd.epochs": 4, "xdeepfm.epochs": 1, "autoint.epochs": 2,
-                   "distill.epochs": 2}
+                   "distill.epochs": 2, "distill.prune_epochs": 1}
     assert for_data("default", 100 * REFERENCE_TRAIN_RATINGS, 3706)["svd.epochs"] == 1
-    # 2.5 times: 40/2.5 = 16, 12/2.5 = 4.8 -> 5, 20/2.5 = 8, 16/2.5 = 6.4 -> 6
+    # 2.5 times: 40/2.5 = 16, 12/2.5 = 4.8 -> 5, 20/2.5 = 8, 16/2.5 = 6.4 -> 6, 8/2.5 -> 3
     got = for_data("default", int(2.5 * REFERENCE_TRAIN_RATINGS), 3706)
     assert got == {"svd.epochs": 16, "xdeepfm.epochs": 5, "autoint.epochs": 8,
-                   "distill.epochs": 6}
+                   "distill.epochs": 6, "distill.prune_epochs": 3}
     # the quick profile's two epochs become one; its one-epoch members are at the floor
-    assert for_data("quick", 10 * REFERENCE_TRAIN_RATINGS, 3706) == {"svd.epochs": 1,
-                                                                     "distill.epochs": 1}
+    assert for_data("quick", 10 * REFERENCE_TRAIN_RATINGS, 3706) == {
+        "svd.epochs": 1, "distill.epochs": 1, "distill.prune_epochs": 1}
 
 
 def test_full_catalogue_softmax_and_ease_give_way_on_large_catalogues():

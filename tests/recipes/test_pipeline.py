@@ -98,10 +98,24 @@ def test_pakd_outputs(run, capsys):
     assert methods == {"fisher_kd", "taylor_kd", "magnitude_kd", "random_kd", "fisher_ft",
                        "scratch", "final_kd", "mf_labels", "lightweight_kd", "dense_kd",
                        "fisher_kd_no_ranking", "fisher_kd_no_rating", "fisher_kd_no_feature"}
+    # --bench-memory chosen (the default): a fresh-process memory probe of the teacher, its
+    # members, the dense and the best student only
+    best = res["best_student"]["file"]
+    probed = {r["file"] for r in res["rows"] if "peak_rss_mb" in r}
+    dense = {r["file"] for r in res["rows"] if r["method"] == "dense_kd"}
+    assert probed == dense | {best} and all("peak_rss_mb" in m for m in res["members"])
     by = {r["method"]: r for r in res["rows"]}
     target = res["budgets"]["0.5"]
+    # the pruning students with KD start from the trained dense student (--prune-from
+    # dense); the architecture baselines copy fisher_kd's
+    dense_name = by["dense_kd"]["file"].split("/")[-1]
+    assert {by[m]["reference"] for m in ("fisher_kd", "magnitude_kd", "random_kd",
+                                         "taylor_kd", "fisher_kd_no_rating")} == {dense_name}
+    assert by["fisher_ft"]["reference"] is None and by["lightweight_kd"]["reference"] is None
+    assert by["final_kd"]["reference"] == by["fisher_kd"]["file"].split("/")[-1]
     for r in res["rows"]:
-        assert row_keys | {"bytes_fp32", "bytes_int8", "file_bytes"} <= set(r)
+        keys = row_keys if r["file"] in probed else row_keys - {"peak_rss_mb"}
+        assert keys | {"bytes_fp32", "bytes_int8", "file_bytes"} <= set(r)
         assert r["budget"] == ("dense" if r["method"] == "dense_kd" else "0.5")
         assert "speedup_throughput" in r and "rmse_retention_pct" in r
         assert r["params_vs_origin_pct"] > r["params_vs_teacher_pct"]   # ease adds items^2
@@ -225,7 +239,8 @@ def test_students_in_worker_processes_equal_students_trained_inline(run, tmp_pat
             "distill.methods": ["magnitude_kd", "fisher_kd", "scratch"],
             "distill.ablation": None, "distill.workers": workers, "quiet": True})
         rows[workers] = sweep_rows(cfg, rd)
-    assert [r["method"] for r in rows[2]] == ["fisher_kd", "magnitude_kd", "scratch"]
+    # the pruned students start from dense_kd (trained first, though not listed)
+    assert [r["method"] for r in rows[2]] == ["dense_kd", "fisher_kd", "magnitude_kd", "scratch"]
     for a, b in zip(rows[1], rows[2]):
         for k in ("params", "rmse", "ndcg@10", "auc", "valid", "arch", "epochs_run"):
             assert a[k] == b[k], (a["method"], k)
@@ -331,6 +346,9 @@ def test_budgets_are_met_exactly_and_refused_outside_the_student(run, tmp_path):
     _, sizes = size_targets(c, rd, enc)
     assert sizes == {"15%": int(0.15 * origin), "0.6": int(dense * 0.4)}
     for row in sweep_rows(c, rd):
+        if row["method"] == "dense_kd":       # what the pruned students start from
+            assert row["params"] == dense
+            continue
         t = sizes[row["budget"]]
         assert t - 70 <= row["params"] <= t, (row["method"], row["params"], t)  # one row's size
     with pytest.raises(PakdError, match="below the"):

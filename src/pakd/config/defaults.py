@@ -42,7 +42,7 @@ ARCH: dict[str, dict] = {
 # The tower student's settings (the `student` section: its architecture, and how many
 # popularity buckets its item rows fall into)
 STUDENT_ARCH: dict = {"dim": 64, "rank_dims": 64, "rate_dims": 32, "buckets": 8, "mlp": [],
-                      "user_side": "tower", "alpha": 0.5}
+                      "user_side": "tower", "alpha": 1.0}
 # ... and what `pakd.models.build` fills in: bucket_rows, the history and the user rows come
 # from the data (`pakd.models.tower.tower_tables`), empty widths mean the full space
 ARCH[STUDENT] = {**{k: STUDENT_ARCH[k] for k in ("dim", "rank_dims", "rate_dims", "user_side",
@@ -78,5 +78,7 @@ FIT: dict[str, dict] = {
 }
 
 # The distillation loop's share of the training settings (same budget for every method).
-DISTILL_FIT: dict = {"epochs": 16, "batch_size": 2048, "lr": 0.01, "weight_decay": 1e-5,
+DISTILL_FIT: dict = {"epochs": 16, "batch_size": 4096, "lr": 0.02, "weight_decay": 1e-5,
                      "l2": 0.05, "negatives": 4, "patience": 3}
+# epochs of a student pruned from the trained dense student (`distill.prune_from` dense)
+PRUNE_EPOCHS = 8

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .defaults import DEFAULT_MEMBERS, DISTILL_FIT, FIT
+from .defaults import DEFAULT_MEMBERS, DISTILL_FIT, FIT, PRUNE_EPOCHS
 
 PROFILES: dict[str, dict[str, Any]] = {
     "default": {},
@@ -40,7 +40,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "fisher.sample": 512, "fisher.validate_units": 12, "fisher.plan_eval_users": 50,
         "student.dim": 8, "student.rank_dims": 8, "student.rate_dims": 4, "student.buckets": 3,
         "lightweight.factors": 8, "lightweight.rank_factors": 8, "lightweight.hidden": [8],
-        "distill.budgets": ["0.5"], "distill.epochs": 2,
+        "distill.budgets": ["0.5"], "distill.epochs": 2, "distill.prune_epochs": 2,
         "distill.methods": ["fisher_kd", "magnitude_kd", "scratch"], "distill.ablation": None,
         "distill.negatives": 4, "distill.batch_size": 8192,
         "distill.prune_steps": 2, "distill.list_top": 10, "distill.list_random": 10,
@@ -67,7 +67,8 @@ REFERENCE_TRAIN_RATINGS = 80_650
 # 179 steps of several minutes on 2 cores - time as much as accuracy sets the rule
 # (docs/decisions.md#epochs)
 MIN_EPOCHS = 1
-EPOCHS = ("svd.epochs", "xdeepfm.epochs", "autoint.epochs", "distill.epochs")
+EPOCHS = ("svd.epochs", "xdeepfm.epochs", "autoint.epochs", "distill.epochs",
+          "distill.prune_epochs")
 # train ratings x catalogue items above which a softmax over the whole catalogue (SVD's
 # ranking factors, the student's label ranking) gives way to a sampled softmax: at ~7e7
 # (rating, item) cells a second on 2 cores (benchmarks/scale.py), 2e10 is ~5 min an epoch
@@ -80,7 +81,8 @@ def _base(profile: str, key: str) -> Any:
     if key in PROFILES[profile]:
         return PROFILES[profile][key]
     section, name = key.split(".")
-    return (DISTILL_FIT if section == "distill" else FIT.get(section, {})).get(name)
+    distill = {**DISTILL_FIT, "prune_epochs": PRUNE_EPOCHS}
+    return (distill if section == "distill" else FIT.get(section, {})).get(name)
 
 
 def for_data(profile: str, train_ratings: int, items: int, *,

@@ -17,7 +17,8 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 from pydantic.fields import FieldInfo
 
 from ..memory import DEFAULT_BUDGET_GB
-from .defaults import ARCH, DEFAULT_MEMBERS, DISTILL_FIT, FIT, LIGHTWEIGHT, STUDENT, STUDENT_ARCH
+from .defaults import (ARCH, DEFAULT_MEMBERS, DISTILL_FIT, FIT, LIGHTWEIGHT, PRUNE_EPOCHS, STUDENT,
+                       STUDENT_ARCH)
 
 MEMBERS = Literal["svd", "xdeepfm", "autoint", "ease", "als"]
 TEACHER_CHOICES = Literal["ensemble", "svd", "xdeepfm", "autoint", "ease", "als"]
@@ -519,7 +520,7 @@ class _DistillOwn(Section):
         flag="--kd-ranking")
     kd_top: int = _f(50, "--kd-ranking top: length of the teacher's list", flag="--kd-top",
                      ge=1)
-    label_loss_weight: float = _f(1.0, "weight of the ground-truth rating and ranking losses "
+    label_loss_weight: float = _f(0.3, "weight of the ground-truth rating and ranking losses "
                                   "when distilling", flag="--label-loss-weight",
                                   aliases=["--label-weight"], ge=0)
     temperature: float = _f(1.0, "softmax temperature of listwise distillation, applied on "
@@ -544,6 +545,13 @@ class _DistillOwn(Section):
                          ge=1)
     feature_dim: int = _f(32, "teacher hidden reduced by PCA to this many components",
                           flag="--feature-dim", ge=1)
+    prune_from: Literal["dense", "init"] = _f(
+        "dense", "where the pruning students with KD start: dense (the trained dense_kd "
+        "student, pruned and fine-tuned for --prune-epochs; the Fisher of a trained model "
+        "says what each unit does) or init (a fresh student trained for --epochs while "
+        "pruning)", flag="--prune-from")
+    prune_epochs: int = _f(PRUNE_EPOCHS, "--prune-from dense: epochs of pruning and "
+                           "fine-tuning", flag="--prune-epochs", ge=1)
     prune_until: float = _f(0.3, "share of training over which pruning rises (cubic) to the "
                             "target", flag="--prune-until", gt=0, le=1)
     prune_steps: int = _f(6, "pruning steps on the way to the target", flag="--prune-steps",
@@ -608,13 +616,22 @@ DistillConfig = _with_defaults(
         "training budget every method shares.", base=_DistillRules)
 
 
+def _memory_mode(v):
+    """true/false of earlier runs: every model or none."""
+    if isinstance(v, bool) or str(v).lower() in ("true", "false"):
+        return "all" if str(v).lower() == "true" else "none"
+    return v
+
+
 class BenchConfig(Section):
     batch: int = _f(4096, "rows per throughput batch", ge=1)
     seconds: float = _f(0.3, "time per model and round: half throughput, half latency (at "
                         "least 3 batches and 10 queries)", gt=0)
     rounds: int = _f(3, "rounds of interleaved measurement (every model once per round, in "
                      "turn), so a change of machine load hits teacher and students alike", ge=1)
-    memory: bool = _f(True, "peak memory of each model, in a fresh process each")
+    memory: Annotated[Literal["all", "chosen", "none"], BeforeValidator(_memory_mode)] = _f(
+        "chosen", "peak memory, each model in a fresh process: all (every student), chosen "
+        "(the teacher, its members, the dense and the best student) or none")
 
 
 # ----------------------------------------------------------------------------- tuning

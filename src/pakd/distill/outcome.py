@@ -64,9 +64,12 @@ def evidence(rd, seed: int, teacher: str, t_row: dict, member_rows: list[dict],
 
 
 def measure_speed(rd, bench, teacher: str, t_row: dict, member_rows: list[dict],
-                  rows: list[dict], quiet: bool) -> dict:
+                  rows: list[dict], quiet: bool, best: dict | None = None) -> dict:
     """Speed of teacher, members and students, interleaved in one process (``bench``: the
-    run's bench settings); peak memory of each alone, in a fresh process."""
+    run's bench settings); peak memory of each alone, in a fresh process - of every model,
+    or (``bench.memory`` chosen) of the teacher, its members, the dense and the ``best``
+    student: a probe costs a torch import, and a sweep's students of one budget differ by
+    a few parameters."""
     targets = {"teacher": "ensemble" if teacher == "ensemble" else str(rd.member(teacher))}
     targets.update({f"member:{r['model']}": str(rd.member(r["model"])) for r in member_rows})
     targets.update({label(r): r["file"] for r in rows})
@@ -77,10 +80,15 @@ def measure_speed(rd, bench, teacher: str, t_row: dict, member_rows: list[dict],
         speed = interleaved(models, batch=bench.batch, seconds=bench.seconds,
                             rounds=bench.rounds, reference="teacher", progress=bar)
     del models
-    mem = memory_of(list(targets.values()), run_dir=str(rd.root),
-                    threads=torch.get_num_threads(), batch=bench.batch) if bench.memory else \
-        [None] * len(targets)
-    for (key, _), m, row in zip(targets.items(), mem, [t_row] + member_rows + rows):
+    everyone = [t_row] + member_rows + rows
+    probed = [bench.memory == "all" or (bench.memory == "chosen" and (
+        r is t_row or r in member_rows or r is best or r.get("method") == "dense_kd"))
+        for r in everyone]
+    got = iter(memory_of([t for t, p in zip(targets.values(), probed) if p],
+                         run_dir=str(rd.root), threads=torch.get_num_threads(),
+                         batch=bench.batch) if any(probed) else [])
+    mem = [next(got) if p else None for p in probed]
+    for (key, _), m, row in zip(targets.items(), mem, everyone):
         row.update({k: v for k, v in speed["models"][key].items() if k in SPEED_KEYS})
         if m is not None:
             row.update(peak_rss_mb=m["peak_rss_mb"], rss_before_load_mb=m["rss_before_load_mb"])

@@ -3,15 +3,17 @@ executors that train them - inline, in worker processes, or shared out over torc
 processes - with finished students kept for ``--resume``.
 
 Every (budget, method) student starts from the same dense student and gets the same
-epochs and batches; only the criterion and the loss change. The baselines that copy a
-pruned architecture (scratch, final_kd) start once their reference (fisher_kd
-at that budget) has finished. Students are trained by ``workers`` processes at once, each
+epochs and batches; only the criterion and the loss change. With ``prune_from`` dense
+(the default) the pruning students with KD start from the trained dense_kd student and
+wait for it; the baselines that copy a pruned architecture (scratch, final_kd) start once
+their reference (fisher_kd at that budget) has finished. Students are trained by ``workers`` processes at once, each
 single-threaded: a student's many small steps barely use a second core, and a student
 trained on one thread equals one trained on two.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -53,9 +55,11 @@ class Context:
 
 
 def plan(cfg: RunConfig, budgets: list[Budget], targets: dict[str, int]) -> tuple[list, list]:
-    """(jobs that need no reference, jobs that copy fisher_kd's student at their budget),
-    longest first (the Fisher methods observe every step while pruning), so the workers
-    finish together."""
+    """(jobs that need no reference, longest first - the Fisher methods observe every
+    step while pruning - so the workers finish together; jobs that start from or copy
+    another's student: those pruned from dense_kd, then the baselines that copy
+    fisher_kd's student at their budget). dense_kd is trained whenever a job starts from
+    it, and first."""
     dc = cfg.distill
     after = [m for m in dc.methods if m in AFTER_REFERENCE]
     if after and REFERENCE not in dc.methods:
@@ -72,9 +76,36 @@ def plan(cfg: RunConfig, budgets: list[Budget], targets: dict[str, int]) -> tupl
         jobs += [Job(m, dc.ablation, targets[dc.ablation]) for m in ABLATIONS]
     slow = {"fisher_kd": 0, "taylor_kd": 0, "lightweight_kd": 1, "magnitude_kd": 2,
             "random_kd": 3, "dense_kd": 4, "fisher_ft": 5}
+    warm = [j for j in jobs if from_dense(dc, j)]
+    if warm and not any(j.method == "dense_kd" for j in jobs):
+        jobs.append(Job("dense_kd", DENSE, None))      # the students they are pruned from
+    if warm:
+        slow["dense_kd"] = -1
     jobs.sort(key=lambda j: slow.get(j.method, 1 if j.method in ABLATIONS else 9))
-    waiting = [Job(m, b.label, targets[b.label]) for b in budgets for m in after]
-    return jobs, waiting
+    waiting = [j for j in jobs if j in warm] + [Job(m, b.label, targets[b.label])
+                                                for b in budgets for m in after]
+    return [j for j in jobs if j not in warm], waiting
+
+
+# pruned with KD from the trained dense student under prune_from dense (fisher_ft learns
+# from labels only and lightweight_kd is another student kind: both start fresh)
+WARM = ("fisher_kd", "taylor_kd", "magnitude_kd", "random_kd", *ABLATIONS)
+
+
+def from_dense(dc, job: Job) -> bool:
+    return dc.prune_from == "dense" and job.method in WARM
+
+
+def reference_job(dc, job: Job, order: list[Job]) -> Job | None:
+    """The job whose saved student ``job`` starts from or copies: fisher_kd at its budget
+    for the architecture baselines, dense_kd for a student pruned from the dense one."""
+    if job.method in AFTER_REFERENCE:
+        want = (REFERENCE, job.budget)
+    elif from_dense(dc, job):
+        want = ("dense_kd", DENSE)
+    else:
+        return None
+    return next((j for j in order if (j.method, j.budget) == want), None)
 
 
 def losses_of(dc, tasks: frozenset, use_kd: bool) -> Losses:
@@ -99,6 +130,9 @@ def train_student(ctx: Context, job: Job, reference: str | None, callbacks=()):
         student, target = from_scratch(load(reference)[0], enc, cfg.seed), None
     elif job.method == "mf_labels":
         return tuned_mf(ctx, job, callbacks), start
+    elif from_dense(dc, job):
+        student = load(reference)[0]
+        dc = dc.model_copy(update={"epochs": dc.prune_epochs})
     gen = torch.Generator().manual_seed(cfg.seed)
     crit = None if crit_name is None else make_criterion(
         crit_name, model=student, gen=gen, balance=dc.fisher_balance or None)
@@ -158,7 +192,8 @@ def train_row(ctx: Context, job: Job, reference: str | None) -> tuple[dict, dict
            "file_bytes": rd.weights(stem).stat().st_size,
            "train_seconds": res.train_seconds, "best_epoch": res.best_epoch,
            "best_epochs": res.best_epochs, "epochs_run": len(res.history),
-           "arch": model.arch(), "file": str(stem)}
+           "arch": model.arch(), "file": str(stem),
+           "reference": None if reference is None else Path(reference).name}
     return row, {"method": job.method, "budget": job.budget, "history": res.history}
 
 
@@ -208,12 +243,10 @@ def run_sweep(ctx: Context, jobs: list[Job], waiting: list[Job]) -> list[tuple[d
     order = jobs + waiting
 
     def reference(job: Job) -> str | None:
-        """The finished reference student's file for a baseline that copies it (None while
-        it is not finished, and for jobs that copy none)."""
-        ref = next((j for j in order if j.method == REFERENCE and j.budget == job.budget), None)
-        if job.method not in AFTER_REFERENCE or ref not in done:
-            return None
-        return done[ref][0]["file"]
+        """The finished reference student's file for a job that starts from or copies one
+        (None while it is not finished, and for jobs that need none)."""
+        ref = reference_job(cfg.distill, job, order)
+        return done[ref][0]["file"] if ref in done else None
 
     with progress(total=total, initial=len(done), desc="students",
                   quiet=cfg.quiet or not distributed.is_main(), unit="student") as bar:
@@ -233,7 +266,7 @@ def run_sweep(ctx: Context, jobs: list[Job], waiting: list[Job]) -> list[tuple[d
         if distributed.world() > 1:
             _over_ranks(ctx, todo, later, finished, reference)
         elif workers <= 1:
-            for job in todo + later:
+            for job in todo + later:      # plan order: every reference before its users
                 finished(job, train_row(ctx, job, reference(job)))
         else:
             _in_processes(ctx, todo, later, workers, finished, reference)
@@ -269,16 +302,20 @@ def _in_processes(ctx: Context, todo: list[Job], later: list[Job], workers: int,
 
 
 def _over_ranks(ctx: Context, todo: list[Job], later: list[Job], finished, reference) -> None:
-    """The sweep under torchrun: the students that need no reference, then the baselines
-    that copy one, each round shared out over the processes (every world-th student, in
-    the longest-first order) and gathered to every rank. Each rank saves and evaluates the
-    students it trains, as a worker process does; rank 0 writes the rows."""
-    for round_ in (todo, later):
+    """The sweep under torchrun in rounds: the students that need no reference, then those
+    whose reference has finished, and so on, each round shared out over the processes
+    (every world-th student, in plan order) and gathered to every rank. Each rank saves
+    and evaluates the students it trains, as a worker process does; rank 0 writes the
+    rows."""
+    round_, later = todo, list(later)
+    while round_:
         mine = [(job, train_row(ctx, job, reference(job)))
                 for job in round_[distributed.rank()::distributed.world()]]
         for job, result in sorted(sum(distributed.gather_all(mine), []),
                                   key=lambda jr: round_.index(jr[0])):
             finished(job, result)
+        round_ = [j for j in later if reference(j) is not None]
+        later = [j for j in later if j not in round_]
 
 
 _STATE: dict = {}

@@ -77,11 +77,12 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
         return {}
     rows, curves = [r for r, _ in done], [c for _, c in done]
     check = criterion_check(cfg, enc, signals, rows)
-    speed = measure_speed(rd, cfg.bench, dc.teacher, t_row, member_rows, rows, cfg.quiet)
+    best, rule = choose_best(rows, t_row, dc.rmse_tolerance, dc.ndcg_tolerance)
+    speed = measure_speed(rd, cfg.bench, dc.teacher, t_row, member_rows, rows, cfg.quiet,
+                          best=best)
     for r in member_rows + rows:
         relative(r, t_row)
     evidence(rd, cfg.seed, dc.teacher, t_row, member_rows, rows)
-    best, rule = choose_best(rows, t_row, dc.rmse_tolerance, dc.ndcg_tolerance)
     saved = save_best(rd, best, enc) if best is not None else None
     out = {"dataset": cfg.data.dataset, "teacher": t_row, "members": member_rows, "rows": rows,
            "budgets": sizes, "best_student": {**(best or {}), "rule": rule, "saved": saved},

@@ -1,0 +1,35 @@
+"""The sweep's plan: who waits for whom."""
+from pakd.config import build_config
+from pakd.distill.budgets import parse
+from pakd.distill.sweep import DENSE, Job, plan, reference_job
+
+
+def _plan(**distill):
+    cfg = build_config(overrides={f"distill.{k}": v for k, v in distill.items()})
+    budgets = [parse(b) for b in cfg.distill.budgets]
+    return cfg, plan(cfg, budgets, {b.label: 1000 * (i + 1) for i, b in enumerate(budgets)})
+
+
+def test_pruned_students_wait_for_the_dense_student_they_start_from():
+    cfg, (ready, waiting) = _plan(budgets=["1%", "3%"], ablation=None,
+                                  methods=["fisher_kd", "magnitude_kd", "fisher_ft",
+                                           "mf_labels", "final_kd"])
+    order = ready + waiting
+    assert ready[0] == Job("dense_kd", DENSE, None)      # trained though not listed, first
+    assert {j.method for j in ready} == {"dense_kd", "fisher_ft", "mf_labels"}
+    # every job comes after the job it starts from or copies
+    for j in order:
+        ref = reference_job(cfg.distill, j, order)
+        if j.method in ("fisher_kd", "magnitude_kd"):
+            assert ref == Job("dense_kd", DENSE, None)
+        elif j.method == "final_kd":
+            assert ref == Job("fisher_kd", j.budget, j.target)
+        else:
+            assert ref is None
+        assert ref is None or order.index(ref) < order.index(j)
+
+
+def test_pruning_from_init_waits_for_nothing_and_trains_no_dense_student():
+    cfg, (ready, waiting) = _plan(budgets=["3%"], ablation=None, prune_from="init",
+                                  methods=["fisher_kd", "magnitude_kd"])
+    assert waiting == [] and {j.method for j in ready} == {"fisher_kd", "magnitude_kd"}
