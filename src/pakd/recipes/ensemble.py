@@ -8,7 +8,6 @@ RUN/teachers/ensemble.json and the member/ensemble/baseline table (RUN/teachers.
 from __future__ import annotations
 
 import time
-from itertools import product
 
 import numpy as np
 import torch
@@ -17,15 +16,15 @@ from .. import metrics as M
 from ..config import RunConfig
 from ..data.encoding import Encoded
 from ..errors import PakdError
-from ..evaluate import exclusion_parts, predict_ratings, ranking_metrics, score_matrix
+from ..evaluate import exclusion_parts, ranking_metrics
 from ..models.ensemble import Ensemble
 from ..report.teachers import teachers_markdown
 from ..rundir import RunDir, write_json
 from ..stats import intervals
-from ..runtime import log, progress
+from ..runtime import log
 from ..evaluate import evaluate_kept
 from ..data import load_encoded
-from ..scores import ensemble_scores, member_scores
+from ..scores import ensemble_scores, fit_auto_weights, member_scores
 
 
 def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
@@ -132,6 +131,7 @@ def rerank_table(cfg: RunConfig, enc: Encoded, ens: Ensemble, scores: dict,
     weight chosen on the valid part for each N."""
     from ..rerank import BLEND_GRID, candidates, compose, with_retrieval
     from ..stats import bootstrap, paired_of
+    from ..train.select import best_on_grid
     ret = cfg.ensemble.retrieval
     if ret not in ens.members or scores.get(ret) is None or not cfg.ensemble.rerank_n:
         return None
@@ -174,8 +174,8 @@ def rerank_table(cfg: RunConfig, enc: Encoded, ens: Ensemble, scores: dict,
         for name, s in rerankers.items():
             if name == "ensemble":        # it holds the retrieval member already
                 continue
-            alpha = max(BLEND_GRID, key=lambda a: valid_ndcg(compose(
-                scores[ret], with_retrieval(scores[ret], s, cands_valid, a), cands_valid)))
+            alpha = best_on_grid(BLEND_GRID, lambda a: valid_ndcg(compose(
+                scores[ret], with_retrieval(scores[ret], s, cands_valid, a), cands_valid))).value
             row[f"{name} + {ret}"] = {**against_retrieval(compose(
                 scores[ret], with_retrieval(scores[ret], s, cands, alpha), cands)),
                 "weight": alpha}
@@ -205,88 +205,6 @@ def origin_ensemble(cfg: RunConfig, rd: RunDir, enc: Encoded, ens: Ensemble,
                         scores=ensemble_scores(orig, scores), quiet=cfg.quiet)
     return {**got["test"], "params": orig.n_params(), "weights": orig.weights,
             "tasks": orig.tasks, "rating_mix": orig.rating_mix, "ranking_mix": orig.ranking_mix}
-
-
-def fit_auto_weights(ens: Ensemble, enc: Encoded, cfg: RunConfig,
-                     scores: dict[str, torch.Tensor | None]) -> None:
-    """Rating: non-negative least squares of the valid ratings on the members' predictions.
-    Ranking: the convex weights with the best validation NDCG@10 (`search_simplex`)."""
-    from scipy.optimize import nnls
-    va = enc.parts["valid"]
-    rmembers = list(ens.rating_mix)
-    X = torch.stack([predict_ratings(ens.members[n], va.user, va.item) for n in rmembers],
-                    1).double().numpy()
-    w, _ = nnls(X, va.rating.double().numpy())
-    ens.rating_mix = {n: float(v) for n, v in zip(rmembers, w)}
-    kmembers = list(ens.ranking_mix)
-    if len(kmembers) == 1:
-        return
-    users = weight_users(enc, cfg, [n for n in kmembers if scores.get(n) is None])
-    row = torch.full((enc.n_users,), -1, dtype=torch.long)
-    row[users] = torch.arange(len(users))
-    z = {n: ens._z(n, scores[n][users] if scores.get(n) is not None else
-                   score_matrix(ens.members[n], users)) for n in kmembers}
-
-    def valid_ndcg(w: tuple) -> float:
-        s = sum(c * z[n] for c, n in zip(w, kmembers) if c > 0)
-        return ranking_metrics(None, enc, "valid", ks=[10],
-                               relevant_min_rating=cfg.eval.relevant_min_rating,
-                               chunk=cfg.eval.chunk, max_memory_gb=cfg.eval.max_memory_gb,
-                               scores=lambda u: s[row[u]], users=users.numpy())["ndcg@10"]
-
-    best_w, best = search_simplex(kmembers, valid_ndcg, quiet=cfg.quiet)
-    ens.ranking_mix = {n: float(c) for c, n in zip(best_w, kmembers)}
-    log.info("auto weights: rating %s, ranking %s (valid NDCG@10 %.4f)",
-             ens.rating_mix, ens.ranking_mix, best)
-
-
-def search_simplex(names: list[str], score, quiet: bool = True) -> tuple[tuple, float]:
-    """The convex weights with the best ``score``: every point of the simplex grid of step
-    0.2 (0.1 for up to three members), then moves of 0.05 of weight from one member to
-    another while one improves. Scores are cached per point."""
-    k = len(names)
-    steps = 10 if k <= 3 else 5
-    grid = [tuple(c / steps for c in combo) for combo in product(range(steps + 1), repeat=k)
-            if sum(combo) == steps]
-    seen: dict[tuple, float] = {}
-
-    def at(w):
-        key = tuple(round(x, 6) for x in w)
-        if key not in seen:
-            seen[key] = score(key)
-        return seen[key]
-
-    for w in progress(grid, desc="fit ranking weights", quiet=quiet):
-        at(w)
-    best_w = max(seen, key=seen.get)
-    improved = True
-    while improved:
-        improved = False
-        for i, j in product(range(k), repeat=2):
-            if i == j or best_w[j] < 0.05 - 1e-9:
-                continue
-            w = list(best_w)
-            w[i], w[j] = w[i] + 0.05, w[j] - 0.05
-            if at(w) > seen[best_w] + 1e-12:
-                best_w, improved = tuple(round(x, 6) for x in w), True
-    return best_w, seen[best_w]
-
-
-def weight_users(enc: Encoded, cfg: RunConfig, uncached: list[str]) -> torch.Tensor:
-    """The valid users the ranking weights are fitted on: every one while each member's
-    scores are cached; else a seeded sample whose members' score rows fit in the memory
-    budget together (`pakd.memory.cache_entries`), so no users x items matrix is built."""
-    from ..memory import cache_entries
-    users = torch.unique(enc.parts["valid"].user)
-    if not uncached:
-        return users
-    most = max(1, cache_entries(cfg.eval.max_memory_gb) // (enc.n_items * (len(uncached) + 2)))
-    if len(users) <= most:
-        return users
-    g = torch.Generator().manual_seed(cfg.seed + 1201)
-    log.info("auto weights: fitted on %d of %d valid users (--max-memory-gb %g)", most,
-             len(users), cfg.eval.max_memory_gb)
-    return torch.sort(users[torch.randperm(len(users), generator=g)[:most]]).values
 
 
 def baselines(enc: Encoded, cfg: RunConfig, rd: RunDir | None = None) -> dict:
