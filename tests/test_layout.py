@@ -106,3 +106,10 @@ def test_run_all_asks_for_no_stage_by_name():
     source = inspect.getsource(recipes._stages)
     for name in recipes.STAGES:
         assert f'"{name}"' not in source, name
+
+
+def test_recipes_are_short_stories():
+    """A recipe tells its stage's story over library modules: at most 150 lines each."""
+    long = {p.name: n for p in (SRC / "recipes").glob("*.py")
+            if (n := len(p.read_text().splitlines())) > 150}
+    assert not long, long

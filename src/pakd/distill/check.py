@@ -21,6 +21,7 @@ something else: the *student*, by the mask-gradient Fisher of its own distillati
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import replace
 
 import torch
@@ -30,7 +31,7 @@ from ..data.encoding import Encoded
 from ..fisher import analysis as A
 from ..models.base import RecModel
 from ..prune import Magnitude, MaskFisher, UnitMaskFisher, mask_units
-from ..runtime import progress
+from ..runtime import log, progress
 from ..train import NegativeSampler
 from .objective import Distillation, Losses, sample_step
 from .signals import TeacherSignals
@@ -144,3 +145,23 @@ def check_student_criterion(student: RecModel, enc: Encoded, signals: TeacherSig
             "by_kind": {k: correlations([p for p in live if p["kind"] == k])
                         for k in sorted({p["kind"] for p in live})},
             "base": base, "points": points}
+
+
+def check_dense_kd(cfg, enc: Encoded, signals: TeacherSignals, rows: list[dict]) -> dict | None:
+    """`pakd.distill.check` on the dense_kd student: does the criterion PAKD prunes with
+    (fisher_kd's objective) foresee what removing each unit costs?"""
+    dc = cfg.distill
+    dense = next((r for r in rows if r["method"] == "dense_kd"), None)
+    if not dc.check_units or dense is None:
+        return None
+    from ..models import load
+    from .sweep import losses_of
+    t0 = time.perf_counter()
+    out = check_student_criterion(load(dense["file"])[0], enc, signals,
+                                  losses=losses_of(dc, frozenset(dc.distill_tasks), True),
+                                  settings=dc, balance=dc.fisher_balance or None,
+                                  units=dc.check_units, steps=4, seed=cfg.seed,
+                                  quiet=cfg.quiet)
+    out["seconds"] = time.perf_counter() - t0
+    log.info("criterion check on dense_kd: %d units, %.1fs", out["units_tested"], out["seconds"])
+    return out
