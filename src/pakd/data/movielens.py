@@ -127,6 +127,24 @@ def check_url(url: str, *, allow_insecure: bool = False) -> None:
                     "yourself and pass --data-dir")
 
 
+def _unzip_into_cache(release: Release, zip_path: Path, cache: Path) -> None:
+    """Extract to a temporary folder (within the caps) and rename it into place at the
+    end, so an interrupted run never leaves a half-written dataset behind."""
+    tmp_dir = Path(tempfile.mkdtemp(dir=cache, suffix=".unzip"))
+    try:
+        extract_zip(zip_path, tmp_dir)
+        src = tmp_dir / release.folder
+        if not _has_files(src, release):
+            raise DataError(f"the archive has no {release.folder}/{release.files[0]}",
+                            file=zip_path, fix="delete it and download again")
+        final = cache / release.folder
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(src, final)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
 def download_release(release: Release, cache: Path, *, base_url: str = BASE_URL,
                      quiet: bool = False, allow_insecure: bool = False,
                      allow_unverified: bool = False) -> Path:
@@ -178,19 +196,7 @@ def download_release(release: Release, cache: Path, *, base_url: str = BASE_URL,
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-    tmp_dir = Path(tempfile.mkdtemp(dir=cache, suffix=".unzip"))
-    try:
-        extract_zip(zip_path, tmp_dir)
-        src = tmp_dir / release.folder
-        if not _has_files(src, release):
-            raise DataError(f"the archive has no {release.folder}/{release.files[0]}",
-                            file=zip_path, fix="delete it and download again")
-        final = cache / release.folder
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(src, final)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+    _unzip_into_cache(release, zip_path, cache)
     return cache / release.folder
 
 

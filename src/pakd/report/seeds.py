@@ -66,30 +66,36 @@ def seeds_markdown(out: dict) -> str:
             f"{_diff(e.get('pooled', {}).get('teacher', {}).get('ndcg@10'))} | {vs('ndcg@10')} | "
             f"{verdict('ndcg@10')} | {vs('rmse')} | {verdict('rmse')} |")
     if out.get("fisher"):
-        lines += ["", "Damage prediction of the teachers' Fisher analysis (one unit removed at a "
-                  "time, each member's objective), over the units with a path to the "
-                  "objective. Spearman measured on the test part, out of sample for every "
-                  "predictor; in-sample: on the valid part, where the Taylor gradient is "
-                  "taken. Mean ± sd over the seeds that have such units (a member the "
-                  "ensemble weighs 0 on a seed has none; per seed in seeds.json). Δ vs "
-                  "magnitude: the predictor's Spearman minus magnitude's on the test part, "
-                  "mean over seeds with its t 95% interval (per seed, a paired bootstrap over "
-                  "units in the run's Fisher report).", "",
-                  "| member | units with a path / tested (all seeds) | true Fisher | Taylor | "
-                  "magnitude | Taylor − magnitude | true − magnitude | in-sample Taylor | "
-                  "in-sample magnitude |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for name, f in out["fisher"].items():
-            cells = [_mean_sd(f[k]) for k in CRITERIA]
-            beats = [_beat(f.get("beats", {}).get(b)) for b in BEATS]
-            ins = [_mean_sd(f.get("in_sample", {}).get(k, {})) for k in ("taylor", "magnitude")]
-            old = [str(sd) for sd, p in zip(f["seeds"], f.get("parts", [])) if p != "test"]
-            note = f" (seed {', '.join(old)}: no test part, valid figures)" if old else ""
-            lines.append(f"| {name}{note} | {f['units_with_path']} / {f['units']} | "
-                         + " | ".join(cells + beats + ins) + " |")
+        lines += _fisher_lines(out["fisher"])
     if out["left_out"]:
         lines += ["", "Rows not present in every seed (left out): " + ", ".join(out["left_out"])]
     return "\n".join(lines) + "\n"
+
+
+def _fisher_lines(fisher: dict) -> list[str]:
+    """The teachers' damage predictors per member over seeds (`pakd.pool.fisher_over_seeds`)."""
+    lines = ["", "Damage prediction of the teachers' Fisher analysis (one unit removed at a "
+             "time, each member's objective), over the units with a path to the "
+             "objective. Spearman measured on the test part, out of sample for every "
+             "predictor; in-sample: on the valid part, where the Taylor gradient is "
+             "taken. Mean ± sd over the seeds that have such units (a member the "
+             "ensemble weighs 0 on a seed has none; per seed in seeds.json). Δ vs "
+             "magnitude: the predictor's Spearman minus magnitude's on the test part, "
+             "mean over seeds with its t 95% interval (per seed, a paired bootstrap over "
+             "units in the run's Fisher report).", "",
+             "| member | units with a path / tested (all seeds) | true Fisher | Taylor | "
+             "magnitude | Taylor − magnitude | true − magnitude | in-sample Taylor | "
+             "in-sample magnitude |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, f in fisher.items():
+        cells = [_mean_sd(f[k]) for k in CRITERIA]
+        beats = [_beat(f.get("beats", {}).get(b)) for b in BEATS]
+        ins = [_mean_sd(f.get("in_sample", {}).get(k, {})) for k in ("taylor", "magnitude")]
+        old = [str(sd) for sd, p in zip(f["seeds"], f.get("parts", [])) if p != "test"]
+        note = f" (seed {', '.join(old)}: no test part, valid figures)" if old else ""
+        lines.append(f"| {name}{note} | {f['units_with_path']} / {f['units']} | "
+                     + " | ".join(cells + beats + ins) + " |")
+    return lines
 
 
 def _mean_sd(f: dict) -> str:
