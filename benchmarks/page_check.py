@@ -43,7 +43,7 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
     run = Path(args.run)
     port = free_port()
-    proc = start(["--model", str(run), "--teacher", str(run)], port)
+    proc = start(["--model", str(run), "--teacher-model", str(run)], port)
     result = {}
     try:
         with sync_playwright() as pw:

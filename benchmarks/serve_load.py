@@ -193,7 +193,7 @@ def main_healthz(args) -> int:
     catalog = json.loads((Path(model + ".catalog.json")).read_text())
     users = list(np.random.default_rng(0).choice(catalog["user_ids"], 5000).tolist())
     port = free_port()
-    proc = start(["--model", model, "--teacher", str(run)], port)
+    proc = start(["--model", model, "--teacher-model", str(run)], port)
     try:
         asyncio.run(healthz_under_teacher(port, users, 3.0, 2, proc.pid))      # warm-up
         r = asyncio.run(healthz_under_teacher(port, users, args.teacher_seconds, 8, proc.pid))

@@ -252,7 +252,7 @@ def timings(folder: str) -> str:
 
 
 def seeds(folder: str) -> str:
-    from pakd.recipes.seeds import seeds_markdown
+    from pakd.report.seeds import seeds_markdown
     text = seeds_markdown(_json(_folder(folder) / "seeds.json"))
     return text.split("\n", 2)[2].strip()          # without its own title
 

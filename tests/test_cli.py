@@ -178,3 +178,44 @@ def test_train_help_names_the_default_members(capsys):
     from pakd.config import DEFAULT_MEMBERS
     text = help_of(capsys, "train")
     assert all(m in text.split("\n\n")[1] for m in DEFAULT_MEMBERS)
+
+
+def test_serve_and_export_read_their_sections_and_the_one_threads_setting(tmp_path):
+    """serve and export take settings like every command: flags, --config YAML, and the
+    general threads setting (one default, 0 = all cores) instead of their own --threads."""
+    from pakd.cli import _resolve, build_parser
+    from pakd.config import RunConfig
+    yaml_file = tmp_path / "s.yaml"
+    yaml_file.write_text("serve:\n  max_batch: 7\nthreads: 3\n")
+    args = build_parser().parse_args(["serve", "--model", "m", "--config", str(yaml_file),
+                                      "--rate-limit", "2.5", "--fallback", "popular"])
+    cfg = _resolve(args)
+    assert (cfg.serve.max_batch, cfg.serve.rate_limit, cfg.serve.fallback) == (7, 2.5, "popular")
+    assert cfg.threads == 3
+    plain = _resolve(build_parser().parse_args(["serve", "--model", "m"]))
+    assert plain.threads == RunConfig().threads == 0 and plain.serve.fallback is None
+    ex = _resolve(build_parser().parse_args(["export", "--model", "m", "--export-seconds",
+                                             "0.25", "--threads", "2"]))
+    assert (ex.export.seconds, ex.threads) == (0.25, 2)
+    from pakd.errors import PakdError
+    with pytest.raises(PakdError, match="--max-batch"):
+        _resolve(build_parser().parse_args(["serve", "--model", "m", "--max-batch", "0"]))
+
+
+def test_serve_teacher_is_now_teacher_model_and_the_old_flag_warns(caplog):
+    """--teacher names a model kind under fisher and distill; serve's path is
+    --teacher-model, and its old --teacher still works with a warning naming the new flag."""
+    import logging
+
+    from pakd.cli import _serve_teacher, build_parser
+    p = build_parser()
+    assert _serve_teacher(p.parse_args(["serve", "--model", "m", "--teacher-model", "r"])) == "r"
+    with caplog.at_level(logging.WARNING, logger="pakd"):
+        assert _serve_teacher(p.parse_args(["serve", "--model", "m", "--teacher", "old"])) == "old"
+    assert "--teacher-model old" in caplog.text
+
+
+def test_the_download_base_url_is_one_constant():
+    from pakd.config import RunConfig
+    from pakd.data import movielens, releases
+    assert RunConfig().data.base_url == releases.BASE_URL == movielens.BASE_URL

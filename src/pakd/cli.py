@@ -29,11 +29,12 @@ SECTIONS: dict[str, tuple[list[str], list[str]]] = {
     "run": (["split", "train", "ensemble", "fisher", "distill"],
             ["data", "eval", "svd", "xdeepfm", "autoint", "ease", "als", "student", "lightweight", "bench"]),
     "config show": (["data", "split", "eval", "train", "svd", "xdeepfm", "autoint", "ease", "als",
-                     "ensemble", "fisher", "student", "lightweight", "distill", "bench", "tune"],
+                     "ensemble", "fisher", "student", "lightweight", "distill", "bench", "tune",
+                     "serve", "export"],
                     []),
     "recommend": ([], []),
-    "export": ([], []),
-    "serve": ([], []),
+    "export": (["export"], []),
+    "serve": (["serve"], []),
     "data download": ([], []),
     "tune": (["tune"], []),
 }
@@ -43,7 +44,7 @@ GENERAL: dict[str, tuple[str, ...]] = {
     "data info": ("quiet",), "data split": ("seed", "quiet", "profile"),
     "train": _EVERY, "ensemble": ("seed", "threads", "quiet", "profile"), "fisher": _EVERY,
     "distill": _EVERY, "report": ("quiet",), "run": _EVERY, "config show": _EVERY,
-    "recommend": ("quiet",), "export": ("quiet",), "serve": ("quiet",),
+    "recommend": ("quiet",), "export": ("threads", "quiet"), "serve": ("threads", "quiet"),
     "data download": ("quiet",), "tune": ("threads", "quiet", "resume"),
 }
 _SHOW_ALL = False   # set by --help-all
@@ -531,12 +532,20 @@ def cmd_export(args) -> int:
     from .deploy.onnx_export import export
     from .deploy.service import default_onnx_dir
     from .runtime import setup_logging
-    quiet = _quiet(args)
+    from .runtime import set_threads
+    cfg = _resolve(args)
+    quiet = cfg.quiet
     setup_logging(quiet)
+    seconds = cfg.export.seconds
+    if args.bench_seconds_deprecated is not None:
+        from .runtime import log
+        log.warning("pakd export --bench-seconds is deprecated: use --export-seconds")
+        seconds = args.bench_seconds_deprecated
+    threads = set_threads(cfg.threads)     # 0: all cores, for torch and ONNX alike
     dep = load_deployable(args.model, run_dir=args.run)
     out = Path(args.out) if args.out else default_onnx_dir(dep.path)
-    meta = export(dep, out, k=args.k, int8=args.int8, threads=args.threads,
-                  bench_seconds=args.bench_seconds, quiet=quiet)
+    meta = export(dep, out, k=args.k, int8=args.int8, threads=threads,
+                  bench_seconds=seconds, quiet=quiet)
     p = meta["parity"]
     print(f"exported {dep.name} ({dep.kind}, {dep.model.n_params():,} parameters) to {out}")
     print(f"parity over {p['users']} users: max |score diff| {p['max_abs_score_diff']:.2e}, "
@@ -562,7 +571,8 @@ def cmd_serve(args) -> int:
     from .deploy.service import bind, create_app, load_served, serve
     from .rundir import RunDir
     from .runtime import log, set_threads, setup_logging
-    quiet = _quiet(args)
+    cfg = _resolve(args)
+    quiet = cfg.quiet
     setup_logging(quiet)
     if not is_loopback(args.host) and not args.token_file and not args.insecure:
         raise PakdError(f"--host {args.host[:80]} serves other machines, and the service would "
@@ -574,16 +584,17 @@ def cmd_serve(args) -> int:
         log.warning("--insecure: serving %s without authentication", args.host)
     sock = bind(args.host, args.port)
     try:
-        set_threads(args.threads)
+        threads = set_threads(cfg.threads)     # 0: all cores, for torch and ONNX alike
         student = load_served(args.model, onnx=args.onnx, int8=args.int8, k=args.k,
-                              threads=args.threads, run_dir=args.run, quiet=quiet)
-        teacher = None
-        if args.teacher:
-            t = RunDir(args.teacher).ensemble if RunDir.is_run(args.teacher) else args.teacher
-            teacher = load_served(t, k=args.k, threads=args.threads, label="teacher")
-        app = create_app(student, teacher, fallback=args.fallback, max_batch=args.max_batch,
+                              threads=threads, run_dir=args.run, quiet=quiet)
+        teacher, given = None, _serve_teacher(args)
+        if given:
+            t = RunDir(given).ensemble if RunDir.is_run(given) else given
+            teacher = load_served(t, k=args.k, threads=threads, label="teacher")
+        sc = cfg.serve
+        app = create_app(student, teacher, fallback=sc.fallback, max_batch=sc.max_batch,
                          token=token, allowed_hosts=allowed_hosts(args.host),
-                         rate_limit=args.rate_limit, docs=args.docs)
+                         rate_limit=sc.rate_limit, docs=args.docs)
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         print(f"serving {student.dep.name} ({student.graphs.backend}) on "
@@ -592,6 +603,18 @@ def cmd_serve(args) -> int:
     finally:
         sock.close()
     return 0
+
+
+def _serve_teacher(args) -> str | None:
+    """serve's teacher path: --teacher-model, or the deprecated --teacher (which names a
+    model kind under fisher and distill), with a warning naming the new flag."""
+    old = getattr(args, "teacher_deprecated", None)
+    if old and not args.teacher_model:
+        from .runtime import log
+        log.warning("pakd serve --teacher is deprecated (under fisher and distill --teacher "
+                    "names a model kind): use --teacher-model %s", old)
+        return old
+    return args.teacher_model
 
 
 # ----------------------------------------------------------------------------- parser
@@ -821,10 +844,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default: 100, or the catalogue's size if smaller)")
     ex.add_argument("--run", metavar="dir", help="run directory (default: found from the "
                     "model path)")
-    ex.add_argument("--threads", type=_bounded_int(1, 1024, "--threads"), default=1,
-                    metavar="n", help="intra-op threads when measuring (default: 1)")
-    ex.add_argument("--bench-seconds", type=_positive_float("--bench-seconds"), default=1.0,
-                    metavar="x", help="seconds per speed measurement (default: 1.0)")
+    # the old spelling of --export-seconds (bench.seconds is the sweep's measurement)
+    ex.add_argument("--bench-seconds", dest="bench_seconds_deprecated", metavar="x",
+                    type=_positive_float("--bench-seconds"), help=argparse.SUPPRESS)
+    _config_arg(ex)
     add_settings(ex, "export")
     ex.set_defaults(func=cmd_export)
 
@@ -837,9 +860,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="answer from ONNX graphs: a `pakd export` directory, or without dir "
                     "the default one (exported now if missing) (default: PyTorch)")
     sv.add_argument("--int8", action="store_true", help="with --onnx: the int8 graphs")
-    sv.add_argument("--teacher", metavar="run", help="also load a teacher (a run directory: "
-                    "its ensemble; or a model path) for model=teacher and the page "
+    sv.add_argument("--teacher-model", metavar="path", help="also load a teacher (a run "
+                    "directory: its ensemble; or a model path) for model=teacher and the page "
                     "(default: none)")
+    # under fisher and distill --teacher names a model kind; here it was a path: kept as a
+    # deprecated spelling of --teacher-model (cmd_serve says so)
+    sv.add_argument("--teacher", dest="teacher_deprecated", metavar="path",
+                    help=argparse.SUPPRESS)
     sv.add_argument("--host", default="127.0.0.1", metavar="addr",
                     help="interface to listen on; any but loopback needs --token-file or "
                     "--insecure (default: 127.0.0.1)")
@@ -850,23 +877,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "<token>' (default: no token)")
     sv.add_argument("--insecure", action="store_true", help="allow a non-loopback --host "
                     "without --token-file (default: refused)")
-    sv.add_argument("--rate-limit", type=_positive_float("--rate-limit"), default=100.0,
-                    metavar="x", help="requests a second per client address, bursts of "
-                    "twice that; 0 = no limit (default: 100)")
     sv.add_argument("--docs", action="store_true", help="serve /docs (plain HTML, no CDN) and "
                     "/openapi.json (default: off)")
-    sv.add_argument("--fallback", choices=["popular"], metavar="popular",
-                    help="answer unknown users with the most rated items (default: 404)")
-    sv.add_argument("--max-batch", type=_bounded_int(1, 100000, "--max-batch"), default=1000,
-                    metavar="n", help="most pairs per /score request; more answer 413 "
-                    "(default: 1000)")
     sv.add_argument("-k", type=_bounded_int(1, None, "-k"), default=100, metavar="n",
                     help="largest k a request may ask for (default: 100, or the catalogue's "
                     "size if smaller)")
     sv.add_argument("--run", metavar="dir", help="run directory (default: found from the "
                     "model path)")
-    sv.add_argument("--threads", type=_bounded_int(1, 1024, "--threads"), default=1,
-                    metavar="n", help="intra-op threads (default: 1)")
+    _config_arg(sv)
     add_settings(sv, "serve")
     sv.set_defaults(func=cmd_serve)
     return p

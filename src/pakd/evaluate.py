@@ -176,3 +176,28 @@ def evaluate_kept(cfg, rd, enc: Encoded, model: RecModel, name: str, *,
         rd.save_per_user(name, part, m.pop("per_user"))
         out[part] = m
     return out
+
+
+def baselines(enc: Encoded, cfg, rd=None) -> dict:
+    """Global mean (rating) and MostPop (ranking by train popularity) on the test part;
+    MostPop's per-user results kept in the run directory ``rd`` when given."""
+    scale = (enc.schema.rating_min, enc.schema.rating_max)
+    tr, te = enc.parts["train"], enc.parts["test"]
+    mu = float(tr.rating.mean())
+    gm = {"rmse": M.rmse(np.full(len(te), mu), te.rating.numpy(), scale),
+          "mae": M.mae(np.full(len(te), mu), te.rating.numpy(), scale),
+          "auc": 0.5, "recall@10": None, "ndcg@10": None, "params": 1}
+    keep, y = M.binary_labels(te.rating.numpy(), cfg.eval.positive_above, cfg.eval.negative_below)
+    base_rate = float(y.mean()) if len(y) else float("nan")
+    gm["logloss"] = M.logloss(np.full(len(y), base_rate), y) if len(y) else None
+    pop = torch.bincount(tr.item, minlength=enc.n_items).float()
+    mp = ranking_metrics(None, enc, "test", ks=cfg.eval.ks,
+                         relevant_min_rating=cfg.eval.relevant_min_rating, chunk=cfg.eval.chunk,
+                         scores=pop.expand(enc.n_users, -1), per_user=rd is not None)
+    if rd is not None:
+        ranks = mp.pop("per_user")
+        rd.save_per_user("mostpop", "test", {"users": np.unique(te.user.numpy()),
+                                             "rank_users": ranks.pop("users"), **ranks})
+    mostpop = {"rmse": None, "mae": None, "auc": None, "logloss": None, **mp,
+               "params": enc.n_items}
+    return {"global_mean": gm, "mostpop": mostpop}

@@ -112,6 +112,46 @@ def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     return torch.gather(idx, 1, order)
 
 
+def _chunk_scores(score_fn, rows: np.ndarray, n_items: int, exclude) -> torch.Tensor:
+    """A chunk's scores, shape checked, NaN and the ``exclude``-d items ranked last."""
+    with torch.no_grad():
+        scores = score_fn(torch.from_numpy(rows)).float()
+    if scores.shape != (len(rows), n_items):
+        raise PakdError(f"score_fn returned shape {tuple(scores.shape)}, expected "
+                        f"{(len(rows), n_items)}")
+    scores = torch.nan_to_num(scores.clone(), nan=-torch.inf)
+    if exclude is not None:
+        scores[_rows_dense(exclude, rows, n_items)] = -torch.inf
+    return scores
+
+
+def _padded_hits(relevant, rows: np.ndarray, n_items: int, top: torch.Tensor,
+                 kmax: int) -> torch.Tensor:
+    """1.0 where a top-ranked item is relevant, padded with misses to ``kmax`` columns when
+    the catalogue is smaller than K."""
+    hits = torch.gather(_rows_dense(relevant, rows, n_items), 1, top).double()
+    if top.shape[1] < kmax:
+        hits = torch.nn.functional.pad(hits, (0, kmax - top.shape[1]))
+    return hits
+
+
+def _fill_chunk(values: dict, at: slice, hits: torch.Tensor, n_rel: torch.Tensor, ks,
+                discounts: torch.Tensor, ideal: torch.Tensor) -> None:
+    """Each user's recall, NDCG, hit, precision and MRR at every K into ``values[at]``."""
+    first_hit = torch.where(hits.any(1), hits.argmax(1).double() + 1, torch.inf)
+    for k in ks:
+        h = hits[:, :k]
+        nh = h.sum(1)
+        dcg = (h * discounts[:k]).sum(1)
+        idcg = ideal[(torch.clamp(n_rel, max=k) - 1).long()]
+        values[f"recall@{k}"][at] = (nh / n_rel).numpy()
+        values[f"ndcg@{k}"][at] = (dcg / idcg).numpy()
+        values[f"hit@{k}"][at] = (nh > 0).double().numpy()
+        values[f"precision@{k}"][at] = (nh / k).numpy()
+        values[f"mrr@{k}"][at] = torch.where(first_hit <= k, 1.0 / first_hit,
+                                             torch.zeros_like(first_hit)).numpy()
+
+
 def topk_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], relevant, exclude=None, *,
                  ks: Sequence[int] = (10, 20), users: Iterable[int] | None = None,
                  chunk: int = 512, progress=None, per_user: bool = False,
@@ -147,56 +187,41 @@ def topk_metrics(score_fn: Callable[[torch.Tensor], torch.Tensor], relevant, exc
     ideal = torch.cumsum(discounts, 0)
     for start in range(0, len(eval_users), chunk):
         rows = eval_users[start:start + chunk]
-        with torch.no_grad():
-            scores = score_fn(torch.from_numpy(rows)).float()
-        if scores.shape != (len(rows), n_items):
-            raise PakdError(f"score_fn returned shape {tuple(scores.shape)}, expected "
-                            f"{(len(rows), n_items)}")
-        scores = torch.nan_to_num(scores.clone(), nan=-torch.inf)
-        if exclude is not None:
-            scores[_rows_dense(exclude, rows, n_items)] = -torch.inf
+        scores = _chunk_scores(score_fn, rows, n_items, exclude)
         k_eff = min(kmax, n_items)
         top = top_k(scores, k_eff)
-        rel = _rows_dense(relevant, rows, n_items)
-        hits = torch.gather(rel, 1, top).double()
-        if k_eff < kmax:
-            hits = torch.nn.functional.pad(hits, (0, kmax - k_eff))
+        at = slice(start, start + len(rows))
+        hits = _padded_hits(relevant, rows, n_items, top, kmax)
         n_rel = torch.from_numpy(np.diff(relevant.indptr)[rows]).double()
-        first_hit = torch.where(hits.any(1), hits.argmax(1).double() + 1, torch.inf)
-        for k in ks:
-            h = hits[:, :k]
-            nh = h.sum(1)
-            dcg = (h * discounts[:k]).sum(1)
-            idcg = ideal[(torch.clamp(n_rel, max=k) - 1).long()]
-            at = slice(start, start + len(rows))
-            values[f"recall@{k}"][at] = (nh / n_rel).numpy()
-            values[f"ndcg@{k}"][at] = (dcg / idcg).numpy()
-            values[f"hit@{k}"][at] = (nh > 0).double().numpy()
-            values[f"precision@{k}"][at] = (nh / k).numpy()
-            values[f"mrr@{k}"][at] = torch.where(first_hit <= k, 1.0 / first_hit,
-                                                 torch.zeros_like(first_hit)).numpy()
+        _fill_chunk(values, at, hits, n_rel, ks, discounts, ideal)
         if relevant_high is not None:
-            n_high = torch.from_numpy(high[start:start + len(rows)])
-            hh = torch.gather(_rows_dense(relevant_high, rows, n_items), 1, top).double()
-            if k_eff < kmax:
-                hh = torch.nn.functional.pad(hh, (0, kmax - k_eff))
+            n_high = torch.from_numpy(high[at])
+            hh = _padded_hits(relevant_high, rows, n_items, top, kmax)
             for k in ks:
                 idcg = ideal[(torch.clamp(n_high, min=1, max=k) - 1).long()]
                 v = (hh[:, :k] * discounts[:k]).sum(1) / idcg
-                values_high[k][start:start + len(rows)] = torch.where(
+                values_high[k][at] = torch.where(
                     n_high > 0, v, torch.full_like(v, float("nan"))).numpy()
         if progress is not None:
             progress.update(len(rows))
+    return _means(values, values_high if relevant_high is not None else None, high,
+                  eval_users, len(all_users), per_user)
+
+
+def _means(values: dict, values_high: dict | None, high: np.ndarray, eval_users: np.ndarray,
+           n_all: int, per_user: bool) -> dict:
+    """Each metric's mean over the evaluated users (NDCG over the users with a highly
+    rated held-out item for the ``_rel4`` figures), the user counts, and per user."""
     n = len(eval_users)
     out: dict = {key: (float(v.mean()) if n else float("nan")) for key, v in values.items()}
     out["users_evaluated"] = int(n)
-    if relevant_high is not None:
+    if values_high is not None:
         has = high > 0
-        for k in ks:
-            out[f"ndcg@{k}{HIGH_SUFFIX}"] = float(values_high[k][has].mean()) if has.any() \
+        for k, v in values_high.items():
+            out[f"ndcg@{k}{HIGH_SUFFIX}"] = float(v[has].mean()) if has.any() \
                 else float("nan")
         out[f"users_evaluated{HIGH_SUFFIX}"] = int(has.sum())
-    out["users_without_relevant"] = int(len(all_users) - n)
+    out["users_without_relevant"] = int(n_all - n)
     if per_user:
         order = np.argsort(eval_users, kind="stable")
         out["per_user"] = {"users": eval_users[order],

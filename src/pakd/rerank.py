@@ -8,10 +8,12 @@ full-catalogue metric of it is exact.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .csr import csr_mask
 from .errors import PakdError
+from .runtime import log
 
 
 def candidates(retrieval: torch.Tensor, exclude, n: int) -> torch.Tensor:
@@ -54,3 +56,84 @@ def with_retrieval(retrieval: torch.Tensor, reranker: torch.Tensor, cands: torch
     out = torch.zeros(retrieval.shape, dtype=torch.float64)
     out.scatter_(1, cands, z(retrieval) + alpha * z(reranker))
     return out
+
+
+class _Judge:
+    """Test metrics of composed score matrices against the retrieval stage alone (paired
+    bootstrap over users, the retrieval's resample drawn once), and valid NDCG@10 for
+    choosing a blend weight."""
+
+    def __init__(self, cfg, enc, retrieval: torch.Tensor):
+        from .stats import bootstrap
+        self.enc = enc
+        self.kw = dict(ks=[10], relevant_min_rating=cfg.eval.relevant_min_rating,
+                       chunk=cfg.eval.chunk, per_user=True)
+        self.boot = dict(metrics=("recall@10", "ndcg@10"), seed=cfg.seed)
+        self.alone, alone_pu = self.measured(retrieval)
+        self.alone_boot = bootstrap(alone_pu, **self.boot)
+
+    def measured(self, s) -> tuple[dict, dict]:
+        from .evaluate import ranking_metrics
+        m = ranking_metrics(None, self.enc, "test", scores=s, **self.kw)
+        ranks = m.pop("per_user")
+        users = np.unique(self.enc.parts["test"].user.numpy())
+        return m, {"users": users, "rank_users": ranks.pop("users"), **ranks}
+
+    def valid_ndcg(self, s) -> float:
+        from .evaluate import ranking_metrics
+        return ranking_metrics(None, self.enc, "valid", scores=s,
+                               **{**self.kw, "per_user": False})["ndcg@10"]
+
+    def against_retrieval(self, s) -> dict:
+        """Test NDCG@10 and Recall@10 of the composed scores ``s``, with the paired
+        difference from the retrieval stage alone."""
+        from .stats import bootstrap, paired_of
+        m, pu = self.measured(s)
+        return {"ndcg@10": m["ndcg@10"], "recall@10": m["recall@10"],
+                "vs_retrieval": paired_of(self.alone_boot, bootstrap(pu, **self.boot))}
+
+
+def rerank_table(cfg, enc, ens, scores: dict, full: torch.Tensor | None) -> dict | None:
+    """Each member (and the ensemble) as a re-ranker of the retrieval stage's top-N unseen
+    items, for each N of ``ensemble.rerank_n``: test NDCG@10 and Recall@10 of the composed
+    system (exact full-catalogue metrics) and its paired difference from the retrieval stage
+    alone (95% bootstrap interval over users). Each member also re-ranks with the retrieval
+    score as an input (``<member> + <retrieval>``, `with_retrieval`), its weight chosen on
+    the valid part for each N. None without a cached retrieval member or ``rerank_n``."""
+    ret = cfg.ensemble.retrieval
+    if ret not in ens.members or scores.get(ret) is None or not cfg.ensemble.rerank_n:
+        return None
+    judge = _Judge(cfg, enc, scores[ret])
+    rerankers = {n: scores[n] for n in ens.members if n != ret and scores.get(n) is not None}
+    if full is not None:                 # the ensemble's own scores
+        rerankers["ensemble"] = full
+    from .evaluate import exclusion_parts
+    seen = {p: enc.seen(exclusion_parts(p)) for p in ("test", "valid")}
+    table = {str(n): _rerank_row(cfg, seen, judge, scores[ret], rerankers, n)
+             for n in cfg.ensemble.rerank_n}
+    log.info("re-ranking %s's top-N: %s", ret, {n: {k: round(v["ndcg@10"], 4)
+                                                   for k, v in row.items()}
+                                               for n, row in table.items()})
+    return {"retrieval": ret, "retrieval_alone": {"ndcg@10": judge.alone["ndcg@10"],
+                                                  "recall@10": judge.alone["recall@10"]},
+            "by_n": table}
+
+
+def _rerank_row(cfg, seen: dict, judge: _Judge, ret: torch.Tensor, rerankers: dict,
+                n_cand: int) -> dict:
+    """One N of the table: every re-ranker alone, then each member blended with the
+    retrieval score at the weight of `BLEND_GRID` with the best valid NDCG@10 (``seen``:
+    the items each part's ranking leaves out)."""
+    from .train.select import best_on_grid
+    cands = candidates(ret, seen["test"], n_cand)
+    cands_valid = candidates(ret, seen["valid"], n_cand)
+    row = {name: judge.against_retrieval(compose(ret, s, cands))
+           for name, s in rerankers.items()}
+    for name, s in rerankers.items():
+        if name == "ensemble":        # it holds the retrieval member already
+            continue
+        alpha = best_on_grid(BLEND_GRID, lambda a: judge.valid_ndcg(compose(
+            ret, with_retrieval(ret, s, cands_valid, a), cands_valid))).value
+        row[f"{name} + {cfg.ensemble.retrieval}"] = {**judge.against_retrieval(compose(
+            ret, with_retrieval(ret, s, cands, alpha), cands)), "weight": alpha}
+    return row

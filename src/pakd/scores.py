@@ -122,3 +122,49 @@ def retrieval_candidates(cfg: RunConfig, rd: RunDir, enc: Encoded, name: str,
             chunk = model.score_all(users)
         out[s:s + len(users)] = candidates(chunk, exclude[s:s + len(users)], n)
     return out
+
+
+def fit_auto_weights(ens: Ensemble, enc: Encoded, cfg: RunConfig,
+                     scores: dict[str, torch.Tensor | None]) -> None:
+    """``weights: auto``: the ensemble's rating mix by least squares on the valid ratings,
+    its ranking mix by the best valid NDCG@10 (`Ensemble.fit_rating_mix`,
+    `Ensemble.fit_ranking_mix`), from the cached score rows of the `weight_users`."""
+    from .evaluate import predict_ratings, ranking_metrics
+    va = enc.parts["valid"]
+    ens.fit_rating_mix({n: predict_ratings(ens.members[n], va.user, va.item)
+                        for n in ens.rating_mix}, va.rating)
+    names = list(ens.ranking_mix)
+    if len(names) == 1:
+        return
+    users = weight_users(enc, cfg, [n for n in names if scores.get(n) is None])
+    row = torch.full((enc.n_users,), -1, dtype=torch.long)
+    row[users] = torch.arange(len(users))
+    logits = {n: scores[n][users] if scores.get(n) is not None else
+              score_matrix(ens.members[n], users) for n in names}
+
+    def valid_ndcg(s: torch.Tensor) -> float:
+        return ranking_metrics(None, enc, "valid", ks=[10],
+                               relevant_min_rating=cfg.eval.relevant_min_rating,
+                               chunk=cfg.eval.chunk, max_memory_gb=cfg.eval.max_memory_gb,
+                               scores=lambda u: s[row[u]], users=users.numpy())["ndcg@10"]
+
+    best = ens.fit_ranking_mix(logits, valid_ndcg, quiet=cfg.quiet)
+    log.info("auto weights: rating %s, ranking %s (valid NDCG@10 %.4f)",
+             ens.rating_mix, ens.ranking_mix, best)
+
+
+def weight_users(enc: Encoded, cfg: RunConfig, uncached: list[str]) -> torch.Tensor:
+    """The valid users the ranking weights are fitted on: every one while each member's
+    scores are cached; else a seeded sample whose members' score rows fit in the memory
+    budget together (`pakd.memory.cache_entries`), so no users x items matrix is built."""
+    from .memory import cache_entries
+    users = torch.unique(enc.parts["valid"].user)
+    if not uncached:
+        return users
+    most = max(1, cache_entries(cfg.eval.max_memory_gb) // (enc.n_items * (len(uncached) + 2)))
+    if len(users) <= most:
+        return users
+    g = torch.Generator().manual_seed(cfg.seed + 1201)
+    log.info("auto weights: fitted on %d of %d valid users (--max-memory-gb %g)", most,
+             len(users), cfg.eval.max_memory_gb)
+    return torch.sort(users[torch.randperm(len(users), generator=g)[:most]]).values

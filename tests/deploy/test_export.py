@@ -36,7 +36,7 @@ def test_topk_graph_skips_seen_items_and_pads_with_minus_one(tiny_enc):
 def test_student_export_matches_pytorch_and_the_run(pipeline_run, tmp_path, capsys):
     out = tmp_path / "onnx"
     rc = main(["export", "--model", str(pipeline_run / "models/saved/best_student_model"),
-               "--out", str(out), "--int8", "-k", "20", "--bench-seconds", "0.05", "-q"])
+               "--out", str(out), "--int8", "-k", "20", "--export-seconds", "0.05", "-q"])
     assert rc == 0, capsys.readouterr().err
     meta = json.loads((out / "metadata.json").read_text())
     p = meta["parity"]

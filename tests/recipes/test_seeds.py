@@ -78,10 +78,11 @@ def test_fisher_checks_are_summarised_over_seeds(pipeline_run):
     difference from magnitude per seed with a t interval over seeds."""
     import math
 
-    from pakd.recipes.seeds import fisher_over_seeds
+    from pakd.pool import fisher_over_seeds
     from pakd.rundir import RunDir, read_json
     models = read_json(RunDir(pipeline_run).fisher_json)["models"]
-    got = fisher_over_seeds({0: RunDir(pipeline_run), 1: RunDir(pipeline_run)})
+    got = fisher_over_seeds({0: read_json(RunDir(pipeline_run).fisher_json),
+                             1: read_json(RunDir(pipeline_run).fisher_json)})
     checked = 0
     for name, m in models.items():
         v = m["validation"]

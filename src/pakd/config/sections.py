@@ -16,6 +16,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       field_validator, model_validator)
 from pydantic.fields import FieldInfo
 
+from ..data.releases import BASE_URL
 from ..memory import DEFAULT_BUDGET_GB
 from .defaults import (ARCH, DEFAULT_MEMBERS, DISTILL_FIT, FIT, LIGHTWEIGHT, PRUNE_EPOCHS, STUDENT,
                        STUDENT_ARCH)
@@ -70,8 +71,8 @@ class DataConfig(Section):
                            flag="--cache-dir")
     download: bool = _f(True, "download a missing MovieLens release (MD5-checked)",
                         flag="--download")
-    base_url: str = _f("https://files.grouplens.org/datasets/movielens",
-                       "where MovieLens zips are downloaded from", flag="--base-url")
+    base_url: str = _f(BASE_URL, "where MovieLens zips are downloaded from",
+                       flag="--base-url")
     allow_insecure: bool = _f(False, "download from a plain http:// --base-url (a mirror on "
                               "a network you trust); https only otherwise",
                               flag="--allow-insecure")
@@ -634,6 +635,26 @@ class BenchConfig(Section):
         "(the teacher, its members, the dense and the best student) or none")
 
 
+class ServeConfig(Section):
+    """`pakd serve`: what a request may ask and how the service answers. Per-invocation
+    choices (the model, --host, --port, --token-file) stay command arguments; intra-op
+    threads are the general ``threads`` setting (0 = all cores), as in every command."""
+    max_batch: int = _f(1000, "most pairs per /score request; more answer 413",
+                        flag="--max-batch", ge=1, le=100000)
+    rate_limit: float = _f(100.0, "requests a second per client address, bursts of twice "
+                           "that; 0 = no limit", flag="--rate-limit", ge=0, allow_inf_nan=False)
+    fallback: Literal["popular"] | None = _f(
+        None, "answer unknown users with the most rated items (popular); unset: 404",
+        flag="--fallback")
+
+
+class ExportConfig(Section):
+    """`pakd export`: how the exported graphs are measured (threads: the general
+    ``threads`` setting)."""
+    seconds: float = _f(1.0, "seconds per speed measurement of the exported graphs "
+                        "(--bench-seconds before)", gt=0, allow_inf_nan=False)
+
+
 # ----------------------------------------------------------------------------- tuning
 
 def _range(what: str, positive: bool = False):
@@ -812,3 +833,5 @@ class RunConfig(Section):
     distill: DistillConfig = Field(default_factory=DistillConfig)
     bench: BenchConfig = Field(default_factory=BenchConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)

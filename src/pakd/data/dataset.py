@@ -122,6 +122,27 @@ def field_summary(ds: Dataset) -> list[dict]:
 
 # ----------------------------------------------------------------------------- checks
 
+def _numeric_ratings(rating_str: pd.Series, *, file, lines: np.ndarray) -> pd.Series:
+    """The ratings as numbers; the first missing, non-numeric, infinite or float32-
+    overflowing one stops with its file line."""
+    rating = pd.to_numeric(rating_str, errors="coerce")
+    bad = rating.isna().to_numpy() | ~np.isfinite(rating.to_numpy(dtype=float, na_value=np.nan))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        val = rating_str.iloc[i]
+        what = ("missing rating" if (pd.isna(val) or str(val).strip() == "")
+                else f"rating {quote(val)} is not a number")
+        raise DataError(what, file=file, line=int(lines[i]),
+                        fix="correct the rating or delete the row (pakd never edits your files)")
+    huge = (rating.abs() > np.finfo(np.float32).max).to_numpy()   # would become inf
+    if huge.any():
+        i = int(np.flatnonzero(huge)[0])
+        raise DataError(f"rating {quote(rating_str.iloc[i])} is too large to be a rating",
+                        file=file, line=int(lines[i]),
+                        fix="correct the rating or delete the row (pakd never edits your files)")
+    return rating
+
+
 def clean_ratings(raw: pd.DataFrame, *, file: str | Path, first_line: int,
                   scale: tuple[float, float] | None, duplicates: DuplicatePolicy = "error",
                   ) -> tuple[pd.DataFrame, tuple[float, float]]:
@@ -147,22 +168,7 @@ def clean_ratings(raw: pd.DataFrame, *, file: str | Path, first_line: int,
             raise DataError(f"empty {col} ID", file=file, line=int(lines[i]),
                             fix=f"fill in the {col} ID or delete the row")
 
-    rating_str = raw["rating"]
-    rating = pd.to_numeric(rating_str, errors="coerce")
-    bad = rating.isna().to_numpy() | ~np.isfinite(rating.to_numpy(dtype=float, na_value=np.nan))
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        val = rating_str.iloc[i]
-        what = ("missing rating" if (pd.isna(val) or str(val).strip() == "")
-                else f"rating {quote(val)} is not a number")
-        raise DataError(what, file=file, line=int(lines[i]),
-                        fix="correct the rating or delete the row (pakd never edits your files)")
-    huge = (rating.abs() > np.finfo(np.float32).max).to_numpy()   # would become inf
-    if huge.any():
-        i = int(np.flatnonzero(huge)[0])
-        raise DataError(f"rating {quote(rating_str.iloc[i])} is too large to be a rating",
-                        file=file, line=int(lines[i]),
-                        fix="correct the rating or delete the row (pakd never edits your files)")
+    rating = _numeric_ratings(raw["rating"], file=file, lines=lines)
     rating = rating.astype(np.float32)
     if scale is None:
         _check_inferable_scale(rating, file=file, lines=lines)

@@ -26,6 +26,57 @@ from .io import read_input_text_bytes, read_parquet
 ROLES = ("user", "item", "rating", "timestamp")
 
 
+def _arrow_table(path: Path, want: dict, *, sep: str, names, encoding: str, quoted: bool):
+    """The wanted columns as an Arrow table (IDs as text, ratings float, timestamps int),
+    or None for what only the careful reader handles (another encoding, a long delimiter)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return read_parquet(path, columns=list(want.values()))   # bounded
+    if not encoding.lower().replace("-", "").replace("_", "") == "utf8":
+        return None
+    if sep == "::" and names is not None:    # ML-1M/10M: split on ':', skip the gaps
+        names = [n for c in names for n in (c, f"_gap_{c}")][:-1]
+        sep = ":"
+    if len(sep) != 1:
+        return None
+    types = {want["user"]: pa.string(), want["item"]: pa.string(),
+             want["rating"]: pa.float64()}
+    if "timestamp" in want:
+        types[want["timestamp"]] = pa.int64()
+    source = path
+    if path.suffix == ".gz":          # inflated here, bounded (pakd.limits.gunzip)
+        source = pa.BufferReader(read_input_text_bytes(path))
+    return pcsv.read_csv(
+        source,
+        read_options=pcsv.ReadOptions(column_names=names, block_size=1 << 25),
+        parse_options=pcsv.ParseOptions(delimiter=sep, quote_char='"' if quoted else False),
+        convert_options=pcsv.ConvertOptions(column_types=types,
+                                            include_columns=list(want.values()),
+                                            strings_can_be_null=False,
+                                            quoted_strings_can_be_null=False))
+
+
+def _typed_column(arr, role: str):
+    """A role's column in its type (int64 IDs from plain integers only, float64 ratings,
+    integer timestamps), or None when the careful reader must look at it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    if role in ("user", "item"):
+        if pa.types.is_integer(arr.type):
+            return arr.cast(pa.int64())
+        if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+            if not pc.all(pc.match_substring_regex(arr, f"^{_PLAIN_INT}$")).as_py():
+                return None                 # text IDs, padding or leading zeros
+            return pc.cast(arr, pa.int64())
+        return None
+    if role == "rating":
+        if not (pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type)):
+            return None
+        return arr.cast(pa.float64())
+    return arr if pa.types.is_integer(arr.type) else None   # timestamp: dates go the careful way
+
+
 def typed_ratings(path: Path, *, columns: dict[str, str], sep: str = ",",
                   names: list[str] | None = None, encoding: str = "utf-8",
                   quoted: bool = True, optional: tuple[str, ...] = ()) -> pd.DataFrame | None:
@@ -35,8 +86,8 @@ def typed_ratings(path: Path, *, columns: dict[str, str], sep: str = ",",
     left out; ``names``: the column names of a file without a header."""
     try:
         import pyarrow as pa
-        import pyarrow.compute as pc
-        import pyarrow.csv as pcsv
+        import pyarrow.compute  # noqa: F401  (the fast path needs pyarrow's compute and csv)
+        import pyarrow.csv  # noqa: F401
     except ImportError:
         return None
     path = Path(path)
@@ -48,52 +99,17 @@ def typed_ratings(path: Path, *, columns: dict[str, str], sep: str = ",",
     if any(c not in have for c in want.values()):
         return None
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            table = read_parquet(path, columns=list(want.values()))   # bounded
-        else:
-            if not encoding.lower().replace("-", "").replace("_", "") == "utf8":
-                return None
-            if sep == "::" and names is not None:    # ML-1M/10M: split on ':', skip the gaps
-                names = [n for c in names for n in (c, f"_gap_{c}")][:-1]
-                sep = ":"
-            if len(sep) != 1:
-                return None
-            types = {want["user"]: pa.string(), want["item"]: pa.string(),
-                     want["rating"]: pa.float64()}
-            if "timestamp" in want:
-                types[want["timestamp"]] = pa.int64()
-            source = path
-            if path.suffix == ".gz":          # inflated here, bounded (pakd.limits.gunzip)
-                source = pa.BufferReader(read_input_text_bytes(path))
-            table = pcsv.read_csv(
-                source,
-                read_options=pcsv.ReadOptions(column_names=names, block_size=1 << 25),
-                parse_options=pcsv.ParseOptions(delimiter=sep, quote_char='"' if quoted else False),
-                convert_options=pcsv.ConvertOptions(column_types=types,
-                                                    include_columns=list(want.values()),
-                                                    strings_can_be_null=False,
-                                                    quoted_strings_can_be_null=False))
+        table = _arrow_table(path, want, sep=sep, names=names, encoding=encoding, quoted=quoted)
     except (pa.ArrowException, OSError, KeyError, ValueError):
+        return None
+    if table is None:
         return None
     if table.num_rows == 0 or any(table.column(c).null_count for c in want.values()):
         return None
     out = {}
     for role, col in want.items():
-        arr = table.column(col)
-        if role in ("user", "item"):
-            if pa.types.is_integer(arr.type):
-                arr = arr.cast(pa.int64())
-            elif pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-                if not pc.all(pc.match_substring_regex(arr, f"^{_PLAIN_INT}$")).as_py():
-                    return None                 # text IDs, padding or leading zeros
-                arr = pc.cast(arr, pa.int64())
-            else:
-                return None
-        elif role == "rating":
-            if not (pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type)):
-                return None
-            arr = arr.cast(pa.float64())
-        elif not pa.types.is_integer(arr.type):  # timestamp: dates go the careful way
+        arr = _typed_column(table.column(col), role)
+        if arr is None:
             return None
         out[role] = arr.to_numpy()
     df = pd.DataFrame(out)

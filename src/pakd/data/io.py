@@ -104,6 +104,59 @@ def _blank(raw: bytes) -> bool:
     return re.search(rb"[^\s\x00]", raw) is None     # stops at the first character
 
 
+def _check_columns(first: str, sep: str, quoted: bool, min_columns: int, sep_option: str,
+                   path: Path) -> None:
+    """Too few columns on the first line: the delimiter is wrong; name the likely one."""
+    ncols_first = len(_fields(first, sep, quoted=sep == "," or quoted))
+    if ncols_first < min_columns:
+        guess = _guess_sep(first, exclude=sep)
+        fix = (f"the file looks {_SEP_NAMES.get(guess, repr(guess))}-separated: pass "
+               f"{sep_option} {guess!r}" if guess else
+               f"use a delimited file with at least {min_columns} columns")
+        raise DataError(f"line has {ncols_first} column(s) with delimiter "
+                        f"{_SEP_NAMES.get(sep, repr(sep))}; expected at least {min_columns}",
+                        file=path, line=1, fix=fix)
+
+
+def _parse(text: str, path: Path, *, csep: str, quote_none: bool, names, header: bool):
+    """pandas' C parser over the decoded text, its errors turned into ones naming the
+    file and line."""
+    kw = dict(sep=csep, dtype=str, keep_default_na=False, na_values=[],
+              skip_blank_lines=True, engine="c")
+    if quote_none:
+        kw["quoting"] = csv.QUOTE_NONE
+    if names is not None:
+        kw.update(header=None, names=names)
+    elif not header:
+        kw.update(header=None)
+    try:
+        return pd.read_csv(io.StringIO(text), **kw)
+    except pd.errors.ParserError as e:
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+        if m:
+            raise DataError(f"row has {m.group(3)} fields where the file has {m.group(1)}",
+                            file=path, line=int(m.group(2)),
+                            fix="fix the row (an unquoted delimiter inside a value?) or delete it"
+                            ) from None
+        raise DataError(f"cannot parse the file: {e}", file=path,
+                        fix="check the delimiter and quoting") from None
+    except pd.errors.EmptyDataError:
+        raise DataError("the file is empty", file=path, fix="point pakd at a file with data") from None
+
+
+def _check_header(df: pd.DataFrame, first: str, sep: str, path: Path) -> None:
+    """Header names stripped (" rating " from a spreadsheet is "rating"); a name twice is
+    ambiguous (pandas would quietly rename the second one "name.1")."""
+    heads = [h.strip() for h in _fields(first, sep, quoted=True)]
+    seen = set()
+    for h in heads:
+        if h in seen:
+            raise DataError(f"column {quote(h)} appears twice in the header", file=path, line=1,
+                            fix="rename or delete one of them")
+        seen.add(h)
+    df.columns = [str(c).strip() for c in df.columns]
+
+
 def read_table(path: Path, *, sep: str, names: list[str] | None = None, header: bool = True,
                encoding: str = "utf-8", min_columns: int = 1,
                sep_option: str = "--sep", quoted: bool = False) -> pd.DataFrame:
@@ -128,47 +181,11 @@ def read_table(path: Path, *, sep: str, names: list[str] | None = None, header: 
         csep = "\x1f"
     else:
         csep = sep
-    ncols_first = len(_fields(first, sep, quoted=sep == "," or quoted))
-    if ncols_first < min_columns:
-        guess = _guess_sep(first, exclude=sep)
-        fix = (f"the file looks {_SEP_NAMES.get(guess, repr(guess))}-separated: pass "
-               f"{sep_option} {guess!r}" if guess else
-               f"use a delimited file with at least {min_columns} columns")
-        raise DataError(f"line has {ncols_first} column(s) with delimiter "
-                        f"{_SEP_NAMES.get(sep, repr(sep))}; expected at least {min_columns}",
-                        file=path, line=1, fix=fix)
-    kw = dict(sep=csep, dtype=str, keep_default_na=False, na_values=[],
-              skip_blank_lines=True, engine="c")
-    if sep != "," and not quoted:
-        kw["quoting"] = csv.QUOTE_NONE
-    if names is not None:
-        kw.update(header=None, names=names)
-    elif not header:
-        kw.update(header=None)
-    try:
-        df = pd.read_csv(io.StringIO(text), **kw)
-    except pd.errors.ParserError as e:
-        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
-        if m:
-            raise DataError(f"row has {m.group(3)} fields where the file has {m.group(1)}",
-                            file=path, line=int(m.group(2)),
-                            fix="fix the row (an unquoted delimiter inside a value?) or delete it"
-                            ) from None
-        raise DataError(f"cannot parse the file: {e}", file=path,
-                        fix="check the delimiter and quoting") from None
-    except pd.errors.EmptyDataError:
-        raise DataError("the file is empty", file=path, fix="point pakd at a file with data") from None
+    _check_columns(first, sep, quoted, min_columns, sep_option, path)
+    df = _parse(text, path, csep=csep, quote_none=sep != "," and not quoted, names=names,
+                header=header)
     if header and names is None:
-        # " rating " from a spreadsheet is "rating"; a name twice is ambiguous (pandas would
-        # quietly rename the second one "name.1")
-        heads = [h.strip() for h in _fields(first, sep, quoted=True)]
-        seen = set()
-        for h in heads:
-            if h in seen:
-                raise DataError(f"column {quote(h)} appears twice in the header", file=path, line=1,
-                                fix="rename or delete one of them")
-            seen.add(h)
-        df.columns = [str(c).strip() for c in df.columns]
+        _check_header(df, first, sep, path)
     if names is not None and df.shape[1] > len(names):
         raise DataError(f"rows have more than the {len(names)} expected fields", file=path, line=1,
                         fix="check the delimiter")

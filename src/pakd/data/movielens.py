@@ -28,7 +28,6 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -42,44 +41,10 @@ from .fast import ROLES, clean_fast
 from ..errors import LimitError
 from ..limits import MAX_EXTRACT_BYTES, inflate_cap, names_text, quote, size_text
 from .io import read_table
+from .releases import BASE_URL, RELEASES, Release
 
-BASE_URL = "https://files.grouplens.org/datasets/movielens"
 log = logging.getLogger("pakd")
 
-
-@dataclass(frozen=True)
-class Release:
-    name: str
-    folder: str            # top folder inside the zip
-    fmt: str               # "100k" | "1m" | "10m" | "csv"
-    files: tuple[str, ...]  # files that must be present
-    scale: tuple[float, float]
-    md5: str | None        # None: no checksum of record (GroupLens updates it in place)
-
-    @property
-    def zip_name(self) -> str:
-        return f"{self.name}.zip"
-
-
-RELEASES: dict[str, Release] = {r.name: r for r in [
-    Release("ml-100k", "ml-100k", "100k", ("u.data", "u.item", "u.user"), (1, 5),
-            "0e33842e24a9c977be4e0107933c0723"),
-    Release("ml-1m", "ml-1m", "1m", ("ratings.dat", "users.dat", "movies.dat"), (1, 5),
-            "c4d9eecfca2ab87c1945afe126590906"),
-    Release("ml-10m", "ml-10M100K", "10m", ("ratings.dat", "movies.dat"), (0.5, 5),
-            "ce571fd55effeba0271552578f2648bd"),
-    Release("ml-20m", "ml-20m", "csv", ("ratings.csv", "movies.csv"), (0.5, 5),
-            "cd245b17a1ae2cc31bb14903e1204af3"),
-    Release("ml-25m", "ml-25m", "csv", ("ratings.csv", "movies.csv"), (0.5, 5),
-            "6b51fb2759a8657d3bfcbfc42b592ada"),
-    # GroupLens's published ml-32m.zip.md5 (238,950,008 bytes), as recorded independently by
-    # several projects that verify this download; pakd had no network to fetch it itself
-    Release("ml-32m", "ml-32m", "csv", ("ratings.csv", "movies.csv"), (0.5, 5),
-            "d472be332d4daa821edc399621853b57"),
-    Release("ml-latest", "ml-latest", "csv", ("ratings.csv", "movies.csv"), (0.5, 5), None),
-    Release("ml-latest-small", "ml-latest-small", "csv", ("ratings.csv", "movies.csv"),
-            (0.5, 5), None),
-]}
 
 ML1M_AGES = {1: "under 18", 18: "18-24", 25: "25-34", 35: "35-44", 45: "45-49",
              50: "50-55", 56: "56+"}
@@ -162,6 +127,24 @@ def check_url(url: str, *, allow_insecure: bool = False) -> None:
                     "yourself and pass --data-dir")
 
 
+def _unzip_into_cache(release: Release, zip_path: Path, cache: Path) -> None:
+    """Extract to a temporary folder (within the caps) and rename it into place at the
+    end, so an interrupted run never leaves a half-written dataset behind."""
+    tmp_dir = Path(tempfile.mkdtemp(dir=cache, suffix=".unzip"))
+    try:
+        extract_zip(zip_path, tmp_dir)
+        src = tmp_dir / release.folder
+        if not _has_files(src, release):
+            raise DataError(f"the archive has no {release.folder}/{release.files[0]}",
+                            file=zip_path, fix="delete it and download again")
+        final = cache / release.folder
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(src, final)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
 def download_release(release: Release, cache: Path, *, base_url: str = BASE_URL,
                      quiet: bool = False, allow_insecure: bool = False,
                      allow_unverified: bool = False) -> Path:
@@ -213,19 +196,7 @@ def download_release(release: Release, cache: Path, *, base_url: str = BASE_URL,
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-    tmp_dir = Path(tempfile.mkdtemp(dir=cache, suffix=".unzip"))
-    try:
-        extract_zip(zip_path, tmp_dir)
-        src = tmp_dir / release.folder
-        if not _has_files(src, release):
-            raise DataError(f"the archive has no {release.folder}/{release.files[0]}",
-                            file=zip_path, fix="delete it and download again")
-        final = cache / release.folder
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(src, final)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+    _unzip_into_cache(release, zip_path, cache)
     return cache / release.folder
 
 

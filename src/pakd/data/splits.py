@@ -78,6 +78,80 @@ class Split:
         return csv
 
 
+def _global_parts(n: int, te: float, va: float, rng) -> np.ndarray:
+    """global_ratio: a seeded permutation of all ratings cut into test, valid, train."""
+    part = np.zeros(n, dtype=np.int8)  # 0 train, 1 valid, 2 test
+    order = rng.permutation(n)
+    n_te, n_va = int(round(n * te)), int(round(n * va))
+    part[order[:n_te]] = 2
+    part[order[n_te:n_te + n_va]] = 1
+    return part
+
+
+def _temporal_parts(r: pd.DataFrame, tr: float, va: float) -> np.ndarray:
+    """temporal: the oldest share trains, the next validates, the newest tests."""
+    n = len(r)
+    part = np.zeros(n, dtype=np.int8)
+    order = np.lexsort((np.arange(n), r["timestamp"].to_numpy()))
+    n_tr, n_va = int(round(n * tr)), int(round(n * va))
+    part[order[n_tr:n_tr + n_va]] = 1
+    part[order[n_tr + n_va:]] = 2
+    return part
+
+
+def _user_temporal_parts(r: pd.DataFrame, te: float, va: float) -> np.ndarray:
+    """user_temporal: each user's newest ratings test, the ones before validate."""
+    n = len(r)
+    part = np.zeros(n, dtype=np.int8)
+    users = pd.factorize(r["user"])[0]
+    items = pd.factorize(r["item"], sort=True)[0]
+    # each user's ratings oldest first, equal timestamps by item ID; rank from the end
+    order = np.lexsort((items, r["timestamp"].to_numpy(), users))
+    counts = np.bincount(users)
+    ends = np.cumsum(counts)
+    from_end = np.empty(n, dtype=np.int64)     # 0 = the user's newest rating
+    from_end[order] = np.repeat(ends, counts) - 1 - np.arange(n)
+    cnt = counts[users]
+    n_te = np.floor(cnt * te + 0.5).astype(np.int64)
+    n_va = np.floor(cnt * va + 0.5).astype(np.int64)
+    n_va, n_te = _train_floor(cnt, n_va, n_te)
+    part[from_end < n_te] = 2
+    part[(from_end >= n_te) & (from_end < n_te + n_va)] = 1
+    return part
+
+
+def _per_user_parts(r: pd.DataFrame, method: str, k: int, te: float, va: float,
+                    rng) -> np.ndarray:
+    """user_ratio (a seeded share of each user's ratings), user_last_k and leave_one_out
+    (each user's k newest, equal timestamps in seeded order) to test, then to valid."""
+    n = len(r)
+    part = np.zeros(n, dtype=np.int8)
+    users = pd.factorize(r["user"])[0]
+    if method == "user_ratio":
+        key = rng.random(n)
+    else:
+        if k < 1:
+            raise PakdError("user_last_k needs k >= 1")
+        # newest first; ties broken by a seeded random key so equal timestamps are fair
+        key = -r["timestamp"].to_numpy().astype(np.float64) + rng.random(n) * 1e-3
+    order = np.lexsort((key, users))
+    pos = np.empty(n, dtype=np.int64)
+    counts = np.bincount(users)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pos[order] = np.arange(n) - np.repeat(starts, counts)
+    cnt = counts[users]
+    if method == "user_ratio":
+        n_te = np.round(cnt * te).astype(np.int64)
+        n_va = np.round(cnt * va).astype(np.int64)
+    else:
+        n_te = np.full(n, k)
+        n_va = np.full(n, k if va > 0 or method == "leave_one_out" else 0)
+    n_va, n_te = _train_floor(cnt, n_va, n_te)
+    part[pos < n_te] = 2
+    part[(pos >= n_te) & (pos < n_te + n_va)] = 1
+    return part
+
+
 def make_split(ratings: pd.DataFrame, *, method: str = "user_ratio",
                ratios: tuple[float, float, float] = (0.8, 0.1, 0.1), k: int = 1,
                seed: int = 0, source: str | Path | None = None) -> Split:
@@ -94,59 +168,16 @@ def make_split(ratings: pd.DataFrame, *, method: str = "user_ratio",
     if method in TIME_ORDERED:
         _check_time_order(r, method, ratios, source)
     rng = np.random.default_rng(seed)
-    n = len(r)
-    part = np.zeros(n, dtype=np.int8)  # 0 train, 1 valid, 2 test
+    if method == "leave_one_out":
+        k = 1
     if method == "global_ratio":
-        order = rng.permutation(n)
-        n_te, n_va = int(round(n * te)), int(round(n * va))
-        part[order[:n_te]] = 2
-        part[order[n_te:n_te + n_va]] = 1
+        part = _global_parts(len(r), te, va, rng)
     elif method == "temporal":
-        order = np.lexsort((np.arange(n), r["timestamp"].to_numpy()))
-        n_tr, n_va = int(round(n * tr)), int(round(n * va))
-        part[order[n_tr:n_tr + n_va]] = 1
-        part[order[n_tr + n_va:]] = 2
+        part = _temporal_parts(r, tr, va)
     elif method == "user_temporal":
-        users = pd.factorize(r["user"])[0]
-        items = pd.factorize(r["item"], sort=True)[0]
-        # each user's ratings oldest first, equal timestamps by item ID; rank from the end
-        order = np.lexsort((items, r["timestamp"].to_numpy(), users))
-        counts = np.bincount(users)
-        ends = np.cumsum(counts)
-        from_end = np.empty(n, dtype=np.int64)     # 0 = the user's newest rating
-        from_end[order] = np.repeat(ends, counts) - 1 - np.arange(n)
-        cnt = counts[users]
-        n_te = np.floor(cnt * te + 0.5).astype(np.int64)
-        n_va = np.floor(cnt * va + 0.5).astype(np.int64)
-        n_va, n_te = _train_floor(cnt, n_va, n_te)
-        part[from_end < n_te] = 2
-        part[(from_end >= n_te) & (from_end < n_te + n_va)] = 1
+        part = _user_temporal_parts(r, te, va)
     else:
-        users = pd.factorize(r["user"])[0]
-        if method == "user_ratio":
-            key = rng.random(n)
-        else:
-            if method == "leave_one_out":
-                k = 1
-            if k < 1:
-                raise PakdError("user_last_k needs k >= 1")
-            # newest first; ties broken by a seeded random key so equal timestamps are fair
-            key = -r["timestamp"].to_numpy().astype(np.float64) + rng.random(n) * 1e-3
-        order = np.lexsort((key, users))
-        pos = np.empty(n, dtype=np.int64)
-        counts = np.bincount(users)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        pos[order] = np.arange(n) - np.repeat(starts, counts)
-        cnt = counts[users]
-        if method == "user_ratio":
-            n_te = np.round(cnt * te).astype(np.int64)
-            n_va = np.round(cnt * va).astype(np.int64)
-        else:
-            n_te = np.full(n, k)
-            n_va = np.full(n, k if va > 0 or method == "leave_one_out" else 0)
-        n_va, n_te = _train_floor(cnt, n_va, n_te)
-        part[pos < n_te] = 2
-        part[(pos >= n_te) & (pos < n_te + n_va)] = 1
+        part = _per_user_parts(r, method, k, te, va, rng)
     out = _finish(r, part, method=method, ratios=ratios, k=k, seed=seed)
     if method == "user_temporal":
         out.summary["tie_rule"] = ("each user's ratings ordered by timestamp, then item ID "

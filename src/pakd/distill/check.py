@@ -21,6 +21,7 @@ something else: the *student*, by the mask-gradient Fisher of its own distillati
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import replace
 
 import torch
@@ -30,7 +31,7 @@ from ..data.encoding import Encoded
 from ..fisher import analysis as A
 from ..models.base import RecModel
 from ..prune import Magnitude, MaskFisher, UnitMaskFisher, mask_units
-from ..runtime import progress
+from ..runtime import log, progress
 from ..train import NegativeSampler
 from .objective import Distillation, Losses, sample_step
 from .signals import TeacherSignals
@@ -65,6 +66,38 @@ def valid_label_loss(model: RecModel, enc: Encoded, seen: torch.Tensor) -> float
         return float(mse + (lse[inv] - pos).mean())
 
 
+def _correlations(pts: list[dict], seed: int) -> dict | None:
+    """Each criterion's agreement with the measured train and valid changes (None below
+    three units)."""
+    if len(pts) < 3:
+        return None
+    out = {"units": len(pts)}
+    for part in ("train", "valid"):
+        meas = [p["measured"][part] for p in pts]
+        for c in CRITERIA:
+            pred = [p["predicted"][c] for p in pts]
+            out.update({f"{part}_{k}": v
+                        for k, v in A.agreement(pred, meas, c, seed=seed).items()})
+    return out
+
+
+def _criterion_scores(model: RecModel, obj, crit, batches: list, unit_masks: bool) -> dict:
+    """The mask Fisher accumulated over the objective's ``batches`` (as PAKD ranks units and
+    raw, 1/2 F in loss units) and magnitude, per group; the model left in eval mode."""
+    obj.observer = crit
+    for s in batches:
+        model.zero_grad(set_to_none=True)
+        obj.backward(model, s)
+        crit.observe(model, obj, s)
+    crit.detach()
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    raw = ({k: v for k, v in crit.scores().items()} if unit_masks else
+           {k: 0.5 * v / max(1, crit.count) for k, v in crit.sums.items()})
+    obj.observer = None
+    return {"fisher": crit.scores(), "fisher_raw": raw, "magnitude": Magnitude().scores(model)}
+
+
 def check_student_criterion(student: RecModel, enc: Encoded, signals: TeacherSignals, *,
                             losses: Losses, settings, balance: list[float] | None,
                             units: int, steps: int, seed: int, quiet: bool = True) -> dict:
@@ -82,19 +115,7 @@ def check_student_criterion(student: RecModel, enc: Encoded, signals: TeacherSig
     crit.attach(model)
     plain = replace_l2(settings)
     obj = Distillation(model, enc, signals, losses, plain, gen=gen, teacher_valid={})
-    obj.observer = crit
-    for s in batches:
-        model.zero_grad(set_to_none=True)
-        obj.backward(model, s)
-        crit.observe(model, obj, s)
-    crit.detach()
-    model.zero_grad(set_to_none=True)
-    model.eval()
-    raw = ({k: v for k, v in crit.scores().items()} if unit_masks else
-           {k: 0.5 * v / max(1, crit.count) for k, v in crit.sums.items()})
-    scores = {"fisher": crit.scores(), "fisher_raw": raw,
-              "magnitude": Magnitude().scores(model)}
-    obj.observer = None
+    scores = _criterion_scores(model, obj, crit, batches, unit_masks)
 
     def objective(m: RecModel) -> float:
         with torch.no_grad():
@@ -123,16 +144,7 @@ def check_student_criterion(student: RecModel, enc: Encoded, signals: TeacherSig
     live = [p for p in points if p not in gone]
 
     def correlations(pts: list[dict]) -> dict | None:
-        if len(pts) < 3:
-            return None
-        out = {"units": len(pts)}
-        for part in ("train", "valid"):
-            meas = [p["measured"][part] for p in pts]
-            for c in CRITERIA:
-                pred = [p["predicted"][c] for p in pts]
-                out.update({f"{part}_{k}": v
-                            for k, v in A.agreement(pred, meas, c, seed=seed).items()})
-        return out
+        return _correlations(pts, seed)
 
     return {"model": student.kind, "params": student.n_params(), "steps": len(batches),
             "objective": "labels + " + ", ".join(sorted(losses.tasks)) + " distillation "
@@ -144,3 +156,23 @@ def check_student_criterion(student: RecModel, enc: Encoded, signals: TeacherSig
             "by_kind": {k: correlations([p for p in live if p["kind"] == k])
                         for k in sorted({p["kind"] for p in live})},
             "base": base, "points": points}
+
+
+def check_dense_kd(cfg, enc: Encoded, signals: TeacherSignals, rows: list[dict]) -> dict | None:
+    """`pakd.distill.check` on the dense_kd student: does the criterion PAKD prunes with
+    (fisher_kd's objective) foresee what removing each unit costs?"""
+    dc = cfg.distill
+    dense = next((r for r in rows if r["method"] == "dense_kd"), None)
+    if not dc.check_units or dense is None:
+        return None
+    from ..models import load
+    from .sweep import losses_of
+    t0 = time.perf_counter()
+    out = check_student_criterion(load(dense["file"])[0], enc, signals,
+                                  losses=losses_of(dc, frozenset(dc.distill_tasks), True),
+                                  settings=dc, balance=dc.fisher_balance or None,
+                                  units=dc.check_units, steps=4, seed=cfg.seed,
+                                  quiet=cfg.quiet)
+    out["seconds"] = time.perf_counter() - t0
+    log.info("criterion check on dense_kd: %d units, %.1fs", out["units_tested"], out["seconds"])
+    return out

@@ -184,7 +184,7 @@ class Distillation:
         negatives and candidate lists only the cheap ranking path; with ``catalogue`` the
         batch's users are scored against every item in one product. A student built from
         its users' histories (`TowerStudent.step`) leaves the step's pairs out of them."""
-        losses, signals, T = self.losses, self.signals, self.temperature
+        losses, signals = self.losses, self.signals
         if hasattr(student, "step"):
             student.step(torch.unique(s.user), (s.user, s.item))
         B, n_neg = len(s.user), s.neg.shape[1]
@@ -202,19 +202,7 @@ class Distillation:
         tasks = losses.tasks
         lse = kd_rank = None
         if "ranking" in tasks and len(s.users):
-            if losses.kd_list == "catalogue" and losses.kd_ranking == "top":
-                rows, cols = signals.seen_pairs(s.users)
-                kd_rank = L.top_list_distill(cat, signals.top[s.users, :losses.kd_top],
-                                             seen_rows=rows, seen_cols=cols)
-            elif losses.kd_list == "catalogue":
-                rows, cols = signals.seen_pairs(s.users)
-                lse, kd_rank = L.catalogue_terms(cat, seen_rows=rows, seen_cols=cols,
-                                                 temperature=T,
-                                                 **signals.catalogue_target(s.users))
-            else:
-                sl = lg[B * n_neg:].view(len(s.users), Lc)
-                tl = signals.scores[s.users.unsqueeze(1), s.cands]
-                kd_rank = L.listwise_kl(sl, tl, T)
+            lse, kd_rank = self._ranking_kd(s, cat, lg, B * n_neg)
         if losses.label_ranking == "full":
             lse = torch.logsumexp(cat, 1) if lse is None else lse
             rank = (lse[s.inv] - out.logit).mean()
@@ -242,6 +230,24 @@ class Distillation:
         if self.s.l2 > 0:
             loss = loss + self.s.l2 * l2_rows(student, s.user, s.item) / B
         return loss, gt, kd
+
+    def _ranking_kd(self, s: Step, cat, lg, n_pairs: int):
+        """(the catalogue log-sum-exp when computed on the way, the ranking distillation
+        term): over the catalogue (the teacher's top list, or its whole distribution at
+        this objective's temperature) or over the step's candidate lists (logits after the
+        first ``n_pairs``, the negatives')."""
+        losses, signals, T = self.losses, self.signals, self.temperature
+        if losses.kd_list == "catalogue" and losses.kd_ranking == "top":
+            rows, cols = signals.seen_pairs(s.users)
+            return None, L.top_list_distill(cat, signals.top[s.users, :losses.kd_top],
+                                            seen_rows=rows, seen_cols=cols)
+        if losses.kd_list == "catalogue":
+            rows, cols = signals.seen_pairs(s.users)
+            return L.catalogue_terms(cat, seen_rows=rows, seen_cols=cols, temperature=T,
+                                     **signals.catalogue_target(s.users))
+        sl = lg[n_pairs:].view(len(s.users), s.cands.shape[1])
+        tl = signals.scores[s.users.unsqueeze(1), s.cands]
+        return None, L.listwise_kl(sl, tl, T)
 
     def examples(self, s: Step, student: RecModel):
         """For an activation-hook criterion: which example (rated pair, or user list) each

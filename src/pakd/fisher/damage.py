@@ -193,6 +193,62 @@ class LossProbe:
         return out
 
 
+def _measure_units(model: RecModel, probe: LossProbe, tested: list[dict], tables: dict,
+                   magnitude: dict, quiet: bool) -> tuple[dict, list[dict]]:
+    """(the loss of every part and objective before, one point per tested unit): each
+    unit removed alone, every criterion's prediction beside the measured change."""
+    parts = list(probe.parts)
+    base = {p: probe(model, p) for p in parts}
+    points = []
+    for u in progress(tested, desc=f"validate {probe.name}", quiet=quiet, unit="unit"):
+        keep = torch.ones(find_group(model, u["group"]).units, dtype=torch.bool)
+        keep[u["unit"]] = False
+        masked = mask_units(copy.deepcopy(model), u["group"], keep)
+        key = (u["group"], u["unit"])
+        predicted = {f"{o}/{k}": t[key] for (o, k), t in tables.items()}
+        predicted["magnitude"] = magnitude[key]
+        point = {"group": u["group"], "kind": u["kind"], "unit": u["unit"], "predicted": predicted}
+        for p in parts:
+            got = probe(masked, p)
+            point["measured" if p == "valid" else f"measured_{p}"] = {
+                o: got[o] - base[p][o] for o in got}
+        points.append(point)
+    return base, points
+
+
+def _correlations(points: list[dict], base: dict, focus: list[str], criteria: list[str],
+                  no_path: dict, field: str, among: str | None = None) -> dict:
+    """Per objective: each criterion's agreement with the change measured in ``field``
+    over the units with a path (of group kind ``among`` only, when given: at least 3), and
+    over all kinds each criterion's paired comparison with magnitude."""
+    by_obj = {}
+    for o in focus:
+        if o not in base["valid"] or not points:
+            continue
+        pts = [p for p, gone in zip(points, no_path[o]) if not gone
+               and (among is None or p["kind"] == among)]
+        if among is not None and len(pts) < 3:
+            continue
+        meas = np.array([p[field][o] for p in pts])
+        row = {"units": len(pts)}
+        for k in criteria:
+            key = "magnitude" if k == "magnitude" else f"{o}/{k}"
+            if key not in points[0]["predicted"]:
+                continue
+            pred = np.array([p["predicted"][key] for p in pts])
+            row.update(A.agreement(pred, meas, k))
+        if among is None and "magnitude" in criteria:
+            mag = np.array([p["predicted"]["magnitude"] for p in pts])
+            row["beats"] = {}
+            for k in criteria:
+                key = f"{o}/{k}"
+                if k != "magnitude" and key in points[0]["predicted"]:
+                    pred = np.array([p["predicted"][key] for p in pts])
+                    row["beats"][f"{k}_vs_magnitude"] = A.paired_spearman(pred, mag, meas)
+        by_obj[o] = row
+    return by_obj
+
+
 def check_units(model: RecModel, probe: LossProbe, tested: list[dict], tables: dict,
                 magnitude: dict, *, focus: list[str], kinds: list[str], primary: str,
                 quiet: bool = True) -> dict:
@@ -211,22 +267,7 @@ def check_units(model: RecModel, probe: LossProbe, tested: list[dict], tables: d
     (``headline_part``), else valid. ``in_sample`` keeps the valid part's figures, where
     the Taylor gradient was taken (``by_objective`` holds them for every objective)."""
     parts = list(probe.parts)
-    base = {p: probe(model, p) for p in parts}
-    points = []
-    for u in progress(tested, desc=f"validate {probe.name}", quiet=quiet, unit="unit"):
-        keep = torch.ones(find_group(model, u["group"]).units, dtype=torch.bool)
-        keep[u["unit"]] = False
-        masked = mask_units(copy.deepcopy(model), u["group"], keep)
-        key = (u["group"], u["unit"])
-        predicted = {f"{o}/{k}": t[key] for (o, k), t in tables.items()}
-        predicted["magnitude"] = magnitude[key]
-        point = {"group": u["group"], "kind": u["kind"], "unit": u["unit"], "predicted": predicted}
-        for p in parts:
-            got = probe(masked, p)
-            point["measured" if p == "valid" else f"measured_{p}"] = {
-                o: got[o] - base[p][o] for o in got}
-        points.append(point)
-
+    base, points = _measure_units(model, probe, tested, tables, magnitude, quiet)
     criteria = [k for k in kinds if points and any(f"/{k}" in key for key in
                                                     points[0]["predicted"])] + ["magnitude"]
     # a unit with no path to the objective (SVD's rating factors under a ranking-only
@@ -237,32 +278,7 @@ def check_units(model: RecModel, probe: LossProbe, tested: list[dict], tables: d
                    for p in points] for o in focus if o in base["valid"]}
 
     def correlations(field: str, among=None) -> dict:
-        by_obj = {}
-        for o in focus:
-            if o not in base["valid"] or not points:
-                continue
-            pts = [p for p, gone in zip(points, no_path[o]) if not gone
-                   and (among is None or p["kind"] == among)]
-            if among is not None and len(pts) < 3:
-                continue
-            meas = np.array([p[field][o] for p in pts])
-            row = {"units": len(pts)}
-            for k in criteria:
-                key = "magnitude" if k == "magnitude" else f"{o}/{k}"
-                if key not in points[0]["predicted"]:
-                    continue
-                pred = np.array([p["predicted"][key] for p in pts])
-                row.update(A.agreement(pred, meas, k))
-            if among is None and "magnitude" in criteria:
-                mag = np.array([p["predicted"]["magnitude"] for p in pts])
-                row["beats"] = {}
-                for k in criteria:
-                    key = f"{o}/{k}"
-                    if k != "magnitude" and key in points[0]["predicted"]:
-                        pred = np.array([p["predicted"][key] for p in pts])
-                        row["beats"][f"{k}_vs_magnitude"] = A.paired_spearman(pred, mag, meas)
-            by_obj[o] = row
-        return by_obj
+        return _correlations(points, base, focus, criteria, no_path, field, among)
 
     by_obj = correlations("measured")
     head_part = "test" if "test" in parts else "valid"

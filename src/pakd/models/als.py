@@ -67,6 +67,16 @@ class ALS(RankingOnly):
     def arch(self) -> dict:
         return {"factors": self.factors, "reg": self.reg, "alpha": self.alpha}
 
+    @torch.no_grad()
+    def fit(self, X, reg: float, iterations: int, seed: int = 0) -> "ALS":
+        """``iterations`` alternating solves with regularisation ``reg`` on the binary train
+        matrix ``X`` (scipy CSR, users x items), from a ``seed``-ed initialisation."""
+        u, v = ials(X, self.factors, reg, self.alpha, iterations, seed=seed)
+        self.user_factors.copy_(u)
+        self.item_factors.copy_(v)
+        self.reg = float(reg)
+        return self
+
     def pair_logits(self, user, item):
         return (self.user_factors[user] * self.item_factors[item]).sum(1)
 

@@ -67,6 +67,15 @@ class EASE(RankingOnly):
         self.hist_indptr.copy_(torch.from_numpy(np.asarray(indptr, dtype=np.int64)))
         self.hist_items.copy_(torch.from_numpy(np.asarray(items, dtype=np.int64)))
 
+    @torch.no_grad()
+    def fit(self, X, lam: float) -> "EASE":
+        """The closed form for ridge ``lam`` on the binary train matrix ``X`` (scipy CSR,
+        users x items), whose rows become the histories it scores from."""
+        self.set_history(X.indptr, X.indices)
+        self.weight.copy_(ease_weights(X, lam))
+        self.lam = float(lam)
+        return self
+
     def user_rows(self, users: torch.Tensor) -> torch.Tensor:
         """Dense binary train rows [len(users), n_items]."""
         rows, cols = csr_take(self.hist_indptr, self.hist_items, users)

@@ -68,6 +68,29 @@ class Ensemble(RecModel):
             self.logit_mean[k] = s.mean()
             self.logit_std[k] = s.std().clamp(min=1e-8)
 
+    def fit_rating_mix(self, predictions: dict[str, torch.Tensor], ratings: torch.Tensor) -> None:
+        """Rating weights in closed form: non-negative least squares of the (valid)
+        ``ratings`` on the rating members' ``predictions`` of the same pairs."""
+        from scipy.optimize import nnls
+        names = list(self.rating_mix)
+        X = torch.stack([predictions[n] for n in names], 1).double().numpy()
+        w, _ = nnls(X, ratings.double().numpy())
+        self.rating_mix = {n: float(v) for n, v in zip(names, w)}
+
+    def fit_ranking_mix(self, logits: dict[str, torch.Tensor], valid_ndcg,
+                        quiet: bool = True) -> float:
+        """Ranking weights: the convex mix of the ranking members' standardised ``logits``
+        (the same user rows each) whose ``valid_ndcg(scores)`` is best
+        (`pakd.train.select.best_on_simplex`); returns that NDCG@10."""
+        from ..train.select import best_on_simplex     # pakd.train imports the models
+        names = list(self.ranking_mix)
+        z = {n: self._z(n, logits[n]) for n in names}
+        best_w, best = best_on_simplex(
+            names, lambda w: valid_ndcg(sum(c * z[n] for c, n in zip(w, names) if c > 0)),
+            quiet=quiet)
+        self.ranking_mix = {n: float(c) for c, n in zip(best_w, names)}
+        return best
+
     def _z(self, name: str, logits: torch.Tensor) -> torch.Tensor:
         k = self._pos[name]
         return (logits - self.logit_mean[k]) / self.logit_std[k]

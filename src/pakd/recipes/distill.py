@@ -24,11 +24,11 @@ from ..config import RunConfig
 from ..data import load_encoded
 from ..data.encoding import Encoded
 from ..distill import budgets as B
-from ..distill.check import check_student_criterion
+from ..distill.check import check_dense_kd
 from ..distill.outcome import (choose_best, evidence, measure_speed, relative, targets)
 from ..distill.signals import signals_for
 from ..distill.students import make_student, origin_params
-from ..distill.sweep import ROW_KEYS, Context, losses_of, plan, run_sweep
+from ..distill.sweep import ROW_KEYS, Context, plan, run_sweep
 from ..errors import PakdError
 from ..evaluate import evaluate, evaluate_kept
 from ..models import load, save
@@ -76,7 +76,7 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     if not distributed.is_main():
         return {}
     rows, curves = [r for r, _ in done], [c for _, c in done]
-    check = criterion_check(cfg, enc, signals, rows)
+    check = check_dense_kd(cfg, enc, signals, rows)
     best, rule = choose_best(rows, t_row, dc.rmse_tolerance, dc.ndcg_tolerance)
     speed = measure_speed(rd, cfg.bench, dc.teacher, t_row, member_rows, rows, cfg.quiet,
                           best=best)
@@ -130,24 +130,6 @@ def _member_rows(cfg: RunConfig, rd: RunDir, enc: Encoded, ens) -> list[dict]:
                     **{k: met.get(k) for k in ROW_KEYS}, "params": m.n_params(),
                     "outputs": list(m.outputs),
                     "file_bytes": rd.weights(rd.member(n)).stat().st_size})
-    return out
-
-
-def criterion_check(cfg: RunConfig, enc: Encoded, signals, rows: list[dict]) -> dict | None:
-    """`pakd.distill.check` on the dense_kd student: does the criterion PAKD prunes with
-    (fisher_kd's objective) foresee what removing each unit costs?"""
-    dc = cfg.distill
-    dense = next((r for r in rows if r["method"] == "dense_kd"), None)
-    if not dc.check_units or dense is None:
-        return None
-    t0 = time.perf_counter()
-    out = check_student_criterion(load(dense["file"])[0], enc, signals,
-                                  losses=losses_of(dc, frozenset(dc.distill_tasks), True),
-                                  settings=dc, balance=dc.fisher_balance or None,
-                                  units=dc.check_units, steps=4, seed=cfg.seed,
-                                  quiet=cfg.quiet)
-    out["seconds"] = time.perf_counter() - t0
-    log.info("criterion check on dense_kd: %d units, %.1fs", out["units_tested"], out["seconds"])
     return out
 
 

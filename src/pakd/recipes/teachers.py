@@ -20,7 +20,7 @@ from ..evaluate import evaluate_kept
 from ..models import build, save
 from ..models.base import RecModel
 from ..rundir import RunDir
-from ..runtime import log, progress, seed_everything
+from ..runtime import log, seed_everything
 from ..scores import check_catalogue_settings, member_scores, retrieval_candidates
 from ..train import fit
 
@@ -96,57 +96,46 @@ def _train_matrix(enc: Encoded):
 
 def _closed_form(cfg: RunConfig, rd: RunDir, enc: Encoded, name: str, model: RecModel,
                  grid: list, fit_one, label: str) -> dict:
-    """Fit ``model`` for each value of ``grid`` (``fit_one(value)`` sets its weights); keep the
-    one with the best valid NDCG@10 (the valid part chooses, the test part only reports)."""
+    """Fit ``model`` for each value of ``grid`` (``fit_one(value)``); keep the one with the
+    best valid NDCG@10 (`pakd.train.select.best_on_grid`: the test part only reports)."""
     from ..evaluate import ranking_metrics
+    from ..train.select import best_on_grid
+
+    def valid_ndcg(value) -> float:
+        fit_one(value)
+        return ranking_metrics(model, enc, "valid", ks=[10], chunk=cfg.eval.chunk,
+                               relevant_min_rating=cfg.eval.relevant_min_rating)["ndcg@10"]
+
     t0 = time.perf_counter()
-    history, best = [], None
-    for value in progress(grid, desc=f"{name} {label}s", quiet=cfg.quiet):
-        t1 = time.perf_counter()
-        with torch.no_grad():
-            fit_one(value)
-        nd = ranking_metrics(model, enc, "valid", ks=[10], chunk=cfg.eval.chunk,
-                             relevant_min_rating=cfg.eval.relevant_min_rating)["ndcg@10"]
-        history.append({label: value, "valid_ndcg@10": nd, "seconds": time.perf_counter() - t1})
-        log.info("%s %s %g: valid NDCG@10 %.4f (%.1fs)", name, label, value, nd,
-                 history[-1]["seconds"])
-        if best is None or nd > best[0]:
-            best = (nd, value, {k: v.detach().clone() for k, v in model.state_dict().items()})
-    model.load_state_dict(best[2])
-    setattr(model, label, best[1])
+    best = best_on_grid(grid, valid_ndcg, label=label, desc=f"{name} {label}s", name=name,
+                        quiet=cfg.quiet, keep=lambda: {k: v.detach().clone()
+                                                       for k, v in model.state_dict().items()})
+    model.load_state_dict(best.kept)
+    setattr(model, label, best.value)
     spent = time.perf_counter() - t0
     meta = {"fit": {"train_seconds": spent, "fit_seconds": spent, "epoch_seconds": 0.0,
                     "best_epoch": 0, "best_epochs": {}, "epochs_run": 0,
-                    "best_valid_ndcg@10": best[0], label: best[1],
-                    "threads": torch.get_num_threads(), "history": history},
+                    "best_valid_ndcg@10": best.score, label: best.value,
+                    "threads": torch.get_num_threads(), "history": best.history},
             "train_config": getattr(cfg, name).model_dump()}
     m = save_and_evaluate(cfg, rd, enc, name, model, meta)
-    log.info("%s (%s %g): test NDCG@10 %.4f, Recall@10 %.4f", name, label, best[1],
+    log.info("%s (%s %g): test NDCG@10 %.4f, Recall@10 %.4f", name, label, best.value,
              m["ndcg@10"], m["recall@10"])
     return meta
 
 
 def fit_ease(cfg: RunConfig, rd: RunDir, enc: Encoded, mean: float) -> dict:
     """EASE in closed form for each of ``ease.lambdas``."""
-    from ..models.ease import ease_weights
     X = _train_matrix(enc)                 # the catalogue was checked by check_settings
     model = build("ease", enc.schema, {"history": X.nnz}, rating_mean=mean)
-    model.set_history(X.indptr, X.indices)
     return _closed_form(cfg, rd, enc, "ease", model, cfg.ease.lambdas,
-                        lambda lam: model.weight.copy_(ease_weights(X, lam)), "lam")
+                        lambda lam: model.fit(X, lam), "lam")
 
 
 def fit_als(cfg: RunConfig, rd: RunDir, enc: Encoded, mean: float) -> dict:
     """Implicit ALS for each of ``als.regs`` (seeded initialisation)."""
-    from ..models.als import ials
     X = _train_matrix(enc)
     a = cfg.als
     model = build("als", enc.schema, {"factors": a.factors, "alpha": a.alpha}, rating_mean=mean)
-
-    def fit_one(reg):
-        u, v = ials(X, a.factors, reg, a.alpha, a.iterations, seed=cfg.seed)
-        model.user_factors.copy_(u)
-        model.item_factors.copy_(v)
-    return _closed_form(cfg, rd, enc, "als", model, a.regs, fit_one, "reg")
-
-
+    return _closed_form(cfg, rd, enc, "als", model, a.regs,
+                        lambda reg: model.fit(X, reg, a.iterations, seed=cfg.seed), "reg")

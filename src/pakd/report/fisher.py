@@ -19,57 +19,97 @@ def _rho(c: dict, k: str) -> str:
 def fisher_markdown(res: dict, experiment: dict | None = None) -> str:
     lines = [f"# Fisher information analysis — {res['teacher']} on {res['dataset']}", ""]
     if experiment:
-        sp = experiment.get("split", {})
-        rows = sp.get("rows", {})
-        lines += [f"Split: {sp.get('method')}, seed {experiment.get('seed')}; rows "
-                  + ", ".join(f"{k} {fmt(v)}" for k, v in rows.items())
-                  + f"; {experiment['threads']} torch threads.",
-                  "Settings: " + "; ".join(f"{k} {fmt(v)}" for k, v in
-                                           experiment["settings"].items()), ""]
+        lines += _setting_lines(experiment)
     lines += [f"Objectives: {', '.join(res['focus_tasks'])}; Fisher: {', '.join(res['fisher'])}.",
               f"Criterion: {res['criterion']}.", ""]
-    rows, damage, by_kind, no_path, beats = [], [], [], [], []
-    for n, m in res["models"].items():
-        v = m["validation"]
-        rows.append({"model": n, "params": m["params"],
-                     "objective": f"{m['primary']['objective']}/{m['primary']['fisher']}",
-                     "trace": m["sensitivity"]["total"], "per_param": m["sensitivity"]["normalised"],
-                     "friendliness": m["pruning_friendliness"], "tested": v["groups_tested"],
-                     "lowering": v.get("share_lowering_valid_loss")})
-        for part, block in (("test (out of sample)", v.get("test_part", {})),
-                            ("valid (Taylor's own)", {"by_objective": v.get("by_objective", {})}),
-                            ("Fisher train sample", v.get("train_sample", {}))):
-            c = block.get("by_objective", {}).get(v["objective"], {})
-            if not c:
-                continue
-            row = {"model": n, "part": part}
-            for k in ("empirical", "true", "taylor", "magnitude"):
-                if f"spearman_{k}" in c:
-                    ci = c.get(f"spearman_{k}_ci95")
-                    row[k] = (f"{c[f'spearman_{k}']:.2f}" + (f" ({ci[0]:.2f} to {ci[1]:.2f})"
-                                                             if ci else "")
-                              + (f", τ {c[f'kendall_{k}']:.2f}" if f"kendall_{k}" in c else ""))
-            damage.append(row)
-        for key, got in (v.get("beats") or {}).items():
-            if got:
-                d, lo, hi, p = got
-                beats.append({"model": n, "which": key.replace("_vs_", " − "),
-                              "d": f"{d:+.2f} ({lo:+.2f} to {hi:+.2f})",
-                              "p": p_text(p, SPEARMAN_RESAMPLES),
-                              "verdict": "better" if lo > 0 else "worse" if hi < 0 else "tie"})
-        for kind, c in (v.get("by_kind") or {}).items():
-            if c:
-                by_kind.append({"model": n, "kind": kind, "units": c.get("units"),
-                                **{k: _rho(c, k) for k in ("true", "taylor", "magnitude")}})
-        gone = (v.get("units_without_path") or {}).get(v["objective"])
-        if gone:
-            no_path.append(f"{n}: {gone} of {v['groups_tested']} units have no path to the "
-                           f"{v['objective']} objective (left out of the correlations)")
-    lines += ["## Per member", "", markdown_table(rows, [
+    t = _tables(res)
+    lines += ["## Per member", "", markdown_table(t["rows"], [
         ("model", "model"), ("params", "params"), ("objective", "objective/Fisher"),
         ("trace", "Fisher trace"), ("per_param", "per parameter"),
         ("friendliness", "pruning friendliness"), ("tested", "units tested"),
-        ("lowering", "share lowering valid loss")], digits=4), "",
+        ("lowering", "share lowering valid loss")], digits=4), ""]
+    lines += _damage_lines(t)
+    lines += [f"- {x}" for x in t["no_path"]] + ([""] if t["no_path"] else [])
+    timings = res.get("timings", {})
+    if timings:
+        trow = [{"model": n, **v} for n, v in timings.items()]
+        lines += ["## Cost", "", markdown_table(trow, [
+            ("model", "pass"), ("fisher_seconds", "Fisher s"), ("examples", "examples"),
+            ("epoch_seconds", "train epoch s"), ("epoch_examples", "epoch examples")]), ""]
+    for n, m in res["models"].items():
+        lines += _member_lines(n, m)
+    return "\n".join(lines) + "\n"
+
+
+def _setting_lines(experiment: dict) -> list[str]:
+    """The split and the settings the analysis ran with."""
+    sp = experiment.get("split", {})
+    rows = sp.get("rows", {})
+    return [f"Split: {sp.get('method')}, seed {experiment.get('seed')}; rows "
+            + ", ".join(f"{k} {fmt(v)}" for k, v in rows.items())
+            + f"; {experiment['threads']} torch threads.",
+            "Settings: " + "; ".join(f"{k} {fmt(v)}" for k, v in
+                                     experiment["settings"].items()), ""]
+
+
+def _tables(res: dict) -> dict[str, list]:
+    """The rows of every table, gathered member by member: the summary, the damage
+    correlations per part, the comparisons with magnitude, per group kind, and the notes
+    on units without a path to the objective."""
+    t: dict[str, list] = {"rows": [], "damage": [], "by_kind": [], "no_path": [], "beats": []}
+    for n, m in res["models"].items():
+        v = m["validation"]
+        t["rows"].append({"model": n, "params": m["params"],
+                          "objective": f"{m['primary']['objective']}/{m['primary']['fisher']}",
+                          "trace": m["sensitivity"]["total"],
+                          "per_param": m["sensitivity"]["normalised"],
+                          "friendliness": m["pruning_friendliness"],
+                          "tested": v["groups_tested"],
+                          "lowering": v.get("share_lowering_valid_loss")})
+        t["damage"] += _damage_rows(n, v)
+        for key, got in (v.get("beats") or {}).items():
+            if got:
+                d, lo, hi, p = got
+                t["beats"].append({"model": n, "which": key.replace("_vs_", " − "),
+                                   "d": f"{d:+.2f} ({lo:+.2f} to {hi:+.2f})",
+                                   "p": p_text(p, SPEARMAN_RESAMPLES),
+                                   "verdict": "better" if lo > 0 else "worse" if hi < 0
+                                   else "tie"})
+        for kind, c in (v.get("by_kind") or {}).items():
+            if c:
+                t["by_kind"].append({"model": n, "kind": kind, "units": c.get("units"),
+                                     **{k: _rho(c, k) for k in ("true", "taylor", "magnitude")}})
+        gone = (v.get("units_without_path") or {}).get(v["objective"])
+        if gone:
+            t["no_path"].append(f"{n}: {gone} of {v['groups_tested']} units have no path to "
+                                f"the {v['objective']} objective (left out of the correlations)")
+    return t
+
+
+def _damage_rows(n: str, v: dict) -> list[dict]:
+    """One member's Spearman (interval) and Kendall per criterion, per part measured on."""
+    out = []
+    for part, block in (("test (out of sample)", v.get("test_part", {})),
+                        ("valid (Taylor's own)", {"by_objective": v.get("by_objective", {})}),
+                        ("Fisher train sample", v.get("train_sample", {}))):
+        c = block.get("by_objective", {}).get(v["objective"], {})
+        if not c:
+            continue
+        row = {"model": n, "part": part}
+        for k in ("empirical", "true", "taylor", "magnitude"):
+            if f"spearman_{k}" in c:
+                ci = c.get(f"spearman_{k}_ci95")
+                row[k] = (f"{c[f'spearman_{k}']:.2f}" + (f" ({ci[0]:.2f} to {ci[1]:.2f})"
+                                                         if ci else "")
+                          + (f", τ {c[f'kendall_{k}']:.2f}" if f"kendall_{k}" in c else ""))
+        out.append(row)
+    return out
+
+
+def _damage_lines(t: dict) -> list[str]:
+    """Predicted against measured damage: the correlations, the comparisons with
+    magnitude, and per group kind."""
+    lines = [
         "## Predicted against measured damage", "",
         "One unit removed at a time; Spearman's rho (95% bootstrap interval over units) and "
         "Kendall's tau between each criterion's prediction and the measured loss change. "
@@ -79,46 +119,44 @@ def fisher_markdown(res: dict, experiment: dict | None = None) -> str:
         "headline figures; the valid part also gives the Taylor gradient, so Taylor's "
         "figure there is in-sample; the Fisher train sample is what the Fisher was "
         "estimated on.", "",
-        markdown_table(damage, [("model", "model"), ("part", "measured on"),
-                                ("empirical", "empirical"), ("true", "true"),
-                                ("taylor", "taylor"), ("magnitude", "magnitude")]), ""]
-    if beats:
+        markdown_table(t["damage"], [("model", "model"), ("part", "measured on"),
+                                     ("empirical", "empirical"), ("true", "true"),
+                                     ("taylor", "taylor"), ("magnitude", "magnitude")]), ""]
+    if t["beats"]:
         lines += ["Does a predictor rank the measured damage better than magnitude? Δρ: its "
                   "Spearman minus magnitude's on the headline part, with a paired 95% "
                   "bootstrap interval over units (the same units resampled for both) and the "
                   "bootstrap p of no difference.", "",
-                  markdown_table(beats, [("model", "model"), ("which", "predictor − baseline"),
-                                         ("d", "Δρ (95% interval)"), ("p", "p"),
-                                         ("verdict", "verdict")]), ""]
-    if by_kind:
+                  markdown_table(t["beats"], [("model", "model"),
+                                              ("which", "predictor − baseline"),
+                                              ("d", "Δρ (95% interval)"), ("p", "p"),
+                                              ("verdict", "verdict")]), ""]
+    if t["by_kind"]:
         lines += ["Per group kind (headline part, each member's objective; Spearman with its "
                   "95% bootstrap interval): units of one kind have the same size, so these do "
                   "not measure size.", "",
-                  markdown_table(by_kind, [("model", "model"), ("kind", "kind"),
-                                           ("units", "units"), ("true", "true Fisher"),
-                                           ("taylor", "taylor"), ("magnitude", "magnitude")]), ""]
-    lines += [f"- {x}" for x in no_path] + ([""] if no_path else [])
-    t = res.get("timings", {})
-    if t:
-        trow = [{"model": n, **v} for n, v in t.items()]
-        lines += ["## Cost", "", markdown_table(trow, [
-            ("model", "pass"), ("fisher_seconds", "Fisher s"), ("examples", "examples"),
-            ("epoch_seconds", "train epoch s"), ("epoch_examples", "epoch examples")]), ""]
-    for n, m in res["models"].items():
-        lines += [f"## {n}", "", "Most important layers:", "", markdown_table(m["layers"][:8], [
-            ("name", "layer"), ("params", "params"), ("importance", "importance"),
-            ("share", "share"), ("normalised", "normalised")]), ""]
-        p = m["plan"]
-        lines += [f"Plan for {p['target_ratio']:.0%} fewer parameters: removes "
-                  f"{p['params_removed']:,} ({p['removed_ratio']:.1%}); predicted loss increase "
-                  f"{fmt(p['predicted_loss_increase'], 5)}; measured "
-                  f"{fmt(p['measured_loss_increase'], 5)}.",
-                  f"RMSE {fmt(p['rmse_before'])} → {fmt(p['rmse_after'])} (predicted "
-                  f"{fmt(p.get('rmse_predicted'))}); NDCG@10 {fmt(p['ndcg@10_before'])} → "
-                  f"{fmt(p['ndcg@10_after'])} on {p['ndcg_users']} users.", "",
-                  markdown_table(p["groups"], [("group", "group"), ("kind", "kind"),
-                                               ("units", "units"), ("kept", "kept")]), ""]
-    return "\n".join(lines) + "\n"
+                  markdown_table(t["by_kind"], [("model", "model"), ("kind", "kind"),
+                                                ("units", "units"), ("true", "true Fisher"),
+                                                ("taylor", "taylor"), ("magnitude", "magnitude")]),
+                  ""]
+    return lines
+
+
+def _member_lines(n: str, m: dict) -> list[str]:
+    """One member's most important layers and its pruning plan."""
+    p = m["plan"]
+    return [f"## {n}", "", "Most important layers:", "", markdown_table(m["layers"][:8], [
+        ("name", "layer"), ("params", "params"), ("importance", "importance"),
+        ("share", "share"), ("normalised", "normalised")]), "",
+        f"Plan for {p['target_ratio']:.0%} fewer parameters: removes "
+        f"{p['params_removed']:,} ({p['removed_ratio']:.1%}); predicted loss increase "
+        f"{fmt(p['predicted_loss_increase'], 5)}; measured "
+        f"{fmt(p['measured_loss_increase'], 5)}.",
+        f"RMSE {fmt(p['rmse_before'])} → {fmt(p['rmse_after'])} (predicted "
+        f"{fmt(p.get('rmse_predicted'))}); NDCG@10 {fmt(p['ndcg@10_before'])} → "
+        f"{fmt(p['ndcg@10_after'])} on {p['ndcg_users']} users.", "",
+        markdown_table(p["groups"], [("group", "group"), ("kind", "kind"),
+                                     ("units", "units"), ("kept", "kept")]), ""]
 
 
 def fisher_plots(res: dict, rd) -> list[Path]:

@@ -452,60 +452,13 @@ def render(root: str | Path) -> str:
     rd = RunDir(root)
     figs = _Figures()
     seeds_file = rd.root / "seeds.json"
-    multi = seeds_file.is_file() and not RunDir.is_run(rd.root)
     done = finished_stages(rd)
     teachers = read_json(rd.teachers_json) if done["ensemble"] else None
-    fisher = read_json(rd.fisher_json) if done["fisher"] else None
-    pakd = read_json(rd.pakd_json) if done["distill"] else None
-    body: dict[str, str] = {}
-    if multi:
-        s = read_json(seeds_file)
-        seed_links = ", ".join(f'<a href="seed-{x}/report.html">seed-{x}</a>' for x in s["seeds"])
-        body["status"] = (f"<p>A directory of {len(s['seeds'])} runs, one per seed; this page "
-                          f"pools them. Each seed's own page: {seed_links}.</p>")
-        per_seed = '<p class="note">Per seed: see each seed\'s page (linked above).</p>'
-        for k in ("settings", "environment", "teachers", "students", "speed", "fisher", "damage",
-                  "tune"):
-            body[k] = per_seed
-        first = RunDir(rd.root / f"seed-{s['seeds'][0]}")
-        body["settings"] = per_seed + _settings(first)
-        body["environment"] = per_seed + _environment(first)
-        body["seeds"] = _seeds(s, rd.root, figs)
+    if seeds_file.is_file() and not RunDir.is_run(rd.root):
+        body = _pooled_body(rd, read_json(seeds_file), figs)
     else:
-        missing = [k for k, v in done.items() if not v]
-        status = _table([{"stage": k, "state": "finished" if v else "missing"}
-                         for k, v in done.items()], [("stage", "stage"), ("state", "state")])
-        if missing:
-            status = (f'<p class="missing">This run is not finished: missing stage'
-                      f'{"s" if len(missing) > 1 else ""} {_e(", ".join(missing))}. The '
-                      "sections of the finished stages are shown.</p>" + status)
-        split = rd.split_summary()
-        if split:
-            rows = split.get("rows", {})
-            status = (f"<p>Dataset {_e(split.get('dataset'))}: {fmt(split.get('users'))} users, "
-                      f"{fmt(split.get('items'))} items; split {_e(split.get('method'))}, seed "
-                      f"{_e(split.get('seed'))}; rows " + _e(", ".join(
-                          f"{k} {fmt(v)}" for k, v in rows.items())) + ".</p>" + status)
-        if pakd and (pakd.get("best_student") or {}).get("method"):
-            b = pakd["best_student"]
-            status += (f"<p><b>Best student</b>: {_e(b['method'])} at budget "
-                       f"{b['budget']}, {fmt(b.get('params'))} parameters, NDCG@10 "
-                       f"{fmt(b.get('ndcg_retention_pct'), 1)}% and RMSE "
-                       f"{fmt(b.get('rmse_retention_pct'), 1)}% (retention) of the teacher's, "
-                       f"{fmt(b.get('speedup_throughput'), 0)}× its throughput.</p>")
-        body["status"] = status
-        body["settings"] = _settings(rd)
-        body["environment"] = _environment(rd)
-        body["teachers"] = _teachers(rd, figs) if teachers else _missing("ensemble", rd)
-        body["students"] = _students(pakd, figs) if pakd else _missing("distill", rd)
-        body["speed"] = _speed(pakd, figs) if pakd else _missing("distill", rd)
-        body["fisher"] = _fisher(fisher, figs) if fisher else _missing("fisher", rd)
-        body["damage"] = (_damage(fisher, pakd, figs) or _missing("fisher", rd)) \
-            if (fisher or pakd) else _missing("fisher", rd)
-        body["tune"] = _tune(rd, figs)
-        body["seeds"] = (_seeds(read_json(seeds_file), rd.root, figs) if seeds_file.is_file()
-                         else '<p class="note">One seed: <code>pakd run --seeds 0,1,2</code> '
-                              "runs several and pools them here.</p>")
+        body = _run_body(rd, done, teachers, figs)
+    pakd = read_json(rd.pakd_json) if done["distill"] else None
     title = f"pakd run — {rd.root.name}"
     nav = "".join(f'<a href="#{k}">{_e(t)}</a>' for k, t in SECTIONS)
     sections = "".join(f'<section id="{k}"><h2>{_e(t)}</h2>{body[k]}</section>'
@@ -517,6 +470,69 @@ def render(root: str | Path) -> str:
             f"<header><h1>{_e(title)}</h1><p>{_e(rd.root)}{' — ' + _e(dataset) if dataset else ''}"
             "; test part unless said otherwise</p></header>"
             f"<nav>{nav}</nav><main>{sections}</main></body></html>\n")
+
+
+def _pooled_body(rd: RunDir, s: dict, figs) -> dict[str, str]:
+    """The sections of a multi-seed directory's page: the pooled table, each seed's page
+    linked for the rest."""
+    seed_links = ", ".join(f'<a href="seed-{x}/report.html">seed-{x}</a>' for x in s["seeds"])
+    body = {"status": (f"<p>A directory of {len(s['seeds'])} runs, one per seed; this page "
+                       f"pools them. Each seed's own page: {seed_links}.</p>")}
+    per_seed = '<p class="note">Per seed: see each seed\'s page (linked above).</p>'
+    for k in ("settings", "environment", "teachers", "students", "speed", "fisher", "damage",
+              "tune"):
+        body[k] = per_seed
+    first = RunDir(rd.root / f"seed-{s['seeds'][0]}")
+    body["settings"] = per_seed + _settings(first)
+    body["environment"] = per_seed + _environment(first)
+    body["seeds"] = _seeds(s, rd.root, figs)
+    return body
+
+
+def _run_body(rd: RunDir, done: dict, teachers: dict | None, figs) -> dict[str, str]:
+    """The sections of one run's page; a stage not finished says so in its section."""
+    fisher = read_json(rd.fisher_json) if done["fisher"] else None
+    pakd = read_json(rd.pakd_json) if done["distill"] else None
+    seeds_file = rd.root / "seeds.json"
+    body = {"status": _status(rd, done, pakd), "settings": _settings(rd),
+            "environment": _environment(rd)}
+    body["teachers"] = _teachers(rd, figs) if teachers else _missing("ensemble", rd)
+    body["students"] = _students(pakd, figs) if pakd else _missing("distill", rd)
+    body["speed"] = _speed(pakd, figs) if pakd else _missing("distill", rd)
+    body["fisher"] = _fisher(fisher, figs) if fisher else _missing("fisher", rd)
+    body["damage"] = (_damage(fisher, pakd, figs) or _missing("fisher", rd)) \
+        if (fisher or pakd) else _missing("fisher", rd)
+    body["tune"] = _tune(rd, figs)
+    body["seeds"] = (_seeds(read_json(seeds_file), rd.root, figs) if seeds_file.is_file()
+                     else '<p class="note">One seed: <code>pakd run --seeds 0,1,2</code> '
+                          "runs several and pools them here.</p>")
+    return body
+
+
+def _status(rd: RunDir, done: dict, pakd: dict | None) -> str:
+    """Which stages finished, the dataset and split, and the best student in one line."""
+    missing = [k for k, v in done.items() if not v]
+    status = _table([{"stage": k, "state": "finished" if v else "missing"}
+                     for k, v in done.items()], [("stage", "stage"), ("state", "state")])
+    if missing:
+        status = (f'<p class="missing">This run is not finished: missing stage'
+                  f'{"s" if len(missing) > 1 else ""} {_e(", ".join(missing))}. The '
+                  "sections of the finished stages are shown.</p>" + status)
+    split = rd.split_summary()
+    if split:
+        rows = split.get("rows", {})
+        status = (f"<p>Dataset {_e(split.get('dataset'))}: {fmt(split.get('users'))} users, "
+                  f"{fmt(split.get('items'))} items; split {_e(split.get('method'))}, seed "
+                  f"{_e(split.get('seed'))}; rows " + _e(", ".join(
+                      f"{k} {fmt(v)}" for k, v in rows.items())) + ".</p>" + status)
+    if pakd and (pakd.get("best_student") or {}).get("method"):
+        b = pakd["best_student"]
+        status += (f"<p><b>Best student</b>: {_e(b['method'])} at budget "
+                   f"{b['budget']}, {fmt(b.get('params'))} parameters, NDCG@10 "
+                   f"{fmt(b.get('ndcg_retention_pct'), 1)}% and RMSE "
+                   f"{fmt(b.get('rmse_retention_pct'), 1)}% (retention) of the teacher's, "
+                   f"{fmt(b.get('speedup_throughput'), 0)}× its throughput.</p>")
+    return status
 
 
 def write_html(root: str | Path) -> Path:

@@ -135,7 +135,6 @@ def pakd_plots(res: dict, rd) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     t = res["teacher"]
-    methods = sorted({r["method"] for r in res["rows"]})
     paths = []
     for r in [t] + res["members"]:
         r.setdefault("bytes_fp32", 4 * r["params"])
@@ -147,26 +146,7 @@ def pakd_plots(res: dict, rd) -> list[Path]:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
         for ax, ykey, ylabel in ((axes[0], "ndcg@10", "NDCG@10 (higher is better)"),
                                  (axes[1], "rmse", "RMSE (lower is better)")):
-            for m in methods:
-                rs = sorted([r for r in res["rows"] if r["method"] == m and r.get(xkey)],
-                            key=lambda r: r[xkey])
-                ax.plot([r[xkey] for r in rs], [r[ykey] for r in rs], label=m, **style(m))
-            if t.get(xkey):
-                ax.scatter([t[xkey]], [t[ykey]], marker="*", s=150, color="black",
-                           label="teacher", zorder=5)
-            ax.axhline(t[ykey], color="black", lw=0.8, ls="--", alpha=0.6)   # teacher level
-            for name, ref in res.get("references", {}).items():              # peers
-                if ref.get(ykey) is not None:
-                    ax.axhline(ref[ykey], color="0.5", lw=0.8, ls=":")
-                    ax.annotate(name, (1, ref[ykey]), xycoords=("axes fraction", "data"),
-                                ha="right", va="bottom", fontsize=6, color="0.35")
-            for k, r in enumerate(res["members"]):    # members in grays, apart from methods
-                if ykey == "rmse" and "rating" not in r.get("outputs", ["rating"]):
-                    continue                           # ranking only: no rating to show
-                if r.get(xkey):
-                    ax.scatter([r[xkey]], [r[ykey]], marker="PXhs"[k % 4], s=60,
-                               color=("0.15", "0.4", "0.6", "0.3")[k % 4],
-                               label=f"member {r['model']}")
+            _accuracy_axis(ax, res, xkey, ykey)
             ax.set_xscale("log")
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
@@ -174,6 +154,40 @@ def pakd_plots(res: dict, rd) -> list[Path]:
         axes[0].legend(fontsize=7)
         fig.tight_layout()
         paths.append(save_figure(fig, rd.plot(fname)))
+    paths.append(_curves_figure(res, rd, plt))
+    if any("paired" in r for r in res["rows"]):
+        paths.append(forest_plot(res, rd))
+    return paths
+
+
+def _accuracy_axis(ax, res: dict, xkey: str, ykey: str) -> None:
+    """One accuracy-against-cost panel: a line per method, the teacher as a star and a
+    dashed level, the peers as dotted levels, the members in grays."""
+    t = res["teacher"]
+    for m in sorted({r["method"] for r in res["rows"]}):
+        rs = sorted([r for r in res["rows"] if r["method"] == m and r.get(xkey)],
+                    key=lambda r: r[xkey])
+        ax.plot([r[xkey] for r in rs], [r[ykey] for r in rs], label=m, **style(m))
+    if t.get(xkey):
+        ax.scatter([t[xkey]], [t[ykey]], marker="*", s=150, color="black",
+                   label="teacher", zorder=5)
+    ax.axhline(t[ykey], color="black", lw=0.8, ls="--", alpha=0.6)   # teacher level
+    for name, ref in res.get("references", {}).items():              # peers
+        if ref.get(ykey) is not None:
+            ax.axhline(ref[ykey], color="0.5", lw=0.8, ls=":")
+            ax.annotate(name, (1, ref[ykey]), xycoords=("axes fraction", "data"),
+                        ha="right", va="bottom", fontsize=6, color="0.35")
+    for k, r in enumerate(res["members"]):    # members in grays, apart from methods
+        if ykey == "rmse" and "rating" not in r.get("outputs", ["rating"]):
+            continue                           # ranking only: no rating to show
+        if r.get(xkey):
+            ax.scatter([r[xkey]], [r[ykey]], marker="PXhs"[k % 4], s=60,
+                       color=("0.15", "0.4", "0.6", "0.3")[k % 4],
+                       label=f"member {r['model']}")
+
+
+def _curves_figure(res: dict, rd, plt) -> Path:
+    """Valid NDCG@10 and RMSE per epoch of every student, later budgets fainter."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     budgets = list(dict.fromkeys(c["budget"] for c in res["curves"]))
     for c in res["curves"]:
@@ -190,10 +204,7 @@ def pakd_plots(res: dict, rd) -> list[Path]:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    paths.append(save_figure(fig, rd.plot("pakd_training_curves")))
-    if any("paired" in r for r in res["rows"]):
-        paths.append(forest_plot(res, rd))
-    return paths
+    return save_figure(fig, rd.plot("pakd_training_curves"))
 
 
 def forest_plot(res: dict, rd) -> Path:

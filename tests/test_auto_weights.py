@@ -1,7 +1,7 @@
 """The ranking-weight search of `--weights auto`."""
 import pytest
 
-from pakd.recipes.ensemble import search_simplex
+from pakd.train.select import best_on_simplex as search_simplex
 
 
 @pytest.mark.parametrize("target", [(0.6, 0.3, 0.1), (0.15, 0.35, 0.1, 0.4), (0.0, 1.0)])
@@ -34,7 +34,7 @@ def test_auto_weights_without_cached_scores_fit_on_valid_users_within_the_budget
     from pakd.config import build_config
     from pakd.evaluate import score_matrix
     from pakd.memory import BLOCK_SHARE
-    from pakd.recipes.ensemble import fit_auto_weights, weight_users
+    from pakd.scores import fit_auto_weights, weight_users
     cfg = build_config(overrides={"quiet": True})
     cached = _ensemble(tiny_enc)
     fit_auto_weights(cached, tiny_enc, cfg, {n: score_matrix(m, tiny_enc.n_users)
