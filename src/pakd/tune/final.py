@@ -29,7 +29,9 @@ def train_final(cfg: RunConfig, rd: RunDir, enc: Encoded, setup: Setup, study,
     tcfg = trial_config(cfg, chosen)
     tuned = _train_saved(tcfg, rd, enc, setup, "tuned_student",
                          meta={"study": cfg.tune.study, "trial": chosen.number})
-    dcfg = apply(cfg, {"distill.methods": ["fisher_kd"], "distill.ablation": None})
+    # the run's own settings, pruned from a fresh start as the tuned student is
+    dcfg = apply(cfg, {"distill.methods": ["fisher_kd"], "distill.ablation": None,
+                       "distill.prune_from": "init"})
     dense = make_student(dcfg, enc)
     fit = fit_budget(dense, dcfg.distill.group_floor, target, "params", None)
     note = ""

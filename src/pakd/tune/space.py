@@ -196,9 +196,11 @@ def criterion_of(params: dict) -> str:
 
 def settings_of(params: dict, target: int) -> dict:
     """The settings a trial's parameters set, with the student pruned to ``target``
-    parameters: one budget, its criterion's method, no ablation."""
+    parameters: one budget, its criterion's method, no ablation, pruned while it trains
+    from a fresh start (a trial trains one student; no dense student to start from)."""
     return {**as_settings(params), "distill.budgets": [str(int(target))],
-            "distill.methods": [CRITERIA[criterion_of(params)]], "distill.ablation": None}
+            "distill.methods": [CRITERIA[criterion_of(params)]], "distill.ablation": None,
+            "distill.prune_from": "init"}
 
 
 def apply(cfg: RunConfig, settings: dict) -> RunConfig:
