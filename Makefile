@@ -12,7 +12,7 @@ LOCK    = requirements.lock
 # LOCK_ARGS='--upgrade-package numpy'; without it the lock's pins are kept where they still fit
 LOCK_ARGS ?=
 
-.PHONY: install run test docs clean lock check-lock
+.PHONY: install run test test-slow docs clean lock check-lock
 
 # a lock out of date with pyproject.toml is named (with the fix), never installed
 check-lock:
@@ -38,7 +38,10 @@ run: check-lock $(STAMP)
 	$(BIN)/pakd run --dataset ml-latest-small --out $(RUN) --profile $(PROFILE)
 
 test: check-lock $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: check-lock $(STAMP)
+	$(BIN)/python -m pytest -m slow
 
 # every dependency and extra of pyproject.toml, resolved for this machine's Python and
 # pinned with hashes; torch pinned to the local CPU wheel by lock-constraints.txt

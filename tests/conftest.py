@@ -86,3 +86,15 @@ def pipeline_run(tmp_path_factory):
                "final_kd,mf_labels,lightweight_kd,dense_kd", "--ablation", "0.5"])
     assert rc == 0
     return out
+
+
+# integration tests: they train a whole run (the shared `pipeline_run`, or their own),
+# launch torchrun or export models; `make test` leaves them to `make test-slow`
+SLOW_FIXTURES = {"pipeline_run"}
+SLOW_FILES = {"test_distributed.py", "test_planted.py", "test_export.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(item.fixturenames) or item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)

@@ -10,16 +10,17 @@ from pakd.models import load, save
 from pakd.prune import prune_units
 
 
-def test_user_tower_equals_a_hand_computation(tiny_enc):
-    m = tower(tiny_enc, user_fields=False)
+@pytest.mark.parametrize("alpha", [0.5, 1.0])
+def test_user_tower_equals_a_hand_computation(tiny_enc, alpha):
+    m = tower(tiny_enc, user_fields=False, alpha=alpha)
     u = 3
     start, stop = int(m.hist_indptr[u]), int(m.hist_indptr[u + 1])
     items, ratings = m.hist_items[start:stop], m.hist_ratings[start:stop].double()
     q, b_rate, _ = m._catalogue()
     n = len(items)
     resid = ratings - 3.0 - b_rate[items]
-    h = q[items].sum(0) / n ** 0.5
-    e = (q[items] * resid[:, None]).sum(0) / n ** 0.5
+    h = q[items].sum(0) / n ** alpha
+    e = (q[items] * resid[:, None]).sum(0) / n ** alpha
     b_u = m.user_bias_scale * resid.sum() / (n + 10.0)
     i = 7
     want_logit = (m.rank_user @ h) @ (m.rank_item @ q[i]) + m._catalogue()[2][i]
