@@ -241,7 +241,14 @@ def test_student_criterion_check_measures_each_removal_and_correlates(world):
         before = valid_label_loss(model, enc, signals.seen)
         after = valid_label_loss(masked, enc, signals.seen)
         assert p["measured"]["valid"] == pytest.approx(after - before, abs=1e-6)
+        # the test part: train and valid items are seen
+        from pakd.csr import csr_mask
+        seen = csr_mask(enc.seen(("train", "valid")), enc.n_items)
+        got = valid_label_loss(masked, enc, seen, "test") - valid_label_loss(model, enc, seen,
+                                                                             "test")
+        assert p["measured"]["test"] == pytest.approx(got, abs=1e-6)
     pooled = out["pooled"]
+    assert "test_spearman_fisher" in pooled
     assert pooled["units"] + out["units_without_path"] == out["units_tested"]
     assert pooled["train_spearman_fisher_raw"] > 0.3, pooled
     lo, hi = pooled["train_spearman_fisher_raw_ci95"]

@@ -567,7 +567,7 @@ class _DistillOwn(Section):
     workers: int = _f(0, "students trained at once, each in its own single-threaded process "
                       "(0 = one per torch thread of the run; 1 = one at a time, in this "
                       "process)", flag="--distill-workers", ge=0)
-    check_units: int = _f(60, "dense_kd units removed one at a time to check the pruning "
+    check_units: int = _f(100, "dense_kd units removed one at a time to check the pruning "
                           "criterion (0: no check)", flag="--check-units", ge=0)
     rmse_tolerance: float = _f(0.02, "best student: valid RMSE at most (1 + this) x the "
                                "teacher's", flag="--rmse-tolerance", ge=0)

@@ -11,8 +11,9 @@ something else: the *student*, by the mask-gradient Fisher of its own distillati
    magnitude;
 2. removes each of ``units`` sampled units alone (every group kind represented) and
    measures the change of that objective on the same steps (what the Fisher estimates) and
-   of the label loss on the valid part (rating MSE plus the valid items' softmax
-   cross-entropy over the catalogue: what pruning costs on held-out data);
+   of the label loss on the valid and the test part (rating MSE plus the held-out items'
+   softmax cross-entropy over the catalogue: what pruning costs on held-out data; the
+   test part only reports);
 3. correlates predictions with measured changes - Spearman with a bootstrap interval over
    units, and Kendall - pooled and per group kind (units of one kind have one size, so the
    per-kind figures do not measure size). Units whose removal changes nothing and whose
@@ -27,6 +28,7 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
+from ..csr import csr_mask
 from ..data.encoding import Encoded
 from ..fisher import analysis as A
 from ..models.base import RecModel
@@ -37,6 +39,7 @@ from .objective import Distillation, Losses, sample_step
 from .signals import TeacherSignals
 
 CRITERIA = ("fisher", "fisher_raw", "magnitude")
+PARTS = ("train", "valid", "test")
 
 
 def replace_l2(settings):
@@ -47,10 +50,12 @@ def replace_l2(settings):
                                "patience")}, l2=0.0)
 
 
-def valid_label_loss(model: RecModel, enc: Encoded, seen: torch.Tensor) -> float:
-    """Rating MSE plus the mean softmax cross-entropy of each valid item over the catalogue
-    (the user's train items, ``seen``, left out), on the valid part."""
-    v = enc.parts["valid"]
+def valid_label_loss(model: RecModel, enc: Encoded, seen: torch.Tensor,
+                     part: str = "valid") -> float:
+    """Rating MSE plus the mean softmax cross-entropy of each held-out item over the
+    catalogue (the items in ``seen`` left out), on ``part``: the valid part with the
+    user's train items seen, or the test part with train and valid seen."""
+    v = enc.parts[part]
     if len(v) == 0:
         return 0.0
     with torch.no_grad():
@@ -67,12 +72,12 @@ def valid_label_loss(model: RecModel, enc: Encoded, seen: torch.Tensor) -> float
 
 
 def _correlations(pts: list[dict], seed: int) -> dict | None:
-    """Each criterion's agreement with the measured train and valid changes (None below
-    three units)."""
+    """Each criterion's agreement with the measured train, valid and test changes (None
+    below three units)."""
     if len(pts) < 3:
         return None
     out = {"units": len(pts)}
-    for part in ("train", "valid"):
+    for part in PARTS:
         meas = [p["measured"][part] for p in pts]
         for c in CRITERIA:
             pred = [p["predicted"][c] for p in pts]
@@ -127,19 +132,26 @@ def check_student_criterion(student: RecModel, enc: Encoded, signals: TeacherSig
     groups = model.structure()
     every = [{"group": g.name, "kind": g.kind, "unit": u} for g in groups for u in range(g.units)]
     tested = A.sample_units(every, units, seed)
-    base = {"train": objective(model), "valid": valid_label_loss(model, enc, signals.seen)}
+    # the test part only reports how well a criterion chosen on valid foresees held-out
+    # damage; nothing is chosen on it
+    seen_test = csr_mask(enc.seen(("train", "valid")), enc.n_items)
+
+    def held_out(m: RecModel) -> dict:
+        return {"valid": valid_label_loss(m, enc, signals.seen),
+                "test": valid_label_loss(m, enc, seen_test, "test")}
+    base = {"train": objective(model), **held_out(model)}
     points = []
     for t in progress(tested, desc="check student criterion", quiet=quiet, unit="unit"):
         g = next(g for g in groups if g.name == t["group"])
         keep = torch.ones(g.units, dtype=torch.bool)
         keep[t["unit"]] = False
         masked = mask_units(copy.deepcopy(model), t["group"], keep)
-        valid = valid_label_loss(masked, enc, signals.seen)
+        after = held_out(masked)
         points.append({**t, "predicted": {c: float(scores[c][t["group"]][t["unit"]])
                                           for c in CRITERIA},
                        "measured": {"train": objective(masked) - base["train"],
-                                    "valid": valid - base["valid"]}})
-    gone = [p for p in points if p["measured"]["train"] == 0 and p["measured"]["valid"] == 0
+                                    **{k: after[k] - base[k] for k in after}}})
+    gone = [p for p in points if all(v == 0 for v in p["measured"].values())
             and p["predicted"]["fisher_raw"] == 0]
     live = [p for p in points if p not in gone]
 

@@ -96,13 +96,15 @@ def _check_lines(c: dict | None) -> list[str]:
              f"left out). Predicted: the mask Fisher PAKD prunes with (balanced as in pruning, "
              f"and raw 1/2 F) from {c['steps']} train steps of its objective ({c['objective']}), "
              "and magnitude. Measured: the change of that objective on the same steps (train) "
-             "and of the valid label loss (valid). Spearman (95% bootstrap interval over "
-             "units).", "",
-             "| units | n | train: Fisher | train: raw Fisher | train: magnitude | valid: Fisher "
-             "| valid: raw Fisher | valid: magnitude |", "|---|---|---|---|---|---|---|---|"]
+             "and of the label loss on the valid and the test part (test only reports). "
+             "Spearman (95% bootstrap interval over units).", ""]
+    parts = [p for p in ("train", "valid", "test") if f"{p}_spearman_fisher" in c["pooled"]]
+    lines += ["| units | n | " + " | ".join(f"{p}: {n}" for p in parts for n in
+                                            ("Fisher", "raw Fisher", "magnitude")) + " |",
+              "|---|---|" + "---|" * (3 * len(parts))]
     for name, b in rows:
         lines.append(f"| {name} | {b['units']} | " + " | ".join(
-            rho(b, part, crit) for part in ("train", "valid")
+            rho(b, part, crit) for part in parts
             for crit in ("fisher", "fisher_raw", "magnitude")) + " |")
     share = c.get("share_lowering_valid_loss")
     if share is not None:
