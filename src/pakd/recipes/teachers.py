@@ -13,16 +13,17 @@ import time
 import torch
 
 from .. import distributed
-from ..config import CLOSED_FORM, TEACHERS, RunConfig, arch_of
+from ..config import CLOSED_FORM, TRAINED, RunConfig, arch_of
 from ..data import load_encoded
 from ..data.encoding import Encoded
 from ..evaluate import evaluate_kept
-from ..models import build, save
+from ..models import build, build_on, save
 from ..models.base import RecModel
 from ..rundir import RunDir
 from ..runtime import log, seed_everything
 from ..scores import check_catalogue_settings, member_scores, retrieval_candidates
 from ..train import fit
+from ..train.sequence import fit_sequence
 
 
 EVERY_RANK = True     # under torchrun every process trains (`pakd.recipes.Stage`)
@@ -42,14 +43,14 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict[str, dic
             distributed.barrier()
             continue
         section = getattr(cfg, name)
-        seed_everything(cfg.seed * 1000 + TEACHERS.index(name))
-        model = build(name, enc.schema, arch_of(section, name), tables=enc.tables,
-                      rating_mean=mean)
+        seed_everything(cfg.seed * 1000 + TRAINED.index(name))
+        model = build_on(name, enc, arch_of(section, name), rating_mean=mean)
         log.info("training %s (%s parameters)", name, f"{model.n_params():,}")
         t0 = time.perf_counter()
         cands = (retrieval_candidates(cfg, rd, enc, name, section.retrieval_n)
-                 if section.negative_sampling == "retrieval" else None)
-        res = fit(model, enc, section, candidates=cands, seed=cfg.seed, name=name,
+                 if getattr(section, "negative_sampling", None) == "retrieval" else None)
+        trainer = fit_sequence if name in SEQUENCE else fit
+        res = trainer(model, enc, section, candidates=cands, seed=cfg.seed, name=name,
                   checkpoint=rd.member(name), state=rd.member_state(name),
                   resume=cfg.resume, quiet=cfg.quiet,
                   relevant_min_rating=cfg.eval.relevant_min_rating)
@@ -68,6 +69,10 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict[str, dic
         distributed.barrier()          # the next member may read this one's files
         out[name] = meta
     return out
+
+
+# members trained on their users' sequences (`pakd.train.sequence`), not on rated pairs
+SEQUENCE = ("sasrec",)
 
 
 def save_and_evaluate(cfg: RunConfig, rd: RunDir, enc: Encoded, name: str, model: RecModel,
