@@ -1,5 +1,6 @@
 """SASRec: causal attention, histories in time order, short histories, its objective."""
 import numpy as np
+import pytest
 import torch
 from model_zoo import randomised
 
@@ -77,9 +78,13 @@ def test_windows_cut_sequences_from_their_end():
     assert windows(torch.tensor([0, 1]), torch.tensor([3]), 3)[0].shape == (0, 3)
 
 
-def test_next_item_objective_learns_a_planted_order(tiny_enc):
-    """Every user's sequence walks the catalogue in steps of one: after training, the item
-    after each user's last one ranks first for most users."""
+@pytest.mark.parametrize("loss", [{"ranking_loss": "full", "epochs": 8, "lr": 0.05},
+                                  {"ranking_loss": "softmax", "negatives": 16, "epochs": 15,
+                                   "lr": 0.03}])
+def test_next_item_objective_learns_a_planted_order(loss, tiny_enc):
+    """Every user's sequence walks the catalogue in steps of one: after training (on the
+    whole catalogue, or on shared sampled negatives), the item after each user's last one
+    ranks first for most users."""
     import dataclasses
 
     from pakd.config import RunConfig
@@ -99,8 +104,8 @@ def test_next_item_objective_learns_a_planted_order(tiny_enc):
     enc = dataclasses.replace(tiny_enc, schema=schema, user_ids=np.arange(users),
                               parts={"train": train, "valid": valid, "test": valid}, _seen={})
     torch.manual_seed(0)
-    s = RunConfig().sasrec.model_copy(update={"epochs": 30, "batch_size": 64, "lr": 0.01,
-                                              "patience": 30})
+    s = RunConfig().sasrec.model_copy(update={"batch_size": 64, **loss})
+    s.patience = s.epochs
     m = build_on("sasrec", enc, {"dim": 16, "blocks": 1, "heads": 1, "head_dim": 16,
                                  "neurons": 16, "max_len": 4, "dropout": 0.0, "rate_dims": 2},
                  rating_mean=4.0)
@@ -108,3 +113,13 @@ def test_next_item_objective_learns_a_planted_order(tiny_enc):
     hit = (m.score_all(torch.arange(users)).argmax(1) == nxt).float().mean()
     assert hit > 0.8, (hit, res.history[-1])
     assert res.best_valid["ranking"] < -0.5
+
+
+def test_losses_the_sequence_objective_cannot_use_are_refused(tiny_enc):
+    from pakd.config import RunConfig
+    from pakd.errors import PakdError
+    from pakd.train.sequence import fit_sequence
+    m = randomised("sasrec", tiny_enc).float()
+    s = RunConfig().sasrec.model_copy(update={"ranking_loss": "bpr"})
+    with pytest.raises(PakdError, match="full .* or softmax"):
+        fit_sequence(m, tiny_enc, s, quiet=True)

@@ -334,11 +334,12 @@ LightGCNConfig = _with_defaults(
     "LightGCNConfig", [FitSettings, LightGCNArch],
     {**FIT["lightgcn"], **{k: v for k, v in ARCH["lightgcn"].items() if k != "history"}},
     doc="The LightGCN member: training and architecture (selectable: --models/--algorithms).")
-# the sequence objective (`pakd.train.sequence`) reads these; negatives, sampling and the
-# monitor do not apply to it (every next item against the whole catalogue; each output its
-# own best epoch)
-_SEQUENCE_FIT = ["epochs", "batch_size", "lr", "weight_decay", "l2", "rating_loss_weight",
-                 "ranking_loss_weight", "patience"]
+# the sequence objective (`pakd.train.sequence`) reads these (ranking_loss: full or softmax,
+# the latter over `negatives` items shared by a step); the sampling rule and the monitor do
+# not apply to it (popularity draws with the logQ correction; each output its own best
+# epoch)
+_SEQUENCE_FIT = ["epochs", "batch_size", "lr", "weight_decay", "l2", "ranking_loss",
+                 "negatives", "rating_loss_weight", "ranking_loss_weight", "patience"]
 SASRecConfig = _with_defaults(
     "SASRecConfig", [FitSettings, SASRecArch],
     {**FIT["sasrec"], **{k: v for k, v in ARCH["sasrec"].items() if k != "history"}},

@@ -104,7 +104,7 @@ def _closed_form(cfg: RunConfig, rd: RunDir, enc: Encoded, name: str, model: Rec
     """Fit ``model`` for each value of ``grid`` (``fit_one(value)``); keep the one with the
     best valid NDCG@10 (`pakd.train.select.best_on_grid`: the test part only reports)."""
     from ..evaluate import ranking_metrics
-    from ..train.select import best_on_grid
+    from ..train.select import best_on_grid, note_edge
 
     def valid_ndcg(value) -> float:
         fit_one(value)
@@ -117,10 +117,11 @@ def _closed_form(cfg: RunConfig, rd: RunDir, enc: Encoded, name: str, model: Rec
                                                        for k, v in model.state_dict().items()})
     model.load_state_dict(best.kept)
     setattr(model, label, best.value)
+    edge = note_edge(name, label, best.value, grid)
     spent = time.perf_counter() - t0
     meta = {"fit": {"train_seconds": spent, "fit_seconds": spent, "epoch_seconds": 0.0,
                     "best_epoch": 0, "best_epochs": {}, "epochs_run": 0,
-                    "best_valid_ndcg@10": best.score, label: best.value,
+                    "best_valid_ndcg@10": best.score, label: best.value, "at_edge": edge,
                     "threads": torch.get_num_threads(), "history": best.history},
             "train_config": getattr(cfg, name).model_dump()}
     m = save_and_evaluate(cfg, rd, enc, name, model, meta)

@@ -7,7 +7,10 @@ model's ``max_len``, the last window ending at the newest item, earlier windows 
 epoch, from at most ``max_len`` items before it. Per step:
 
 loss = ranking_loss_weight * mean over predicted positions of the cross-entropy of the next
-       item against the whole catalogue (logits h_t . E_i + c_i)
+       item against the whole catalogue (logits h_t . E_i + c_i; ``ranking_loss full``), or
+       against ``negatives`` items drawn once per step by train popularity and shared by
+       every position (``softmax``: each logit minus its item's log probability of being
+       drawn, the logQ correction; a drawn item equal to the target is left out)
      + rating_loss_weight * MSE of the rating head on a share of the train ratings
      + l2 * squared norm of the rating rows those ratings touch / their number
 
@@ -73,6 +76,15 @@ class NextItem:
         self.per_step = max(1, settings.batch_size // model.max_len)
         self.steps = max(1, math.ceil(len(self.tokens) / self.per_step))
         self.positions = int((self.targets >= 0).sum())
+        if settings.ranking_loss not in ("full", "softmax"):
+            raise PakdError(f"sasrec: --sasrec-ranking-loss {settings.ranking_loss} is not a "
+                            "loss of the sequence objective; use full (the whole catalogue) "
+                            "or softmax (shared sampled negatives)")
+        self.log_q = None
+        if settings.ranking_loss == "softmax":
+            q = torch.bincount(enc.parts["train"].item, minlength=enc.n_items).double() + 1.0
+            self.q = q / q.sum()
+            self.log_q = self.q.log().float()
 
     def steps_per_epoch(self) -> int:
         return self.steps
@@ -86,16 +98,31 @@ class NextItem:
         for s in range(self.steps):
             w = order[s * self.per_step:(s + 1) * self.per_step]
             p = pairs[s * per_pairs:(s + 1) * per_pairs]
-            yield (self.tokens[w], self.targets[w], tr.user[p], tr.item[p], tr.rating[p])
+            neg = (torch.multinomial(self.q, self.s.negatives, replacement=True, generator=gen)
+                   if self.log_q is not None else None)
+            yield (self.tokens[w], self.targets[w], tr.user[p], tr.item[p], tr.rating[p], neg)
 
-    def losses(self, model, tokens, targets, u, i, r):
+    def next_item_loss(self, model, h: torch.Tensor, target: torch.Tensor,
+                       neg: torch.Tensor | None) -> torch.Tensor:
+        """Cross-entropy summed over positions: h [P, dim], target [P]."""
+        if neg is None:
+            return F.cross_entropy(model.catalogue(h), target, reduction="sum")
+        pos = (h * model.item_emb(target + 1)).sum(1) + model.item_rank_bias.weight[target, 0]
+        logits = torch.cat([(pos - self.log_q[target])[:, None],
+                            model.catalogue(h, neg) - self.log_q[neg]], 1)
+        hit = torch.cat([torch.zeros(len(target), 1, dtype=torch.bool),
+                         neg[None, :] == target[:, None]], 1)
+        return F.cross_entropy(logits.masked_fill(hit, float("-inf")),
+                               torch.zeros(len(target), dtype=torch.long), reduction="sum")
+
+    def losses(self, model, tokens, targets, u, i, r, neg=None):
         """(total, rating MSE summed, ranking cross-entropy summed, positions, ratings)."""
         total = torch.zeros(())
         ce_sum = torch.zeros(())
         n_pos = int((targets >= 0).sum())
         if n_pos:
             h = model.encode(tokens)[targets >= 0]                   # [positions, dim]
-            ce_sum = F.cross_entropy(model.catalogue(h), targets[targets >= 0], reduction="sum")
+            ce_sum = self.next_item_loss(model, h, targets[targets >= 0], neg)
             total = total + self.s.ranking_loss_weight * ce_sum / n_pos
         se_sum = torch.zeros(())
         if len(u):
@@ -108,10 +135,10 @@ class NextItem:
     def backward(self, model: RecModel, batch) -> np.ndarray:
         """Backpropagate this process's share of the step; (MSE sum, ratings, cross-entropy
         sum, positions) of the step."""
-        tokens, targets, u, i, r = batch
+        tokens, targets, u, i, r, neg = batch
         wm, pm = distributed.shard(len(tokens)), distributed.shard(len(u))
         total, se, ce, n_pos, n_r = self.losses(model, tokens[wm], targets[wm], u[pm], i[pm],
-                                                r[pm])
+                                                r[pm], neg)
         share = distributed.world()
         if total.requires_grad:
             (total / share).backward()
