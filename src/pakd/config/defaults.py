@@ -93,7 +93,8 @@ FIT: dict[str, dict] = {
     # rating table the MSE, each output its own best epoch (per_task). lr 0.01 and row L2
     # 0.01 (with 2 layers, 64 dimensions) had the best valid NDCG@10 of the grids in
     # benchmarks/results/2026-12-06_members/ (lr 0.005-0.05, L2 0.0002-0.05, 1-3 layers,
-    # 64/128 dimensions); SVD's L2 0.05 held it 0.02 lower
+    # 32/64/128 dimensions: 64 and 128 tie, 32 is 0.008 lower); SVD's L2 0.05 held it 0.02
+    # lower
     "lightgcn": {"epochs": 40, "batch_size": 4096, "lr": 0.01, "l2": 0.01,
                  "ranking_loss": "full", "monitor": "per_task"},
     # SASRec (`pakd.train.sequence`): every next item of every train sequence against 1,024

@@ -81,8 +81,11 @@ def save_and_evaluate(cfg: RunConfig, rd: RunDir, enc: Encoded, name: str, model
     test and valid metrics (per user too) in ``meta`` and save again; returns the test ones."""
     save(model, rd.member(name), meta=meta)
     rd.member_scores(name).unlink(missing_ok=True)
-    got = evaluate_kept(cfg, rd, enc, model, name,
-                        scores=member_scores(cfg, rd, name, model, enc), quiet=cfg.quiet)
+    t0 = time.perf_counter()
+    scores = member_scores(cfg, rd, name, model, enc)
+    # its cost beside training: the catalogue scores (None: not held, scored in chunks)
+    meta["fit"]["score_seconds"] = time.perf_counter() - t0 if scores is not None else None
+    got = evaluate_kept(cfg, rd, enc, model, name, scores=scores, quiet=cfg.quiet)
     meta["test"], meta["valid"] = got["test"], got["valid"]
     save(model, rd.member(name), meta=meta)
     return meta["test"]
