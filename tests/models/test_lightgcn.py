@@ -90,6 +90,7 @@ def test_save_load_keeps_the_graph(tiny_enc, tmp_path):
     assert torch.allclose(back.score_all(users), m.score_all(users))
 
 
+@pytest.mark.slow                   # an export: `make test-slow`, like tests/deploy
 @pytest.mark.parametrize("kind", ["lightgcn", "sasrec"])
 def test_exports_to_onnx_with_parity(kind, tiny_enc, tmp_path):
     pytest.importorskip("onnxruntime")
