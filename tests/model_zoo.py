@@ -1,7 +1,7 @@
 """Shared test models: every kind, small, with random weights."""
 import torch
 
-from pakd.models import build
+from pakd.models import DATA_TABLES, build, build_on
 
 KINDS = {
     "svd": {"factors": 6, "rank_factors": 5},
@@ -9,6 +9,9 @@ KINDS = {
     "autoint": {"embed_dim": 4, "layers": 2, "heads": 3, "head_dim": 3, "dnn": [6]},
     "lightweight_model": {"factors": 5, "rank_factors": 3, "hidden": [7, 4]},
     "tower_student": {},
+    "lightgcn": {"dim": 5, "rate_dims": 3, "layers": 2},
+    "sasrec": {"dim": 6, "blocks": 2, "heads": [2, 1], "head_dim": 3, "neurons": [5, 4],
+               "max_len": 4, "dropout": 0.0, "rate_dims": 3},
 }
 
 
@@ -37,8 +40,11 @@ def randomised(kind, enc, seed=0, arch=None):
     if kind == "tower_student":
         return tower(enc, seed, **(arch or {}))
     torch.manual_seed(seed)
-    m = build(kind, enc.schema, arch or KINDS[kind], tables=enc.tables,
-              rating_mean=3.0).double().eval()
+    if kind in DATA_TABLES:          # built over the train graph / histories
+        m = build_on(kind, enc, arch or KINDS[kind], rating_mean=3.0).double().eval()
+    else:
+        m = build(kind, enc.schema, arch or KINDS[kind], tables=enc.tables,
+                  rating_mean=3.0).double().eval()
     with torch.no_grad():
         for p in m.parameters():
             p.normal_(0, 0.5)

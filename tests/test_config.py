@@ -123,11 +123,22 @@ def test_full_catalogue_softmax_and_ease_give_way_on_large_catalogues():
     above = for_data("default", n, int(FULL_SOFTMAX_CELLS // n) + 1, ease_max_items=30_000)
     assert above["svd.ranking_loss"] == "softmax"
     assert above["svd.negative_sampling"] == "popularity"
+    assert above["lightgcn.ranking_loss"] == "softmax"      # selectable, same rule
     assert above["distill.label_ranking"] == "softmax"
     assert "train.models" not in above
     big = for_data("default", n, 40_000, ease_max_items=30_000)
     assert big["train.models"] == big["ensemble.algorithms"] == ["svd", "autoint"]
     assert "train.models" not in for_data("default", n, 40_000, ease_max_items=50_000)
+    # the full profile's graph and sequence members stay when EASE leaves
+    full = for_data("full", n, 40_000, ease_max_items=30_000)
+    assert full["train.models"] == ["svd", "autoint", "lightgcn", "sasrec"]
+
+
+def test_the_full_profile_trains_and_mixes_the_graph_and_sequence_members():
+    full = build_config(profile="full")
+    assert full.train.models == full.ensemble.algorithms == ["svd", "autoint", "ease",
+                                                            "lightgcn", "sasrec"]
+    assert build_config().train.models == ["svd", "autoint", "ease"]
 
 
 def test_fitted_settings_sit_under_the_users():

@@ -40,3 +40,23 @@ def test_simplex_grid_and_the_walk_reach_a_hand_computed_peak():
 def test_an_empty_grid_is_refused():
     with pytest.raises(ValueError):
         best_on_grid([], lambda v: 0.0)
+
+
+def test_grid_edge_names_the_side_and_ignores_one_value_grids():
+    from pakd.train.select import grid_edge
+    assert grid_edge(50.0, [500.0, 50.0, 100.0]) == "lower"
+    assert grid_edge(500.0, [500.0, 50.0, 100.0]) == "upper"
+    assert grid_edge(100.0, [500.0, 50.0, 100.0]) is None
+    assert grid_edge(100.0, [100.0]) is None and grid_edge(100.0, [100.0, 100.0]) is None
+
+
+def test_note_edge_warns_at_an_edge_and_says_a_single_value_was_given(caplog):
+    import logging
+
+    from pakd.train.select import note_edge
+    with caplog.at_level(logging.INFO, logger="pakd"):
+        assert note_edge("ease", "lam", 50.0, [50.0, 100.0]) == "lower"
+        assert note_edge("ease", "lam", 100.0, [100.0]) is None
+    text = caplog.text
+    assert "lower edge of the values tried (50, 100)" in text
+    assert "one lam given (100), so it is used, not chosen" in text

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from pakd.fisher.estimate import batch_generator, OBJECTIVES, diagonal_fisher
-from pakd.models import build
+from pakd.models import DATA_TABLES, build, build_on
 from pakd.models.ensemble import Ensemble
 
 ARCH = {
@@ -12,12 +12,20 @@ ARCH = {
     "xdeepfm": {"embed_dim": 3, "cin_layers": [4, 2], "dnn": [5]},
     "autoint": {"embed_dim": 3, "layers": 2, "heads": 2, "head_dim": 2, "dnn": [4]},
     "lightweight_model": {"factors": 3, "rank_factors": 2, "hidden": [4]},
+    # propagation: an example's gradient reaches every node near its user and item
+    "lightgcn": {"dim": 3, "rate_dims": 2, "layers": 2},
+    # the scored item is also in the user's history: one row read twice per example
+    "sasrec": {"dim": 4, "blocks": 2, "heads": [2, 1], "head_dim": 2, "neurons": [3, 2],
+               "max_len": 5, "dropout": 0.0, "rate_dims": 2},
 }
 
 
 def model_of(kind, enc, seed=0):
     torch.manual_seed(seed)
-    m = build(kind, enc.schema, ARCH[kind], tables=enc.tables, rating_mean=3.0).double()
+    if kind in DATA_TABLES:
+        m = build_on(kind, enc, ARCH[kind], rating_mean=3.0).double()
+    else:
+        m = build(kind, enc.schema, ARCH[kind], tables=enc.tables, rating_mean=3.0).double()
     with torch.no_grad():
         for p in m.parameters():
             p.normal_(0, 0.3)

@@ -32,6 +32,11 @@ def test_teachers_json(run):
     assert o["rating_mix"] == pytest.approx({"xdeepfm": 2 / 3, "autoint": 1 / 3})
     assert o["ranking_mix"] == pytest.approx({"svd": 2 / 3, "autoint": 1 / 3})
     assert t["members"]["ease"]["params"] == 60 ** 2
+    # each member's cost beside its accuracy: parameters, training and catalogue scoring
+    scored = [m["score_seconds"] for m in t["members"].values()]
+    assert all(s is not None and s >= 0 for s in scored)
+    assert t["ensemble"]["score_seconds"] == pytest.approx(sum(scored))
+    assert "catalogue score s" in (run / "teachers.md").read_text()
     rr = t["rerank"]                  # re-rankers of svd's top-N, exact full-catalogue metrics
     assert rr["retrieval"] == "svd" and set(rr["by_n"]) == {"5", "20"}
     assert set(rr["by_n"]["5"]) == {"xdeepfm", "autoint", "ease", "ensemble", "xdeepfm + svd",

@@ -16,7 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .defaults import DEFAULT_MEMBERS, DISTILL_FIT, FIT, PRUNE_EPOCHS
+from .defaults import DEFAULT_MEMBERS, DISTILL_FIT, FIT, GRAPH_SEQUENCE, PRUNE_EPOCHS
+
+# the evidence run trains the selectable graph and sequence members too, so that their
+# ensemble weights and costs are measured on every seed (issue 29)
+FULL_MEMBERS = list(DEFAULT_MEMBERS + GRAPH_SEQUENCE)
 
 PROFILES: dict[str, dict[str, Any]] = {
     "default": {},
@@ -24,6 +28,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     # 0,1,2 --profile full`); the default sweep trains PAKD, the labels-only MF of each
     # budget and the dense student only, so that `make run` stays short
     "full": {
+        "train.models": FULL_MEMBERS, "ensemble.algorithms": FULL_MEMBERS,
         "distill.methods": ["fisher_kd", "taylor_kd", "magnitude_kd", "random_kd", "scratch",
                             "final_kd", "mf_labels", "lightweight_kd", "dense_kd"],
         "distill.ablation": "true",          # at the smallest budget
@@ -37,6 +42,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "ensemble.calibration_users": 32, "ensemble.rerank_n": [20],
         "ease.lambdas": [100.0],
         "als.factors": 8, "als.iterations": 3, "als.regs": [1.0, 10.0],
+        "lightgcn.epochs": 2, "lightgcn.dim": 8, "lightgcn.rate_dims": 8,
+        "sasrec.epochs": 2, "sasrec.dim": 8, "sasrec.blocks": 1, "sasrec.heads": 1,
+        "sasrec.head_dim": 8, "sasrec.neurons": 8, "sasrec.max_len": 10, "sasrec.rate_dims": 4,
         "fisher.sample": 512, "fisher.validate_units": 12, "fisher.plan_eval_users": 50,
         "student.dim": 8, "student.rank_dims": 8, "student.rate_dims": 4, "student.buckets": 3,
         "lightweight.factors": 8, "lightweight.rank_factors": 8, "lightweight.hidden": [8],
@@ -98,12 +106,14 @@ def for_data(profile: str, train_ratings: int, items: int, *,
             e0 = int(_base(profile, key))
             out[key] = max(MIN_EPOCHS, round(e0 / k))
     if train_ratings * items > FULL_SOFTMAX_CELLS:
-        if _base(profile, "svd.ranking_loss") == "full":
-            out["svd.ranking_loss"] = "softmax"
-            out["svd.negative_sampling"] = "popularity"
+        for member in ("svd", "lightgcn"):
+            if _base(profile, f"{member}.ranking_loss") == "full":
+                out[f"{member}.ranking_loss"] = "softmax"
+                out[f"{member}.negative_sampling"] = "popularity"
         out["distill.label_ranking"] = "softmax"
     if items > ease_max_items:
-        members = [m for m in DEFAULT_MEMBERS if m != "ease"]
+        members = [m for m in (_base(profile, "train.models") or DEFAULT_MEMBERS)
+                   if m != "ease"]
         out["train.models"] = members
         out["ensemble.algorithms"] = members
     return {k: v for k, v in out.items() if v != _base(profile, k)}

@@ -21,8 +21,10 @@ from ..memory import DEFAULT_BUDGET_GB
 from .defaults import (ARCH, DEFAULT_MEMBERS, DISTILL_FIT, FIT, LIGHTWEIGHT, PRUNE_EPOCHS, STUDENT,
                        STUDENT_ARCH)
 
-MEMBERS = Literal["svd", "xdeepfm", "autoint", "ease", "als"]
-TEACHER_CHOICES = Literal["ensemble", "svd", "xdeepfm", "autoint", "ease", "als"]
+MEMBERS = Literal["svd", "xdeepfm", "autoint", "ease", "als", "lightgcn", "sasrec"]
+TEACHER_CHOICES = Literal["ensemble", "svd", "xdeepfm", "autoint", "ease", "als", "lightgcn",
+                          "sasrec"]
+MEMBER_NAMES = "svd, xdeepfm, autoint, ease, als, lightgcn, sasrec"
 
 
 def _f(default, desc: str, flag: str | None = None, aliases: list[str] | None = None, **kw):
@@ -244,6 +246,29 @@ class AutoIntArch(Section):
     dropout: float = Field(description="DNN dropout", ge=0, lt=1)
 
 
+class LightGCNArch(Section):
+    dim: int = Field(description="width of the ranking table (the LightGCN dimension)", ge=1)
+    rate_dims: int = Field(description="width of the rating table (propagated the same way)",
+                           ge=1)
+    layers: int = Field(description="propagation steps over the train graph (0 = plain MF)",
+                        ge=0)
+    init_std: float = Field(description="std of the tables' initialisation", gt=0)
+
+
+class SASRecArch(Section):
+    dim: int = Field(description="width of the item vectors and the transformer", ge=1)
+    blocks: int = Field(description="transformer blocks", ge=1)
+    heads: int = Field(description="attention heads per block", ge=1)
+    head_dim: int = Field(description="units per head", ge=1)
+    neurons: int = Field(description="feed-forward neurons per block", ge=1)
+    max_len: int = Field(description="most recent train items a user is read from", ge=1)
+    dropout: float = Field(description="dropout on the embeddings, attention and block "
+                           "outputs", ge=0, lt=1)
+    rate_dims: int = Field(description="factors of the rating head (a biased factorisation)",
+                           ge=1)
+    init_std: float = Field(description="std of the tables' initialisation", gt=0)
+
+
 class LightweightArch(Section):
     factors: int = Field(description="rating factors", ge=1)
     rank_factors: int = Field(description="ranking factors", ge=1)
@@ -295,7 +320,8 @@ class ALSConfig(Section):
 
 
 
-ARCH_SECTIONS = {"svd": SVDArch, "xdeepfm": XDeepFMArch, "autoint": AutoIntArch}
+ARCH_SECTIONS = {"svd": SVDArch, "xdeepfm": XDeepFMArch, "autoint": AutoIntArch,
+                 "lightgcn": LightGCNArch, "sasrec": SASRecArch}
 SVDConfig = _with_defaults("SVDConfig", [FitSettings, SVDArch], {**FIT["svd"], **ARCH["svd"]},
                            doc="The SVD member: training and architecture.")
 XDeepFMConfig = _with_defaults("XDeepFMConfig", [FitSettings, XDeepFMArch],
@@ -304,6 +330,24 @@ XDeepFMConfig = _with_defaults("XDeepFMConfig", [FitSettings, XDeepFMArch],
 AutoIntConfig = _with_defaults("AutoIntConfig", [FitSettings, AutoIntArch],
                                {**FIT["autoint"], **ARCH["autoint"]},
                                doc="The AutoInt member: training and architecture.")
+LightGCNConfig = _with_defaults(
+    "LightGCNConfig", [FitSettings, LightGCNArch],
+    {**FIT["lightgcn"], **{k: v for k, v in ARCH["lightgcn"].items() if k != "history"}},
+    doc="The LightGCN member: training and architecture (selectable: --models/--algorithms).")
+# the sequence objective (`pakd.train.sequence`) reads these (ranking_loss: full or softmax,
+# the latter over `negatives` items shared by a step); the sampling rule and the monitor do
+# not apply to it (popularity draws with the logQ correction; each output its own best
+# epoch)
+_SEQUENCE_FIT = ["epochs", "batch_size", "lr", "weight_decay", "l2", "ranking_loss",
+                 "negatives", "rating_loss_weight", "ranking_loss_weight", "patience"]
+SASRecConfig = _with_defaults(
+    "SASRecConfig", [FitSettings, SASRecArch],
+    {**FIT["sasrec"], **{k: v for k, v in ARCH["sasrec"].items() if k != "history"}},
+    only=_SEQUENCE_FIT + list(SASRecArch.model_fields),
+    doc="The SASRec member: training and architecture (selectable: --models/--algorithms). "
+        "batch_size counts predicted items per step.")
+
+
 class LightweightRows(Section):
     # 0.6, with 64 + 64 factors and ratios 0.4 / 0.8, chosen on the valid part against 1000,
     # 2000 and 3000 rows and the earlier every-item student (docs/decisions.md)
@@ -331,13 +375,13 @@ def arch_of(section: BaseModel, kind: str) -> dict:
 
 class TrainConfig(Section):
     models: Annotated[list[MEMBERS], AfterValidator(_non_empty("teacher"))] = _f(
-        list(DEFAULT_MEMBERS), "teachers to train (svd, xdeepfm, autoint, ease, als)",
+        list(DEFAULT_MEMBERS), f"teachers to train ({MEMBER_NAMES})",
         flag="--models")
 
 
 class EnsembleConfig(Section):
-    algorithms: list[MEMBERS] = _f(list(DEFAULT_MEMBERS), "ensemble members (svd, xdeepfm, "
-                                   "autoint, ease, als)", flag="--algorithms")
+    algorithms: list[MEMBERS] = _f(list(DEFAULT_MEMBERS), f"ensemble members ({MEMBER_NAMES})",
+                                   flag="--algorithms")
     weights: list[float] | Literal["auto"] = _f(
         "auto", "auto: rating weights by non-negative least squares and ranking weights by "
         "NDCG@10, both on the valid part; or one weight per member (renormalised per "
@@ -826,6 +870,8 @@ class RunConfig(Section):
     autoint: AutoIntConfig = Field(default_factory=AutoIntConfig)
     ease: EASEConfig = Field(default_factory=EASEConfig)
     als: ALSConfig = Field(default_factory=ALSConfig)
+    lightgcn: LightGCNConfig = Field(default_factory=LightGCNConfig)
+    sasrec: SASRecConfig = Field(default_factory=SASRecConfig)
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
     fisher: FisherConfig = Field(default_factory=FisherConfig)
     student: StudentConfig = Field(default_factory=StudentConfig)

@@ -22,6 +22,9 @@ class Part:
     user: torch.Tensor    # long [n]
     item: torch.Tensor    # long [n]
     rating: torch.Tensor  # float [n]
+    # Unix seconds [n] (0 where the data had none); None for parts built without them.
+    # Sequence models order each user's train history by it
+    timestamp: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.user.numel())
@@ -82,7 +85,8 @@ def encode(ds: Dataset, split: Split, *, n_buckets: int = 10, max_tokens: int = 
         f = frame[frame["part"] == p]
         parts[p] = Part(torch.as_tensor(uidx.get_indexer(f["user"]), dtype=torch.long),
                         torch.as_tensor(iidx.get_indexer(f["item"]), dtype=torch.long),
-                        torch.tensor(f["rating"].to_numpy(np.float32)))
+                        torch.tensor(f["rating"].to_numpy(np.float32)),
+                        torch.tensor(f["timestamp"].fillna(0).to_numpy(np.int64)))
     fields = [FieldSpec("user_id", "user", "single", len(user_ids) + 1, 1, "id"),
               FieldSpec("item_id", "item", "single", len(item_ids) + 1, 1, "id")]
     tables = {"user_id": torch.arange(1, len(user_ids) + 1).unsqueeze(1),

@@ -17,9 +17,13 @@ layer's per-example weight gradient is delta_n a_n^T (summed over positions when
 is applied at several positions of one example, e.g. CIN dimensions or AutoInt fields), so
 its squares sum to (delta^2)^T (a^2) by one matrix product; an embedding table's
 per-example gradient lives in the rows the example looked up, so we differentiate with
-respect to the looked-up vectors and scatter-add their squares into the table. Every
-parameter of a pakd model sits in an ``nn.Linear`` or an ``nn.Embedding``, so this is exact,
-and the cost stays near one forward and a few backward passes over the sample.
+respect to the looked-up vectors, add up an example's lookups of the same row (a history
+that holds the scored item, a repeated token) and scatter-add their squares into the table.
+A module whose table is read through something other than a lookup (LightGCN's
+propagation: an example's gradient reaches every node near its user and item) gives its
+own per-example squares (``fisher_squares(indices, output gradients, weights)``). Every
+other parameter of a pakd model sits in an ``nn.Linear`` or an ``nn.Embedding``, so this is
+exact, and the cost stays near one forward and a few backward passes over the sample.
 """
 from __future__ import annotations
 
@@ -63,6 +67,7 @@ class _Capture:
     def __init__(self, model: nn.Module):
         self.linear: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.embed: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.own: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}   # fisher_squares
         self.handles = []
         covered = set()
         for name, m in model.named_modules():
@@ -72,11 +77,14 @@ class _Capture:
             elif isinstance(m, nn.Embedding):
                 self.handles.append(m.register_forward_hook(self._keep(self.embed, name)))
                 covered.add(f"{name}.weight")
+            elif hasattr(m, "fisher_squares"):
+                self.handles.append(m.register_forward_hook(self._keep(self.own, name)))
+                covered.add(f"{name}.weight")
         missing = [n for n, p in model.named_parameters()
                    if n not in covered and p.requires_grad]      # frozen: closed-form members
         if missing:
             raise RuntimeError(f"per-example Fisher supports Linear and Embedding parameters "
-                               f"only; not {missing}")
+                               f"(and modules with fisher_squares) only; not {missing}")
 
     @staticmethod
     def _keep(store, name):
@@ -121,12 +129,32 @@ def _accumulate(acc: dict[str, torch.Tensor], model: nn.Module, cap: _Capture,
         if d is None:
             continue
         w = weight.to(d.dtype)
-        sq = (w.view(-1, *([1] * (d.dim() - 1))) * d * d).reshape(-1, d.shape[-1])
         table = acc[f"{name}.weight"]
-        table.index_add_(0, idx.reshape(-1).long(), sq.double())
+        rows, sq = _example_rows(idx.long(), d, w, table.shape[0])
+        table.index_add_(0, rows, sq.double())
         pad = modules[name].padding_idx
         if pad is not None:
             table[pad] = 0.0
+    for name, (idx, out) in cap.own.items():
+        d = grads.get(name)
+        if d is not None:
+            acc[f"{name}.weight"] += modules[name].fisher_squares(idx, d, weight).double()
+
+
+def _example_rows(idx: torch.Tensor, d: torch.Tensor, w: torch.Tensor, n_rows: int):
+    """(rows, weighted squared gradients) of an embedding's lookups ``idx`` with output
+    gradients ``d``: one lookup per example is its gradient row as it is; several per
+    example ([B, L] indices) are first added up per (example, row), so a row an example
+    reads twice gets the square of its whole gradient, not the sum of two squares."""
+    dim = d.shape[-1]
+    if idx.dim() < 2 or idx.shape[0] != w.shape[0]:
+        sq = (w.view(-1, *([1] * (d.dim() - 1))) * d * d).reshape(-1, dim)
+        return idx.reshape(-1), sq
+    b = idx.shape[0]
+    key = (torch.arange(b)[:, None] * n_rows + idx.reshape(b, -1)).reshape(-1)
+    uniq, inv = torch.unique(key, return_inverse=True)
+    g = torch.zeros(len(uniq), dim, dtype=d.dtype).index_add_(0, inv, d.reshape(-1, dim))
+    return uniq % n_rows, w[uniq // n_rows][:, None] * g * g
 
 
 def sample_coefficients(objective: Objective, rating: torch.Tensor, logit: torch.Tensor,
@@ -187,8 +215,8 @@ def diagonal_fisher(model: RecModel, user: torch.Tensor, item: torch.Tensor,
             out = model(user[sl], item[sl])
         finally:
             cap.close()
-        targets = {**{n: o for n, (_, o) in cap.linear.items()},
-                   **{n: o for n, (_, o) in cap.embed.items()}}
+        targets = {n: o for store in (cap.linear, cap.embed, cap.own)
+                   for n, (_, o) in store.items()}
         names = [n for n, t in targets.items() if t.requires_grad]
         r, lg = out.rating.detach().double(), out.logit.detach().double()
         terms = []

@@ -23,6 +23,8 @@ from .als import ALS
 from .autoint import AutoInt
 from .ease import EASE
 from .base import FieldEmbedding, Group, Output, RecModel
+from .lightgcn import LightGCN, graph_tables
+from .sasrec import SASRec, sequence_tables
 from .student import LightweightStudent
 from .svd import SVD
 from .tower import TowerStudent
@@ -31,10 +33,15 @@ from .xdeepfm import XDeepFM
 KINDS: dict[str, type[RecModel]] = {
     "svd": SVD, "xdeepfm": XDeepFM, "autoint": AutoInt, "ease": EASE, "als": ALS,
     "lightweight_model": LightweightStudent, "tower_student": TowerStudent,
+    "lightgcn": LightGCN, "sasrec": SASRec,
 }
+# members built over data of their own beside the token tables (the train graph, the
+# histories in time order): kind -> enc -> (tables, architecture entries)
+DATA_TABLES = {"lightgcn": graph_tables, "sasrec": sequence_tables}
 
 __all__ = ["KINDS", "RecModel", "Output", "Group", "FieldEmbedding", "SVD", "XDeepFM",
-           "AutoInt", "EASE", "ALS", "LightweightStudent", "TowerStudent", "build", "save", "load"]
+           "AutoInt", "EASE", "ALS", "LightweightStudent", "TowerStudent", "LightGCN", "SASRec",
+           "build", "build_on", "save", "load"]
 
 
 def build(kind: str, schema: Schema, arch: dict | None = None, *, tables=None,
@@ -43,6 +50,14 @@ def build(kind: str, schema: Schema, arch: dict | None = None, *, tables=None,
         raise PakdError(f"unknown model {kind!r}; choose one of {', '.join(KINDS)}")
     return KINDS[kind](schema, rating_mean=rating_mean, tables=tables,
                        **{**ARCH[kind], **(arch or {})})
+
+
+def build_on(kind: str, enc, arch: dict | None = None, *, rating_mean: float = 0.0) -> RecModel:
+    """`build` over an encoded split: the token tables, and for the members that need them
+    the data they are built over (`DATA_TABLES`)."""
+    tables, data_arch = (DATA_TABLES[kind](enc) if kind in DATA_TABLES else (enc.tables, {}))
+    return build(kind, enc.schema, {**(arch or {}), **data_arch}, tables=tables,
+                 rating_mean=rating_mean)
 
 
 def save(model: RecModel, stem: str | Path, meta: dict | None = None) -> Path:

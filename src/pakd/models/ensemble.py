@@ -56,6 +56,13 @@ class Ensemble(RecModel):
         ens.logit_std.copy_(torch.tensor(arch["logit_std"]))
         return ens.eval()
 
+    def frozen(self) -> "Ensemble":
+        """The same ensemble over its members' exported forms: a member whose vectors are
+        computed from the data (LightGCN, SASRec) is frozen to those vectors
+        (`pakd.models.frozen`), the others are used as they are."""
+        members = {n: m.frozen() if hasattr(m, "frozen") else m for n, m in self.members.items()}
+        return Ensemble.from_arch(self.arch(), members)
+
     @torch.no_grad()
     def calibrate(self, n_users: int, sample: int = 128, seed: int = 0,
                   scores: dict[str, torch.Tensor] | None = None) -> None:

@@ -1,9 +1,8 @@
 """Recipe `ensemble`: combine the trained members into the ensemble teacher and evaluate it.
 
-Loads the members named by ``ensemble.algorithms``, gives each its task and weight, fixes
-each ranking member's logit standardisation on a user sample (from the cached score
-matrices), fits the weights on the valid part when ``weights: auto``, and writes
-RUN/teachers/ensemble.json and the member/ensemble/baseline table (RUN/teachers.json|md).
+Loads the members of ``ensemble.algorithms``, gives each its task and weight, fixes each ranking
+member's logit standardisation on a user sample (from the cached score matrices), fits the
+weights on valid when ``weights: auto``; writes RUN/teachers/ensemble.json and RUN/teachers.json|md.
 """
 from __future__ import annotations
 
@@ -41,6 +40,8 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
                                for k, n in enumerate(ens.members)},
               eval_seconds=time.perf_counter() - t0)
     members = member_rows(cfg, rd, enc, ens, metas, scores)
+    t = [m["score_seconds"] for m in members.values()]    # None: an older member unmeasured
+    em["score_seconds"] = None if None in t else sum(t)
     out = {"dataset": cfg.data.dataset, "split": rd.split_summary(),
            "threads": torch.get_num_threads(), "members": members, "ensemble": em,
            "baselines": baselines(enc, cfg, rd)}
@@ -57,8 +58,8 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
 
 
 def member_rows(cfg, rd, enc, ens, metas: dict, scores: dict) -> dict[str, dict]:
-    """Each member's test metrics with its size and training figures (evaluated again
-    when a member's per-user results are missing)."""
+    """Each member's test metrics with its size, training and catalogue scoring figures
+    (evaluated again when a member's per-user results are missing)."""
     members = {}
     for n, meta in metas.items():
         if not meta.get("test") or not rd.per_user(n, "test").is_file():
@@ -68,7 +69,7 @@ def member_rows(cfg, rd, enc, ens, metas: dict, scores: dict) -> dict[str, dict]
         members[n] = {**meta["test"], "params": meta["params"],
                       "train_seconds": fit["train_seconds"], "epochs_run": fit["epochs_run"],
                       "best_epoch": fit["best_epoch"], "epoch_seconds": fit["epoch_seconds"],
-                      "arch": meta["arch"]}
+                      "score_seconds": fit.get("score_seconds"), "arch": meta["arch"]}
     return members
 
 
@@ -105,8 +106,7 @@ def _tasks(cfg: RunConfig, members: dict) -> dict[str, str]:
     ranking for the others."""
     algos, tasks = cfg.ensemble.algorithms, cfg.ensemble.tasks
     if not tasks:
-        return {n: "balance" if "rating" in members[n].outputs
-                else "ranking" for n in algos}
+        return {n: "balance" if "rating" in members[n].outputs else "ranking" for n in algos}
     if len(tasks) != len(algos):
         raise PakdError(f"--tasks has {len(tasks)} entries for {len(algos)} algorithms")
     for n, t in zip(algos, tasks):

@@ -13,16 +13,17 @@ import time
 import torch
 
 from .. import distributed
-from ..config import CLOSED_FORM, TEACHERS, RunConfig, arch_of
+from ..config import CLOSED_FORM, TRAINED, RunConfig, arch_of
 from ..data import load_encoded
 from ..data.encoding import Encoded
 from ..evaluate import evaluate_kept
-from ..models import build, save
+from ..models import build, build_on, save
 from ..models.base import RecModel
 from ..rundir import RunDir
 from ..runtime import log, seed_everything
 from ..scores import check_catalogue_settings, member_scores, retrieval_candidates
 from ..train import fit
+from ..train.sequence import fit_sequence
 
 
 EVERY_RANK = True     # under torchrun every process trains (`pakd.recipes.Stage`)
@@ -42,14 +43,14 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict[str, dic
             distributed.barrier()
             continue
         section = getattr(cfg, name)
-        seed_everything(cfg.seed * 1000 + TEACHERS.index(name))
-        model = build(name, enc.schema, arch_of(section, name), tables=enc.tables,
-                      rating_mean=mean)
+        seed_everything(cfg.seed * 1000 + TRAINED.index(name))
+        model = build_on(name, enc, arch_of(section, name), rating_mean=mean)
         log.info("training %s (%s parameters)", name, f"{model.n_params():,}")
         t0 = time.perf_counter()
         cands = (retrieval_candidates(cfg, rd, enc, name, section.retrieval_n)
-                 if section.negative_sampling == "retrieval" else None)
-        res = fit(model, enc, section, candidates=cands, seed=cfg.seed, name=name,
+                 if getattr(section, "negative_sampling", None) == "retrieval" else None)
+        trainer = fit_sequence if name in SEQUENCE else fit
+        res = trainer(model, enc, section, candidates=cands, seed=cfg.seed, name=name,
                   checkpoint=rd.member(name), state=rd.member_state(name),
                   resume=cfg.resume, quiet=cfg.quiet,
                   relevant_min_rating=cfg.eval.relevant_min_rating)
@@ -70,14 +71,21 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict[str, dic
     return out
 
 
+# members trained on their users' sequences (`pakd.train.sequence`), not on rated pairs
+SEQUENCE = ("sasrec",)
+
+
 def save_and_evaluate(cfg: RunConfig, rd: RunDir, enc: Encoded, name: str, model: RecModel,
                       meta: dict) -> dict:
     """Save a freshly trained member, score its catalogue anew (the cache is stale), keep its
     test and valid metrics (per user too) in ``meta`` and save again; returns the test ones."""
     save(model, rd.member(name), meta=meta)
     rd.member_scores(name).unlink(missing_ok=True)
-    got = evaluate_kept(cfg, rd, enc, model, name,
-                        scores=member_scores(cfg, rd, name, model, enc), quiet=cfg.quiet)
+    t0 = time.perf_counter()
+    scores = member_scores(cfg, rd, name, model, enc)
+    # its cost beside training: the catalogue scores (None: not held, scored in chunks)
+    meta["fit"]["score_seconds"] = time.perf_counter() - t0 if scores is not None else None
+    got = evaluate_kept(cfg, rd, enc, model, name, scores=scores, quiet=cfg.quiet)
     meta["test"], meta["valid"] = got["test"], got["valid"]
     save(model, rd.member(name), meta=meta)
     return meta["test"]
@@ -99,7 +107,7 @@ def _closed_form(cfg: RunConfig, rd: RunDir, enc: Encoded, name: str, model: Rec
     """Fit ``model`` for each value of ``grid`` (``fit_one(value)``); keep the one with the
     best valid NDCG@10 (`pakd.train.select.best_on_grid`: the test part only reports)."""
     from ..evaluate import ranking_metrics
-    from ..train.select import best_on_grid
+    from ..train.select import best_on_grid, note_edge
 
     def valid_ndcg(value) -> float:
         fit_one(value)
@@ -112,10 +120,11 @@ def _closed_form(cfg: RunConfig, rd: RunDir, enc: Encoded, name: str, model: Rec
                                                        for k, v in model.state_dict().items()})
     model.load_state_dict(best.kept)
     setattr(model, label, best.value)
+    edge = note_edge(name, label, best.value, grid)
     spent = time.perf_counter() - t0
     meta = {"fit": {"train_seconds": spent, "fit_seconds": spent, "epoch_seconds": 0.0,
                     "best_epoch": 0, "best_epochs": {}, "epochs_run": 0,
-                    "best_valid_ndcg@10": best.score, label: best.value,
+                    "best_valid_ndcg@10": best.score, label: best.value, "at_edge": edge,
                     "threads": torch.get_num_threads(), "history": best.history},
             "train_config": getattr(cfg, name).model_dump()}
     m = save_and_evaluate(cfg, rd, enc, name, model, meta)

@@ -7,7 +7,7 @@ COLS = [("model", "model"), ("rmse", "RMSE"), ("rmse_ci", "RMSE 95% CI"), ("mae"
         ("auc", "AUC"), ("logloss", "LogLoss"), ("recall@10", "Recall@10"),
         ("ndcg@10", "NDCG@10"), ("ndcg_ci", "NDCG@10 95% CI"),
         ("ndcg@10_rel4", "NDCG@10 ≥ 4 stars"), ("params", "params"),
-        ("train_seconds", "train s")]
+        ("train_seconds", "train s"), ("score_seconds", "catalogue score s")]
 
 
 def teachers_markdown(res: dict) -> str:

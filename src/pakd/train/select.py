@@ -49,6 +49,29 @@ def best_on_grid(values: Iterable, score: Callable[[Any], float], *, label: str 
     return best
 
 
+def grid_edge(value, grid: Iterable) -> str | None:
+    """"lower" or "upper" when ``value`` is the smallest or largest of a grid of two or
+    more values, else None."""
+    values = sorted(set(grid))
+    if len(values) < 2:
+        return None
+    return "lower" if value == values[0] else "upper" if value == values[-1] else None
+
+
+def note_edge(name: str, label: str, value, grid: Iterable) -> str | None:
+    """Log a choice that a wider grid might beat (at an edge) or that was not a choice (one
+    value given); returns `grid_edge`."""
+    grid = list(grid)
+    edge = grid_edge(value, grid)
+    if len(set(grid)) == 1:
+        log.info("%s: one %s given (%g), so it is used, not chosen on valid", name, label, value)
+    elif edge:
+        log.warning("%s: the best %s on valid, %g, is at the %s edge of the values tried (%s): "
+                    "a wider grid might do better", name, label, value, edge,
+                    ", ".join(f"{v:g}" for v in sorted(grid)))
+    return edge
+
+
 def simplex_grid(k: int) -> list[tuple]:
     """Every convex weight vector of ``k`` members on the grid of step 0.1 (up to three
     members) or 0.2 (more: the grid grows as steps^k)."""
