@@ -131,26 +131,8 @@ def check_student_criterion(student: RecModel, enc: Encoded, signals: TeacherSig
 
     groups = model.structure()
     every = [{"group": g.name, "kind": g.kind, "unit": u} for g in groups for u in range(g.units)]
-    tested = A.sample_units(every, units, seed)
-    # the test part only reports how well a criterion chosen on valid foresees held-out
-    # damage; nothing is chosen on it
-    seen_test = csr_mask(enc.seen(("train", "valid")), enc.n_items)
-
-    def held_out(m: RecModel) -> dict:
-        return {"valid": valid_label_loss(m, enc, signals.seen),
-                "test": valid_label_loss(m, enc, seen_test, "test")}
-    base = {"train": objective(model), **held_out(model)}
-    points = []
-    for t in progress(tested, desc="check student criterion", quiet=quiet, unit="unit"):
-        g = next(g for g in groups if g.name == t["group"])
-        keep = torch.ones(g.units, dtype=torch.bool)
-        keep[t["unit"]] = False
-        masked = mask_units(copy.deepcopy(model), t["group"], keep)
-        after = held_out(masked)
-        points.append({**t, "predicted": {c: float(scores[c][t["group"]][t["unit"]])
-                                          for c in CRITERIA},
-                       "measured": {"train": objective(masked) - base["train"],
-                                    **{k: after[k] - base[k] for k in after}}})
+    points, base = _removals(model, enc, signals, A.sample_units(every, units, seed), scores,
+                             objective, quiet)
     gone = [p for p in points if all(v == 0 for v in p["measured"].values())
             and p["predicted"]["fisher_raw"] == 0]
     live = [p for p in points if p not in gone]
@@ -168,6 +150,29 @@ def check_student_criterion(student: RecModel, enc: Encoded, signals: TeacherSig
             "by_kind": {k: correlations([p for p in live if p["kind"] == k])
                         for k in sorted({p["kind"] for p in live})},
             "base": base, "points": points}
+
+
+def _removals(model: RecModel, enc: Encoded, signals: TeacherSignals, tested: list[dict],
+              scores: dict, objective, quiet: bool) -> tuple[list[dict], dict]:
+    """Each tested unit removed alone: its predicted scores and the measured change of the
+    objective (train) and of the label loss on the valid and test parts - (points, the
+    unpruned model's losses). The test part only reports how well a criterion chosen on
+    valid foresees held-out damage; nothing is chosen on it."""
+    groups = {g.name: g for g in model.structure()}
+    seen_test = csr_mask(enc.seen(("train", "valid")), enc.n_items)
+
+    def losses(m: RecModel) -> dict:
+        return {"train": objective(m), "valid": valid_label_loss(m, enc, signals.seen),
+                "test": valid_label_loss(m, enc, seen_test, "test")}
+    base, points = losses(model), []
+    for t in progress(tested, desc="check student criterion", quiet=quiet, unit="unit"):
+        keep = torch.ones(groups[t["group"]].units, dtype=torch.bool)
+        keep[t["unit"]] = False
+        after = losses(mask_units(copy.deepcopy(model), t["group"], keep))
+        points.append({**t, "predicted": {c: float(scores[c][t["group"]][t["unit"]])
+                                          for c in CRITERIA},
+                       "measured": {k: after[k] - base[k] for k in after}})
+    return points, base
 
 
 def check_dense_kd(cfg, enc: Encoded, signals: TeacherSignals, rows: list[dict]) -> dict | None:
