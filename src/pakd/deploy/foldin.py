@@ -188,7 +188,7 @@ class LightweightFold(Fold):
 
     def __init__(self, model: LightweightStudent):
         self.model = self._base = model.eval()
-        self._cat = None
+        self._cat = self._item_side = None
 
     @torch.no_grad()
     def _user_side(self, users: torch.Tensor):
@@ -208,11 +208,14 @@ class LightweightFold(Fold):
 
     @torch.no_grad()
     def _items(self):
-        """(rating vectors, their biases, ranking vectors, ranking biases) of the catalogue."""
-        m = self.model
-        q, qk, c = m._catalogue()
-        b = m.bias.side_of(torch.arange(m.schema.n_items), "item")[:, 0, 0]
-        return q, b, qk, c
+        """(rating vectors, their biases, ranking vectors, ranking biases) of the catalogue,
+        kept until the catalogue grows (`add_items`)."""
+        if self._item_side is None:
+            m = self.model
+            q, qk, c = m._catalogue()
+            b = m.bias.side_of(torch.arange(m.schema.n_items), "item")[:, 0, 0]
+            self._item_side = (q, b, qk, c)
+        return self._item_side
 
     @torch.no_grad()
     def rows(self) -> LiveRows:
@@ -270,7 +273,7 @@ class LightweightFold(Fold):
         self.model = _grown_lightweight(self.model, n_users=self.model.schema.n_users,
                                         n_items=self.model.schema.n_items + n_new,
                                         item_tokens=tokens)
-        self._cat = None
+        self._cat = self._item_side = None
         q, b, qk, c = self._items()
         new = slice(len(q) - n_new, len(q))
         return qk[new], q[new], b[new], c[new]
