@@ -955,7 +955,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = _command(sub, "update", "fold new ratings, users and items into a saved student "
                   "without training", usage="pakd update --model path (--ratings csv "
                   "[--items csv] | --log dir) --out path",
-                  epilog="docs/deploy.md#live-updates describes the files and the rules.")
+                  epilog="docs/live.md describes the files and the rules.")
     up.add_argument("--model", required=True, metavar="path", help="saved student (or a run "
                     "directory: its best student)")
     up.add_argument("--ratings", metavar="csv", help="new ratings: columns user,item,rating"
