@@ -69,7 +69,7 @@ class ItemFields:
                 raise PakdError(f"{what}: unknown feature {quote(str(name), 40)}; this model's item "
                                 f"fields are {', '.join(self.specs) or 'none'}")
             v = self.vocab[spec.name]
-            if value is None or value == "" or value == []:
+            if value is None or (isinstance(value, (str, list)) and not value):
                 continue
             if v["kind"] == "numeric":
                 x = _number(value)
