@@ -5,8 +5,8 @@ measures, in order:
 
 1. update latency: one client posting one rating at a time (a known or new user, a random
    item), then ten at a time; latency per request and per rating, p50/p99;
-2. ``--clients`` connections asking /recommend as fast as they are answered while one
-   more streams updates: /recommend p50/p99, update p99, errors;
+2. ``--clients`` connections asking /recommend as fast as they are answered, alone and
+   while one more streams updates: /recommend p50/p99, update p99, errors;
 3. reload under load: the same readers while /admin/reload is called every 0.5 s: failed
    requests (anything but 200) and reloads done;
 4. kill -9 during a stream of updates (four writers, each update a fresh user's single
@@ -140,7 +140,7 @@ async def readers_with(port, token, users, items, clients, seconds, side: str) -
 
     async def writer():
         conn, rng, k = Conn(port, token), np.random.default_rng(7), 0
-        while time.perf_counter() < stop:
+        while side != "alone" and time.perf_counter() < stop:
             t = time.perf_counter()
             if side == "updates":
                 code, _ = await conn.request("POST", f"/users/{users[k % len(users)]}/ratings",
@@ -218,6 +218,8 @@ def main() -> int:
                                                             args.updates, 1))
             result["update_10"] = asyncio.run(update_latency(port, token, users, items,
                                                              args.updates // 5, 10))
+            result["recommend_alone"] = asyncio.run(readers_with(
+                port, token, users, items, args.clients, args.seconds, "alone"))
             result["recommend_under_updates"] = asyncio.run(readers_with(
                 port, token, users, items, args.clients, args.seconds, "updates"))
             result["reload_under_load"] = asyncio.run(readers_with(
