@@ -28,6 +28,28 @@ from .updatelog import read_state
 from .updates import UpdateError, read_items_csv, read_ratings_csv
 
 
+def _fold_files(state: LiveState, *, items, ratings) -> list[str]:
+    """Items first (so the ratings may name them), then ratings, each checked as the
+    service checks a request; the first refusal names its file and line."""
+    files = []
+    for path, reader in ((items, read_items_csv), (ratings, read_ratings_csv)):
+        if path is None:
+            continue
+        for rec in reader(path):
+            try:
+                checked = state.check(rec)
+            except UpdateError as e:
+                fix = ("add the item with its side fields to --items" if e.status == 404
+                       else "fix or delete the row")
+                raise DataError(str(e), file=path, line=rec.get("line"), fix=fix) from None
+            except PakdError as e:
+                raise DataError(str(e), file=path, line=rec.get("line"),
+                                fix="fix or delete the row") from None
+            state.apply(checked)
+        files.append(str(Path(path)))
+    return files
+
+
 def update(model: str | Path, out: str | Path, *, ratings: str | Path | None = None,
            items: str | Path | None = None, log: str | Path | None = None,
            run_dir: str | Path | None = None) -> dict:
@@ -59,22 +81,7 @@ def update(model: str | Path, out: str | Path, *, ratings: str | Path | None = N
         updates.update(log=str(header.get("log")), records=len(records))
         source = f"{len(records)} log record(s), {applied} new"
     else:
-        files = []
-        for path, reader in ((items, read_items_csv), (ratings, read_ratings_csv)):
-            if path is None:
-                continue
-            for rec in reader(path):
-                try:
-                    checked = state.check(rec)
-                except UpdateError as e:
-                    fix = ("add the item with its side fields to --items" if e.status == 404
-                           else "fix or delete the row")
-                    raise DataError(str(e), file=path, line=rec.get("line"), fix=fix) from None
-                except PakdError as e:
-                    raise DataError(str(e), file=path, line=rec.get("line"),
-                                    fix="fix or delete the row") from None
-                state.apply(checked)
-            files.append(str(Path(path)))
+        files = _fold_files(state, items=items, ratings=ratings)
         updates["files"] = updates.get("files", []) + files
         source = ", ".join(files)
     folded, catalog = state.saved(updates)
