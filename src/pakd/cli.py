@@ -37,6 +37,7 @@ SECTIONS: dict[str, tuple[list[str], list[str]]] = {
     "recommend": ([], []),
     "export": (["export"], []),
     "serve": (["serve"], []),
+    "update": ([], []),
     "data download": ([], []),
     "tune": (["tune"], []),
 }
@@ -47,7 +48,7 @@ GENERAL: dict[str, tuple[str, ...]] = {
     "train": _EVERY, "ensemble": ("seed", "threads", "quiet", "profile"), "fisher": _EVERY,
     "distill": _EVERY, "report": ("quiet",), "run": _EVERY, "config show": _EVERY,
     "recommend": ("quiet",), "export": ("threads", "quiet"), "serve": ("threads", "quiet"),
-    "data download": ("quiet",), "tune": ("threads", "quiet", "resume"),
+    "update": ("quiet",), "data download": ("quiet",), "tune": ("threads", "quiet", "resume"),
 }
 _SHOW_ALL = False   # set by --help-all
 
@@ -565,8 +566,9 @@ def cmd_export(args) -> int:
 
 def cmd_serve(args) -> int:
     """Check the exposure first (a public address needs a token or --insecure), then bind
-    the port (in use: refused before anything is printed), load the models, and only then
-    say where the service listens - with the port the system gave for --port 0."""
+    the port (in use: refused before anything is printed), load the models (and the update
+    log, replayed), and only then say where the service listens - with the port the system
+    gave for --port 0."""
     from .deploy.onnx_export import require_deploy_extra
     require_deploy_extra()
     from .deploy.auth import allowed_hosts, is_loopback, read_token_file
@@ -583,12 +585,15 @@ def cmd_serve(args) -> int:
                         "authentication on a network you trust; or bind 127.0.0.1")
     token = read_token_file(args.token_file) if args.token_file else None
     if args.insecure and token is None and not is_loopback(args.host):
-        log.warning("--insecure: serving %s without authentication", args.host)
+        log.warning("--insecure: serving %s without authentication (updates and admin "
+                    "requests still need the token in the state directory)", args.host)
+    if args.state and (args.onnx or args.read_only):
+        raise PakdError("--state keeps live updates, which the PyTorch student takes: drop "
+                        f"{'--onnx' if args.onnx else '--read-only'} or --state")
     sock = bind(args.host, args.port)
     try:
         threads = set_threads(cfg.threads)     # 0: all cores, for torch and ONNX alike
-        student = load_served(args.model, onnx=args.onnx, int8=args.int8, k=args.k,
-                              threads=threads, run_dir=args.run, quiet=quiet)
+        student, updater, writer = _serve_student(args, token, threads, quiet)
         teacher, given = None, _serve_teacher(args)
         if given:
             t = RunDir(given).ensemble if RunDir.is_run(given) else given
@@ -596,11 +601,14 @@ def cmd_serve(args) -> int:
         sc = cfg.serve
         app = create_app(student, teacher, fallback=sc.fallback, max_batch=sc.max_batch,
                          token=token, allowed_hosts=allowed_hosts(args.host),
-                         rate_limit=sc.rate_limit, docs=args.docs)
+                         rate_limit=sc.rate_limit, docs=args.docs, updater=updater,
+                         write_token=writer)
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
-        print(f"serving {student.dep.name} ({student.graphs.backend}) on "
-              f"http://{shown}:{port}/ (Ctrl-C stops)", flush=True)
+        name = updater.state.name if updater else student.dep.name
+        backend = "pytorch, live updates" if updater else student.graphs.backend
+        print(f"serving {name} ({backend}) on http://{shown}:{port}/ (Ctrl-C stops)",
+              flush=True)
         serve(app, sock, log_level="warning" if quiet else "info")
     finally:
         sock.close()
@@ -617,6 +625,57 @@ def _serve_teacher(args) -> str | None:
                     "names a model kind): use --teacher-model %s", old)
         return old
     return args.teacher_model
+
+
+def _serve_student(args, token, threads: int, quiet: bool):
+    """(served student, `Updater`, write token): a student with a state directory takes
+    live updates (its log replayed; the token of --token-file, else STATE/token); without
+    one (--onnx, --read-only, a model outside a run) it is served as saved."""
+    from .deploy.service import load_served, open_updater, write_token
+    from .runtime import log
+    state = _state_dir(args)
+    if state is None:
+        return (load_served(args.model, onnx=args.onnx, int8=args.int8, k=args.k,
+                            threads=threads, run_dir=args.run, quiet=quiet), None, token)
+    updater, writer = open_updater(args.model, state, k=args.k, run_dir=args.run), token
+    if writer is None:
+        writer, where = write_token(state)
+        log.warning("updates and admin requests need the bearer token in %s", where)
+    if updater.log.records:
+        log.warning("replayed %d update(s) from %s", len(updater.log.records), updater.log.path)
+    return None, updater, writer
+
+
+def _state_dir(args) -> Path | None:
+    """Where the update log lives: --state, else RUN/service of the model's run; None (no
+    live updates) with --onnx, --read-only, or a model outside any run without --state."""
+    from .rundir import RunDir
+    from .runtime import log
+    if args.state:
+        return Path(args.state)
+    if args.onnx or args.read_only:
+        return None
+    p = Path(args.model)
+    rd = RunDir(args.run) if args.run else (RunDir(p) if RunDir.is_run(p) else RunDir.of_model(p))
+    if rd is None:
+        log.warning("no live updates: %s is outside a run directory; give --state DIR to keep "
+                    "its update log there", args.model)
+        return None
+    if "teachers" in p.parts or p.name == "ensemble":
+        return None                  # a teacher: no fold-in; served read-only
+    return rd.root / "service"
+
+
+def cmd_update(args) -> int:
+    from .deploy.update_cmd import update
+    from .runtime import setup_logging
+    setup_logging(_quiet(args))
+    out = update(args.model, args.out, ratings=args.ratings, items=args.items, log=args.log,
+                 run_dir=args.run)
+    print(f"folded {out['source']} into {out['kind']}: {out['users']:,} users "
+          f"(+{out['new_users']:,}), {out['items']:,} items (+{out['new_items']:,}), "
+          f"{out['ratings']:,} ratings added; saved {out['model']}")
+    return 0
 
 
 # ----------------------------------------------------------------------------- parser
@@ -887,8 +946,33 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--run", metavar="dir", help="run directory (default: found from the "
                     "model path)")
     _config_arg(sv)
+    sv.add_argument("--state", metavar="dir", help="directory of the update log (live "
+                    "updates, replayed on restart) and, without --token-file, of the token "
+                    "updates need (default: <run>/service for a student inside a run)")
+    sv.add_argument("--read-only", action="store_true", help="take no live updates "
+                    "(default: a student takes them)")
     add_settings(sv, "serve")
     sv.set_defaults(func=cmd_serve)
+
+    up = _command(sub, "update", "fold new ratings, users and items into a saved student "
+                  "without training", usage="pakd update --model path (--ratings csv "
+                  "[--items csv] | --log dir) --out path",
+                  epilog="docs/live.md describes the files and the rules.")
+    up.add_argument("--model", required=True, metavar="path", help="saved student (or a run "
+                    "directory: its best student)")
+    up.add_argument("--ratings", metavar="csv", help="new ratings: columns user,item,rating"
+                    "[,timestamp]; a pair rated twice keeps the later (by timestamp, else by "
+                    "row)")
+    up.add_argument("--items", metavar="csv", help="new items: columns item[,title] and the "
+                    "model's item fields (e.g. genres 'A|B', year)")
+    up.add_argument("--log", metavar="dir", help="a service's --state directory: fold its "
+                    "update log in")
+    up.add_argument("--out", required=True, metavar="path", help="the stem of the student to "
+                    "write (<path>.safetensors, .json, .catalog.json)")
+    up.add_argument("--run", metavar="dir", help="run directory of the model (default: found "
+                    "from the model path or its catalogue)")
+    add_settings(up, "update")
+    up.set_defaults(func=cmd_update)
     return p
 
 

@@ -2,7 +2,9 @@
 
 User and item indices follow the sorted original IDs of the split, so the same split always
 gives the same encoding. Side values become tokens (1..V, 0 = missing) in sorted order;
-numeric columns are cut into quantile buckets computed on the vocabulary's rows.
+numeric columns are cut into quantile buckets computed on the vocabulary's rows. Each side
+field's vocabulary is kept (`Encoded.vocab`: its sorted values, or its bucket edges), so a
+value met later - a new item's genres - becomes the same token (`pakd.deploy.features`).
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ class Encoded:
     tables: dict[str, torch.Tensor]          # field name -> long [n_side, max_len]
     parts: dict[str, Part]
     titles: list[str] | None = None
+    vocab: dict[str, dict] = field(default_factory=dict)   # side field -> kind, values/edges
     _seen: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -91,13 +94,15 @@ def encode(ds: Dataset, split: Split, *, n_buckets: int = 10, max_tokens: int = 
               FieldSpec("item_id", "item", "single", len(item_ids) + 1, 1, "id")]
     tables = {"user_id": torch.arange(1, len(user_ids) + 1).unsqueeze(1),
               "item_id": torch.arange(1, len(item_ids) + 1).unsqueeze(1)}
+    vocab = {}
     for side, table, feats, ids in (("user", ds.users, ds.user_features, user_ids),
                                     ("item", ds.items, ds.item_features, item_ids)):
         if table is None:
             continue
         rows = table.reindex(ids)
         for name, kind in feats.items():
-            tok, spec = _tokens(rows[name], kind, n_buckets=n_buckets, max_tokens=max_tokens)
+            tok, spec, vocab[name] = _tokens(rows[name], kind, n_buckets=n_buckets,
+                                             max_tokens=max_tokens)
             spec.name, spec.side = name, side
             fields.append(spec)
             tables[name] = tok
@@ -106,7 +111,7 @@ def encode(ds: Dataset, split: Split, *, n_buckets: int = 10, max_tokens: int = 
         titles = ds.items["title"].reindex(item_ids).fillna("").astype(str).tolist()
     schema = Schema(fields, len(user_ids), len(item_ids),
                     float(ds.rating_scale[0]), float(ds.rating_scale[1]))
-    return Encoded(schema, user_ids, item_ids, tables, parts, titles)
+    return Encoded(schema, user_ids, item_ids, tables, parts, titles, vocab)
 
 
 def _tokens(col: pd.Series, kind: str, *, n_buckets: int, max_tokens: int):
@@ -119,7 +124,8 @@ def _tokens(col: pd.Series, kind: str, *, n_buckets: int, max_tokens: int):
         for r, toks in enumerate(lists):
             ids = [pos[t] for t in toks][:width]
             out[r, :len(ids)] = ids
-        return torch.from_numpy(out), FieldSpec("", "item", "multi", len(vocab) + 1, width, "multi")
+        return (torch.from_numpy(out), FieldSpec("", "item", "multi", len(vocab) + 1, width, "multi"),
+                {"kind": "multi", "values": [str(t) for t in vocab]})
     if kind == "numeric":
         x = pd.to_numeric(col, errors="coerce")
         qs = np.unique(np.nanquantile(x.dropna(), np.linspace(0, 1, n_buckets + 1)[1:-1])) \
@@ -127,10 +133,12 @@ def _tokens(col: pd.Series, kind: str, *, n_buckets: int, max_tokens: int):
         b = np.searchsorted(qs, x.fillna(np.nan).to_numpy(), side="right") + 1
         b = np.where(x.isna().to_numpy(), 0, b)
         return (torch.as_tensor(b, dtype=torch.long).unsqueeze(1),
-                FieldSpec("", "item", "single", len(qs) + 2, 1, f"numeric ({len(qs) + 1} buckets)"))
+                FieldSpec("", "item", "single", len(qs) + 2, 1, f"numeric ({len(qs) + 1} buckets)"),
+                {"kind": "numeric", "edges": [float(q) for q in qs]})
     vals = col.astype(object).where(col.notna(), None)
     vocab = sorted({str(v) for v in vals if v is not None})
     pos = {t: i + 1 for i, t in enumerate(vocab)}
     tok = np.array([0 if v is None else pos[str(v)] for v in vals], dtype=np.int64)
-    return torch.from_numpy(tok).unsqueeze(1), FieldSpec("", "item", "single", len(vocab) + 1, 1,
-                                                         "categorical")
+    return (torch.from_numpy(tok).unsqueeze(1),
+            FieldSpec("", "item", "single", len(vocab) + 1, 1, "categorical"),
+            {"kind": "categorical", "values": vocab})

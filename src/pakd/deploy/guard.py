@@ -2,8 +2,9 @@
 
 `Guard` is a plain ASGI middleware (no per-request task or body copy): it checks, in
 order, the Host header (when the service is bound to a name or to loopback), the client's
-request rate, the bearer token, and that a POST body is declared as JSON; it adds the
-security headers to every response. Every 4xx and 5xx - its own, the handlers', the
+request rate, the bearer token (every endpoint but the open ones when the service has a
+token; the writes - live updates, admin - always: `is_write`), and that a POST body is
+declared as JSON; it adds the security headers to every response. Every 4xx and 5xx - its own, the handlers', the
 framework's - has one body: ``{"error": {"code": ..., "message": ...}}`` (`error_body`).
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ..limits import MAX_NESTING
 from .auth import BearerToken
 
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-         405: "method_not_allowed", 406: "not_acceptable", 413: "too_large",
+         405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 413: "too_large",
          415: "unsupported_media_type", 422: "invalid", 429: "rate_limited",
          500: "internal", 503: "unavailable"}
 
@@ -81,14 +82,24 @@ class RateLimiter:
             del self.buckets[next(iter(self.buckets))]
 
 
+def is_write(method: str, path: str) -> bool:
+    """Whether a request changes the service: a POST other than /score (live updates) or
+    anything under /admin/."""
+    return (method == "POST" and path != "/score") or path.startswith("/admin/")
+
+
 class Guard:
-    """ASGI middleware: Host, rate, token and content-type checks, security headers."""
+    """ASGI middleware: Host, rate, token and content-type checks, security headers.
+    ``token`` guards every endpoint but ``open_paths``; ``write_token`` the writes
+    (`is_write`), with or without ``token``."""
 
     def __init__(self, app, *, token: BearerToken | None = None,
+                 write_token: BearerToken | None = None,
                  open_paths: tuple[str, ...] = ("/healthz", "/"),
                  allowed_hosts: set[str] | None = None, limiter: RateLimiter | None = None,
                  headers: list[tuple[bytes, bytes]] | None = None):
         self.app, self.token, self.open_paths = app, token, set(open_paths)
+        self.write_token = write_token
         self.allowed_hosts = {h.lower() for h in allowed_hosts} if allowed_hosts else None
         self.limiter = limiter
         self.headers = headers if headers is not None else security_headers()
@@ -137,7 +148,13 @@ class Guard:
                 return 401, ("this service needs a bearer token: send the header "
                              "'Authorization: Bearer <token>' with the token of its "
                              "--token-file"), [(b"www-authenticate", b'Bearer realm="pakd"')]
-        if scope.get("method") == "POST":
+        if self.write_token is not None and is_write(scope.get("method", ""), path):
+            if not self.write_token.allows(headers.get(b"authorization")):
+                return 401, ("updates and admin requests need the service's bearer token: "
+                             "send 'Authorization: Bearer <token>' with the token of its "
+                             "--token-file (or, without one, of STATE/token)"), \
+                    [(b"www-authenticate", b'Bearer realm="pakd"')]
+        if scope.get("method") == "POST" and not path.startswith("/admin/"):   # admin: no body
             ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
             if not (ctype == b"application/json" or ctype.endswith(b"+json")):
                 return 415, (f"the body must be JSON, sent with 'Content-Type: "

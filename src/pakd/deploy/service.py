@@ -3,6 +3,11 @@
 GET  /recommend?user=ID&k=10[&model=teacher][&include_seen=true]  top-K with titles, scores
 POST /score {"pairs": [[user, item], ...]}                          ratings (bounded batch)
 GET  /healthz, /metadata, /users                                    liveness, model, user IDs
+GET  /users/{id}/ratings, /items?q=TEXT                             a user's ratings, search
+POST /users/{id}/ratings {"ratings": [{"item", "rating"}, ...]}     live update (token)
+POST /items {"item", "title", "features"}                           a new item (token)
+POST /admin/reload                                                  hot reload (token)
+GET  /metrics                                                       Prometheus text format
 GET  /                                                              a page comparing models
 GET  /docs, /openapi.json                                           only with docs=True
 
@@ -13,7 +18,8 @@ items), malformed parameters 422, batches over the limit 413. Every error has th
 ``{"error": {"code", "message"}}``. The student computes inline: one top-K is well under a
 millisecond, and a thread hop per request would cost more than it saves. The teacher (an
 ensemble: tens of milliseconds a user) computes in a worker thread, so the event loop -
-and ``/healthz`` - keeps answering while it works.
+and ``/healthz`` - keeps answering while it works. Live updates and reloads go through an
+`Updater` (`pakd.deploy.live`): durable in the update log before they are answered.
 """
 from __future__ import annotations
 
@@ -38,6 +44,9 @@ from .auth import BearerToken
 from .deployable import Deployable
 from .graphs import Graphs
 from .guard import Guard, RateLimiter, error_body, json_depth_ok, security_headers
+from .metrics import Counted, ServiceMetrics
+from .live import Updater
+from .updates import ITEM_BODY_BYTES, item_record, ratings_record
 
 PAGE = Path(__file__).with_name("page.html")
 
@@ -77,31 +86,84 @@ def _items(served: Served, idx: np.ndarray, scores: np.ndarray) -> list[dict]:
             for i, s in zip(idx, scores) if np.isfinite(s)]
 
 
-def create_app(student: Served, teacher: Served | None = None, *, fallback: str | None = None,
-               max_batch: int = 1000, token: BearerToken | None = None,
-               allowed_hosts: set[str] | None = None, rate_limit: float = 0,
-               docs: bool = False, workers: int = 1):
+def create_app(student: Served | None, teacher: Served | None = None, *,
+               fallback: str | None = None, max_batch: int = 1000,
+               token: BearerToken | None = None, allowed_hosts: set[str] | None = None,
+               rate_limit: float = 0, docs: bool = False, workers: int = 1,
+               updater: Updater | None = None, write_token: BearerToken | None = None):
     """The FastAPI app; ``teacher`` (optional) answers ``model=teacher`` and the page's
     second column. ``token``: required on every endpoint but /healthz and the page;
     ``allowed_hosts``: Host header values accepted (None: any); ``rate_limit``: requests a
     second per client address (0: none); ``docs``: serve /docs and /openapi.json;
-    ``workers``: threads that compute the teacher's answers."""
+    ``workers``: threads that compute the teacher's answers. ``updater`` (`Updater`):
+    live updates and reloads - the student is its state then - which need ``write_token``
+    (or ``token``)."""
     if fallback not in (None, "popular"):
         raise PakdError(f"fallback must be 'popular' or none, got {fallback!r}")
     if max_batch < 1:
         raise PakdError(f"max batch must be at least 1, got {max_batch}")
     if rate_limit < 0:
         raise PakdError(f"the rate limit must be 0 (none) or positive, got {rate_limit}")
+    write_token = write_token or token
+    if updater is not None and write_token is None:
+        raise PakdError("live updates need a bearer token: give --token-file, or a --state "
+                        "directory (a token is made there)")
+    if updater is not None:
+        student = Served(updater.state, updater.state.graphs, "student")
     app = FastAPI(title="pakd recommender", version=__version__, docs_url=None,
                   redoc_url=None, openapi_url="/openapi.json" if docs else None)
     page_html = PAGE.read_text()
-    app.add_middleware(Guard, token=token, allowed_hosts=allowed_hosts,
+    metrics = ServiceMetrics()
+    app.add_middleware(Guard, token=token, write_token=write_token,
+                       allowed_hosts=allowed_hosts,
                        limiter=RateLimiter(rate_limit) if rate_limit else None,
                        headers=security_headers(page_html))
+    app.add_middleware(Counted, metrics=metrics)
     models = {"student": student, **({"teacher": teacher} if teacher else {})}
     started = time.time()
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="pakd-teacher")
     app.router.on_shutdown.append(lambda: pool.shutdown(wait=False))
+    max_k = student.graphs.k
+
+    def served_now() -> None:
+        s = models["student"].dep
+        metrics.users.set(len(s.user_ids))
+        metrics.items.set(len(s.item_ids))
+        if updater is not None:
+            metrics.served(s.name, s.kind, updater.version, updater.state.lineage,
+                           updater.generation)
+            metrics.log_records.set(len(updater.log.records))
+            metrics.log_bytes.set(updater.log.bytes)
+        else:
+            metrics.served(s.name, s.kind, "", "", 1)
+
+    if updater is not None:
+        def swapped(state):
+            models["student"] = Served(state, state.graphs, "student")
+        updater.on_swap = swapped
+        app.router.on_shutdown.append(updater.close)
+
+        async def sighup():
+            import signal
+            try:
+                asyncio.get_running_loop().add_signal_handler(
+                    signal.SIGHUP, lambda: asyncio.ensure_future(reload_logged()))
+            except (ValueError, RuntimeError, NotImplementedError):   # not the main thread
+                pass
+        app.router.on_startup.append(sighup)
+    served_now()
+
+    async def reload_logged() -> dict | None:
+        from ..runtime import log
+        try:
+            out = await updater.reload()
+            metrics.reloads.labels("done").inc()
+            served_now()
+            return out
+        except PakdError as e:
+            metrics.reloads.labels("refused").inc()
+            log.error("reload refused: %s", e)
+            raise
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -130,17 +192,31 @@ def create_app(student: Served, teacher: Served | None = None, *, fallback: str 
 
     @app.get("/metadata")
     async def metadata():
-        return _json({name: s.describe() for name, s in models.items()} | {
-            "max_batch": max_batch, "fallback": fallback, "version": __version__})
+        out = {name: s.describe() for name, s in models.items()} | {
+            "max_batch": max_batch, "fallback": fallback, "version": __version__,
+            "live_updates": updater is not None}
+        if updater is not None:
+            out["student"] |= {"model_version": updater.version,
+                               "generation": updater.generation,
+                               "update_log_records": len(updater.log.records)}
+        return _json(out)
+
+    @app.get("/metrics")
+    async def prometheus():
+        if updater is not None:
+            metrics.log_records.set(len(updater.log.records))
+            metrics.log_bytes.set(updater.log.bytes)
+        body, ctype = metrics.render()
+        return Response(body, media_type=ctype)
 
     @app.get("/users")
     async def users(limit: int = Query(1000, ge=1, le=100000)):
-        return _json({"users": student.dep.user_ids[:limit],
-                      "total": len(student.dep.user_ids)})
+        dep = models["student"].dep
+        return _json({"users": dep.user_ids[:limit], "total": len(dep.user_ids)})
 
     @app.get("/recommend")
     async def recommend(user: str = Query(..., min_length=1, max_length=200),
-                        k: int = Query(10, ge=1, le=student.graphs.k),
+                        k: int = Query(10, ge=1, le=max_k),
                         model: str = Query("student", pattern="^(student|teacher)$"),
                         include_seen: bool = False):
         served = models.get(model)
@@ -162,7 +238,7 @@ def create_app(student: Served, teacher: Served | None = None, *, fallback: str 
                               "answer them with popular items)")
         users_ = np.array([u], dtype=np.int64)
         seen = (np.full((1, 1), -1, np.int64) if include_seen else dep.seen_padded(users_))
-        if served is student:
+        if model == "student":
             scores, idx = served.graphs.top(users_, seen, k)
         else:             # slow: off the event loop, so /healthz and the student keep going
             scores, idx = await asyncio.get_running_loop().run_in_executor(
@@ -172,23 +248,32 @@ def create_app(student: Served, teacher: Served | None = None, *, fallback: str 
 
     body_limit = 64 * max_batch + 4096        # ~40 bytes a pair is generous
 
+    async def read_json(request: Request, limit: int, shape: str):
+        """(parsed body, None) or (None, error response): read up to ``limit`` bytes, so an
+        oversized body is refused before it is parsed; depth checked before parsing."""
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                return None, error(413, f"request body over {limit} bytes; split it")
+        if not json_depth_ok(body):
+            return None, error(422, f"bad request: JSON nested deeper than {MAX_NESTING} "
+                                    f"levels; expected {shape}")
+        try:
+            return json.loads(body), None
+        except (ValueError, RecursionError):
+            return None, error(422, f"bad request: the body must be JSON: {shape}")
+
     @app.post("/score")
     async def score(request: Request):
         """{"pairs": [[user, item], ...]} -> {"ratings": [...]}; the body is read up to a
         limit and checked by hand, so an oversized one is refused before it is parsed."""
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > body_limit:
+        data, bad = await read_json(request, body_limit, '{"pairs": [[user, item], ...]}')
+        if bad is not None:
+            if bad.status_code == 413:
                 return error(413, f"request body over {body_limit} bytes (the limit for "
                                   f"{max_batch} pairs); split the batch")
-        if not json_depth_ok(body):
-            return error(422, f"bad request: JSON nested deeper than {MAX_NESTING} levels; "
-                              'expected {"pairs": [[user, item], ...]}')
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):
-            return error(422, 'bad request: the body must be JSON: {"pairs": [[user, item], ...]}')
+            return bad
         pairs = data.get("pairs") if isinstance(data, dict) else None
         if not isinstance(pairs, list) or not all(
                 isinstance(p, list) and len(p) == 2
@@ -199,7 +284,8 @@ def create_app(student: Served, teacher: Served | None = None, *, fallback: str 
         if len(pairs) > max_batch:
             return error(413, f"{len(pairs)} pairs is over the limit of {max_batch} per "
                               "request; split the batch")
-        dep = student.dep
+        served = models["student"]
+        dep = served.dep
         u = [dep.user_index(p[0]) for p in pairs]
         i = [dep.item_index(p[1]) for p in pairs]
         for n, (a, b) in enumerate(zip(u, i)):
@@ -209,8 +295,98 @@ def create_app(student: Served, teacher: Served | None = None, *, fallback: str 
                 return error(404, f"pair {n}: {what} is not known to the model")
         if not pairs:
             return _json({"ratings": []})
-        r = student.graphs.rate(np.array(u, np.int64), np.array(i, np.int64))
+        r = served.graphs.rate(np.array(u, np.int64), np.array(i, np.int64))
         return _json({"ratings": [float(x) for x in r]})
+
+    @app.get("/users/{user}/ratings")
+    async def user_ratings(user: str, limit: int = Query(10, ge=1, le=10000)):
+        """The user's ratings, highest first (train and valid ones, and every update)."""
+        dep = models["student"].dep
+        u = dep.user_index(user)
+        if u is None:
+            return error(404, f"user {short(user)} is not among the model's "
+                              f"{len(dep.user_ids)} users")
+        if not hasattr(dep, "ratings_of"):
+            return error(409, "this service keeps no ratings (it serves an export); start it "
+                              "on a saved student for live updates")
+        items, ratings = dep.ratings_of(u)
+        order = np.lexsort((np.arange(len(items))[::-1], -np.nan_to_num(ratings, nan=-1.0)))
+        return _json({"user": dep.user_ids[u], "total": int(len(items)),
+                      "ratings": [{"item": dep.item_ids[int(items[j])],
+                                   "title": dep.titles[int(items[j])],
+                                   "rating": None if np.isnan(ratings[j]) else float(ratings[j])}
+                                  for j in order[:limit]]})
+
+    @app.get("/items")
+    async def items(q: str = Query("", max_length=200), limit: int = Query(20, ge=1, le=200)):
+        """Items whose title holds ``q`` (case-insensitive; every word when several)."""
+        dep = models["student"].dep
+        words = q.lower().split()
+        out = []
+        for i, title in enumerate(dep.titles):
+            low = title.lower()
+            if all(w in low for w in words):
+                out.append({"item": dep.item_ids[i], "title": title})
+                if len(out) >= limit:
+                    break
+        return _json({"query": q, "items": out})
+
+    def no_updates() -> Response:
+        return error(409, "this service takes no live updates: start pakd serve on a saved "
+                          "student with a --state directory (not --onnx, not --read-only)")
+
+    def refused(e: PakdError) -> Response:
+        return error(getattr(e, "status", 422), str(e))
+
+    @app.post("/users/{user}/ratings")
+    async def rate(user: str, request: Request):
+        """{"ratings": [{"item": ID, "rating": X}, ...]}: in effect once answered."""
+        if updater is None:
+            return no_updates()
+        data, bad = await read_json(request, body_limit,
+                                    '{"ratings": [{"item": ID, "rating": X}, ...]}')
+        if bad is not None:
+            return bad
+        try:
+            known = updater.state.user_index(user) is not None
+            rec = await updater.submit(ratings_record(user, data, max_ratings=max_batch))
+        except PakdError as e:
+            return refused(e)
+        metrics.updates.labels("ratings").inc()
+        metrics.ratings.inc(len(rec["ratings"]))
+        if not known:
+            metrics.users.set(len(updater.state.user_ids))
+        return _json({"user": rec["user"], "new_user": not known,
+                      "ratings": len(rec["ratings"]), "seq": rec["seq"]})
+
+    @app.post("/items")
+    async def add_item(request: Request):
+        """{"item": ID, "title": TEXT, "features": {field: value}}: a new item, placed by
+        its side fields."""
+        if updater is None:
+            return no_updates()
+        data, bad = await read_json(request, ITEM_BODY_BYTES,
+                                    '{"item": ID, "title": TEXT, "features": {...}}')
+        if bad is not None:
+            return bad
+        try:
+            rec = await updater.submit(item_record(data))
+        except PakdError as e:
+            return refused(e)
+        metrics.updates.labels("item").inc()
+        metrics.items.set(len(updater.state.item_ids))
+        return _json({"item": rec["item"], "title": rec["title"], "tokens": rec["tokens"],
+                      "unknown_features": rec["unknown"], "seq": rec["seq"]})
+
+    @app.post("/admin/reload")
+    async def reload():
+        """Load the saved student again, re-apply the update log, swap it in."""
+        if updater is None:
+            return no_updates()
+        try:
+            return _json(await reload_logged())
+        except PakdError as e:
+            return refused(e)
 
     @app.get("/", response_class=HTMLResponse)
     async def page():
@@ -312,3 +488,58 @@ def load_served(model: str | Path, *, onnx: str | Path | None = None, int8: bool
         raise PakdError(f"{out} holds an export of another model ({meta['model']['name']}, "
                         f"{meta['model']['params']:,} parameters); export {dep.path} again")
     return Served(dep, open_onnx(out, int8=int8, threads=threads), label)
+
+
+def load_live(model: str | Path, *, k: int = 100, run_dir: str | Path | None = None,
+              fields=None):
+    """A `LiveState` over the saved student at ``model`` (its item fields' vocabularies
+    from its catalogue, else ``fields`` when they fit, else its run)."""
+    from .deployable import load_deployable
+    from .features import ItemFields, item_fields_of
+    from .live import LiveState
+    dep = load_deployable(model, run_dir=run_dir)
+    vocab = dep.catalog.get("fields")
+    if vocab is None and isinstance(fields, ItemFields):
+        try:
+            fields = ItemFields(fields.vocab, dep.model.schema)
+        except PakdError:
+            fields = None
+    else:
+        fields = None
+    return LiveState(dep, fields or item_fields_of(dep, vocab), k=k)
+
+
+def write_token(state: Path) -> tuple[BearerToken, Path]:
+    """The token of a service started without --token-file: ``STATE/token`` (made, mode
+    600, when missing), so that updates and admin requests are never open."""
+    import os
+    import secrets
+    from .auth import read_token_file
+    path = Path(state) / "token"
+    if not path.exists():
+        Path(state).mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32) + "\n")
+    return read_token_file(path), path
+
+
+def open_updater(model: str | Path, state_dir: str | Path, *, k: int = 100,
+                 run_dir: str | Path | None = None) -> Updater:
+    """The student at ``model`` with the update log of ``state_dir`` replayed onto it, and
+    the `Updater` that keeps both (reloads read ``model`` again)."""
+    from .updatelog import UpdateLog
+    from .live import replay
+    state = load_live(model, k=k, run_dir=run_dir)
+    updates = UpdateLog.open(state_dir, lineage_of=state.lineage, model=state.name)
+    try:
+        replay(state, updates.records, log_id=updates.id)
+    except BaseException:
+        updates.close()
+        raise
+    holder: dict = {}
+
+    def load():
+        return load_live(model, k=k, run_dir=run_dir, fields=holder["u"].state.fields)
+    holder["u"] = updater = Updater(state, updates, load)
+    return updater

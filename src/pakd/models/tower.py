@@ -383,9 +383,9 @@ class TowerStudent(RecModel):
                 return tuple(t[at] for t in s.memo["users"])
         return self._users_of(users)
 
-    def _users_of(self, users: torch.Tensor):
+    def _users_of(self, users: torch.Tensor, hist=None):
         ex = self._example(users)
-        pos, item, rating = self._history(users)
+        pos, item, rating = self._history(users) if hist is None else hist
         q, b_rate, _ = self._item_parts(item, None if ex is None else ex[pos])
         n = self._zeros(len(users)).index_add(0, pos, torch.ones(len(pos), dtype=self._dtype))
         resid = rating - self.rating_mean - b_rate
@@ -416,9 +416,10 @@ class TowerStudent(RecModel):
             e = e * self._mask("dims_user")[ex]
         return h, e, b_u
 
-    def _user_vectors(self, users: torch.Tensor):
-        """(ranking vector [U, rank], rating vector [U, rate], b_u) of distinct ``users``."""
-        h, e, b_u = self._users(users)
+    def _user_vectors(self, users: torch.Tensor, hist=None):
+        """(ranking vector [U, rank], rating vector [U, rate], b_u) of distinct ``users``
+        (from ``hist``, (position in ``users``, item, rating), instead of their history)."""
+        h, e, b_u = self._users(users) if hist is None else self._users_of(users, hist)
         p = h @ self.rank_user.T
         pr = e @ self.rate_user.T + h @ self.rate_user_imp.T
         ex = self._example(users)
@@ -501,6 +502,16 @@ class TowerStudent(RecModel):
         lens = self.hist_indptr[1:] - self.hist_indptr[:-1]
         return (torch.repeat_interleave(torch.arange(len(lens)), lens), self.hist_items.clone(),
                 self.hist_ratings.clone())
+
+    @torch.no_grad()
+    def users_from(self, users: torch.Tensor, pos: torch.Tensor, item: torch.Tensor,
+                   rating: torch.Tensor):
+        """(ranking vectors, rating vectors, b_u) of distinct ``users`` (< n_users) built from
+        the ratings given - (position in ``users``, item, rating) - in place of their stored
+        history: what `with_ratings` would give them, without copying the model (the
+        service folds one user in this way)."""
+        self.eval()
+        return self._user_vectors(users, (pos.long(), item.long(), rating.to(self._dtype)))
 
     @torch.no_grad()
     def with_ratings(self, user: torch.Tensor, item: torch.Tensor, rating: torch.Tensor, *,
