@@ -14,7 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from pakd.rundir import RunDir, read_json
+from pakd.results import FisherAnalysis, PakdExperiment, TeachersReport, load_result
+from pakd.rundir import RunDir
 
 
 def _line(what: str, a: float | None, b: float | None) -> str:
@@ -26,25 +27,25 @@ def _line(what: str, a: float | None, b: float | None) -> str:
 
 def compare(a: RunDir, b: RunDir) -> list[str]:
     out = []
-    ta, tb = read_json(a.teachers_json), read_json(b.teachers_json)
-    for n in ta["members"]:
+    ta, tb = (load_result(r.teachers_json, TeachersReport) for r in (a, b))
+    for n in ta.members:
         for k in ("rmse", "auc", "ndcg@10"):
-            out.append(_line(f"{n} {k}", ta["members"][n][k], tb["members"][n][k]))
+            out.append(_line(f"{n} {k}", ta.members[n][k], tb.members[n][k]))
     for k in ("rmse", "auc", "ndcg@10"):
-        out.append(_line(f"ensemble {k}", ta["ensemble"][k], tb["ensemble"][k]))
-    fa, fb = read_json(a.fisher_json), read_json(b.fisher_json)
-    for n in fa["models"]:
-        va, vb = fa["models"][n]["validation"], fb["models"][n]["validation"]
+        out.append(_line(f"ensemble {k}", ta.ensemble[k], tb.ensemble[k]))
+    fa, fb = (load_result(r.fisher_json, FisherAnalysis) for r in (a, b))
+    for n in fa.models:
+        va, vb = fa.models[n]["validation"], fb.models[n]["validation"]
         for k in ("spearman_empirical", "spearman_true", "spearman_magnitude"):
             out.append(_line(f"fisher {n} {k}", va[k], vb[k]))
-        out.append(_line(f"fisher {n} friendliness", fa["models"][n]["pruning_friendliness"],
-                         fb["models"][n]["pruning_friendliness"]))
+        out.append(_line(f"fisher {n} friendliness", fa.models[n]["pruning_friendliness"],
+                         fb.models[n]["pruning_friendliness"]))
         for k in ("rmse_after", "ndcg@10_after"):
-            out.append(_line(f"fisher {n} plan {k}", fa["models"][n]["plan"][k],
-                             fb["models"][n]["plan"][k]))
-    pa, pb = read_json(a.pakd_json), read_json(b.pakd_json)
-    rows = {(r["method"], r["pruning_ratio"]): r for r in pa["rows"]}
-    for r in pb["rows"]:
+            out.append(_line(f"fisher {n} plan {k}", fa.models[n]["plan"][k],
+                             fb.models[n]["plan"][k]))
+    pa, pb = (load_result(r.pakd_json, PakdExperiment) for r in (a, b))
+    rows = {(r["method"], r["pruning_ratio"]): r for r in pa.rows}
+    for r in pb.rows:
         x = rows.get((r["method"], r["pruning_ratio"]))
         if x is None:
             continue
@@ -52,7 +53,7 @@ def compare(a: RunDir, b: RunDir) -> list[str]:
         out.append(f"{name} params: {x['params']:,} | {r['params']:,}")
         for k in ("rmse", "ndcg@10"):
             out.append(_line(f"{name} {k}", x[k], r[k]))
-    ba, bb = pa["best_student"], pb["best_student"]
+    ba, bb = pa.best_student, pb.best_student
     out.append(f"best student: {ba.get('method')}@{ba.get('pruning_ratio')} | "
                f"{bb.get('method')}@{bb.get('pruning_ratio')}")
     return out

@@ -26,6 +26,7 @@ def valid_per_user(root: Path):
     from pakd.config import build_config
     from pakd.data import load_encoded
     from pakd.evaluate import evaluate
+    from pakd.results import TeachersReport, load_result
     from pakd.rundir import RunDir
     from pakd.scores import ensemble_scores, member_scores
     rd = RunDir(root)
@@ -35,7 +36,7 @@ def valid_per_user(root: Path):
     scores = ensemble_scores(ens, {n: member_scores(cfg, rd, n, m, enc)
                                    for n, m in ens.members.items()})
     got = evaluate(ens, enc, "valid", **cfg.eval.kwargs(), scores=scores, per_user=True)
-    mixes = json.loads((rd.root / "teachers.json").read_text())["ensemble"]
+    mixes = load_result(rd.teachers_json, TeachersReport).ensemble
     return got, {k: mixes[k] for k in ("rating_mix", "ranking_mix")}
 
 

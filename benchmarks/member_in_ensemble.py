@@ -39,7 +39,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
 
-    from pakd.rundir import RunDir, read_json
+    from pakd.results import TeachersReport, load_result
+    from pakd.rundir import RunDir
     from pakd.stats import paired
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -69,7 +70,7 @@ def main() -> int:
         a, b = base.load_per_user(name, "valid"), var.load_per_user(name, "valid")
         out["valid_paired"][name] = paired(a, b, metrics=("rmse", "ndcg@10"))
     for k, r in (("run", base), ("variant", var)):
-        e = read_json(r.teachers_json)["ensemble"]
+        e = load_result(r.teachers_json, TeachersReport).ensemble
         out["ensemble_mix"][k] = {m: e.get(m) for m in ("rating_mix", "ranking_mix")}
     shutil.rmtree(copy)
     (args.out / f"{args.member}_in_ensemble.json").write_text(json.dumps(out, indent=2) + "\n")

@@ -31,6 +31,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale import synthesize  # noqa: E402
 
+from pakd.results import RunTimings, load_result  # noqa: E402
+
 ML1M = {"users": 6_040, "items": 3_706, "ratings": 1_000_209}
 STARS = np.arange(1, 6, dtype=float)
 # approximate whole-star shares of ML-1M (only the draw's shape; no accuracy claim)
@@ -83,7 +85,7 @@ def main() -> int:
     for name in ("timings.json", "run.yaml", "pakd.log", "split.json"):
         if (args.run / name).is_file():
             shutil.copy(args.run / name, args.out / name)
-    timings = json.loads((args.run / "timings.json").read_text()) \
+    timings = load_result(args.run / "timings.json", RunTimings).model_dump(exclude_unset=True) \
         if (args.run / "timings.json").is_file() else {}
     import torch
     out = {"synthetic": True, "note": "synthetic ML-1M-shaped ratings without taste: time "

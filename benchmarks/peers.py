@@ -37,6 +37,7 @@ from pakd import metrics as M
 from pakd.config import EvalConfig, build_config, load_run_config
 from pakd.data.splits import read_split
 from pakd.report import markdown_table
+from pakd.results import TeachersReport, load_result
 from pakd.rundir import RunDir, read_json, write_json
 
 # the grids (every combination is tried); measured on ml-latest-small: the whole benchmark
@@ -306,7 +307,7 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"--skip {','.join(sorted(unknown))}: the peers are svd, als and ease")
     frame = read_split(rd.root).frame
-    tj = read_json(rd.teachers_json) if rd.teachers_json.is_file() else {}
+    tj = load_result(rd.teachers_json, TeachersReport) if rd.teachers_json.is_file() else None
     raw = load_run_config(rd.config)
     ks = tuple(build_config(base=raw).eval.ks if raw else EvalConfig().ks)
     scale = None
@@ -337,9 +338,9 @@ def main(argv=None) -> int:
         peers[name]["tuning_seconds"] = seconds[name]
         if peers[name]["note"]:
             print(f"{name}: {peers[name]['note']}")
-    rows = [{"model": f"pakd {n}", **m} for n, m in tj.get("members", {}).items()]
-    if tj.get("ensemble"):
-        rows.append({"model": "pakd ensemble", **tj["ensemble"]})
+    rows = [{"model": f"pakd {n}", **m} for n, m in (tj.members if tj else {}).items()]
+    if tj:
+        rows.append({"model": "pakd ensemble", **tj.ensemble})
     rows += [{"model": n, **m, "chosen": settings_text(m)} for n, m in peers.items()]
     cols = [("model", "model"), ("rmse", "RMSE"), ("mae", "MAE"), ("auc", "AUC"),
             ("recall@10", "Recall@10"), ("ndcg@10", "NDCG@10"), ("recall@20", "Recall@20"),

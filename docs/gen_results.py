@@ -27,6 +27,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from pakd.distill.budgets import budget_of  # noqa: E402
 from pakd.report import fmt, markdown_table  # noqa: E402
+from pakd.results import (FisherAnalysis, PakdExperiment, RunTimings,  # noqa: E402
+                          TeachersReport, load_result)
 from pakd.rundir import RunDir  # noqa: E402
 
 README_RUN = "benchmarks/results/2026-11-26_issue13_seeds"
@@ -53,6 +55,7 @@ class Kept(RunDir):
 
 
 def _json(p: Path) -> dict:
+    """A JSON file that is not a typed run result (seeds.json, peers.json, benchmarks')."""
     return json.loads(Path(p).read_text())
 
 
@@ -71,25 +74,25 @@ def headline(folder: str) -> str:
     if (root / "seeds.json").is_file():
         s = _json(root / "seeds.json")
         seeds = [Kept(root / f"seed-{x}") for x in s["seeds"]]
-        exps = [_json(k.pakd_json) for k in seeds]
+        exps = [load_result(k.pakd_json, PakdExperiment) for k in seeds]
         rows = {(r["method"], budget_of(r)): r for r in s["rows"]}
         mean = lambda r, m: r["mean"].get(m)  # noqa: E731
         note = f"mean over {len(s['seeds'])} seeds ({', '.join(map(str, s['seeds']))})"
     else:
         k = Kept(root)
-        exps = [_json(k.pakd_json)]
-        rows = {(r["method"], budget_of(r)): {**r, "mean": r} for r in exps[0]["rows"]}
-        rows[("teacher", None)] = {**exps[0]["teacher"], "mean": exps[0]["teacher"]}
-        for m in exps[0].get("members", []):
+        exps = [load_result(k.pakd_json, PakdExperiment)]
+        rows = {(r["method"], budget_of(r)): {**r, "mean": r} for r in exps[0].rows}
+        rows[("teacher", None)] = {**exps[0].teacher, "mean": exps[0].teacher}
+        for m in exps[0].members:
             rows[("member:" + m["model"], None)] = {**m, "mean": m}
         mean = lambda r, m: r["mean"].get(m)  # noqa: E731
         note = "one seed"
-    origin = exps[0]["teacher"].get("origin_params")
+    origin = exps[0].teacher.get("origin_params")
 
     def speed(method: str, ratio) -> float | None:
         vals = []
         for e in exps:
-            pool = e["rows"] if ratio is not None else e.get("members", [])
+            pool = e.rows if ratio is not None else e.members
             for r in pool:
                 name = r["method"] if ratio is not None else "member:" + r["model"]
                 if name == method and (ratio is None or budget_of(r) == ratio):
@@ -131,7 +134,7 @@ def headline(folder: str) -> str:
                                  ("rmse_pct", "% of teacher", 1), ("params", "parameters"),
                                  ("size", "% of SVD+xDeepFM+AutoInt+", 1),
                                  ("speed", "throughput vs teacher")])
-    data = exps[0].get("dataset", "")
+    data = exps[0].dataset
     how = "median over seeds of the" if len(exps) > 1 else "the"
     return (table + f"\n\n{data}, test part, {note}; speed-up: {how} "
             "interleaved throughput ratio at batch 4096 (2 CPU cores). Sizes against the three "
@@ -143,12 +146,12 @@ def headline(folder: str) -> str:
 
 def teachers(folder: str) -> str:
     rd = Kept(_folder(folder))
-    t = _json(rd.teachers_json)
-    rows = [{"model": f"pakd {n}", **m} for n, m in t["members"].items()]
-    rows.append({"model": "pakd ensemble (weights auto)", **t["ensemble"]})
-    if "origin_ensemble" in t:
-        rows.append({"model": "origin ensemble (0.4/0.4/0.2)", **t["origin_ensemble"]})
-    rows.append({"model": "MostPop", **t["baselines"]["mostpop"]})
+    t = load_result(rd.teachers_json, TeachersReport)
+    rows = [{"model": f"pakd {n}", **m} for n, m in t.members.items()]
+    rows.append({"model": "pakd ensemble (weights auto)", **t.ensemble})
+    if t.origin_ensemble is not None:
+        rows.append({"model": "origin ensemble (0.4/0.4/0.2)", **t.origin_ensemble})
+    rows.append({"model": "MostPop", **t.baselines["mostpop"]})
     if rd.peers_json.is_file():
         rows += [{"model": f"{n} (peer)", **m} for n, m in _json(rd.peers_json)["peers"].items()
                  if n != "MostPop"]
@@ -159,10 +162,10 @@ def teachers(folder: str) -> str:
                                 ("auc", "AUC"), ("recall@10", "Recall@10"),
                                 ("ndcg@10", "NDCG@10"), ("ndcg_ci", "NDCG@10 95% CI"),
                                 ("params", "params"), ("train_seconds", "train s", 0)])
-    e = t["ensemble"]
+    e = t.ensemble
     out += ("\n\nAuto weights: rating " + ", ".join(f"{n} {w:.2f}" for n, w in e["rating_mix"].items())
             + "; ranking " + ", ".join(f"{n} {w:.2f}" for n, w in e["ranking_mix"].items()) + ".")
-    rr = t.get("rerank")
+    rr = t.rerank
     if rr:
         from pakd.report.teachers import rerank_cells
         ns = list(rr["by_n"])
@@ -176,10 +179,10 @@ def teachers(folder: str) -> str:
 
 
 def fisher(folder: str) -> str:
-    f = _json(Kept(_folder(folder)).fisher_json)
+    f = load_result(Kept(_folder(folder)).fisher_json, FisherAnalysis)
     rows = []
-    for n, m in f["models"].items():
-        v, t = m["validation"], f["timings"][n]
+    for n, m in f.models.items():
+        v, t = m["validation"], f.timings[n]
 
         def cell(block, k):
             c = block.get("by_objective", {}).get(v["objective"], {})
@@ -204,15 +207,15 @@ def fisher(folder: str) -> str:
 
 
 def pakd(folder: str) -> str:
-    p = _json(Kept(_folder(folder)).pakd_json)
-    t = p["teacher"]
+    p = load_result(Kept(_folder(folder)).pakd_json, PakdExperiment)
+    t = p.teacher
     rows = [{"method": f"teacher {t['model']}", "ratio": "–",
              "params": fmt(t["params"]) + (f" (origin members {t['origin_params']:,})"
                                            if t.get("origin_params") else ""),
              "rmse": fmt(t["rmse"]), "ndcg": fmt(t["ndcg@10"]), "auc": t["auc"],
              "thr": fmt(t["throughput_rows_per_s"]), "lat": fmt(t["latency_ms_p50"], 1),
              "rss": t.get("peak_rss_mb")}]
-    for r in p["rows"]:
+    for r in p.rows:
         d = r.get("paired", {}).get("teacher", {}).get("ndcg@10")
         rows.append({
             "method": r["method"], "ratio": budget_of(r),
@@ -234,17 +237,16 @@ def pakd(folder: str) -> str:
         ("dt", "Δ NDCG@10 vs teacher (95% CI)"), ("auc", "AUC"),
         ("thr", "rows/s (×, range)"), ("lat", "top-10 ms p50 (×, range)"),
         ("rss", "peak RSS MB", 0)])
-    b = p["best_student"]
+    b = p.best_student
     return out + (f"\n\nBest student: {b.get('rule')}." if b.get("rule") else "")
 
 
 def timings(folder: str) -> str:
-    from pakd.report.summary import stage_seconds
-    t = _json(Kept(_folder(folder)).timings_json)
-    rss = t.get("peak_rss_mb", {})
-    rows = [{"stage": k, "s": v, "rss": rss.get(k)} for k, v in stage_seconds(t).items()]
+    t = load_result(Kept(_folder(folder)).timings_json, RunTimings)
+    rss = t.peak_rss_mb
+    rows = [{"stage": k, "s": v, "rss": rss.get(k)} for k, v in t.stage_seconds().items()]
     out = markdown_table(rows, [("stage", "stage"), ("s", "seconds", 1), ("rss", "peak RSS MB", 0)])
-    env = t.get("environment") or {}
+    env = t.environment or {}
     if env:
         out += "\n\nEnvironment: " + ", ".join(f"{k} {v}" for k, v in env.items()
                                                if v is not None and k != "git_commit") + "."

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .distill.budgets import budget_of
+from .results import FisherAnalysis
 from .stats import holm, pooled_paired, t_interval
 
 METRICS = ("rmse", "mae", "auc", "recall@10", "ndcg@10", "ndcg@10_rel4")
@@ -25,7 +26,7 @@ CRITERIA = ("true", "taylor", "magnitude")
 BEATS = ("taylor_vs_magnitude", "true_vs_magnitude")
 
 
-def fisher_over_seeds(reports: dict[int, dict]) -> dict:
+def fisher_over_seeds(reports: dict[int, FisherAnalysis]) -> dict:
     """Each member's damage-prediction check per seed, over seeds: Spearman measured on the
     test part (the headline: the Taylor gradient is taken on valid, so valid is in-sample
     for it; runs made before the test part was measured fall back to valid and say so in
@@ -36,7 +37,7 @@ def fisher_over_seeds(reports: dict[int, dict]) -> dict:
     ensemble_fisher_analysis.json), seeds without one left out."""
     per: dict[str, dict] = {}
     for s, report in reports.items():
-        for name, m in report["models"].items():
+        for name, m in report.models.items():
             v = m["validation"]
             obj = v["objective"]
             valid = v.get("by_objective", {}).get(obj, {})

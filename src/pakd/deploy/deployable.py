@@ -24,7 +24,8 @@ from ..errors import PakdError
 from ..limits import MAX_CATALOG_BYTES, read_input
 from ..models import RecModel, load
 from ..models.checks import read_config
-from ..rundir import RunDir, read_json
+from ..results import PakdExperiment, TeachersReport, load_result
+from ..rundir import RunDir
 
 
 @dataclass
@@ -254,8 +255,8 @@ def _run_metrics(rd: RunDir | None, stem: Path, is_ensemble: bool) -> dict:
         return {}
     row = None
     if stem == rd.best_student and rd.pakd_json.is_file():
-        row = read_json(rd.pakd_json).get("best_student")
+        row = load_result(rd.pakd_json, PakdExperiment).best_student
     elif rd.teachers_json.is_file():
-        t = read_json(rd.teachers_json)
-        row = t.get("ensemble") if is_ensemble else t.get("members", {}).get(stem.name)
+        t = load_result(rd.teachers_json, TeachersReport)
+        row = t.ensemble if is_ensemble else t.members.get(stem.name)
     return {k: row[k] for k in keys if row and k in row}

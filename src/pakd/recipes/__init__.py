@@ -18,7 +18,8 @@ from typing import Protocol
 from .. import distributed, memory
 from ..config import RunConfig
 from ..data import load_encoded
-from ..rundir import RunDir, write_json
+from ..results import RunTimings, write_result
+from ..rundir import RunDir
 from ..runtime import environment, log
 from . import distill, ensemble, fisher, report, split, teachers
 
@@ -67,10 +68,10 @@ def _stages(cfg, rd, timings, stages, t_all, main, tracker) -> str:
     for name, recipe in STAGES.items():
         if _flag(recipe, "READS_TIMINGS") and main:   # the time of all stages before it
             timings["total"] = time.perf_counter() - t_all
-            write_json(rd.timings_json, {**timings, "peak_rss_mb": {
-                n: s["peak_rss_mb"] for n, s in stages.items()},
+            write_result(rd.timings_json, RunTimings.model_validate({
+                **timings, "peak_rss_mb": {n: s["peak_rss_mb"] for n, s in stages.items()},
                 "peak_rss_per_stage": all(s["per_stage"] for s in stages.values()),
-                "environment": environment()})
+                "environment": environment()}))
         with memory.stage(stages, name):
             # under torchrun the training stages run on every rank; rank 0 alone the rest
             done = getattr(recipe, "done", None)

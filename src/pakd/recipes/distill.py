@@ -34,7 +34,8 @@ from ..evaluate import evaluate, evaluate_kept
 from ..models import load, save
 from ..prune import Pruner
 from ..report.pakd import pakd_markdown, pakd_plots, references
-from ..rundir import RunDir, read_json, write_json
+from ..results import PakdExperiment, TeachersReport, load_result, write_result
+from ..rundir import RunDir, write_json
 from ..runtime import log
 from ..scores import check_catalogue_settings, member_scores, teacher_scores
 
@@ -96,7 +97,7 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
                                     "the rest spread evenly"),
            "curves": curves, "criterion_check": check,
            "seconds": time.perf_counter() - t_start}
-    write_json(rd.pakd_json, out)
+    write_result(rd.pakd_json, PakdExperiment.model_validate(out))
     rd.write_text(rd.pakd_md, pakd_markdown(out))
     pakd_plots(out, rd)
     if best is None:
@@ -121,11 +122,12 @@ def size_targets(cfg: RunConfig, rd: RunDir, enc: Encoded) -> tuple[list, dict[s
 
 
 def _member_rows(cfg: RunConfig, rd: RunDir, enc: Encoded, ens) -> list[dict]:
-    tj = read_json(rd.teachers_json) if rd.teachers_json.is_file() else {"members": {}}
+    tj = (load_result(rd.teachers_json, TeachersReport).members
+          if rd.teachers_json.is_file() else {})
     out = []
     for n, m in ens.members.items():
-        met = tj["members"].get(n) or evaluate(m, enc, "test", **cfg.eval.kwargs(),
-                                              scores=member_scores(cfg, rd, n, m, enc))
+        met = tj.get(n) or evaluate(m, enc, "test", **cfg.eval.kwargs(),
+                                    scores=member_scores(cfg, rd, n, m, enc))
         out.append({"method": "member", "model": n, "budget": None,
                     **{k: met.get(k) for k in ROW_KEYS}, "params": m.n_params(),
                     "outputs": list(m.outputs),

@@ -19,13 +19,14 @@ from ..evaluate import baselines, evaluate_kept
 from ..models.ensemble import Ensemble
 from ..report.teachers import teachers_markdown
 from ..rerank import rerank_table
-from ..rundir import RunDir, write_json
+from ..results import TeachersReport, write_result
+from ..rundir import RunDir
 from ..runtime import log
 from ..scores import ensemble_scores, fit_auto_weights, member_scores
 from ..stats import intervals
 
 
-def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
+def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> TeachersReport:
     enc = enc or load_encoded(cfg, rd)
     ens, metas, scores = build(cfg, rd, enc)
     rd.save_ensemble(ens)
@@ -42,15 +43,14 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
     members = member_rows(cfg, rd, enc, ens, metas, scores)
     t = [m["score_seconds"] for m in members.values()]    # None: an older member unmeasured
     em["score_seconds"] = None if None in t else sum(t)
-    out = {"dataset": cfg.data.dataset, "split": rd.split_summary(),
-           "threads": torch.get_num_threads(), "members": members, "ensemble": em,
-           "baselines": baselines(enc, cfg, rd)}
-    out["rerank"] = rerank_table(cfg, enc, ens, scores, full)
+    base = baselines(enc, cfg, rd)
+    rerank = rerank_table(cfg, enc, ens, scores, full)
     origin = origin_ensemble(cfg, rd, enc, ens, scores)
-    if origin is not None:
-        out["origin_ensemble"] = origin
+    out = TeachersReport(dataset=cfg.data.dataset, split=rd.split_summary(), baselines=base,
+                         threads=torch.get_num_threads(), members=members, ensemble=em,
+                         rerank=rerank, **({} if origin is None else {"origin_ensemble": origin}))
     add_intervals(cfg, rd, out)
-    write_json(rd.teachers_json, out)
+    write_result(rd.teachers_json, out)
     rd.write_text(rd.teachers_md, teachers_markdown(out))
     log.info("ensemble: test RMSE %.4f, AUC %.4f, NDCG@10 %.4f, Recall@10 %.4f",
              em["rmse"], em["auc"], em["ndcg@10"], em["recall@10"])
@@ -73,15 +73,15 @@ def member_rows(cfg, rd, enc, ens, metas: dict, scores: dict) -> dict[str, dict]
     return members
 
 
-def add_intervals(cfg: RunConfig, rd: RunDir, out: dict) -> None:
+def add_intervals(cfg: RunConfig, rd: RunDir, out: TeachersReport) -> None:
     """95% intervals over resampled test users for every row of the table."""
     kw = dict(resamples=1000, seed=cfg.seed)
-    rows = [*out["members"].items(), ("ensemble", out["ensemble"])]
-    if "origin_ensemble" in out:
-        rows.append(("origin_ensemble", out["origin_ensemble"]))
+    rows = [*out.members.items(), ("ensemble", out.ensemble)]
+    if out.origin_ensemble is not None:
+        rows.append(("origin_ensemble", out.origin_ensemble))
     for name, row in rows:
         row["ci95"] = intervals(rd.load_per_user(name, "test"), **kw)
-    out["baselines"]["mostpop"]["ci95"] = intervals(
+    out.baselines["mostpop"]["ci95"] = intervals(
         rd.load_per_user("mostpop", "test"), metrics=("recall@10", "ndcg@10"), **kw)
 
 

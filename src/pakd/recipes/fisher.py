@@ -27,6 +27,7 @@ from ..fisher.damage import Examples
 from ..fisher.member import analyse, estimate
 from ..models.ensemble import Ensemble
 from ..report.fisher import fisher_markdown, fisher_plots
+from ..results import FisherAnalysis, FisherExperiment, write_result
 from ..rundir import RunDir, fingerprint, read_marker, write_json
 from ..runtime import log
 from ..scores import member_scores
@@ -38,7 +39,7 @@ CRITERION = ("importance of removing parameters S = 1/2 sum_S F theta^2 (diagona
 EVERY_RANK = True     # under torchrun every process trains (`pakd.recipes.Stage`)
 
 
-def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
+def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> FisherAnalysis | dict:
     enc = enc or load_encoded(cfg, rd)
     fc = cfg.fisher
     kinds = ["empirical", "true"] if fc.fisher == "both" else [fc.fisher]
@@ -70,12 +71,12 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict:
         write_json(rd.fisher_part(name), {"fingerprint": fp, "result": results[name],
                                           "seconds": timings[name]["analysis_seconds"]})
         log.info("Fisher %s: analysis and checks %.1fs", name, timings[name]["analysis_seconds"])
-    out = {"teacher": fc.teacher, "dataset": cfg.data.dataset, "focus_tasks": focus,
-           "fisher": kinds, "criterion": CRITERION, "sigma2": sigma2, "models": results,
-           "timings": timings}
-    write_json(rd.fisher_json, out)
+    out = FisherAnalysis(teacher=fc.teacher, dataset=cfg.data.dataset, focus_tasks=focus,
+                         fisher=kinds, criterion=CRITERION, sigma2=sigma2, models=results,
+                         timings=timings)
+    write_result(rd.fisher_json, out)
     exp = experiment_record(cfg, rd, out)
-    write_json(rd.fisher_experiment_json, exp)
+    write_result(rd.fisher_experiment_json, exp)
     rd.write_text(rd.fisher_md, fisher_markdown(out, experiment=exp))
     fisher_plots(out, rd)
     return out
@@ -98,13 +99,14 @@ def teachers(cfg: RunConfig, rd: RunDir) -> tuple[Ensemble | None, dict]:
     return ens, members
 
 
-def experiment_record(cfg: RunConfig, rd: RunDir, out: dict) -> dict:
+def experiment_record(cfg: RunConfig, rd: RunDir, out: FisherAnalysis) -> FisherExperiment:
     """The record beside the analysis: data, split, settings, timings and per member the
     headline figures."""
-    return {"dataset": cfg.data.dataset, "data": cfg.data.model_dump(),
+    return FisherExperiment.model_validate({
+            "dataset": cfg.data.dataset, "data": cfg.data.model_dump(),
             "split": rd.split_summary(), "settings": cfg.fisher.model_dump(),
-            "threads": torch.get_num_threads(), "seed": cfg.seed, "timings": out["timings"],
-            "sigma2": out["sigma2"],
+            "threads": torch.get_num_threads(), "seed": cfg.seed, "timings": out.timings,
+            "sigma2": out.sigma2,
             "summary": {n: {"pruning_friendliness": m["pruning_friendliness"],
                             "sensitivity": m["sensitivity"],
                             # out of sample: measured on the test part (headline_part);
@@ -113,7 +115,7 @@ def experiment_record(cfg: RunConfig, rd: RunDir, out: dict) -> dict:
                             **{f"spearman_{k}": m["validation"].get(f"spearman_{k}")
                                for k in ("empirical", "true", "taylor", "magnitude")},
                             "beats": m["validation"].get("beats", {})}
-                        for n, m in out["models"].items()}}
+                        for n, m in out.models.items()}})
 
 
 def analysis_fingerprint(cfg: RunConfig, rd: RunDir, members: dict) -> str:

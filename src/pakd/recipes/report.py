@@ -9,7 +9,9 @@ from ..report.html import write_html
 from ..report.pakd import pakd_markdown, pakd_plots, references
 from ..report.summary import summary_markdown
 from ..report.teachers import teachers_markdown
-from ..rundir import RunDir, read_json
+from ..results import (FisherAnalysis, FisherExperiment, PakdExperiment, RunTimings,
+                       TeachersReport, load_result)
+from ..rundir import RunDir
 
 
 READS_TIMINGS = True  # the run's timings are written before it (`pakd.recipes.Stage`)
@@ -17,21 +19,26 @@ READS_TIMINGS = True  # the run's timings are written before it (`pakd.recipes.S
 
 def run(cfg: RunConfig, rd: RunDir, enc=None) -> str:
     """Re-render what the stages wrote; returns the run summary (Markdown)."""
-    teachers = read_json(rd.teachers_json) if rd.teachers_json.is_file() else None
-    fisher = read_json(rd.fisher_json) if rd.fisher_json.is_file() else None
-    pakd = read_json(rd.pakd_json) if rd.pakd_json.is_file() else None
+    teachers = _load(rd.teachers_json, TeachersReport)
+    fisher = _load(rd.fisher_json, FisherAnalysis)
+    pakd = _load(rd.pakd_json, PakdExperiment)
     if teachers:
         rd.write_text(rd.teachers_md, teachers_markdown(teachers))
     if fisher:
-        exp = read_json(rd.fisher_experiment_json) if rd.fisher_experiment_json.is_file() else None
+        exp = _load(rd.fisher_experiment_json, FisherExperiment)
         rd.write_text(rd.fisher_md, fisher_markdown(fisher, experiment=exp))
         fisher_plots(fisher, rd)
     if pakd:
-        pakd["references"] = references(rd)        # peers may have run since the sweep
+        pakd.references = references(rd)        # peers may have run since the sweep
         rd.write_text(rd.pakd_md, pakd_markdown(pakd))
         pakd_plots(pakd, rd)
     write_html(rd.root)
-    timings = read_json(rd.timings_json) if rd.timings_json.is_file() else {}
+    timings = _load(rd.timings_json, RunTimings)
     text = summary_markdown(rd, teachers, fisher, pakd, timings)
     rd.write_text(rd.summary_md, text)
     return text
+
+
+def _load(path, kind):
+    """The result a stage wrote, None when that stage has not run."""
+    return load_result(path, kind) if path.is_file() else None

@@ -32,7 +32,8 @@ from ..atomic import atomic_write_text
 from ..errors import PakdError
 from ..pool import ALPHA, fisher_over_seeds, holm_verdicts, key_of, pool_row
 from ..report.seeds import seeds_markdown
-from ..rundir import RunDir, read_json, write_json
+from ..results import FisherAnalysis, PakdExperiment, load_result
+from ..rundir import RunDir, write_json
 from ..stats import POOLED_FIELDS
 
 
@@ -40,12 +41,12 @@ def seed_dir(root: str | Path, seed: int) -> Path:
     return Path(root) / f"seed-{seed}"
 
 
-def _experiment(rd: RunDir) -> dict:
+def _experiment(rd: RunDir) -> PakdExperiment:
     if not rd.pakd_json.is_file():
         raise PakdError(f"{rd.pakd_json} not found: the run of this seed has not finished its "
                         f"distill stage; run `pakd run --run {rd.root.parent} --seeds ...` again "
                         "(finished stages are kept with --resume)")
-    return read_json(rd.pakd_json)
+    return load_result(rd.pakd_json, PakdExperiment)
 
 
 def pool(root: str | Path, seeds: list[int], *, resamples: int = 1000) -> dict:
@@ -54,14 +55,14 @@ def pool(root: str | Path, seeds: list[int], *, resamples: int = 1000) -> dict:
         raise PakdError(f"--seeds lists a seed twice ({seeds}); give distinct seeds")
     runs = {s: RunDir(seed_dir(root, s)) for s in seeds}
     exps = {s: _experiment(rd) for s, rd in runs.items()}
-    teacher_name = {s: e["settings"]["teacher"] for s, e in exps.items()}
+    teacher_name = {s: e.settings["teacher"] for s, e in exps.items()}
 
     def per_user(s: int, row: dict) -> dict:
         name = teacher_name[s] if row["method"] == "teacher" else \
             row["model"] if row["method"] == "member" else Path(row["file"]).name
         return runs[s].load_per_user(name, "test")
 
-    rows_by_seed = {s: {key_of(r): r for r in [e["teacher"]] + e["members"] + e["rows"]}
+    rows_by_seed = {s: {key_of(r): r for r in [e.teacher, *e.members, *e.rows]}
                     for s, e in exps.items()}
     keys = [k for k in rows_by_seed[seeds[0]] if all(k in rows_by_seed[s] for s in seeds)]
     missing = sorted({str(k) for s in seeds for k in rows_by_seed[s]} - {str(k) for k in keys})
@@ -70,9 +71,10 @@ def pool(root: str | Path, seeds: list[int], *, resamples: int = 1000) -> dict:
     out_rows = [pool_row(k, {s: rows_by_seed[s][k] for s in seeds}, t_rows, t_users, per_user,
                          keys, rows_by_seed, resamples) for k in keys]
     holm_verdicts(out_rows, resamples)
-    fisher = {s: read_json(rd.fisher_json) for s, rd in runs.items() if rd.fisher_json.is_file()}
+    fisher = {s: load_result(rd.fisher_json, FisherAnalysis) for s, rd in runs.items()
+              if rd.fisher_json.is_file()}
     out = {"seeds": seeds, "runs": {str(s): str(rd.root) for s, rd in runs.items()},
-           "dataset": exps[seeds[0]].get("dataset"), "rows": out_rows,
+           "dataset": exps[seeds[0]].dataset, "rows": out_rows,
            "fisher": fisher_over_seeds(fisher),
            "left_out": missing, "resamples": resamples, "alpha": ALPHA,
            "pooled_fields": list(POOLED_FIELDS),

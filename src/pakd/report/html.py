@@ -13,6 +13,8 @@ import io
 import warnings
 from pathlib import Path
 
+from ..results import (FisherAnalysis, PakdExperiment, RunTimings, TeachersReport,
+                       load_result)
 from ..rundir import RunDir, read_json
 from .plots import style
 from .tables import fmt
@@ -104,12 +106,12 @@ def _ci(r: dict, m: str):
 
 def _teachers(rd: RunDir, figs: _Figures) -> str:
     import matplotlib.pyplot as plt
-    t = read_json(rd.teachers_json)
-    rows = [{**m, "model": n} for n, m in t["members"].items()]
-    rows.append({**t["ensemble"], "model": "ensemble (teacher)"})
-    if "origin_ensemble" in t:
-        rows.append({**t["origin_ensemble"], "model": "origin ensemble 0.4/0.4/0.2"})
-    for name, b in t.get("baselines", {}).items():
+    t = load_result(rd.teachers_json, TeachersReport)
+    rows = [{**m, "model": n} for n, m in t.members.items()]
+    rows.append({**t.ensemble, "model": "ensemble (teacher)"})
+    if t.origin_ensemble is not None:
+        rows.append({**t.origin_ensemble, "model": "origin ensemble 0.4/0.4/0.2"})
+    for name, b in t.baselines.items():
         if b.get("ndcg@10") is not None or b.get("rmse") is not None:
             rows.append({**b, "model": f"{name} (baseline)"})
     if rd.peers_json.is_file():
@@ -150,7 +152,7 @@ def _teachers(rd: RunDir, figs: _Figures) -> str:
     return out
 
 
-def _students(p: dict, figs: _Figures) -> str:
+def _students(p: PakdExperiment, figs: _Figures) -> str:
     import matplotlib.pyplot as plt
     rows = p["rows"]
     for r in rows:
@@ -194,7 +196,7 @@ def _students(p: dict, figs: _Figures) -> str:
     return out
 
 
-def _speed(p: dict, figs: _Figures) -> str:
+def _speed(p: PakdExperiment, figs: _Figures) -> str:
     import matplotlib.pyplot as plt
     t = p["teacher"]
     rows = [{**t, "model": f"teacher {t['model']}"}] + [
@@ -226,7 +228,7 @@ def _speed(p: dict, figs: _Figures) -> str:
     return out
 
 
-def _fisher(f: dict, figs: _Figures) -> str:
+def _fisher(f: FisherAnalysis, figs: _Figures) -> str:
     import matplotlib.pyplot as plt
     import numpy as np
     rows = []
@@ -273,7 +275,7 @@ def _fisher(f: dict, figs: _Figures) -> str:
     return out
 
 
-def _damage(f: dict | None, p: dict | None, figs: _Figures) -> str:
+def _damage(f: FisherAnalysis | None, p: PakdExperiment | None, figs: _Figures) -> str:
     import matplotlib.pyplot as plt
     from scipy.stats import rankdata
     panels = []
@@ -435,13 +437,12 @@ def _environment(rd: RunDir) -> str:
     if not rd.timings_json.is_file():
         return ('<p class="missing">No timings.json yet: the run has not reached its report '
                 "stage, so its environment and stage times are not recorded.</p>")
-    t = read_json(rd.timings_json)
-    env = t.get("environment") or {}
+    t = load_result(rd.timings_json, RunTimings)
+    env = t.environment or {}
     out = _table([{"k": k, "v": v} for k, v in env.items()], [("k", "package / setting"),
                                                              ("v", "value")])
-    from .summary import stage_seconds
-    secs = stage_seconds(t)
-    rss = t.get("peak_rss_mb") or {}
+    secs = t.stage_seconds()
+    rss = t.peak_rss_mb
     out += _table([{"stage": k, "s": v, "rss": rss.get(k)} for k, v in secs.items()],
                   [("stage", "stage"), ("s", "seconds", 1), ("rss", "peak RSS MB", 0)])
     return out
@@ -453,17 +454,17 @@ def render(root: str | Path) -> str:
     figs = _Figures()
     seeds_file = rd.root / "seeds.json"
     done = finished_stages(rd)
-    teachers = read_json(rd.teachers_json) if done["ensemble"] else None
+    teachers = load_result(rd.teachers_json, TeachersReport) if done["ensemble"] else None
     if seeds_file.is_file() and not RunDir.is_run(rd.root):
         body = _pooled_body(rd, read_json(seeds_file), figs)
     else:
         body = _run_body(rd, done, teachers, figs)
-    pakd = read_json(rd.pakd_json) if done["distill"] else None
+    pakd = load_result(rd.pakd_json, PakdExperiment) if done["distill"] else None
     title = f"pakd run — {rd.root.name}"
     nav = "".join(f'<a href="#{k}">{_e(t)}</a>' for k, t in SECTIONS)
     sections = "".join(f'<section id="{k}"><h2>{_e(t)}</h2>{body[k]}</section>'
                        for k, t in SECTIONS)
-    dataset = (teachers or pakd or {}).get("dataset", "")
+    dataset = (teachers or pakd).dataset if (teachers or pakd) else ""
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"
@@ -489,10 +490,10 @@ def _pooled_body(rd: RunDir, s: dict, figs) -> dict[str, str]:
     return body
 
 
-def _run_body(rd: RunDir, done: dict, teachers: dict | None, figs) -> dict[str, str]:
+def _run_body(rd: RunDir, done: dict, teachers: TeachersReport | None, figs) -> dict[str, str]:
     """The sections of one run's page; a stage not finished says so in its section."""
-    fisher = read_json(rd.fisher_json) if done["fisher"] else None
-    pakd = read_json(rd.pakd_json) if done["distill"] else None
+    fisher = load_result(rd.fisher_json, FisherAnalysis) if done["fisher"] else None
+    pakd = load_result(rd.pakd_json, PakdExperiment) if done["distill"] else None
     seeds_file = rd.root / "seeds.json"
     body = {"status": _status(rd, done, pakd), "settings": _settings(rd),
             "environment": _environment(rd)}
@@ -509,7 +510,7 @@ def _run_body(rd: RunDir, done: dict, teachers: dict | None, figs) -> dict[str, 
     return body
 
 
-def _status(rd: RunDir, done: dict, pakd: dict | None) -> str:
+def _status(rd: RunDir, done: dict, pakd: PakdExperiment | None) -> str:
     """Which stages finished, the dataset and split, and the best student in one line."""
     missing = [k for k, v in done.items() if not v]
     status = _table([{"stage": k, "state": "finished" if v else "missing"}
@@ -525,8 +526,8 @@ def _status(rd: RunDir, done: dict, pakd: dict | None) -> str:
                   f"{fmt(split.get('items'))} items; split {_e(split.get('method'))}, seed "
                   f"{_e(split.get('seed'))}; rows " + _e(", ".join(
                       f"{k} {fmt(v)}" for k, v in rows.items())) + ".</p>" + status)
-    if pakd and (pakd.get("best_student") or {}).get("method"):
-        b = pakd["best_student"]
+    if pakd and pakd.best_student.get("method"):
+        b = pakd.best_student
         status += (f"<p><b>Best student</b>: {_e(b['method'])} at budget "
                    f"{b['budget']}, {fmt(b.get('params'))} parameters, NDCG@10 "
                    f"{fmt(b.get('ndcg_retention_pct'), 1)}% and RMSE "

@@ -240,13 +240,14 @@ def forest_plot(res: dict, rd) -> Path:
 def references(rd) -> dict:
     """Levels the retention plot draws as lines: MostPop and the origin ensemble (from the
     ensemble stage) and the peers of `benchmarks/peers.py` when they ran on this split."""
+    from ..results import TeachersReport, load_result
     from ..rundir import read_json
     out = {}
     if rd.teachers_json.is_file():
-        t = read_json(rd.teachers_json)
-        out["MostPop"] = {"ndcg@10": t["baselines"]["mostpop"]["ndcg@10"]}
-        if "origin_ensemble" in t:
-            o = t["origin_ensemble"]
+        t = load_result(rd.teachers_json, TeachersReport)
+        out["MostPop"] = {"ndcg@10": t.baselines["mostpop"]["ndcg@10"]}
+        if t.origin_ensemble is not None:
+            o = t.origin_ensemble
             out["origin ensemble"] = {"ndcg@10": o["ndcg@10"], "rmse": o["rmse"]}
     if rd.peers_json.is_file():
         for n, m in read_json(rd.peers_json)["peers"].items():

@@ -1,15 +1,17 @@
 """The run in one table: teacher, best student, retention, speed-up, where to read more."""
 from __future__ import annotations
 
+from ..results import FisherAnalysis, PakdExperiment, RunTimings, TeachersReport
 from .tables import fmt, markdown_table
 
 
-def summary_markdown(rd, teachers: dict | None, fisher: dict | None, pakd: dict | None,
-                     timings: dict) -> str:
+def summary_markdown(rd, teachers: TeachersReport | None, fisher: FisherAnalysis | None,
+                     pakd: PakdExperiment | None, timings: RunTimings | None) -> str:
+    """RUN/summary.md from the run's results (each None when its stage has not run)."""
     lines = [f"# pakd run — {rd}", ""]
     rows = []
     if pakd:
-        t, b = pakd["teacher"], pakd["best_student"]
+        t, b = pakd.teacher, pakd.best_student
         rows.append({"what": f"teacher ({t['model']})", "params": t["params"],
                      "rmse": t["rmse"], "ndcg": t["ndcg@10"], "ndcg4": t.get("ndcg@10_rel4"),
                      "auc": t.get("auc"), "lat": t.get("latency_ms_p50")})
@@ -23,7 +25,7 @@ def summary_markdown(rd, teachers: dict | None, fisher: dict | None, pakd: dict 
                          "speed": f"{fmt(b.get('speedup_throughput'), 1)}× rows/s, "
                                   f"{fmt(b.get('speedup_latency'), 1)}× latency"})
     elif teachers:
-        e = teachers["ensemble"]
+        e = teachers.ensemble
         rows.append({"what": "teacher (ensemble)", "params": e["params"], "rmse": e["rmse"],
                      "ndcg": e["ndcg@10"], "ndcg4": e.get("ndcg@10_rel4"), "auc": e.get("auc")})
     if rows:
@@ -33,15 +35,15 @@ def summary_markdown(rd, teachers: dict | None, fisher: dict | None, pakd: dict 
             ("ret", "retention"),
             ("lat", "top-10 ms p50", 2), ("speed", "speed-up")]), "",
             "Test part; the best student is chosen on the valid part "
-            f"({pakd['best_student'].get('rule', '')})." if pakd else "Test part.", ""]
+            f"({pakd.best_student.get('rule', '')})." if pakd else "Test part.", ""]
     if timings:
         lines += ["Seconds per stage: " + ", ".join(
-            f"{k} {v:.0f}" for k, v in stage_seconds(timings).items()), ""]
-        if timings.get("peak_rss_mb"):
+            f"{k} {v:.0f}" for k, v in timings.stage_seconds().items()), ""]
+        if timings.peak_rss_mb:
             lines += ["Peak memory per stage (RSS, MB): " + ", ".join(
-                f"{k} {v:,.0f}" for k, v in timings["peak_rss_mb"].items()), ""]
-        if timings.get("environment"):
-            lines += ["Environment: " + environment_line(timings["environment"]), ""]
+                f"{k} {v:,.0f}" for k, v in timings.peak_rss_mb.items()), ""]
+        if timings.environment:
+            lines += ["Environment: " + environment_line(timings.environment), ""]
     reports = [("page", rd.report_html), ("teachers", rd.teachers_md), ("Fisher analysis", rd.fisher_md),
                ("PAKD sweep", rd.pakd_md), ("plots", rd.plots),
                ("deployable student", rd.best_student.with_suffix(".safetensors"))]
@@ -65,8 +67,3 @@ def environment_line(env: dict) -> str:
                      + ("" if lock.get("up_to_date", True) else ", out of date"))
     return ", ".join(parts)
 
-
-def stage_seconds(timings: dict) -> dict[str, float]:
-    """The seconds entries of RUN/timings.json (it also holds each stage's peak RSS)."""
-    return {k: v for k, v in timings.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 
 from ..errors import PakdError
+from ..results import FisherAnalysis, PakdExperiment, TeachersReport, load_result
 from ..rundir import RunDir, read_json
 
 INSTALL = "pip install 'pakd[track]'"
@@ -111,16 +112,16 @@ def stage_metrics(name: str, rd: RunDir, stats: dict | None = None) -> dict[str,
             put(f"member.{f.stem}", {**(m.get("fit") or {}), "params": m.get("params")},
                 ("params", "train_seconds", "best_epoch", "epochs_run"))
     elif name == "ensemble" and rd.teachers_json.is_file():
-        t = read_json(rd.teachers_json)
-        for n, m in t.get("members", {}).items():
+        t = load_result(rd.teachers_json, TeachersReport)
+        for n, m in t.members.items():
             put(f"member.{n}", m, METRICS)
-        put("ensemble", t.get("ensemble"), METRICS)
-        put("origin_ensemble", t.get("origin_ensemble"), METRICS)
-        for n, b in t.get("baselines", {}).items():
+        put("ensemble", t.ensemble, METRICS)
+        put("origin_ensemble", t.origin_ensemble, METRICS)
+        for n, b in t.baselines.items():
             put(f"baseline.{n}", b, METRICS)
     elif name == "fisher" and rd.fisher_json.is_file():
-        f = read_json(rd.fisher_json)
-        for n, m in f.get("models", {}).items():
+        f = load_result(rd.fisher_json, FisherAnalysis)
+        for n, m in f.models.items():
             v = m.get("validation", {})
             c = v.get("by_objective", {}).get(v.get("objective"), {})
             put(f"member.{n}", {"friendliness": m.get("pruning_friendliness"),
@@ -129,13 +130,13 @@ def stage_metrics(name: str, rd: RunDir, stats: dict | None = None) -> dict[str,
                                    for k in ("true", "taylor", "magnitude")}},
                 ("friendliness", "fisher_trace", "spearman_true", "spearman_taylor",
                  "spearman_magnitude"))
-            put(f"member.{n}", f.get("timings", {}).get(n), ("fisher_seconds",))
+            put(f"member.{n}", f.timings.get(n), ("fisher_seconds",))
     elif name == "distill" and rd.pakd_json.is_file():
-        p = read_json(rd.pakd_json)
-        put("teacher", p.get("teacher"), STUDENT_METRICS)
-        for r in p.get("rows", []):
-            put(f"{r['method']}.{str(r['budget']).replace('%', 'pct')}", r, STUDENT_METRICS)
-        b = p.get("best_student") or {}
+        p = load_result(rd.pakd_json, PakdExperiment)
+        put("teacher", p.teacher, STUDENT_METRICS)
+        for r in p.rows:
+            put(f"{r['method']}.{str(r.get('budget')).replace('%', 'pct')}", r, STUDENT_METRICS)
+        b = p.best_student
         if b.get("method"):
             put("best_student", b, STUDENT_METRICS + ("pruning_ratio",))
     return out
