@@ -171,3 +171,50 @@ def test_setting_a_field_validates_it():
     assert p["references"]["MostPop"]["ndcg@10"] == 0.03 and "references" in p
     with pytest.raises(ValueError):
         p.references = {"MostPop": "high"}
+
+
+def test_the_run_writes_every_result_with_its_version(pipeline_run):
+    from pakd.rundir import RunDir
+    rd = RunDir(pipeline_run)
+    for path, kind in ((rd.teachers_json, TeachersReport), (rd.pakd_json, PakdExperiment),
+                       (rd.fisher_json, FisherAnalysis), (rd.timings_json, RunTimings),
+                       (rd.fisher_experiment_json, FisherExperiment)):
+        assert json.loads(path.read_text())["schema_version"] == SCHEMA_VERSION, path
+        got = load_result(path, kind)
+        assert _same(json.loads(write_result(rd.root / "copy.json", got).read_text()),
+                     json.loads(path.read_text())), path
+    (rd.root / "copy.json").unlink()
+
+
+def _future(root: Path, rel: str, kind) -> Path:
+    """A copy of the tiny ``kind`` at ROOT/rel that says a newer pakd wrote it."""
+    path = write_result(root / rel, _tiny()[kind])
+    path.write_text(json.dumps({**json.loads(path.read_text()), "schema_version": 99}))
+    return path
+
+
+def test_readers_refuse_a_newer_file_through_the_loader(tmp_path):
+    """The report, the seeds' pooling and the docs' tables read through `load_result`: a
+    file from a newer pakd is the versioned error, not a KeyError deep in a table."""
+    import importlib.util
+
+    from pakd.recipes import report as report_recipe
+    from pakd.recipes.seeds import pool
+    from pakd.report.pakd import references
+    from pakd.rundir import RunDir
+    rd = RunDir(tmp_path / "run")
+    path = _future(rd.root, "teachers.json", TeachersReport)
+    with pytest.raises(PakdError, match=r"teachers.json has schema_version 99.*upgrade pakd"):
+        references(rd)
+    with pytest.raises(PakdError, match="schema_version 99"):
+        report_recipe.run(None, rd)
+    spec = importlib.util.spec_from_file_location(
+        "gen_results", Path(__file__).resolve().parents[1] / "docs" / "gen_results.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    with pytest.raises(PakdError, match=str(path)):
+        gen.teachers(str(rd.root))
+    _future(tmp_path / "seeds" / "seed-0", "analysis_results/pakd_experiment.json",
+            PakdExperiment)
+    with pytest.raises(PakdError, match=r"pakd_experiment.json has schema_version 99"):
+        pool(tmp_path / "seeds", [0])

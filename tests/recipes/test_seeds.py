@@ -79,10 +79,11 @@ def test_fisher_checks_are_summarised_over_seeds(pipeline_run):
     import math
 
     from pakd.pool import fisher_over_seeds
-    from pakd.rundir import RunDir, read_json
-    models = read_json(RunDir(pipeline_run).fisher_json)["models"]
-    got = fisher_over_seeds({0: read_json(RunDir(pipeline_run).fisher_json),
-                             1: read_json(RunDir(pipeline_run).fisher_json)})
+    from pakd.results import FisherAnalysis, load_result
+    from pakd.rundir import RunDir
+    report = load_result(RunDir(pipeline_run).fisher_json, FisherAnalysis)
+    models = report.models
+    got = fisher_over_seeds({0: report, 1: report})
     checked = 0
     for name, m in models.items():
         v = m["validation"]
