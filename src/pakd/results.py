@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, with_config
 from typing_extensions import Required, TypedDict
 
 from .errors import PakdError
+from .rundir import read_json, write_json
 
 SCHEMA_VERSION = 1          # what this pakd writes
 READS = (1,)                # the versions this pakd reads
@@ -200,7 +201,6 @@ R = TypeVar("R", bound=Result)
 def write_result(path: Path, obj: Result) -> Path:
     """Atomically write a result with the schema version this pakd writes. Keys never set
     are left out, so a result read and written again is the same file."""
-    from .rundir import write_json
     return write_json(path, {"schema_version": SCHEMA_VERSION,
                              **obj.model_dump(exclude_unset=True)})
 
@@ -208,7 +208,6 @@ def write_result(path: Path, obj: Result) -> Path:
 def load_result(path: Path, kind: type[R]) -> R:
     """The result in ``path`` as ``kind``; a `PakdError` naming the file for a version this
     pakd does not read or a key that is missing or of the wrong type."""
-    from .rundir import read_json
     raw = read_json(path)
     if not isinstance(raw, dict):
         raise PakdError(f"{path} is not a pakd {kind.KIND} (a JSON object was expected): "
