@@ -218,3 +218,21 @@ def test_readers_refuse_a_newer_file_through_the_loader(tmp_path):
             PakdExperiment)
     with pytest.raises(PakdError, match=r"pakd_experiment.json has schema_version 99"):
         pool(tmp_path / "seeds", [0])
+
+
+def test_a_finished_work_marker_is_reused_only_under_its_fingerprint(tmp_path):
+    from pakd.results import FisherPart, StudentRecord, load_marker
+    row = _row()
+    path = write_result(tmp_path / "x.row.json", StudentRecord(
+        fingerprint="abc", row=row, curve={"method": "fisher_kd", "history": []}))
+    got = load_marker(path, StudentRecord, "abc")
+    assert got.row["params"] == 1200 and got.row["ndcg@10"] == row["ndcg@10"]
+    assert load_marker(path, StudentRecord, "other") is None           # other settings
+    assert load_marker(tmp_path / "missing.json", StudentRecord, "abc") is None
+    raw = json.loads(path.read_text())
+    for bad in ({**raw, "schema_version": 99}, {**raw, "row": {"method": "x"}}):
+        path.write_text(json.dumps(bad))                             # newer pakd, damaged:
+        assert load_marker(path, StudentRecord, "abc") is None       # the work is redone
+    part = write_result(tmp_path / "svd.json", FisherPart(fingerprint="f", result={"a": 1},
+                                                          seconds=2.5))
+    assert load_marker(part, FisherPart, "f").seconds == 2.5

@@ -193,6 +193,26 @@ class RunTimings(Result):
         return {**(self.__pydantic_extra__ or {}), "total": self.total}
 
 
+class StudentRecord(Result):
+    """RUN/models/students/<stem>.row.json: a finished sweep student's row and curve, kept
+    under the fingerprint of its inputs (--resume reuses it under the same one)."""
+    KIND: ClassVar[str] = "finished sweep student"
+    STAGE: ClassVar[str] = "pakd distill"
+    fingerprint: str
+    row: SweepRow
+    curve: CurveEntry
+
+
+class FisherPart(Result):
+    """RUN/analysis_results/fisher_parts/<member>.json: one member's finished analysis,
+    kept under the fingerprint of its inputs."""
+    KIND: ClassVar[str] = "finished Fisher analysis part"
+    STAGE: ClassVar[str] = "pakd fisher"
+    fingerprint: str
+    result: dict[str, Any]
+    seconds: float
+
+
 # ----------------------------------------------------------------------------- the pair
 
 R = TypeVar("R", bound=Result)
@@ -229,6 +249,17 @@ def load_result(path: Path, kind: type[R]) -> R:
                         + f"; run `{kind.STAGE}` again to write it (or restore it)") from None
 
 
+def load_marker(path: Path, kind: type[R], fp: str) -> R | None:
+    """A finished piece of work (``kind`` with a ``fingerprint``) kept under ``fp``, else
+    None: missing, unreadable, from another pakd version, or made from other settings or
+    teachers - any of which means the work is done again."""
+    try:
+        got = load_result(path, kind) if Path(path).is_file() else None
+    except PakdError:
+        return None
+    return got if got is not None and got.fingerprint == fp else None
+
+
 def _problem(err: dict) -> str:
     where = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p))
                     for i, p in enumerate(err["loc"]))
@@ -238,5 +269,5 @@ def _problem(err: dict) -> str:
 
 
 __all__ = ["SCHEMA_VERSION", "READS", "Result", "TeachersReport", "PakdExperiment",
-           "FisherAnalysis", "FisherExperiment", "RunTimings", "SweepRow", "load_result",
-           "write_result"]
+           "FisherAnalysis", "FisherExperiment", "RunTimings", "SweepRow", "StudentRecord",
+           "FisherPart", "load_result", "write_result", "load_marker"]

@@ -77,16 +77,6 @@ def fingerprint(spec: dict, files: list[Path]) -> str:
                                   default=_json_default).encode()).hexdigest()
 
 
-def read_marker(path: Path, fp: str) -> dict | None:
-    """A finished-work marker (JSON holding ``fingerprint``) written under ``fp``, else None
-    (missing, unreadable, or made from other settings or teachers)."""
-    try:
-        got = read_json(path) if Path(path).is_file() else None
-    except PakdError:
-        return None
-    return got if got is not None and got.get("fingerprint") == fp else None
-
-
 # settings that decide what a run's artefacts are: a command that changes one of them on a
 # run with a split would mix two experiments in one directory (where the data lives, the
 # download cache and mirror do not change the data, so they may differ)

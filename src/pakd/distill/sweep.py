@@ -24,7 +24,8 @@ from ..errors import PakdError
 from ..evaluate import evaluate_kept
 from ..models import load, save
 from ..prune import criterion as make_criterion
-from ..rundir import RunDir, fingerprint, read_marker, write_json
+from ..results import StudentRecord, load_marker, write_result
+from ..rundir import RunDir, fingerprint
 from ..runtime import log, progress, seed_everything
 from .budgets import Budget
 from .loop import ABLATIONS, AFTER_REFERENCE, METHODS, distill
@@ -221,7 +222,7 @@ def kept_rows(rd: RunDir, jobs: list[Job], fp: str) -> dict[Job, tuple[dict, dic
         stem = rd.student(job.method, job.budget)
         if not (rd.weights(stem).is_file() and rd.per_user(stem.name, "test").is_file()):
             continue
-        got = read_marker(rd.row_of(stem), fp)
+        got = load_marker(rd.row_of(stem), StudentRecord, fp)
         if got is not None:
             got["row"]["file"] = str(stem)          # the run may have been moved since
             out[job] = (got["row"], got["curve"])
@@ -254,8 +255,8 @@ def run_sweep(ctx: Context, jobs: list[Job], waiting: list[Job]) -> list[tuple[d
             done[job] = result
             row = result[0]
             if distributed.is_main():
-                write_json(rd.row_of(row["file"]), {"fingerprint": fp, "row": row,
-                                                    "curve": result[1]})
+                write_result(rd.row_of(row["file"]),
+                             StudentRecord(fingerprint=fp, row=row, curve=result[1]))
             log.info("%-14s %-6s params %s (%.1f%% removed), test RMSE %.4f, NDCG@10 %.4f "
                      "(%.0fs)", job.method, job.budget, f"{row['params']:,}",
                      100 * row["pruning_ratio"], row["rmse"], row["ndcg@10"],

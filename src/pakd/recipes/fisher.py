@@ -27,8 +27,8 @@ from ..fisher.damage import Examples
 from ..fisher.member import analyse, estimate
 from ..models.ensemble import Ensemble
 from ..report.fisher import fisher_markdown, fisher_plots
-from ..results import FisherAnalysis, FisherExperiment, write_result
-from ..rundir import RunDir, fingerprint, read_marker, write_json
+from ..results import FisherAnalysis, FisherExperiment, FisherPart, load_marker, write_result
+from ..rundir import RunDir, fingerprint
 from ..runtime import log
 from ..scores import member_scores
 
@@ -68,8 +68,8 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> FisherAnalysi
         results[name] = analyse(cfg, enc, name, model, fishers[name], kinds, focus, only,
                                 parts, sigma2, ens, cached)
         timings[name]["analysis_seconds"] = time.perf_counter() - t0
-        write_json(rd.fisher_part(name), {"fingerprint": fp, "result": results[name],
-                                          "seconds": timings[name]["analysis_seconds"]})
+        write_result(rd.fisher_part(name), FisherPart(fingerprint=fp, result=results[name],
+                                                      seconds=timings[name]["analysis_seconds"]))
         log.info("Fisher %s: analysis and checks %.1fs", name, timings[name]["analysis_seconds"])
     out = FisherAnalysis(teacher=fc.teacher, dataset=cfg.data.dataset, focus_tasks=focus,
                          fisher=kinds, criterion=CRITERION, sigma2=sigma2, models=results,
@@ -130,5 +130,5 @@ def analysis_fingerprint(cfg: RunConfig, rd: RunDir, members: dict) -> str:
 
 def _kept_part(rd: RunDir, name: str, fp: str):
     """(analysis, seconds) of a member finished under fingerprint ``fp``, else None."""
-    got = read_marker(rd.fisher_part(name), fp)
-    return None if got is None else (got["result"], got["seconds"])
+    got = load_marker(rd.fisher_part(name), FisherPart, fp)
+    return None if got is None else (got.result, got.seconds)
