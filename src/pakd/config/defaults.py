@@ -41,10 +41,9 @@ ARCH: dict[str, dict] = {
     # LightGCN (He et al. 2020): ranking table `dim`, rating table `rate_dims`, `layers`
     # propagation steps; history (the train graph's edges) comes from the data
     "lightgcn": {"dim": 64, "rate_dims": 64, "layers": 2, "init_std": 0.05, "history": 0},
-    # SASRec (Kang & McAuley 2018): the paper's 2 blocks and 50 positions (200 ranked 0.003
-    # lower on valid); dropout 0.5 ranked 0.005 higher than the paper's 0.2 on valid, the
-    # upper edge of the values tried (benchmarks/results/2026-12-06_members/sasrec_*);
-    # history (the train items in time order) comes from the data
+    # SASRec (Kang & McAuley 2018): the paper's 2 blocks and 50 positions, dropout chosen
+    # on valid (docs/decisions.md#graph-sequence); history (the train items in time order)
+    # comes from the data
     "sasrec": {"dim": 64, "blocks": 2, "heads": 2, "head_dim": 32, "neurons": 64,
                "max_len": 50, "dropout": 0.5, "rate_dims": 64, "init_std": 0.05,
                "history": 0},
@@ -90,18 +89,14 @@ FIT: dict[str, dict] = {
                 "ranking_loss": "softmax", "negative_sampling": "popularity",
                 "monitor": "loss"},
     # LightGCN learns as SVD does: the ranking table a softmax over the whole catalogue, the
-    # rating table the MSE, each output its own best epoch (per_task). lr 0.01 and row L2
-    # 0.01 (with 2 layers, 64 dimensions) had the best valid NDCG@10 of the grids in
-    # benchmarks/results/2026-12-06_members/ (lr 0.005-0.05, L2 0.0002-0.05, 1-3 layers,
-    # 32/64/128 dimensions: 64 and 128 tie, 32 is 0.008 lower); SVD's L2 0.05 held it 0.02
-    # lower
+    # rating table the MSE, each output its own best epoch (per_task); lr and row L2 chosen
+    # on valid (docs/decisions.md#graph-sequence)
     "lightgcn": {"epochs": 40, "batch_size": 4096, "lr": 0.01, "l2": 0.01,
                  "ranking_loss": "full", "monitor": "per_task"},
     # SASRec (`pakd.train.sequence`): every next item of every train sequence against 1,024
-    # popularity negatives shared by a step (logQ-corrected); batch_size counts predicted
-    # items (positions) per step. On ml-latest-small's valid part that ranked as the whole
-    # catalogue did (best NDCG@10 0.1046 against 0.1027) at a sixth of the epoch time
-    # (benchmarks/results/2026-12-06_members/sasrec_full_catalogue.log, sasrec_max_len)
+    # popularity negatives shared by a step (logQ-corrected), which ranked as the whole
+    # catalogue did on valid in a fraction of the time (docs/decisions.md#graph-sequence);
+    # batch_size counts predicted items (positions) per step
     "sasrec": {"epochs": 40, "batch_size": 2048, "lr": 0.001, "l2": 0.05,
                "ranking_loss": "softmax", "negatives": 1024, "patience": 3},
 }
