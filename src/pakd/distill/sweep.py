@@ -6,9 +6,9 @@ Every (budget, method) student starts from the same dense student and gets the s
 epochs and batches; only the criterion and the loss change. With ``prune_from`` dense
 (the default) the pruning students with KD start from the trained dense_kd student and
 wait for it; the baselines that copy a pruned architecture (scratch, final_kd) start once
-their reference (fisher_kd at that budget) has finished. Students are trained by ``workers`` processes at once, each
-single-threaded: a student's many small steps barely use a second core, and a student
-trained on one thread equals one trained on two.
+their reference (fisher_kd at that budget) has finished. Students are trained by
+``workers`` processes at once, each single-threaded: a student's many small steps barely
+use a second core, and a student trained on one thread equals one trained on two.
 """
 from __future__ import annotations
 
