@@ -56,3 +56,31 @@ def test_a_seeds_directory_gets_the_pooled_page(tmp_path):
     page = render(root)
     assert "2 seeds (0, 1)" in page and "0.2500 ± 0.0700" in page and "93.0" in page
     assert 'href="seed-0/report.html"' in page
+
+
+def test_the_environment_reads_at_a_glance_and_keeps_the_whole_record(tmp_path):
+    """Plain values one per row (left-aligned, so a long one cannot push them out of view),
+    the CPU and lock in a few words, every package folded below with the full record."""
+    from pakd.results import RunTimings, write_result
+    from pakd.rundir import RunDir
+    rd = RunDir(tmp_path / "r")
+    rd.root.mkdir()
+    env = {"pakd": "0.1.0", "torch": "2.13.0+cpu", "torch_threads": 1, "git_dirty": False,
+           "cpu": {"model": "AMD EPYC", "flags": ["avx2", "avx512f"], "cores": 2},
+           "torch_build": {"cpu_capability": "AVX512", "blas_info": "mkl"},
+           "lock": {"file": "requirements.lock", "sha256": "01bc793b2a10ffff", "differs": {}},
+           "packages": {f"pkg{i}": f"{i}.0" for i in range(120)}}
+    write_result(rd.timings_json, RunTimings.model_validate(
+        {"split": 0.2, "teachers": 37.8, "total": 38.0, "environment": env}))
+    page = render(rd.root)
+    env_html = page[page.index('<section id="environment">'):page.index('<section id="teachers">')]
+    kv = env_html[:env_html.index("</table>")]
+    assert 'class="kv"' in kv and "table.kv td" in page
+    for cell in ("<td>2.13.0+cpu</td>", "<td>AMD EPYC, 2 cores, AVX512 kernels, BLAS mkl</td>",
+                 "<td>requirements.lock 01bc793b2a10 (installed exactly)</td>",
+                 "<td>120 installed (below)</td>"):
+        assert cell in kv
+    assert "pkg119" not in kv and "avx512f" not in kv          # folded, not in the table
+    folded = env_html[env_html.index("<details>"):env_html.index("</details>")]
+    assert "pkg119" in folded and "avx512f" in folded
+    assert "<td>37.8</td>" in env_html                           # the stage seconds too

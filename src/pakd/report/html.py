@@ -54,6 +54,7 @@ th:first-child{text-align:left}.scroll{overflow-x:auto}svg{max-width:100%;height
 .missing{color:#8d2a00;background:#fff3e0;padding:6px 10px;border-left:4px solid #ef6c00}
 .note{color:#546e7a;font-size:13px}pre{background:#f5f7f8;padding:8px;font-size:12px;
 max-height:420px;overflow:auto}.ok{color:#1b5e20}.no{color:#8d2a00}
+table.kv td,table.kv th{text-align:left;white-space:normal}
 """
 
 
@@ -61,13 +62,15 @@ def _e(x) -> str:
     return html.escape(str(x))
 
 
-def _table(rows: list[dict], cols: list[tuple]) -> str:
-    """An HTML table; cols: (key, header) or (key, header, digits); cells through `fmt`."""
+def _table(rows: list[dict], cols: list[tuple], cls: str = "") -> str:
+    """An HTML table; cols: (key, header) or (key, header, digits); cells through `fmt`;
+    ``cls`` "kv": a name/value table, its values left-aligned and wrapped."""
     head = "".join(f"<th>{_e(c[1])}</th>" for c in cols)
     body = "".join("<tr>" + "".join(
         f"<td>{_e(fmt(r.get(c[0]), c[2] if len(c) > 2 else 4))}</td>" for c in cols) + "</tr>"
         for r in rows)
-    return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'
+    attr = f' class="{cls}"' if cls else ""
+    return f'<div class="scroll"><table{attr}><tr>{head}</tr>{body}</table></div>'
 
 
 def _missing(stage: str, rd: RunDir) -> str:
@@ -123,11 +126,14 @@ def _teachers(rd: RunDir, figs: _Figures) -> str:
                         ("ndcg@10", "NDCG@10"), ("ndcg_ci", "NDCG@10 95% CI"),
                         ("recall@10", "Recall@10"), ("auc", "AUC"), ("params", "params"),
                         ("train_seconds", "train s", 1)])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.42 * len(rows) + 1.2))
+    # one row per model, shared by both panels (a model without the metric leaves its row
+    # empty there), so the labels are written once, on the left
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.42 * len(rows) + 1.2), sharey=True)
     for ax, m, label in ((axes[0], "ndcg@10", "NDCG@10 (higher is better)"),
                          (axes[1], "rmse", "RMSE (lower is better)")):
-        pts = [r for r in rows if r.get(m) is not None]
-        for y, r in enumerate(pts[::-1]):
+        for y, r in enumerate(rows[::-1]):
+            if r.get(m) is None:
+                continue
             ci = (r.get("ci95") or {}).get(m)
             teacher = r["model"].startswith("ensemble")
             color = "tab:red" if teacher else ("tab:gray" if "peer" in r["model"] or
@@ -137,9 +143,10 @@ def _teachers(rd: RunDir, figs: _Figures) -> str:
                             color=color, capsize=3)
             else:
                 ax.plot(r[m], y, "D", color=color, markerfacecolor="none")
-        ax.set_yticks(range(len(pts)), [r["model"] for r in pts[::-1]], fontsize=8)
         ax.set_xlabel(label)
         ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(rows)), [r["model"] for r in rows[::-1]], fontsize=8)
+    axes[0].set_ylim(-0.6, len(rows) - 0.4)
     fig.suptitle("Test part; bars: 95% bootstrap intervals over test users (peers: points)",
                  fontsize=9)
     out += figs.svg(fig)
@@ -259,7 +266,8 @@ def _fisher(f: FisherAnalysis, figs: _Figures) -> str:
                                  gridspec_kw={"width_ratios": [1, 2]})
         if cols:
             im = axes[0].imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
-            axes[0].set_xticks(range(len(cols)), [f"{o}\n{k}" for o, k in cols], fontsize=7)
+            axes[0].set_xticks(range(len(cols)), [f"{o} {k}" for o, k in cols], fontsize=7,
+                               rotation=45, ha="right", rotation_mode="anchor")
             fig.colorbar(im, ax=axes[0], label="log10 importance")
         axes[0].set_yticks(range(len(layers)), layers, fontsize=7)
         axes[0].set_title(f"{n}: layers × objective/Fisher", fontsize=9)
@@ -437,10 +445,27 @@ def _environment(rd: RunDir) -> str:
     if not rd.timings_json.is_file():
         return ('<p class="missing">No timings.json yet: the run has not reached its report '
                 "stage, so its environment and stage times are not recorded.</p>")
+    import json
+    from .summary import environment_line
     t = load_result(rd.timings_json, RunTimings)
     env = t.environment or {}
-    out = _table([{"k": k, "v": v} for k, v in env.items()], [("k", "package / setting"),
-                                                             ("v", "value")])
+    # the plain values one per row, the CPU, kernels and lock in a few words; the whole
+    # record (every package, CPU flag and thread pool) folded below, as timings.json has it
+    rows = [{"k": k, "v": v} for k, v in env.items()
+            if v is not None and not isinstance(v, (dict, list))]
+    cpu, build = env.get("cpu") or {}, env.get("torch_build") or {}
+    if cpu.get("model"):
+        rows.append({"k": "cpu", "v": f"{cpu['model']}, {cpu.get('cores', '?')} cores, "
+                                      f"{build.get('cpu_capability', '?')} kernels, BLAS "
+                                      f"{build.get('blas_info', '?')}"})
+    if env.get("lock"):
+        rows.append({"k": "lock", "v": environment_line({"lock": env["lock"]})})
+    if env.get("packages"):
+        rows.append({"k": "packages", "v": f"{len(env['packages'])} installed (below)"})
+    out = _table(rows, [("k", "package / setting"), ("v", "value")], cls="kv")
+    if env:
+        out += ("<details><summary>The whole record (RUN/timings.json: environment)</summary>"
+                "<pre>" + _e(json.dumps(env, indent=1, default=str)) + "</pre></details>")
     secs = t.stage_seconds()
     rss = t.peak_rss_mb
     out += _table([{"stage": k, "s": v, "rss": rss.get(k)} for k, v in secs.items()],
