@@ -31,7 +31,6 @@ from pakd.results import (FisherAnalysis, PakdExperiment, RunTimings,  # noqa: E
                           TeachersReport, load_result)
 from pakd.rundir import RunDir  # noqa: E402
 
-README_RUN = "benchmarks/results/2026-11-26_issue13_seeds"
 MARK = re.compile(r"^<!-- gen: (\S+) (\S+) -->$", re.M)
 BLOCK = re.compile(r"(<!-- gen:start (\S+) (\S+) -->\n)(.*?)(<!-- gen:end -->)", re.S)
 
@@ -67,9 +66,9 @@ def _folder(folder: str) -> Path:
 # ----------------------------------------------------------------------------- headline
 
 def headline(folder: str) -> str:
-    """The one table the README shows: the teacher, its strongest members, MostPop, and the
-    fisher_kd student at each budget - NDCG@10, RMSE, size and speed-up. A multi-seed folder
-    (seeds.json) gives means over seeds, a single run its own figures."""
+    """The one table the README shows: the teacher, its strongest members (on NDCG@10 and on
+    RMSE), and the fisher_kd student at each budget - NDCG@10, RMSE, size and speed-up. A
+    multi-seed folder (seeds.json) gives means over seeds, a single run its own figures."""
     root = _folder(folder)
     if (root / "seeds.json").is_file():
         s = _json(root / "seeds.json")
@@ -246,10 +245,10 @@ def timings(folder: str) -> str:
     rss = t.peak_rss_mb
     rows = [{"stage": k, "s": v, "rss": rss.get(k)} for k, v in t.stage_seconds().items()]
     out = markdown_table(rows, [("stage", "stage"), ("s", "seconds", 1), ("rss", "peak RSS MB", 0)])
-    env = t.environment or {}
-    if env:
-        out += "\n\nEnvironment: " + ", ".join(f"{k} {v}" for k, v in env.items()
-                                               if v is not None and k != "git_commit") + "."
+    env = {k: v for k, v in (t.environment or {}).items() if k not in ("git_commit", "packages")}
+    if env:     # the record in a few words, as summary.md gives it (the whole of it: timings.json)
+        from pakd.report.summary import environment_line
+        out += "\n\nEnvironment: " + environment_line(env) + "."
     return out
 
 
@@ -257,6 +256,66 @@ def seeds(folder: str) -> str:
     from pakd.report.seeds import seeds_markdown
     text = seeds_markdown(_json(_folder(folder) / "seeds.json"))
     return text.split("\n", 2)[2].strip()          # without its own title
+
+
+FIGURES = ("rmse", "mae", "auc", "recall@10", "ndcg@10", "params")
+
+
+def same(pair: str) -> str:
+    """Two kept runs' figures side by side (``A,B``): every test figure of the teachers, the
+    ensemble, the sweep's teacher and each student both hold (method and budget), counted
+    equal or not, with the largest difference. Speed, memory and seconds are left out."""
+    a, b = (Kept(_folder(x)) for x in pair.split(","))
+    ta, tb = (load_result(k.teachers_json, TeachersReport) for k in (a, b))
+    pa, pb = (load_result(k.pakd_json, PakdExperiment) for k in (a, b))
+    blocks = {"teachers.json": [(f"member {n}", m, tb.members.get(n)) for n, m in ta.members.items()]
+              + [("ensemble", ta.ensemble, tb.ensemble)]}
+    rows_b = {(r["method"], budget_of(r)): r for r in pb.rows}
+    blocks["pakd_experiment.json"] = [("teacher", pa.teacher, pb.teacher)] + [
+        (f"{r['method']} {budget_of(r)}", r, rows_b.get((r["method"], budget_of(r))))
+        for r in pa.rows]
+    out, only = [], []
+    for name, pairs in blocks.items():
+        n = equal = 0
+        worst = (0.0, "")
+        for what, x, y in pairs:
+            if y is None:
+                only.append(what)
+                continue
+            for k in FIGURES:
+                if x.get(k) is None or y.get(k) is None:
+                    continue
+                n += 1
+                d = abs(float(x[k]) - float(y[k]))
+                equal += d == 0
+                if d > worst[0]:
+                    worst = (d, f"{what} {k}")
+        out.append({"file": name, "n": n, "equal": equal,
+                    "worst": f"{worst[0]:.2g} ({worst[1]})" if worst[1] else "–"})
+    text = markdown_table(out, [("file", "file"), ("n", "test figures in both"),
+                                ("equal", "equal to the last bit"),
+                                ("worst", "largest difference")])
+    return text + (f"\n\nOnly in `{pair.split(',')[0]}`: {', '.join(only)}." if only else "")
+
+
+def peers(paths: str) -> str:
+    """The peers of `benchmarks/peers.py` (one or more peers.json files, ``A,B``), each once:
+    test figures, the valid figure its settings were chosen by, the settings, any at an edge."""
+    rows: dict[str, dict] = {}
+    for path in paths.split(","):
+        for name, m in _json(_folder(path))["peers"].items():
+            chosen = ("valid RMSE", m["valid_rmse"]) if "valid_rmse" in m else \
+                ("valid NDCG@10", m.get("valid_ndcg@10"))
+            rows.setdefault(name, {
+                "peer": name, **{k: m.get(k) for k in ("rmse", "mae", "recall@10", "ndcg@10")},
+                "chosen": f"{chosen[0]} {chosen[1]:.4f}" if chosen[1] is not None else "–",
+                "settings": ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}"
+                                      for k, v in (m.get("settings") or {}).items()) or "–",
+                "edge": ", ".join(m.get("at_edge") or {}) or "–"})
+    return markdown_table(list(rows.values()), [
+        ("peer", "peer"), ("rmse", "RMSE"), ("mae", "MAE"), ("recall@10", "Recall@10"),
+        ("ndcg@10", "NDCG@10"), ("chosen", "chosen by"), ("settings", "settings chosen on valid"),
+        ("edge", "at an edge")])
 
 
 # ----------------------------------------------------------------------------- benchmarks
@@ -348,7 +407,7 @@ def fuzz(path: str) -> str:
 
 
 KINDS = {"headline": headline, "teachers": teachers, "fisher": fisher, "pakd": pakd,
-         "timings": timings, "seeds": seeds, "include": include, "text": text, "scale": scale, "ml1m": ml1m,
+         "timings": timings, "seeds": seeds, "same": same, "peers": peers, "include": include, "text": text, "scale": scale, "ml1m": ml1m,
          "torchrun": torchrun, "catalogue_head": catalogue_head, "kill_resume": kill_resume,
          "fuzz": fuzz}
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 # target easy
 TEACHERS = ("svd", "xdeepfm", "autoint")
 CLOSED_FORM = ("ease", "als")              # members fitted by closed-form solves
-# a graph and a sequence member (issue 29): selectable, not default members; trained step by
+# a graph and a sequence member: selectable, not default members; trained step by
 # step like TEACHERS (after them in the seed order), but not part of the origin's three
 GRAPH_SEQUENCE = ("lightgcn", "sasrec")
 TRAINED = TEACHERS + GRAPH_SEQUENCE        # members trained step by step, in seed order

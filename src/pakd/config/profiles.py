@@ -19,7 +19,7 @@ from typing import Any
 from .defaults import DEFAULT_MEMBERS, DISTILL_FIT, FIT, GRAPH_SEQUENCE, PRUNE_EPOCHS
 
 # the evidence run trains the selectable graph and sequence members too, so that their
-# ensemble weights and costs are measured on every seed (issue 29)
+# ensemble weights and costs are measured on every seed
 FULL_MEMBERS = list(DEFAULT_MEMBERS + GRAPH_SEQUENCE)
 
 PROFILES: dict[str, dict[str, Any]] = {

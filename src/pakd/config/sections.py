@@ -142,8 +142,8 @@ class SplitConfig(Section):
 
 
 def _non_empty(what: str):
-    """A validator for a list setting that means nothing empty (issue 34: an empty list was
-    accepted, written into run.yaml, and the stage then did nothing)."""
+    """A validator for a list setting that means nothing empty (an empty list would be
+    written into run.yaml, and the stage would then do nothing)."""
     def check(v: list) -> list:
         if not v:
             raise ValueError(f"give at least one {what}")
@@ -847,6 +847,10 @@ def _seed_range(v: int) -> int:
 
 
 class RunConfig(Section):
+    """Every setting of a run: the run-wide ones below and one section per stage or model
+    (`data`, `split`, `eval`, `train`, one per member, `ensemble`, `fisher`, `student`,
+    `lightweight`, `distill`, `bench`, `tune`, `serve`, `export`). Built by `build_config`,
+    written resolved to RUN/run.yaml; `pakd config show` prints it."""
     seed: Annotated[int, AfterValidator(_seed_range)] = _f(
         0, "seed for every random choice (split, init, negatives, sampling): 0 .. 2^32-1",
         flag="--seed")
