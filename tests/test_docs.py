@@ -33,7 +33,8 @@ def test_the_cli_reference_covers_every_command():
     hook = _load("generated", ROOT / "docs" / "hooks" / "generated.py")
     ref = hook.cli_reference()
     for cmd in ("data info", "data split", "train", "ensemble", "fisher", "distill", "report",
-                "run", "recommend", "export", "serve", "config show", "tune"):
+                "run", "recommend", "export", "serve", "config show", "tune", "update",
+                "data download"):
         assert f"## pakd {cmd} " in ref
     assert "--track" in ref and "--html" in ref and "--svd-factors" in ref   # shared sections too
 
