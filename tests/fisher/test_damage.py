@@ -189,3 +189,42 @@ def test_headline_spearman_is_measured_on_the_test_part(tiny_enc):
                       magnitude, focus=["rating"], kinds=["true"], primary="rating")
     assert res["headline_part"] == "valid" and "test_part" not in res
     assert res["spearman_true"] == pytest.approx(A.spearman(true, valid))
+
+
+def _one_rated_example(enc, model):
+    """One rated valid pair, and the Gaussian variance that makes its empirical Fisher equal
+    to its curvature: the squared residual."""
+    ex = Examples.of_part(enc, "valid", 0, seed=1)
+    one = Examples(ex.user[:1], ex.item[:1], ex.y_rating[:1], ex.y_rank[:1], ex.has_rating[:1])
+    with torch.no_grad():
+        r = model(one.user, one.item).rating.double()
+    return one, float((r - one.y_rating.double()) ** 2)
+
+
+@pytest.mark.parametrize("kind, groups", [("svd", ("factors",)), ("autoint", ("dnn.0",))])
+def test_mask_taylor_is_exact_where_the_loss_is_quadratic_in_the_mask(kind, groups, tiny_enc):
+    """With one rated example, the rating NLL is quadratic in a unit's contribution, and with
+    sigma2 the squared residual the mask's Fisher is its curvature: the estimate must equal
+    the measured change, for a dot-product dimension (degree 2: user and item rows gated
+    together) and for a last-layer neuron (degree 1). A wrong degree is off by 2x or 4x."""
+    from pakd.fisher.damage import mask_taylor
+    from pakd.prune import find_group, mask_units
+    m = randomised(kind, tiny_enc)
+    one, s2 = _one_rated_example(tiny_enc, m)
+    pred = mask_taylor(m, m.structure(), one, s2, "rating")
+    with torch.no_grad():
+        o = m(one.user, one.item)
+    base = losses(o.rating.double(), o.logit.double(), one, s2)["rating"]
+    checked = 0
+    for name in groups:
+        g = find_group(m, name)
+        for u in range(g.units):
+            keep = torch.ones(g.units, dtype=torch.bool)
+            keep[u] = False
+            d = mask_units(copy.deepcopy(m), name, keep)
+            with torch.no_grad():
+                o = d(one.user, one.item)
+            change = losses(o.rating.double(), o.logit.double(), one, s2)["rating"] - base
+            assert float(pred[name][u]) == pytest.approx(change, rel=1e-6, abs=1e-10), (name, u)
+            checked += abs(change) > 1e-6
+    assert checked >= 2

@@ -17,7 +17,8 @@ from ..models.ensemble import Ensemble
 from ..prune import Taylor
 from ..runtime import log, progress
 from . import analysis as A
-from .damage import Examples, LossProbe, check_plan, check_units, loss_gradient, sigma2_of
+from .damage import (Examples, LossProbe, check_plan, check_units, loss_gradient, mask_taylor,
+                     sigma2_of)
 from .estimate import OBJECTIVES, diagonal_fisher
 
 
@@ -70,20 +71,24 @@ def estimate(cfg, rd, enc: Encoded, members: dict, ens: Ensemble | None,
 
 def taylor_tables(model, fishers: dict, groups, vex: Examples, sigma2: dict, name: str,
                   ens: Ensemble | None, kind: str) -> dict:
-    """{(objective, "taylor"): {(group, unit): predicted change}}: the held-out gradient of
-    each objective on the valid part with the ``kind`` Fisher as curvature."""
+    """{(objective, "taylor"): {(group, unit): predicted change}}: each objective's
+    second-order Taylor estimate on the valid part, in the unit's mask
+    (`pakd.fisher.damage.mask_taylor`); a group without mask sites falls back to the
+    parameter-space estimate with the ``kind`` Fisher as curvature."""
     out = {}
     for (obj, k), fisher in fishers.items():
-        if k != kind:
+        if k != kind or (obj == "ensemble" and ens is None):
             continue
-        if obj == "ensemble":
-            if ens is None:
-                continue
-            grad = loss_gradient(ens, vex, sigma2["ensemble"], "ensemble",
-                                 params=dict(model.named_parameters()))
-        else:
-            grad = loss_gradient(model, vex, sigma2[name], obj)
-        costs = Taylor(grad, fisher).scores(model)
+        through = ens if obj == "ensemble" else None
+        costs = mask_taylor(model, groups, vex, sigma2[name if through is None else obj], obj,
+                            through=through)
+        rest = [g for g in groups if g.name not in costs]
+        if rest:
+            grad = (loss_gradient(ens, vex, sigma2["ensemble"], "ensemble",
+                                  params=dict(model.named_parameters()))
+                    if through is not None else loss_gradient(model, vex, sigma2[name], obj))
+            param = Taylor(grad, fisher).scores(model)
+            costs.update({g.name: param[g.name] for g in rest})
         out[(obj, "taylor")] = {(g.name, u): float(costs[g.name][u]) for g in groups
                                 for u in range(g.units)}
     return out

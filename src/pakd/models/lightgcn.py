@@ -226,5 +226,5 @@ class LightGCN(RecModel):
             idx = torch.arange(width).unsqueeze(1)
             groups.append(Group(f"{name}_dims", "embedding_dim", width,
                                 [(f"{name}.weight", 1, idx)], acts=[(name, idx)],
-                                arch=[ArchEntry(key)], hidden=offset + idx))
+                                arch=[ArchEntry(key)], hidden=offset + idx, degree=2))
         return groups

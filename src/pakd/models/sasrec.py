@@ -302,5 +302,5 @@ class SASRec(RecModel):
         groups.append(Group("rate_dims", "mf_factor", self.rate_dims,
                             [("user_factors.weight", 1, r), ("item_factors.weight", 1, r)],
                             acts=[("user_factors", r), ("item_factors", r)],
-                            arch=[ArchEntry("rate_dims")], hidden=r))
+                            arch=[ArchEntry("rate_dims")], hidden=r, degree=2))
         return groups

@@ -1,5 +1,6 @@
-"""The default student, ``lightweight_model``: two field-aware factorisations, one per task,
-plus a small MLP on the rating side.
+"""The ID-table student, ``lightweight_model`` (the default student is the item-tower
+`pakd.models.tower`): two field-aware factorisations, one per task, plus a small MLP on the
+rating side.
 
 rating:   p_u = P[u] + mean of the user's side-field vectors, q_i likewise for the item
           rating = mu + b_u + b_i + p_u . q_i + w . MLP([p_u, q_i, p_u * q_i])

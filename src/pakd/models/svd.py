@@ -97,12 +97,13 @@ class SVD(RecModel):
         groups = [Group("factors", "mf_factor", self.factors,
                         [("user_factors.weight", 1, idx), ("item_factors.weight", 1, idx)],
                         acts=[("user_factors", idx), ("item_factors", idx)],
-                        arch=[ArchEntry("factors")], hidden=idx)]
+                        arch=[ArchEntry("factors")], hidden=idx, degree=2)]
         if self.rank_factors:
             ridx = torch.arange(self.rank_factors).unsqueeze(1)
             groups.append(Group("rank_factors", "mf_factor", self.rank_factors,
                                 [("user_rank_factors.weight", 1, ridx),
                                  ("item_rank_factors.weight", 1, ridx)],
                                 acts=[("user_rank_factors", ridx), ("item_rank_factors", ridx)],
-                                arch=[ArchEntry("rank_factors")], hidden=self.factors + ridx))
+                                arch=[ArchEntry("rank_factors")], hidden=self.factors + ridx,
+                                degree=2))
         return groups

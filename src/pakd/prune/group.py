@@ -36,6 +36,10 @@ class Group:
     ``acts``: (module name, index [units, k]) along the last dim of that module's output; a
     unit whose activations are zeroed is removed, so sum(activation * d loss / d activation)
     is the gradient of a mask on the unit.
+    ``degree``: how the model's output scales with such a mask m on every act: m^degree.
+    2 for a factor dimension on both sides of a dot product (user and item rows gated by the
+    same m), 1 otherwise; the mask Taylor predictor (`pakd.fisher.damage.mask_taylor`)
+    expands in m^degree, in which the unit's contribution is linear.
     """
     name: str
     kind: str              # embedding_dim | mf_factor | cin_map | attention_head | neuron
@@ -46,6 +50,7 @@ class Group:
     arch: list[ArchEntry] = field(default_factory=list)
     hidden: torch.Tensor | None = None
     floor: bool = True     # a group floor (`pakd.prune.select.floor_units`) applies
+    degree: int = 1
 
     def owned(self, unit: int):
         for pname, dim, idx in self.slices:
@@ -73,4 +78,4 @@ class Group:
         """The same group inside a container module (``members.svd.`` ...)."""
         return Group(prefix + self.name, self.kind, self.units,
                      [(prefix + p, d, i) for p, d, i in self.slices], self.min_units,
-                     [(prefix + m, i) for m, i in self.acts], [], None)
+                     [(prefix + m, i) for m, i in self.acts], [], None, degree=self.degree)
