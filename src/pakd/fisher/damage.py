@@ -116,6 +116,19 @@ def loss_gradient(model: RecModel, ex: Examples, sigma2: float, objective: str, 
     return acc
 
 
+def _retain_outputs(model, names: set[str], captured: list) -> list:
+    """Forward hooks that keep the named modules' outputs and their gradients."""
+    modules = dict(model.named_modules())
+
+    def hook(name):
+        def fn(mod, inp, out):
+            if out.requires_grad:
+                out.retain_grad()
+                captured.append((name, out))
+        return fn
+    return [modules[n].register_forward_hook(hook(n)) for n in names]
+
+
 def mask_taylor(model: RecModel, groups, ex: Examples, sigma2: float, objective: str, *,
                 through: RecModel | None = None, batch: int = 1024) -> dict[str, torch.Tensor]:
     """{group: predicted loss change per unit}: the second-order Taylor expansion of an
@@ -132,16 +145,8 @@ def mask_taylor(model: RecModel, groups, ex: Examples, sigma2: float, objective:
     out. ``through``: the model whose outputs the
     objective reads (the ensemble, for the ensemble objective), ``model`` inside it."""
     groups = [g for g in groups if g.acts]
-    modules, captured, unrowed = dict(model.named_modules()), [], set()
-
-    def hook(name):
-        def fn(mod, inp, out):
-            if out.requires_grad:
-                out.retain_grad()
-                captured.append((name, out))
-        return fn
-    handles = [modules[n].register_forward_hook(hook(n)) for n in {m for g in groups
-                                                                    for m, _ in g.acts}]
+    captured, unrowed = [], set()
+    handles = _retain_outputs(model, {m for g in groups for m, _ in g.acts}, captured)
     outer = through if through is not None else model
     g_sum = {g.name: torch.zeros(g.units, dtype=torch.float64) for g in groups}
     f_sum = {g.name: torch.zeros(g.units, dtype=torch.float64) for g in groups}
