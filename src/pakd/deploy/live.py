@@ -20,9 +20,9 @@ New items (a fold that `places_items`: the tower student): each keeps the clock 
 count of distinct (user, item) pairs rated since training - at which it was added (its
 exposure is the pairs rated since) and its first raters; after every ratings record the
 new items' ranking biases follow their counts and exposure (`TowerFold.new_item_bias`),
-and a new item rated by a new user is placed again by its raters
-(`TowerFold.item_from_raters`), every one of whom is then rebuilt from the moved item - so
-a user's vectors stay exactly those of a tower built from their ratings. The clock, the
+and a new item that gains a rater (one of its first `FIRST_RATINGS`) is placed again by
+its raters (`TowerFold.item_from_raters`), every one of whom is then rebuilt from the
+moved item - so a user's vectors stay exactly those of a tower built from their ratings. The clock, the
 exposures and the prior go into the saved student's catalogue (``new_items``) and a
 student grown by `pakd update` carries on from them.
 
@@ -288,9 +288,9 @@ class LiveState:
             if self.rows is not None:
                 c = self.fold.rated(idx, self.counts[idx])
                 self.rows.item_rank_bias[idx] = c
-        items, ratings = self._fold_ratings(u)
-        self.n_rated[u] = len(items)
         if self.rows is not None:
+            items, ratings = self._fold_ratings(u)
+            self.n_rated[u] = len(items)
             users = torch.tensor([u])
             p, pr, b = self.fold.users(users, torch.zeros(len(items), dtype=torch.long),
                                        torch.from_numpy(items), torch.from_numpy(ratings))
