@@ -89,9 +89,11 @@ def pipeline_run(tmp_path_factory):
 
 
 # integration tests: they train a whole run (the shared `pipeline_run`, or their own),
-# launch torchrun or export models; `make test` leaves them to `make test-slow`
+# launch torchrun or a service in a subprocess, or export models; `make test` leaves them
+# to `make test-slow`
 SLOW_FIXTURES = {"pipeline_run"}
-SLOW_FILES = {"test_distributed.py", "test_planted.py", "test_export.py"}
+SLOW_FILES = {"test_distributed.py", "test_planted.py", "test_export.py",
+              "test_reload_signal.py"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -57,14 +57,28 @@ def test_tower_fold_in_equals_towers_built_from_the_same_ratings(tiny_enc):
             rec(known, (items[0], 3.0)))                                # rated again: latest
     u_known, u_new = state.user_index(known), state.user_index("new-1")
     assert u_new == tiny_enc.n_users and state.item_index(500) == tiny_enc.n_items
-    # 1. the same as a model whose history holds the ratings (with_ratings), every vector
-    want = m.with_ratings(*state.live_ratings(), n_users=tiny_enc.n_users + 1,
-                          n_items=tiny_enc.n_items + 1,
-                          item_tokens=state._token_tensors(state.new_tokens)).frozen()
+    # 1. the same as a model whose history holds the ratings (with_ratings) and whose
+    # catalogue holds the new item as its raters placed it (the saved student), every vector
+    saved, _ = state.saved({})
+    want = saved.frozen()
     for name in ("user_rank", "user_rate", "user_bias", "item_rank", "item_rate",
                  "item_bias", "item_rank_bias"):
         torch.testing.assert_close(getattr(state.rows, name), getattr(want, name),
                                    rtol=1e-5, atol=1e-6)    # with_ratings copies via float32
+    # the trained items, and a user who rated no new item, are what with_ratings alone gives;
+    # the new item moved from its side fields (two raters, and a bias from its exposure)
+    plain = m.with_ratings(*state.live_ratings(), n_users=tiny_enc.n_users + 1,
+                           n_items=tiny_enc.n_items + 1,
+                           item_tokens=state._token_tensors(state.new_tokens)).frozen()
+    old = slice(0, tiny_enc.n_items)
+    for name in ("item_rank", "item_rate", "item_bias", "item_rank_bias"):
+        torch.testing.assert_close(getattr(state.rows, name)[old], getattr(plain, name)[old],
+                                   rtol=1e-5, atol=1e-6)
+    for name in ("user_rank", "user_rate", "user_bias"):
+        torch.testing.assert_close(getattr(state.rows, name)[u_known],
+                                   getattr(plain, name)[u_known], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(state.rows.item_rank[-1], plain.item_rank[-1], atol=1e-4)
+    assert not torch.allclose(state.rows.item_rank_bias[-1], plain.item_rank_bias[-1])
     # 2. the same as a fresh tower whose train history is built here from the ratings
     tr = tiny_enc.parts["train"]
     pairs = {(int(u), int(i)): float(r) for u, i, r in zip(tr.user, tr.item, tr.rating)}
@@ -72,9 +86,7 @@ def test_tower_fold_in_equals_towers_built_from_the_same_ratings(tiny_enc):
                   (u_new, tiny_enc.n_items): 5.0, (state.user_index(other), tiny_enc.n_items): 3.5})
     keys = sorted(pairs)
     n_users, n_items = tiny_enc.n_users + 1, tiny_enc.n_items + 1
-    none = torch.zeros(0, dtype=torch.long)
-    sd = m.with_ratings(none, none, none.double(), n_users=n_users, n_items=n_items,   # tokens
-                        item_tokens=state._token_tensors(state.new_tokens)).state_dict()
+    sd = saved.state_dict()           # the weights, tokens and the new item's row; not the history
     indptr = torch.zeros(n_users + 1, dtype=torch.long)
     indptr[1:] = torch.bincount(torch.tensor([k[0] for k in keys]), minlength=n_users).cumsum(0)
     sd.update(hist_indptr=indptr, hist_items=torch.tensor([k[1] for k in keys]),
@@ -83,7 +95,7 @@ def test_tower_fold_in_equals_towers_built_from_the_same_ratings(tiny_enc):
     counts[[0, 1, 2, n_items - 1]] += torch.tensor([1.0, 1.0, 1.0, 2.0])   # distinct new pairs
     sd["log_pop"] = torch.log1p(counts)
     fresh = TowerStudent(dataclasses.replace(m.schema, n_users=n_users, n_items=n_items),
-                         rating_mean=3.0, tables=None, **{**m.arch(), "history": len(keys)})
+                         rating_mean=3.0, tables=None, **{**saved.arch(), "history": len(keys)})
     fresh.load_state_dict(sd)
     fresh = fresh.double().eval()
     users = torch.tensor([u_known, u_new, state.user_index(other)])
@@ -185,3 +197,128 @@ def test_lightweight_fold_is_served_live_and_saved_as_an_ordinary_student(tiny_e
                                    rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(model.score_all(torch.tensor([2]))[:, :tiny_enc.n_items],
                                    m.score_all(torch.tensor([2])))   # others unchanged
+
+
+def test_no_update_scores_exactly_as_the_student(tiny_enc):
+    """Fold-in changes nothing until an update arrives: the live vectors and a student
+    saved without updates score bit for bit as the student itself."""
+    for m in (tower(tiny_enc), randomised("lightweight_model", tiny_enc)):
+        m = m.float()
+        state = LiveState(deployable(m, tiny_enc), ItemFields(tiny_enc.vocab, m.schema))
+        users = torch.arange(tiny_enc.n_users)
+        pairs = (users.repeat_interleave(tiny_enc.n_items),
+                 torch.arange(tiny_enc.n_items).repeat(tiny_enc.n_users))
+        saved, _ = state.saved({})
+        with torch.no_grad():
+            want, rating = m.score_all(users), m.predict(*pairs)
+            assert torch.equal(saved.score_all(users), want)
+            assert torch.equal(saved.predict(*pairs), rating)
+            if m.kind == "tower_student":
+                assert torch.equal(state.rows.score_all(users), want)
+                assert torch.equal(state.rows.predict(*pairs), rating)
+
+
+def test_a_new_item_starts_typical_then_follows_its_ratings_and_exposure(tiny_enc):
+    """A new item's ranking bias: its side fields' plus w log(1 + n), n the gamma-Poisson
+    estimate of its count over the train window from its ratings and exposure."""
+    m = tower(tiny_enc)
+    i = tiny_enc.n_items
+    counts = torch.arange(i).double() ** 2 % 37 + 1         # overdispersed, as real counts are
+    m.log_pop.copy_(torch.log1p(counts))
+    state = applied(LiveState(deployable(m, tiny_enc), ItemFields(tiny_enc.vocab, m.schema)),
+                    NEW_ITEM)
+    fold = state.fold
+    c = counts
+    a = c.mean() ** 2 / (c.var() - c.mean())                 # negative binomial moments
+    a, b, n = float(a), float(a / c.mean()), float(c.sum())
+    np.testing.assert_allclose(fold.prior, [a, b, n], rtol=1e-9)
+    side = fold._side[i].double()
+    w = float(m.pop_weight.detach())
+
+    def bias():
+        return float(state.rows.item_rank_bias[i])
+    assert bias() == pytest.approx(float(side) + w * np.log1p(a / b), rel=1e-5)  # the mean
+    items = tiny_enc.item_ids
+    applied(state, rec(tiny_enc.user_ids[0], (items[0], 4.0), (items[1], 4.0)))
+    assert bias() == pytest.approx(float(side) + w * np.log1p(a / (b + 2 / n)), rel=1e-5)
+    before = bias()
+    applied(state, rec(tiny_enc.user_ids[1], (500, 4.0)))    # rated soon after it arrived
+    assert state.clock == 3
+    assert bias() == pytest.approx(float(side) + w * np.log1p((a + 1) / (b + 3 / n)), rel=1e-5)
+    assert bias() > before
+
+
+def test_a_new_item_moves_toward_its_raters_by_one_newton_step(tiny_enc):
+    """The rater-based vector of a new item, by hand: one Newton step of the log-likelihood
+    that its rater is the one who rated it (users weighted by their ratings), from its side
+    fields' vector, under a Gaussian prior with the trained ID rows' second moment; the
+    rater's vector leaves the item out."""
+    m = tower(tiny_enc, user_fields=False)
+    state = applied(LiveState(deployable(m, tiny_enc), ItemFields(tiny_enc.vocab, m.schema)),
+                    NEW_ITEM)
+    i, who = tiny_enc.n_items, tiny_enc.user_ids[2]
+    applied(state, rec(who, (500, 5.0), (tiny_enc.item_ids[0], 2.0)))
+    u = state.user_index(who)
+    with torch.no_grad():
+        q_side = m.with_ratings(*state.live_ratings(), n_items=i + 1, item_tokens=state.
+                                _token_tensors(state.new_tokens))._catalogue()[0][i].numpy()
+        plain = m.with_ratings(*state.live_ratings(), n_items=i + 1,     # before it moved
+                               item_tokens=state._token_tensors(state.new_tokens)).frozen()
+        it, ra = state._fold_ratings(u)
+        keep = it != i
+        loo = m.users_from(torch.tensor([u]), torch.zeros(int(keep.sum()), dtype=torch.long),
+                           torch.from_numpy(it[keep]), torch.from_numpy(ra[keep]))[0][0].numpy()
+    W = m.rank_item.detach().numpy()
+    z = plain.user_rank.numpy() @ W
+    act = state.n_rated / state.n_rated.sum()
+    assert state.n_rated[u] == len(it)                 # train ratings and the two new
+    mean = act @ z
+    cov = (z * act[:, None]).T @ z - np.outer(mean, mean)
+    sec, n_rows = np.zeros((m.dim, m.dim)), 0
+    for t in m.buckets[:3]:                            # the trained ID rows
+        rows = np.zeros((len(t.owner), m.dim))
+        rows[:, m._pos(t.cols).numpy()] = t.weight.detach().numpy()
+        sec, n_rows = sec + rows.T @ rows, n_rows + len(t.owner)
+    q = q_side + np.linalg.solve(cov + np.linalg.inv(sec / n_rows), loo @ W - mean)
+    np.testing.assert_allclose(state.rows.item_rank[i].numpy(), q @ W.T, rtol=1e-6, atol=1e-9)
+    # the step raises the likelihood that this user is the one who rated it
+    def loglik(v):
+        s = z @ v + np.log(act)
+        return s[u] - np.log(np.exp(s - s.max()).sum()) - s.max()
+    assert loglik(q) > loglik(q_side)
+    # the rater was rebuilt from the moved item: what a tower from their ratings gives
+    with torch.no_grad():
+        p = state.fold.model.users_from(torch.tensor([u]), torch.zeros(len(it), dtype=torch.long),
+                                        torch.from_numpy(it), torch.from_numpy(ra))[0]
+    torch.testing.assert_close(state.rows.user_rank[u], p[0])
+    assert not torch.allclose(p[0], plain.user_rank[u])
+
+
+def test_a_grown_student_carries_on_as_the_live_one(tiny_enc, tmp_path):
+    """Fold some updates, save (what `pakd update` writes), load, fold the rest: the same
+    vectors as one live state that folded them all."""
+    from pakd.deploy.service import load_live
+    from pakd.models import save
+    from pakd.rundir import RunDir
+    import json
+    m = tower(tiny_enc).float()
+    items, users = tiny_enc.item_ids, tiny_enc.user_ids
+    first = [NEW_ITEM, rec(users[0], (500, 5.0), (items[1], 3.0)), rec("n1", (500, 4.0))]
+    rest = [rec(users[3], (500, 2.0), (items[4], 4.0)), rec("n2", (items[2], 1.0)),
+            {**NEW_ITEM, "item": 501}, rec(users[4], (501, 5.0), (500, 3.0))]
+    whole = applied(LiveState(deployable(m, tiny_enc), ItemFields(tiny_enc.vocab, m.schema)),
+                    *first, *rest)
+    part = applied(LiveState(deployable(m, tiny_enc), ItemFields(tiny_enc.vocab, m.schema)),
+                   *first)
+    model, catalog = part.saved({})
+    save(model, tmp_path / "grown")
+    RunDir.catalog_of(tmp_path / "grown").write_text(json.dumps(catalog))
+    grown = load_live(tmp_path / "grown")
+    assert grown.clock == part.clock and grown.exposed == part.exposed
+    torch.testing.assert_close(grown.rows.item_rank_bias, part.rows.item_rank_bias)
+    applied(grown, *rest)
+    assert grown.item_ids == whole.item_ids and grown.user_ids == whole.user_ids
+    for name in ("user_rank", "user_rate", "user_bias", "item_rank", "item_rate",
+                 "item_bias", "item_rank_bias"):
+        torch.testing.assert_close(getattr(grown.rows, name), getattr(whole.rows, name),
+                                   rtol=1e-4, atol=1e-5)

@@ -9,7 +9,8 @@ and the accuracy the run measured for it.
 A student written by `pakd update` carries more in its catalogue (`CATALOG_EXTRAS`): the
 run it grew from (its split still gives the seen items, wherever the student is saved),
 the ratings folded in since (seen too), the item fields' vocabularies, the lineage (which
-update logs belong to it) and which update-log records it holds.
+update logs belong to it), which update-log records it holds, and how its new items were
+placed (``new_items``: `pakd.deploy.live`).
 """
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ class Deployable:
 
 
 # what a catalogue may hold beside IDs and titles (written by `pakd update`)
-CATALOG_EXTRAS = ("fields", "run", "lineage", "updates", "added_ratings")
+CATALOG_EXTRAS = ("fields", "run", "lineage", "updates", "added_ratings", "new_items")
 
 
 def _stem(path: Path) -> Path:
@@ -183,6 +184,18 @@ def _extras_ok(extras: dict) -> bool:
                 and len(added["user"]) == len(added["item"]) == len(added["rating"])
                 and all(isinstance(r, (int, float)) and not isinstance(r, bool)
                         for r in added["rating"])):
+            return False
+    new = extras.get("new_items")
+    if new is not None:
+        num = (int, float)
+        if not (isinstance(new, dict) and isinstance(new.get("clock", 0), int)
+                and isinstance(new.get("exposed", []), list)
+                and all(isinstance(e, list) and len(e) == 2 and isinstance(e[1], int)
+                        for e in new.get("exposed", []))
+                and isinstance(new.get("table"), (int, type(None)))
+                and isinstance(new.get("prior", []), list) and len(new.get("prior", [])) in (0, 3)
+                and all(isinstance(x, num) and not isinstance(x, bool) and x > 0
+                        for x in new.get("prior", []))):
             return False
     return (isinstance(extras.get("fields", {}), dict)
             and isinstance(extras.get("run", ""), str)

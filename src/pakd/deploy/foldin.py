@@ -8,8 +8,10 @@ how a new item's follow from its side fields, against the frozen rest of the mod
 
 - ``tower_student``: a user *is* the items they rated (`TowerStudent.users_from`), so a
   new or refreshed user is exact - the vectors a model whose history holds those ratings
-  (`TowerStudent.with_ratings`) gives them; a new item is its side fields, and every
-  rating adds to its item's popularity term.
+  (`TowerStudent.with_ratings`) gives them; every rating adds to its item's popularity
+  term. A new item starts as its side fields and is placed by its first ratings
+  (`TowerFold.item_from_raters`, `TowerFold.new_item_bias`): a row of its own in a bucket
+  of new items (`TowerFold.table`), so that the saved student holds it too.
 - ``lightweight_model`` (a user ID table): closed-form least squares against the frozen
   item side (`LightweightFold.solve`): the rating vector and bias by ridge regression of
   the ratings on the items' rating vectors, the ranking vector by one Newton step of the
@@ -19,6 +21,16 @@ how a new item's follow from its side fields, against the frozen rest of the mod
 
 `Fold.saved` writes the fold into an ordinary student of the same kind (what `pakd update`
 saves: `pakd export` and `pakd serve` take it like any other).
+
+Why new items need more than their side fields: the tower student's ranking leans on its
+popularity term w log(1 + n_i), and a film added a minute ago has n_i = 0 - below every
+trained item, so it never reached anyone's top-10 (temporal replay, docs/live.md). Its
+count is not comparable with a trained item's: those counted ratings over the whole train
+window, the new item only since it was added. `new_item_bias` estimates the count it would
+have over a window as long, from its ratings and its exposure (the ratings anyone gave
+since it was added), shrunk toward a prior fitted to the trained items' counts
+(gamma-Poisson). Its vector moves from the side fields' toward the users who rated it
+(`item_from_raters`).
 """
 from __future__ import annotations
 
@@ -32,6 +44,7 @@ from ..models.tower import FrozenTower
 ROW_NAMES = ("user_rank", "user_rate", "user_bias", "item_rank", "item_rate", "item_bias",
              "item_rank_bias")
 USER_CHUNK = 1024          # new users' room is made this many at a time (one model copy)
+FIRST_RATINGS = 50         # a new item's vector follows its first this many raters, then stays
 
 
 class LiveRows(FrozenTower):
@@ -84,6 +97,7 @@ class Fold:
     """The model-specific part of fold-in (see the module docstring)."""
 
     model: RecModel
+    places_items = False       # new items placed by their ratings (`item_from_raters`)
 
     def rows(self) -> LiveRows:  # pragma: no cover - per kind
         raise NotImplementedError
@@ -116,27 +130,40 @@ class Fold:
         return None
 
     def saved(self, live: tuple[torch.Tensor, torch.Tensor, torch.Tensor], *, n_users: int,
-              n_items: int, item_tokens: dict[str, torch.Tensor], ratings_of) -> RecModel:
+              n_items: int, item_tokens: dict[str, torch.Tensor], ratings_of,
+              rows: LiveRows | None = None) -> RecModel:
         """The student as it was loaded with every fold applied, as an ordinary model of its
         kind: ``live`` the new ratings (the latest of each pair), ``item_tokens`` the new
         items' tokens in order, ``ratings_of(users)`` every rating of those users, as
-        (position in ``users``, item, rating)."""
+        (position in ``users``, item, rating); ``rows`` the live vectors (the new items'
+        placement, for a fold that `places_items`)."""
         raise NotImplementedError  # pragma: no cover
 
 
 class TowerFold(Fold):
-    """``tower_student``: users from their ratings through the trained maps (exact)."""
+    """``tower_student``: users from their ratings through the trained maps (exact); new
+    items from their side fields, then from their first ratings (module docstring)."""
+
+    places_items = True
 
     def __init__(self, model: TowerStudent):
         self.model = self._base = model.eval()
         pop = model.log_pop.double()
         self._counts = torch.expm1(pop).round()
         self._static = None          # ranking bias without the popularity term
+        self.table: int | None = None          # the bucket of new items' rows, once made
+        self.prior = self._fit_prior(self._counts)
+        self._basis = None
 
+    # ------------------------------------------------------------------ the users
     @torch.no_grad()
     def rows(self) -> LiveRows:
         f = self.model.frozen()
         self._static = (f.item_rank_bias - self.model.pop_weight.detach() * self.model.log_pop)
+        self._side = self._static.clone()      # new items: without the placement saved
+        if self.table is not None and self.table < len(self.model.buckets):
+            t = self.model.buckets[self.table]
+            self._side[t.owner] -= t.bias[:, 1].detach()
         return LiveRows(self.model, f.user_rank, f.user_rate, f.user_bias, f.item_rank,
                         f.item_rate, f.item_bias, f.item_rank_bias)
 
@@ -155,6 +182,43 @@ class TowerFold(Fold):
             self.model = self.model.with_ratings(empty, empty, empty.float(),
                                                  n_users=n_users + USER_CHUNK)
 
+    # ------------------------------------------------------------------ new items
+    @staticmethod
+    def _fit_prior(counts: torch.Tensor) -> list[float]:
+        """(a, b, N): a gamma prior Gamma(a, b) of an item's rating count over a window of
+        N ratings (the train window), by the moments of the trained items' counts
+        (negative binomial: var = mean + mean^2 / a)."""
+        c = counts.double()
+        c = c[c > 0] if bool((c > 0).any()) else torch.ones(1, dtype=torch.float64)
+        mean, var = float(c.mean()), float(c.var()) if len(c) > 1 else 0.0
+        a = mean * mean / max(var - mean, 1e-6 * mean)
+        return [a, a / mean, float(c.sum())]
+
+    def resume(self, record: dict) -> None:
+        """Carry on a student grown by `pakd update`: its bucket of new items and the prior
+        it was placed with (``record``: its catalogue's ``new_items``)."""
+        table = record.get("table")
+        if table is not None and 0 <= int(table) < len(self.model.buckets):
+            self.table = int(table)
+        if len(record.get("prior") or []) == 3:
+            self.prior = [float(x) for x in record["prior"]]
+
+    def record(self) -> dict:
+        return {"table": self.table, "prior": self.prior}
+
+    @torch.no_grad()
+    def new_item_bias(self, items: torch.Tensor, counts: torch.Tensor,
+                      exposure: torch.Tensor) -> torch.Tensor:
+        """Ranking biases of the new ``items`` with ``counts`` ratings, ``exposure`` ratings
+        (by anyone) after each was added: c = its side fields' bias + w log(1 + n), n the
+        count it would have over the train window - the posterior mean of a gamma-Poisson
+        rate, (a + count) / (b + exposure / N) - so a fresh item starts as a typical one and
+        one rated by many soon after it arrived ranks like a popular one."""
+        a, b, n = self.prior
+        n_eff = (a + counts.double()) / (b + exposure.double() / n)
+        w = self.model.pop_weight.detach().double()
+        return (self._side[items].double() + w * torch.log1p(n_eff)).to(self._static.dtype)
+
     @torch.no_grad()
     def add_items(self, tokens, n_new):
         m = self.model
@@ -162,11 +226,83 @@ class TowerFold(Fold):
         empty = torch.zeros(0, dtype=torch.long)
         self.model = m = m.with_ratings(empty, empty, empty.float(), n_items=n0 + n_new,
                                         item_tokens=tokens)
+        self._grow_table(torch.arange(n0, n0 + n_new))
         q, b, c = m._catalogue()
         new = slice(n0, n0 + n_new)
         static = c[new] - m.pop_weight * m.log_pop[new]
         self._static = torch.cat([self._static, static])
+        self._side = torch.cat([self._side, static])
         return (q[new] @ m.rank_item.T, q[new] @ m.rate_item.T, b[new], c[new])
+
+    def _grow_table(self, items: torch.Tensor) -> None:
+        """Zero rows for ``items`` in the bucket of new items (made on the first one: a
+        full-width table of the model's space, after the trained buckets)."""
+        m = self.model
+        if self.table is None:
+            self.table = len(m.buckets)
+            m.buckets.append(_table(m, 0))
+        old = m.buckets[self.table]
+        t = _table(m, len(old.owner) + len(items))
+        t.weight[:len(old.owner)] = old.weight
+        t.bias[:len(old.owner)] = old.bias
+        t.owner[:len(old.owner)] = old.owner
+        t.owner[len(old.owner):] = items
+        m.buckets[self.table] = t
+
+    @torch.no_grad()
+    def _prior_basis(self):
+        """(V, 1/lambda): the eigenvectors and inverse eigenvalues of the trained ID rows'
+        second moment in item space (the spread of items around their side fields: the
+        prior of a new item's vector around its side fields' one); directions no trained
+        row uses are left out (a new item does not move there)."""
+        if self._basis is None:
+            m = self._base
+            dim = m.dim
+            sec = torch.zeros(dim, dim, dtype=torch.float64)
+            n = 0
+            for b, t in enumerate(m.buckets):
+                if b == self.table or not len(t.owner):
+                    continue
+                w = torch.zeros(len(t.owner), dim, dtype=torch.float64)
+                w[:, m._pos(t.cols)] = t.weight.double()
+                sec += w.T @ w
+                n += len(t.owner)
+            lam, vec = torch.linalg.eigh(sec / max(n, 1))
+            keep = lam > 1e-9 * max(float(lam.max()), 1e-300)
+            self._basis = (vec[:, keep], 1.0 / lam[keep])
+        return self._basis
+
+    @torch.no_grad()
+    def item_from_raters(self, item: int, raters: torch.Tensor, pos: torch.Tensor,
+                         other: torch.Tensor, rating: torch.Tensor, user_rank: torch.Tensor,
+                         activity: torch.Tensor):
+        """Place new ``item`` by the users who rated it: one Newton step, from its side
+        fields' vector, of the log-likelihood that these users - among all, weighted by how
+        many ratings each gave (``activity``) - are the ones who rated it, under the
+        student's own ranking score (user . item in item space), with a Gaussian prior
+        around the side fields' vector whose covariance is the trained ID rows'
+        (`_prior_basis`). The raters' vectors leave the item out (as training leaves the
+        predicted pair out of a user's history): ``pos``, ``other``, ``rating`` are their
+        other ratings. Writes the item's row and returns (k, kr, b_i) of the item."""
+        m = self.model
+        w_rank = m.rank_item.detach().double()
+        z_all = user_rank.double() @ w_rank                       # users in item space
+        p_raters, _, _ = m.users_from(raters, pos, other, rating)
+        z = p_raters.double() @ w_rank
+        a = activity.double()
+        a = a / a.sum().clamp(min=1e-300)
+        mean = a @ z_all
+        cov = (z_all * a[:, None]).T @ z_all - torch.outer(mean, mean)
+        g = (z - mean).sum(0)
+        vec, inv_lam = self._prior_basis()
+        h = len(raters) * vec.T @ cov @ vec + torch.diag(inv_lam)
+        dq = vec @ torch.linalg.solve(h, vec.T @ g)
+        t = m.buckets[self.table]
+        row = int((t.owner == item).nonzero()[0, 0])
+        with torch.no_grad():
+            t.weight[row] = dq[m._pos(t.cols)].to(t.weight.dtype)
+        q, b, _ = m._catalogue()
+        return q[item] @ m.rank_item.T, q[item] @ m.rate_item.T, b[item]
 
     @torch.no_grad()
     def rated(self, items, counts):
@@ -175,9 +311,24 @@ class TowerFold(Fold):
                 * torch.log1p(counts.double()).float()).to(self._static.dtype)
 
     @torch.no_grad()
-    def saved(self, live, *, n_users, n_items, item_tokens, ratings_of):
+    def saved(self, live, *, n_users, n_items, item_tokens, ratings_of, rows=None):
+        """The base student with the ratings in its history (`TowerStudent.with_ratings`),
+        and the bucket of new items: their rows as placed here, each ranking bias set so
+        that the saved student ranks them as the live one does."""
         out = self._base.with_ratings(*live, n_users=n_users, n_items=n_items,
                                       item_tokens=item_tokens)
+        if self.table is not None:
+            t = self.model.buckets[self.table]
+            mine = _table(out, len(t.owner))
+            mine.load_state_dict(t.state_dict())
+            if self.table < len(out.buckets):
+                out.buckets[self.table] = mine
+            else:
+                out.buckets.append(mine)
+            if rows is not None and len(t.owner):
+                mine.bias[:, 1] = 0.0
+                _, _, c = out._catalogue()
+                mine.bias[:, 1] = rows.item_rank_bias[t.owner] - c[t.owner]
         return _with_ids(out, n_users)
 
 
@@ -279,7 +430,7 @@ class LightweightFold(Fold):
         return qk[new], q[new], b[new], c[new]
 
     @torch.no_grad()
-    def saved(self, live, *, n_users, n_items, item_tokens, ratings_of):
+    def saved(self, live, *, n_users, n_items, item_tokens, ratings_of, rows=None):
         """A lightweight student whose user ID rows hold the folded users' solved vectors
         (the pooled vector minus the user's side fields: the side stays as trained)."""
         out = _grown_lightweight(self._base, n_users=n_users, n_items=n_items,
@@ -298,6 +449,16 @@ class LightweightFold(Fold):
                 bw = out.bias.emb["user_id"].weight
                 bw[tok, 0] = bias - (side_b - bw[tok, 0])
         return out.eval()
+
+
+def _table(model: TowerStudent, rows: int):
+    """An empty ID table of ``rows`` rows across the model's whole space (zeros)."""
+    from ..models.tower import Table
+    t = Table(rows, len(model.space), True, 0.0).to(model.rank_user.dtype)
+    with torch.no_grad():
+        t.weight.zero_()
+        t.cols.copy_(model.space)
+    return t
 
 
 def _with_ids(model: RecModel, n_users: int) -> RecModel:

@@ -16,8 +16,19 @@ graphs), plus:
 - ``saved()``: the model and catalogue of an ordinary student holding every update (what
   `pakd update` writes).
 
-With ``vectors=False`` only the bookkeeping is done (`pakd update` needs no vectors until
-it saves). `replay` applies a log's records to a state.
+New items (a fold that `places_items`: the tower student): each keeps the clock - the
+count of distinct (user, item) pairs rated since training - at which it was added (its
+exposure is the pairs rated since) and its first raters; after every ratings record the
+new items' ranking biases follow their counts and exposure (`TowerFold.new_item_bias`),
+and a new item that gains a rater (one of its first `FIRST_RATINGS`) is placed again by
+its raters (`TowerFold.item_from_raters`), every one of whom is then rebuilt from the
+moved item - so a user's vectors stay exactly those of a tower built from their ratings. The clock, the
+exposures and the prior go into the saved student's catalogue (``new_items``) and a
+student grown by `pakd update` carries on from them.
+
+With ``vectors=False`` only the bookkeeping is done (`pakd update` on a student whose
+new items need no vectors until it saves: ``vectors=None`` chooses). `replay` applies a
+log's records to a state.
 
 `Updater` is the service's writer: it owns the `LiveState` the service answers from and
 the `UpdateLog` behind it. An update (`Updater.submit`) is checked against the model first
@@ -51,7 +62,7 @@ from ..limits import short
 from ..runtime import log
 from .deployable import Deployable
 from .features import ItemFields
-from .foldin import fold_for
+from .foldin import FIRST_RATINGS, fold_for
 from .graphs import TorchGraphs
 from .updatelog import UpdateLog, lineage
 from .updates import UpdateError
@@ -59,10 +70,12 @@ from .updates import UpdateError
 
 class LiveState:
     def __init__(self, dep: Deployable, fields: ItemFields | None, *, k: int = 100,
-                 vectors: bool = True):
+                 vectors: bool | None = True):
         self.dep, self.fields = dep, fields
         self.model = dep.model
         self.fold = fold_for(dep.model)
+        if vectors is None:           # the placement of new items follows the order of updates
+            vectors = self.fold.places_items
         self.user_ids, self.item_ids = list(dep.user_ids), list(dep.item_ids)
         self.titles = list(dep.titles)
         self._users = {str(u): n for n, u in enumerate(self.user_ids)}
@@ -88,9 +101,30 @@ class LiveState:
         np.cumsum(np.bincount(u.numpy(), minlength=self.n_base_users), out=self._hist_indptr[1:])
         order = np.argsort(u.numpy(), kind="stable")
         self._hist_items, self._hist_ratings = i.numpy()[order], r.numpy()[order].astype(np.float32)
+        self.n_rated = np.diff(self._hist_indptr)         # ratings per user (the activity)
         self.counts = self.fold.base_counts()
+        self.clock = 0                   # distinct (user, item) pairs rated since training
+        self.exposed: dict[int, int] = {}        # new item -> the clock when it was added
+        self.raters: dict[int, list[int]] = {}   # new item -> its raters, while it has few
+        self._exposed_t = None
+        grown = dep.catalog.get("new_items")
+        if grown and self.fold.places_items:
+            self._resume(grown)
         self.rows = self.fold.rows() if vectors else None
         self.graphs = TorchGraphs(self.rows, k) if vectors else None
+
+    def _resume(self, grown: dict) -> None:
+        """A student grown by `pakd update`: its new items' exposure and the clock."""
+        self.fold.resume(grown)
+        self.clock = int(grown.get("clock", 0))
+        for item, at in grown.get("exposed", []):
+            i = self.item_index(item)
+            if i is not None:
+                self.exposed[i] = int(at)
+        hu, hi = np.repeat(np.arange(self.n_base_users), self.n_rated), self._hist_items
+        for i in self.exposed:
+            if float(self.counts[i]) < FIRST_RATINGS:
+                self.raters[i] = hu[hi == i].tolist()
 
     # ------------------------------------------------------------------ what the service reads
     @property
@@ -231,6 +265,7 @@ class LiveState:
             u = len(self.user_ids)
             self.user_ids.append(rec["user"])
             self._users[str(rec["user"])] = u
+            self.n_rated = np.append(self.n_rated, 0)
             if self.rows is not None:
                 self.fold.add_users(len(self.user_ids))
                 self.rows.resize(len(self.user_ids), len(self.item_ids))
@@ -241,6 +276,12 @@ class LiveState:
             if i not in mine:
                 new_pairs.append(i)
             mine[i] = float(rating)
+        self.clock += len(new_pairs)
+        placed = []
+        for i in new_pairs:
+            if i in self.raters:
+                self.raters[i].append(u)
+                placed.append(i)
         if new_pairs and self.counts is not None:
             idx = torch.tensor(new_pairs, dtype=torch.long)
             self.counts.index_add_(0, idx, torch.ones(len(idx), dtype=self.counts.dtype))
@@ -249,10 +290,62 @@ class LiveState:
                 self.rows.item_rank_bias[idx] = c
         if self.rows is not None:
             items, ratings = self._fold_ratings(u)
+            self.n_rated[u] = len(items)
             users = torch.tensor([u])
             p, pr, b = self.fold.users(users, torch.zeros(len(items), dtype=torch.long),
                                        torch.from_numpy(items), torch.from_numpy(ratings))
             self.rows.set_users(users, p, pr, b)
+            for i in placed:
+                self._place(i)
+            if self.exposed:
+                new, at = self._exposed_tensors()
+                self.rows.item_rank_bias[new] = self.fold.new_item_bias(
+                    new, self.counts[new], self.clock - at)
+        for i in placed:
+            if float(self.counts[i]) >= FIRST_RATINGS:
+                del self.raters[i]                     # placed for good
+
+    def _exposed_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(new items, the clock when each was added), kept until an item is added."""
+        if self._exposed_t is None or len(self._exposed_t[0]) != len(self.exposed):
+            self._exposed_t = (torch.tensor(list(self.exposed), dtype=torch.long),
+                               torch.tensor(list(self.exposed.values()), dtype=torch.float64))
+        return self._exposed_t
+
+    def _refold(self, users: list[int]) -> None:
+        """Rebuild ``users``' vectors from exactly their ratings (`_fold_ratings`)."""
+        pos, items, ratings = self._ratings_of(users)
+        idx = torch.tensor(users, dtype=torch.long)
+        p, pr, b = self.fold.users(idx, pos, items, ratings)
+        self.rows.set_users(idx, p, pr, b)
+
+    def _ratings_of(self, users: list[int], without: int | None = None):
+        """(position in ``users``, item, rating) of every rating of ``users`` (but item
+        ``without``)."""
+        pos, items, ratings = [], [], []
+        for k, user in enumerate(users):
+            it, ra = self._fold_ratings(user)
+            if without is not None:
+                keep = it != without
+                it, ra = it[keep], ra[keep]
+            pos.append(np.full(len(it), k))
+            items.append(it)
+            ratings.append(ra)
+        return (torch.from_numpy(np.concatenate(pos)).long(),
+                torch.from_numpy(np.concatenate(items)).long(),
+                torch.from_numpy(np.concatenate(ratings)).float())
+
+    def _place(self, i: int) -> None:
+        """New item ``i`` placed again by its raters (`TowerFold.item_from_raters`), and
+        they rebuilt from it."""
+        raters = self.raters[i]
+        pos, other, ratings = self._ratings_of(raters, without=i)
+        n = len(self.user_ids)
+        k, kr, b = self.fold.item_from_raters(
+            i, torch.tensor(raters, dtype=torch.long), pos, other, ratings,
+            self.rows.user_rank[:n], torch.from_numpy(self.n_rated[:n]))
+        self.rows.item_rank[i], self.rows.item_rate[i], self.rows.item_bias[i] = k, kr, b
+        self._refold(raters)
 
     def _add_item(self, rec: dict) -> None:
         i = len(self.item_ids)
@@ -262,9 +355,16 @@ class LiveState:
         self.new_tokens.append(rec["tokens"])
         if self.counts is not None:
             self.counts = torch.cat([self.counts, torch.zeros(1, dtype=self.counts.dtype)])
+        if self.fold.places_items:
+            self.exposed[i] = self.clock
+            self.raters[i] = []
         if self.rows is not None:
             k, kr, b, c = self.fold.add_items(self._token_tensors([rec["tokens"]]), 1)
             self.rows.resize(len(self.user_ids), len(self.item_ids))
+            if self.fold.places_items:
+                idx = torch.tensor([i])
+                c = self.fold.new_item_bias(idx, self.counts[idx],
+                                            torch.zeros(1, dtype=torch.float64))
             self.rows.set_items(torch.tensor([i]), k, kr, b, c)
 
     def _token_tensors(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
@@ -295,19 +395,11 @@ class LiveState:
         live = self.live_ratings()
 
         def ratings_of(users: torch.Tensor):
-            pos, items, ratings = [], [], []
-            for k, user in enumerate(users.tolist()):
-                it, ra = self._fold_ratings(user)
-                pos.append(np.full(len(it), k))
-                items.append(it)
-                ratings.append(ra)
-            return (torch.from_numpy(np.concatenate(pos)).long(),
-                    torch.from_numpy(np.concatenate(items)).long(),
-                    torch.from_numpy(np.concatenate(ratings)).float())
+            return self._ratings_of(users.tolist())
 
         model = self.fold.saved(live, n_users=len(self.user_ids), n_items=len(self.item_ids),
                                 item_tokens=self._token_tensors(self.new_tokens),
-                                ratings_of=ratings_of)
+                                ratings_of=ratings_of, rows=self.rows)
         old = self.dep.catalog.get("added_ratings") or {"user": [], "item": [], "rating": []}
         run = self.dep.run.root.resolve() if self.dep.run is not None else None
         catalog = {"user_ids": self.user_ids, "item_ids": self.item_ids, "titles": self.titles,
@@ -317,6 +409,9 @@ class LiveState:
                        "item": old["item"] + [self.item_ids[x] for x in live[1].tolist()],
                        "rating": old["rating"] + [float(x) for x in live[2].tolist()]},
                    "updates": updates}
+        if self.exposed:
+            catalog["new_items"] = {**self.fold.record(), "clock": self.clock, "exposed": [
+                [self.item_ids[i], at] for i, at in self.exposed.items()]}
         if run is not None:
             catalog["run"] = str(run)
         if self.fields is not None:

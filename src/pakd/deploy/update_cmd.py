@@ -68,7 +68,7 @@ def update(model: str | Path, out: str | Path, *, ratings: str | Path | None = N
             fields = item_fields_of(dep)
         except PakdError:
             fields = None
-    state = LiveState(dep, fields, vectors=False)
+    state = LiveState(dep, fields, vectors=None)   # vectors when new items need them
     before = (len(state.user_ids), len(state.item_ids))
     updates = dict(dep.catalog.get("updates") or {})
     if log is not None:
