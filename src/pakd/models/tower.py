@@ -174,7 +174,8 @@ class TowerStudent(RecModel):
 
     def train(self, mode: bool = True):
         self._step = None
-        self.__dict__.pop("_memo", None)
+        if mode:                      # training: the inference memo goes (eval() keeps it)
+            self.__dict__.pop("_memo", None)
         return super().train(mode)
 
     def load_state_dict(self, *args, **kwargs):
@@ -197,7 +198,12 @@ class TowerStudent(RecModel):
         mistaken for another at a reused address). None in training or under autograd."""
         if self.training or torch.is_grad_enabled():
             return None
-        tensors = [*self.parameters(), *self.buffers()]
+        tensors, stack = [], [self]           # every parameter and buffer, walked cheaply
+        while stack:
+            m = stack.pop()
+            tensors += [t for t in (*m._parameters.values(), *m._buffers.values())
+                        if t is not None]
+            stack += [c for c in m._modules.values() if c is not None]
         versions = [t._version for t in tensors]
         inference = torch.is_inference_mode_enabled()
         memo = self.__dict__.get("_memo")
