@@ -46,10 +46,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(model: str, state: Path, port: int, threads: int, timeout: float = 600.0) -> tuple:
+# `pakd serve` with uvicorn's HTTP implementation forced (uvicorn takes httptools when it is
+# installed): only to compare the two (benchmarks/http_parser.py)
+FORCED_HTTP = ("import sys, uvicorn; http = sys.argv.pop(1); init = uvicorn.Config.__init__; "
+               "uvicorn.Config.__init__ = lambda self, *a, **k: init(self, *a, **{**k, "
+               "'http': http}); from pakd.cli import main; sys.exit(main())")
+
+
+def start(model: str, state: Path, port: int, threads: int, timeout: float = 600.0,
+          http: str = "auto") -> tuple:
     """(process, seconds to the first 200 from /healthz)."""
-    cmd = [sys.executable, "-m", "pakd.cli", "serve", "--model", model, "--port", str(port),
-           "--state", str(state), "--rate-limit", "0", "--threads", str(threads), "-q"]
+    cmd = [sys.executable, "-m", "pakd.cli"] if http == "auto" else \
+        [sys.executable, "-c", FORCED_HTTP, http]
+    cmd += ["serve", "--model", model, "--port", str(port), "--state", str(state),
+            "--rate-limit", "0", "--threads", str(threads), "-q"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     while time.perf_counter() - t0 < timeout:
