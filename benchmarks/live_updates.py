@@ -5,8 +5,9 @@ measures, in order:
 
 1. update latency: one client posting one rating at a time (a known or new user, a random
    item), then ten at a time; latency per request and per rating, p50/p99;
-2. ``--clients`` connections asking /recommend as fast as they are answered, alone and
-   while one more streams updates: /recommend p50/p99, update p99, errors;
+2. one connection, then ``--clients`` connections, asking /recommend as fast as they are
+   answered, alone and while one more streams updates: /recommend p50/p99, update p99,
+   errors;
 3. reload under load: the same readers while /admin/reload is called every 0.5 s: failed
    requests (anything but 200) and reloads done;
 4. kill -9 during a stream of updates (four writers, each update a fresh user's single
@@ -15,9 +16,11 @@ measures, in order:
    restart's time to /healthz with the log replayed is reported beside a fresh start.
 
     .venv/bin/python benchmarks/live_updates.py --model RUN/models/students/NAME \
-        --out benchmarks/results/<date>_live
+        --out benchmarks/results/<date>_live [--threads 1]
 
-Client and server share the machine's cores: the figures are a floor for the server.
+Client and server share the machine's cores: the figures are a floor for the server. The
+server's torch threads (``--threads``, default 1) and the load average before and after are
+recorded with the figures.
 """
 from __future__ import annotations
 
@@ -43,10 +46,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(model: str, state: Path, port: int, timeout: float = 600.0) -> tuple:
+# `pakd serve` with uvicorn's HTTP implementation forced (uvicorn takes httptools when it is
+# installed): only to compare the two (benchmarks/http_parser.py)
+FORCED_HTTP = ("import sys, uvicorn; http = sys.argv.pop(1); init = uvicorn.Config.__init__; "
+               "uvicorn.Config.__init__ = lambda self, *a, **k: init(self, *a, **{**k, "
+               "'http': http}); from pakd.cli import main; sys.exit(main())")
+
+
+def start(model: str, state: Path, port: int, threads: int, timeout: float = 600.0,
+          http: str = "auto") -> tuple:
     """(process, seconds to the first 200 from /healthz)."""
-    cmd = [sys.executable, "-m", "pakd.cli", "serve", "--model", model, "--port", str(port),
-           "--state", str(state), "--rate-limit", "0", "-q"]
+    cmd = [sys.executable, "-m", "pakd.cli"] if http == "auto" else \
+        [sys.executable, "-c", FORCED_HTTP, http]
+    cmd += ["serve", "--model", model, "--port", str(port), "--state", str(state),
+            "--rate-limit", "0", "--threads", str(threads), "-q"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     while time.perf_counter() - t0 < timeout:
@@ -200,17 +213,20 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--updates", type=int, default=500)
+    ap.add_argument("--threads", type=int, default=1, help="the server's torch threads")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     from pakd.deploy.deployable import load_deployable
     dep = load_deployable(args.model)
     users, items = dep.user_ids, dep.item_ids
-    result = {"model": args.model, "users": len(users), "items": len(items)}
+    result = {"model": args.model, "users": len(users), "items": len(items),
+              "threads": args.threads, "cpus": os.cpu_count(),
+              "load_average_before": [round(x, 2) for x in os.getloadavg()]}
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp) / "state"
         port = free_port()
-        proc, result["fresh_start_s"] = start(args.model, state, port)
+        proc, result["fresh_start_s"] = start(args.model, state, port, args.threads)
         token = (state / "token").read_text().strip()
         try:
             asyncio.run(update_latency(port, token, users, items, 50, 1))          # warm-up
@@ -218,6 +234,8 @@ def main() -> int:
                                                             args.updates, 1))
             result["update_10"] = asyncio.run(update_latency(port, token, users, items,
                                                              args.updates // 5, 10))
+            result["recommend_one_client"] = asyncio.run(readers_with(
+                port, token, users, items, 1, args.seconds, "alone"))
             result["recommend_alone"] = asyncio.run(readers_with(
                 port, token, users, items, args.clients, args.seconds, "alone"))
             result["recommend_under_updates"] = asyncio.run(readers_with(
@@ -230,7 +248,7 @@ def main() -> int:
             proc.wait()
         records = sum(1 for _ in open(state / "updates.log", "rb")) - 1
         port = free_port()
-        proc, restart_s = start(args.model, state, port)
+        proc, restart_s = start(args.model, state, port, args.threads)
         try:
             lost = 0
             with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
@@ -246,6 +264,7 @@ def main() -> int:
                            "log_records_after_kill": records,
                            "restart_with_replay_s": restart_s,
                            "fresh_start_s": result["fresh_start_s"]}
+    result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     (out / "live_updates.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0

@@ -267,3 +267,81 @@ def test_a_run_student_takes_updates(pipeline_run, tmp_path):
     assert seen and not seen & {x["item"] for x in client.get(
         "/recommend", params={"user": 5, "k": 20}).json()["items"]}
     updater.close()
+
+
+def _rating(user, item, r=4.0):
+    return {"type": "ratings", "user": user, "ratings": [[item, r]]}
+
+
+def test_concurrent_updates_share_fsyncs_and_each_is_logged_and_in_effect(saved, tmp_path):
+    """Group commit: twenty requests at once - the first commits itself, the rest are
+    batched behind it - each answered once its record is on disk and in effect, in one
+    order on disk and in seq."""
+    import asyncio
+    updater = open_updater(saved, tmp_path / "state", k=20)
+    appends = []
+    append = updater.log.append
+    updater.log.append = lambda recs: (appends.append(len(recs)), append(recs))[1]
+
+    async def go():
+        return await asyncio.gather(*(updater.submit(_rating(f"g{n}", 100 + n % 30))
+                                      for n in range(20)))
+    done = asyncio.run(go())
+    assert [d["seq"] for d in done] == list(range(1, 21))
+    assert sum(appends) == 20 and 1 < len(appends) < 20       # batched, not one each
+    on_disk = (tmp_path / "state" / LOG_NAME).read_text().splitlines()[1:]
+    assert [json.loads(line[9:])["user"] for line in on_disk] == [f"g{n}" for n in range(20)]
+    for n in range(20):
+        u = updater.state.user_index(f"g{n}")
+        assert u is not None and updater.state.item_index(100 + n % 30) in updater.state.seen(u)
+    updater.close()
+
+
+def test_a_failed_write_changes_nothing_and_the_next_update_goes_through(saved, tmp_path):
+    import asyncio
+    from pakd.deploy.updates import UpdateError
+    updater = open_updater(saved, tmp_path / "state", k=20)
+    append = updater.log.append
+
+    def full(recs):
+        raise OSError(28, "No space left on device")
+    updater.log.append = full
+    with pytest.raises(UpdateError, match="No space left") as e:
+        asyncio.run(updater.submit(_rating("f1", 101)))
+    assert e.value.status == 503 and updater.state.user_index("f1") is None
+    assert updater.seq == 0 and updater._committer is None
+    updater.log.append = append
+    assert asyncio.run(updater.submit(_rating("f1", 101)))["seq"] == 1
+    assert updater.state.user_index("f1") is not None
+    updater.close()
+
+
+def test_a_cancelled_request_still_finishes_the_batch_it_was_committing(saved, tmp_path):
+    """The committing request is cancelled while its fsync runs: its record and the one
+    queued behind it are still logged and applied, and the other request is answered."""
+    import asyncio
+    import threading
+    updater = open_updater(saved, tmp_path / "state", k=20)
+    append, release = updater.log.append, threading.Event()
+
+    def slow(recs):
+        release.wait(5)
+        append(recs)
+    updater.log.append = slow
+
+    async def go():
+        first = asyncio.ensure_future(updater.submit(_rating("c1", 101)))
+        await asyncio.sleep(0.05)                  # the first is in its fsync
+        second = asyncio.ensure_future(updater.submit(_rating("c2", 102)))
+        await asyncio.sleep(0)
+        first.cancel()
+        await asyncio.sleep(0.05)
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        return await second
+    assert asyncio.run(go())["seq"] == 2
+    assert [r["user"] for r in updater.log.records] == ["c1", "c2"]
+    assert updater.state.user_index("c1") is not None
+    assert updater.state.user_index("c2") is not None
+    updater.close()

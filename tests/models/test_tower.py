@@ -194,3 +194,81 @@ def test_a_new_user_folds_in_from_their_ratings_without_training(tiny_enc):
     start = int(again.hist_indptr[4])
     row = again.hist_items[start:int(again.hist_indptr[5])]
     assert float(again.hist_ratings[start + int((row == i[mine][0]).nonzero()[0])]) == 5.0
+
+
+def _uncached(fn):
+    """``fn()`` through the plain path: under autograd the inference memo is not used."""
+    with torch.enable_grad():
+        out = fn()
+    return out.detach() if isinstance(out, torch.Tensor) else out
+
+
+def _scores_equal_uncached(m, batches, pairs):
+    for users in batches:
+        with torch.inference_mode():
+            cached = m.score_all(users)
+        assert torch.equal(cached, _uncached(lambda: m.score_all(users)))
+    u, i = pairs
+    with torch.inference_mode():
+        out = m(u, i)
+    want = _uncached(lambda: m(u, i))
+    assert torch.equal(out.rating, want.rating.detach())
+    assert torch.equal(out.logit, want.logit.detach())
+    with torch.inference_mode():        # every user's ranking and, for items 0-4, ratings
+        users = torch.arange(m.schema.n_users)
+        items = torch.arange(5)
+        rated = m.predict(users.repeat_interleave(5), items.repeat(len(users))).view(-1, 5)
+        return torch.cat([m.score_all(users), rated], 1)
+
+
+def test_inference_memo_scores_equal_uncached_exactly_and_never_go_stale(tiny_enc):
+    """The memo (the catalogue, its ranking vectors, each user's aggregates) gives exactly
+    the scores of the plain path, whichever batches filled it, and follows every change of
+    the weights or the histories: an in-place edit, load_state_dict, a rating update."""
+    m = tower(tiny_enc)
+    g = torch.Generator().manual_seed(0)
+    n = tiny_enc.n_users
+    batches = [torch.tensor([3]), torch.tensor([5, 3, 0]), torch.arange(n).flip(0),
+               torch.randperm(n, generator=g)[: n // 2]]
+    pairs = (torch.randint(0, n, (300,), generator=g),
+             torch.randint(0, tiny_enc.n_items, (300,), generator=g))
+    before = _scores_equal_uncached(m, batches, pairs)
+    assert m._memo["users"][3].all()                   # filled: the memo is in use
+    with torch.no_grad():                              # an optimiser-like in-place step
+        m.rank_user.add_(0.25)
+    after = _scores_equal_uncached(m, batches, pairs)
+    assert not torch.equal(before, after)
+    other = tower(tiny_enc, seed=1)
+    m.load_state_dict(other.state_dict())
+    loaded = _scores_equal_uncached(m, batches, pairs)
+    assert torch.equal(loaded, _scores_equal_uncached(other, batches, pairs))
+    assert not torch.equal(loaded, after)
+    # a rating update: user 3's history changes in place, then through with_ratings
+    start = int(m.hist_indptr[3])
+    with torch.no_grad():
+        m.hist_ratings[start] = 5.0 if m.hist_ratings[start] < 3 else 1.0
+    changed = _scores_equal_uncached(m, batches, pairs)
+    assert not torch.equal(changed[3], loaded[3]) and torch.equal(changed[4], loaded[4])
+    grown = m.with_ratings(torch.tensor([3, n]), torch.tensor([1, 2]),
+                           torch.tensor([4.5, 2.0]), n_users=n + 1)
+    now = _scores_equal_uncached(grown, batches + [torch.tensor([n, 3])], pairs)
+    assert not torch.equal(now[3], changed[3])
+    # training drops the memo; eval builds it again from the trained weights; under
+    # no_grad (not inference mode) it is kept the same way
+    m.train()
+    assert "_memo" not in m.__dict__
+    m.eval()
+    _scores_equal_uncached(m, batches, pairs)
+    with torch.no_grad():
+        assert torch.equal(m.score_all(batches[1]), _uncached(lambda: m.score_all(batches[1])))
+        m.rank_item.mul_(2.0)
+        assert torch.equal(m.score_all(batches[1]), _uncached(lambda: m.score_all(batches[1])))
+    # a tensor replaced by a new one (version 0, like the one it replaces) is seen too
+    fresh = tower(tiny_enc, seed=2)
+    with torch.inference_mode():
+        old = fresh.score_all(batches[1])
+    fresh.log_pop = fresh.log_pop * 2 + 1
+    with torch.inference_mode():
+        new = fresh.score_all(batches[1])
+    assert not torch.equal(old, new)
+    assert torch.equal(new, _uncached(lambda: fresh.score_all(batches[1])))

@@ -482,7 +482,7 @@ class Updater:
         self.loaded_at = time.time()
         self._pending: list[tuple[dict, dict, asyncio.Future]] = []
         self._pending_items: set[str] = set()
-        self._committer: asyncio.Task | None = None
+        self._committer: asyncio.Task | str | None = None    # "inline": a request commits
         self._lock: asyncio.Lock | None = None
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pakd-log")
         self._reloading = False
@@ -498,7 +498,10 @@ class Updater:
         return self._lock
 
     async def submit(self, record: dict) -> dict:
-        """Check, log (fsync), apply; the checked record once it is in effect."""
+        """Check, log (fsync), apply; the checked record once it is in effect. With no
+        commit under way this request commits the queue itself: a commit task of its own
+        would cost two more turns of the event loop (start it, be woken by it), each behind
+        every queued read under load. What queues meanwhile is committed by a task."""
         checked = self.state.check(record)
         if checked["type"] == "item":
             key = str(checked["item"])
@@ -509,47 +512,77 @@ class Updater:
         entry["t"] = round(time.time(), 3)
         fut = asyncio.get_running_loop().create_future()
         self._pending.append((entry, checked, fut))
-        if self._committer is None or self._committer.done():
-            self._committer = asyncio.ensure_future(self._commit())
+        if self._committer is None:
+            self._committer = "inline"
+            try:
+                cancelled = await self._commit_batch()
+            finally:
+                self._committer = None
+                if self._pending:
+                    self._committer = asyncio.ensure_future(self._commit())
+            if cancelled:
+                raise asyncio.CancelledError
         return await fut
 
     async def _commit(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._pending:
-            batch, self._pending = self._pending, []
-            async with self._lock_():
-                for entry, _, _ in batch:
-                    self.seq += 1
-                    entry["seq"] = self.seq
+        """The commit task: batches until the queue is empty."""
+        try:
+            while self._pending:
+                await self._commit_batch()
+        finally:
+            self._committer = None
+
+    async def _commit_batch(self) -> bool:
+        """Every queued record in one append and one fsync (in the log's thread, so the
+        event loop keeps answering reads while the disk works), then applied in order, each
+        request answered after its own; True when the calling task was cancelled meanwhile
+        - the batch is finished all the same (its records may be on disk)."""
+        batch, self._pending = self._pending, []
+        cancelled = False
+        async with self._lock_():
+            for entry, _, _ in batch:
+                self.seq += 1
+                entry["seq"] = self.seq
+            written = self._io.submit(self.log.append, [e for e, _, _ in batch])
+            while not written.done():
                 try:
-                    await loop.run_in_executor(self._io, self.log.append, [e for e, _, _ in batch])
-                except OSError as e:
-                    self.seq -= len(batch)
-                    for entry, checked, fut in batch:
-                        self._pending_items.discard(str(checked.get("item")))
-                        if not fut.done():
-                            fut.set_exception(UpdateError(
-                                f"the update log could not be written ({e.strerror or e}); "
-                                "nothing was changed: try again later", 503))
-                    continue
+                    await asyncio.wrap_future(written)
+                except asyncio.CancelledError:
+                    cancelled = True
+                except Exception:                   # noqa: BLE001 - read from written below
+                    break
+            failed = written.exception()
+            if failed is not None:
+                self.seq -= len(batch)
                 for entry, checked, fut in batch:
                     self._pending_items.discard(str(checked.get("item")))
-                    try:
-                        if checked["type"] == "item" and self.state.item_index(
-                                checked["item"]) is not None:
-                            pass                     # added meanwhile by a replay: nothing to do
-                        else:
-                            self.state.apply(checked)
-                    except Exception as e:           # pragma: no cover - a bug: logged
-                        log.error("update %s logged but not applied: %s: %s", entry["seq"],
-                                  type(e).__name__, e)
-                        if not fut.done():
-                            fut.set_exception(UpdateError(
-                                f"update {entry['seq']} was logged but could not be applied "
-                                f"({type(e).__name__}); it is applied on the next restart", 500))
-                        continue
                     if not fut.done():
-                        fut.set_result({**checked, "seq": entry["seq"]})
+                        fut.set_exception(UpdateError(
+                            f"the update log could not be written "
+                            f"({getattr(failed, 'strerror', None) or failed}); nothing was "
+                            "changed: try again later", 503))
+                return cancelled
+            for entry, checked, fut in batch:
+                self._apply_logged(entry, checked, fut)
+        return cancelled
+
+    def _apply_logged(self, entry: dict, checked: dict, fut: asyncio.Future) -> None:
+        self._pending_items.discard(str(checked.get("item")))
+        try:
+            if checked["type"] == "item" and self.state.item_index(checked["item"]) is not None:
+                pass                                 # added meanwhile by a replay: nothing to do
+            else:
+                self.state.apply(checked)
+        except Exception as e:                       # pragma: no cover - a bug: logged
+            log.error("update %s logged but not applied: %s: %s", entry["seq"],
+                      type(e).__name__, e)
+            if not fut.done():
+                fut.set_exception(UpdateError(
+                    f"update {entry['seq']} was logged but could not be applied "
+                    f"({type(e).__name__}); it is applied on the next restart", 500))
+            return
+        if not fut.done():
+            fut.set_result({**checked, "seq": entry["seq"]})
 
     async def reload(self) -> dict:
         """Load the student again, replay the log onto it and swap it in (module docstring);

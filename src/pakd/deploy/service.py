@@ -28,7 +28,7 @@ import json
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +86,60 @@ def _items(served: Served, idx: np.ndarray, scores: np.ndarray) -> list[dict]:
             for i, s in zip(idx, scores) if np.isfinite(s)]
 
 
+@dataclass
+class _Shared:
+    """What the routes of one app share: the served models (the student is swapped by a
+    reload), the metrics, the updater, the limits and the teacher's thread pool. One object
+    passed to each route group, so the groups stay small functions of their own."""
+    models: dict
+    metrics: ServiceMetrics
+    updater: Updater | None
+    fallback: str | None
+    max_batch: int
+    pool: ThreadPoolExecutor
+    page_html: str
+    started: float = field(default_factory=time.time)
+
+    @property
+    def body_limit(self) -> int:
+        return 64 * self.max_batch + 4096        # ~40 bytes a pair is generous
+
+    def served_now(self) -> None:
+        """The gauges that describe the served student, set again after a swap."""
+        s, metrics, updater = self.models["student"].dep, self.metrics, self.updater
+        metrics.users.set(len(s.user_ids))
+        metrics.items.set(len(s.item_ids))
+        if updater is not None:
+            metrics.served(s.name, s.kind, updater.version, updater.state.lineage,
+                           updater.generation)
+            metrics.log_records.set(len(updater.log.records))
+            metrics.log_bytes.set(updater.log.bytes)
+        else:
+            metrics.served(s.name, s.kind, "", "", 1)
+
+    async def reload_logged(self) -> dict | None:
+        """A reload (/admin/reload or SIGHUP), counted and logged when refused."""
+        from ..runtime import log
+        try:
+            out = await self.updater.reload()
+            self.metrics.reloads.labels("done").inc()
+            self.served_now()
+            return out
+        except PakdError as e:
+            self.metrics.reloads.labels("refused").inc()
+            log.error("reload refused: %s", e)
+            raise
+
+
+def _check_options(fallback, max_batch: int, rate_limit: float) -> None:
+    if fallback not in (None, "popular"):
+        raise PakdError(f"fallback must be 'popular' or none, got {fallback!r}")
+    if max_batch < 1:
+        raise PakdError(f"max batch must be at least 1, got {max_batch}")
+    if rate_limit < 0:
+        raise PakdError(f"the rate limit must be 0 (none) or positive, got {rate_limit}")
+
+
 def create_app(student: Served | None, teacher: Served | None = None, *,
                fallback: str | None = None, max_batch: int = 1000,
                token: BearerToken | None = None, allowed_hosts: set[str] | None = None,
@@ -98,12 +152,7 @@ def create_app(student: Served | None, teacher: Served | None = None, *,
     ``workers``: threads that compute the teacher's answers. ``updater`` (`Updater`):
     live updates and reloads - the student is its state then - which need ``write_token``
     (or ``token``)."""
-    if fallback not in (None, "popular"):
-        raise PakdError(f"fallback must be 'popular' or none, got {fallback!r}")
-    if max_batch < 1:
-        raise PakdError(f"max batch must be at least 1, got {max_batch}")
-    if rate_limit < 0:
-        raise PakdError(f"the rate limit must be 0 (none) or positive, got {rate_limit}")
+    _check_options(fallback, max_batch, rate_limit)
     write_token = write_token or token
     if updater is not None and write_token is None:
         raise PakdError("live updates need a bearer token: give --token-file, or a --state "
@@ -112,59 +161,52 @@ def create_app(student: Served | None, teacher: Served | None = None, *,
         student = Served(updater.state, updater.state.graphs, "student")
     app = FastAPI(title="pakd recommender", version=__version__, docs_url=None,
                   redoc_url=None, openapi_url="/openapi.json" if docs else None)
-    page_html = PAGE.read_text()
-    metrics = ServiceMetrics()
+    shared = _Shared(models={"student": student, **({"teacher": teacher} if teacher else {})},
+                     metrics=ServiceMetrics(), updater=updater, fallback=fallback,
+                     max_batch=max_batch, page_html=PAGE.read_text(),
+                     pool=ThreadPoolExecutor(max_workers=max(1, workers),
+                                             thread_name_prefix="pakd-teacher"))
     app.add_middleware(Guard, token=token, write_token=write_token,
                        allowed_hosts=allowed_hosts,
                        limiter=RateLimiter(rate_limit) if rate_limit else None,
-                       headers=security_headers(page_html))
-    app.add_middleware(Counted, metrics=metrics)
-    models = {"student": student, **({"teacher": teacher} if teacher else {})}
-    started = time.time()
-    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="pakd-teacher")
-    app.router.on_shutdown.append(lambda: pool.shutdown(wait=False))
-    max_k = student.graphs.k
-
-    def served_now() -> None:
-        s = models["student"].dep
-        metrics.users.set(len(s.user_ids))
-        metrics.items.set(len(s.item_ids))
-        if updater is not None:
-            metrics.served(s.name, s.kind, updater.version, updater.state.lineage,
-                           updater.generation)
-            metrics.log_records.set(len(updater.log.records))
-            metrics.log_bytes.set(updater.log.bytes)
-        else:
-            metrics.served(s.name, s.kind, "", "", 1)
-
+                       headers=security_headers(shared.page_html))
+    app.add_middleware(Counted, metrics=shared.metrics)
+    app.router.on_shutdown.append(lambda: shared.pool.shutdown(wait=False))
     if updater is not None:
-        def swapped(state):
-            models["student"] = Served(state, state.graphs, "student")
-        updater.on_swap = swapped
-        app.router.on_shutdown.append(updater.close)
+        _follow_updater(app, shared)
+    shared.served_now()
+    _error_handlers(app)
+    _read_routes(app, shared)
+    _recommend_route(app, shared, student.graphs.k)
+    _score_route(app, shared)
+    _catalogue_routes(app, shared)
+    _write_routes(app, shared)
+    _admin_routes(app, shared)
+    _page_routes(app, shared, docs)
+    return app
 
-        async def sighup():
-            import signal
-            try:
-                asyncio.get_running_loop().add_signal_handler(
-                    signal.SIGHUP, lambda: asyncio.ensure_future(reload_logged()))
-            except (ValueError, RuntimeError, NotImplementedError):   # not the main thread
-                pass
-        app.router.on_startup.append(sighup)
-    served_now()
 
-    async def reload_logged() -> dict | None:
-        from ..runtime import log
+def _follow_updater(app: FastAPI, shared: _Shared) -> None:
+    """A reload swaps the served student; SIGHUP reloads; shutdown closes the log."""
+    updater = shared.updater
+
+    def swapped(state):
+        shared.models["student"] = Served(state, state.graphs, "student")
+    updater.on_swap = swapped
+    app.router.on_shutdown.append(updater.close)
+
+    async def sighup():
+        import signal
         try:
-            out = await updater.reload()
-            metrics.reloads.labels("done").inc()
-            served_now()
-            return out
-        except PakdError as e:
-            metrics.reloads.labels("refused").inc()
-            log.error("reload refused: %s", e)
-            raise
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGHUP, lambda: asyncio.ensure_future(shared.reload_logged()))
+        except (ValueError, RuntimeError, NotImplementedError):   # not the main thread
+            pass
+    app.router.on_startup.append(sighup)
 
+
+def _error_handlers(app: FastAPI) -> None:
+    """Every error, FastAPI's own included, answers with the service's one error body."""
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
         where = "; ".join(f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg')}"
@@ -186,15 +228,21 @@ def create_app(student: Served | None, teacher: Served | None = None, *,
         log.debug("traceback", exc_info=exc)
         return error(500, f"internal error: {type(exc).__name__}")
 
+
+def _read_routes(app: FastAPI, shared: _Shared) -> None:
+    """What a monitor or a client asks about the service: liveness, the models, metrics,
+    the user IDs."""
+    models, updater = shared.models, shared.updater
+
     @app.get("/healthz")
     async def healthz():
-        return _json({"status": "ok", "uptime_s": round(time.time() - started, 1)})
+        return _json({"status": "ok", "uptime_s": round(time.time() - shared.started, 1)})
 
     @app.get("/metadata")
     async def metadata():
         out = {name: s.describe() for name, s in models.items()} | {
-            "max_batch": max_batch, "fallback": fallback, "version": __version__,
-            "live_updates": updater is not None}
+            "max_batch": shared.max_batch, "fallback": shared.fallback,
+            "version": __version__, "live_updates": updater is not None}
         if updater is not None:
             out["student"] |= {"model_version": updater.version,
                                "generation": updater.generation,
@@ -204,15 +252,21 @@ def create_app(student: Served | None, teacher: Served | None = None, *,
     @app.get("/metrics")
     async def prometheus():
         if updater is not None:
-            metrics.log_records.set(len(updater.log.records))
-            metrics.log_bytes.set(updater.log.bytes)
-        body, ctype = metrics.render()
+            shared.metrics.log_records.set(len(updater.log.records))
+            shared.metrics.log_bytes.set(updater.log.bytes)
+        body, ctype = shared.metrics.render()
         return Response(body, media_type=ctype)
 
     @app.get("/users")
     async def users(limit: int = Query(1000, ge=1, le=100000)):
         dep = models["student"].dep
         return _json({"users": dep.user_ids[:limit], "total": len(dep.user_ids)})
+
+
+def _recommend_route(app: FastAPI, shared: _Shared, max_k: int) -> None:
+    """/recommend: the student inline (well under a millisecond), the teacher in the pool
+    (tens of milliseconds: the event loop keeps answering meanwhile)."""
+    models, fallback = shared.models, shared.fallback
 
     @app.get("/recommend")
     async def recommend(user: str = Query(..., min_length=1, max_length=200),
@@ -228,11 +282,10 @@ def create_app(student: Served | None, teacher: Served | None = None, *,
         u = dep.user_index(user)
         if u is None:
             if fallback == "popular":
-                top = dep.popular[:k]
                 return _json({"user": user, "model": model, "fallback": "popular",
                               "items": [{"item": dep.item_ids[int(i)],
                                          "title": dep.titles[int(i)], "score": None}
-                                        for i in top]})
+                                        for i in dep.popular[:k]]})
             return error(404, f"user {short(user)} is not among the model's "
                               f"{len(dep.user_ids)} users (start with --fallback popular to "
                               "answer them with popular items)")
@@ -242,43 +295,56 @@ def create_app(student: Served | None, teacher: Served | None = None, *,
             scores, idx = served.graphs.top(users_, seen, k)
         else:             # slow: off the event loop, so /healthz and the student keep going
             scores, idx = await asyncio.get_running_loop().run_in_executor(
-                pool, served.graphs.top, users_, seen, k)
+                shared.pool, served.graphs.top, users_, seen, k)
         return _json({"user": dep.user_ids[u], "model": model,
                       "items": _items(served, idx[0][:k], scores[0][:k])})
 
-    body_limit = 64 * max_batch + 4096        # ~40 bytes a pair is generous
 
-    async def read_json(request: Request, limit: int, shape: str):
-        """(parsed body, None) or (None, error response): read up to ``limit`` bytes, so an
-        oversized body is refused before it is parsed; depth checked before parsing."""
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                return None, error(413, f"request body over {limit} bytes; split it")
-        if not json_depth_ok(body):
-            return None, error(422, f"bad request: JSON nested deeper than {MAX_NESTING} "
-                                    f"levels; expected {shape}")
-        try:
-            return json.loads(body), None
-        except (ValueError, RecursionError):
-            return None, error(422, f"bad request: the body must be JSON: {shape}")
+async def _read_json(request: Request, limit: int, shape: str):
+    """(parsed body, None) or (None, error response): read up to ``limit`` bytes, so an
+    oversized body is refused before it is parsed; depth checked before parsing."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None, error(413, f"request body over {limit} bytes; split it")
+    if not json_depth_ok(body):
+        return None, error(422, f"bad request: JSON nested deeper than {MAX_NESTING} "
+                                f"levels; expected {shape}")
+    try:
+        return json.loads(body), None
+    except (ValueError, RecursionError):
+        return None, error(422, f"bad request: the body must be JSON: {shape}")
+
+
+def _pairs_of(data) -> list | None:
+    """The ``pairs`` of a /score body when they are [[user, item], ...] of strings or
+    integers, else None."""
+    pairs = data.get("pairs") if isinstance(data, dict) else None
+    if not isinstance(pairs, list) or not all(
+            isinstance(p, list) and len(p) == 2
+            and all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in p)
+            for p in pairs):
+        return None
+    return pairs
+
+
+def _score_route(app: FastAPI, shared: _Shared) -> None:
+    """/score: ratings of a bounded batch of (user, item) pairs."""
+    models, max_batch, body_limit = shared.models, shared.max_batch, shared.body_limit
 
     @app.post("/score")
     async def score(request: Request):
         """{"pairs": [[user, item], ...]} -> {"ratings": [...]}; the body is read up to a
         limit and checked by hand, so an oversized one is refused before it is parsed."""
-        data, bad = await read_json(request, body_limit, '{"pairs": [[user, item], ...]}')
+        data, bad = await _read_json(request, body_limit, '{"pairs": [[user, item], ...]}')
         if bad is not None:
             if bad.status_code == 413:
                 return error(413, f"request body over {body_limit} bytes (the limit for "
                                   f"{max_batch} pairs); split the batch")
             return bad
-        pairs = data.get("pairs") if isinstance(data, dict) else None
-        if not isinstance(pairs, list) or not all(
-                isinstance(p, list) and len(p) == 2
-                and all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in p)
-                for p in pairs):
+        pairs = _pairs_of(data)
+        if pairs is None:
             return error(422, 'bad request: expected {"pairs": [[user, item], ...]} with IDs '
                               "as strings or integers")
         if len(pairs) > max_batch:
@@ -297,6 +363,11 @@ def create_app(student: Served | None, teacher: Served | None = None, *,
             return _json({"ratings": []})
         r = served.graphs.rate(np.array(u, np.int64), np.array(i, np.int64))
         return _json({"ratings": [float(x) for x in r]})
+
+
+def _catalogue_routes(app: FastAPI, shared: _Shared) -> None:
+    """What the page reads besides recommendations: a user's ratings, a title search."""
+    models = shared.models
 
     @app.get("/users/{user}/ratings")
     async def user_ratings(user: str, limit: int = Query(10, ge=1, le=10000)):
@@ -331,27 +402,35 @@ def create_app(student: Served | None, teacher: Served | None = None, *,
                     break
         return _json({"query": q, "items": out})
 
-    def no_updates() -> Response:
-        return error(409, "this service takes no live updates: start pakd serve on a saved "
-                          "student with a --state directory (not --onnx, not --read-only)")
 
-    def refused(e: PakdError) -> Response:
-        return error(getattr(e, "status", 422), str(e))
+def _no_updates() -> Response:
+    return error(409, "this service takes no live updates: start pakd serve on a saved "
+                      "student with a --state directory (not --onnx, not --read-only)")
+
+
+def _refused(e: PakdError) -> Response:
+    return error(getattr(e, "status", 422), str(e))
+
+
+def _write_routes(app: FastAPI, shared: _Shared) -> None:
+    """Live updates (token): a user's ratings and a new item, answered once durable in the
+    update log and in effect (`Updater.submit`)."""
+    updater, metrics = shared.updater, shared.metrics
 
     @app.post("/users/{user}/ratings")
     async def rate(user: str, request: Request):
         """{"ratings": [{"item": ID, "rating": X}, ...]}: in effect once answered."""
         if updater is None:
-            return no_updates()
-        data, bad = await read_json(request, body_limit,
-                                    '{"ratings": [{"item": ID, "rating": X}, ...]}')
+            return _no_updates()
+        data, bad = await _read_json(request, shared.body_limit,
+                                     '{"ratings": [{"item": ID, "rating": X}, ...]}')
         if bad is not None:
             return bad
         try:
             known = updater.state.user_index(user) is not None
-            rec = await updater.submit(ratings_record(user, data, max_ratings=max_batch))
+            rec = await updater.submit(ratings_record(user, data, max_ratings=shared.max_batch))
         except PakdError as e:
-            return refused(e)
+            return _refused(e)
         metrics.updates.labels("ratings").inc()
         metrics.ratings.inc(len(rec["ratings"]))
         if not known:
@@ -364,40 +443,44 @@ def create_app(student: Served | None, teacher: Served | None = None, *,
         """{"item": ID, "title": TEXT, "features": {field: value}}: a new item, placed by
         its side fields."""
         if updater is None:
-            return no_updates()
-        data, bad = await read_json(request, ITEM_BODY_BYTES,
-                                    '{"item": ID, "title": TEXT, "features": {...}}')
+            return _no_updates()
+        data, bad = await _read_json(request, ITEM_BODY_BYTES,
+                                     '{"item": ID, "title": TEXT, "features": {...}}')
         if bad is not None:
             return bad
         try:
             rec = await updater.submit(item_record(data))
         except PakdError as e:
-            return refused(e)
+            return _refused(e)
         metrics.updates.labels("item").inc()
         metrics.items.set(len(updater.state.item_ids))
         return _json({"item": rec["item"], "title": rec["title"], "tokens": rec["tokens"],
                       "unknown_features": rec["unknown"], "seq": rec["seq"]})
 
+
+def _admin_routes(app: FastAPI, shared: _Shared) -> None:
+    """/admin/reload (token): a newly saved student swapped in without dropping a request."""
     @app.post("/admin/reload")
     async def reload():
         """Load the saved student again, re-apply the update log, swap it in."""
-        if updater is None:
-            return no_updates()
+        if shared.updater is None:
+            return _no_updates()
         try:
-            return _json(await reload_logged())
+            return _json(await shared.reload_logged())
         except PakdError as e:
-            return refused(e)
+            return _refused(e)
 
+
+def _page_routes(app: FastAPI, shared: _Shared, docs: bool) -> None:
+    """The page comparing the models, and (``docs``) the API described in plain HTML."""
     @app.get("/", response_class=HTMLResponse)
     async def page():
-        return HTMLResponse(page_html)
+        return HTMLResponse(shared.page_html)
 
     if docs:
         @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
         async def api_docs():
             return HTMLResponse(docs_page(app.openapi()))
-
-    return app
 
 
 def docs_page(spec: dict) -> str:

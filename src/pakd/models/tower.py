@@ -174,15 +174,45 @@ class TowerStudent(RecModel):
 
     def train(self, mode: bool = True):
         self._step = None
+        if mode:                      # training: the inference memo goes (eval() keeps it)
+            self.__dict__.pop("_memo", None)
         return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):
+        self.__dict__.pop("_memo", None)
+        return super().load_state_dict(*args, **kwargs)
 
     def __getstate__(self):
         """Copies (deepcopy, pickling by torch's spawn) leave out the step's tensors and the
         memos: they hold autograd graphs and are rebuilt on demand."""
         state = super().__getstate__()
-        state = {k: v for k, v in state.items() if k not in ("_cat_memo", "_maps")}
+        state = {k: v for k, v in state.items() if k not in ("_memo", "_maps")}
         state["_step"] = None
         return state
+
+    def _inference_memo(self) -> dict | None:
+        """What inference computes from the weights alone - the catalogue, its ranking
+        vectors, users' aggregates - kept while every parameter and buffer is the same
+        tensor at the same version (an optimiser step, ``load_state_dict`` or any in-place
+        edit bumps the version; the memo holds the tensors, so a replaced one is never
+        mistaken for another at a reused address). None in training or under autograd."""
+        if self.training or torch.is_grad_enabled():
+            return None
+        tensors, stack = [], [self]           # every parameter and buffer, walked cheaply
+        while stack:
+            m = stack.pop()
+            tensors += [t for t in (*m._parameters.values(), *m._buffers.values())
+                        if t is not None]
+            stack += [c for c in m._modules.values() if c is not None]
+        versions = [t._version for t in tensors]
+        inference = torch.is_inference_mode_enabled()
+        memo = self.__dict__.get("_memo")
+        if (memo is None or memo["inference"] != inference or memo["versions"] != versions
+                or len(memo["tensors"]) != len(tensors)
+                or any(a is not b for a, b in zip(memo["tensors"], tensors))):
+            memo = {"tensors": tensors, "versions": versions, "inference": inference}
+            self.__dict__["_memo"] = memo
+        return memo
 
     def _new_masks(self, n: int) -> dict[str, torch.Tensor]:
         def ones(*shape):
@@ -296,11 +326,9 @@ class TowerStudent(RecModel):
         s = self._step
         if s is not None and "catalogue" in s.memo:
             return s.memo["catalogue"]
-        if not self.training and not torch.is_grad_enabled():
-            key = tuple((t.data_ptr(), t._version) for t in [*self.parameters(), *self.buffers()])
-            memo = self.__dict__.get("_cat_memo")
-            if memo is not None and memo[0] == key:
-                return memo[1]
+        memo = self._inference_memo()
+        if memo is not None and "catalogue" in memo:
+            return memo["catalogue"]
         n = self.schema.n_items
         q = self._zeros(n, self.dim)
         bias = self._zeros(n, 2)
@@ -318,8 +346,8 @@ class TowerStudent(RecModel):
         out = (q, bias[:, 0], bias[:, 1] + self.pop_weight * self.log_pop)
         if s is not None:
             s.memo["catalogue"] = out
-        elif not self.training and not torch.is_grad_enabled():
-            self.__dict__["_cat_memo"] = (key, out)
+        elif memo is not None:
+            memo["catalogue"] = out
         return out
 
     def _item_parts(self, items: torch.Tensor, ex: torch.Tensor | None):
@@ -373,7 +401,8 @@ class TowerStudent(RecModel):
         return pos, item, rating
 
     def _users(self, users: torch.Tensor):
-        """(h [U, dim], e [U, dim], b_u [U]) of distinct ``users``; memoised per step."""
+        """(h [U, dim], e [U, dim], b_u [U]) of distinct ``users``; memoised per step in
+        training and per weights in inference (`_inference_memo`)."""
         s = self._step
         if s is not None:
             if "users" not in s.memo:
@@ -381,7 +410,22 @@ class TowerStudent(RecModel):
             at = torch.searchsorted(s.users, users).clamp(max=max(0, len(s.users) - 1))
             if len(s.users) and bool((s.users[at] == users).all()):
                 return tuple(t[at] for t in s.memo["users"])
-        return self._users_of(users)
+            return self._users_of(users)
+        memo = self._inference_memo()
+        if memo is None:
+            return self._users_of(users)
+        if "users" not in memo:
+            n = self.schema.n_users
+            memo["users"] = (self._zeros(n, self.dim), self._zeros(n, self.dim),
+                             self._zeros(n), torch.zeros(n, dtype=torch.bool))
+        h, e, b_u, have = memo["users"]
+        # a user's aggregates are sums over their own history only, so they are the same
+        # whichever batch computes them: only the users not seen yet are computed
+        miss = torch.unique(users[~have[users]])
+        if len(miss):
+            h[miss], e[miss], b_u[miss] = self._users_of(miss)
+            have[miss] = True
+        return h[users], e[users], b_u[users]
 
     def _users_of(self, users: torch.Tensor, hist=None):
         ex = self._example(users)
@@ -457,7 +501,14 @@ class TowerStudent(RecModel):
         ex = self._example(users)
         if ex is None:
             q, _, c = self._catalogue()
-            out = p @ (q @ self.rank_item.T).T + c
+            memo = self._inference_memo()
+            if memo is None:
+                k = q @ self.rank_item.T
+            elif "rank_items" in memo:
+                k = memo["rank_items"]
+            else:
+                k = memo["rank_items"] = q @ self.rank_item.T
+            out = p @ k.T + c
             return out if items is None else out[:, items]
         # an observed step: the item side stays one product; the per-example gradients of
         # its units' masks follow from this product's gradient after backward
