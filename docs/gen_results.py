@@ -65,6 +65,19 @@ def _folder(folder: str) -> Path:
 
 # ----------------------------------------------------------------------------- headline
 
+PROTOCOLS = {"user_ratio": "a per-user random split",
+             "user_temporal": "a per-user time split (each user's newest ratings test)",
+             "temporal": "a global time split"}
+
+
+def _protocol(run_yaml: Path) -> str:
+    """The split a kept run used, in words (its run.yaml)."""
+    import yaml
+    method = (yaml.safe_load(run_yaml.read_text()) or {}).get("split", {}).get("method") \
+        if run_yaml.is_file() else None
+    return PROTOCOLS.get(method, f"a {method} split" if method else "its split")
+
+
 def headline(folder: str) -> str:
     """The one table the README shows: the teacher, its strongest members (on NDCG@10 and on
     RMSE), and the fisher_kd student at each budget - NDCG@10, RMSE, size and speed-up. A
@@ -135,7 +148,8 @@ def headline(folder: str) -> str:
                                  ("speed", "throughput vs teacher")])
     data = exps[0].dataset
     how = "median over seeds of the" if len(exps) > 1 else "the"
-    return (table + f"\n\n{data}, test part, {note}; speed-up: {how} "
+    split = _protocol((seeds[0] if (root / "seeds.json").is_file() else k).root / "run.yaml")
+    return (table + f"\n\n{data}, test part of {split}, {note}; speed-up: {how} "
             "interleaved throughput ratio at batch 4096 (2 CPU cores). Sizes against the three "
             "feature members the original report combined (the teacher also holds EASE's "
             "items² weights).")
