@@ -89,7 +89,8 @@ def headline(folder: str) -> str:
         exps = [load_result(k.pakd_json, PakdExperiment) for k in seeds]
         rows = {(r["method"], budget_of(r)): r for r in s["rows"]}
         mean = lambda r, m: r["mean"].get(m)  # noqa: E731
-        note = f"mean over {len(s['seeds'])} seeds ({', '.join(map(str, s['seeds']))})"
+        n = len(s["seeds"])
+        note = f"mean over {n} seed{'s' if n > 1 else ''} ({', '.join(map(str, s['seeds']))})"
     else:
         k = Kept(root)
         exps = [load_result(k.pakd_json, PakdExperiment)]
