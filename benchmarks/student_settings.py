@@ -6,9 +6,8 @@ benchmarks/results/2026-12-06_student_settings/). The teacher's signals are cach
     python benchmarks/student_settings.py --run runs/base --alpha 1.0 --label 0.3 \
         --crit fisher --target 61724
 """
-import sys, time, json, math, argparse, torch, yaml
+import time, argparse, torch, yaml
 from pathlib import Path
-from pakd.config import RunConfig
 from pakd.rundir import RunDir
 from pakd.data import load_encoded
 from pakd.scores import teacher_scores
