@@ -27,7 +27,7 @@ from .. import metrics as M
 from ..data.encoding import Encoded
 from ..evaluate import exclusion_parts, predict_ratings, relevant_matrix
 from ..models.base import FieldModel, RecModel
-from ..prune import find_group, mask_units, prune_plan
+from ..prune import MaskFisher, find_group, mask_units, prune_plan
 from ..runtime import progress
 from ..train import NegativeSampler
 from . import analysis as A
@@ -116,19 +116,6 @@ def loss_gradient(model: RecModel, ex: Examples, sigma2: float, objective: str, 
     return acc
 
 
-def _retain_outputs(model, names: set[str], captured: list) -> list:
-    """Forward hooks that keep the named modules' outputs and their gradients."""
-    modules = dict(model.named_modules())
-
-    def hook(name):
-        def fn(mod, inp, out):
-            if out.requires_grad:
-                out.retain_grad()
-                captured.append((name, out))
-        return fn
-    return [modules[n].register_forward_hook(hook(n)) for n in names]
-
-
 def mask_taylor(model: RecModel, groups, ex: Examples, sigma2: float, objective: str, *,
                 through: RecModel | None = None, batch: int = 1024) -> dict[str, torch.Tensor]:
     """{group: predicted loss change per unit}: the second-order Taylor expansion of an
@@ -141,47 +128,27 @@ def mask_taylor(model: RecModel, groups, ex: Examples, sigma2: float, objective:
     neuron's incoming and outgoing weights; an attention head's query, key, value and
     output), so the straight path theta -> 0 bends the output, and a Fisher, which has no
     term for that bend, misreads it (on AutoInt's heads the parameter-space estimate had the
-    wrong sign). Groups without acts, or whose acts are not one row per example, are left
-    out. ``through``: the model whose outputs the
+    wrong sign). Groups without acts are left out. The mask gradients are
+    `pakd.prune.MaskFisher`'s, one example per scored pair. ``through``: the model whose outputs the
     objective reads (the ensemble, for the ensemble objective), ``model`` inside it."""
     groups = [g for g in groups if g.acts]
-    captured, unrowed = [], set()
-    handles = _retain_outputs(model, {m for g in groups for m, _ in g.acts}, captured)
     outer = through if through is not None else model
-    g_sum = {g.name: torch.zeros(g.units, dtype=torch.float64) for g in groups}
-    f_sum = {g.name: torch.zeros(g.units, dtype=torch.float64) for g in groups}
+    observer = MaskFisher(model=model)        # hooks on every group's activations
     outer.eval()
     try:
         for s in range(0, len(ex), batch):
             sl = slice(s, s + batch)
             part = Examples(ex.user[sl], ex.item[sl], ex.y_rating[sl], ex.y_rank[sl],
                             ex.has_rating[sl])
-            captured.clear()
             out = outer(part.user, part.item)
             loss_sums(out.rating.double(), out.logit.double(), part, sigma2)[objective].backward()
-            acts = {}
-            for name, o in captured:
-                if o.grad is not None:
-                    prod = (o * o.grad).detach()
-                    acts.setdefault(name, []).append(
-                        prod.reshape(prod.shape[0], -1, prod.shape[-1]).sum(1).double())
-            for g in groups:
-                per = torch.zeros(len(part), g.units, dtype=torch.float64)
-                for name, idx in g.acts:
-                    for v in acts.get(name, []):
-                        if v.shape[0] != len(part):     # not one row per example
-                            unrowed.add(g.name)
-                            continue
-                        per += v[:, idx].sum(2)
-                g_sum[g.name] += per.sum(0)
-                f_sum[g.name] += (per ** 2).sum(0)
+            observer.record([torch.arange(len(part))], len(part))
     finally:
-        for h in handles:
-            h.remove()
+        observer.detach()
         outer.zero_grad(set_to_none=True)
-    n = _counts(ex)[objective]
+    n, g_sum, f_sum = _counts(ex)[objective], observer.gradient_sums, observer.sums
     return {g.name: -g_sum[g.name] / n / g.degree + f_sum[g.name] / n / (2 * g.degree ** 2)
-            for g in groups if g.name not in unrowed}
+            for g in groups}
 
 
 def sigma2_of(model: RecModel, ex: Examples) -> float:

@@ -126,6 +126,7 @@ class MaskFisher(Importance):
         self.groups = model.structure()
         self._sums = {g.name: torch.zeros(self.buckets, g.units, dtype=torch.float64)
                       for g in self.groups}
+        self._grads = {g.name: torch.zeros(g.units, dtype=torch.float64) for g in self.groups}
         self.counts = torch.zeros(self.buckets, dtype=torch.float64)
         self._call = 0
         self._captured: list[tuple[int, str, torch.Tensor]] = []
@@ -142,6 +143,12 @@ class MaskFisher(Importance):
     def sums(self) -> dict[str, torch.Tensor]:
         """Sum over examples of the squared mask gradient, all buckets together."""
         return {k: v.sum(0) for k, v in self._sums.items()}
+
+    @property
+    def gradient_sums(self) -> dict[str, torch.Tensor]:
+        """Sum over examples of the mask gradient itself (the first-order term of a Taylor
+        estimate, `pakd.fisher.damage.mask_taylor`)."""
+        return self._grads
 
     @property
     def count(self) -> int:
@@ -198,6 +205,7 @@ class MaskFisher(Importance):
             for (call, name), per in by_module.get(g.name, {}).items():
                 _scatter_add(ex, examples[call][name], per)
             self._sums[g.name].index_add_(0, bucket, ex * ex)
+            self._grads[g.name] += ex.sum(0)
         self.counts += torch.bincount(bucket, minlength=len(self.counts)).double()
         self._captured.clear()
         self._call = 0
