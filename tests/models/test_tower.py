@@ -272,3 +272,35 @@ def test_inference_memo_scores_equal_uncached_exactly_and_never_go_stale(tiny_en
         new = fresh.score_all(batches[1])
     assert not torch.equal(old, new)
     assert torch.equal(new, _uncached(lambda: fresh.score_all(batches[1])))
+
+
+def test_mask_gradients_are_bitwise_reproducible_on_two_threads(tiny_enc):
+    """The same observed step gives the same mask gradients to the last bit: the masks'
+    per-pair gathers accumulate their gradients in a fixed order (an indexed gather's
+    backward adds with atomics across threads once it is large, in any order). Pairs are
+    repeated so that the gathers pass torch's parallel grain (32,768 elements) and many
+    pairs share an example. In float32, as students train: torch adds float64 gradients
+    serially."""
+    torch.manual_seed(0)
+    m = tower(tiny_enc).float().train()
+    tr = tiny_enc.parts["train"]
+    idx = torch.nonzero(tr.user < 4).flatten().repeat(400)
+    u, i, r = tr.user[idx], tr.item[idx], tr.rating[idx].float()
+    users = torch.unique(u)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        got = []
+        for _ in range(4):
+            m.zero_grad(set_to_none=True)
+            m.observing = True
+            m.step(users, (u, i))
+            _example_losses(m, users, u, i, r).sum().backward()
+            got.append(m.mask_gradients())
+            m.observing = False
+    finally:
+        torch.set_num_threads(threads)
+    assert len(u) * m.dim > 32768
+    for g in got[1:]:
+        for name, t in g.items():
+            assert torch.equal(t, got[0][name]), name

@@ -257,9 +257,17 @@ class TowerStudent(RecModel):
         self._catalogue_mask_gradients(out)
         return out
 
-    def _mask(self, name: str) -> torch.Tensor | None:
-        s = self._step
-        return None if s is None or s.masks is None else s.masks[name]
+    def _mask(self, name: str, ex: torch.Tensor) -> torch.Tensor:
+        """Rows ``ex`` of an observed step's mask ``name``. Gathered with `index_select`,
+        whose gradient adds in a fixed order: an indexed gather's (``mask[ex]``) adds with
+        atomics across threads once it is large, so mask gradients - and the units pruning
+        keeps - would change from run to run in their last bits."""
+        return self._step.masks[name].index_select(0, ex)
+
+    def _mask_at(self, name: str, ex: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Entries (ex[p], cols[p]) of the mask ``name``, gathered as `_mask` gathers."""
+        m = self._step.masks[name]
+        return m.reshape(-1).index_select(0, ex * m.shape[1] + cols)
 
     def _example(self, users: torch.Tensor) -> torch.Tensor | None:
         """Position of each of ``users`` among the observed step's examples."""
@@ -355,24 +363,25 @@ class TowerStudent(RecModel):
         positions ``ex`` (an observed step), every unit's part times its example's mask."""
         if ex is None:
             q, b, c = self._catalogue()
-            return q[items], b[items], c[items]
+            return q.index_select(0, items), b.index_select(0, items), c.index_select(0, items)
         q = self._zeros(len(items), self.dim)
         bias = self._zeros(len(items), 2)
         which, row = self._owner_maps(self.buckets, self.schema.n_items)
-        m_items = self._mask("items")[ex, items]
+        m_items = self._mask_at("items", ex, items)
         for bi, t in enumerate(self.buckets):
             sel = torch.nonzero(which[items] == bi).flatten()
             if len(sel) == 0:
                 continue
             r = row[items[sel]]
-            part = t.weight[r] * self._mask(f"bucket.{bi}")[ex[sel]] * m_items[sel, None]
+            part = (t.weight.index_select(0, r) * self._mask(f"bucket.{bi}", ex[sel])
+                    * m_items[sel, None])
             q = q.index_put((sel[:, None], self._pos(t.cols)[None, :]), part, accumulate=True)
-            bias = bias.index_add(0, sel, t.bias[r] * m_items[sel, None])
+            bias = bias.index_add(0, sel, t.bias.index_select(0, r) * m_items[sel, None])
         if self.item_fields:
             k = len(self.item_fields)
             for f in self.item_fields:
                 v, b = self._pooled(f.name, items)
-                v = v * self._mask(f"field.{f.name}")[ex]
+                v = v * self._mask(f"field.{f.name}", ex)
                 q = q.index_add(1, self._pos(self.fields[f.name].cols), v / k)
                 bias = bias + b / k
         c = bias[:, 1] + self.pop_weight * self.log_pop[items]
@@ -443,21 +452,22 @@ class TowerStudent(RecModel):
             for f in self.user_fields:
                 v, b = self._pooled(f.name, users)
                 if ex is not None:
-                    v = v * self._mask(f"field.{f.name}")[ex]
+                    v = v * self._mask(f"field.{f.name}", ex)
                 h = h.index_add(1, self._pos(self.fields[f.name].cols), v / k)
                 b_u = b_u + b[:, 0] / k
         if self.users is not None:
             r, has = self._user_rows(users)
             t = self.users
-            w, bb = t.weight[r] * has[:, None], t.bias[r, 0] * has
+            w = t.weight.index_select(0, r) * has[:, None]
+            bb = t.bias.index_select(0, r)[:, 0] * has
             if ex is not None:
-                w = w * self._mask("user_dims")[ex] * self._mask("user_rows")[ex]
-                bb = bb * self._mask("user_rows")[ex, 0]
+                w = w * self._mask("user_dims", ex) * self._mask("user_rows", ex)
+                bb = bb * self._mask("user_rows", ex)[:, 0]
             h = h.index_add(1, self._pos(t.cols), w)
             b_u = b_u + bb
         if ex is not None:
-            h = h * self._mask("dims_user")[ex]
-            e = e * self._mask("dims_user")[ex]
+            h = h * self._mask("dims_user", ex)
+            e = e * self._mask("dims_user", ex)
         return h, e, b_u
 
     def _user_vectors(self, users: torch.Tensor, hist=None):
@@ -468,8 +478,8 @@ class TowerStudent(RecModel):
         pr = e @ self.rate_user.T + h @ self.rate_user_imp.T
         ex = self._example(users)
         if ex is not None:
-            p = p * self._mask("rank")[ex]
-            pr = pr * self._mask("rate")[ex]
+            p = p * self._mask("rank", ex)
+            pr = pr * self._mask("rate", ex)
         return p, pr, b_u
 
     # ------------------------------------------------------------------ outputs
@@ -479,16 +489,17 @@ class TowerStudent(RecModel):
         ex = self._example(user)
         q, b_i, c_i = self._item_parts(item, ex)
         if ex is not None:
-            q = q * self._mask("dims_item")[ex]
+            q = q * self._mask("dims_item", ex)
         k, kr = q @ self.rank_item.T, q @ self.rate_item.T
-        logit = c_i + (p[inv] * k).sum(1)
-        inter = pr[inv] * kr
-        rating = self.rating_mean + b_u[inv] + b_i + inter.sum(1)
-        hidden = torch.cat([inter, p[inv] * k], 1)
+        p, pr = p.index_select(0, inv), pr.index_select(0, inv)   # as `_mask` gathers
+        logit = c_i + (p * k).sum(1)
+        inter = pr * kr
+        rating = self.rating_mean + b_u.index_select(0, inv) + b_i + inter.sum(1)
+        hidden = torch.cat([inter, p * k], 1)
         if self.mlp is not None:
-            h = self.mlp(torch.cat([pr[inv], kr, inter], 1))
+            h = self.mlp(torch.cat([pr, kr, inter], 1))
             rating = rating + self.head(h)[:, 0]
-            hidden = torch.cat([h, p[inv] * k], 1)
+            hidden = torch.cat([h, p * k], 1)
         return Output(rating, logit, hidden)
 
     def pair_logits(self, user, item):
@@ -514,7 +525,7 @@ class TowerStudent(RecModel):
         # its units' masks follow from this product's gradient after backward
         # (`_catalogue_mask_gradients`). Masking the users' vectors in item space, z, on a
         # dimension is masking that dimension of every item for those users.
-        z = (p @ self.rank_item) * self._mask("dims_item")[ex]       # [U, dim]
+        z = (p @ self.rank_item) * self._mask("dims_item", ex)       # [U, dim]
         q, _, c = self._catalogue()
         out = z @ q.T + c
         if out.requires_grad:
