@@ -145,7 +145,7 @@ def test_final_trains_the_chosen_student_once_and_reports_it_on_test(tuned):
     from pakd.report.html import _Figures, _tune
     from pakd.rundir import RunDir
     run = tuned["run"]
-    rc, err = _pakd("tune", "--run", run, "--final", "--threads", 1, "-q")
+    rc, err = _pakd("tune", "--run", run, "--final", "--threads", 2, "-q")   # trains on 1
     assert rc == 0, err
     fin = json.loads((run / "analysis_results" / "tune_final.json").read_text())
     assert fin["reproduced"]["difference"] < 1e-12
