@@ -3,10 +3,6 @@ run's own settings at the same budget, both on the test part with a paired inter
 tuned student saved as an ordinary, deployable student."""
 from __future__ import annotations
 
-import contextlib
-
-import torch
-
 from ..config import RunConfig
 from ..data.encoding import Encoded
 from ..distill import budgets as B
@@ -19,26 +15,13 @@ from ..rundir import RunDir, write_json
 from ..stats import paired, verdict
 from .outcome import trial_config
 from .space import apply, fit_budget
-from .trial import Setup, latency_ms, with_temperature
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """One torch thread inside, as every trial trains (`pakd.tune.study`): on more
-    threads float sums are split and ordered otherwise, and the chosen student would not
-    train again to its trial's figures to the last bit."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+from .trial import Setup, latency_ms, one_thread, with_temperature
 
 
 def train_final(cfg: RunConfig, rd: RunDir, enc: Encoded, setup: Setup, study,
                 out: dict) -> dict:
-    """`_train_final` on one thread (`_one_thread`)."""
-    with _one_thread():
+    """`_train_final` on one thread, as the trials train (`one_thread`)."""
+    with one_thread():
         return _train_final(cfg, rd, enc, setup, study, out)
 
 

@@ -9,6 +9,8 @@ the pruner (`EpochReport`); a trial it stops ends as pruned.
 """
 from __future__ import annotations
 
+import contextlib
+
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -99,14 +101,24 @@ class EpochReport(Callback):
             self.stopped = trainer.stop = True
 
 
-def latency_ms(model, n_users: int, seconds: float) -> float:
-    """Median milliseconds to rank one user's whole catalogue, on one thread."""
+@contextlib.contextmanager
+def one_thread():
+    """One torch thread inside, the previous number restored after: every trial trains
+    on one thread (`pakd.tune.study`), and on more threads float sums are split and
+    ordered otherwise, so a student retrained on them would not match its trial to the
+    last bit."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return float(np.median(latency_samples(model, n_users, seconds=seconds)))
+        yield
     finally:
         torch.set_num_threads(threads)
+
+
+def latency_ms(model, n_users: int, seconds: float) -> float:
+    """Median milliseconds to rank one user's whole catalogue, on one thread."""
+    with one_thread():
+        return float(np.median(latency_samples(model, n_users, seconds=seconds)))
 
 
 class Infeasible(Exception):
