@@ -4,7 +4,9 @@ Starts `pakd serve --model M --state S` on an ephemeral port (the token made in 
 measures, in order:
 
 1. update latency: one client posting one rating at a time (a known or new user, a random
-   item), then ten at a time; latency per request and per rating, p50/p99;
+   item), then ten at a time; latency per request and per rating, p50/p99; then five new
+   items (POST /items), each rated by 40 users one rating a request (a new item's first
+   ratings place it again from its raters);
 2. one connection, then ``--clients`` connections, asking /recommend as fast as they are
    answered, alone and while one more streams updates: /recommend p50/p99, update p99,
    errors;
@@ -130,6 +132,30 @@ async def update_latency(port, token, users, items, n, per_request) -> dict:
             "per_rating_p99_ms": pct(lat, 99) / per_request}
 
 
+async def new_item_latency(port, token, users, n_items, raters, features) -> dict:
+    """``n_items`` new items (POST /items with ``features``), then ``raters`` distinct
+    users rating each, one rating a request: while an item has few ratings, each one places
+    it again from its raters and rebuilds them (the costliest update there is)."""
+    rng = np.random.default_rng(7)
+    conn, lat, bad = Conn(port, token), [], 0
+    for k in range(n_items):
+        item = f"bench-new-{k}"
+        code, body = await conn.request("POST", "/items", json.dumps(
+            {"item": item, "title": f"New film {k}", "features": features}).encode())
+        if code != 200:
+            conn.close()
+            return {"skipped": f"POST /items answered {code}: {body[:200].decode()}"}
+        for u in rng.choice(len(users), min(raters, len(users)), replace=False):
+            t = time.perf_counter()
+            code, _ = await conn.request("POST", f"/users/{users[int(u)]}/ratings", json.dumps(
+                {"ratings": [{"item": item, "rating": float(rng.integers(2, 11)) / 2}]}).encode())
+            lat.append(time.perf_counter() - t)
+            bad += code != 200
+    conn.close()
+    return {"items": n_items, "raters_each": raters, "requests": len(lat), "errors": bad,
+            "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99)}
+
+
 async def readers_with(port, token, users, items, clients, seconds, side: str) -> dict:
     """``clients`` readers for ``seconds`` beside one writer (``side``: 'updates' streams
     ratings, 'reload' calls /admin/reload every 0.5 s)."""
@@ -214,6 +240,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--updates", type=int, default=500)
     ap.add_argument("--threads", type=int, default=1, help="the server's torch threads")
+    ap.add_argument("--new-item-features", default='{"genres": "Drama|Romance", "year": 2001}',
+                    help="side fields (JSON) of the new items whose first ratings are timed")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -234,6 +262,8 @@ def main() -> int:
                                                             args.updates, 1))
             result["update_10"] = asyncio.run(update_latency(port, token, users, items,
                                                              args.updates // 5, 10))
+            result["update_new_item"] = asyncio.run(new_item_latency(
+                port, token, users, 5, 40, json.loads(args.new_item_features)))
             result["recommend_one_client"] = asyncio.run(readers_with(
                 port, token, users, items, 1, args.seconds, "alone"))
             result["recommend_alone"] = asyncio.run(readers_with(

@@ -299,8 +299,7 @@ class TowerFold(Fold):
         dq = vec @ torch.linalg.solve(h, vec.T @ g)
         t = m.buckets[self.table]
         row = int((t.owner == item).nonzero()[0, 0])
-        with torch.no_grad():
-            t.weight[row] = dq[m._pos(t.cols)].to(t.weight.dtype)
+        m.set_item_row(self.table, row, dq[m._pos(t.cols)])
         q, b, _ = m._catalogue()
         return q[item] @ m.rank_item.T, q[item] @ m.rate_item.T, b[item]
 

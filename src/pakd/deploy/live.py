@@ -312,22 +312,19 @@ class LiveState:
                                torch.tensor(list(self.exposed.values()), dtype=torch.float64))
         return self._exposed_t
 
-    def _refold(self, users: list[int]) -> None:
-        """Rebuild ``users``' vectors from exactly their ratings (`_fold_ratings`)."""
-        pos, items, ratings = self._ratings_of(users)
+    def _refold(self, users: list[int], theirs=None) -> None:
+        """Rebuild ``users``' vectors from exactly their ratings (`_fold_ratings`; or
+        ``theirs``, the `_ratings_of` them already read)."""
+        pos, items, ratings = theirs if theirs is not None else self._ratings_of(users)
         idx = torch.tensor(users, dtype=torch.long)
         p, pr, b = self.fold.users(idx, pos, items, ratings)
         self.rows.set_users(idx, p, pr, b)
 
-    def _ratings_of(self, users: list[int], without: int | None = None):
-        """(position in ``users``, item, rating) of every rating of ``users`` (but item
-        ``without``)."""
+    def _ratings_of(self, users: list[int]):
+        """(position in ``users``, item, rating) of every rating of ``users``."""
         pos, items, ratings = [], [], []
         for k, user in enumerate(users):
             it, ra = self._fold_ratings(user)
-            if without is not None:
-                keep = it != without
-                it, ra = it[keep], ra[keep]
             pos.append(np.full(len(it), k))
             items.append(it)
             ratings.append(ra)
@@ -339,13 +336,14 @@ class LiveState:
         """New item ``i`` placed again by its raters (`TowerFold.item_from_raters`), and
         they rebuilt from it."""
         raters = self.raters[i]
-        pos, other, ratings = self._ratings_of(raters, without=i)
+        theirs = pos, items, ratings = self._ratings_of(raters)
+        other = items != i
         n = len(self.user_ids)
         k, kr, b = self.fold.item_from_raters(
-            i, torch.tensor(raters, dtype=torch.long), pos, other, ratings,
-            self.rows.user_rank[:n], torch.from_numpy(self.n_rated[:n]))
+            i, torch.tensor(raters, dtype=torch.long), pos[other], items[other],
+            ratings[other], self.rows.user_rank[:n], torch.from_numpy(self.n_rated[:n]))
         self.rows.item_rank[i], self.rows.item_rate[i], self.rows.item_bias[i] = k, kr, b
-        self._refold(raters)
+        self._refold(raters, theirs)
 
     def _add_item(self, rec: dict) -> None:
         i = len(self.item_ids)
@@ -426,7 +424,12 @@ def _merge(items: np.ndarray, ratings: np.ndarray, live: dict | None):
         return np.asarray(items, np.int64), np.asarray(ratings, np.float32)
     li = np.fromiter(live.keys(), np.int64, len(live))
     lr = np.fromiter(live.values(), np.float32, len(live))
-    keep = ~np.isin(items, li)
+    if len(li) <= 8:              # a few live ratings (the common case): cheaper than isin
+        keep = np.ones(len(items), bool)
+        for i in li:
+            keep &= items != i
+    else:
+        keep = ~np.isin(items, li)
     return (np.concatenate([np.asarray(items, np.int64)[keep], li]),
             np.concatenate([np.asarray(ratings, np.float32)[keep], lr]))
 

@@ -558,6 +558,40 @@ class TowerStudent(RecModel):
     def predict(self, user, item):
         return self.forward(user, item).rating
 
+    def _catalogue_q(self, item: int) -> torch.Tensor:
+        """Row ``item`` of the catalogue's q, summed in `_catalogue`'s order (so equal to
+        the last bit to the row a whole rebuild gives)."""
+        q = self._zeros(1, self.dim)
+        for t in self.buckets:
+            rows = (t.owner == item).nonzero()[:, 0]
+            if len(rows):
+                q = q.index_put((torch.zeros_like(rows)[:, None], self._pos(t.cols)[None, :]),
+                                t.weight.index_select(0, rows), accumulate=True)
+        k = len(self.item_fields)
+        for f in self.item_fields:
+            v, _ = self._pooled_all(f.name, torch.tensor([item]))
+            q = q.index_add(1, self._pos(self.fields[f.name].cols), v / k)
+        return q[0]
+
+    @torch.no_grad()
+    def set_item_row(self, table: int, row: int, weight: torch.Tensor) -> None:
+        """Write ID row ``row`` of bucket ``table`` and carry the inference memo over with
+        that one item's catalogue row patched, instead of letting the next read rebuild the
+        whole catalogue (the service places a new item again on each of its first ratings).
+        Users' aggregates and the ranking vectors are dropped from the memo (a history may
+        hold the item; a one-row product may differ in the last bit from the whole one)."""
+        t = self.buckets[table]
+        memo = self._inference_memo()
+        t.weight[row] = weight.to(t.weight.dtype)
+        if memo is None or "catalogue" not in memo:
+            return
+        item = int(t.owner[row])
+        q = memo["catalogue"][0]
+        q[item] = self._catalogue_q(item)
+        kept = {k: v for k, v in memo.items()
+                if k not in ("tensors", "versions", "inference", "users", "rank_items")}
+        self._inference_memo().update(kept)
+
     @torch.no_grad()
     def history_of(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(user, item, rating) of every rating the student builds its users from."""
@@ -572,7 +606,8 @@ class TowerStudent(RecModel):
         the ratings given - (position in ``users``, item, rating) - in place of their stored
         history: what `with_ratings` would give them, without copying the model (the
         service folds one user in this way)."""
-        self.eval()
+        if self.training:
+            self.eval()
         return self._user_vectors(users, (pos.long(), item.long(), rating.to(self._dtype)))
 
     @torch.no_grad()
