@@ -33,3 +33,23 @@ def test_pruning_from_init_waits_for_nothing_and_trains_no_dense_student():
     cfg, (ready, waiting) = _plan(budgets=["3%"], ablation=None, prune_from="init",
                                   methods=["fisher_kd", "magnitude_kd"])
     assert waiting == [] and {j.method for j in ready} == {"fisher_kd", "magnitude_kd"}
+
+
+def test_a_given_dense_student_is_pruned_and_none_is_trained(tiny_enc, tmp_path):
+    """--dense-from: the pruned students start from the saved student named, no dense_kd
+    is planned; one of another architecture is refused, naming it."""
+    import pytest
+
+    from pakd.distill.students import make_student
+    from pakd.distill.sweep import Context, train_student
+    from pakd.errors import PakdError
+    from pakd.models import save
+    cfg, (ready, waiting) = _plan(budgets=["3%"], ablation=None, dense_from="x/dense",
+                                  methods=["fisher_kd", "magnitude_kd"])
+    assert ready == [] and {j.method for j in waiting} == {"fisher_kd", "magnitude_kd"}
+    cfg = build_config(profile="quick", overrides={"student.dim": 6})
+    other = make_student(build_config(profile="quick", overrides={"student.dim": 5}), tiny_enc)
+    save(other, tmp_path / "other", meta={})
+    ctx = Context(cfg, None, tiny_enc, None, {}, {})
+    with pytest.raises(PakdError, match="another architecture"):
+        train_student(ctx, Job("fisher_kd", "3%", 100), str(tmp_path / "other"))

@@ -67,6 +67,7 @@ def test_a_three_trial_study_keeps_its_trials_front_and_choice(tuned):
     assert len(done) == 3 == len(study.trials)
     assert study.user_attrs["caps"] == {"max_params": tuned["cap"]}
     assert study.trials[0].user_attrs["reference"]              # the run's own settings first
+    assert study.trials[0].params["distill.prune_from"] == "dense"   # as the run's students
     for t in study.trials:
         if t.state.name == "COMPLETE":
             a = t.user_attrs
@@ -137,6 +138,24 @@ def test_the_chosen_yaml_reproduces_the_trials_valid_metric(tuned, tmp_path):
     assert len(rows) == 1 and rows[0]["params"] == chosen["params"]
     assert rows[0]["valid"]["ndcg@10"] == pytest.approx(chosen["valid_ndcg@10"], abs=1e-12)
     assert rows[0]["valid"]["rmse"] == pytest.approx(chosen["valid_rmse"], abs=1e-12)
+    # a trial that pruned the run's dense student: its settings name that student, which
+    # pakd distill prunes (no dense student trained anew) to the trial's figures
+    from pakd.config import RunConfig, load_run_config
+    from pakd.rundir import RunDir
+    from pakd.tune.outcome import chosen_yaml
+    first = _study(run).trials[0]
+    cfg = RunConfig.model_validate(load_run_config(run / "run.yaml"))
+    text = chosen_yaml(cfg, RunDir(tuned["run"]), first)
+    assert "dense_from: " + str((tuned["run"] / "models" / "students" / "dense_kd_dense")
+                                .resolve()) in text
+    (tmp_path / "first.yaml").write_text(text)
+    rc, err = _pakd("distill", "--run", run, "--config", tmp_path / "first.yaml",
+                    "--threads", 1, "-q", "--bench-memory", "false", "--bench-seconds", "0.02")
+    assert rc == 0, err
+    rows = json.loads((run / "analysis_results" / "pakd_experiment.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["fisher_kd"]
+    assert rows[0]["valid"]["ndcg@10"] == pytest.approx(first.values[0], abs=1e-12)
+    assert rows[0]["valid"]["rmse"] == pytest.approx(first.values[1], abs=1e-12)
 
 
 def test_final_trains_the_chosen_student_once_and_reports_it_on_test(tuned):

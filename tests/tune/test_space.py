@@ -93,3 +93,37 @@ def test_a_fitted_budget_keeps_the_student_under_the_cap(cfg, tiny_enc, kind):
             assert saved_bytes(pruned) <= cap_bytes
     assert fit_budget(dense, 0.1, small, "bytes", small).target == least
     assert fit_budget(dense, 0.1, small - 1, "bytes", small - 1).target is None
+
+
+def test_a_trial_may_start_from_the_runs_dense_student_with_its_architecture(cfg):
+    """With the run's dense student, the run's kind draws its start; from dense, no
+    architecture is drawn (the dense student's is the run's) and prune epochs replace
+    epochs; the run's own trial starts where the run does. Without it, nothing changes."""
+    space = Space.around(cfg.tune, cfg, dense=True)
+    assert space.starts == ("init", "dense") and space.dense_kind == "tower_student"
+    ref = space.reference(cfg, 1234)
+    assert ref["distill.prune_from"] == "dense" and "student.dim" not in ref
+    assert ref["distill.prune_epochs"] == cfg.distill.prune_epochs and "distill.epochs" not in ref
+    params = {"distill.student": "tower_student", "criterion": "magnitude", "budget": 500,
+              "distill.prune_from": "dense", "distill.prune_epochs": 2, "distill.lr": 0.01,
+              "distill.kd_ranking_weight": 0.5, "distill.kd_rating_weight": 1.5,
+              "distill.kd_feature_weight": 0.0, "distill.label_loss_weight": 1.0,
+              "distill.temperature": 2.0, "distill.group_floor": 0.1}
+    drawn = space.sample(FixedTrial(params), (100, 1000))
+    assert drawn == params                      # FixedTrial fails on any other draw
+    t = apply(cfg, settings_of(drawn, 480))
+    assert t.distill.prune_from == "dense" and t.distill.prune_epochs == 2
+    assert t.student == cfg.student and t.distill.epochs == cfg.distill.epochs
+    fresh = {**{k: v for k, v in params.items() if k not in ("distill.prune_from",
+                                                             "distill.prune_epochs")},
+             "distill.prune_from": "init", "distill.epochs": 2, "student.dim": 10,
+             "student.rank_dims": 8, "student.rate_dims": 4, "student.buckets": 3,
+             "student.alpha": 0.5, "student.mlp": "none"}
+    assert apply(cfg, settings_of(space.sample(FixedTrial(fresh), (100, 1000)), 480)
+                 ).distill.prune_from == "init"
+    # no dense student: the space and the run's trial are as before, dense-only refused
+    plain = Space.around(cfg.tune, cfg)
+    assert plain.starts == ("init",) and "distill.prune_from" not in plain.reference(cfg, 9)
+    assert settings_of(plain.reference(cfg, 9), 9)["distill.prune_from"] == "init"
+    with pytest.raises(PakdError, match="--tune-starts dense needs the run's trained dense"):
+        Space.around(cfg.tune.model_copy(update={"starts": ["dense"]}), cfg)

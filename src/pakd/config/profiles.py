@@ -56,7 +56,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "bench.seconds": 0.1, "bench.rounds": 1,
         "tune.dim": [4, 16], "tune.rank_dims": [4, 16], "tune.rate_dims": [2, 8],
         "tune.buckets": [2, 4], "tune.mlp": ["none", "8"], "tune.factors": [4, 16],
-        "tune.hidden": ["none", "8"], "tune.epochs": [1, 3], "tune.startup": 2,
+        "tune.hidden": ["none", "8"], "tune.epochs": [1, 3], "tune.prune_epochs": [1, 2],
+        "tune.startup": 2,
         "tune.prune_startup": 2, "tune.latency_seconds": 0.05, "tune.timeout": 600.0,
     },
 }

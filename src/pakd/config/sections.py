@@ -597,6 +597,11 @@ class _DistillOwn(Section):
         "pruning)", flag="--prune-from")
     prune_epochs: int = _f(PRUNE_EPOCHS, "--prune-from dense: epochs of pruning and "
                            "fine-tuning", flag="--prune-epochs", ge=1)
+    dense_from: str | None = _f(None, "--prune-from dense: a saved dense student (its path "
+                                "without the suffix) to prune, in place of training dense_kd "
+                                "first; of the student settings' kind and architecture "
+                                "(pakd tune's chosen settings name the run's)",
+                                flag="--dense-from")
     prune_until: float = _f(0.3, "share of training over which pruning rises (cubic) to the "
                             "target", flag="--prune-until", gt=0, le=1)
     prune_steps: int = _f(6, "pruning steps on the way to the target", flag="--prune-steps",
@@ -783,7 +788,16 @@ class TuneConfig(Section):
         flag="--tune-item-coverage")
     lr: Annotated[list[float], AfterValidator(_range("lr", positive=True))] = _f(
         [0.002, 0.03], "learning rate (log scale)", flag="--tune-lr")
-    epochs: IntRange = _f([6, 24], "epochs", flag="--tune-epochs")
+    epochs: IntRange = _f([6, 24], "epochs of a student that starts fresh (init)",
+                          flag="--tune-epochs")
+    starts: Annotated[list[Literal["init", "dense"]],
+                      AfterValidator(_non_empty("start"))] = _f(
+        ["init", "dense"], "where a trial's student starts: init (a fresh student of the drawn "
+        "architecture, trained while pruning) or dense (the run's trained dense_kd student, "
+        "pruned and fine-tuned for the drawn prune epochs; its architecture is the run's, "
+        "not drawn)", flag="--tune-starts")
+    prune_epochs: IntRange = _f([2, 16], "epochs of pruning and fine-tuning a student that "
+                                "starts from the run's dense student", flag="--tune-prune-epochs")
     kd_ranking_weight: Annotated[list[float], AfterValidator(_range("kd ranking weight"))] = _f(
         [0.0, 4.0], "weight of the ranking distillation loss", flag="--tune-kd-ranking-weight")
     kd_rating_weight: Annotated[list[float], AfterValidator(_range("kd rating weight"))] = _f(

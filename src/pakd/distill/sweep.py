@@ -78,7 +78,7 @@ def plan(cfg: RunConfig, budgets: list[Budget], targets: dict[str, int]) -> tupl
     slow = {"fisher_kd": 0, "taylor_kd": 0, "lightweight_kd": 1, "magnitude_kd": 2,
             "random_kd": 3, "dense_kd": 4, "fisher_ft": 5}
     warm = [j for j in jobs if from_dense(dc, j)]
-    if warm and not any(j.method == "dense_kd" for j in jobs):
+    if warm and not dc.dense_from and not any(j.method == "dense_kd" for j in jobs):
         jobs.append(Job("dense_kd", DENSE, None))      # the students they are pruned from
     if warm:
         slow["dense_kd"] = -1
@@ -132,7 +132,11 @@ def train_student(ctx: Context, job: Job, reference: str | None, callbacks=()):
     elif job.method == "mf_labels":
         return tuned_mf(ctx, job, callbacks), start
     elif from_dense(dc, job):
-        student = load(reference)[0]
+        fresh, student = student, load(reference)[0]
+        if student.kind != fresh.kind or student.arch() != fresh.arch():
+            raise PakdError(f"{reference} is a {student.kind} of another architecture than "
+                            f"the student settings give ({fresh.kind}): prune a dense student "
+                            "of these settings, or give the settings it was trained with")
         dc = dc.model_copy(update={"epochs": dc.prune_epochs})
     gen = torch.Generator().manual_seed(cfg.seed)
     crit = None if crit_name is None else make_criterion(
@@ -209,6 +213,8 @@ def fingerprint_of(cfg: RunConfig, rd: RunDir) -> str:
     files = rd.teacher_files(cfg.distill.teacher)
     if cfg.distill.teacher == "ensemble":
         files = [rd.ensemble, *files]              # its mixes and calibration
+    if cfg.distill.dense_from:
+        files = [*files, rd.weights(cfg.distill.dense_from)]
     return fingerprint({"seed": cfg.seed, "distill": dc,
                         "student": cfg.student.model_dump(mode="json"),
                         "lightweight": cfg.lightweight.model_dump(mode="json"),
@@ -246,6 +252,8 @@ def run_sweep(ctx: Context, jobs: list[Job], waiting: list[Job]) -> list[tuple[d
     def reference(job: Job) -> str | None:
         """The finished reference student's file for a job that starts from or copies one
         (None while it is not finished, and for jobs that need none)."""
+        if cfg.distill.dense_from and from_dense(cfg.distill, job):
+            return cfg.distill.dense_from
         ref = reference_job(cfg.distill, job, order)
         return done[ref][0]["file"] if ref in done else None
 

@@ -25,7 +25,7 @@ from ..distill.signals import signals_for
 from ..errors import PakdError
 from ..evaluate import evaluate
 from ..report.html import write_html
-from ..rundir import RunDir, fingerprint
+from ..rundir import RunDir
 from ..runtime import log
 from ..scores import check_catalogue_settings, matrix_held, teacher_scores
 from ..tune import study as S
@@ -33,7 +33,8 @@ from ..tune.final import train_final
 from ..tune.outcome import results
 from ..tune.search import search
 from ..tune.sizes import budget_range, check_caps, reference_budget, smallest_students
-from ..tune.space import Space
+from ..tune.inputs import dense_student, identity
+from ..tune.space import DENSE, Space
 from ..tune.trial import Setup, without_test
 
 
@@ -50,21 +51,24 @@ def run(cfg: RunConfig, rd: RunDir, *, storage: str | None = None, resume: bool 
     enc_full = load_encoded(cfg, rd)
     check_catalogue_settings(cfg, enc_full.n_items, enc_full.n_users)
     enc = without_test(enc_full)
-    space = Space.around(tune, cfg, tune_temperature=matrix_held(cfg, enc.n_users, enc.n_items))
+    dense = dense_student(cfg, rd, enc)
+    space = Space.around(tune, cfg, tune_temperature=matrix_held(cfg, enc.n_users, enc.n_items),
+                         dense=dense is not None)
     smallest = smallest_students(cfg, enc, space, latency=tune.max_latency_ms is not None
                                  or not caps_given)
     local = storage is None
     url = storage or "sqlite:///" + str(rd.tune_db.resolve())
     where = str(rd.tune_db) if local else S.shown(storage)
     st, study, caps = _open_study(cfg, rd, url, where, smallest, caps_given=caps_given,
-                                  again=resume or final, final=final, local=local)
+                                  again=resume or final, final=final, local=local,
+                                  identity=identity(cfg, rd, dense))
     unit = "bytes" if "max_bytes" in caps else "params"
     cap = caps.get("max_bytes", caps.get("max_params"))
     budget = budget_range(cfg, enc, space, smallest, unit, cap)
     reference = space.reference(cfg, reference_budget(cfg, enc, budget, cap))
     commit()
     if study is None:
-        study = S.create(st, tune.study, caps, _identity(cfg, rd), reference)
+        study = S.create(st, tune.study, caps, identity(cfg, rd, dense), reference)
         log.info("study %r in %s: %s; objectives valid NDCG@10, valid RMSE, %s", tune.study,
                  where, S.caps_text(caps), S.objective_of(caps))
     elif not final:
@@ -75,7 +79,7 @@ def run(cfg: RunConfig, rd: RunDir, *, storage: str | None = None, resume: bool 
     teacher_valid, signals = _teacher(cfg, rd, enc)
     setup = Setup(cfg.model_copy(update={"quiet": True}), str(rd.root), enc, signals,
                   teacher_valid, space, budget, unit, cap, caps, S.objective_of(caps),
-                  tune.latency_seconds)
+                  tune.latency_seconds, dense if DENSE in space.starts else None)
     if not final:
         search(cfg, setup, url, study)
     out = results(cfg, rd, study, caps, teacher_valid, where)
@@ -90,7 +94,7 @@ def run(cfg: RunConfig, rd: RunDir, *, storage: str | None = None, resume: bool 
 
 
 def _open_study(cfg: RunConfig, rd: RunDir, url: str, where: str, smallest: dict, *,
-                caps_given: bool, again: bool, final: bool, local: bool):
+                caps_given: bool, again: bool, final: bool, local: bool, identity: dict):
     """(storage, the study or None for a new one, its caps), refusing before anything is
     written: a study to resume that is not there, a new one whose name is taken, caps
     below the smallest student or other than a resumed study's."""
@@ -111,7 +115,7 @@ def _open_study(cfg: RunConfig, rd: RunDir, url: str, where: str, smallest: dict
         raise PakdError(f"study {tune.study!r} in {where} already holds {n} trial(s): add "
                         "--resume to continue it, or give --study NAME to start another")
     if study is not None:
-        caps = S.check_resumed(study, caps, _identity(cfg, rd), where)
+        caps = S.check_resumed(study, caps, identity, where)
         check_caps(caps, smallest)
     return st, study, caps
 
@@ -134,13 +138,3 @@ def _check_teacher(cfg: RunConfig, rd: RunDir) -> None:
                if name == "ensemble" else f"pakd train --run {rd.root} --models {name}")
         raise PakdError(f"{rd} has no trained teacher ({name}) to distil: run {fix} first (or "
                         "pakd run), then tune")
-
-
-def _identity(cfg: RunConfig, rd: RunDir) -> dict:
-    """What every trial depends on besides its settings: the seed, the teacher and its
-    files, and the distillation settings the space does not draw."""
-    files = rd.teacher_files(cfg.distill.teacher)
-    if cfg.distill.teacher == "ensemble":
-        files = [rd.ensemble, *files]
-    return {"seed": cfg.seed, "teacher": cfg.distill.teacher,
-            "teacher_files": fingerprint({}, files)}

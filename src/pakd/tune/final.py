@@ -36,9 +36,11 @@ def _train_final(cfg: RunConfig, rd: RunDir, enc: Encoded, setup: Setup, study,
     tcfg = trial_config(cfg, chosen)
     tuned = _train_saved(tcfg, rd, enc, setup, "tuned_student",
                          meta={"study": cfg.tune.study, "trial": chosen.number})
-    # the run's own settings, pruned from a fresh start as the tuned student is
+    # the run's own settings: fisher_kd, from its dense student when the run prunes from
+    # it and holds it (the pipeline's own student at this budget), else from a fresh start
     dcfg = apply(cfg, {"distill.methods": ["fisher_kd"], "distill.ablation": None,
-                       "distill.prune_from": "init"})
+                       "distill.prune_from": "dense" if cfg.distill.prune_from == "dense"
+                       and setup.dense is not None else "init"})
     dense = make_student(dcfg, enc)
     fit = fit_budget(dense, dcfg.distill.group_floor, target, "params", None)
     note = ""
@@ -76,7 +78,8 @@ def _train_saved(cfg: RunConfig, rd: RunDir, enc: Encoded, setup: Setup, name: s
     signals = with_temperature(setup.signals, dc.temperature)
     ctx = setup.context(cfg, signals)
     ctx.enc = enc
-    res, start = train_student(ctx, Job(dc.methods[0], dc.budgets[0], target), None)
+    res, start = train_student(ctx, Job(dc.methods[0], dc.budgets[0], target),
+                               setup.start_of(cfg))
     model = res.model
     stem = rd.tuned(name)
     save(model, stem, meta={"method": dc.methods[0], "budget": dc.budgets[0],

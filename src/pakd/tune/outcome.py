@@ -64,6 +64,8 @@ def chosen_yaml(cfg: RunConfig, rd: RunDir, trial) -> str:
     the whole distill, student and lightweight sections (so it does not depend on what the
     run's run.yaml holds later)."""
     tcfg = trial_config(cfg, trial)
+    if tcfg.distill.prune_from == "dense":      # the run's dense student, not one trained anew
+        tcfg = apply(tcfg, {"distill.dense_from": str(rd.student("dense_kd", "dense").resolve())})
     a = trial.user_attrs
     head = (f"# pakd tune: trial {trial.number} of study {cfg.tune.study!r} on {rd.root}\n"
             f"# valid NDCG@10 {trial.values[0]:.6f}, valid RMSE {trial.values[1]:.6f}, "

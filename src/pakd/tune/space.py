@@ -10,6 +10,13 @@ within the cap and then fitted to the drawn architecture: at least what it keeps
 unit per group and the group floor, less than its dense size. An architecture whose
 smallest student is over the cap cannot meet it and is not trained.
 
+Where a student starts is drawn too (``distill.prune_from``), when the run holds its
+trained dense student (`Space.around`'s ``dense``): ``init``, a fresh student of the drawn
+architecture trained for ``distill.epochs`` while pruning, or ``dense``, the run's dense
+student pruned and fine-tuned for ``distill.prune_epochs`` - its architecture is the run's,
+so it is not drawn. The pipeline's own students start from dense: without this choice the
+search could not even hold them.
+
 Every range holds the run's own setting (`Space.around` widens it), so the run's student
 is a point of the space: the study's first trial (`Space.reference`).
 """
@@ -42,6 +49,7 @@ FLOAT_RANGES = {TOWER: [("student.alpha", False)], LIGHT: [("lightweight.item_co
                        ("distill.group_floor", False)]}
 CHOICES = {TOWER: [("student.mlp", "mlp")], LIGHT: [("lightweight.hidden", "hidden")]}
 NOT_SETTINGS = ("criterion", "lightweight.criterion", "budget")
+DENSE, INIT = "dense", "init"
 
 
 def widths(choice: str) -> list[int]:
@@ -60,12 +68,22 @@ class Space:
     ranges: dict          # parameter -> (low, high)
     choices: dict         # parameter -> tuple of choices
     tune_temperature: bool = True
+    starts: tuple[str, ...] = (INIT,)   # where the run's own kind may start
+    dense_kind: str | None = None       # the kind of the run's dense student, if it may start
 
     @classmethod
-    def around(cls, tune, cfg: RunConfig, tune_temperature: bool = True) -> "Space":
+    def around(cls, tune, cfg: RunConfig, tune_temperature: bool = True,
+               dense: bool = False) -> "Space":
         """The space of the ``tune`` section, each range and choice list widened to hold
-        the run's own setting (``cfg``)."""
+        the run's own setting (``cfg``); ``dense``: the run holds its trained dense student
+        (of ``cfg``'s student kind and architecture), which trials may start from."""
         own = own_settings(cfg)
+        starts = tuple(x for x in (INIT, DENSE) if x in tune.starts and (x == INIT or dense))
+        if not starts:
+            raise PakdError("--tune-starts dense needs the run's trained dense student "
+                            "(models/students/dense_kd_dense, of the run's own student "
+                            "settings): train it with pakd distill --methods dense_kd, or "
+                            "add init to --tune-starts")
         section = {"student.dim": tune.dim, "student.rank_dims": tune.rank_dims,
                    "student.rate_dims": tune.rate_dims, "student.buckets": tune.buckets,
                    "student.alpha": tune.alpha, "lightweight.factors": tune.factors,
@@ -77,7 +95,8 @@ class Space:
                    "distill.kd_feature_weight": tune.kd_feature_weight,
                    "distill.label_loss_weight": tune.label_loss_weight,
                    "distill.temperature": tune.temperature,
-                   "distill.group_floor": tune.group_floor}
+                   "distill.group_floor": tune.group_floor,
+                   "distill.prune_epochs": tune.prune_epochs}
         ranges = {k: (min(lo, own[k]), max(hi, own[k])) for k, (lo, hi) in section.items()}
         choices = {"student.mlp": _with(tune.mlp, own["student.mlp"]),
                    "lightweight.hidden": _with(tune.hidden, own["lightweight.hidden"])}
@@ -86,7 +105,11 @@ class Space:
             raise PakdError(f"--tune-criteria {','.join(tune.criteria)} cannot prune the "
                             f"{LIGHT} (taylor needs the tower student's unit masks): add "
                             "fisher or magnitude, or leave it out of --tune-kinds")
-        return cls(kinds, tuple(tune.criteria), ranges, choices, tune_temperature)
+        dense_kind = own["distill.student"] if DENSE in starts else None
+        if dense_kind is not None and dense_kind not in kinds:
+            starts, dense_kind = (INIT,), None
+        return cls(kinds, tuple(tune.criteria), ranges, choices, tune_temperature,
+                   starts if dense_kind is not None else (INIT,), dense_kind)
 
     def criteria_of(self, kind: str) -> tuple[str, tuple[str, ...]]:
         """(parameter name, choices) of a kind's pruning criterion."""
@@ -126,23 +149,40 @@ class Space:
 
     def sample(self, trial, budget: tuple[int, int]) -> dict:
         """Draw a trial's parameters (Optuna ``trial``); ``budget``: (low, high) in the cap's
-        unit. Parameters of the other kind are not drawn (a conditional space)."""
+        unit. Parameters of the other kind are not drawn, nor the architecture of a student
+        that starts from the run's dense one (a conditional space)."""
         kind = trial.suggest_categorical("distill.student", list(self.kinds))
         crit, choices = self.criteria_of(kind)
         p = {"distill.student": kind, crit: trial.suggest_categorical(crit, list(choices)),
              "budget": trial.suggest_int("budget", budget[0], budget[1], log=budget[0] > 0)}
-        for part in (kind, None):
-            for name, log in INT_RANGES[part]:
+        if kind == self.dense_kind:
+            p["distill.prune_from"] = trial.suggest_categorical("distill.prune_from",
+                                                                list(self.starts))
+        for name, log, draw in self._drawn(kind, p.get("distill.prune_from", INIT)):
+            if draw == "int":
                 lo, hi = self.ranges[name]
                 p[name] = trial.suggest_int(name, int(lo), int(hi), log=log and lo > 0)
-            for name, log in FLOAT_RANGES[part]:
-                if name == "distill.temperature" and not self.tune_temperature:
-                    continue
+            elif draw == "float":
                 lo, hi = self.ranges[name]
                 p[name] = trial.suggest_float(name, lo, hi, log=log and lo > 0)
-        for name, _ in CHOICES.get(kind, []):
-            p[name] = trial.suggest_categorical(name, list(self.choices[name]))
+            else:
+                p[name] = trial.suggest_categorical(name, list(self.choices[name]))
         return p
+
+    def _drawn(self, kind: str, start: str) -> list[tuple[str, bool, str]]:
+        """(parameter, log scale, "int" | "float" | "choice") drawn for a student of
+        ``kind`` starting at ``start``: from dense, no architecture, and prune epochs in
+        place of epochs."""
+        arch = start != DENSE
+        epochs = "distill.prune_epochs" if start == DENSE else "distill.epochs"
+        out = [(name, log, "int") for name, log in (INT_RANGES[kind] if arch else [])]
+        out += [(name, log, "float") for name, log in (FLOAT_RANGES[kind] if arch else [])]
+        out += [(epochs if name == "distill.epochs" else name, log, "int")
+                for name, log in INT_RANGES[None]]
+        out += [(name, log, "float") for name, log in FLOAT_RANGES[None]
+                if name != "distill.temperature" or self.tune_temperature]
+        out += [(name, False, "choice") for name, _ in (CHOICES.get(kind, []) if arch else [])]
+        return out
 
     def reference(self, cfg: RunConfig, budget: int) -> dict:
         """The run's own settings as the parameters of a trial (its student kind if the
@@ -152,12 +192,10 @@ class Space:
         crit, choices = self.criteria_of(kind)
         p = {"distill.student": kind, crit: "fisher" if "fisher" in choices else choices[0],
              "budget": int(budget)}
-        for part in (kind, None):
-            for name, _ in INT_RANGES[part] + FLOAT_RANGES[part]:
-                if name == "distill.temperature" and not self.tune_temperature:
-                    continue
-                p[name] = own[name]
-        for name, _ in CHOICES.get(kind, []):
+        if kind == self.dense_kind:
+            start = own["distill.prune_from"]
+            p["distill.prune_from"] = start if start in self.starts else self.starts[0]
+        for name, _, _ in self._drawn(kind, p.get("distill.prune_from", INIT)):
             p[name] = own[name]
         return p
 
@@ -180,7 +218,8 @@ def own_settings(cfg: RunConfig) -> dict:
             "distill.kd_rating_weight": dc.kd_rating_weight,
             "distill.kd_feature_weight": dc.kd_feature_weight,
             "distill.label_loss_weight": dc.label_loss_weight,
-            "distill.temperature": dc.temperature, "distill.group_floor": dc.group_floor}
+            "distill.temperature": dc.temperature, "distill.group_floor": dc.group_floor,
+            "distill.prune_from": dc.prune_from, "distill.prune_epochs": dc.prune_epochs}
 
 
 def as_settings(params: dict) -> dict:
@@ -196,11 +235,11 @@ def criterion_of(params: dict) -> str:
 
 def settings_of(params: dict, target: int) -> dict:
     """The settings a trial's parameters set, with the student pruned to ``target``
-    parameters: one budget, its criterion's method, no ablation, pruned while it trains
-    from a fresh start (a trial trains one student; no dense student to start from)."""
+    parameters: one budget, its criterion's method, no ablation, started where the trial
+    drew (a fresh start when it did not draw: the run has no dense student to offer)."""
     return {**as_settings(params), "distill.budgets": [str(int(target))],
             "distill.methods": [CRITERIA[criterion_of(params)]], "distill.ablation": None,
-            "distill.prune_from": "init"}
+            "distill.prune_from": params.get("distill.prune_from", INIT)}
 
 
 def apply(cfg: RunConfig, settings: dict) -> RunConfig:

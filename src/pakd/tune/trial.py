@@ -77,6 +77,16 @@ class Setup:
     caps: dict                # every cap given (the sampler's constraints)
     objective: str            # the third objective: "params", "bytes" or "latency_ms"
     latency_seconds: float
+    dense: str | None = None  # the run's trained dense student (its stem), if trials may start there
+
+    def start_of(self, cfg: RunConfig) -> str | None:
+        """The saved student a student of ``cfg`` starts from (None: a fresh one)."""
+        if cfg.distill.prune_from != "dense":
+            return None
+        if self.dense is None:
+            raise PakdError("a trial drew a start from the dense student, which this run "
+                            "does not hold")                    # pragma: no cover - a bug
+        return self.dense
 
     def context(self, cfg: RunConfig, signals: TeacherSignals) -> Context:
         return Context(cfg, RunDir(self.root), self.enc, signals, self.teacher_valid, {})
@@ -145,7 +155,8 @@ def run(setup: Setup, params: dict, *, report=lambda v, s: None,
     method = tcfg.distill.methods[0]
     cb = EpochReport(report, should_stop)
     res, _ = train_student(setup.context(tcfg, signals), Job(method, str(fit.target),
-                                                             fit.target), None, callbacks=[cb])
+                                                             fit.target),
+                           setup.start_of(tcfg), callbacks=[cb])
     model = res.model
     rec.update(target_params=fit.target, params=model.n_params(), bytes=saved_bytes(model),
                latency_ms=latency_ms(model, enc.n_users, setup.latency_seconds),
