@@ -1,9 +1,9 @@
 """Issue 33's target measurement: one `pakd tune` study per seed under the same cap, each
 followed by `pakd tune --final`, and the tuned students pooled over the seeds against the
 default-settings students at the same budgets (test part, paired: two-stage bootstrap and
-a t interval over the seed means, `pakd.stats.pooled_paired`). `--final` trains its
-default-settings student pruned while it trains from a fresh start, as every trial is; the
-run's own pipeline prunes the trained dense student instead, so the tuned student is also
+a t interval over the seed means, `pakd.stats.pooled_paired`). `--final`'s
+default-settings student starts where the run's own students start (its trained dense
+student, as `pakd run` leaves it), at the tuned student's budget; the tuned student is also
 compared with the run's saved student of that name (``--pipeline-student``: the
 pipeline's fisher_kd at 3%, which keeps at least the tuned student's parameters).
 
