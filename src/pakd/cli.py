@@ -1021,7 +1021,7 @@ def main(argv: list[str] | None = None) -> int:
         _release_lock()
         if not ok:
             _remove_half_made()
-        distributed.close()
+        distributed.close(ok)
 
 
 if __name__ == "__main__":

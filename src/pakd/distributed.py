@@ -67,8 +67,14 @@ def init(device: str = "cpu") -> None:
         dist.init_process_group("gloo", timeout=WAIT)
 
 
-def close() -> None:
+def close(ok: bool = True) -> None:
+    """Leave the process group; after a command that succeeded, together (a barrier
+    first): a rank that tore its group down while rank 0 still wrote the reports sometimes
+    aborted in gloo's teardown ("terminate called without an active exception"), failing
+    a command whose work was done. After a failure nobody waits: torchrun stops the rest."""
     if "torch.distributed" in sys.modules and dist.is_initialized():
+        if ok and world() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 
