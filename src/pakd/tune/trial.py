@@ -77,7 +77,7 @@ class Setup:
     caps: dict                # every cap given (the sampler's constraints)
     objective: str            # the third objective: "params", "bytes" or "latency_ms"
     latency_seconds: float
-    dense: str | None = None  # the run's trained dense student (its stem), if trials may start there
+    dense: str | None = None  # the run's trained dense student (its stem), if trials start there
 
     def start_of(self, cfg: RunConfig) -> str | None:
         """The saved student a student of ``cfg`` starts from (None: a fresh one)."""
