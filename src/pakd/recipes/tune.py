@@ -52,6 +52,7 @@ def run(cfg: RunConfig, rd: RunDir, *, storage: str | None = None, resume: bool 
     check_catalogue_settings(cfg, enc_full.n_items, enc_full.n_users)
     enc = without_test(enc_full)
     dense = dense_student(cfg, rd, enc)
+    inputs = identity(cfg, rd, dense)         # hashes the teacher's files: once
     space = Space.around(tune, cfg, tune_temperature=matrix_held(cfg, enc.n_users, enc.n_items),
                          dense=dense is not None)
     smallest = smallest_students(cfg, enc, space, latency=tune.max_latency_ms is not None
@@ -61,14 +62,14 @@ def run(cfg: RunConfig, rd: RunDir, *, storage: str | None = None, resume: bool 
     where = str(rd.tune_db) if local else S.shown(storage)
     st, study, caps = _open_study(cfg, rd, url, where, smallest, caps_given=caps_given,
                                   again=resume or final, final=final, local=local,
-                                  identity=identity(cfg, rd, dense))
+                                  identity=inputs)
     unit = "bytes" if "max_bytes" in caps else "params"
     cap = caps.get("max_bytes", caps.get("max_params"))
     budget = budget_range(cfg, enc, space, smallest, unit, cap)
     reference = space.reference(cfg, reference_budget(cfg, enc, budget, cap))
     commit()
     if study is None:
-        study = S.create(st, tune.study, caps, identity(cfg, rd, dense), reference)
+        study = S.create(st, tune.study, caps, inputs, reference)
         log.info("study %r in %s: %s; objectives valid NDCG@10, valid RMSE, %s", tune.study,
                  where, S.caps_text(caps), S.objective_of(caps))
     elif not final:

@@ -105,9 +105,8 @@ class Space:
             raise PakdError(f"--tune-criteria {','.join(tune.criteria)} cannot prune the "
                             f"{LIGHT} (taylor needs the tower student's unit masks): add "
                             "fisher or magnitude, or leave it out of --tune-kinds")
-        dense_kind = own["distill.student"] if DENSE in starts else None
-        if dense_kind is not None and dense_kind not in kinds:
-            starts, dense_kind = (INIT,), None
+        dense_kind = (own["distill.student"] if DENSE in starts and own["distill.student"]
+                      in kinds else None)
         return cls(kinds, tuple(tune.criteria), ranges, choices, tune_temperature,
                    starts if dense_kind is not None else (INIT,), dense_kind)
 
