@@ -70,12 +70,13 @@ def _table(rows: list[dict], pooled: dict, resamples: int, pipeline: dict | None
         lines.append(f"| {r['run']} | {f['budget']:,} | {f['tuned']['test']['ndcg@10']:.4f} "
                      f"| {f['default']['test']['ndcg@10']:.4f} "
                      f"| {f['tuned']['test']['rmse']:.4f} | {f['default']['test']['rmse']:.4f} |")
-    lines += ["", "Tuned minus `--final`'s default-settings student (same budget, pruned from "
-              "a fresh start), pooled over the seeds (test part):", ""]
+    lines += ["", "Tuned minus `--final`'s default-settings student (fisher_kd at the same "
+              "budget, pruned from the run's dense student when the run prunes from one, "
+              "else from a fresh start), pooled over the seeds (test part):", ""]
     lines += _pooled_rows(pooled, resamples)
     if pipeline is not None:
-        lines += ["", f"Tuned minus the run's own `{name}` (the pipeline's student, pruned from "
-                  "the trained dense student), pooled over the seeds (test part):", ""]
+        lines += ["", f"Tuned minus the run's own `{name}` (the pipeline's student at its own "
+                  "budget), pooled over the seeds (test part):", ""]
         lines += _pooled_rows(pipeline, resamples)
     return "\n".join(lines) + "\n"
 

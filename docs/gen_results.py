@@ -421,8 +421,35 @@ def fuzz(path: str) -> str:
               f"{j['failing_total']} failing.")
 
 
+def tune(path: str) -> str:
+    """`benchmarks/tune_seeds.py`: per seed the study's size and choice, the tuned and the
+    default-settings student on the test part; the pooled paired difference."""
+    j = _json(_folder(path) / "tune_seeds.json")
+    rows = []
+    for s in j["seeds"]:
+        fr, fi = s["front"], s["final"]
+        c = fr["chosen"]
+        rows.append({"seed": Path(s["run"]).name,
+                     "trials": f"{len(fr['trials']):,} ({len(fr['front'])} on the front)",
+                     "chosen": "the run's own settings" if c.get("reference") else
+                               f"trial {c['trial']}: {c['kind']}, {c['method']}",
+                     "params": fi["tuned"]["params"],
+                     "tn": fi["tuned"]["test"]["ndcg@10"], "dn": fi["default"]["test"]["ndcg@10"],
+                     "tr": fi["tuned"]["test"]["rmse"], "dr": fi["default"]["test"]["rmse"]})
+    table = markdown_table(rows, [("seed", "seed"), ("trials", "trials"), ("chosen", "chosen"),
+                                  ("params", "parameters"), ("tn", "tuned NDCG@10"),
+                                  ("dn", "default NDCG@10"), ("tr", "tuned RMSE"),
+                                  ("dr", "default RMSE")])
+    pooled = "; ".join(f"{m} {d:+.4f} ({lo:+.4f} to {hi:+.4f})"
+                       for m, (d, lo, hi, *_rest) in j["pooled"].items())
+    return (table + f"\n\n{j['timeout_s'] / 60:.0f}-minute studies, at most "
+            f"{j['max_params']:,} parameters; tuned minus default-settings student, pooled "
+            f"over the seeds (test part, two-stage bootstrap 95%): {pooled}.")
+
+
 KINDS = {"headline": headline, "teachers": teachers, "fisher": fisher, "pakd": pakd,
-         "timings": timings, "seeds": seeds, "same": same, "peers": peers, "include": include, "text": text, "scale": scale, "ml1m": ml1m,
+         "timings": timings, "seeds": seeds, "same": same, "peers": peers, "include": include,
+         "text": text, "scale": scale, "ml1m": ml1m, "tune": tune,
          "torchrun": torchrun, "catalogue_head": catalogue_head, "kill_resume": kill_resume,
          "fuzz": fuzz}
 
