@@ -6,7 +6,8 @@ their events and gives the share of the NDCG@10 gap recovered per group with a 9
 interval that resamples users (a user's events in every replay together, so a user seen
 by two replays is not counted as two).
 
-    .venv/bin/python benchmarks/replay_pool.py --replays DIR1,DIR2 --out DIR
+    .venv/bin/python benchmarks/replay_pool.py --replays DIR1,DIR2 --out DIR \
+        [--baseline BASE1,BASE2]      # the same windows replayed with another fold-in
 """
 from __future__ import annotations
 
@@ -39,6 +40,23 @@ def diff_ci(part: pd.DataFrame, rng, n: int = 1000) -> list | None:
     return [float(d.sum() / cnt.sum()), *map(float, np.percentile(boot, [2.5, 97.5]))]
 
 
+def against(df: pd.DataFrame, baseline: list[str]) -> dict:
+    """This fold-in's NDCG@10 minus the baseline replays' fold-in, on the same events (the
+    replays must hold the same events in the same order), with user-resampled intervals."""
+    base = pd.concat([pd.read_csv(Path(d) / "temporal_replay_events.csv.gz") for d in baseline],
+                     ignore_index=True)
+    if len(base) != len(df) or not ((base["user"].astype(str).to_numpy()
+                                     == df["user"].astype(str).to_numpy()).all()
+                                    and (base["item"].to_numpy() == df["item"].to_numpy()).all()):
+        raise SystemExit("--baseline: its replays do not hold the same events in the same order")
+    pair = pd.DataFrame({"user": df["user"], "fold": df["fold"], "redistill": base["fold"]})
+    rng = np.random.default_rng(3)
+    groups = {"all": df.index == df.index, "known_users": df["known"].to_numpy(),
+              "new_users": ~df["known"].to_numpy(), "trained_items": ~df["new_item"].to_numpy(),
+              "new_items": df["new_item"].to_numpy()}
+    return {k: diff_ci(pair[m], rng) for k, m in groups.items()}
+
+
 def summary(part: pd.DataFrame, rng, rng_place) -> dict:
     """Mean NDCG@10 of each variant, the share of the gap recovered with its interval, and
     the same on the rated item's place (trained items)."""
@@ -56,6 +74,9 @@ def summary(part: pd.DataFrame, rng, rng_place) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--replays", required=True, help="replay output folders, comma-separated")
+    ap.add_argument("--baseline", default=None,
+                    help="the same replays with another fold-in, comma-separated in the same "
+                    "order: adds this fold-in minus that one, paired on the same events")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     parts, sources = [], []
@@ -73,6 +94,8 @@ def main(argv=None) -> int:
                        ("new_users", df[~df["known"]])):
         out[name] = {**summary(part, rng, rng_place),
                      "trained_items": summary(part[~part["new_item"]], rng, rng_place)}
+    if a.baseline:
+        out["fold_minus_baseline"] = against(df, a.baseline.split(","))
     Path(a.out).mkdir(parents=True, exist_ok=True)
     (Path(a.out) / "replay_pool.json").write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))

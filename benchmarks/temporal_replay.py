@@ -160,6 +160,18 @@ def ablate(how: str) -> None:
     from pakd.deploy.foldin import TowerFold
     if how == "side":
         TowerFold.places_items = False
+    elif how.startswith("damped:"):
+        # the counts extrapolated with a pseudo-exposure of lam train windows added: an item
+        # rated by many in its first hours is placed with less confidence
+        lam = float(how.split(":", 1)[1])
+
+        @torch.no_grad()
+        def damped(self, items, counts, exposure):
+            a, b, n = self.prior
+            n_eff = (a + counts.double()) / (b + (exposure.double() + lam * n) / n)
+            w = self.model.pop_weight.detach().double()
+            return (self._side[items].double() + w * torch.log1p(n_eff)).to(self._static.dtype)
+        TowerFold.new_item_bias = damped
     elif how == "bias":
         def unmoved(self, item, *args):
             m = self.model
@@ -177,12 +189,16 @@ def main() -> int:
     ap.add_argument("--until", default=None,
                     help="another run: replay only the events up to its train cut (a window "
                     "that ends where another replay starts; default: to the end)")
-    ap.add_argument("--new-items", choices=("placed", "bias", "side"), default="placed",
+    ap.add_argument("--new-items", default="placed",
                     help="how the fold student places new items (an ablation): by their "
                     "side fields, then their ratings' popularity and raters (placed, what "
-                    "pakd does), the popularity only (bias), or their side fields only "
-                    "(side: before December 2026)")
+                    "pakd does), the popularity only (bias), their side fields only "
+                    "(side: before December 2026), or as placed with the count damped by "
+                    "a pseudo-exposure of LAM train windows (damped:LAM)")
     args = ap.parse_args()
+    if args.new_items not in ("placed", "bias", "side") and \
+            not args.new_items.startswith("damped:"):
+        ap.error(f"--new-items {args.new_items}: one of placed, bias, side, damped:LAM")
     torch.set_num_threads(1)
     ablate(args.new_items)
     from pakd.config import build_config, load_run_config

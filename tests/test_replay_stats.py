@@ -58,3 +58,26 @@ def test_pooled_replays_count_a_user_once(tmp_path):
     assert got["known_users"]["events"] == 4 and got["known_users"]["users"] == 2
     assert got["known_users"]["trained_items"]["events"] == 3
     assert got["known_users"]["fold_minus_redistill"][0] == pytest.approx(0.0)
+
+
+def test_a_baseline_replay_is_compared_on_the_same_events_and_refused_otherwise(tmp_path):
+    import json
+
+    def replay(name, fold, items=(1, 2)):
+        d = tmp_path / name
+        d.mkdir()
+        df = events([("a", 0, fold[0], 0, 1, 0, 2, 5, False), ("b", 0, fold[1], 0, 1, 1, 0, 5,
+                                                                 True)])
+        df["known"], df["item"] = [True, False], list(items)
+        df.to_csv(d / "temporal_replay_events.csv.gz", index=False)
+        (d / "temporal_replay.json").write_text(json.dumps({"early_cut": 0, "late_cut": 1}))
+        return str(d)
+    new, old = replay("new", (1.0, 0.0)), replay("old", (0.5, 0.5))
+    replay_pool.main(["--replays", new, "--baseline", old, "--out", str(tmp_path / "p")])
+    got = json.loads((tmp_path / "p" / "replay_pool.json").read_text())["fold_minus_baseline"]
+    assert got["known_users"] == pytest.approx([0.5, 0.5, 0.5])
+    assert got["new_items"] == pytest.approx([-0.5, -0.5, -0.5])
+    assert got["all"][0] == pytest.approx(0.0)
+    other = replay("other", (0.5, 0.5), items=(1, 3))
+    with pytest.raises(SystemExit, match="same events"):
+        replay_pool.main(["--replays", new, "--baseline", other, "--out", str(tmp_path / "q")])
