@@ -110,16 +110,14 @@ def rmse(part: pd.DataFrame) -> float | None:
     return float(np.sqrt(((ok["pred_fold"] - ok["rating"]) ** 2).mean())) if len(ok) else None
 
 
-def gap_ci(part: pd.DataFrame, rng, n: int = 1000,
-           cols: tuple = ("none", "fold", "redistill")) -> list | None:
+def gap_ci(part: pd.DataFrame, rng, n: int = 1000) -> list | None:
     """95% interval of the share of the gap recovered, resampling users (their events
-    together): the events are few and hits rare, so the share is noisy. ``cols`` name the
-    three variants' columns, higher is better."""
+    together): the events are few and hits rare, so the share is noisy."""
     if not len(part):
         return None
-    g = part.groupby("user")[list(cols)].agg(["sum", "count"])
-    sums = np.stack([g[(v, "sum")].to_numpy() for v in cols], 1)
-    cnt = g[(cols[0], "count")].to_numpy()
+    g = part.groupby("user")[["none", "fold", "redistill"]].agg(["sum", "count"])
+    sums = np.stack([g[(v, "sum")].to_numpy() for v in ("none", "fold", "redistill")], 1)
+    cnt = g[("none", "count")].to_numpy()
     out = []
     for _ in range(n):
         pick = rng.integers(0, len(cnt), len(cnt))
