@@ -131,6 +131,18 @@ def gap_ci(part: pd.DataFrame, rng, n: int = 1000) -> list | None:
     return [float(lo), float(hi)]
 
 
+def ndcg_gap(part: pd.DataFrame, rng) -> dict:
+    """Events, users, each variant's mean NDCG@10 and the share of the gap fold-in
+    recovers, with its interval."""
+    m = {v: float(part[v].mean()) if len(part) else float("nan")
+         for v in ("none", "fold", "redistill")}
+    d = m["redistill"] - m["none"]
+    return {"events": len(part), "users": int(part["user"].nunique()),
+            **{f"ndcg10_{k}": v for k, v in m.items()},
+            "gap_recovered": (m["fold"] - m["none"]) / d if d > 0 else None,
+            "gap_recovered_ci95": gap_ci(part, rng)}
+
+
 def rank_gap(part: pd.DataFrame, rng) -> dict | None:
     """The gap recovered measured on the rated item's place among the user's unseen items
     (1 - rank / unseen, higher is better): every event counts, not only the rare top-10
@@ -161,14 +173,10 @@ def ablate(how: str) -> None:
     elif how.startswith("damped:"):
         # the counts extrapolated with a pseudo-exposure of lam train windows added: an item
         # rated by many in its first hours is placed with less confidence
-        lam = float(how.split(":", 1)[1])
+        lam, placed = float(how.split(":", 1)[1]), TowerFold.new_item_bias
 
-        @torch.no_grad()
         def damped(self, items, counts, exposure):
-            a, b, n = self.prior
-            n_eff = (a + counts.double()) / (b + (exposure.double() + lam * n) / n)
-            w = self.model.pop_weight.detach().double()
-            return (self._side[items].double() + w * torch.log1p(n_eff)).to(self._static.dtype)
+            return placed(self, items, counts, exposure.double() + lam * self.prior[2])
         TowerFold.new_item_bias = damped
     elif how == "bias":
         def unmoved(self, item, *args):
@@ -321,13 +329,7 @@ def main() -> int:
     rng_place = np.random.default_rng(1)        # apart: the NDCG intervals stay as kept
 
     def summary(part: pd.DataFrame) -> dict:
-        m = {v: float(part[v].mean()) if len(part) else float("nan")
-             for v in ("none", "fold", "redistill")}
-        d = m["redistill"] - m["none"]
-        return {"events": len(part), "users": int(part["user"].nunique()),
-                **{f"ndcg10_{k}": v for k, v in m.items()},
-                "gap_recovered": (m["fold"] - m["none"]) / d if d > 0 else None,
-                "gap_recovered_ci95": gap_ci(part, rng),
+        return {**ndcg_gap(part, rng),
                 "hits": {v: int((part[v] > 0).sum()) for v in ("none", "fold", "redistill")},
                 "mean_percentile_rank_fold": percentile(part, "rank_fold")}
 
