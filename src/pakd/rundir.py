@@ -10,6 +10,7 @@ the layout is written down once::
     RUN/teachers/<m>.state.pt            its resumable training state
     RUN/teachers/<m>.scores.safetensors  its users x items ranking scores (cache)
     RUN/teachers/ensemble.json           the ensemble teacher (members, mixes, calibration)
+    RUN/teachers/ensemble.users.safetensors  its per-user logit standardisation
     RUN/teachers.json|md                 member, ensemble and baseline metrics
     RUN/analysis_results/...             Fisher analysis and PAKD experiment (JSON + Markdown;
                                          fisher_parts/<m>.json: one member's finished analysis)
@@ -251,6 +252,10 @@ class RunDir:
         return self.teachers / "ensemble.json"
 
     @property
+    def ensemble_stats(self) -> Path:
+        return self.teachers / "ensemble.users.safetensors"
+
+    @property
     def teachers_json(self) -> Path:
         return self.root / "teachers.json"
 
@@ -418,9 +423,23 @@ class RunDir:
             raise PakdError(f"{self.ensemble} not found; run `pakd ensemble --run {self.root}` "
                             "first")
         arch = read_json(self.ensemble)
-        return Ensemble.from_arch(arch, {n: self.load_member(n)[0] for n in arch["members"]})
+        stats = None
+        if arch.get("standardise") == "user":
+            if not self.ensemble_stats.is_file():
+                raise PakdError(f"{self.ensemble_stats} not found (the ensemble's per-user "
+                                f"standardisation); run `pakd ensemble --run {self.root}`")
+            from safetensors.torch import load_file
+            stats = load_file(str(self.ensemble_stats))
+        return Ensemble.from_arch(arch, {n: self.load_member(n)[0] for n in arch["members"]},
+                                  stats)
 
     def save_ensemble(self, ens) -> Path:
+        """ensemble.json, and beside it ensemble.users.safetensors when it is standardised per
+        user (written first: a config never names statistics that are not there)."""
+        if ens.standardise == "user":
+            from safetensors.torch import save
+            self.write_bytes(self.ensemble_stats, save(
+                {k: v.contiguous() for k, v in ens.user_stats().items()}))
         return write_json(self.ensemble, {"kind": "ensemble", **ens.arch()})
 
     def load_teacher(self, name: str):
@@ -434,7 +453,8 @@ class RunDir:
         arch = read_json(self.ensemble)
         used = {n for key in ("rating_mix", "ranking_mix", "rating_weights", "ranking_weights")
                 for n in arch.get(key, {})}
-        return [self.weights(self.member(n)) for n in arch["members"] if n in used]
+        stats = [self.ensemble_stats] if arch.get("standardise") == "user" else []
+        return [self.weights(self.member(n)) for n in arch["members"] if n in used] + stats
 
     def write_text(self, path: Path, text: str) -> Path:
         atomic_write_text(path, text)

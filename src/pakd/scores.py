@@ -63,7 +63,8 @@ def ensemble_scores(ens: Ensemble, scores: dict[str, torch.Tensor | None]) -> to
     cached)."""
     if any(scores.get(n) is None for n in ens.ranking_mix):
         return None
-    return ens.combine_scores({n: scores[n] for n in ens.ranking_mix})
+    users = torch.arange(next(scores[n] for n in ens.ranking_mix).shape[0])
+    return ens.combine_scores({n: scores[n] for n in ens.ranking_mix}, users)
 
 
 def teacher_scores(cfg, rd, enc: Encoded):
@@ -124,23 +125,46 @@ def retrieval_candidates(cfg: RunConfig, rd: RunDir, enc: Encoded, name: str,
     return out
 
 
+def fit_standardisation(ens: Ensemble, enc: Encoded, cfg: RunConfig,
+                        scores: dict[str, torch.Tensor | None]) -> None:
+    """Each ranking member's z-scoring: per user over their unseen items, or per catalogue
+    over ``ensemble.calibration_users`` users (`Ensemble.standardise`)."""
+    if ens.standardise == "user":
+        ens.calibrate_users(enc.seen(("train",)), scores)
+    else:
+        ens.calibrate(enc.n_users, cfg.ensemble.calibration_users, cfg.seed, scores=scores)
+
+
 def fit_auto_weights(ens: Ensemble, enc: Encoded, cfg: RunConfig,
-                     scores: dict[str, torch.Tensor | None]) -> None:
+                     scores: dict[str, torch.Tensor | None],
+                     users: torch.Tensor | None = None) -> None:
     """``weights: auto``: the ensemble's rating mix by least squares on the valid ratings,
-    its ranking mix by the best valid NDCG@10 (`Ensemble.fit_rating_mix`,
-    `Ensemble.fit_ranking_mix`), from the cached score rows of the `weight_users`."""
-    from .evaluate import predict_ratings, ranking_metrics
+    its ranking mix by the valid items' likelihood or the best valid NDCG@10
+    (``ensemble.mix_fit``; `Ensemble.fit_rating_mix`, `Ensemble.fit_ranking_likelihood`,
+    `Ensemble.fit_ranking_mix`), from the cached score rows of the `weight_users` (or of
+    the given valid ``users``)."""
+    from .evaluate import predict_ratings, ranking_metrics, relevant_matrix
     va = enc.parts["valid"]
     ens.fit_rating_mix({n: predict_ratings(ens.members[n], va.user, va.item)
                         for n in ens.rating_mix}, va.rating)
     names = list(ens.ranking_mix)
     if len(names) == 1:
         return
-    users = weight_users(enc, cfg, [n for n in names if scores.get(n) is None])
+    if users is None:
+        users = weight_users(enc, cfg, [n for n in names if scores.get(n) is None])
     row = torch.full((enc.n_users,), -1, dtype=torch.long)
     row[users] = torch.arange(len(users))
     logits = {n: scores[n][users] if scores.get(n) is not None else
               score_matrix(ens.members[n], users) for n in names}
+    if cfg.ensemble.mix_fit == "likelihood":
+        held = relevant_matrix(enc, "valid", cfg.eval.relevant_min_rating)[users.numpy()].tocoo()
+        seen = torch.from_numpy(enc.seen(("train",))[users.numpy()].toarray())
+        got = ens.fit_ranking_likelihood(
+            logits, users, seen, (torch.from_numpy(held.row).long(),
+                                  torch.from_numpy(held.col).long()))
+        log.info("auto weights: rating %s, ranking %s (valid items' mean log-likelihood "
+                 "%.4f)", ens.rating_mix, ens.ranking_mix, got)
+        return
 
     def valid_ndcg(s: torch.Tensor) -> float:
         return ranking_metrics(None, enc, "valid", ks=[10],
@@ -148,7 +172,7 @@ def fit_auto_weights(ens: Ensemble, enc: Encoded, cfg: RunConfig,
                                chunk=cfg.eval.chunk, max_memory_gb=cfg.eval.max_memory_gb,
                                scores=lambda u: s[row[u]], users=users.numpy())["ndcg@10"]
 
-    best = ens.fit_ranking_mix(logits, valid_ndcg, quiet=cfg.quiet)
+    best = ens.fit_ranking_mix(logits, users, valid_ndcg, quiet=cfg.quiet)
     log.info("auto weights: rating %s, ranking %s (valid NDCG@10 %.4f)",
              ens.rating_mix, ens.ranking_mix, best)
 

@@ -384,9 +384,17 @@ class EnsembleConfig(Section):
                                    flag="--algorithms")
     weights: list[float] | Literal["auto"] = _f(
         "auto", "auto: rating weights by non-negative least squares and ranking weights by "
-        "NDCG@10, both on the valid part; or one weight per member (renormalised per "
+        "--mix-fit, both on the valid part; or one weight per member (renormalised per "
         "output; the origin report's 0.4,0.4,0.2 with --tasks ranking,rating,balance)",
         flag="--weights")
+    mix_fit: Literal["ndcg", "likelihood"] = _f(
+        "ndcg", "how auto ranking weights are fitted on the valid part: ndcg (the best "
+        "NDCG@10 on a grid of convex weights) or likelihood (the valid items' log-softmax "
+        "over each user's unseen items)", flag="--mix-fit")
+    standardise: Literal["user", "catalogue"] = _f(
+        "user", "each ranking member's logits are z-scored before they are mixed: per user "
+        "(over the user's unseen items) or per catalogue (one mean and std from "
+        "--calibration-users users)", flag="--standardise")
     tasks: list[Literal["rating", "ranking", "balance"]] = _f(
         [], "per member: which output it feeds (rating, ranking or balance = both); empty: "
         "balance for members that predict ratings, ranking for the others (ease)",
@@ -397,7 +405,8 @@ class EnsembleConfig(Section):
     rerank_n: list[int] = _f([50, 100, 200], "candidates per user in the re-ranking table "
                              "(empty: no table)", flag="--rerank-n")
     calibration_users: int = _f(128, "users whose catalogue scores standardise each member's "
-                                "ranking logit", flag="--calibration-users", ge=1)
+                                "ranking logit (--standardise catalogue)",
+                                flag="--calibration-users", ge=1)
     cache_limit: int = _f(50_000_000, "cache member score matrices (users x items) up to this "
                           "many entries in RUN/teachers/", flag="--score-cache-limit", ge=0)
 

@@ -28,7 +28,7 @@ def catalogue_logits(model: RecModel, users: torch.Tensor) -> torch.Tensor:
     model has one, else every (user, item) pair through ``pair_logits``."""
     if isinstance(model, Ensemble):
         return model.combine_scores({n: catalogue_logits(model.members[n], users)
-                                     for n in model.ranking_mix})
+                                     for n in model.ranking_mix}, users)
     if model.one_pass_score_all:
         return model.score_all(users)
     n, b = model.schema.n_items, users.shape[0]

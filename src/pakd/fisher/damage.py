@@ -223,7 +223,7 @@ class LossProbe:
             ll = {n: o[1] for n, o in self.others[part].items()}
             rr[self.name], ll[self.name] = r, lg
             er = self.ens.combine_ratings({n: rr[n] for n in self.ens.rating_mix})
-            el = self.ens.combine_scores({n: ll[n] for n in self.ens.ranking_mix})
+            el = self.ens.combine_scores({n: ll[n] for n in self.ens.ranking_mix}, e.user)
             out["ensemble"] = losses(er, el, e, self.sigma2["ensemble"])["ensemble"]
         return out
 

@@ -1,8 +1,8 @@
 """Recipe `ensemble`: combine the trained members into the ensemble teacher and evaluate it.
 
-Loads the members of ``ensemble.algorithms``, gives each its task and weight, fixes each ranking
-member's logit standardisation on a user sample (from the cached score matrices), fits the
-weights on valid when ``weights: auto``; writes RUN/teachers/ensemble.json and RUN/teachers.json|md.
+Loads the members of ``ensemble.algorithms``, gives each its task and weight, standardises each
+ranking member's logit (from the cached score matrices), fits the weights on valid when
+``weights: auto``; writes RUN/teachers/ensemble.json (+ .users.safetensors), teachers.json|md.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from ..rerank import rerank_table
 from ..results import TeachersReport, write_result
 from ..rundir import RunDir
 from ..runtime import log
-from ..scores import ensemble_scores, fit_auto_weights, member_scores
+from ..scores import ensemble_scores, fit_auto_weights, fit_standardisation, member_scores
 from ..stats import intervals
 
 
@@ -37,8 +37,7 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> TeachersRepor
               train_seconds=sum(metas[n]["fit"]["train_seconds"] for n in ens.members),
               weights=ens.weights, tasks=ens.tasks, rating_mix=ens.rating_mix,
               ranking_mix=ens.ranking_mix,
-              standardisation={n: [float(ens.logit_mean[k]), float(ens.logit_std[k])]
-                               for k, n in enumerate(ens.members)},
+              standardisation=ens.standardisation(),
               eval_seconds=time.perf_counter() - t0)
     members = member_rows(cfg, rd, enc, ens, metas, scores)
     t = [m["score_seconds"] for m in members.values()]    # None: an older member unmeasured
@@ -122,10 +121,11 @@ def build(cfg: RunConfig, rd: RunDir, enc: Encoded):
     members, metas = {}, {}
     for name in algos:
         members[name], metas[name] = rd.load_member(name)
-    ens = Ensemble(members, weights or {n: 1.0 for n in algos}, _tasks(cfg, members))
+    ens = Ensemble(members, weights or {n: 1.0 for n in algos}, _tasks(cfg, members),
+                   standardise=cfg.ensemble.standardise)
     # every member's (cached) scores: calibration standardises each member's logit
     scores = {n: member_scores(cfg, rd, n, m, enc) for n, m in members.items()}
-    ens.calibrate(enc.n_users, cfg.ensemble.calibration_users, cfg.seed, scores=scores)
+    fit_standardisation(ens, enc, cfg, scores)
     if weights is None:
         fit_auto_weights(ens, enc, cfg, scores)
     return ens, metas, scores
