@@ -130,7 +130,9 @@ def fit_standardisation(ens: Ensemble, enc: Encoded, cfg: RunConfig,
     """Each ranking member's z-scoring: per user over their unseen items, or per catalogue
     over ``ensemble.calibration_users`` users (`Ensemble.standardise`)."""
     if ens.standardise == "user":
-        ens.calibrate_users(enc.seen(("train",)), scores)
+        from .memory import user_chunk
+        ens.calibrate_users(enc.seen(("train",)), scores,
+                            chunk=min(1024, user_chunk(enc.n_items, cfg.eval.max_memory_gb)))
     else:
         ens.calibrate(enc.n_users, cfg.ensemble.calibration_users, cfg.seed, scores=scores)
 
