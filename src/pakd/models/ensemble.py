@@ -125,15 +125,15 @@ class Ensemble(RecModel):
         train (``seen``: users x items CSR), from the cached ``scores`` or member rows scored
         ``chunk`` users at a time (a user who rated every item: over the whole catalogue)."""
         n_users = self.user_mean.shape[0]
-        for name, m in self.members.items():
-            k = self._pos[name]
-            for a in range(0, n_users, chunk):
-                users = torch.arange(a, min(a + chunk, n_users))
+        for a in range(0, n_users, chunk):       # each chunk's rated items made dense once
+            users = torch.arange(a, min(a + chunk, n_users))
+            rated = torch.from_numpy(seen[a:a + len(users)].toarray())
+            rated &= ~rated.all(1, keepdim=True)
+            n = (~rated).sum(1)
+            for name, m in self.members.items():
+                k = self._pos[name]
                 s = (scores[name][users] if scores and scores.get(name) is not None
                      else m.score_all(users)).double()
-                rated = torch.from_numpy(seen[a:a + len(users)].toarray())
-                rated &= ~rated.all(1, keepdim=True)
-                n = (~rated).sum(1)
                 mean = s.masked_fill(rated, 0.0).sum(1) / n
                 var = ((s - mean[:, None]) ** 2).masked_fill(rated, 0.0).sum(1) / n
                 self.user_mean[users, k] = mean.to(self.user_mean.dtype)
