@@ -66,24 +66,26 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--budgets", default="1%,3%,5%")
     ap.add_argument("--settings", default="8:0.3,16:0.3,16:0.15",
-                    help="prune_epochs:prune_until pairs")
+                    help="prune_epochs:prune_until[:prune_steps] settings")
     ap.add_argument("--work", required=True, help="folder for the copies (git-ignored runs/)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
     result = {}
     for setting in a.settings.split(","):
-        epochs, until = setting.split(":")
+        epochs, until, *steps = setting.split(":")
         per_seed = {}
         for s in seeds:
             src = Path(a.runs) / f"seed-{s}"
-            run = Path(a.work) / f"e{epochs}_u{until}" / f"seed-{s}"
+            run = Path(a.work) / ("_".join([f"e{epochs}", f"u{until}"] + [f"s{n}" for n in steps])
+                                  ) / f"seed-{s}"
             prepare(src, run)
             subprocess.run([sys.executable, "-m", "pakd", "distill", "--run", str(run),
                             "--methods", "fisher_kd", "--budgets", a.budgets,
                             "--dense-from", str(src / "models/students/dense_kd_dense"),
                             "--check-units", "0", "--prune-epochs", epochs,
-                            "--prune-until", until, "--quiet"], check=True)
+                            "--prune-until", until, "--quiet"]
+                           + [x for n in steps for x in ("--prune-steps", n)], check=True)
             per_seed[s] = rows(run, teacher_valid(src))
             print(setting, s, json.dumps(per_seed[s]), flush=True)
         result[setting] = per_seed
