@@ -4,8 +4,7 @@ seed of a finished `pakd run --seeds` folder, its split, teachers and trained de
 are copied into a work folder per setting, and `pakd distill --methods fisher_kd` trains
 the students of the given budgets from that dense student. The choice is made on the valid
 part (valid NDCG@10, valid RMSE, and the score the distillation loop keeps its best epoch
-by: NDCG@10 retention minus RMSE ratio, against the teacher's valid figures); test figures
-are reported only.
+by, `pakd.distill.objective.retention_balance`); test figures are reported only.
 
     python benchmarks/prune_epochs.py --runs runs/mix --seeds 0,1,2 --work runs/prune_epochs \
         --settings "8:0.3,16:0.3,16:0.15" --out <folder>/random.json
@@ -18,6 +17,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from pakd.atomic import atomic_write_text
+from pakd.distill.objective import retention_balance
 
 COPIED = ("run.yaml", "split.csv", "split.json", "teachers.json", "teachers.md")
 
@@ -53,7 +55,7 @@ def rows(run: Path, tv: dict) -> dict:
         v = r["valid"]
         out[r["budget"]] = {
             "params": r["params"], "valid_ndcg@10": v["ndcg@10"], "valid_rmse": v["rmse"],
-            "valid_score": v["ndcg@10"] / tv["ndcg@10"] - v["rmse"] / tv["rmse"],
+            "valid_score": retention_balance(v["ndcg@10"], v["rmse"], tv),
             "test_ndcg@10": r["ndcg@10"], "test_rmse": r["rmse"],
             "epochs_run": r["epochs_run"], "best_epoch": r["best_epoch"],
             "train_seconds": r["train_seconds"]}
@@ -74,11 +76,11 @@ def main() -> None:
     result = {}
     for setting in a.settings.split(","):
         epochs, until, *steps = setting.split(":")
+        folder = Path(a.work) / "_".join([f"e{epochs}", f"u{until}"] + [f"s{n}" for n in steps])
         per_seed = {}
         for s in seeds:
             src = Path(a.runs) / f"seed-{s}"
-            run = Path(a.work) / ("_".join([f"e{epochs}", f"u{until}"] + [f"s{n}" for n in steps])
-                                  ) / f"seed-{s}"
+            run = folder / f"seed-{s}"
             prepare(src, run)
             subprocess.run([sys.executable, "-m", "pakd", "distill", "--run", str(run),
                             "--methods", "fisher_kd", "--budgets", a.budgets,
@@ -101,9 +103,7 @@ def main() -> None:
     out = {"runs": a.runs, "seeds": seeds, "budgets": a.budgets, "summary": summary,
            "per_seed": result}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(a.out).with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=1))
-    tmp.replace(a.out)
+    atomic_write_text(Path(a.out), json.dumps(out, indent=1))
     for k, v in summary.items():
         print(k, json.dumps(v["mean"]))
 

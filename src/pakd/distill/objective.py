@@ -122,6 +122,13 @@ def slice_projection(proj: nn.Linear, drop: torch.Tensor) -> nn.Linear:
 
 
 @torch.no_grad()
+def retention_balance(ndcg: float, rmse: float, teacher: dict) -> float:
+    """A student's valid NDCG@10 retention minus its valid RMSE ratio, against the
+    ``teacher``'s valid figures: the one number its best epoch, the labels-only MF's L2 and
+    the best student are chosen by."""
+    return ndcg / max(teacher["ndcg@10"], 1e-12) - rmse / teacher["rmse"]
+
+
 def validate(model: RecModel, enc: Encoded, relevant_min_rating: float | None = None,
              chunk: int = 512) -> dict:
     """Valid RMSE and full-catalogue valid NDCG@10 (what epochs are chosen by)."""
@@ -288,8 +295,7 @@ class Distillation:
         n = len(enc.parts["train"])
         val = validate(model, enc, self.relevant_min_rating)
         tv = self.teacher_valid
-        score = (val["valid_ndcg@10"] / max(tv["ndcg@10"], 1e-12)
-                 - val["valid_rmse"] / tv["rmse"])
+        score = retention_balance(val["valid_ndcg@10"], val["valid_rmse"], tv)
         return {"loss": sums[0] / n, "label_loss": sums[1] / n, "kd_loss": sums[2] / n,
                 "params": model.n_params(), **val, "score": score}
 

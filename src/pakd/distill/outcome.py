@@ -11,6 +11,7 @@ from ..bench import interleaved, memory_of
 from ..models import load
 from ..runtime import progress
 from ..stats import Bootstrap, bootstrap, interval_of, paired_of, verdict
+from .objective import retention_balance
 from .sweep import REFERENCE
 
 SPEED_KEYS = ("throughput_rows_per_s", "latency_ms_p50", "latency_ms_p99", "latency_reps",
@@ -113,7 +114,7 @@ def choose_best(rows: list[dict], t: dict, rmse_tol: float, ndcg_tol: float
         size.setdefault(r["budget"], r.get("target_params") or r["params"])
 
     def balance(r):
-        return r["valid"]["ndcg@10"] / max(tv["ndcg@10"], 1e-12) - r["valid"]["rmse"] / tv["rmse"]
+        return retention_balance(r["valid"]["ndcg@10"], r["valid"]["rmse"], tv)
 
     ok = [r for r in rows if r["valid"]["rmse"] <= (1 + rmse_tol) * tv["rmse"]
           and r["valid"]["ndcg@10"] >= (1 - ndcg_tol) * tv["ndcg@10"]]

@@ -29,7 +29,7 @@ from ..rundir import RunDir, fingerprint
 from ..runtime import log, progress, seed_everything
 from .budgets import Budget
 from .loop import ABLATIONS, AFTER_REFERENCE, METHODS, distill
-from .objective import Losses
+from .objective import Losses, retention_balance
 from .students import from_scratch, make_student, mf_of_size
 
 ROW_KEYS = ("rmse", "mae", "auc", "logloss", "recall@10", "ndcg@10", "ndcg@10_rel4")
@@ -172,7 +172,7 @@ def tuned_mf(ctx: Context, job: Job, callbacks=()):
                       seed=cfg.seed, gen=gen, quiet=cfg.quiet,
                       name=f"{job.method}@{job.budget} l2 {l2:g}", callbacks=callbacks)
         v = res.history[res.best_epoch - 1] if res.best_epoch else res.history[-1]
-        balance = v["valid_ndcg@10"] / max(tv["ndcg@10"], 1e-12) - v["valid_rmse"] / tv["rmse"]
+        balance = retention_balance(v["valid_ndcg@10"], v["valid_rmse"], tv)
         if best is None or balance > best[0]:
             best = (balance, l2, res)
     best[2].prune_log = [{"chosen_l2": best[1], "l2_grid": list(MF_L2)}]
