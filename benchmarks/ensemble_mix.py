@@ -20,7 +20,7 @@ from pakd.atomic import atomic_write_text
 from pakd.config.resolve import build_config
 from pakd.data import load_encoded
 from pakd.evaluate import ranking_metrics
-from pakd.models.ensemble import Ensemble
+from pakd.models.ensemble import Ensemble, default_task
 from pakd.rundir import RunDir
 from pakd.scores import fit_auto_weights, fit_standardisation, member_scores
 
@@ -50,7 +50,7 @@ def one_seed(run: Path, names: list[str]) -> dict:
     for standardise, fit in PROCEDURES:
         cfg = build_config(base=base, overrides={"ensemble.standardise": standardise,
                                                  "ensemble.mix_fit": fit, "quiet": True})
-        tasks = {n: "balance" if "rating" in m.outputs else "ranking" for n, m in members.items()}
+        tasks = {n: default_task(m.outputs) for n, m in members.items()}
         ens = Ensemble(members, {n: 1.0 for n in names}, tasks, standardise=standardise)
         fit_standardisation(ens, enc, cfg, scores)
         every = torch.arange(enc.n_users)

@@ -82,7 +82,7 @@ def test_quiet_silences_library_warnings(capsys):
 
 @pytest.mark.parametrize("argv,words", [
     (["--algorithms", "svd,svd,autoint"], "repeats"),
-    (["--algorithms", "svd,knn"], "knn"),
+    (["--algorithms", "svd,slopeone"], "slopeone"),
     (["--rerank-n", "0"], "positive"),
     (["--temperature", "0"], "temperature"),
     (["--ease-lambdas", "-1"], "positive"),

@@ -128,17 +128,20 @@ def test_full_catalogue_softmax_and_ease_give_way_on_large_catalogues():
     assert "train.models" not in above
     big = for_data("default", n, 40_000, ease_max_items=30_000)
     assert big["train.models"] == big["ensemble.algorithms"] == ["svd", "autoint"]
-    assert "train.models" not in for_data("default", n, 40_000, ease_max_items=50_000)
-    # the full profile's graph and sequence members stay when EASE leaves
+    assert for_data("default", n, 40_000, ease_max_items=50_000)["train.models"] == [
+        "svd", "autoint", "ease"]                     # only knn is over its limit
+    assert "train.models" not in for_data("default", n, 40_000, ease_max_items=50_000,
+                                          knn_max_items=50_000)
+    # the full profile's graph and sequence members stay when EASE and knn leave
     full = for_data("full", n, 40_000, ease_max_items=30_000)
     assert full["train.models"] == ["svd", "autoint", "lightgcn", "sasrec"]
 
 
 def test_the_full_profile_trains_and_mixes_the_graph_and_sequence_members():
     full = build_config(profile="full")
-    assert full.train.models == full.ensemble.algorithms == ["svd", "autoint", "ease",
+    assert full.train.models == full.ensemble.algorithms == ["svd", "autoint", "ease", "knn",
                                                             "lightgcn", "sasrec"]
-    assert build_config().train.models == ["svd", "autoint", "ease"]
+    assert build_config().train.models == ["svd", "autoint", "ease", "knn"]
 
 
 def test_fitted_settings_sit_under_the_users():
@@ -148,10 +151,10 @@ def test_fitted_settings_sit_under_the_users():
     assert (cfg.svd.epochs, cfg.xdeepfm.epochs, cfg.distill.epochs) == (4, 1, 2)
     assert cfg.train.models == ["svd", "autoint"]
     mine = build_config(size=size, overrides={"xdeepfm.epochs": 7, "train.models": ["svd", "ease"],
-                                              "ease.max_items": 50_000})
+                                              "ease.max_items": 50_000, "knn.max_items": 50_000})
     assert mine.xdeepfm.epochs == 7 and mine.svd.epochs == 4
     assert mine.train.models == ["svd", "ease"]
-    assert mine.ensemble.algorithms == ["svd", "autoint", "ease"]  # limit raised
+    assert mine.ensemble.algorithms == ["svd", "autoint", "ease", "knn"]  # limits raised
     # a run's saved settings hold every value: fitting changes none of them
     saved = yaml.safe_load(dump_yaml(build_config()))
     assert build_config(base=saved, size=size).model_dump() == build_config().model_dump()

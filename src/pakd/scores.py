@@ -95,6 +95,8 @@ def check_catalogue_settings(cfg: RunConfig, n_items: int, n_users: int | None =
                         f"catalogue's {n_items} items; give counts up to {n_items}")
     if "ease" in cfg.train.models:
         check_catalogue(n_items, cfg.ease.max_items)
+    if "knn" in cfg.train.models:
+        check_catalogue(n_items, cfg.knn.max_items, "knn")
     user_chunk(n_items, cfg.eval.max_memory_gb)    # a budget too small for one user stops here
 
 
@@ -148,7 +150,7 @@ def fit_auto_weights(ens: Ensemble, enc: Encoded, cfg: RunConfig,
     from .evaluate import predict_ratings, ranking_metrics, relevant_matrix
     va = enc.parts["valid"]
     ens.fit_rating_mix({n: predict_ratings(ens.members[n], va.user, va.item)
-                        for n in ens.rating_mix}, va.rating)
+                        for n in ens.rating_mix}, va.rating, offset=cfg.ensemble.rating_offset)
     names = list(ens.ranking_mix)
     if len(names) == 1:
         return

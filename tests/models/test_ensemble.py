@@ -145,3 +145,25 @@ def test_per_user_standardisation_equals_a_hand_computation(tiny_enc):
     with pytest.raises(PakdError, match="standardise"):
         Ensemble(members, {"svd": 1.0, "autoint": 1.0}, {"svd": "balance", "autoint": "balance"},
                  standardise="global")
+
+
+def test_rating_mix_fits_non_negative_weights_and_a_free_offset(tiny_enc):
+    """Ratings made from known weights and a negative constant: the fit recovers them; a
+    member the ratings weigh negatively gets 0; without the offset none is kept."""
+    members = {k: randomised(k, tiny_enc, seed=s) for s, k in enumerate(["svd", "autoint"])}
+    ens = Ensemble(members, {"svd": 1.0, "autoint": 1.0}, {"svd": "balance", "autoint": "balance"})
+    g = torch.Generator().manual_seed(0)
+    p = {"svd": torch.rand(200, generator=g) * 4 + 1, "autoint": torch.rand(200, generator=g) * 4}
+    y = 0.3 * p["svd"] + 0.6 * p["autoint"] - 0.25
+    ens.fit_rating_mix(p, y, offset=True)
+    assert ens.rating_mix == pytest.approx({"svd": 0.3, "autoint": 0.6}, abs=1e-6)
+    assert ens.rating_offset == pytest.approx(-0.25, abs=1e-6)
+    assert torch.allclose(ens.combine_ratings(p), y, atol=1e-5)
+    back = Ensemble.from_arch(ens.arch(), members)           # the offset is saved
+    assert back.rating_offset == ens.rating_offset
+    ens.fit_rating_mix({"svd": p["svd"], "autoint": -p["autoint"]}, y + 0.25, offset=True)
+    assert ens.rating_mix["autoint"] == 0.0
+    ens.fit_rating_mix(p, y, offset=False)
+    assert ens.rating_offset == 0.0 and ens.rating_mix["svd"] > 0
+    old = {k: v for k, v in ens.arch().items() if k != "rating_offset"}   # saved before it
+    assert Ensemble.from_arch(old, members).rating_offset == 0.0

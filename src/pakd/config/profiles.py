@@ -41,7 +41,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "autoint.head_dim": 4, "autoint.dnn": [16],
         "ensemble.calibration_users": 32, "ensemble.rerank_n": [20],
         "ease.lambdas": [100.0],
-        "als.factors": 8, "als.iterations": 3, "als.regs": [1.0, 10.0],
+        "als.factors": 8, "als.iterations": 3, "als.regs": [1.0, 10.0], "knn.ks": [10, 20],
         "lightgcn.epochs": 2, "lightgcn.dim": 8, "lightgcn.rate_dims": 8,
         "sasrec.epochs": 2, "sasrec.dim": 8, "sasrec.blocks": 1, "sasrec.heads": 1,
         "sasrec.head_dim": 8, "sasrec.neurons": 8, "sasrec.max_len": 10, "sasrec.rate_dims": 4,
@@ -94,11 +94,12 @@ def _base(profile: str, key: str) -> Any:
     return (distill if section == "distill" else FIT.get(section, {})).get(name)
 
 
-def for_data(profile: str, train_ratings: int, items: int, *,
-             ease_max_items: int) -> dict[str, Any]:
+def for_data(profile: str, train_ratings: int, items: int, *, ease_max_items: int,
+             knn_max_items: int = 30_000) -> dict[str, Any]:
     """The settings of ``profile`` that change for a split of ``train_ratings`` ratings
-    over ``items`` items, EASE's catalogue limit being ``ease_max_items`` (the run's
-    `ease.max_items`) - dotted path -> value; empty at the reference size or below.
+    over ``items`` items, the catalogue limits of the items^2 members being
+    ``ease_max_items`` and ``knn_max_items`` (the run's `ease.max_items`, `knn.max_items`)
+    - dotted path -> value; empty at the reference size or below.
     They sit between the profile and the user's settings, so anything the user set wins."""
     out: dict[str, Any] = {}
     k = train_ratings / REFERENCE_TRAIN_RATINGS
@@ -112,9 +113,11 @@ def for_data(profile: str, train_ratings: int, items: int, *,
                 out[f"{member}.ranking_loss"] = "softmax"
                 out[f"{member}.negative_sampling"] = "popularity"
         out["distill.label_ranking"] = "softmax"
-    if items > ease_max_items:
+    over = {m for m, limit in (("ease", ease_max_items), ("knn", knn_max_items))
+            if items > limit}
+    if over:
         members = [m for m in (_base(profile, "train.models") or DEFAULT_MEMBERS)
-                   if m != "ease"]
+                   if m not in over]
         out["train.models"] = members
         out["ensemble.algorithms"] = members
     return {k: v for k, v in out.items() if v != _base(profile, k)}

@@ -324,8 +324,11 @@ def build_config(*, base: dict | None = None, yaml_file: str | Path | None = Non
     for path, v in PROFILES[prof].items():   # the profile only fills what the user did not set
         _set_path(prof_over, path, v)
     if size is not None:
-        fitted = for_data(prof, *size, ease_max_items=int(_get_path(
-            data, "ease.max_items", setting("ease.max_items").info.default)))
+        limit = {m: int(_get_path(data, f"{m}.max_items",
+                                  setting(f"{m}.max_items").info.default))
+                 for m in ("ease", "knn")}
+        fitted = for_data(prof, *size, ease_max_items=limit["ease"],
+                          knn_max_items=limit["knn"])
         for path, v in fitted.items():
             _set_path(prof_over, path, v)
         mine = {p: v for p, v in fitted.items() if _get_path(data, p) is _MISSING}

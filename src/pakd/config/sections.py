@@ -21,10 +21,10 @@ from ..memory import DEFAULT_BUDGET_GB
 from .defaults import (ARCH, DEFAULT_MEMBERS, DISTILL_FIT, FIT, LIGHTWEIGHT, PRUNE_EPOCHS, STUDENT,
                        STUDENT_ARCH)
 
-MEMBERS = Literal["svd", "xdeepfm", "autoint", "ease", "als", "lightgcn", "sasrec"]
+MEMBERS = Literal["svd", "xdeepfm", "autoint", "ease", "als", "lightgcn", "sasrec", "knn"]
 TEACHER_CHOICES = Literal["ensemble", "svd", "xdeepfm", "autoint", "ease", "als", "lightgcn",
-                          "sasrec"]
-MEMBER_NAMES = "svd, xdeepfm, autoint, ease, als, lightgcn, sasrec"
+                          "sasrec", "knn"]
+MEMBER_NAMES = "svd, xdeepfm, autoint, ease, als, lightgcn, sasrec, knn"
 
 
 def _f(default, desc: str, flag: str | None = None, aliases: list[str] | None = None, **kw):
@@ -300,6 +300,12 @@ def _positive_strengths(v: list[float]) -> list[float]:
 Strengths = Annotated[list[float], AfterValidator(_positive_strengths)]   # L2 grids
 
 
+def _positive_counts(v: list[int]) -> list[int]:
+    if not v or min(v) < 1:
+        raise ValueError("need at least one count, each 1 or more")
+    return v
+
+
 class EASEConfig(Section):
     """The EASE member (closed form; no training loop)."""
     lambdas: Strengths = _f([50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0],
@@ -317,6 +323,22 @@ class ALSConfig(Section):
     regs: Strengths = _f([10.0, 100.0, 1000.0], "L2 strengths tried; the best valid NDCG@10 "
                          "is kept", flag="--als-regs")
     iterations: int = _f(10, "alternations (users, then items)", flag="--als-iterations", ge=1)
+
+
+class KNNConfig(Section):
+    """The item-neighbourhood member (closed form; no training loop): a rating member."""
+    ks: Annotated[list[int], AfterValidator(_positive_counts)] = _f(
+        [10, 20, 40, 80, 160, 320], "neighbour counts tried; the one with the best valid RMSE "
+        "is kept", flag="--knn-ks")
+    shrink: float = _f(ARCH["knn"]["shrink"], "shrinkage of a similarity seen on few users: "
+                       "times (n - 1) / (n - 1 + shrink) for n common users",
+                       flag="--knn-shrink", ge=0)
+    reg_user: float = _f(ARCH["knn"]["reg_user"], "L2 of the baseline's user biases",
+                         flag="--knn-reg-user", ge=0)
+    reg_item: float = _f(ARCH["knn"]["reg_item"], "L2 of the baseline's item biases",
+                         flag="--knn-reg-item", ge=0)
+    max_items: int = _f(30000, "largest catalogue the member accepts (its similarities are "
+                        "items^2 floats: 30,000 items = 3.6 GB)", flag="--knn-max-items", ge=1)
 
 
 
@@ -387,6 +409,9 @@ class EnsembleConfig(Section):
         "--mix-fit, both on the valid part; or one weight per member (renormalised per "
         "output; the origin report's 0.4,0.4,0.2 with --tasks ranking,rating,balance)",
         flag="--weights")
+    rating_offset: bool = _f(
+        True, "auto rating weights also fit a constant added to the mix (either sign)",
+        flag="--rating-offset")
     mix_fit: Literal["ndcg", "likelihood"] = _f(
         "ndcg", "how auto ranking weights are fitted on the valid part: ndcg (the best "
         "NDCG@10 on a grid of convex weights) or likelihood (the valid items' log-softmax "
@@ -897,6 +922,7 @@ class RunConfig(Section):
     autoint: AutoIntConfig = Field(default_factory=AutoIntConfig)
     ease: EASEConfig = Field(default_factory=EASEConfig)
     als: ALSConfig = Field(default_factory=ALSConfig)
+    knn: KNNConfig = Field(default_factory=KNNConfig)
     lightgcn: LightGCNConfig = Field(default_factory=LightGCNConfig)
     sasrec: SASRecConfig = Field(default_factory=SASRecConfig)
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)

@@ -203,7 +203,9 @@ def diagonal_fisher(model: RecModel, user: torch.Tensor, item: torch.Tensor,
     of the float64 sums).
     """
     model.eval()
-    params = dict(model.named_parameters())
+    # frozen parameters (closed-form members' items^2 weights) have no gradient, so no
+    # accumulator: they would only hold zeros, 8 bytes per weight per objective and kind
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     acc = {(o.name, k): {n: torch.zeros_like(p, dtype=torch.float64) for n, p in params.items()}
            for o in objectives for k in kinds}
     starts = range(0, len(user), batch)

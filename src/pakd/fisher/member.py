@@ -112,8 +112,9 @@ def analyse(cfg, enc: Encoded, name: str, model, fishers: dict, kinds: list[str]
     tables.update(taylor_tables(model, fishers, groups, parts["valid"], sigma2, name,
                                 ens if "ensemble" in focus else None, primary[1]))
     params = [{"name": n, "shape": list(p.shape), "params": int(p.numel()),
-               "fisher_trace": float(p_f[n].sum()),
-               "importance": float((0.5 * p_f[n] * p.detach().double() ** 2).sum())}
+               "fisher_trace": float(p_f[n].sum()) if n in p_f else 0.0,   # frozen: none
+               "importance": float((0.5 * p_f[n] * p.detach().double() ** 2).sum())
+               if n in p_f else 0.0}
               for n, p in model.named_parameters()]
     group_rows = []
     for g in groups:

@@ -94,11 +94,13 @@ class EASE(RankingOnly):
         return X @ (self.weight if items is None else self.weight[:, items])
 
 
-def check_catalogue(n_items: int, max_items: int) -> None:
-    """EASE holds items^2 weights: stop before fitting a catalogue beyond the limit."""
+def check_catalogue(n_items: int, max_items: int, member: str = "ease") -> None:
+    """EASE (and the knn member) hold items^2 weights: stop before fitting a catalogue
+    beyond the limit."""
     if n_items > max_items:
         gb = n_items ** 2 * 4 / 1e9
-        raise PakdError(f"ease: the catalogue has {n_items:,} items, above --ease-max-items "
-                        f"{max_items:,} (its weights would take {gb:.1f} GB, more with the "
-                        "solve); leave ease out of --algorithms/--models, raise the limit if "
-                        "the memory is there, or shrink the catalogue with --min-item-ratings")
+        raise PakdError(f"{member}: the catalogue has {n_items:,} items, above "
+                        f"--{member}-max-items {max_items:,} (its weights would take {gb:.1f} "
+                        f"GB, more with the solve); leave {member} out of "
+                        "--algorithms/--models, raise the limit if the memory is there, or "
+                        "shrink the catalogue with --min-item-ratings")

@@ -16,6 +16,7 @@ they are mixed each member's logit is standardised - a convex mix of z-scores:
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,12 +28,20 @@ TASKS = ("rating", "ranking", "balance")
 STANDARDISE = ("user", "catalogue")
 
 
+def default_task(outputs: tuple[str, ...]) -> str:
+    """A member's task from what it predicts (`RecModel.outputs`): balance for members that
+    rate and rank, rating or ranking for those that do one."""
+    return ("balance" if {"rating", "ranking"} <= set(outputs)
+            else "rating" if "rating" in outputs else "ranking")
+
+
 class Ensemble(RecModel):
     kind = "ensemble"
 
     def __init__(self, members: dict[str, RecModel], weights: dict[str, float],
                  tasks: dict[str, str], rating_mix: dict[str, float] | None = None,
-                 ranking_mix: dict[str, float] | None = None, standardise: str = "catalogue"):
+                 ranking_mix: dict[str, float] | None = None, standardise: str = "catalogue",
+                 rating_offset: float = 0.0):
         first = next(iter(members.values()))
         super().__init__(first.schema, float(first.rating_mean))
         for name, t in tasks.items():
@@ -48,6 +57,7 @@ class Ensemble(RecModel):
             raise PakdError(f"standardise {standardise!r} must be one of "
                             f"{', '.join(STANDARDISE)}")
         self.standardise = standardise
+        self.rating_offset = float(rating_offset)     # added to the rating mix (auto fit)
         self.register_buffer("logit_mean", torch.zeros(len(members)))
         self.register_buffer("logit_std", torch.ones(len(members)))
         rows = first.schema.n_users if standardise == "user" else 0
@@ -60,7 +70,7 @@ class Ensemble(RecModel):
         (`user_stats`), saved beside it."""
         return {"members": list(self.members), "weights": self.weights, "tasks": self.tasks,
                 "rating_mix": self.rating_mix, "ranking_mix": self.ranking_mix,
-                "standardise": self.standardise,
+                "rating_offset": self.rating_offset, "standardise": self.standardise,
                 "logit_mean": self.logit_mean.tolist(), "logit_std": self.logit_std.tolist()}
 
     def user_stats(self) -> dict[str, torch.Tensor]:
@@ -80,11 +90,12 @@ class Ensemble(RecModel):
                   user_stats: dict[str, torch.Tensor] | None = None) -> "Ensemble":
         """The ensemble an `arch()` (and, standardised per user, its `user_stats`) describes,
         over already loaded members (ensembles saved before the mixes were renamed store them
-        as rating_weights / ranking_weights; before per-user standardisation, per catalogue)."""
+        as rating_weights / ranking_weights; before per-user standardisation, per catalogue;
+        before the rating offset, none)."""
         ens = cls(members, arch["weights"], arch["tasks"],
                   arch.get("rating_mix", arch.get("rating_weights")),
                   arch.get("ranking_mix", arch.get("ranking_weights")),
-                  arch.get("standardise", "catalogue"))
+                  arch.get("standardise", "catalogue"), arch.get("rating_offset", 0.0))
         ens.logit_mean.copy_(torch.tensor(arch["logit_mean"]))
         ens.logit_std.copy_(torch.tensor(arch["logit_std"]))
         if ens.standardise == "user":
@@ -139,14 +150,20 @@ class Ensemble(RecModel):
                 self.user_mean[users, k] = mean.to(self.user_mean.dtype)
                 self.user_std[users, k] = var.sqrt().clamp(min=1e-8).to(self.user_std.dtype)
 
-    def fit_rating_mix(self, predictions: dict[str, torch.Tensor], ratings: torch.Tensor) -> None:
+    def fit_rating_mix(self, predictions: dict[str, torch.Tensor], ratings: torch.Tensor,
+                       offset: bool = False) -> None:
         """Rating weights in closed form: non-negative least squares of the (valid)
-        ``ratings`` on the rating members' ``predictions`` of the same pairs."""
+        ``ratings`` on the rating members' ``predictions`` of the same pairs; with ``offset``
+        a constant of either sign beside them (`rating_offset`: members that all predict
+        too high or too low on held-out pairs are moved together)."""
         from scipy.optimize import nnls
         names = list(self.rating_mix)
         X = torch.stack([predictions[n] for n in names], 1).double().numpy()
+        if offset:          # the constant as two non-negative columns, +1 and -1
+            X = np.hstack([X, np.ones((len(X), 1)), -np.ones((len(X), 1))])
         w, _ = nnls(X, ratings.double().numpy())
         self.rating_mix = {n: float(v) for n, v in zip(names, w)}
+        self.rating_offset = float(w[len(names)] - w[len(names) + 1]) if offset else 0.0
 
     def fit_ranking_mix(self, logits: dict[str, torch.Tensor], users: torch.Tensor, valid_ndcg,
                         quiet: bool = True) -> float:
@@ -215,7 +232,8 @@ class Ensemble(RecModel):
         return {n: w for n, w in mix.items() if w != 0} or dict(mix)
 
     def combine_ratings(self, ratings: dict[str, torch.Tensor]) -> torch.Tensor:
-        return sum(w * ratings[n] for n, w in self.weighted(self.rating_mix).items())
+        mixed = sum(w * ratings[n] for n, w in self.weighted(self.rating_mix).items())
+        return mixed + self.rating_offset if self.rating_offset else mixed
 
     def combine_scores(self, logits: dict[str, torch.Tensor], users: torch.Tensor) -> torch.Tensor:
         """The ranking mix of the members' ``logits`` of ``users`` (rows [U, items] or pairs

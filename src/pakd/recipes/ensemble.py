@@ -16,7 +16,7 @@ from ..data import load_encoded
 from ..data.encoding import Encoded
 from ..errors import PakdError
 from ..evaluate import baselines, evaluate_kept
-from ..models.ensemble import Ensemble
+from ..models.ensemble import Ensemble, default_task
 from ..report.teachers import teachers_markdown
 from ..rerank import rerank_table
 from ..results import TeachersReport, write_result
@@ -36,9 +36,8 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> TeachersRepor
     em.update(params=ens.n_params(),
               train_seconds=sum(metas[n]["fit"]["train_seconds"] for n in ens.members),
               weights=ens.weights, tasks=ens.tasks, rating_mix=ens.rating_mix,
-              ranking_mix=ens.ranking_mix,
-              standardisation=ens.standardisation(),
-              eval_seconds=time.perf_counter() - t0)
+              ranking_mix=ens.ranking_mix, rating_offset=ens.rating_offset,
+              standardisation=ens.standardisation(), eval_seconds=time.perf_counter() - t0)
     members = member_rows(cfg, rd, enc, ens, metas, scores)
     t = [m["score_seconds"] for m in members.values()]    # None: an older member unmeasured
     em["score_seconds"] = None if None in t else sum(t)
@@ -101,16 +100,17 @@ def _weights(cfg: RunConfig) -> dict[str, float] | None:
 
 
 def _tasks(cfg: RunConfig, members: dict) -> dict[str, str]:
-    """The task of each member: as given, or balance for members predicting ratings and
-    ranking for the others."""
+    """The task of each member: as given, or by what it predicts (`default_task`)."""
     algos, tasks = cfg.ensemble.algorithms, cfg.ensemble.tasks
     if not tasks:
-        return {n: "balance" if "rating" in members[n].outputs else "ranking" for n in algos}
+        return {n: default_task(members[n].outputs) for n in algos}
     if len(tasks) != len(algos):
         raise PakdError(f"--tasks has {len(tasks)} entries for {len(algos)} algorithms")
     for n, t in zip(algos, tasks):
         if t != "ranking" and "rating" not in members[n].outputs:
             raise PakdError(f"{n} predicts no ratings: give it the task ranking in --tasks")
+        if t != "rating" and "ranking" not in members[n].outputs:
+            raise PakdError(f"{n} does not rank: give it the task rating in --tasks")
     return dict(zip(algos, tasks))
 
 

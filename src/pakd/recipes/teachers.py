@@ -17,12 +17,13 @@ from ..config import CLOSED_FORM, TRAINED, RunConfig, arch_of
 from ..data import load_encoded
 from ..data.encoding import Encoded
 from ..evaluate import evaluate_kept
-from ..models import build, build_on, save
+from ..models import build_on, save
 from ..models.base import RecModel
 from ..rundir import RunDir
 from ..runtime import log, seed_everything
 from ..scores import check_catalogue_settings, member_scores, retrieval_candidates
 from ..train import fit
+from ..train.closed_form import fit_closed_form
 from ..train.sequence import fit_sequence
 
 
@@ -39,7 +40,12 @@ def run(cfg: RunConfig, rd: RunDir, enc: Encoded | None = None) -> dict[str, dic
     for name in cfg.train.models:
         if name in CLOSED_FORM:
             if main:
-                out[name] = (fit_ease if name == "ease" else fit_als)(cfg, rd, enc, mean)
+                model, meta = fit_closed_form(name, cfg, enc, mean)
+                m = save_and_evaluate(cfg, rd, enc, name, model, meta)
+                log.info("%s (%s): test RMSE %.4f, NDCG@10 %.4f, Recall@10 %.4f", name,
+                         ", ".join(f"{k} {v:g}" for k, v in meta["chosen"].items()),
+                         m["rmse"], m["ndcg@10"], m["recall@10"])
+                out[name] = meta
             distributed.barrier()
             continue
         section = getattr(cfg, name)
@@ -94,57 +100,3 @@ def save_and_evaluate(cfg: RunConfig, rd: RunDir, enc: Encoded, name: str, model
 def check_settings(cfg: RunConfig, enc: Encoded) -> None:
     """Settings that depend on the data, checked before any training."""
     check_catalogue_settings(cfg, enc.n_items, enc.n_users)
-
-
-def _train_matrix(enc: Encoded):
-    X = enc.seen(("train",)).astype("float64")
-    X.data[:] = 1.0
-    return X
-
-
-def _closed_form(cfg: RunConfig, rd: RunDir, enc: Encoded, name: str, model: RecModel,
-                 grid: list, fit_one, label: str) -> dict:
-    """Fit ``model`` for each value of ``grid`` (``fit_one(value)``); keep the one with the
-    best valid NDCG@10 (`pakd.train.select.best_on_grid`: the test part only reports)."""
-    from ..evaluate import ranking_metrics
-    from ..train.select import best_on_grid, note_edge
-
-    def valid_ndcg(value) -> float:
-        fit_one(value)
-        return ranking_metrics(model, enc, "valid", ks=[10], chunk=cfg.eval.chunk,
-                               relevant_min_rating=cfg.eval.relevant_min_rating)["ndcg@10"]
-
-    t0 = time.perf_counter()
-    best = best_on_grid(grid, valid_ndcg, label=label, desc=f"{name} {label}s", name=name,
-                        quiet=cfg.quiet, keep=lambda: {k: v.detach().clone()
-                                                       for k, v in model.state_dict().items()})
-    model.load_state_dict(best.kept)
-    setattr(model, label, best.value)
-    edge = note_edge(name, label, best.value, grid)
-    spent = time.perf_counter() - t0
-    meta = {"fit": {"train_seconds": spent, "fit_seconds": spent, "epoch_seconds": 0.0,
-                    "best_epoch": 0, "best_epochs": {}, "epochs_run": 0,
-                    "best_valid_ndcg@10": best.score, label: best.value, "at_edge": edge,
-                    "threads": torch.get_num_threads(), "history": best.history},
-            "train_config": getattr(cfg, name).model_dump()}
-    m = save_and_evaluate(cfg, rd, enc, name, model, meta)
-    log.info("%s (%s %g): test NDCG@10 %.4f, Recall@10 %.4f", name, label, best.value,
-             m["ndcg@10"], m["recall@10"])
-    return meta
-
-
-def fit_ease(cfg: RunConfig, rd: RunDir, enc: Encoded, mean: float) -> dict:
-    """EASE in closed form for each of ``ease.lambdas``."""
-    X = _train_matrix(enc)                 # the catalogue was checked by check_settings
-    model = build("ease", enc.schema, {"history": X.nnz}, rating_mean=mean)
-    return _closed_form(cfg, rd, enc, "ease", model, cfg.ease.lambdas,
-                        lambda lam: model.fit(X, lam), "lam")
-
-
-def fit_als(cfg: RunConfig, rd: RunDir, enc: Encoded, mean: float) -> dict:
-    """Implicit ALS for each of ``als.regs`` (seeded initialisation)."""
-    X = _train_matrix(enc)
-    a = cfg.als
-    model = build("als", enc.schema, {"factors": a.factors, "alpha": a.alpha}, rating_mean=mean)
-    return _closed_form(cfg, rd, enc, "als", model, a.regs,
-                        lambda reg: model.fit(X, reg, a.iterations, seed=cfg.seed), "reg")

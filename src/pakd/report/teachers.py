@@ -25,7 +25,8 @@ def teachers_markdown(res: dict) -> str:
            for k in ("rating_mix", "ranking_mix")}
     return (f"# Teachers on {res['dataset']}\n\nTest split, {res['threads']} torch threads. "
             f"Ensemble members (task, weight): {w}.\nRating output mix: "
-            f"{_fmt_w(mix['rating_mix'])}; ranking output mix: {_fmt_w(mix['ranking_mix'])}"
+            f"{_fmt_w(mix['rating_mix'])}{_offset(e.get('rating_offset'))}; ranking output "
+            f"mix: {_fmt_w(mix['ranking_mix'])}"
             f" (ranking logits standardised per member). Intervals: 95% bootstrap over "
             f"test users. NDCG@10: the held-out items --relevant-min-rating counts as "
             f"relevant (default: all); NDCG@10 ≥ 4 stars: only those rated 4 or more "
@@ -66,3 +67,8 @@ def rerank_cells(rr: dict) -> dict[str, dict[str, str]]:
 
 def _fmt_w(w: dict) -> str:
     return ", ".join(f"{k} {v:.3f}" for k, v in w.items())
+
+
+def _offset(value) -> str:
+    """The rating mix's fitted constant, when there is one."""
+    return f", offset {value:+.3f}" if value else ""

@@ -27,22 +27,25 @@ class Choice:
 
 def best_on_grid(values: Iterable, score: Callable[[Any], float], *, label: str = "value",
                  keep: Callable[[], Any] | None = None, desc: str | None = None,
-                 quiet: bool = True, name: str = "") -> Choice:
-    """Score every value in order and return the best (strictly higher replaces, so ties
-    keep the earlier point). ``keep`` snapshots whatever the caller must restore for the
-    chosen point (a model's weights after its fit); ``desc`` shows a progress bar; a
-    ``name`` logs each point's valid score."""
+                 quiet: bool = True, name: str = "", figure: str = "ndcg@10",
+                 minimise: bool = False) -> Choice:
+    """Score every value in order and return the best (strictly better replaces, so ties
+    keep the earlier point; higher is better, lower with ``minimise``). ``keep`` snapshots
+    whatever the caller must restore for the chosen point (a model's weights after its fit);
+    ``desc`` shows a progress bar; a ``name`` logs each point's valid ``figure``."""
     best: Choice | None = None
     history: list[dict] = []
     points = progress(values, desc=desc, quiet=quiet) if desc else values
     for value in points:
         t0 = time.perf_counter()
         s = score(value)
-        history.append({label: value, "valid_ndcg@10": s, "seconds": time.perf_counter() - t0})
+        history.append({label: value, f"valid_{figure}": s,
+                        "seconds": time.perf_counter() - t0})
         if name:
-            log.info("%s %s %g: valid NDCG@10 %.4f (%.1fs)", name, label, value, s,
+            log.info("%s %s %g: valid %s %.4f (%.1fs)", name, label, value,
+                     figure.upper() if figure == "rmse" else figure.replace("ndcg", "NDCG"), s,
                      history[-1]["seconds"])
-        if best is None or s > best.score:
+        if best is None or (s < best.score if minimise else s > best.score):
             best = Choice(value, s, history, keep() if keep else None)
     if best is None:
         raise ValueError("best_on_grid needs at least one value")

@@ -1,0 +1,166 @@
+"""Item neighbourhood on baseline residuals (the neighbourhood model Koren describes in
+"Factorization meets the neighborhood", KDD 2008): a rating member that reads a user's own
+train ratings of similar items.
+
+- Baseline: b_ui = mu + b_u + b_i, the biases fitted by alternating ridge sweeps over the
+  train ratings (`baseline_biases`).
+- Similarity: the shrunk Pearson correlation of two items' baseline residuals over the users
+  who rated both, s_ij = rho_ij * (n_ij - 1) / (n_ij - 1 + shrink) (`item_similarity`), so a
+  correlation seen on few users counts for little.
+- Prediction: r_ui = b_ui + sum_j s_ij (r_uj - b_uj) / sum_j s_ij over the ``k`` items j the
+  user rated in train that are most similar to i (positive similarities only; none: b_ui).
+
+Where the factor members compress every user and item into a few dimensions, it answers
+from the user's ratings of the nearest items: a different error, which a rating mix can
+average away. It rates only (its ranking score is the predicted rating) and has no prunable
+structure. Its similarities are items^2 numbers, as EASE's weights are (``max_items``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from ..data.schema import Schema
+from .base import Output, RecModel
+
+
+def baseline_biases(user: np.ndarray, item: np.ndarray, rating: np.ndarray, n_users: int,
+                    n_items: int, reg_user: float, reg_item: float, sweeps: int = 10):
+    """(mu, user biases, item biases) minimising the squared error of mu + b_u + b_i plus
+    ``reg_user`` |b_u|^2 + ``reg_item`` |b_i|^2, item and user sides solved in turn."""
+    r = np.asarray(rating, dtype=np.float64)
+    mu = float(r.mean())
+    bu, bi = np.zeros(n_users), np.zeros(n_items)
+    n_u = np.bincount(user, minlength=n_users)
+    n_i = np.bincount(item, minlength=n_items)
+    for _ in range(sweeps):
+        bi = np.bincount(item, r - mu - bu[user], n_items) / (n_i + reg_item)
+        bu = np.bincount(user, r - mu - bi[item], n_users) / (n_u + reg_user)
+    return mu, bu, bi
+
+
+def item_similarity(residual: sp.csr_matrix, shrink: float, block: int = 2048) -> torch.Tensor:
+    """Shrunk Pearson similarity [items, items] (float32, diagonal 0) of the columns of the
+    users x items residual matrix (stored entries = rated pairs), ``block`` columns at a
+    time so no more than a few items x block float64 matrices are held."""
+    R = residual.tocsc().astype(np.float64)
+    M = R.copy()
+    M.data[:] = 1.0
+    R2 = R.multiply(R).tocsc()
+    RT, R2T, MT = R.T.tocsr(), R2.T.tocsr(), M.T.tocsr()
+    n = R.shape[1]
+    out = torch.zeros(n, n, dtype=torch.float32)
+    for a in range(0, n, block):
+        cols = slice(a, min(a + block, n))
+        num = (RT @ R[:, cols]).toarray()
+        sq_i = (R2T @ M[:, cols]).toarray()        # sum of r_ui^2 over the common users
+        sq_j = (MT @ R2[:, cols]).toarray()        # sum of r_uj^2 over the common users
+        common = (MT @ M[:, cols]).toarray()
+        den = np.sqrt(sq_i * sq_j)
+        rho = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+        shrunk = np.where(common > 1, (common - 1) / (common - 1 + shrink), 0.0)
+        out[:, cols] = torch.from_numpy(rho * shrunk).float()
+    out.fill_diagonal_(0.0)
+    return out
+
+
+class ItemKNN(RecModel):
+    kind = "knn"
+    outputs = ("rating",)
+
+    def __init__(self, schema: Schema, *, k: int, shrink: float, reg_user: float,
+                 reg_item: float, history: int, rating_mean: float = 0.0, tables=None):
+        super().__init__(schema, rating_mean)
+        self.k, self.shrink, self.history = int(k), float(shrink), int(history)
+        self.reg_user, self.reg_item = float(reg_user), float(reg_item)
+        frozen = dict(requires_grad=False)
+        self.similarity = nn.Parameter(torch.zeros(schema.n_items, schema.n_items), **frozen)
+        self.user_bias = nn.Parameter(torch.zeros(schema.n_users), **frozen)
+        self.item_bias = nn.Parameter(torch.zeros(schema.n_items), **frozen)
+        self.register_buffer("hist_indptr", torch.zeros(schema.n_users + 1, dtype=torch.long))
+        self.register_buffer("hist_items", torch.zeros(self.history, dtype=torch.long))
+        self.register_buffer("hist_residual", torch.zeros(self.history))
+
+    def arch(self) -> dict:
+        return {"k": self.k, "shrink": self.shrink, "reg_user": self.reg_user,
+                "reg_item": self.reg_item, "history": self.history}
+
+    @torch.no_grad()
+    def fit(self, user: np.ndarray, item: np.ndarray, rating: np.ndarray) -> "ItemKNN":
+        """Biases, residual histories and similarities from the train ratings (index arrays
+        and ratings; the baseline's mean replaces ``rating_mean``)."""
+        nu, ni = self.schema.n_users, self.schema.n_items
+        mu, bu, bi = baseline_biases(user, item, rating, nu, ni, self.reg_user, self.reg_item)
+        resid = np.asarray(rating, dtype=np.float64) - mu - bu[user] - bi[item]
+        R = sp.csr_matrix((resid, (user, item)), shape=(nu, ni))
+        R.sum_duplicates()
+        R.sort_indices()
+        if R.nnz != self.history:
+            raise ValueError("history size differs from the architecture's")
+        self.rating_mean.fill_(mu)
+        self.user_bias.copy_(torch.from_numpy(bu))
+        self.item_bias.copy_(torch.from_numpy(bi))
+        self.hist_indptr.copy_(torch.from_numpy(R.indptr.astype(np.int64)))
+        self.hist_items.copy_(torch.from_numpy(R.indices.astype(np.int64)))
+        self.hist_residual.copy_(torch.from_numpy(R.data))
+        self.similarity.copy_(item_similarity(R, self.shrink))
+        return self
+
+    def _neighbour_term(self, sims: torch.Tensor, resid: torch.Tensor) -> torch.Tensor:
+        """sum s r / sum s over the ``k`` largest positive entries of each row of ``sims``
+        (rows: predictions, columns: items the user rated; -inf: not rated), 0 for none."""
+        k = min(self.k, sims.shape[-1])
+        if k == 0:
+            return sims.new_zeros(sims.shape[:-1])
+        top, at = sims.topk(k, dim=-1)
+        top = top.clamp(min=0.0)                   # padding and negative similarity: no say
+        r = torch.gather(resid.expand_as(sims), -1, at)
+        den = top.sum(-1)
+        return torch.where(den > 0, (top * r).sum(-1) / den.clamp(min=1e-12), 0.0)
+
+    def _history(self, user: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(position in ``user``, history entry) of every train rating of those users."""
+        start = self.hist_indptr[user]
+        lens = self.hist_indptr[user + 1] - start
+        offs = torch.arange(int(lens.sum())) - torch.repeat_interleave(lens.cumsum(0) - lens, lens)
+        return (torch.repeat_interleave(torch.arange(len(user)), lens),
+                torch.repeat_interleave(start, lens) + offs)
+
+    def predict_pairs(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """Each pair against its user's rated items laid out over the catalogue (unrated:
+        -inf similarity), so every shape is fixed by the batch and the catalogue."""
+        pair, entry = self._history(user)
+        j = self.hist_items[entry]
+        shape = (len(user), self.schema.n_items)
+        sims = torch.full(shape, -torch.inf, dtype=self.similarity.dtype)
+        resid = torch.zeros(shape, dtype=self.hist_residual.dtype)
+        sims[pair, j] = self.similarity[item[pair], j]
+        resid[pair, j] = self.hist_residual[entry]
+        base = self.rating_mean + self.user_bias[user] + self.item_bias[item]
+        return base + self._neighbour_term(sims, resid)
+
+    def forward(self, user, item) -> Output:
+        r = self.predict_pairs(user, item)
+        return Output(r, r, r.new_zeros(len(user), 0))
+
+    def rated(self, user, item):
+        r = self.predict_pairs(user, item)
+        return r, r.new_zeros(len(user), 0)
+
+    def score_all(self, users, items=None):
+        """Predicted ratings of ``users`` x the catalogue (or ``items``), a user at a time:
+        the similarity columns of their rated items only."""
+        cols = torch.arange(self.schema.n_items) if items is None else items
+        out = torch.empty(len(users), len(cols), dtype=self.similarity.dtype)
+        for row, u in enumerate(users.tolist()):
+            a, b = int(self.hist_indptr[u]), int(self.hist_indptr[u + 1])
+            sims = self.similarity.index_select(1, self.hist_items[a:b])
+            sims = sims if items is None else sims[items]
+            term = self._neighbour_term(sims, self.hist_residual[a:b])
+            out[row] = self.rating_mean + self.user_bias[u] + self.item_bias[cols] + term
+        return out
+
+    def catalogue_user_modules(self) -> list[str]:
+        raise NotImplementedError("knn is fitted in closed form, not step by step")

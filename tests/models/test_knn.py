@@ -1,0 +1,92 @@
+"""The item-neighbourhood member against hand computations: the baseline's ridge optimum,
+the shrunk Pearson similarity over common users, the top-k residual average, scoring and
+a save/load round trip."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from pakd.errors import PakdError
+from pakd.models import build, load, save
+from pakd.models.ease import check_catalogue
+from pakd.models.knn import baseline_biases, item_similarity
+
+
+def _ratings(users=9, items=6, seed=0, density=0.6):
+    rng = np.random.default_rng(seed)
+    mask = rng.random((users, items)) < density
+    u, i = np.nonzero(mask)
+    r = rng.integers(1, 11, len(u)) / 2.0
+    return u, i, r
+
+
+def test_baseline_biases_reach_the_ridge_optimum():
+    u, i, r = _ratings()
+    mu, bu, bi = baseline_biases(u, i, r, 9, 6, reg_user=2.0, reg_item=3.0, sweeps=300)
+    e = r - mu - bu[u] - bi[i]
+    # the gradient of sum e^2 + 2 |bu|^2 + 3 |bi|^2 in each bias is zero
+    assert np.abs(-np.bincount(u, e, 9) + 2.0 * bu).max() < 1e-8
+    assert np.abs(-np.bincount(i, e, 6) + 3.0 * bi).max() < 1e-8
+
+
+def test_similarity_is_the_shrunk_pearson_of_common_users():
+    u, i, r = _ratings(seed=1)
+    R = sp.csr_matrix((r - 3.0, (u, i)), shape=(9, 6))
+    got = item_similarity(R, shrink=4.0, block=4).double().numpy()   # two column blocks
+    dense = R.toarray()
+    rated = np.zeros((9, 6), bool)
+    rated[u, i] = True
+    for a in range(6):
+        for b in range(6):
+            both = rated[:, a] & rated[:, b]
+            n = both.sum()
+            x, y = dense[both, a], dense[both, b]
+            den = np.sqrt((x * x).sum() * (y * y).sum())
+            want = 0.0 if a == b or n < 2 or den == 0 else (
+                (x * y).sum() / den * (n - 1) / (n - 1 + 4.0))
+            assert got[a, b] == pytest.approx(want, abs=1e-6), (a, b)
+
+
+def _fitted(tiny_enc, k=3):   # the default bias L2s: 15 (users), 10 (items)
+    tr = tiny_enc.parts["train"]
+    m = build("knn", tiny_enc.schema, {"history": len(tr.rating), "k": k, "shrink": 2.0})
+    return m.fit(tr.user.numpy(), tr.item.numpy(), tr.rating.numpy()).double(), tr
+
+
+def test_prediction_is_baseline_plus_top_k_weighted_residuals(tiny_enc):
+    m, tr = _fitted(tiny_enc)
+    S = m.similarity.numpy()
+    mu, bu, bi = baseline_biases(tr.user.numpy(), tr.item.numpy(), tr.rating.numpy(),
+                                 tiny_enc.n_users, tiny_enc.n_items, 15.0, 10.0)
+    resid = {(int(a), int(b)): float(v - mu - bu[a] - bi[b])
+             for a, b, v in zip(tr.user.numpy(), tr.item.numpy(), tr.rating.numpy())}
+    users = torch.arange(tiny_enc.n_users).repeat_interleave(tiny_enc.n_items)
+    items = torch.arange(tiny_enc.n_items).repeat(tiny_enc.n_users)
+    got = m(users, items).rating.numpy()
+    for n, (a, b) in enumerate(zip(users.tolist(), items.tolist())):
+        mine = [(S[b, j], resid[(a, j)]) for (uu, j) in resid if uu == a]
+        top = sorted(mine, key=lambda t: -t[0])[:m.k]
+        top = [(s, e) for s, e in top if s > 0]
+        base = mu + bu[a] + bi[b]
+        want = base + (sum(s * e for s, e in top) / sum(s for s, _ in top) if top else 0.0)
+        assert got[n] == pytest.approx(want, abs=1e-5), (a, b)   # weights kept in float32
+
+
+def test_score_all_matches_pairs_and_survives_save_load(tiny_enc, tmp_path):
+    m, _ = _fitted(tiny_enc, k=2)
+    users = torch.arange(tiny_enc.n_users)
+    grid = m.score_all(users)
+    u = users.repeat_interleave(tiny_enc.n_items)
+    i = torch.arange(tiny_enc.n_items).repeat(tiny_enc.n_users)
+    assert torch.allclose(grid.reshape(-1), m(u, i).rating, atol=1e-12)
+    some = torch.tensor([3, 0, 5])
+    assert torch.allclose(m.score_all(users, some), grid[:, some], atol=1e-12)
+    save(m.float(), tmp_path / "knn")
+    back, cfg = load(tmp_path / "knn")
+    assert cfg["arch"]["k"] == 2 and back.outputs == ("rating",)
+    assert torch.equal(back.score_all(users), m.score_all(users))
+
+
+def test_knn_refuses_a_catalogue_beyond_its_limit():
+    with pytest.raises(PakdError, match="knn-max-items"):
+        check_catalogue(40_000, 30_000, "knn")
