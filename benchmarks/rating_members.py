@@ -63,7 +63,7 @@ def cross_fitted(ens: Ensemble, preds: dict, y: torch.Tensor, halves, scale,
     return float(np.sqrt(sum(err) / len(y)))
 
 
-def one_seed(run: Path, members: list[str], threads: int) -> dict:
+def one_seed(run: Path, members: list[str], threads: int, same_day: bool = False) -> dict:
     rd = RunDir(run)
     cfg = build_config(base=yaml.safe_load(open(rd.root / "run.yaml")))
     enc = load_encoded(cfg, rd)
@@ -97,8 +97,50 @@ def one_seed(run: Path, members: list[str], threads: int) -> dict:
             out["surprise_svd_test_rmse"] = svd["rmse"]
             for label in VARIANTS:
                 out[label]["test_rmse_over_surprise_svd"] = out[label]["test_rmse"] / svd["rmse"]
+    if same_day:
+        out["members+knn+offset+same_day"] = with_same_day(
+            enc, models["knn"], {p: [preds[p][n] for n in raters] for p in preds}, y, halves,
+            scale)
     print(run.name, json.dumps(out), flush=True)
     return out
+
+
+def same_day_residual(enc, knn, part: str, shrink: float = 10.0) -> torch.Tensor:
+    """Per rating of ``part``: the user's train residuals (rating minus knn's baseline) on
+    the same UTC day, summed and divided by (their count + ``shrink``)."""
+    tr = enc.parts["train"]
+    base = knn.rating_mean + knn.user_bias[tr.user] + knn.item_bias[tr.item]
+    resid = (tr.rating.double() - base.double()).numpy()
+    day = tr.timestamp.numpy() // 86400
+    key = tr.user.numpy().astype(np.int64) * 10**6 + (day - day.min())
+    uniq, inv = np.unique(key, return_inverse=True)
+    total, count = np.bincount(inv, resid), np.bincount(inv)
+    q = enc.parts[part]
+    qkey = q.user.numpy().astype(np.int64) * 10**6 + (q.timestamp.numpy() // 86400 - day.min())
+    at = np.clip(np.searchsorted(uniq, qkey), 0, len(uniq) - 1)
+    hit = uniq[at] == qkey
+    return torch.from_numpy(np.where(hit, total[at] / (count[at] + shrink), 0.0))
+
+
+def with_same_day(enc, knn, preds: dict, y: dict, halves, scale) -> dict:
+    """The members, the same-day residual and an offset by non-negative least squares
+    (the offset as two columns), cross-fitted on valid as `cross_fitted`, then on test."""
+    from scipy.optimize import nnls
+
+    def design(part):
+        cols = preds[part] + [same_day_residual(enc, knn, part)]
+        X = torch.stack([c.double() for c in cols], 1).numpy()
+        return np.hstack([X, np.ones((len(X), 1)), -np.ones((len(X), 1))])
+    Xv, Xt, yv = design("valid"), design("test"), y["valid"].numpy()
+    err = 0.0
+    for a, b in ((0, 1), (1, 0)):
+        w, _ = nnls(Xv[halves[a]], yv[halves[a]])
+        err += len(halves[b]) * rmse(Xv[halves[b]] @ w, yv[halves[b]], scale) ** 2
+    w, _ = nnls(Xv, yv)
+    share = float((design("valid")[:, -3] != 0).mean())
+    return {"cv_valid_rmse": float(np.sqrt(err / len(yv))),
+            "test_rmse": rmse(Xt @ w, y["test"].numpy(), scale), "weights": w.tolist(),
+            "valid_share_with_same_day_train_ratings": share}
 
 
 def main() -> None:
@@ -107,12 +149,14 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--members", default="svd,autoint", help="the run's rating members")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--same-day", action="store_true",
+                    help="also the mix with the same-day residual column (needs timestamps)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     seeds = [int(s) for s in a.seeds.split(",")]
-    per_seed = {s: one_seed(Path(a.runs) / f"seed-{s}", a.members.split(","), a.threads)
-                for s in seeds}
+    per_seed = {s: one_seed(Path(a.runs) / f"seed-{s}", a.members.split(","), a.threads,
+                            a.same_day) for s in seeds}
     summary = {}
     for label in VARIANTS:
         summary[label] = {k: float(np.mean([per_seed[s][label][k] for s in seeds]))
@@ -123,6 +167,13 @@ def main() -> None:
             summary[label]["cv_valid_rmse_minus_members"] = diff
             summary[label]["lower_on_valid_in"] = f"{sum(d < 0 for d in diff)} of {len(seeds)}"
     summary["chosen_on_valid"] = min(VARIANTS, key=lambda k: summary[k]["cv_valid_rmse"])
+    if a.same_day:                 # beside the choice: pakd's models cannot take it as input
+        day = "members+knn+offset+same_day"
+        summary[day] = {k: float(np.mean([per_seed[s][day][k] for s in seeds]))
+                        for k in ("cv_valid_rmse", "test_rmse")}
+        summary[day]["cv_valid_rmse_minus_knn_offset"] = [
+            per_seed[s][day]["cv_valid_rmse"] - per_seed[s]["members+knn+offset"]["cv_valid_rmse"]
+            for s in seeds]
     out = {"runs": a.runs, "seeds": seeds, "members": a.members.split(","),
            "summary": summary, "per_seed": per_seed}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

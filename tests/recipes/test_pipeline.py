@@ -232,6 +232,9 @@ def test_knn_member_joins_the_rating_mix_and_exports(run, tmp_path):
     assert t["ensemble"]["tasks"] == {"svd": "balance", "ease": "ranking", "knn": "rating"}
     assert set(t["ensemble"]["rating_mix"]) == {"svd", "knn"}
     assert "knn" not in t["ensemble"]["ranking_mix"]
+    assert t["ensemble"]["rating_offset"] != 0.0          # --rating-offset is on by default
+    ens = json.loads((r / "teachers" / "ensemble.json").read_text())
+    assert ens["rating_offset"] == t["ensemble"]["rating_offset"]
     got = export(load_deployable(r / "teachers" / "ensemble"), tmp_path / "onnx", k=10,
                  bench_seconds=0.02)
     assert got["parity"]["passed"]

@@ -154,6 +154,7 @@ def _teachers(rd: RunDir, figs: _Figures) -> str:
     if e.get("ranking_mix"):
         out += ('<p class="note">Ensemble weights (fitted on the valid part): rating '
                 + _e(", ".join(f"{k} {v:.2f}" for k, v in e.get("rating_mix", {}).items()))
+                + (f", offset {e['rating_offset']:+.2f}" if e.get("rating_offset") else "")
                 + "; ranking " + _e(", ".join(f"{k} {v:.2f}" for k, v in e["ranking_mix"].items()))
                 + ".</p>")
     return out
