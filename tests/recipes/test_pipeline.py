@@ -227,12 +227,13 @@ def test_knn_member_joins_the_rating_mix_and_exports(run, tmp_path):
     tried = {h["k"]: h["valid_rmse"] for h in meta["fit"]["history"]}
     assert set(tried) == {10, 20} and meta["fit"]["k"] == min(tried, key=tried.get)
     assert meta["valid"]["rmse"] == pytest.approx(tried[meta["fit"]["k"]], abs=1e-6)
-    assert main(["ensemble", "--run", str(r), "--algorithms", "svd,ease,knn", "-q"]) == 0
+    assert main(["ensemble", "--run", str(r), "--algorithms", "svd,ease,knn",
+                 "--rating-offset", "true", "-q"]) == 0
     t = json.loads((r / "teachers.json").read_text())
     assert t["ensemble"]["tasks"] == {"svd": "balance", "ease": "ranking", "knn": "rating"}
     assert set(t["ensemble"]["rating_mix"]) == {"svd", "knn"}
     assert "knn" not in t["ensemble"]["ranking_mix"]
-    assert t["ensemble"]["rating_offset"] != 0.0          # --rating-offset is on by default
+    assert t["ensemble"]["rating_offset"] != 0.0
     ens = json.loads((r / "teachers" / "ensemble.json").read_text())
     assert ens["rating_offset"] == t["ensemble"]["rating_offset"]
     got = export(load_deployable(r / "teachers" / "ensemble"), tmp_path / "onnx", k=10,
