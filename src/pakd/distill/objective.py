@@ -121,7 +121,6 @@ def slice_projection(proj: nn.Linear, drop: torch.Tensor) -> nn.Linear:
     return new
 
 
-@torch.no_grad()
 def retention_balance(ndcg: float, rmse: float, teacher: dict) -> float:
     """A student's valid NDCG@10 retention minus its valid RMSE ratio, against the
     ``teacher``'s valid figures: the one number its best epoch, the labels-only MF's L2 and
@@ -129,6 +128,7 @@ def retention_balance(ndcg: float, rmse: float, teacher: dict) -> float:
     return ndcg / max(teacher["ndcg@10"], 1e-12) - rmse / teacher["rmse"]
 
 
+@torch.no_grad()
 def validate(model: RecModel, enc: Encoded, relevant_min_rating: float | None = None,
              chunk: int = 512) -> dict:
     """Valid RMSE and full-catalogue valid NDCG@10 (what epochs are chosen by)."""
