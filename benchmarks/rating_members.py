@@ -137,7 +137,7 @@ def with_same_day(enc, knn, preds: dict, y: dict, halves, scale) -> dict:
         w, _ = nnls(Xv[halves[a]], yv[halves[a]])
         err += len(halves[b]) * rmse(Xv[halves[b]] @ w, yv[halves[b]], scale) ** 2
     w, _ = nnls(Xv, yv)
-    share = float((design("valid")[:, -3] != 0).mean())
+    share = float((Xv[:, -3] != 0).mean())     # the same-day column
     return {"cv_valid_rmse": float(np.sqrt(err / len(yv))),
             "test_rmse": rmse(Xt @ w, y["test"].numpy(), scale), "weights": w.tolist(),
             "valid_share_with_same_day_train_ratings": share}

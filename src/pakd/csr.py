@@ -6,16 +6,23 @@ import numpy as np
 import torch
 
 
-def csr_take(indptr, indices, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(position in ``rows``, column) of every stored entry of the chosen rows, row by row.
-    ``indptr``/``indices`` may be numpy arrays (a scipy matrix's) or tensors."""
+def csr_entries(indptr, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(position in ``rows``, index into the stored entries) of every stored entry of the
+    chosen rows, row by row - for arrays stored beside the column indices."""
     indptr = torch.as_tensor(np.asarray(indptr) if not torch.is_tensor(indptr) else indptr).long()
-    indices = torch.as_tensor(np.asarray(indices) if not torch.is_tensor(indices) else indices)
     start = indptr[rows]
     lens = indptr[rows + 1] - start
     row = torch.repeat_interleave(torch.arange(len(rows)), lens)
     offs = torch.arange(int(lens.sum())) - torch.repeat_interleave(lens.cumsum(0) - lens, lens)
-    return row, indices[torch.repeat_interleave(start, lens) + offs].long()
+    return row, torch.repeat_interleave(start, lens) + offs
+
+
+def csr_take(indptr, indices, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(position in ``rows``, column) of every stored entry of the chosen rows, row by row.
+    ``indptr``/``indices`` may be numpy arrays (a scipy matrix's) or tensors."""
+    indices = torch.as_tensor(np.asarray(indices) if not torch.is_tensor(indices) else indices)
+    row, entry = csr_entries(indptr, rows)
+    return row, indices[entry].long()
 
 
 def csr_mask(matrix, n_cols: int) -> torch.Tensor:

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from ..csr import csr_entries
 from ..data.schema import Schema
 from .base import Output, RecModel
 
@@ -120,18 +121,10 @@ class ItemKNN(RecModel):
         den = top.sum(-1)
         return torch.where(den > 0, (top * r).sum(-1) / den.clamp(min=1e-12), 0.0)
 
-    def _history(self, user: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(position in ``user``, history entry) of every train rating of those users."""
-        start = self.hist_indptr[user]
-        lens = self.hist_indptr[user + 1] - start
-        offs = torch.arange(int(lens.sum())) - torch.repeat_interleave(lens.cumsum(0) - lens, lens)
-        return (torch.repeat_interleave(torch.arange(len(user)), lens),
-                torch.repeat_interleave(start, lens) + offs)
-
     def predict_pairs(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         """Each pair against its user's rated items laid out over the catalogue (unrated:
         -inf similarity), so every shape is fixed by the batch and the catalogue."""
-        pair, entry = self._history(user)
+        pair, entry = csr_entries(self.hist_indptr, user)
         j = self.hist_items[entry]
         shape = (len(user), self.schema.n_items)
         sims = torch.full(shape, -torch.inf, dtype=self.similarity.dtype)
