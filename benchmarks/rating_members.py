@@ -34,16 +34,16 @@ from pakd.rundir import RunDir, read_json
 RUN_FILES = ("run.yaml", "split.csv", "split.json")
 
 
-def fitted_knn(run: Path, threads: int) -> tuple:
-    """The knn member `pakd train` fits on ``run``'s split, in a scratch copy of its
-    settings and split (the run itself is left as it is): (model, its metadata)."""
+def fitted_knn(run: Path, threads: int, member: str = "knn") -> tuple:
+    """The ``member`` (a closed-form one) `pakd train` fits on ``run``'s split, in a scratch
+    copy of its settings and split (the run itself is left as it is): (model, metadata)."""
     with tempfile.TemporaryDirectory() as tmp:
         for name in RUN_FILES:
             shutil.copy(run / name, Path(tmp) / name)
-        subprocess.run([sys.executable, "-m", "pakd", "train", "--run", tmp, "--models", "knn",
-                        "--quiet"], check=True,
+        subprocess.run([sys.executable, "-m", "pakd", "train", "--run", tmp, "--models",
+                        member, "--quiet"], check=True,
                        env={**os.environ, "OMP_NUM_THREADS": str(threads)})
-        model, meta = RunDir(tmp).load_member("knn")
+        model, meta = RunDir(tmp).load_member(member)
     return model, meta
 
 

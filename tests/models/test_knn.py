@@ -63,6 +63,7 @@ def test_prediction_is_baseline_plus_top_k_weighted_residuals(tiny_enc):
     users = torch.arange(tiny_enc.n_users).repeat_interleave(tiny_enc.n_items)
     items = torch.arange(tiny_enc.n_items).repeat(tiny_enc.n_users)
     got = m(users, items).rating.numpy()
+    support = m.support(users, items).numpy()
     for n, (a, b) in enumerate(zip(users.tolist(), items.tolist())):
         mine = [(S[b, j], resid[(a, j)]) for (uu, j) in resid if uu == a]
         top = sorted(mine, key=lambda t: -t[0])[:m.k]
@@ -70,6 +71,7 @@ def test_prediction_is_baseline_plus_top_k_weighted_residuals(tiny_enc):
         base = mu + bu[a] + bi[b]
         want = base + (sum(s * e for s, e in top) / sum(s for s, _ in top) if top else 0.0)
         assert got[n] == pytest.approx(want, abs=1e-5), (a, b)   # weights kept in float32
+        assert support[n] == pytest.approx(sum(s for s, _ in top), abs=1e-6), (a, b)
 
 
 def test_score_all_matches_pairs_and_survives_save_load(tiny_enc, tmp_path):
@@ -90,3 +92,68 @@ def test_score_all_matches_pairs_and_survives_save_load(tiny_enc, tmp_path):
 def test_knn_refuses_a_catalogue_beyond_its_limit():
     with pytest.raises(PakdError, match="knn-max-items"):
         check_catalogue(40_000, 30_000, "knn")
+    with pytest.raises(PakdError, match="uknn-max-users 30,000.*--min-user-ratings"):
+        check_catalogue(40_000, 30_000, "uknn", side="users")
+
+
+def _fitted_users(tiny_enc, k=3):
+    tr = tiny_enc.parts["train"]
+    m = build("uknn", tiny_enc.schema, {"history": len(tr.rating), "k": k, "shrink": 2.0})
+    return m.fit(tr.user.numpy(), tr.item.numpy(), tr.rating.numpy()).double(), tr
+
+
+def test_user_neighbourhood_reads_the_raters_of_the_item(tiny_enc):
+    """uknn: baseline plus the top-k positive user similarities among the item's raters,
+    the similarity being the shrunk Pearson of user residuals over common items."""
+    m, tr = _fitted_users(tiny_enc)
+    nu, ni = tiny_enc.n_users, tiny_enc.n_items
+    mu, bu, bi = baseline_biases(tr.user.numpy(), tr.item.numpy(), tr.rating.numpy(),
+                                 nu, ni, 15.0, 10.0)
+    resid = {(int(a), int(b)): float(v - mu - bu[a] - bi[b])
+             for a, b, v in zip(tr.user.numpy(), tr.item.numpy(), tr.rating.numpy())}
+    R = sp.csr_matrix((list(resid.values()), tuple(zip(*resid))), shape=(nu, ni))
+    S = item_similarity(R.T.tocsr(), shrink=2.0).double().numpy()     # users x users
+    assert S.shape == (nu, nu) and np.allclose(m.similarity.numpy(), S, atol=1e-6)
+    users = torch.arange(nu).repeat_interleave(ni)
+    items = torch.arange(ni).repeat(nu)
+    got = m(users, items).rating.numpy()
+    for n, (a, b) in enumerate(zip(users.tolist(), items.tolist())):
+        mine = [(S[a, v], resid[(v, j)]) for (v, j) in resid if j == b]
+        top = [(s, e) for s, e in sorted(mine, key=lambda t: -t[0])[:m.k] if s > 0]
+        want = mu + bu[a] + bi[b] + (sum(s * e for s, e in top) / sum(s for s, _ in top)
+                                     if top else 0.0)
+        assert got[n] == pytest.approx(want, abs=1e-5), (a, b)
+
+
+def test_user_neighbourhood_scores_the_catalogue_as_its_pairs(tiny_enc, tmp_path):
+    for k in (1, 2, 50):
+        m, _ = _fitted_users(tiny_enc, k=k)
+        users = torch.arange(tiny_enc.n_users)
+        grid = m.score_all(users)
+        u = users.repeat_interleave(tiny_enc.n_items)
+        i = torch.arange(tiny_enc.n_items).repeat(tiny_enc.n_users)
+        assert torch.allclose(grid.reshape(-1), m(u, i).rating, atol=1e-12), k
+        some = torch.tensor([3, 0, 5])
+        assert torch.allclose(m.score_all(users[:4], some), grid[:4, some], atol=1e-12)
+    save(m.float(), tmp_path / "uknn")
+    back, cfg = load(tmp_path / "uknn")
+    assert cfg["arch"]["k"] == 50 and back.kind == "uknn"
+    assert torch.equal(back.score_all(users), m.float().score_all(users))
+
+
+@pytest.mark.parametrize("kind", ["knn", "uknn"])
+def test_sparse_pair_search_equals_the_catalogue_layout_onnx_exports(tiny_enc, kind):
+    """Pairs are predicted from their neighbours' stored entries; ONNX export traces the
+    catalogue-wide layout instead: the two agree for every k."""
+    tr = tiny_enc.parts["train"]
+    users = torch.arange(tiny_enc.n_users).repeat_interleave(tiny_enc.n_items)
+    items = torch.arange(tiny_enc.n_items).repeat(tiny_enc.n_users)
+    for k in (1, 2, 3, 100):
+        m = build(kind, tiny_enc.schema, {"history": len(tr.rating), "k": k, "shrink": 2.0})
+        m = m.fit(tr.user.numpy(), tr.item.numpy(), tr.rating.numpy()).double()
+        sims, resid = m._pair_layout(users, items)
+        dense = m._neighbour_term(sims, resid)
+        weight = sims.topk(min(k, sims.shape[1]), -1).values.clamp(min=0).sum(-1)
+        term, support = m._pair_sums(users, items)
+        assert torch.allclose(term, dense, atol=1e-12) and (support > 0).any()
+        assert torch.allclose(support, weight, atol=1e-12)

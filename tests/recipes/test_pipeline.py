@@ -212,33 +212,35 @@ def test_als_member_trains_and_joins_an_ensemble(run, tmp_path):
 
 
 
-def test_knn_member_joins_the_rating_mix_and_exports(run, tmp_path):
-    """knn is selectable: fitted alone into a copy of the run (its neighbour count chosen on
-    valid RMSE), a rating-only member of an auto-weighted ensemble, whose ONNX graphs match
-    it (the rating graph runs the neighbour lookup)."""
+@pytest.mark.parametrize("name", ["knn", "uknn"])
+def test_knn_member_joins_the_rating_mix_and_exports(run, tmp_path, name):
+    """knn (and uknn, its user side) is selectable: fitted alone into a copy of the run (its
+    neighbour count chosen on valid RMSE), a rating-only member of an auto-weighted
+    ensemble, whose ONNX graphs match it (the rating graph runs the neighbour lookup)."""
     import shutil
 
     from pakd.deploy.deployable import load_deployable
     from pakd.deploy.onnx_export import export
-    r = tmp_path / "knn"
+    r = tmp_path / name
     shutil.copytree(run, r)
-    assert main(["train", "--run", str(r), "--models", "knn", "-q"]) == 0
-    meta = json.loads((r / "teachers" / "knn.json").read_text())
+    assert main(["train", "--run", str(r), "--models", name, "-q"]) == 0
+    meta = json.loads((r / "teachers" / f"{name}.json").read_text())
     tried = {h["k"]: h["valid_rmse"] for h in meta["fit"]["history"]}
     assert set(tried) == {10, 20} and meta["fit"]["k"] == min(tried, key=tried.get)
     assert meta["valid"]["rmse"] == pytest.approx(tried[meta["fit"]["k"]], abs=1e-6)
-    assert main(["ensemble", "--run", str(r), "--algorithms", "svd,ease,knn",
+    assert main(["ensemble", "--run", str(r), "--algorithms", f"svd,ease,{name}",
                  "--rating-offset", "true", "-q"]) == 0
     t = json.loads((r / "teachers.json").read_text())
-    assert t["ensemble"]["tasks"] == {"svd": "balance", "ease": "ranking", "knn": "rating"}
-    assert set(t["ensemble"]["rating_mix"]) == {"svd", "knn"}
-    assert "knn" not in t["ensemble"]["ranking_mix"]
+    assert t["ensemble"]["tasks"] == {"svd": "balance", "ease": "ranking", name: "rating"}
+    assert set(t["ensemble"]["rating_mix"]) == {"svd", name}
+    assert name not in t["ensemble"]["ranking_mix"]
     assert t["ensemble"]["rating_offset"] != 0.0
     ens = json.loads((r / "teachers" / "ensemble.json").read_text())
     assert ens["rating_offset"] == t["ensemble"]["rating_offset"]
     got = export(load_deployable(r / "teachers" / "ensemble"), tmp_path / "onnx", k=10,
                  bench_seconds=0.02)
     assert got["parity"]["passed"]
+
 
 def sweep_rows(cfg, rd):
     """The sweep's rows for the settings ``cfg`` on the run ``rd``, as the recipe trains

@@ -11,7 +11,7 @@ from __future__ import annotations
 # actual teacher, so a large extra member (EASE holds items^2 weights) never makes a size
 # target easy
 TEACHERS = ("svd", "xdeepfm", "autoint")
-CLOSED_FORM = ("ease", "als", "knn")       # members fitted by closed-form solves
+CLOSED_FORM = ("ease", "als", "knn", "uknn")   # members fitted by closed-form solves
 # a graph and a sequence member: selectable, not default members; trained step by
 # step like TEACHERS (after them in the seed order), but not part of the origin's three
 GRAPH_SEQUENCE = ("lightgcn", "sasrec")
@@ -43,6 +43,8 @@ ARCH: dict[str, dict] = {
     # from knn.ks; shrink 100 is the value the paper calls typical, the bias L2s are
     # Surprise's baseline defaults (reg_u 15, reg_i 10); history is the train size
     "knn": {"k": 20, "shrink": 100.0, "reg_user": 15.0, "reg_item": 10.0, "history": 0},
+    # the user neighbourhood, the same model with users and items swapped (the same defaults)
+    "uknn": {"k": 20, "shrink": 100.0, "reg_user": 15.0, "reg_item": 10.0, "history": 0},
     # LightGCN (He et al. 2020): ranking table `dim`, rating table `rate_dims`, `layers`
     # propagation steps; history (the train graph's edges) comes from the data
     "lightgcn": {"dim": 64, "rate_dims": 64, "layers": 2, "init_std": 0.05, "history": 0},

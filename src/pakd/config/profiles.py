@@ -42,6 +42,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "ensemble.calibration_users": 32, "ensemble.rerank_n": [20],
         "ease.lambdas": [100.0],
         "als.factors": 8, "als.iterations": 3, "als.regs": [1.0, 10.0], "knn.ks": [10, 20],
+        "uknn.ks": [10, 20],
         "lightgcn.epochs": 2, "lightgcn.dim": 8, "lightgcn.rate_dims": 8,
         "sasrec.epochs": 2, "sasrec.dim": 8, "sasrec.blocks": 1, "sasrec.heads": 1,
         "sasrec.head_dim": 8, "sasrec.neurons": 8, "sasrec.max_len": 10, "sasrec.rate_dims": 4,

@@ -21,10 +21,11 @@ from ..memory import DEFAULT_BUDGET_GB
 from .defaults import (ARCH, DEFAULT_MEMBERS, DISTILL_FIT, FIT, LIGHTWEIGHT, PRUNE_EPOCHS, STUDENT,
                        STUDENT_ARCH)
 
-MEMBERS = Literal["svd", "xdeepfm", "autoint", "ease", "als", "lightgcn", "sasrec", "knn"]
+MEMBERS = Literal["svd", "xdeepfm", "autoint", "ease", "als", "lightgcn", "sasrec", "knn",
+                  "uknn"]
 TEACHER_CHOICES = Literal["ensemble", "svd", "xdeepfm", "autoint", "ease", "als", "lightgcn",
-                          "sasrec", "knn"]
-MEMBER_NAMES = "svd, xdeepfm, autoint, ease, als, lightgcn, sasrec, knn"
+                          "sasrec", "knn", "uknn"]
+MEMBER_NAMES = "svd, xdeepfm, autoint, ease, als, lightgcn, sasrec, knn, uknn"
 
 
 def _f(default, desc: str, flag: str | None = None, aliases: list[str] | None = None, **kw):
@@ -339,6 +340,23 @@ class KNNConfig(Section):
                          flag="--knn-reg-item", ge=0)
     max_items: int = _f(30000, "largest catalogue the member accepts (its similarities are "
                         "items^2 floats: 30,000 items = 3.6 GB)", flag="--knn-max-items", ge=1)
+
+
+class UserKNNConfig(Section):
+    """The user-neighbourhood member (closed form): a rating member, knn with users and
+    items swapped."""
+    ks: Annotated[list[int], AfterValidator(_positive_counts)] = _f(
+        [10, 20, 40, 80, 160, 320], "neighbour counts tried; the one with the best valid RMSE "
+        "is kept", flag="--uknn-ks")
+    shrink: float = _f(ARCH["uknn"]["shrink"], "shrinkage of a similarity seen on few items: "
+                       "times (n - 1) / (n - 1 + shrink) for n common items",
+                       flag="--uknn-shrink", ge=0)
+    reg_user: float = _f(ARCH["uknn"]["reg_user"], "L2 of the baseline's user biases",
+                         flag="--uknn-reg-user", ge=0)
+    reg_item: float = _f(ARCH["uknn"]["reg_item"], "L2 of the baseline's item biases",
+                         flag="--uknn-reg-item", ge=0)
+    max_users: int = _f(30000, "most users the member accepts (its similarities are users^2 "
+                        "floats: 30,000 users = 3.6 GB)", flag="--uknn-max-users", ge=1)
 
 
 
@@ -923,6 +941,7 @@ class RunConfig(Section):
     ease: EASEConfig = Field(default_factory=EASEConfig)
     als: ALSConfig = Field(default_factory=ALSConfig)
     knn: KNNConfig = Field(default_factory=KNNConfig)
+    uknn: UserKNNConfig = Field(default_factory=UserKNNConfig)
     lightgcn: LightGCNConfig = Field(default_factory=LightGCNConfig)
     sasrec: SASRecConfig = Field(default_factory=SASRecConfig)
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)

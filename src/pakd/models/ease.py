@@ -94,13 +94,16 @@ class EASE(RankingOnly):
         return X @ (self.weight if items is None else self.weight[:, items])
 
 
-def check_catalogue(n_items: int, max_items: int, member: str = "ease") -> None:
-    """EASE (and the knn member) hold items^2 weights: stop before fitting a catalogue
-    beyond the limit."""
-    if n_items > max_items:
-        gb = n_items ** 2 * 4 / 1e9
-        raise PakdError(f"{member}: the catalogue has {n_items:,} items, above "
-                        f"--{member}-max-items {max_items:,} (its weights would take {gb:.1f} "
+def check_catalogue(count: int, limit: int, member: str = "ease", side: str = "items") -> None:
+    """EASE and the knn member hold items^2 weights, uknn users^2: stop before fitting
+    ``count`` ``side`` (items, or users for uknn) beyond the member's limit."""
+    if count > limit:
+        gb = count ** 2 * 4 / 1e9
+        what = "catalogue" if side == "items" else "split"
+        fix = ("shrink the catalogue with --min-item-ratings" if side == "items" else
+               "keep fewer users with --min-user-ratings")
+        raise PakdError(f"{member}: the {what} has {count:,} {side}, above "
+                        f"--{member}-max-{side} {limit:,} (its weights would take {gb:.1f} "
                         f"GB, more with the solve); leave {member} out of "
-                        "--algorithms/--models, raise the limit if the memory is there, or "
-                        "shrink the catalogue with --min-item-ratings")
+                        f"--algorithms/--models, raise the limit if the memory is there, or "
+                        f"{fix}")

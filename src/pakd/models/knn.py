@@ -77,12 +77,21 @@ class ItemKNN(RecModel):
         self.k, self.shrink, self.history = int(k), float(shrink), int(history)
         self.reg_user, self.reg_item = float(reg_user), float(reg_item)
         frozen = dict(requires_grad=False)
-        self.similarity = nn.Parameter(torch.zeros(schema.n_items, schema.n_items), **frozen)
+        n_groups, n_near = self._sides(schema.n_users, schema.n_items)
+        self.similarity = nn.Parameter(torch.zeros(n_near, n_near), **frozen)
         self.user_bias = nn.Parameter(torch.zeros(schema.n_users), **frozen)
         self.item_bias = nn.Parameter(torch.zeros(schema.n_items), **frozen)
-        self.register_buffer("hist_indptr", torch.zeros(schema.n_users + 1, dtype=torch.long))
+        # the train residuals grouped by user (by item for UserKNN); hist_items holds the
+        # other side's ids, the neighbours
+        self.register_buffer("hist_indptr", torch.zeros(n_groups + 1, dtype=torch.long))
         self.register_buffer("hist_items", torch.zeros(self.history, dtype=torch.long))
         self.register_buffer("hist_residual", torch.zeros(self.history))
+
+    @staticmethod
+    def _sides(users, items):
+        """(whose histories are read, whose similarities are kept) of a pair (user, item):
+        the user's ratings of the items most similar to the item."""
+        return users, items
 
     def arch(self) -> dict:
         return {"k": self.k, "shrink": self.shrink, "reg_user": self.reg_user,
@@ -95,7 +104,7 @@ class ItemKNN(RecModel):
         nu, ni = self.schema.n_users, self.schema.n_items
         mu, bu, bi = baseline_biases(user, item, rating, nu, ni, self.reg_user, self.reg_item)
         resid = np.asarray(rating, dtype=np.float64) - mu - bu[user] - bi[item]
-        R = sp.csr_matrix((resid, (user, item)), shape=(nu, ni))
+        R = sp.csr_matrix((resid, self._sides(user, item)), shape=self._sides(nu, ni))
         R.sum_duplicates()
         R.sort_indices()
         if R.nnz != self.history:
@@ -109,30 +118,55 @@ class ItemKNN(RecModel):
         self.similarity.copy_(item_similarity(R, self.shrink))
         return self
 
-    def _neighbour_term(self, sims: torch.Tensor, resid: torch.Tensor) -> torch.Tensor:
-        """sum s r / sum s over the ``k`` largest positive entries of each row of ``sims``
-        (rows: predictions, columns: items the user rated; -inf: not rated), 0 for none."""
+    def _neighbour_sums(self, sims: torch.Tensor, resid: torch.Tensor):
+        """(sum s r / sum s, sum s) over the ``k`` largest positive entries of each row of
+        ``sims`` (rows: predictions, columns: items the user rated; -inf: not rated),
+        (0, 0) for none."""
         k = min(self.k, sims.shape[-1])
         if k == 0:
-            return sims.new_zeros(sims.shape[:-1])
+            return sims.new_zeros(sims.shape[:-1]), sims.new_zeros(sims.shape[:-1])
         top, at = sims.topk(k, dim=-1)
         top = top.clamp(min=0.0)                   # padding and negative similarity: no say
         r = torch.gather(resid.expand_as(sims), -1, at)
         den = top.sum(-1)
-        return torch.where(den > 0, (top * r).sum(-1) / den.clamp(min=1e-12), 0.0)
+        return torch.where(den > 0, (top * r).sum(-1) / den.clamp(min=1e-12), 0.0), den
 
-    def predict_pairs(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+    def _neighbour_term(self, sims: torch.Tensor, resid: torch.Tensor) -> torch.Tensor:
+        return self._neighbour_sums(sims, resid)[0]
+
+    def _pair_layout(self, user: torch.Tensor, item: torch.Tensor):
         """Each pair against its user's rated items laid out over the catalogue (unrated:
-        -inf similarity), so every shape is fixed by the batch and the catalogue."""
-        pair, entry = csr_entries(self.hist_indptr, user)
+        -inf similarity; UserKNN: the item's raters over the users), so every shape is
+        fixed by the batch and the catalogue: (similarities, residuals)."""
+        group, target = self._sides(user, item)
+        pair, entry = csr_entries(self.hist_indptr, group)
         j = self.hist_items[entry]
-        shape = (len(user), self.schema.n_items)
+        shape = (len(user), self.similarity.shape[0])
         sims = torch.full(shape, -torch.inf, dtype=self.similarity.dtype)
         resid = torch.zeros(shape, dtype=self.hist_residual.dtype)
-        sims[pair, j] = self.similarity[item[pair], j]
+        sims[pair, j] = self.similarity[target[pair], j]
         resid[pair, j] = self.hist_residual[entry]
+        return sims, resid
+
+    def _pair_sums(self, user: torch.Tensor, item: torch.Tensor):
+        """`_neighbour_sums` of each pair over its own stored entries only (the user's
+        ratings; UserKNN: the item's raters), never a pairs x catalogue block."""
+        group, target = self._sides(user, item)
+        pair, entry = csr_entries(self.hist_indptr, group)
+        sims = self.similarity[target[pair], self.hist_items[entry]]
+        return top_k_by_segment(sims, self.hist_residual[entry], pair, len(user), self.k)
+
+    def predict_pairs(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         base = self.rating_mean + self.user_bias[user] + self.item_bias[item]
-        return base + self._neighbour_term(sims, resid)
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+            # ONNX export: shapes fixed by the batch and the catalogue, none by the data
+            return base + self._neighbour_term(*self._pair_layout(user, item))
+        return base + self._pair_sums(user, item)[0]
+
+    def support(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """The sum of the similarities each pair's prediction weighs (0: the baseline
+        alone) - how much neighbourhood evidence stands behind it."""
+        return self._pair_sums(user, item)[1]
 
     def forward(self, user, item) -> Output:
         r = self.predict_pairs(user, item)
@@ -157,3 +191,50 @@ class ItemKNN(RecModel):
 
     def catalogue_user_modules(self) -> list[str]:
         raise NotImplementedError("knn is fitted in closed form, not step by step")
+
+
+class UserKNN(ItemKNN):
+    """The user neighbourhood: the same model with the two sides swapped. A pair (u, i) is
+    predicted from the residuals on i of the ``k`` users most similar to u who rated i
+    (similarity: the shrunk Pearson of two users' residuals over the items both rated), so
+    it reads other users' ratings of the item where ItemKNN reads the user's own ratings
+    of other items: another error for the rating mix to average. Its similarities are
+    users^2 numbers (``max_users``)."""
+    kind = "uknn"
+
+    @staticmethod
+    def _sides(users, items):
+        return items, users
+
+    def score_all(self, users, items=None):
+        """Predicted ratings of ``users`` x the catalogue (or ``items``), a user at a time,
+        from the stored (item, rater) entries: the top ``k`` positive similarities per
+        item by sorting, never a dense items x users block."""
+        cols = torch.arange(self.schema.n_items) if items is None else items.long()
+        seg, entry = csr_entries(self.hist_indptr, cols)
+        raters, resid = self.hist_items[entry], self.hist_residual[entry]
+        out = torch.empty(len(users), len(cols), dtype=self.similarity.dtype)
+        for row, u in enumerate(users.tolist()):
+            term, _ = top_k_by_segment(self.similarity[u, raters], resid, seg, len(cols),
+                                       self.k)
+            out[row] = self.rating_mean + self.user_bias[u] + self.item_bias[cols] + term
+        return out
+
+
+def top_k_by_segment(sims: torch.Tensor, values: torch.Tensor, seg: torch.Tensor,
+                     n_seg: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per segment (``seg``: each entry's segment among ``n_seg``): (sum s v / sum s, sum s)
+    over its ``k`` entries of largest positive similarity ``s`` (at most 1, as a shrunk
+    correlation is), (0, 0) for none - ItemKNN's `_neighbour_sums` for entries held as a
+    flat list instead of dense rows."""
+    keep = sims > 0
+    sims, values, seg = sims[keep], values[keep], seg[keep]
+    key = seg.double() * 4 + (1 - sims.double())       # by segment, then by similarity
+    order = torch.sort(key, stable=True).indices
+    sims, values, seg = sims[order], values[order], seg[order]
+    counts = torch.bincount(seg, minlength=n_seg)
+    rank = torch.arange(len(seg)) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+    top = rank < k
+    num = sims.new_zeros(n_seg).index_add_(0, seg[top], sims[top] * values[top])
+    den = sims.new_zeros(n_seg).index_add_(0, seg[top], sims[top])
+    return torch.where(den > 0, num / den.clamp(min=1e-12), 0.0), den

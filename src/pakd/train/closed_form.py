@@ -74,21 +74,23 @@ def fit_als(cfg: RunConfig, enc: Encoded, mean: float) -> tuple[RecModel, dict]:
                                   "reg")
 
 
-def fit_knn(cfg: RunConfig, enc: Encoded, mean: float) -> tuple[RecModel, dict]:
-    """The item neighbourhood: biases and similarities once, then each of ``knn.ks``
-    neighbour counts (the count changes only the prediction)."""
-    tr, c = enc.parts["train"], cfg.knn
-    model = build("knn", enc.schema, {"history": len(tr.rating), "shrink": c.shrink,
-                                      "reg_user": c.reg_user, "reg_item": c.reg_item},
+def fit_knn(cfg: RunConfig, enc: Encoded, mean: float,
+            name: str = "knn") -> tuple[RecModel, dict]:
+    """The item (or, ``name`` uknn, user) neighbourhood: biases and similarities once, then
+    each of the section's ``ks`` neighbour counts (the count changes only the prediction)."""
+    tr, c = enc.parts["train"], getattr(cfg, name)
+    model = build(name, enc.schema, {"history": len(tr.rating), "shrink": c.shrink,
+                                     "reg_user": c.reg_user, "reg_item": c.reg_item},
                   rating_mean=mean)
     t0 = time.perf_counter()
     model.fit(tr.user.numpy(), tr.item.numpy(), tr.rating.numpy())
-    return model, choose_on_valid(cfg, enc, "knn", model, c.ks,
+    return model, choose_on_valid(cfg, enc, name, model, c.ks,
                                   lambda k: setattr(model, "k", int(k)), "k", rating=True,
                                   setup_seconds=time.perf_counter() - t0)
 
 
-FITS = {"ease": fit_ease, "als": fit_als, "knn": fit_knn}
+FITS = {"ease": fit_ease, "als": fit_als, "knn": fit_knn,
+        "uknn": lambda cfg, enc, mean: fit_knn(cfg, enc, mean, "uknn")}
 
 
 def fit_closed_form(name: str, cfg: RunConfig, enc: Encoded,
