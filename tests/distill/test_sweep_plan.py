@@ -1,7 +1,7 @@
 """The sweep's plan: who waits for whom."""
 from pakd.config import build_config
 from pakd.distill.budgets import parse
-from pakd.distill.sweep import DENSE, Job, plan, reference_job
+from pakd.distill.sweep import DENSE, Job, plan, prune_epochs, reference_job
 
 
 def _plan(**distill):
@@ -53,3 +53,12 @@ def test_a_given_dense_student_is_pruned_and_none_is_trained(tiny_enc, tmp_path)
     ctx = Context(cfg, None, tiny_enc, None, {}, {})
     with pytest.raises(PakdError, match="another architecture"):
         train_student(ctx, Job("fisher_kd", "3%", 100), str(tmp_path / "other"))
+
+
+def test_students_that_keep_little_of_the_dense_one_prune_for_longer():
+    cfg = build_config(overrides={"distill.prune_epochs": 8})
+    dc = cfg.distill                          # stretch 2 at or below 1/8 of the dense student
+    assert prune_epochs(dc, 125, 1000) == 16 and prune_epochs(dc, 126, 1000) == 8
+    assert prune_epochs(dc, None, 1000) == 8                 # not pruned: no stretch
+    dc = dc.model_copy(update={"prune_stretch": 1.5, "stretch_below": 0.5})
+    assert prune_epochs(dc, 500, 1000) == 12 and prune_epochs(dc, 501, 1000) == 8

@@ -649,6 +649,14 @@ class _DistillOwn(Section):
         "pruning)", flag="--prune-from")
     prune_epochs: int = _f(PRUNE_EPOCHS, "--prune-from dense: epochs of pruning and "
                            "fine-tuning", flag="--prune-epochs", ge=1)
+    prune_stretch: float = _f(2.0, "--prune-from dense: a student that keeps at most "
+                              "--stretch-below of the dense student's parameters prunes and "
+                              "fine-tunes for --prune-epochs times this (its pruning phase, "
+                              "--prune-until of the run, grows with it: gentler steps)",
+                              flag="--prune-stretch", ge=1)
+    stretch_below: float = _f(0.125, "share of the dense student's parameters at or below "
+                              "which --prune-stretch applies", flag="--stretch-below", gt=0,
+                              le=1)
     dense_from: str | None = _f(None, "--prune-from dense: a saved dense student (its path "
                                 "without the suffix) to prune, in place of training dense_kd "
                                 "first; of the student settings' kind and architecture "

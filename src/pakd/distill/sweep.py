@@ -97,6 +97,14 @@ def from_dense(dc, job: Job) -> bool:
     return dc.prune_from == "dense" and job.method in WARM
 
 
+def prune_epochs(dc, target: int | None, dense: int) -> int:
+    """Epochs of a student pruned from the ``dense`` one down to ``target`` parameters:
+    ``prune_epochs``, times ``prune_stretch`` when it keeps at most ``stretch_below`` of
+    them - the more a student loses, the gentler its steps (docs/decisions.md#prune-from)."""
+    small = target is not None and target <= dc.stretch_below * dense
+    return max(1, round(dc.prune_epochs * (dc.prune_stretch if small else 1.0)))
+
+
 def reference_job(dc, job: Job, order: list[Job]) -> Job | None:
     """The job whose saved student ``job`` starts from or copies: fisher_kd at its budget
     for the architecture baselines, dense_kd for a student pruned from the dense one."""
@@ -137,7 +145,7 @@ def train_student(ctx: Context, job: Job, reference: str | None, callbacks=()):
             raise PakdError(f"{reference} is a {student.kind} of another architecture than "
                             f"the student settings give ({fresh.kind}): prune a dense student "
                             "of these settings, or give the settings it was trained with")
-        dc = dc.model_copy(update={"epochs": dc.prune_epochs})
+        dc = dc.model_copy(update={"epochs": prune_epochs(dc, target, student.n_params())})
     gen = torch.Generator().manual_seed(cfg.seed)
     crit = None if crit_name is None else make_criterion(
         crit_name, model=student, gen=gen, balance=dc.fisher_balance or None)
