@@ -21,9 +21,7 @@ from pakd.rundir import RunDir
 from pakd.runtime import environment
 
 SEARCHES = {"stored entries": ItemKNN.predict_pairs,
-            "catalogue layout": lambda self, user, item: (
-                self.rating_mean + self.user_bias[user] + self.item_bias[item]
-                + self._neighbour_term(*self._pair_layout(user, item)))}
+            "catalogue layout": ItemKNN.predict_pairs_laid_out}
 
 
 def main() -> None:

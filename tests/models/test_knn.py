@@ -47,9 +47,9 @@ def test_similarity_is_the_shrunk_pearson_of_common_users():
             assert got[a, b] == pytest.approx(want, abs=1e-6), (a, b)
 
 
-def _fitted(tiny_enc, k=3):   # the default bias L2s: 15 (users), 10 (items)
+def _fitted(tiny_enc, k=3, kind="knn"):   # the default bias L2s: 15 (users), 10 (items)
     tr = tiny_enc.parts["train"]
-    m = build("knn", tiny_enc.schema, {"history": len(tr.rating), "k": k, "shrink": 2.0})
+    m = build(kind, tiny_enc.schema, {"history": len(tr.rating), "k": k, "shrink": 2.0})
     return m.fit(tr.user.numpy(), tr.item.numpy(), tr.rating.numpy()).double(), tr
 
 
@@ -96,16 +96,10 @@ def test_knn_refuses_a_catalogue_beyond_its_limit():
         check_catalogue(40_000, 30_000, "uknn", side="users")
 
 
-def _fitted_users(tiny_enc, k=3):
-    tr = tiny_enc.parts["train"]
-    m = build("uknn", tiny_enc.schema, {"history": len(tr.rating), "k": k, "shrink": 2.0})
-    return m.fit(tr.user.numpy(), tr.item.numpy(), tr.rating.numpy()).double(), tr
-
-
 def test_user_neighbourhood_reads_the_raters_of_the_item(tiny_enc):
     """uknn: baseline plus the top-k positive user similarities among the item's raters,
     the similarity being the shrunk Pearson of user residuals over common items."""
-    m, tr = _fitted_users(tiny_enc)
+    m, tr = _fitted(tiny_enc, kind="uknn")
     nu, ni = tiny_enc.n_users, tiny_enc.n_items
     mu, bu, bi = baseline_biases(tr.user.numpy(), tr.item.numpy(), tr.rating.numpy(),
                                  nu, ni, 15.0, 10.0)
@@ -127,7 +121,7 @@ def test_user_neighbourhood_reads_the_raters_of_the_item(tiny_enc):
 
 def test_user_neighbourhood_scores_the_catalogue_as_its_pairs(tiny_enc, tmp_path):
     for k in (1, 2, 50):
-        m, _ = _fitted_users(tiny_enc, k=k)
+        m, _ = _fitted(tiny_enc, k=k, kind="uknn")
         users = torch.arange(tiny_enc.n_users)
         grid = m.score_all(users)
         u = users.repeat_interleave(tiny_enc.n_items)

@@ -43,8 +43,6 @@ ARCH: dict[str, dict] = {
     # from knn.ks; shrink 100 is the value the paper calls typical, the bias L2s are
     # Surprise's baseline defaults (reg_u 15, reg_i 10); history is the train size
     "knn": {"k": 20, "shrink": 100.0, "reg_user": 15.0, "reg_item": 10.0, "history": 0},
-    # the user neighbourhood, the same model with users and items swapped (the same defaults)
-    "uknn": {"k": 20, "shrink": 100.0, "reg_user": 15.0, "reg_item": 10.0, "history": 0},
     # LightGCN (He et al. 2020): ranking table `dim`, rating table `rate_dims`, `layers`
     # propagation steps; history (the train graph's edges) comes from the data
     "lightgcn": {"dim": 64, "rate_dims": 64, "layers": 2, "init_std": 0.05, "history": 0},
@@ -58,6 +56,9 @@ ARCH: dict[str, dict] = {
     LIGHTWEIGHT: {"factors": 64, "rank_factors": 64, "hidden": [64], "side_fields": True,
                   "item_rows": 0},
 }
+
+# the user neighbourhood, the same model with users and items swapped: the same defaults
+ARCH["uknn"] = dict(ARCH["knn"])
 
 # The tower student's settings (the `student` section: its architecture, and how many
 # popularity buckets its item rows fall into)

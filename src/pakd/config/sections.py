@@ -326,11 +326,14 @@ class ALSConfig(Section):
     iterations: int = _f(10, "alternations (users, then items)", flag="--als-iterations", ge=1)
 
 
+NEIGHBOUR_COUNTS = [10, 20, 40, 80, 160, 320]     # knn's and uknn's k grid
+
+
 class KNNConfig(Section):
     """The item-neighbourhood member (closed form; no training loop): a rating member."""
     ks: Annotated[list[int], AfterValidator(_positive_counts)] = _f(
-        [10, 20, 40, 80, 160, 320], "neighbour counts tried; the one with the best valid RMSE "
-        "is kept", flag="--knn-ks")
+        NEIGHBOUR_COUNTS, "neighbour counts tried; the one with the best valid RMSE is kept",
+        flag="--knn-ks")
     shrink: float = _f(ARCH["knn"]["shrink"], "shrinkage of a similarity seen on few users: "
                        "times (n - 1) / (n - 1 + shrink) for n common users",
                        flag="--knn-shrink", ge=0)
@@ -346,8 +349,8 @@ class UserKNNConfig(Section):
     """The user-neighbourhood member (closed form): a rating member, knn with users and
     items swapped."""
     ks: Annotated[list[int], AfterValidator(_positive_counts)] = _f(
-        [10, 20, 40, 80, 160, 320], "neighbour counts tried; the one with the best valid RMSE "
-        "is kept", flag="--uknn-ks")
+        NEIGHBOUR_COUNTS, "neighbour counts tried; the one with the best valid RMSE is kept",
+        flag="--uknn-ks")
     shrink: float = _f(ARCH["uknn"]["shrink"], "shrinkage of a similarity seen on few items: "
                        "times (n - 1) / (n - 1 + shrink) for n common items",
                        flag="--uknn-shrink", ge=0)

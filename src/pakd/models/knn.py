@@ -156,12 +156,18 @@ class ItemKNN(RecModel):
         sims = self.similarity[target[pair], self.hist_items[entry]]
         return top_k_by_segment(sims, self.hist_residual[entry], pair, len(user), self.k)
 
+    def _base(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        return self.rating_mean + self.user_bias[user] + self.item_bias[item]
+
     def predict_pairs(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
-        base = self.rating_mean + self.user_bias[user] + self.item_bias[item]
         if torch.compiler.is_compiling() or torch.compiler.is_exporting():
-            # ONNX export: shapes fixed by the batch and the catalogue, none by the data
-            return base + self._neighbour_term(*self._pair_layout(user, item))
-        return base + self._pair_sums(user, item)[0]
+            return self.predict_pairs_laid_out(user, item)
+        return self._base(user, item) + self._pair_sums(user, item)[0]
+
+    def predict_pairs_laid_out(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """`predict_pairs` over the catalogue-wide layout: what ONNX export traces (shapes
+        fixed by the batch and the catalogue, none by the data)."""
+        return self._base(user, item) + self._neighbour_term(*self._pair_layout(user, item))
 
     def support(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         """The sum of the similarities each pair's prediction weighs (0: the baseline
