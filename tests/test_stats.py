@@ -184,3 +184,28 @@ def test_p_values_state_their_resolution():
     assert p_text(0.0, 1000, below=0.016) == "< 0.016 (1,000 resamples)"
     assert p_text(0.032, 1000) == "0.032"
     assert p_text(float("nan"), 1000) == "–"
+
+
+def test_holm_verdicts_never_rest_on_the_bootstraps_resolution():
+    """A family of 40 comparisons (20 rows x 2 metrics) whose bootstrap p are all 0: at
+    1,000 resamples a p of 0 only says p < 0.002, which Holm multiplies to < 0.08 for the
+    smallest, so no verdict can stand at 5%; at `verdict_resamples` (R >= 8 m / 0.05,
+    in thousands) they all do."""
+    from pakd.pool import holm_verdicts, verdict_resamples
+
+    def rows(n):
+        nan = float("nan")
+        return [{"method": f"m{i}", "budget": "3%", "pooled": {"fisher_kd": {
+            "ndcg@10": [-0.05, -0.06, -0.04, 0.0, nan, nan],
+            "rmse": [0.02, 0.01, 0.03, 0.0, nan, nan]}}} for i in range(n)]
+    keys = [("fisher_kd", "3%")] + [(f"m{i}", "3%") for i in range(20)] + [("teacher", None)]
+    assert verdict_resamples(keys, 1000) == 7000          # 8 x 40 / 0.05 = 6,400
+    assert verdict_resamples(keys[:3], 1000) == 1000      # 4 comparisons: 1,000 is enough
+    assert verdict_resamples(keys[:3], 5000) == 5000
+    coarse, fine = rows(20), rows(20)
+    holm_verdicts(coarse, 1000)
+    holm_verdicts(fine, verdict_resamples(keys, 1000))
+    assert {e["fisher_kd_is"]["ndcg@10"] for e in coarse} == {"tie"}
+    assert {e["fisher_kd_is"]["ndcg@10"] for e in fine} == {"better"}
+    assert {e["fisher_kd_is"]["rmse"] for e in fine} == {"better"}
+    assert coarse[0]["holm_p_below"]["ndcg@10"] == pytest.approx(40 * 0.002)

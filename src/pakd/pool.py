@@ -15,6 +15,23 @@ METRICS = ("rmse", "mae", "auc", "recall@10", "ndcg@10", "ndcg@10_rel4")
 PAIRED = ("rmse", "mae", "auc", "recall@10", "ndcg@10")
 LOWER_IS_BETTER = {"rmse", "mae"}
 ALPHA = 0.05
+VERDICT = ("ndcg@10", "rmse")      # the metrics of the Holm family against fisher_kd
+
+
+def compared(keys: list) -> list:
+    """The rows compared with fisher_kd: every other method at a budget fisher_kd has."""
+    return [k for k in keys
+            if k[0] != "fisher_kd" and k[1] is not None and ("fisher_kd", k[1]) in keys]
+
+
+def verdict_resamples(keys: list, resamples: int) -> int:
+    """Resamples for the Holm family's bootstrap: at least ``resamples``, and enough that a
+    p of 0 (only known to be below 2 / R) stays below ALPHA / 4 after Holm multiplies it by
+    the family's size m, so the bootstrap's resolution never decides a verdict:
+    R >= 8 m / ALPHA, in whole thousands."""
+    m = len(VERDICT) * len(compared(keys))
+    need = int(np.ceil(8 * m / ALPHA / 1000)) * 1000
+    return max(resamples, need)
 
 
 def _summary(values: list[float]) -> tuple[float, float]:
@@ -104,11 +121,13 @@ def key_of(r: dict) -> tuple:
 
 
 def pool_row(k: tuple, rows: dict, t_rows: dict, t_users: dict, per_user, keys: list,
-             rows_by_seed: dict, resamples: int) -> dict:
+             rows_by_seed: dict, resamples: int, family_resamples: int | None = None) -> dict:
     """Row ``k`` over seeds (``rows``: seed -> that seed's row): each metric per seed with
     mean and sd, the student/teacher ratios, and pooled paired differences from the
     teacher and (other methods) from fisher_kd at the same budget. ``per_user(seed, row)``
-    reads a row's per-user test results (the teacher's, per seed: ``t_users``)."""
+    reads a row's per-user test results (the teacher's, per seed: ``t_users``). The
+    differences from fisher_kd on the `VERDICT` metrics draw ``family_resamples``
+    (`verdict_resamples`), the rest ``resamples``."""
     seeds = list(rows)
     first = rows[seeds[0]]
     entry = {"method": k[0], "budget": k[1], "model": first.get("model"),
@@ -133,33 +152,38 @@ def pool_row(k: tuple, rows: dict, t_rows: dict, t_users: dict, per_user, keys: 
         [(t_users[s], mine[s]) for s in seeds], resamples=resamples,
         metrics=metrics)}
     ref = ("fisher_kd", k[1])
-    if k[0] != "fisher_kd" and k[1] is not None and ref in keys:
-        entry["pooled"]["fisher_kd"] = pooled_paired(
-            [(per_user(s, rows_by_seed[s][ref]), mine[s]) for s in seeds],
-            resamples=resamples, metrics=metrics)
+    if k in compared(keys):
+        pairs = [(per_user(s, rows_by_seed[s][ref]), mine[s]) for s in seeds]
+        family = [m for m in metrics if m in VERDICT]
+        entry["pooled"]["fisher_kd"] = {
+            **pooled_paired(pairs, resamples=resamples,
+                            metrics=[m for m in metrics if m not in VERDICT]),
+            **pooled_paired(pairs, resamples=family_resamples or resamples, metrics=family)}
     return entry
 
 
 def holm_verdicts(rows: list[dict], resamples: int) -> None:
     """Every comparison with fisher_kd on NDCG@10 and RMSE, Holm-corrected as one family:
     each row gets its adjusted p (with its resolution bound where it is 0), the verdict,
-    and whether the t interval over seeds agrees."""
+    and whether the t interval over seeds agrees. ``resamples``: the family's (its p
+    resolution is 2 / resamples)."""
     family = {(e["method"], budget_of(e), m): e["pooled"]["fisher_kd"][m][3]
               for e in rows if "fisher_kd" in e.get("pooled", {})
-              for m in ("ndcg@10", "rmse") if m in e["pooled"]["fisher_kd"]}
+              for m in VERDICT if m in e["pooled"]["fisher_kd"]}
     adjusted = holm(family, ALPHA)
     # a bootstrap p of 0 only says p < 2 / resamples: Holm on those bounds bounds the
-    # adjusted p of 0 in turn (what the table states instead of "0.000")
+    # adjusted p of 0 in turn (what the table states instead of "0.000"), and the verdict
+    # is taken on the bounds, so a resolution too coarse for the family gives a tie
     bound = holm({k: max(p, 2 / resamples) if np.isfinite(p) else p
                   for k, p in family.items()}, ALPHA)
     for e in rows:
-        for m in ("ndcg@10", "rmse"):
+        for m in VERDICT:
             key = (e["method"], budget_of(e), m)
             if key in adjusted:
                 d, _, _, _, t_lo, t_hi = e["pooled"]["fisher_kd"][m]
                 e.setdefault("holm_p", {})[m] = adjusted[key]
                 if adjusted[key] == 0:
                     e.setdefault("holm_p_below", {})[m] = bound[key]
-                e.setdefault("fisher_kd_is", {})[m] = _fisher_kd_is(d, adjusted[key], m)
+                e.setdefault("fisher_kd_is", {})[m] = _fisher_kd_is(d, bound[key], m)
                 e.setdefault("t_interval_agrees", {})[m] = _t_agrees(
                     e["fisher_kd_is"][m], t_lo, t_hi)

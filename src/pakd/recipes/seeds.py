@@ -16,8 +16,10 @@ runs back and writes ``RUN/seeds.json`` and ``RUN/seeds.md``:
 - a verdict for every comparison with fisher_kd on NDCG@10 and RMSE that survives Holm's
   correction over all of them (every baseline, every budget, both metrics), so calling a
   winner among many comparisons keeps the family-wise error at 5%; p-values are written
-  with their resolution ("< 0.002 (1,000 resamples)", never "0.000"), and a verdict the
-  t interval does not share is marked;
+  with their resolution ("< 0.002 (1,000 resamples)", never "0.000"); the family's
+  differences draw enough resamples that this resolution, times Holm's multiplier, stays
+  below 5% / 4 (`pakd.pool.verdict_resamples`), and a verdict the t interval does not
+  share is marked;
 - NDCG@10 with only the held-out items rated >= 4 relevant (``ndcg@10_rel4``), mean and
   sd over seeds beside NDCG@10;
 - the teachers' damage predictors per member: Spearman measured on the test part (out of
@@ -30,7 +32,8 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text
 from ..errors import PakdError
-from ..pool import ALPHA, fisher_over_seeds, holm_verdicts, key_of, pool_row
+from ..pool import (ALPHA, fisher_over_seeds, holm_verdicts, key_of, pool_row,
+                    verdict_resamples)
 from ..report.seeds import seeds_markdown
 from ..results import FisherAnalysis, PakdExperiment, load_result
 from ..rundir import RunDir, write_json
@@ -68,15 +71,17 @@ def pool(root: str | Path, seeds: list[int], *, resamples: int = 1000) -> dict:
     missing = sorted({str(k) for s in seeds for k in rows_by_seed[s]} - {str(k) for k in keys})
     t_rows = {s: rows_by_seed[s][("teacher", None)] for s in seeds}
     t_users = {s: per_user(s, t_rows[s]) for s in seeds}
+    family_resamples = verdict_resamples(keys, resamples)
     out_rows = [pool_row(k, {s: rows_by_seed[s][k] for s in seeds}, t_rows, t_users, per_user,
-                         keys, rows_by_seed, resamples) for k in keys]
-    holm_verdicts(out_rows, resamples)
+                         keys, rows_by_seed, resamples, family_resamples) for k in keys]
+    holm_verdicts(out_rows, family_resamples)
     fisher = {s: load_result(rd.fisher_json, FisherAnalysis) for s, rd in runs.items()
               if rd.fisher_json.is_file()}
     out = {"seeds": seeds, "runs": {str(s): str(rd.root) for s, rd in runs.items()},
            "dataset": exps[seeds[0]].dataset, "rows": out_rows,
            "fisher": fisher_over_seeds(fisher),
-           "left_out": missing, "resamples": resamples, "alpha": ALPHA,
+           "left_out": missing, "resamples": resamples,
+           "family_resamples": family_resamples, "alpha": ALPHA,
            "pooled_fields": list(POOLED_FIELDS),
            "family": "each method against fisher_kd at the same budget, on NDCG@10 and RMSE"}
     write_json(Path(root) / "seeds.json", out)

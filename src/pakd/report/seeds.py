@@ -29,12 +29,14 @@ def _diff(v: list[float] | None) -> str:
 def seeds_markdown(out: dict) -> str:
     s = out["seeds"]
     R = out["resamples"]
+    RF = out.get("family_resamples", R)       # pools written before it had one count
     lines = [f"# PAKD over {len(s)} seeds ({', '.join(map(str, s))}) — {out.get('dataset')}", "",
              "Each seed is a whole run (split, initialisation, negatives) in its own "
              "directory. Mean ± standard deviation over seeds (test part); NDCG@10 ≥ 4: only "
              "the held-out items rated 4 or more relevant. Δ: the mean of the per-seed "
              "paired differences, with a two-stage bootstrap 95% interval (seeds, then "
-             f"users, {R:,} resamples) and, after 't', Student's t 95% interval over the "
+             f"users, {R:,} resamples; {RF:,} for the differences from fisher_kd) and, after "
+             "'t', Student's t 95% interval over the "
              "per-seed differences (each seed one draw; with few seeds the bootstrap can be "
              "narrower than the seeds' spread). fisher_kd is better / worse than a method "
              "only where the bootstrap difference survives Holm's correction over "
@@ -54,7 +56,7 @@ def seeds_markdown(out: dict) -> str:
         def vs(m):
             if m not in hp:
                 return "–"
-            return f"{_diff(fk.get(m))} (p {p_text(hp[m], R, below.get(m))})"
+            return f"{_diff(fk.get(m))} (p {p_text(hp[m], RF, below.get(m))})"
 
         def verdict(m):
             v = is_.get(m, "–")
