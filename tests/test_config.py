@@ -129,9 +129,11 @@ def test_full_catalogue_softmax_and_ease_give_way_on_large_catalogues():
     big = for_data("default", n, 40_000, ease_max_items=30_000)
     assert big["train.models"] == big["ensemble.algorithms"] == ["svd", "autoint"]
     assert for_data("default", n, 40_000, ease_max_items=50_000)["train.models"] == [
-        "svd", "autoint", "ease"]                     # only knn is over its limit
+        "svd", "autoint", "ease"]                     # only the two knns are over
+    assert for_data("default", n, 40_000, ease_max_items=50_000, knn_max_items=50_000)[
+        "train.models"] == ["svd", "autoint", "ease", "knn"]
     assert "train.models" not in for_data("default", n, 40_000, ease_max_items=50_000,
-                                          knn_max_items=50_000)
+                                          knn_max_items=50_000, knn_interp_max_items=50_000)
     # the full profile's graph and sequence members stay when EASE and knn leave
     full = for_data("full", n, 40_000, ease_max_items=30_000)
     assert full["train.models"] == ["svd", "autoint", "lightgcn", "sasrec"]
@@ -139,9 +141,9 @@ def test_full_catalogue_softmax_and_ease_give_way_on_large_catalogues():
 
 def test_the_full_profile_trains_and_mixes_the_graph_and_sequence_members():
     full = build_config(profile="full")
-    assert full.train.models == full.ensemble.algorithms == ["svd", "autoint", "ease", "knn",
-                                                            "lightgcn", "sasrec"]
-    assert build_config().train.models == ["svd", "autoint", "ease", "knn"]
+    assert full.train.models == full.ensemble.algorithms == [
+        "svd", "autoint", "ease", "knn", "knn_interp", "lightgcn", "sasrec"]
+    assert build_config().train.models == ["svd", "autoint", "ease", "knn", "knn_interp"]
 
 
 def test_fitted_settings_sit_under_the_users():

@@ -97,6 +97,8 @@ def check_catalogue_settings(cfg: RunConfig, n_items: int, n_users: int | None =
         check_catalogue(n_items, cfg.ease.max_items)
     if "knn" in cfg.train.models:
         check_catalogue(n_items, cfg.knn.max_items, "knn")
+    if "knn_interp" in cfg.train.models:
+        check_catalogue(n_items, cfg.knn_interp.max_items, "knn_interp")
     if "uknn" in cfg.train.models and n_users is not None:
         check_catalogue(n_users, cfg.uknn.max_users, "uknn", side="users")
     user_chunk(n_items, cfg.eval.max_memory_gb)    # a budget too small for one user stops here

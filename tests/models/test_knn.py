@@ -151,3 +151,53 @@ def test_sparse_pair_search_equals_the_catalogue_layout_onnx_exports(tiny_enc, k
         term, support = m._pair_sums(users, items)
         assert torch.allclose(term, dense, atol=1e-12) and (support > 0).any()
         assert torch.allclose(support, weight, atol=1e-12)
+
+
+def test_interpolation_weights_solve_the_shrunk_co_residual_system(tiny_enc, tmp_path):
+    """knn_interp: the k rated items most similar to i (either sign, ties in rating order),
+    weighed by w solving A w = b, A and b the mean residual products over common users,
+    shrunk towards the mean over all pairs (diagonal: the diagonal's mean) - computed here
+    user by user from the residuals. score_all agrees with pairs; save/load keeps it."""
+    tr = tiny_enc.parts["train"]
+    beta = 3.0
+    m = build("knn_interp", tiny_enc.schema, {"history": len(tr.rating), "k": 2,
+                                              "shrink": 2.0, "beta": beta, "ridge": 0.0})
+    m = m.fit(tr.user.numpy(), tr.item.numpy(), tr.rating.numpy())
+    blocks = build("knn_interp", tiny_enc.schema, {"history": len(tr.rating), "k": 2,
+                                                   "shrink": 2.0, "beta": beta, "ridge": 0.0})
+    blocks.fit(tr.user.numpy(), tr.item.numpy(), tr.rating.numpy(), block=2)
+    assert torch.allclose(blocks.covariance, m.covariance, atol=1e-6)   # columns in blocks
+    m = m.double()
+    n_u, n_i = tiny_enc.n_users, tiny_enc.n_items
+    R, rated = np.zeros((n_u, n_i)), np.zeros((n_u, n_i), bool)
+    order = {}
+    ptr, hist, res = m.hist_indptr.numpy(), m.hist_items.numpy(), m.hist_residual.numpy()
+    for u in range(n_u):
+        for e in range(ptr[u], ptr[u + 1]):
+            R[u, hist[e]], rated[u, hist[e]] = res[e], True
+        order[u] = list(hist[ptr[u]:ptr[u + 1]])
+    prod = np.einsum("ua,ub->ab", R, R)
+    count = np.einsum("ua,ub->ab", rated.astype(float), rated.astype(float))
+    off = ~np.eye(n_i, dtype=bool)
+    off_mean = prod[off].sum() / count[off].sum()
+    diag_mean = np.trace(prod) / np.trace(count)
+    cov = np.where(off, (prod + beta * off_mean) / (count + beta),
+                   (prod + beta * diag_mean) / (count + beta))
+    S = m.similarity.numpy()
+    users = torch.arange(n_u).repeat_interleave(n_i)
+    items = torch.arange(n_i).repeat(n_u)
+    got = m.predict_pairs(users, items).numpy()
+    base = (m.rating_mean + m.user_bias[users] + m.item_bias[items]).numpy()
+    for n, (u, i) in enumerate(zip(users.tolist(), items.tolist())):
+        near = sorted(order[u], key=lambda j: -S[i, j])[:2]      # stable: rating order
+        want = base[n]
+        if near:
+            w = np.linalg.solve(cov[np.ix_(near, near)], cov[near, i])
+            want += w @ R[u, near]
+        assert got[n] == pytest.approx(want, abs=1e-5), (u, i)
+    grid = m.score_all(torch.arange(n_u))
+    assert torch.allclose(grid.reshape(-1), torch.from_numpy(got), atol=1e-12)
+    save(m.float(), tmp_path / "knn_interp")
+    back, cfg = load(tmp_path / "knn_interp")
+    assert cfg["arch"]["beta"] == beta and back.kind == "knn_interp" and not back.exportable
+    assert torch.equal(back.predict_pairs(users, items), m.float().predict_pairs(users, items))

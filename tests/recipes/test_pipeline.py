@@ -212,11 +212,13 @@ def test_als_member_trains_and_joins_an_ensemble(run, tmp_path):
 
 
 
-@pytest.mark.parametrize("name", ["knn", "uknn"])
+@pytest.mark.parametrize("name", ["knn", "uknn", "knn_interp"])
 def test_knn_member_joins_the_rating_mix_and_exports(run, tmp_path, name):
-    """knn (and uknn, its user side) is selectable: fitted alone into a copy of the run (its
-    neighbour count chosen on valid RMSE), a rating-only member of an auto-weighted
-    ensemble, whose ONNX graphs match it (the rating graph runs the neighbour lookup)."""
+    """knn (and uknn, its user side, and knn_interp) is selectable: fitted alone into a copy
+    of the run (its neighbour count chosen on valid RMSE), a rating-only member of an
+    auto-weighted ensemble, whose ONNX graphs match it (the rating graph runs the neighbour
+    lookup); knn_interp's per-prediction solve is refused by export with the reason."""
+    from pakd.errors import PakdError
     import shutil
 
     from pakd.deploy.deployable import load_deployable
@@ -226,7 +228,8 @@ def test_knn_member_joins_the_rating_mix_and_exports(run, tmp_path, name):
     assert main(["train", "--run", str(r), "--models", name, "-q"]) == 0
     meta = json.loads((r / "teachers" / f"{name}.json").read_text())
     tried = {h["k"]: h["valid_rmse"] for h in meta["fit"]["history"]}
-    assert set(tried) == {10, 20} and meta["fit"]["k"] == min(tried, key=tried.get)
+    assert set(tried) == ({5, 10} if name == "knn_interp" else {10, 20})
+    assert meta["fit"]["k"] == min(tried, key=tried.get)
     assert meta["valid"]["rmse"] == pytest.approx(tried[meta["fit"]["k"]], abs=1e-6)
     assert main(["ensemble", "--run", str(r), "--algorithms", f"svd,ease,{name}",
                  "--rating-offset", "true", "-q"]) == 0
@@ -237,6 +240,10 @@ def test_knn_member_joins_the_rating_mix_and_exports(run, tmp_path, name):
     assert t["ensemble"]["rating_offset"] != 0.0
     ens = json.loads((r / "teachers" / "ensemble.json").read_text())
     assert ens["rating_offset"] == t["ensemble"]["rating_offset"]
+    if name == "knn_interp":
+        with pytest.raises(PakdError, match="knn_interp, which ONNX cannot express"):
+            export(load_deployable(r / "teachers" / "ensemble"), tmp_path / "onnx", k=10)
+        return
     got = export(load_deployable(r / "teachers" / "ensemble"), tmp_path / "onnx", k=10,
                  bench_seconds=0.02)
     assert got["parity"]["passed"]

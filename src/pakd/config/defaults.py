@@ -11,7 +11,7 @@ from __future__ import annotations
 # actual teacher, so a large extra member (EASE holds items^2 weights) never makes a size
 # target easy
 TEACHERS = ("svd", "xdeepfm", "autoint")
-CLOSED_FORM = ("ease", "als", "knn", "uknn")   # members fitted by closed-form solves
+CLOSED_FORM = ("ease", "als", "knn", "uknn", "knn_interp")   # fitted by closed-form solves
 # a graph and a sequence member: selectable, not default members; trained step by
 # step like TEACHERS (after them in the seed order), but not part of the origin's three
 GRAPH_SEQUENCE = ("lightgcn", "sasrec")
@@ -20,8 +20,9 @@ MEMBER_KINDS = TEACHERS + CLOSED_FORM + GRAPH_SEQUENCE
 # xdeepfm, als, lightgcn and sasrec are selectable (--models/--algorithms): xDeepFM's ranking
 # weight is 0 on valid, leaving it out costs 0.1% of the ensemble's valid RMSE and saves over
 # half of a run's time (docs/decisions.md#xdeepfm); knn (rating only) lowers the rating mix's
-# valid RMSE on every seed of both protocols (docs/decisions.md#knn)
-DEFAULT_MEMBERS = ("svd", "autoint", "ease", "knn")
+# valid RMSE on every seed of both protocols (docs/decisions.md#knn), knn_interp beside it
+# on every seed again (docs/decisions.md#knn-interp)
+DEFAULT_MEMBERS = ("svd", "autoint", "ease", "knn", "knn_interp")
 STUDENT = "tower_student"          # the default student
 LIGHTWEIGHT = "lightweight_model"  # the earlier one, kept for comparison
 
@@ -59,6 +60,9 @@ ARCH: dict[str, dict] = {
 
 # the user neighbourhood, the same model with users and items swapped: the same defaults
 ARCH["uknn"] = dict(ARCH["knn"])
+# knn with interpolation weights: knn's baseline and similarity, beta pseudo-users of
+# shrinkage in the co-residual means (chosen on valid: 2026-12-07_knn_interpolation)
+ARCH["knn_interp"] = {**ARCH["knn"], "k": 10, "beta": 30.0, "ridge": 0.0}
 
 # The tower student's settings (the `student` section: its architecture, and how many
 # popularity buckets its item rows fall into)

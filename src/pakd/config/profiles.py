@@ -42,7 +42,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "ensemble.calibration_users": 32, "ensemble.rerank_n": [20],
         "ease.lambdas": [100.0],
         "als.factors": 8, "als.iterations": 3, "als.regs": [1.0, 10.0], "knn.ks": [10, 20],
-        "uknn.ks": [10, 20],
+        "uknn.ks": [10, 20], "knn_interp.ks": [5, 10],
         "lightgcn.epochs": 2, "lightgcn.dim": 8, "lightgcn.rate_dims": 8,
         "sasrec.epochs": 2, "sasrec.dim": 8, "sasrec.blocks": 1, "sasrec.heads": 1,
         "sasrec.head_dim": 8, "sasrec.neurons": 8, "sasrec.max_len": 10, "sasrec.rate_dims": 4,
@@ -96,11 +96,11 @@ def _base(profile: str, key: str) -> Any:
 
 
 def for_data(profile: str, train_ratings: int, items: int, *, ease_max_items: int,
-             knn_max_items: int = 30_000) -> dict[str, Any]:
+             knn_max_items: int = 30_000, knn_interp_max_items: int = 20_000) -> dict[str, Any]:
     """The settings of ``profile`` that change for a split of ``train_ratings`` ratings
     over ``items`` items, the catalogue limits of the items^2 members being
-    ``ease_max_items`` and ``knn_max_items`` (the run's `ease.max_items`, `knn.max_items`)
-    - dotted path -> value; empty at the reference size or below.
+    ``ease_max_items``, ``knn_max_items`` and ``knn_interp_max_items`` (the run's
+    `<member>.max_items`) - dotted path -> value; empty at the reference size or below.
     They sit between the profile and the user's settings, so anything the user set wins."""
     out: dict[str, Any] = {}
     k = train_ratings / REFERENCE_TRAIN_RATINGS
@@ -114,8 +114,8 @@ def for_data(profile: str, train_ratings: int, items: int, *, ease_max_items: in
                 out[f"{member}.ranking_loss"] = "softmax"
                 out[f"{member}.negative_sampling"] = "popularity"
         out["distill.label_ranking"] = "softmax"
-    over = {m for m, limit in (("ease", ease_max_items), ("knn", knn_max_items))
-            if items > limit}
+    over = {m for m, limit in (("ease", ease_max_items), ("knn", knn_max_items),
+                               ("knn_interp", knn_interp_max_items)) if items > limit}
     if over:
         members = [m for m in (_base(profile, "train.models") or DEFAULT_MEMBERS)
                    if m not in over]

@@ -326,9 +326,10 @@ def build_config(*, base: dict | None = None, yaml_file: str | Path | None = Non
     if size is not None:
         limit = {m: int(_get_path(data, f"{m}.max_items",
                                   setting(f"{m}.max_items").info.default))
-                 for m in ("ease", "knn")}
+                 for m in ("ease", "knn", "knn_interp")}
         fitted = for_data(prof, *size, ease_max_items=limit["ease"],
-                          knn_max_items=limit["knn"])
+                          knn_max_items=limit["knn"],
+                          knn_interp_max_items=limit["knn_interp"])
         for path, v in fitted.items():
             _set_path(prof_over, path, v)
         mine = {p: v for p, v in fitted.items() if _get_path(data, p) is _MISSING}

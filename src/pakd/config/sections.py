@@ -22,10 +22,10 @@ from .defaults import (ARCH, DEFAULT_MEMBERS, DISTILL_FIT, FIT, LIGHTWEIGHT, PRU
                        STUDENT_ARCH)
 
 MEMBERS = Literal["svd", "xdeepfm", "autoint", "ease", "als", "lightgcn", "sasrec", "knn",
-                  "uknn"]
+                  "uknn", "knn_interp"]
 TEACHER_CHOICES = Literal["ensemble", "svd", "xdeepfm", "autoint", "ease", "als", "lightgcn",
-                          "sasrec", "knn", "uknn"]
-MEMBER_NAMES = "svd, xdeepfm, autoint, ease, als, lightgcn, sasrec, knn, uknn"
+                          "sasrec", "knn", "uknn", "knn_interp"]
+MEMBER_NAMES = "svd, xdeepfm, autoint, ease, als, lightgcn, sasrec, knn, uknn, knn_interp"
 
 
 def _f(default, desc: str, flag: str | None = None, aliases: list[str] | None = None, **kw):
@@ -360,6 +360,27 @@ class UserKNNConfig(Section):
                          flag="--uknn-reg-item", ge=0)
     max_users: int = _f(30000, "most users the member accepts (its similarities are users^2 "
                         "floats: 30,000 users = 3.6 GB)", flag="--uknn-max-users", ge=1)
+
+
+class InterpolatedKNNConfig(Section):
+    """The item neighbourhood with interpolation weights solved per prediction (closed
+    form): a rating member beside knn."""
+    ks: Annotated[list[int], AfterValidator(_positive_counts)] = _f(
+        [5, 10, 20, 40], "neighbour counts tried; the one with the best valid RMSE is kept",
+        flag="--knn-interp-ks")
+    beta: float = _f(ARCH["knn_interp"]["beta"], "pseudo-users shrinking each pair's mean "
+                     "residual product towards the mean over all pairs",
+                     flag="--knn-interp-beta", ge=0)
+    ridge: float = _f(ARCH["knn_interp"]["ridge"], "added to the diagonal of each "
+                      "prediction's system", flag="--knn-interp-ridge", ge=0)
+    shrink: float = _f(ARCH["knn_interp"]["shrink"], "shrinkage of the similarity that picks "
+                       "the neighbours (as knn's)", flag="--knn-interp-shrink", ge=0)
+    reg_user: float = _f(ARCH["knn_interp"]["reg_user"], "L2 of the baseline's user biases",
+                         flag="--knn-interp-reg-user", ge=0)
+    reg_item: float = _f(ARCH["knn_interp"]["reg_item"], "L2 of the baseline's item biases",
+                         flag="--knn-interp-reg-item", ge=0)
+    max_items: int = _f(20000, "largest catalogue the member accepts (two items^2 float "
+                        "matrices: 20,000 items = 3.2 GB)", flag="--knn-interp-max-items", ge=1)
 
 
 
@@ -953,6 +974,7 @@ class RunConfig(Section):
     als: ALSConfig = Field(default_factory=ALSConfig)
     knn: KNNConfig = Field(default_factory=KNNConfig)
     uknn: UserKNNConfig = Field(default_factory=UserKNNConfig)
+    knn_interp: InterpolatedKNNConfig = Field(default_factory=InterpolatedKNNConfig)
     lightgcn: LightGCNConfig = Field(default_factory=LightGCNConfig)
     sasrec: SASRecConfig = Field(default_factory=SASRecConfig)
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)

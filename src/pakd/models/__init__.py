@@ -22,7 +22,7 @@ from .checks import check_against_weights, read_config
 from .als import ALS
 from .autoint import AutoInt
 from .ease import EASE
-from .knn import ItemKNN, UserKNN
+from .knn import InterpolatedKNN, ItemKNN, UserKNN
 from .base import FieldEmbedding, Group, Output, RecModel
 from .lightgcn import LightGCN, graph_tables
 from .sasrec import SASRec, sequence_tables
@@ -35,14 +35,15 @@ KINDS: dict[str, type[RecModel]] = {
     "svd": SVD, "xdeepfm": XDeepFM, "autoint": AutoInt, "ease": EASE, "als": ALS,
     "lightweight_model": LightweightStudent, "tower_student": TowerStudent,
     "lightgcn": LightGCN, "sasrec": SASRec, "knn": ItemKNN, "uknn": UserKNN,
+    "knn_interp": InterpolatedKNN,
 }
 # members built over data of their own beside the token tables (the train graph, the
 # histories in time order): kind -> enc -> (tables, architecture entries)
 DATA_TABLES = {"lightgcn": graph_tables, "sasrec": sequence_tables}
 
 __all__ = ["KINDS", "RecModel", "Output", "Group", "FieldEmbedding", "SVD", "XDeepFM",
-           "AutoInt", "EASE", "ALS", "ItemKNN", "UserKNN", "LightweightStudent", "TowerStudent",
-           "LightGCN", "SASRec",
+           "AutoInt", "EASE", "ALS", "ItemKNN", "UserKNN", "InterpolatedKNN",
+           "LightweightStudent", "TowerStudent", "LightGCN", "SASRec",
            "build", "build_on", "save", "load"]
 
 

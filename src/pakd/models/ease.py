@@ -95,15 +95,16 @@ class EASE(RankingOnly):
 
 
 def check_catalogue(count: int, limit: int, member: str = "ease", side: str = "items") -> None:
-    """EASE and the knn member hold items^2 weights, uknn users^2: stop before fitting
+    """EASE and the knn members hold items^2 weights, uknn users^2: stop before fitting
     ``count`` ``side`` (items, or users for uknn) beyond the member's limit."""
     if count > limit:
         gb = count ** 2 * 4 / 1e9
         what = "catalogue" if side == "items" else "split"
         fix = ("shrink the catalogue with --min-item-ratings" if side == "items" else
                "keep fewer users with --min-user-ratings")
+        flag = f"--{member.replace('_', '-')}-max-{side}"
         raise PakdError(f"{member}: the {what} has {count:,} {side}, above "
-                        f"--{member}-max-{side} {limit:,} (its weights would take {gb:.1f} "
+                        f"{flag} {limit:,} (its weights would take {gb:.1f} "
                         f"GB, more with the solve); leave {member} out of "
                         f"--algorithms/--models, raise the limit if the memory is there, or "
                         f"{fix}")

@@ -227,6 +227,139 @@ class UserKNN(ItemKNN):
         return out
 
 
+PAIR_BLOCK = 4096     # pairs solved at a time by knn_interp: k^2 floats each
+
+
+class InterpolatedKNN(ItemKNN):
+    """The item neighbourhood with interpolation weights solved per prediction (Bell &
+    Koren, "Scalable collaborative filtering with jointly derived neighborhood
+    interpolation weights", ICDM 2007), where ItemKNN averages by similarity.
+
+    The ``k`` items j the user rated that are most similar to i (by knn's similarity, of
+    either sign) are weighed by w solving (A + ridge I) w = b: A_jl is the mean product of
+    the residuals of items j and l over the users who rated both, b_j that of i and j, each
+    shrunk towards the mean over all item pairs with ``beta`` pseudo-users (the diagonal
+    towards the mean of the diagonal): ``covariance``. Neighbours that repeat each other
+    share their weight instead of each counting in full, and the weights need not sum to
+    one. Its predictions err differently from knn's, so the rating mix can use both. It
+    holds two items^2 matrices (similarity and covariance), and a pair needs a k x k solve,
+    which ONNX cannot express: it is not exportable."""
+    kind = "knn_interp"
+    exportable = False
+
+    def __init__(self, schema: Schema, *, beta: float, ridge: float, **kw):
+        super().__init__(schema, **kw)
+        self.beta, self.ridge = float(beta), float(ridge)
+        n = schema.n_items
+        self.covariance = nn.Parameter(torch.zeros(n, n), requires_grad=False)
+
+    def arch(self) -> dict:
+        return {**super().arch(), "beta": self.beta, "ridge": self.ridge}
+
+    @torch.no_grad()
+    def fit(self, user: np.ndarray, item: np.ndarray, rating: np.ndarray,
+            block: int = 2048) -> "InterpolatedKNN":
+        """knn's fit, then the shrunk co-residual means, ``block`` columns at a time (so no
+        more than a few items x block float64 matrices are held beside the result)."""
+        super().fit(user, item, rating)
+        n_u, n_i = self.schema.n_users, self.schema.n_items
+        R = sp.csc_matrix(sp.csr_matrix((self.hist_residual.double().numpy(),
+                                         self.hist_items.numpy(), self.hist_indptr.numpy()),
+                                        shape=(n_u, n_i)))
+        M = R.copy()
+        M.data[:] = 1.0
+        RT, MT = R.T.tocsr(), M.T.tocsr()
+        prod, count = self.covariance.data, torch.zeros(n_i, n_i, dtype=torch.float32)
+        total = np.zeros(4)             # sum of products, of counts, and their diagonals
+        for a in range(0, n_i, block):
+            cols = slice(a, min(a + block, n_i))
+            p, c = (RT @ R[:, cols]).toarray(), (MT @ M[:, cols]).toarray()
+            idx = np.arange(cols.start, cols.stop)
+            total += [p.sum(), c.sum(), p[idx, idx - a].sum(), c[idx, idx - a].sum()]
+            prod[:, cols], count[:, cols] = torch.from_numpy(p), torch.from_numpy(c)
+        off = (total[0] - total[2]) / max(total[1] - total[3], 1.0)
+        diag = total[2] / max(total[3], 1.0)
+        d = prod.diagonal().clone()
+        prod.add_(self.beta * off)
+        prod.diagonal().copy_(d + self.beta * diag)
+        prod.div_(count.add_(self.beta))
+        return self
+
+    def _neighbours(self, user: torch.Tensor, item: torch.Tensor):
+        """Each pair's ``k`` nearest rated items, padded: (items [P, k], residuals [P, k],
+        present [P, k])."""
+        pair, entry = csr_entries(self.hist_indptr, user)
+        sims = self.similarity[item[pair], self.hist_items[entry]].double()
+        order = torch.sort(pair.double() * 4 + (1 - sims), stable=True).indices
+        pair, entry = pair[order], entry[order]
+        counts = torch.bincount(pair, minlength=len(user))
+        rank = torch.arange(len(pair)) - torch.repeat_interleave(counts.cumsum(0) - counts,
+                                                                 counts)
+        top = rank < self.k
+        k = max(min(self.k, int(counts.max())) if len(counts) else 0, 1)
+        items = torch.zeros(len(user), k, dtype=torch.long)
+        resid = torch.zeros(len(user), k, dtype=self.hist_residual.dtype)
+        present = torch.zeros(len(user), k, dtype=torch.bool)
+        at = (pair[top], rank[top])
+        items[at], resid[at], present[at] = self.hist_items[entry[top]], \
+            self.hist_residual[entry[top]], True
+        return items, resid, present
+
+    def weights(self, user: torch.Tensor, item: torch.Tensor):
+        """(interpolation weights [P, k], the neighbours' residuals [P, k]); absent
+        neighbours weigh 0."""
+        items, resid, present = self._neighbours(user, item)
+        return self._solve(items, item, present), resid
+
+    def _solve(self, items: torch.Tensor, item: torch.Tensor, present: torch.Tensor):
+        """w [P, k] of (A + ridge I) w = b for each pair's neighbours ``items`` [P, k] of its
+        ``item`` [P]; a neighbour not ``present`` gets a unit row and weight 0."""
+        C = self.covariance
+        A = C[items.unsqueeze(-1), items.unsqueeze(-2)].double()
+        b = C[items, item.unsqueeze(-1)].double()
+        both = present.unsqueeze(-1) & present.unsqueeze(-2)
+        eye = torch.eye(items.shape[1], dtype=A.dtype)
+        A = torch.where(both, A, 0.0) + eye * torch.where(present, self.ridge, 1.0).unsqueeze(-1)
+        return torch.linalg.solve(A, torch.where(present, b, 0.0).unsqueeze(-1)).squeeze(-1)
+
+    def predict_pairs(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+            self.predict_pairs_laid_out(user, item)
+        base = self._base(user, item)
+        term = torch.cat([(w * r.double()).sum(-1) for w, r in (
+            self.weights(user[a:a + PAIR_BLOCK], item[a:a + PAIR_BLOCK])
+            for a in range(0, len(user), PAIR_BLOCK))]) if len(user) else base.double() * 0
+        return base + term.to(base.dtype)
+
+    def predict_pairs_laid_out(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError("knn_interp solves a k x k system per prediction, which ONNX "
+                                  "cannot express; it is not exportable")
+
+    def score_all(self, users, items=None):
+        """Predicted ratings of ``users`` x the catalogue (or ``items``), a user at a time:
+        each item's neighbours by one stable sort of the similarity columns of the user's
+        rated items (the order `_neighbours` gives), solved in blocks of items."""
+        cols = torch.arange(self.schema.n_items) if items is None else items.long()
+        out = torch.empty(len(users), len(cols), dtype=self.similarity.dtype)
+        for row, u in enumerate(users.tolist()):
+            a, b = int(self.hist_indptr[u]), int(self.hist_indptr[u + 1])
+            base = self.rating_mean + self.user_bias[u] + self.item_bias[cols]
+            k = min(self.k, b - a)
+            if k == 0:
+                out[row] = base
+                continue
+            hist, resid = self.hist_items[a:b], self.hist_residual[a:b]
+            sims = self.similarity.index_select(1, hist)[cols]          # [cols, rated]
+            for c in range(0, len(cols), PAIR_BLOCK):
+                block = cols[c:c + PAIR_BLOCK]
+                near = torch.sort(-sims[c:c + PAIR_BLOCK].double(), dim=1,
+                                  stable=True).indices[:, :k]
+                w = self._solve(hist[near], block, torch.ones_like(near, dtype=torch.bool))
+                out[row, c:c + len(block)] = base[c:c + len(block)] + (
+                    w * resid[near].double()).sum(-1).to(out.dtype)
+        return out
+
+
 def top_k_by_segment(sims: torch.Tensor, values: torch.Tensor, seg: torch.Tensor,
                      n_seg: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per segment (``seg``: each entry's segment among ``n_seg``): (sum s v / sum s, sum s)

@@ -28,7 +28,7 @@ EXPERIMENT = "pakd"
 # stage -> the settings sections logged as its params
 STAGE_SECTIONS = {"split": ("data", "split"),
                   "teachers": ("train", "svd", "xdeepfm", "autoint", "ease", "als", "lightgcn",
-                               "sasrec", "knn", "uknn"),
+                               "sasrec", "knn", "uknn", "knn_interp"),
                   "ensemble": ("ensemble", "eval"), "fisher": ("fisher",),
                   "distill": ("distill", "student", "lightweight", "bench"), "report": ()}
 METRICS = ("rmse", "mae", "auc", "logloss", "recall@10", "ndcg@10", "params")

@@ -76,12 +76,15 @@ def fit_als(cfg: RunConfig, enc: Encoded, mean: float) -> tuple[RecModel, dict]:
 
 def fit_knn(cfg: RunConfig, enc: Encoded, mean: float,
             name: str = "knn") -> tuple[RecModel, dict]:
-    """The item (or, ``name`` uknn, user) neighbourhood: biases and similarities once, then
-    each of the section's ``ks`` neighbour counts (the count changes only the prediction)."""
+    """The item (or, ``name`` uknn, user) neighbourhood, or knn_interp: biases and
+    similarities (and knn_interp's co-residual means) once, then each of the section's ``ks``
+    neighbour counts (the count changes only the prediction)."""
     tr, c = enc.parts["train"], getattr(cfg, name)
-    model = build(name, enc.schema, {"history": len(tr.rating), "shrink": c.shrink,
-                                     "reg_user": c.reg_user, "reg_item": c.reg_item},
-                  rating_mean=mean)
+    arch = {"history": len(tr.rating), "shrink": c.shrink, "reg_user": c.reg_user,
+            "reg_item": c.reg_item}
+    if name == "knn_interp":
+        arch.update(beta=c.beta, ridge=c.ridge)
+    model = build(name, enc.schema, arch, rating_mean=mean)
     t0 = time.perf_counter()
     model.fit(tr.user.numpy(), tr.item.numpy(), tr.rating.numpy())
     return model, choose_on_valid(cfg, enc, name, model, c.ks,
@@ -90,7 +93,8 @@ def fit_knn(cfg: RunConfig, enc: Encoded, mean: float,
 
 
 FITS = {"ease": fit_ease, "als": fit_als, "knn": fit_knn,
-        "uknn": lambda cfg, enc, mean: fit_knn(cfg, enc, mean, "uknn")}
+        "uknn": lambda cfg, enc, mean: fit_knn(cfg, enc, mean, "uknn"),
+        "knn_interp": lambda cfg, enc, mean: fit_knn(cfg, enc, mean, "knn_interp")}
 
 
 def fit_closed_form(name: str, cfg: RunConfig, enc: Encoded,
