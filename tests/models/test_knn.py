@@ -199,5 +199,27 @@ def test_interpolation_weights_solve_the_shrunk_co_residual_system(tiny_enc, tmp
     assert torch.allclose(grid.reshape(-1), torch.from_numpy(got), atol=1e-12)
     save(m.float(), tmp_path / "knn_interp")
     back, cfg = load(tmp_path / "knn_interp")
-    assert cfg["arch"]["beta"] == beta and back.kind == "knn_interp" and not back.exportable
+    assert cfg["arch"]["beta"] == beta and back.kind == "knn_interp"
     assert torch.equal(back.predict_pairs(users, items), m.float().predict_pairs(users, items))
+
+
+def test_interpolation_solves_as_lapack_and_its_export_layout_agrees(tiny_enc):
+    """The unrolled elimination ONNX traces solves what LAPACK solves (a zero leading entry
+    needs its row swap), and knn_interp's catalogue layout (a stable sort over the
+    catalogue, ties to the lower item) predicts what its pair search does, for every k."""
+    from pakd.models.knn import solve_unrolled
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(64, 6, 6, generator=g, dtype=torch.float64) + 3 * torch.eye(6)
+    A[:, 0, 0] = 0.0
+    b = torch.randn(64, 6, generator=g, dtype=torch.float64)
+    want = torch.linalg.solve(A, b.unsqueeze(-1)).squeeze(-1)
+    assert torch.allclose(solve_unrolled(A, b), want, atol=1e-10)
+    tr = tiny_enc.parts["train"]
+    users = torch.arange(tiny_enc.n_users).repeat_interleave(tiny_enc.n_items)
+    items = torch.arange(tiny_enc.n_items).repeat(tiny_enc.n_users)
+    for k in (1, 2, 3, 100):
+        m = build("knn_interp", tiny_enc.schema, {"history": len(tr.rating), "k": k,
+                                                  "shrink": 2.0, "beta": 3.0})
+        m = m.fit(tr.user.numpy(), tr.item.numpy(), tr.rating.numpy()).double()
+        assert torch.allclose(m.predict_pairs_laid_out(users, items),
+                              m.predict_pairs(users, items), atol=1e-9), k

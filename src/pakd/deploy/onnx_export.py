@@ -310,12 +310,6 @@ def export(dep: Deployable, out: str | Path, *, k: int = 100, int8: bool = False
     require_deploy_extra()
     if k < 1:
         raise PakdError(f"-k must be at least 1, got {k}")
-    members = getattr(dep.model, "members", {dep.name: dep.model})
-    fixed = [n for n, m in members.items() if not getattr(m, "exportable", True)]
-    if fixed:
-        raise PakdError(f"{dep.name} holds {', '.join(fixed)}, which ONNX cannot express (a "
-                        "k x k solve per prediction): export a student, or an ensemble "
-                        "trained without it (--algorithms)")
     out = Path(out)
     torch.set_num_threads(max(1, int(threads)))
     if not dep.model.one_pass_score_all:     # every (user, item) pair goes through the model

@@ -242,10 +242,10 @@ class InterpolatedKNN(ItemKNN):
     towards the mean of the diagonal): ``covariance``. Neighbours that repeat each other
     share their weight instead of each counting in full, and the weights need not sum to
     one. Its predictions err differently from knn's, so the rating mix can use both. It
-    holds two items^2 matrices (similarity and covariance), and a pair needs a k x k solve,
-    which ONNX cannot express: it is not exportable."""
+    holds two items^2 matrices (similarity and covariance). Each pair's k x k system is
+    solved by Gauss-Jordan elimination with partial pivoting unrolled over k
+    (`solve_unrolled`): plain tensor operations, so the ONNX graph solves as PyTorch does."""
     kind = "knn_interp"
-    exportable = False
 
     def __init__(self, schema: Schema, *, beta: float, ridge: float, **kw):
         super().__init__(schema, **kw)
@@ -320,11 +320,11 @@ class InterpolatedKNN(ItemKNN):
         both = present.unsqueeze(-1) & present.unsqueeze(-2)
         eye = torch.eye(items.shape[1], dtype=A.dtype)
         A = torch.where(both, A, 0.0) + eye * torch.where(present, self.ridge, 1.0).unsqueeze(-1)
-        return torch.linalg.solve(A, torch.where(present, b, 0.0).unsqueeze(-1)).squeeze(-1)
+        return solve_unrolled(A, torch.where(present, b, 0.0))
 
     def predict_pairs(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         if torch.compiler.is_compiling() or torch.compiler.is_exporting():
-            self.predict_pairs_laid_out(user, item)
+            return self.predict_pairs_laid_out(user, item)
         base = self._base(user, item)
         term = torch.cat([(w * r.double()).sum(-1) for w, r in (
             self.weights(user[a:a + PAIR_BLOCK], item[a:a + PAIR_BLOCK])
@@ -332,8 +332,21 @@ class InterpolatedKNN(ItemKNN):
         return base + term.to(base.dtype)
 
     def predict_pairs_laid_out(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError("knn_interp solves a k x k system per prediction, which ONNX "
-                                  "cannot express; it is not exportable")
+        """`predict_pairs` over the catalogue-wide layout (what ONNX export traces): each
+        pair's k most similar rated items over the catalogue, ties to the lower item index
+        as the pair search's stable sort of the stored entries gives them."""
+        sims, resid = self._pair_layout(user, item)
+        k = min(self.k, sims.shape[-1])
+        if torch.compiler.is_exporting():     # ONNX TopK breaks ties to the lower index
+            top, near = sims.topk(k, dim=-1)
+        else:                                 # torch.topk does not promise to: sort
+            top, near = torch.sort(sims, dim=-1, descending=True, stable=True)
+            top, near = top[:, :k], near[:, :k]
+        present = top > -torch.inf
+        w = self._solve(near, item, present)
+        r = torch.gather(resid, -1, near).double()
+        base = self._base(user, item)
+        return base + (w * torch.where(present, r, 0.0)).sum(-1).to(base.dtype)
 
     def score_all(self, users, items=None):
         """Predicted ratings of ``users`` x the catalogue (or ``items``), a user at a time:
@@ -358,6 +371,25 @@ class InterpolatedKNN(ItemKNN):
                 out[row, c:c + len(block)] = base[c:c + len(block)] + (
                     w * resid[near].double()).sum(-1).to(out.dtype)
         return out
+
+
+def solve_unrolled(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """x [P, k] of A x = b for a batch of systems A [P, k, k], b [P, k]: Gauss-Jordan
+    elimination with partial pivoting, one step per column in plain tensor operations
+    (the row swap as a rank-one update), so tracing unrolls it into an ONNX graph."""
+    k = A.shape[-1]
+    M = torch.cat([A, b.unsqueeze(-1)], -1)                      # [P, k, k + 1]
+    rows = torch.arange(k)
+    for i in range(k):
+        cand = torch.where(rows >= i, M[:, :, i].abs(), -1.0)   # pivot among rows i..
+        at = (rows == cand.argmax(-1, keepdim=True)).to(M.dtype)        # [P, k]
+        e = (rows == i).to(M.dtype)                                       # [k]
+        pivot_row = (at.unsqueeze(-1) * M).sum(1)
+        M = M + (e.view(1, k, 1) - at.unsqueeze(-1)) * (pivot_row - M[:, i]).unsqueeze(1)
+        lead = M[:, i] / M[:, i, i:i + 1]
+        M = M - (M[:, :, i:i + 1] * (1 - e).view(1, k, 1)) * lead.unsqueeze(1)
+        M = M * (1 - e).view(1, k, 1) + e.view(1, k, 1) * lead.unsqueeze(1)
+    return M[:, :, k]
 
 
 def top_k_by_segment(sims: torch.Tensor, values: torch.Tensor, seg: torch.Tensor,
