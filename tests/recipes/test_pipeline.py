@@ -217,7 +217,7 @@ def test_knn_member_joins_the_rating_mix_and_exports(run, tmp_path, name):
     """knn (and uknn, its user side, and knn_interp) is selectable: fitted alone into a copy
     of the run (its neighbour count chosen on valid RMSE), a rating-only member of an
     auto-weighted ensemble, whose ONNX graphs match it (the rating graph runs the neighbour
-    lookup; knn_interp's its per-pair solve)."""
+    lookup, and knn_interp's graph each pair's solve)."""
     import shutil
 
     from pakd.deploy.deployable import load_deployable
