@@ -214,6 +214,7 @@ def test_interpolation_solves_as_lapack_and_its_export_layout_agrees(tiny_enc):
     b = torch.randn(64, 6, generator=g, dtype=torch.float64)
     want = torch.linalg.solve(A, b.unsqueeze(-1)).squeeze(-1)
     assert torch.allclose(solve_unrolled(A, b), want, atol=1e-10)
+    assert not torch.isfinite(solve_unrolled(torch.zeros(1, 2, 2), torch.ones(1, 2))).any()
     tr = tiny_enc.parts["train"]
     users = torch.arange(tiny_enc.n_users).repeat_interleave(tiny_enc.n_items)
     items = torch.arange(tiny_enc.n_items).repeat(tiny_enc.n_users)
@@ -223,3 +224,6 @@ def test_interpolation_solves_as_lapack_and_its_export_layout_agrees(tiny_enc):
         m = m.fit(tr.user.numpy(), tr.item.numpy(), tr.rating.numpy()).double()
         assert torch.allclose(m.predict_pairs_laid_out(users, items),
                               m.predict_pairs(users, items), atol=1e-9), k
+    with torch.no_grad():                  # a singular system: the baseline, never a NaN
+        m.covariance.zero_()
+    assert torch.equal(m.predict_pairs(users, items), m._base(users, items))

@@ -313,14 +313,16 @@ class InterpolatedKNN(ItemKNN):
 
     def _solve(self, items: torch.Tensor, item: torch.Tensor, present: torch.Tensor):
         """w [P, k] of (A + ridge I) w = b for each pair's neighbours ``items`` [P, k] of its
-        ``item`` [P]; a neighbour not ``present`` gets a unit row and weight 0."""
+        ``item`` [P]; a neighbour not ``present`` gets a unit row and weight 0, and so do
+        the neighbours of a singular system (the pair falls back to its baseline)."""
         C = self.covariance
         A = C[items.unsqueeze(-1), items.unsqueeze(-2)].double()
         b = C[items, item.unsqueeze(-1)].double()
         both = present.unsqueeze(-1) & present.unsqueeze(-2)
         eye = torch.eye(items.shape[1], dtype=A.dtype)
         A = torch.where(both, A, 0.0) + eye * torch.where(present, self.ridge, 1.0).unsqueeze(-1)
-        return solve_unrolled(A, torch.where(present, b, 0.0))
+        w = solve_unrolled(A, torch.where(present, b, 0.0))
+        return torch.where(torch.isfinite(w).all(-1, keepdim=True), w, 0.0)
 
     def predict_pairs(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         if torch.compiler.is_compiling() or torch.compiler.is_exporting():
