@@ -47,10 +47,10 @@ def test_similarity_is_the_shrunk_pearson_of_common_users():
             assert got[a, b] == pytest.approx(want, abs=1e-6), (a, b)
 
 
-def _fitted(tiny_enc, k=3, kind="knn"):   # the default bias L2s: 15 (users), 10 (items)
+def _fitted(tiny_enc, k=3, kind="knn", block=2048, **arch):   # bias L2s 15 (users), 10
     tr = tiny_enc.parts["train"]
-    m = build(kind, tiny_enc.schema, {"history": len(tr.rating), "k": k, "shrink": 2.0})
-    return m.fit(tr.user.numpy(), tr.item.numpy(), tr.rating.numpy()).double(), tr
+    m = build(kind, tiny_enc.schema, {"history": len(tr.rating), "k": k, "shrink": 2.0, **arch})
+    return m.fit(tr.user.numpy(), tr.item.numpy(), tr.rating.numpy(), block).double(), tr
 
 
 def test_prediction_is_baseline_plus_top_k_weighted_residuals(tiny_enc):
@@ -158,16 +158,10 @@ def test_interpolation_weights_solve_the_shrunk_co_residual_system(tiny_enc, tmp
     weighed by w solving A w = b, A and b the mean residual products over common users,
     shrunk towards the mean over all pairs (diagonal: the diagonal's mean) - computed here
     user by user from the residuals. score_all agrees with pairs; save/load keeps it."""
-    tr = tiny_enc.parts["train"]
     beta = 3.0
-    m = build("knn_interp", tiny_enc.schema, {"history": len(tr.rating), "k": 2,
-                                              "shrink": 2.0, "beta": beta, "ridge": 0.0})
-    m = m.fit(tr.user.numpy(), tr.item.numpy(), tr.rating.numpy())
-    blocks = build("knn_interp", tiny_enc.schema, {"history": len(tr.rating), "k": 2,
-                                                   "shrink": 2.0, "beta": beta, "ridge": 0.0})
-    blocks.fit(tr.user.numpy(), tr.item.numpy(), tr.rating.numpy(), block=2)
+    m, _ = _fitted(tiny_enc, k=2, kind="knn_interp", beta=beta, ridge=0.0)
+    blocks, _ = _fitted(tiny_enc, k=2, kind="knn_interp", block=2, beta=beta, ridge=0.0)
     assert torch.allclose(blocks.covariance, m.covariance, atol=1e-6)   # columns in blocks
-    m = m.double()
     n_u, n_i = tiny_enc.n_users, tiny_enc.n_items
     R, rated = np.zeros((n_u, n_i)), np.zeros((n_u, n_i), bool)
     order = {}
@@ -215,13 +209,10 @@ def test_interpolation_solves_as_lapack_and_its_export_layout_agrees(tiny_enc):
     want = torch.linalg.solve(A, b.unsqueeze(-1)).squeeze(-1)
     assert torch.allclose(solve_unrolled(A, b), want, atol=1e-10)
     assert not torch.isfinite(solve_unrolled(torch.zeros(1, 2, 2), torch.ones(1, 2))).any()
-    tr = tiny_enc.parts["train"]
     users = torch.arange(tiny_enc.n_users).repeat_interleave(tiny_enc.n_items)
     items = torch.arange(tiny_enc.n_items).repeat(tiny_enc.n_users)
     for k in (1, 2, 3, 100):
-        m = build("knn_interp", tiny_enc.schema, {"history": len(tr.rating), "k": k,
-                                                  "shrink": 2.0, "beta": 3.0})
-        m = m.fit(tr.user.numpy(), tr.item.numpy(), tr.rating.numpy()).double()
+        m, _ = _fitted(tiny_enc, k=k, kind="knn_interp", beta=3.0)
         assert torch.allclose(m.predict_pairs_laid_out(users, items),
                               m.predict_pairs(users, items), atol=1e-9), k
     with torch.no_grad():                  # a singular system: the baseline, never a NaN

@@ -98,9 +98,11 @@ class ItemKNN(RecModel):
                 "reg_item": self.reg_item, "history": self.history}
 
     @torch.no_grad()
-    def fit(self, user: np.ndarray, item: np.ndarray, rating: np.ndarray) -> "ItemKNN":
+    def fit(self, user: np.ndarray, item: np.ndarray, rating: np.ndarray,
+            block: int = 2048) -> "ItemKNN":
         """Biases, residual histories and similarities from the train ratings (index arrays
-        and ratings; the baseline's mean replaces ``rating_mean``)."""
+        and ratings; the baseline's mean replaces ``rating_mean``); the similarities
+        ``block`` columns at a time (`item_similarity`)."""
         nu, ni = self.schema.n_users, self.schema.n_items
         mu, bu, bi = baseline_biases(user, item, rating, nu, ni, self.reg_user, self.reg_item)
         resid = np.asarray(rating, dtype=np.float64) - mu - bu[user] - bi[item]
@@ -115,7 +117,7 @@ class ItemKNN(RecModel):
         self.hist_indptr.copy_(torch.from_numpy(R.indptr.astype(np.int64)))
         self.hist_items.copy_(torch.from_numpy(R.indices.astype(np.int64)))
         self.hist_residual.copy_(torch.from_numpy(R.data))
-        self.similarity.copy_(item_similarity(R, self.shrink))
+        self.similarity.copy_(item_similarity(R, self.shrink, block))
         return self
 
     def _neighbour_sums(self, sims: torch.Tensor, resid: torch.Tensor):
@@ -192,7 +194,7 @@ class ItemKNN(RecModel):
             sims = self.similarity.index_select(1, self.hist_items[a:b])
             sims = sims if items is None else sims[items]
             term = self._neighbour_term(sims, self.hist_residual[a:b])
-            out[row] = self.rating_mean + self.user_bias[u] + self.item_bias[cols] + term
+            out[row] = self._base(u, cols) + term
         return out
 
     def catalogue_user_modules(self) -> list[str]:
@@ -223,7 +225,7 @@ class UserKNN(ItemKNN):
         for row, u in enumerate(users.tolist()):
             term, _ = top_k_by_segment(self.similarity[u, raters], resid, seg, len(cols),
                                        self.k)
-            out[row] = self.rating_mean + self.user_bias[u] + self.item_bias[cols] + term
+            out[row] = self._base(u, cols) + term
         return out
 
 
@@ -261,7 +263,7 @@ class InterpolatedKNN(ItemKNN):
             block: int = 2048) -> "InterpolatedKNN":
         """knn's fit, then the shrunk co-residual means, ``block`` columns at a time (so no
         more than a few items x block float64 matrices are held beside the result)."""
-        super().fit(user, item, rating)
+        super().fit(user, item, rating, block)
         n_u, n_i = self.schema.n_users, self.schema.n_items
         R = sp.csc_matrix(sp.csr_matrix((self.hist_residual.double().numpy(),
                                          self.hist_items.numpy(), self.hist_indptr.numpy()),
@@ -289,12 +291,9 @@ class InterpolatedKNN(ItemKNN):
         """Each pair's ``k`` nearest rated items, padded: (items [P, k], residuals [P, k],
         present [P, k])."""
         pair, entry = csr_entries(self.hist_indptr, user)
-        sims = self.similarity[item[pair], self.hist_items[entry]].double()
-        order = torch.sort(pair.double() * 4 + (1 - sims), stable=True).indices
+        sims = self.similarity[item[pair], self.hist_items[entry]]
+        order, rank, counts = rank_in_segments(sims, pair, len(user))
         pair, entry = pair[order], entry[order]
-        counts = torch.bincount(pair, minlength=len(user))
-        rank = torch.arange(len(pair)) - torch.repeat_interleave(counts.cumsum(0) - counts,
-                                                                 counts)
         top = rank < self.k
         k = max(min(self.k, int(counts.max())) if len(counts) else 0, 1)
         items = torch.zeros(len(user), k, dtype=torch.long)
@@ -328,10 +327,10 @@ class InterpolatedKNN(ItemKNN):
         if torch.compiler.is_compiling() or torch.compiler.is_exporting():
             return self.predict_pairs_laid_out(user, item)
         base = self._base(user, item)
-        term = torch.cat([(w * r.double()).sum(-1) for w, r in (
+        terms = [(w * r.double()).sum(-1) for w, r in (
             self.weights(user[a:a + PAIR_BLOCK], item[a:a + PAIR_BLOCK])
-            for a in range(0, len(user), PAIR_BLOCK))]) if len(user) else base.double() * 0
-        return base + term.to(base.dtype)
+            for a in range(0, len(user), PAIR_BLOCK))]
+        return base + (torch.cat(terms).to(base.dtype) if terms else torch.zeros_like(base))
 
     def predict_pairs_laid_out(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         """`predict_pairs` over the catalogue-wide layout (what ONNX export traces): each
@@ -358,7 +357,7 @@ class InterpolatedKNN(ItemKNN):
         out = torch.empty(len(users), len(cols), dtype=self.similarity.dtype)
         for row, u in enumerate(users.tolist()):
             a, b = int(self.hist_indptr[u]), int(self.hist_indptr[u + 1])
-            base = self.rating_mean + self.user_bias[u] + self.item_bias[cols]
+            base = self._base(u, cols)
             k = min(self.k, b - a)
             if k == 0:
                 out[row] = base
@@ -394,6 +393,17 @@ def solve_unrolled(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return M[:, :, k]
 
 
+def rank_in_segments(sims: torch.Tensor, seg: torch.Tensor, n_seg: int):
+    """Entries (``seg``: each one's segment among ``n_seg``; ``sims`` in [-1, 1]) ordered by
+    segment, then by similarity, largest first, ties in entry order: (the order, each
+    ordered entry's rank within its segment, the entries per segment)."""
+    key = seg.double() * 4 + (1 - sims.double())
+    order = torch.sort(key, stable=True).indices
+    counts = torch.bincount(seg, minlength=n_seg)
+    starts = torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+    return order, torch.arange(len(seg)) - starts, counts
+
+
 def top_k_by_segment(sims: torch.Tensor, values: torch.Tensor, seg: torch.Tensor,
                      n_seg: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per segment (``seg``: each entry's segment among ``n_seg``): (sum s v / sum s, sum s)
@@ -402,11 +412,8 @@ def top_k_by_segment(sims: torch.Tensor, values: torch.Tensor, seg: torch.Tensor
     flat list instead of dense rows."""
     keep = sims > 0
     sims, values, seg = sims[keep], values[keep], seg[keep]
-    key = seg.double() * 4 + (1 - sims.double())       # by segment, then by similarity
-    order = torch.sort(key, stable=True).indices
+    order, rank, _ = rank_in_segments(sims, seg, n_seg)
     sims, values, seg = sims[order], values[order], seg[order]
-    counts = torch.bincount(seg, minlength=n_seg)
-    rank = torch.arange(len(seg)) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
     top = rank < k
     num = sims.new_zeros(n_seg).index_add_(0, seg[top], sims[top] * values[top])
     den = sims.new_zeros(n_seg).index_add_(0, seg[top], sims[top])
