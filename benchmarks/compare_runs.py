@@ -60,7 +60,9 @@ def compare(a: RunDir, b: RunDir) -> list[str]:
 
 
 def every_file(a: Path, b: Path) -> list[str]:
-    """One line per JSON file of ``a`` (stage times aside): equal, or its differences."""
+    """One line per JSON file of ``a`` (stage times aside): equal, or its differences. A kept
+    folder holds a run's files flat, so a file not at the same path in ``b`` is matched by
+    its name when exactly one file in ``b`` has it."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from kill_resume import differences, strip
     out = []
@@ -68,10 +70,14 @@ def every_file(a: Path, b: Path) -> list[str]:
         rel = p.relative_to(a)
         if rel.name == "timings.json":
             continue
-        if not (b / rel).is_file():
-            out.append(f"{rel}: missing in {b}")
-            continue
-        diff = differences(*(strip(json.loads((r / rel).read_text())) for r in (a, b)))
+        other = b / rel
+        if not other.is_file():
+            named = sorted(b.rglob(rel.name))
+            if len(named) != 1:
+                out.append(f"{rel}: missing in {b}")
+                continue
+            other = named[0]
+        diff = differences(*(strip(json.loads(f.read_text())) for f in (p, other)))
         out += [f"{rel}: equal"] if not diff else [f"{rel}: {d}" for d in diff]
     return out
 
