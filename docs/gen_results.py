@@ -150,8 +150,9 @@ def headline(folder: str) -> str:
     data = exps[0].dataset
     how = "median over seeds of the" if len(exps) > 1 else "the"
     split = _protocol((seeds[0] if (root / "seeds.json").is_file() else k).root / "run.yaml")
-    square = " and ".join(f"{n.upper() if n == 'ease' else n}'s" for n in ("ease", "knn")
-                          if any(k[0] == f"member:{n}" for k, _ in members))
+    names = [f"{n.upper() if n == 'ease' else n}'s" for n in ("ease", "knn", "knn_interp")
+             if any(k[0] == f"member:{n}" for k, _ in members)]
+    square = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
     held = f" (the teacher also holds {square} items² weights)" if square else ""
     return (table + f"\n\n{data}, test part of {split}, {note}; speed-up: {how} "
             "interleaved throughput ratio at batch 4096 (2 CPU cores). Sizes against the three "
