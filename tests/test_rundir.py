@@ -1,5 +1,7 @@
 """The run directory owns every path and the JSON of a run."""
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 
@@ -46,11 +48,17 @@ def _files(root):
             if p.is_file() and p.name != "pakd.log"}
 
 
-@pytest.fixture
-def split_run(tmp_path):
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def _split_once(tmp_path_factory):
+    run = tmp_path_factory.mktemp("split") / "run"
     assert main(["data", "split", "--run", str(run), "-q"]) == 0
     return run
+
+
+@pytest.fixture
+def split_run(_split_once, tmp_path):
+    """A fresh copy of one split run: the split is made once per module, not per test."""
+    return Path(shutil.copytree(_split_once, tmp_path / "run"))
 
 
 @pytest.mark.parametrize("command,flags,named", [

@@ -23,6 +23,8 @@ def test_environment_record_holds_the_new_fields():
     assert b["blas_info"] and b["use_openmp"] in ("ON", "OFF")
     assert isinstance(env["thread_pools"], list) and env["thread_pools"]
     assert {p["user_api"] for p in env["thread_pools"]} >= {"blas"}
+    keys = [json.dumps(p, sort_keys=True, default=str) for p in env["thread_pools"]]
+    assert keys == sorted(keys)                       # the load order does not show
     assert env["deterministic_algorithms"] is torch.are_deterministic_algorithms_enabled()
     lock = env["lock"]                                # pakd runs from this checkout
     assert lock["file"] == lockfile.LOCK and len(lock["sha256"]) == 64

@@ -1,6 +1,7 @@
 """The process a stage runs in: logging, progress bars, warnings, threads and seeds."""
 from __future__ import annotations
 
+import json
 import logging
 import random
 import sys
@@ -109,7 +110,8 @@ def torch_build() -> dict:
 def thread_pools() -> list[dict]:
     """The BLAS and OpenMP libraries loaded in this process (numpy's and scipy's OpenBLAS,
     torch's OpenMP/MKL), as threadpoolctl sees them: which build, version, kernel and
-    threads."""
+    threads. Sorted, so two records of the same libraries compare equal whatever order the
+    process happened to load them in."""
     try:
         import scipy.linalg  # noqa: F401  (loads scipy's own BLAS so that it is listed)
         from threadpoolctl import threadpool_info
@@ -117,7 +119,8 @@ def thread_pools() -> list[dict]:
         return []
     keep = ("user_api", "internal_api", "prefix", "version", "threading_layer",
             "architecture", "num_threads")
-    return [{k: d.get(k) for k in keep} for d in threadpool_info()]
+    pools = [{k: d.get(k) for k in keep} for d in threadpool_info()]
+    return sorted(pools, key=lambda d: json.dumps(d, sort_keys=True, default=str))
 
 
 def packages() -> dict[str, str]:
