@@ -1,10 +1,14 @@
 """A neighbourhood member's neighbour counts compared on the valid part of finished runs
 (never the test part): the member is fitted once per run on the run's train part, exactly
 as `pakd train` fits it, then each count of ``--ks`` is scored by its valid RMSE; the
-run's own choice (its ``teachers.json``) is named beside the best count.
+run's own choice (its ``teachers.json``) is named beside the best count. With ``--mix``
+each count's member also enters the run's rating mix beside the other rating members
+(non-negative least squares with an offset, as `rating_stack.py`), fitted on one seeded half
+of the valid ratings and scored on the other ("cv"); the mix fitted on all of valid is
+scored on the test part, which only reports.
 
     .venv/bin/python benchmarks/neighbour_grid.py --member knn_interp --ks 1,2,3,4,5,10 \\
-        --runs runs/interp/seed-0 runs/tnow/seed-0 --out DIR/knn_interp_ks
+        --runs runs/interp/seed-0 runs/tnow/seed-0 --out DIR/knn_interp_ks [--mix]
 
 Writes OUT.json and OUT.md.
 """
@@ -15,26 +19,51 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from pakd.atomic import atomic_write_text
 from pakd.config.resolve import build_config, load_run_config
 from pakd.data import load_encoded
+from pakd.evaluate import predict_ratings
 from pakd.rundir import RunDir, read_json
 from pakd.train.closed_form import fit_closed_form
+from rating_stack import Fold, fit_nnls, nnls_offset
 
 
-def one_run(run: str, member: str, ks: list[int]) -> dict:
+def mix_by_k(rd: RunDir, enc, model, member: str, ks: list[int], seed: int) -> dict:
+    """{k: cv valid RMSE and test RMSE of the rating mix with ``model`` at k}."""
+    others = [n for n in read_json(rd.teachers_json)["ensemble"]["rating_mix"]
+              if n not in (member, "offset")]
+    parts = ("valid", "test")
+    pred = {p: [predict_ratings(rd.load_member(n)[0], enc.parts[p].user, enc.parts[p].item)
+                .double().numpy() for n in others] for p in parts}
+    y = {p: enc.parts[p].rating.double().numpy() for p in parts}
+    fold = Fold(y, seed, (enc.schema.rating_min, enc.schema.rating_max))
+    out = {"members": others + [member]}
+    for k in ks:
+        model.k = k
+        mine = {p: predict_ratings(model, enc.parts[p].user, enc.parts[p].item).double()
+                .numpy() for p in parts}
+        out[k] = fold.score(nnls_offset({p: pred[p] + [mine[p]] for p in parts}), fit_nnls)
+    return out
+
+
+def one_run(run: str, member: str, ks: list[int], mix: bool = False) -> dict:
     rd = RunDir(run)
     cfg = build_config(base=load_run_config(rd.config))
     getattr(cfg, member).ks = ks
     enc = load_encoded(cfg, rd)
-    _, meta = fit_closed_form(member, cfg, enc, float(enc.parts["train"].rating.mean()))
+    model, meta = fit_closed_form(member, cfg, enc, float(enc.parts["train"].rating.mean()))
     valid = {int(h["k"]): h["valid_rmse"] for h in meta["fit"]["history"]}
     members = read_json(rd.teachers_json)["members"] if rd.teachers_json.is_file() else {}
     chosen = members.get(member, {}).get("arch", {}).get("k")
     best = min(valid, key=valid.get)
-    return {"run": run, "split": cfg.split.method, "seed": cfg.seed, "valid_rmse": valid,
-            "best_k": best, "run_k": chosen,
-            "gain_over_run_k": None if chosen not in valid else valid[chosen] - valid[best]}
+    out = {"run": run, "split": cfg.split.method, "seed": cfg.seed, "valid_rmse": valid,
+           "best_k": best, "run_k": chosen,
+           "gain_over_run_k": None if chosen not in valid else valid[chosen] - valid[best]}
+    if mix:
+        out["mix"] = mix_by_k(rd, enc, model, member, ks, cfg.seed)
+    return out
 
 
 def main(argv=None) -> int:
@@ -43,9 +72,11 @@ def main(argv=None) -> int:
     ap.add_argument("--ks", required=True, help="neighbour counts, comma-separated")
     ap.add_argument("--runs", nargs="+", required=True, help="finished run directories")
     ap.add_argument("--out", required=True, help="output stem (OUT.json, OUT.md)")
+    ap.add_argument("--mix", action="store_true",
+                    help="also refit the run's rating mix with each count (cv on valid)")
     a = ap.parse_args(argv)
     ks = sorted({int(k) for k in a.ks.split(",")})
-    rows = [one_run(r, a.member, ks) for r in a.runs]
+    rows = [one_run(r, a.member, ks, a.mix) for r in a.runs]
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out.with_suffix(".json"), json.dumps(
@@ -59,6 +90,20 @@ def main(argv=None) -> int:
         lines.append(f"| {r['run']} | {r['split']} | {r['seed']} | "
                      + " | ".join(f"{r['valid_rmse'][k]:.4f}" for k in ks)
                      + f" | {r['best_k']} | {r['run_k']} | {gain} |")
+    if a.mix:
+        lines += ["", "The rating mix with each count: cv valid RMSE (test RMSE)", "",
+                  "| run | " + " | ".join(f"k {k}" for k in ks) + " | best k on cv | "
+                  "run's k minus best, cv |", "|" + "---|" * (len(ks) + 3)]
+        for r in rows:
+            m = r["mix"]
+            cv = {k: m[k]["cv_valid_rmse"] for k in ks}
+            best = min(cv, key=cv.get)
+            gain = "–" if r["run_k"] not in cv else f"{cv[r['run_k']] - cv[best]:+.4f}"
+            lines.append(f"| {r['run']} | " + " | ".join(
+                f"{cv[k]:.4f} ({m[k]['test_rmse']:.4f})" for k in ks) + f" | {best} | {gain} |")
+        mean = {k: float(np.mean([r["mix"][k]["cv_valid_rmse"] for r in rows])) for k in ks}
+        lines += ["", "Mean cv valid RMSE over the runs: " + ", ".join(
+            f"k {k} {v:.5f}" for k, v in mean.items())]
     atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
