@@ -1,5 +1,5 @@
 """A neighbourhood member's neighbour counts compared on the valid part of finished runs
-(never the test part): the member is fitted once per run on the run's train part, exactly
+(the test part only reports): the member is fitted once per run on the run's train part, exactly
 as `pakd train` fits it, then each count of ``--ks`` is scored by its valid RMSE; the
 run's own choice (its ``teachers.json``) is named beside the best count. With ``--mix``
 each count's member also enters the run's rating mix beside the other rating members
