@@ -65,14 +65,16 @@ def every_file(a: Path, b: Path) -> list[str]:
     its name when exactly one file in ``b`` has it."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from kill_resume import differences, strip
-    out = []
+    out, by_name = [], {}
+    for f in b.rglob("*.json"):                   # b's files by name, walked once
+        by_name.setdefault(f.name, []).append(f)
     for p in sorted(a.rglob("*.json")):
         rel = p.relative_to(a)
         if rel.name == "timings.json":
             continue
         other = b / rel
         if not other.is_file():
-            named = sorted(b.rglob(rel.name))
+            named = by_name.get(rel.name, [])
             if len(named) != 1:
                 out.append(f"{rel}: missing in {b}")
                 continue

@@ -25,15 +25,15 @@ from pakd.atomic import atomic_write_text
 from pakd.config.resolve import build_config, load_run_config
 from pakd.data import load_encoded
 from pakd.evaluate import predict_ratings
+from pakd.report.tables import markdown_table
 from pakd.rundir import RunDir, read_json
 from pakd.train.closed_form import fit_closed_form
 from rating_stack import Fold, fit_nnls, nnls_offset
 
 
-def mix_by_k(rd: RunDir, enc, model, member: str, ks: list[int], seed: int) -> dict:
-    """{k: cv valid RMSE and test RMSE of the rating mix with ``model`` at k}."""
-    others = [n for n in read_json(rd.teachers_json)["ensemble"]["rating_mix"]
-              if n not in (member, "offset")]
+def mix_by_k(rd: RunDir, enc, model, member: str, others: list[str], ks: list[int],
+             seed: int) -> dict:
+    """{k: cv valid RMSE and test RMSE of the rating mix of ``others`` and ``model`` at k}."""
     parts = ("valid", "test")
     pred = {p: [predict_ratings(rd.load_member(n)[0], enc.parts[p].user, enc.parts[p].item)
                 .double().numpy() for n in others] for p in parts}
@@ -55,14 +55,15 @@ def one_run(run: str, member: str, ks: list[int], mix: bool = False) -> dict:
     enc = load_encoded(cfg, rd)
     model, meta = fit_closed_form(member, cfg, enc, float(enc.parts["train"].rating.mean()))
     valid = {int(h["k"]): h["valid_rmse"] for h in meta["fit"]["history"]}
-    members = read_json(rd.teachers_json)["members"] if rd.teachers_json.is_file() else {}
-    chosen = members.get(member, {}).get("arch", {}).get("k")
+    teachers = read_json(rd.teachers_json) if rd.teachers_json.is_file() else {}
+    chosen = teachers.get("members", {}).get(member, {}).get("arch", {}).get("k")
     best = min(valid, key=valid.get)
     out = {"run": run, "split": cfg.split.method, "seed": cfg.seed, "valid_rmse": valid,
            "best_k": best, "run_k": chosen,
            "gain_over_run_k": None if chosen not in valid else valid[chosen] - valid[best]}
     if mix:
-        out["mix"] = mix_by_k(rd, enc, model, member, ks, cfg.seed)
+        others = [n for n in teachers["ensemble"]["rating_mix"] if n not in (member, "offset")]
+        out["mix"] = mix_by_k(rd, enc, model, member, others, ks, cfg.seed)
     return out
 
 
@@ -81,29 +82,30 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out.with_suffix(".json"), json.dumps(
         {"member": a.member, "ks": ks, "runs": rows}, indent=2))
-    head = "| run | split | seed | " + " | ".join(f"k {k}" for k in ks) + \
-        " | best k | run's k | run's k minus best |"
-    lines = [f"# {a.member}: valid RMSE by neighbour count", "", head,
-             "|" + "---|" * (len(ks) + 6)]
-    for r in rows:
-        gain = "–" if r["gain_over_run_k"] is None else f"{r['gain_over_run_k']:+.4f}"
-        lines.append(f"| {r['run']} | {r['split']} | {r['seed']} | "
-                     + " | ".join(f"{r['valid_rmse'][k]:.4f}" for k in ks)
-                     + f" | {r['best_k']} | {r['run_k']} | {gain} |")
+    cols = [(f"k{k}", f"k {k}") for k in ks]
+    table = [{"run": r["run"], "split": r["split"], "seed": r["seed"], "best": r["best_k"],
+              "run_k": r["run_k"], **{f"k{k}": r["valid_rmse"][k] for k in ks},
+              "gain": None if r["gain_over_run_k"] is None else f"{r['gain_over_run_k']:+.4f}"}
+             for r in rows]
+    lines = [f"# {a.member}: valid RMSE by neighbour count", "", markdown_table(
+        table, [("run", "run"), ("split", "split"), ("seed", "seed"), *cols,
+                ("best", "best k"), ("run_k", "run's k"), ("gain", "run's k minus best")])]
     if a.mix:
-        lines += ["", "The rating mix with each count: cv valid RMSE (test RMSE)", "",
-                  "| run | " + " | ".join(f"k {k}" for k in ks) + " | best k on cv | "
-                  "run's k minus best, cv |", "|" + "---|" * (len(ks) + 3)]
+        table = []
         for r in rows:
             m = r["mix"]
             cv = {k: m[k]["cv_valid_rmse"] for k in ks}
             best = min(cv, key=cv.get)
-            gain = "–" if r["run_k"] not in cv else f"{cv[r['run_k']] - cv[best]:+.4f}"
-            lines.append(f"| {r['run']} | " + " | ".join(
-                f"{cv[k]:.4f} ({m[k]['test_rmse']:.4f})" for k in ks) + f" | {best} | {gain} |")
+            table.append({"run": r["run"], "best": best,
+                          **{f"k{k}": f"{cv[k]:.4f} ({m[k]['test_rmse']:.4f})" for k in ks},
+                          "gain": None if r["run_k"] not in cv
+                          else f"{cv[r['run_k']] - cv[best]:+.4f}"})
         mean = {k: float(np.mean([r["mix"][k]["cv_valid_rmse"] for r in rows])) for k in ks}
-        lines += ["", "Mean cv valid RMSE over the runs: " + ", ".join(
-            f"k {k} {v:.5f}" for k, v in mean.items())]
+        lines += ["", "The rating mix with each count: cv valid RMSE (test RMSE)", "",
+                  markdown_table(table, [("run", "run"), *cols, ("best", "best k on cv"),
+                                         ("gain", "run's k minus best, cv")]),
+                  "", "Mean cv valid RMSE over the runs: " + ", ".join(
+                      f"k {k} {v:.5f}" for k, v in mean.items())]
     atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
